@@ -1,0 +1,1 @@
+"""Adapters between the bot and Binance (via python-binance and websockets)."""
