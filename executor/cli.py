@@ -17,9 +17,13 @@ from executor.config import ConfigError, load_config
 EXIT_CONFIG = 2
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, help="extra TOML file laid over config/default.toml")
-    p.add_argument("--profile", choices=("sim", "testnet", "demo", "live"),
+def _common(p: argparse.ArgumentParser, top: bool = False) -> None:
+    # Subcommands repeat the options so they work after the subcommand too; SUPPRESS keeps a
+    # subparser's unset default from overwriting a value given before the subcommand.
+    default = None if top else argparse.SUPPRESS
+    p.add_argument("--config", type=Path, default=default,
+                   help="extra TOML file laid over config/default.toml")
+    p.add_argument("--profile", choices=("sim", "testnet", "demo", "live"), default=default,
                    help="venue to trade on (default: the config's profile, normally sim)")
 
 
@@ -29,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="binance-executor: execution bot for Binance. With no subcommand it "
         "paper-trades on the embedded exchange.",
     )
-    _common(parser)
+    _common(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the bot (the default)",

@@ -222,7 +222,8 @@ def _validate(cfg: Config, where: Any) -> None:
         if getattr(cfg.scheduler, name) <= 0:
             raise ConfigError(f"{where('scheduler.' + name)}: 'scheduler.{name}' must be positive")
     if cfg.scheduler.daily_reconnect_s >= 86400:
-        raise ConfigError(f"{where('scheduler.daily_reconnect_s')}: must be under 86400 (Binance cuts at 24 h)")
+        key = "scheduler.daily_reconnect_s"
+        raise ConfigError(f"{where(key)}: '{key}' must be under 86400 (Binance cuts at 24 h)")
     if not 0 < cfg.orders.recv_window_ms <= 60000:
         raise ConfigError(f"{where('orders.recv_window_ms')}: 'orders.recv_window_ms' must be 1..60000")
     if cfg.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):

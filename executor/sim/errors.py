@@ -1,0 +1,176 @@
+"""Binance error codes, their exact message texts and the HTTP status each is sent with.
+
+Every rejection the embedded exchange makes is a ``BinanceError``; transports render it
+as ``{"code": ..., "msg": ...}`` with ``http_status``. Message texts follow Binance's
+``errors.md`` word for word, because clients (and our own bot) match on them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class BinanceError(Exception):
+    """A Binance-shaped rejection: ``code``, ``msg`` and the HTTP status to answer with."""
+
+    def __init__(self, code: int, msg: str, http_status: int = 400,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(f"{code}: {msg}")
+        self.code = code
+        self.msg = msg
+        self.http_status = http_status
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return {"code": self.code, "msg": self.msg}
+
+
+# -- 10xx general -------------------------------------------------------------------------
+
+def too_much_weight(limit: int, retry_after_s: int) -> BinanceError:
+    return BinanceError(
+        -1003,
+        f"Too much request weight used; current limit is {limit} request weight per 1 MINUTE. "
+        "Please use WebSocket Streams for live updates to avoid polling the API.",
+        429, {"Retry-After": str(retry_after_s)})
+
+
+def ip_banned(until_ms: int, retry_after_s: int) -> BinanceError:
+    return BinanceError(
+        -1003,
+        f"Way too much request weight used; IP banned until {until_ms}. "
+        "Please use WebSocket Streams for live updates to avoid bans.",
+        418, {"Retry-After": str(retry_after_s)})
+
+
+def too_many_orders(limit: int, interval: str, retry_after_s: int) -> BinanceError:
+    return BinanceError(-1015, f"Too many new orders; current limit is {limit} orders per {interval}.",
+                        429, {"Retry-After": str(retry_after_s)})
+
+
+TIMEOUT_MSG = "Timeout waiting for response from backend server. Send status unknown; execution status unknown."
+
+
+def timeout(http_status: int = 503) -> BinanceError:
+    return BinanceError(-1007, TIMEOUT_MSG, http_status)
+
+
+def invalid_timestamp_window() -> BinanceError:
+    return BinanceError(-1021, "Timestamp for this request is outside of the recvWindow.")
+
+
+def invalid_timestamp_ahead() -> BinanceError:
+    return BinanceError(-1021, "Timestamp for this request was 1000ms ahead of the server's time.")
+
+
+def invalid_signature() -> BinanceError:
+    return BinanceError(-1022, "Signature for this request is not valid.")
+
+
+# -- 11xx request content -------------------------------------------------------------------
+
+def illegal_chars(param: str, legal: str) -> BinanceError:
+    return BinanceError(-1100, f"Illegal characters found in parameter '{param}'; legal range is '{legal}'.")
+
+
+def duplicate_param() -> BinanceError:
+    return BinanceError(-1101, "Duplicate values for a parameter detected.")
+
+
+def mandatory_missing(param: str) -> BinanceError:
+    return BinanceError(-1102, f"Mandatory parameter '{param}' was not sent, was empty/null, or malformed.")
+
+
+def one_of_missing(a: str, b: str) -> BinanceError:
+    return BinanceError(-1102, f"Param '{a}' or '{b}' must be sent, but both were empty/null!")
+
+
+def unread_params(read: int, sent: int) -> BinanceError:
+    return BinanceError(-1104, f"Not all sent parameters were read; read '{read}' parameter(s) but was sent "
+                        f"'{sent}'.")
+
+
+def param_not_required(param: str) -> BinanceError:
+    return BinanceError(-1106, f"Parameter '{param}' sent when not required.")
+
+
+def bad_precision(param: str) -> BinanceError:
+    return BinanceError(-1111, f"Parameter '{param}' has too much precision.")
+
+
+def invalid_tif() -> BinanceError:
+    return BinanceError(-1115, "Invalid timeInForce.")
+
+
+def invalid_order_type() -> BinanceError:
+    return BinanceError(-1116, "Invalid orderType.")
+
+
+def invalid_side() -> BinanceError:
+    return BinanceError(-1117, "Invalid side.")
+
+
+def empty_client_id() -> BinanceError:
+    return BinanceError(-1118, "New client order ID was empty.")
+
+
+def invalid_symbol() -> BinanceError:
+    return BinanceError(-1121, "Invalid symbol.")
+
+
+def lookup_too_big(hours: int = 24) -> BinanceError:
+    return BinanceError(-1127, f"More than {hours} hours between startTime and endTime.")
+
+
+def bad_param_combo() -> BinanceError:
+    return BinanceError(-1128, "Combination of optional parameters invalid.")
+
+
+def invalid_param(param: str) -> BinanceError:
+    return BinanceError(-1130, f"Data sent for parameter '{param}' is not valid.")
+
+
+def bad_recv_window() -> BinanceError:
+    return BinanceError(-1131, "recvWindow must be less than 60000")
+
+
+# -- 20xx trading -----------------------------------------------------------------------------
+
+def filter_failure(name: str) -> BinanceError:
+    return BinanceError(-1013, f"Filter failure: {name}")
+
+
+def insufficient_balance() -> BinanceError:
+    return BinanceError(-2010, "Account has insufficient balance for requested action.")
+
+
+def duplicate_order() -> BinanceError:
+    return BinanceError(-2010, "Duplicate order sent.")
+
+
+def would_match() -> BinanceError:
+    return BinanceError(-2010, "Order would immediately match and take.")
+
+
+def trading_disabled() -> BinanceError:
+    return BinanceError(-2010, "This action is disabled on this account.")
+
+
+def unknown_order_cancel() -> BinanceError:
+    return BinanceError(-2011, "Unknown order sent.")
+
+
+def no_such_order() -> BinanceError:
+    return BinanceError(-2013, "Order does not exist.")
+
+
+def bad_api_key_format() -> BinanceError:
+    return BinanceError(-2014, "API-key format invalid.", 401)
+
+
+def rejected_key() -> BinanceError:
+    return BinanceError(-2015, "Invalid API-key, IP, or permissions for action.", 401)
+
+
+def order_id_mismatch() -> BinanceError:
+    return BinanceError(-2039, "Client order ID is not correct for this order ID.")
