@@ -75,6 +75,21 @@ class LoggingConfig:
     level: str
     json: bool
     dir: str
+    levels: dict[str, str] = field(default_factory=dict)   # logger name -> level override
+
+
+@dataclass(frozen=True)
+class MarketDataConfig:
+    """Where the strategy's market data comes from: the order venue ("same") or another.
+
+    ``venue = "live"`` on testnet/demo reads live public prices (bookTicker, mark price)
+    while orders go to the paper venue; it never carries keys to the other venue.
+    """
+
+    venue: str = "same"
+
+
+MARKET_DATA_VENUES = ("same", "sim", "testnet", "demo", "live")
 
 
 @dataclass(frozen=True)
@@ -110,6 +125,7 @@ class Config:
     scheduler: SchedulerConfig
     logging: LoggingConfig
     sim: SimConfig
+    market_data: MarketDataConfig = field(default_factory=MarketDataConfig)
     sources: tuple[str, ...] = ()
 
 
@@ -228,6 +244,25 @@ def _validate(cfg: Config, where: Any) -> None:
         raise ConfigError(f"{where('orders.recv_window_ms')}: 'orders.recv_window_ms' must be 1..60000")
     if cfg.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"{where('logging.level')}: 'logging.level' must be DEBUG, INFO, WARNING or ERROR")
+    for name, level in cfg.logging.levels.items():
+        if level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError(f"{where('logging.levels.' + name)}: 'logging.levels.{name}' must be "
+                              "DEBUG, INFO, WARNING or ERROR")
+    _validate_market_data(cfg, where)
+
+
+def _validate_market_data(cfg: Config, where: Any) -> None:
+    venue = cfg.market_data.venue
+    if venue not in MARKET_DATA_VENUES:
+        raise ConfigError(f"{where('market_data.venue')}: 'market_data.venue' must be one of "
+                          f"{', '.join(MARKET_DATA_VENUES)}")
+    if venue in ("same", cfg.profile):
+        return
+    # The sim matches against its own book, so it cannot take prices from elsewhere, and
+    # no other venue can price against the sim; live money must trade on live prices.
+    if cfg.profile in ("sim", "live") or venue == "sim":
+        raise ConfigError(f"{where('market_data.venue')}: 'market_data.venue' = {venue!r} is not "
+                          f"possible with profile {cfg.profile!r}; use \"same\"")
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -256,6 +291,12 @@ def load_config(
         layers.append(("command line", overrides))
     merged: dict[str, Any] = {}
     for _, data in layers:
+        # Parameters belong to one strategy: a layer that switches strategy.path starts its
+        # params afresh instead of inheriting the previous strategy's keys.
+        new_path = data.get("strategy", {}).get("path")
+        old_path = merged.get("strategy", {}).get("path")
+        if new_path is not None and new_path != old_path and "strategy" in merged:
+            merged["strategy"] = {k: v for k, v in merged["strategy"].items() if k != "params"}
         merged = _merge(merged, data)
 
     def where(key: str) -> str:

@@ -10,6 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+# RFC 2606 reserves .invalid: a URL on it fails at DNS and reaches nobody. Every
+# python-binance URL attribute a profile does not define is pointed here, so no request
+# can silently go to the library's built-in (live) defaults.
+DEAD_END = "https://unconfigured.invalid"
+
 
 @dataclass(frozen=True)
 class Endpoints:
@@ -26,6 +31,16 @@ class Endpoints:
     futures_rest: str
     futures_stream: str
     sapi_rest: str | None = None
+    futures_ws_api: str | None = None
+
+    @property
+    def sapi_or_dead_end(self) -> str:
+        """Where /sapi requests go: the venue's own, or a host that can never resolve.
+
+        A venue without /sapi (testnet, demo) must not fall back to python-binance's
+        default, which is live Binance: a testnet key would then travel to production.
+        """
+        return self.sapi_rest or f"{DEAD_END}/{self.name}-has-no-sapi"
 
     @property
     def futures_market_stream(self) -> str:
@@ -44,6 +59,7 @@ TESTNET = Endpoints(
     futures_rest="https://testnet.binancefuture.com/fapi",
     futures_stream="wss://fstream.binancefuture.com/",
     sapi_rest=None,  # the spot testnet has no /sapi endpoints
+    futures_ws_api="wss://testnet.binancefuture.com/ws-fapi/v1",
 )
 
 DEMO = Endpoints(
@@ -52,8 +68,11 @@ DEMO = Endpoints(
     spot_stream="wss://demo-stream.binance.com:9443/",
     spot_ws_api="wss://demo-ws-api.binance.com/ws-api/v3",
     futures_rest="https://demo-fapi.binance.com/fapi",
+    # reference.md gives no demo futures stream host; futures demo shares the testnet's
+    # streams and WS API (python-binance's FSTREAM_DEMO_URL / WS_FUTURES_DEMO_URL agree).
     futures_stream="wss://fstream.binancefuture.com/",
     sapi_rest=None,
+    futures_ws_api="wss://testnet.binancefuture.com/ws-fapi/v1",
 )
 
 LIVE = Endpoints(
@@ -64,6 +83,7 @@ LIVE = Endpoints(
     futures_rest="https://fapi.binance.com/fapi",
     futures_stream="wss://fstream.binance.com/",
     sapi_rest="https://api.binance.com/sapi",
+    futures_ws_api="wss://ws-fapi.binance.com/ws-fapi/v1",
 )
 
 PUBLIC_PROFILES: dict[str, Endpoints] = {e.name: e for e in (TESTNET, DEMO, LIVE)}
@@ -78,12 +98,22 @@ def apply_to_client(client: Any, endpoints: Endpoints) -> None:
     """
     client.API_URL = endpoints.spot_rest
     client.FUTURES_URL = endpoints.futures_rest
-    if endpoints.sapi_rest:
-        client.MARGIN_API_URL = endpoints.sapi_rest
+    client.MARGIN_API_URL = endpoints.sapi_or_dead_end
     client.ws_api._url = endpoints.spot_ws_api
+    client.ws_future._url = endpoints.futures_ws_api or f"{_ws(DEAD_END)}/{endpoints.name}-ws-fapi"
+    # Surfaces we do not use (coin-M, options, portfolio margin, futures data, website):
+    # unreachable rather than live.
+    for attr in ("FUTURES_DATA_URL", "FUTURES_COIN_URL", "FUTURES_COIN_DATA_URL", "OPTIONS_URL",
+                 "OPTIONS_TESTNET_URL", "PAPI_URL", "WEBSITE_URL"):
+        setattr(client, attr, f"{DEAD_END}/{endpoints.name}-{attr.lower()}")
+
+
+def _ws(url: str) -> str:
+    return "wss://" + url.split("://", 1)[1]
 
 
 def apply_to_socket_manager(bsm: Any, endpoints: Endpoints) -> None:
     """Point a python-binance BinanceSocketManager at ``endpoints``."""
     bsm.STREAM_URL = endpoints.spot_stream
     bsm.FSTREAM_URL = endpoints.futures_stream
+    bsm.DSTREAM_URL = f"{_ws(DEAD_END)}/{endpoints.name}-dstream/"

@@ -48,7 +48,8 @@ def too_many_orders(limit: int, interval: str, retry_after_s: int) -> BinanceErr
                         429, {"Retry-After": str(retry_after_s)})
 
 
-TIMEOUT_MSG = "Timeout waiting for response from backend server. Send status unknown; execution status unknown."
+TIMEOUT_MSG = ("Timeout waiting for response from backend server. "
+               "Send status unknown; execution status unknown.")
 
 
 def timeout(http_status: int = 503) -> BinanceError:

@@ -1,0 +1,186 @@
+"""Realized PnL per symbol, by FIFO lots and by average cost, from a set of fills.
+
+Conventions (the audit report states them too):
+
+* fills are deduplicated by ``(symbol, trade_id)`` and taken in ``(time_ms, trade_id)``
+  order, so the input order does not matter;
+* ``realized_gross`` is trading profit before fees; fees are expensed when paid, in quote:
+  a quote fee as is, a base fee at the fill price, a third-asset fee (BNB) through the
+  caller's ``convert(asset, amount, fill) -> quote amount``; ``realized = gross - fees``;
+* a base-asset fee changes inventory: a BUY of q with fee f adds q - f; a SELL of q with
+  fee f removes q + f. The fee units are valued at the fill price, so cash still balances:
+  (q - f)·p of inventory + f·p of fee = q·p paid;
+* selling more than held opens a short lot (the inventory goes negative), which later buys
+  close; pass ``opening_qty``/``opening_price`` for inventory held before the first fill.
+
+Arithmetic runs at 50 significant digits; average cost needs one division per close.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, localcontext
+
+from executor.core.events import Fill
+from executor.core.money import ZERO
+from executor.core.orders import Side
+
+__all__ = ["FeeConverter", "PnlResult", "average_cost_pnl", "fifo_pnl", "slippage_bps"]
+
+FeeConverter = Callable[[str, Decimal, Fill], Decimal]
+_PREC = 50
+
+
+@dataclass(frozen=True)
+class PnlResult:
+    symbol: str
+    method: str  # "fifo" or "average"
+    realized_gross: Decimal
+    fees: Decimal  # every fee, in quote
+    position_qty: Decimal  # closing inventory in base (negative: short)
+    position_cost: Decimal  # cost basis of that inventory in quote (same sign)
+    bought_qty: Decimal = ZERO
+    sold_qty: Decimal = ZERO
+    bought_quote: Decimal = ZERO
+    sold_quote: Decimal = ZERO
+    fees_by_asset: Mapping[str, Decimal] = field(default_factory=dict)
+    fill_count: int = 0
+
+    @property
+    def realized(self) -> Decimal:
+        """Realized PnL net of fees."""
+        return self.realized_gross - self.fees
+
+    @property
+    def avg_entry_price(self) -> Decimal | None:
+        return self.position_cost / self.position_qty if self.position_qty else None
+
+    def market_value(self, mark: Decimal) -> Decimal:
+        """Closing inventory valued at ``mark``."""
+        return self.position_qty * mark
+
+    def unrealized(self, mark: Decimal) -> Decimal:
+        return self.position_qty * mark - self.position_cost
+
+
+def _ordered(fills: Iterable[Fill]) -> list[Fill]:
+    unique: dict[tuple[str, int], Fill] = {}
+    for f in fills:
+        unique.setdefault(f.key, f)
+    return sorted(unique.values(), key=lambda f: (f.time_ms, f.trade_id))
+
+
+def _trade_and_fee(fill: Fill, base: str, quote: str,
+                   convert: FeeConverter | None) -> tuple[Decimal, Decimal]:
+    """(signed base change, fee in quote) for one fill."""
+    dq = fill.qty if fill.side is Side.BUY else -fill.qty
+    fee = fill.commission
+    if not fee or not fill.commission_asset:
+        return dq, ZERO
+    if fill.commission_asset == quote:
+        return dq, fee
+    if fill.commission_asset == base:
+        return dq - fee, fee * fill.price
+    if convert is None:
+        raise ValueError(f"pnl: fee in {fill.commission_asset} on {fill.symbol} trade {fill.trade_id} "
+                         "needs a conversion to quote")
+    return dq, convert(fill.commission_asset, fee, fill)
+
+
+class _Totals:
+    def __init__(self) -> None:
+        self.bought_qty = self.sold_qty = self.bought_quote = self.sold_quote = self.fees = ZERO
+        self.by_asset: dict[str, Decimal] = {}
+        self.count = 0
+
+    def add(self, fill: Fill, fee_quote: Decimal) -> None:
+        self.count += 1
+        if fill.side is Side.BUY:
+            self.bought_qty += fill.qty
+            self.bought_quote += fill.quote_qty
+        else:
+            self.sold_qty += fill.qty
+            self.sold_quote += fill.quote_qty
+        self.fees += fee_quote
+        if fill.commission and fill.commission_asset:
+            asset = fill.commission_asset
+            self.by_asset[asset] = self.by_asset.get(asset, ZERO) + fill.commission
+
+    def result(self, symbol: str, method: str, gross: Decimal, qty: Decimal, cost: Decimal) -> PnlResult:
+        return PnlResult(symbol, method, gross, self.fees, qty, cost, self.bought_qty, self.sold_qty,
+                         self.bought_quote, self.sold_quote, dict(self.by_asset), self.count)
+
+
+def fifo_pnl(fills: Iterable[Fill], symbol: str, base: str, quote: str, convert: FeeConverter | None = None,
+             opening_qty: Decimal = ZERO, opening_price: Decimal = ZERO) -> PnlResult:
+    """Realized PnL matching each reduction against the oldest open lot first."""
+    with localcontext() as ctx:
+        ctx.prec = _PREC
+        lots: deque[list[Decimal]] = deque()  # [signed qty, price]; all lots share one sign
+        if opening_qty:
+            lots.append([opening_qty, opening_price])
+        gross = ZERO
+        totals = _Totals()
+        for fill in _ordered(f for f in fills if f.symbol == symbol):
+            dq, fee = _trade_and_fee(fill, base, quote, convert)
+            totals.add(fill, fee)
+            price = fill.price
+            while dq and lots and (lots[0][0] > 0) != (dq > 0):
+                lot = lots[0]
+                matched = min(abs(dq), abs(lot[0]))
+                sign = 1 if lot[0] > 0 else -1
+                gross += matched * (price - lot[1]) * sign
+                lot[0] -= matched * sign
+                dq += matched * sign
+                if not lot[0]:
+                    lots.popleft()
+            if dq:
+                lots.append([dq, price])
+        qty = sum((lot[0] for lot in lots), ZERO)
+        cost = sum((lot[0] * lot[1] for lot in lots), ZERO)
+        return totals.result(symbol, "fifo", gross, qty, cost)
+
+
+def average_cost_pnl(fills: Iterable[Fill], symbol: str, base: str, quote: str,
+                     convert: FeeConverter | None = None, opening_qty: Decimal = ZERO,
+                     opening_price: Decimal = ZERO) -> PnlResult:
+    """Realized PnL against the running average cost of the inventory."""
+    with localcontext() as ctx:
+        ctx.prec = _PREC
+        qty, cost = opening_qty, opening_qty * opening_price
+        gross = ZERO
+        totals = _Totals()
+        for fill in _ordered(f for f in fills if f.symbol == symbol):
+            dq, fee = _trade_and_fee(fill, base, quote, convert)
+            totals.add(fill, fee)
+            price = fill.price
+            if not dq:
+                continue
+            if not qty or (qty > 0) == (dq > 0):
+                qty, cost = qty + dq, cost + dq * price
+                continue
+            avg = cost / qty
+            closed = min(abs(dq), abs(qty))
+            sign = 1 if qty > 0 else -1
+            gross += closed * (price - avg) * sign
+            remainder = dq + closed * sign  # what is left after closing (opposite sign to old qty)
+            if closed == abs(qty):
+                qty, cost = remainder, remainder * price
+            else:
+                qty, cost = qty - closed * sign, cost - closed * sign * avg
+        return totals.result(symbol, "average", gross, qty, cost)
+
+
+def slippage_bps(side: Side, price: Decimal, reference: Decimal) -> Decimal:
+    """How much worse than ``reference`` (e.g. decision-time mid or touch) ``price`` was, in bps.
+
+    Positive is a cost: a BUY above the reference, a SELL below it; negative is improvement.
+    """
+    if reference <= 0:
+        raise ValueError(f"slippage: reference price must be positive, got {reference}")
+    with localcontext() as ctx:
+        ctx.prec = _PREC
+        diff = price - reference if Side(side) is Side.BUY else reference - price
+        return diff / reference * 10000

@@ -1,0 +1,324 @@
+"""The REST gateway: the only way the bot talks REST to Binance spot.
+
+Every call passes, in order: the global ``BanGate`` (closed after any 429/418 until its
+Retry-After), the ``WeightBudget`` (paces before a limit is near, fed by the exchange's
+usage headers), and an asyncio-throttle request-rate cap. Failures are classified
+(``outcome.classify``): order placement and cancel return ``Accepted``/``Rejected``/
+``Unknown``/``RateLimited`` without raising; reads return data or raise ``GatewayError``
+carrying the classified failure. A -1021 (timestamp outside recvWindow) re-syncs the
+server clock and is retried exactly once: it is rejected before matching, so resending
+cannot duplicate an order. Nothing else is ever retried here; in particular an order with
+an ``Unknown`` outcome is resolved by the caller with ``get_order`` on its client id.
+
+Request parameters are never logged (they carry the signature once signed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+from asyncio_throttle import Throttler
+
+from executor.exchange.client import capture_response
+from executor.exchange.clock import ServerClock
+from executor.exchange.outcome import (
+    INVALID_TIMESTAMP,
+    NO_SUCH_ORDER,
+    Accepted,
+    Failure,
+    Outcome,
+    RateLimited,
+    Rejected,
+    Unknown,
+    classify,
+)
+from executor.exchange.ratelimit import BanGate, Cost, Sleep, WeightBudget
+
+log = logging.getLogger(__name__)
+
+# Spot REST weights (reference.md §6). A successful placement or cancel weighs 0 since
+# 2026-04-02 but a failed one costs the documented 1, so 1 is reserved and the
+# X-MBX-USED-WEIGHT header settles the truth.
+COSTS: dict[str, Cost] = {
+    "order.place": Cost(weight=1, orders=1),
+    "order.cancel": Cost(weight=1),
+    "order.get": Cost(weight=4),
+    "openOrders.symbol": Cost(weight=6),
+    "openOrders.all": Cost(weight=80),
+    "myTrades": Cost(weight=20),
+    "account": Cost(weight=20),
+    "exchangeInfo": Cost(weight=20),
+    "time": Cost(weight=1),
+}
+
+MAX_TRADES_LIMIT = 1000
+_REQUIRED_ORDER_PARAMS = ("symbol", "side", "type", "newClientOrderId")
+
+
+class GatewayError(Exception):
+    """A read request failed; ``outcome`` says how (Rejected, Unknown or RateLimited)."""
+
+    def __init__(self, endpoint: str, outcome: Failure) -> None:
+        self.endpoint = endpoint
+        self.outcome = outcome
+        super().__init__(f"{endpoint}: {outcome}")
+
+
+def _wire_value(key: str, value: Any) -> Any:
+    """Money goes out as plain decimal strings: never floats, never exponent notation."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        raise TypeError(f"order parameter {key!r} is a float; use Decimal or str")
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"order parameter {key!r} is not finite")
+        return format(value, "f")
+    return value
+
+
+def order_wire_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate and normalise new-order parameters (a clear error for bad input)."""
+    missing = [k for k in _REQUIRED_ORDER_PARAMS if not params.get(k)]
+    if missing:
+        raise ValueError(f"order parameters missing {', '.join(missing)}")
+    for forbidden in ("signature", "timestamp"):
+        if forbidden in params:
+            raise ValueError(f"order parameters must not carry {forbidden!r}; the client signs")
+    return {k: _wire_value(k, v) for k, v in params.items() if v is not None}
+
+
+class RestGateway:
+    """Rate-limited, outcome-classifying wrapper around one python-binance AsyncClient.
+
+    ``local_ms`` (the clock python-binance signs with) and ``sleep``, or whole ``budget`` /
+    ``gate`` / ``clock`` objects, are injectable so tests drive time themselves.
+    """
+
+    def __init__(self, client: Any, *, max_requests_per_s: int = 50,
+                 budget: WeightBudget | None = None, gate: BanGate | None = None,
+                 clock: ServerClock | None = None, sleep: Sleep = asyncio.sleep,
+                 local_ms: Callable[[], float] | None = None) -> None:
+        if max_requests_per_s < 1:
+            raise ValueError("max_requests_per_s must be at least 1")
+        self._client = client
+        self._sleep = sleep
+        self.clock = clock or ServerClock(
+            client, self._fetch_server_ms, **({"local_ms": local_ms} if local_ms else {}))
+        self.budget = budget or WeightBudget(now=self.clock.server_now_s)
+        self.gate = gate or BanGate(sleep=sleep)
+        self._throttler = Throttler(rate_limit=max_requests_per_s, period=1.0)
+        self.sent = 0
+        self.skew_retries = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> int:
+        """Sync the server clock (before anything is signed); returns the offset in ms."""
+        return await self.clock.sync()
+
+    async def sync_clock(self) -> int:
+        """Periodic re-sync, for the scheduler."""
+        return await self.clock.sync()
+
+    async def close(self) -> None:
+        await self._client.close_connection()
+
+    # ------------------------------------------------------------------ core
+
+    async def _admit(self, cost: Cost) -> None:
+        while True:
+            await self.gate.wait()
+            delay = self.budget.delay(cost)
+            if delay <= 0:
+                if self.gate.is_open:
+                    return
+                continue
+            log.log(logging.INFO if delay >= 1 else logging.DEBUG, "weight budget: pausing %.3f s", delay)
+            await self._sleep(delay)
+
+    def _fallback_headers(self) -> Mapping[str, str] | None:
+        # Only for clients not built by make_client (no per-request tap): best effort.
+        return getattr(getattr(self._client, "response", None), "headers", None)
+
+    async def _send(self, name: str, cost: Cost, call: Callable[[], Awaitable[Any]],
+                    what: str = "") -> Outcome:
+        for attempt in (0, 1):
+            while True:
+                await self._admit(cost)
+                # Rate cap after the gate, so senders released together are still spaced.
+                await self._throttler.acquire()
+                if self.gate.is_open:
+                    break
+            generation = self.clock.generation
+            self.budget.reserve(cost)
+            self.sent += 1
+            with capture_response() as seen:
+                try:
+                    response = await call()
+                except asyncio.CancelledError:
+                    self.budget.settle(cost, seen.headers if seen.seen else None)
+                    raise
+                except Exception as exc:
+                    headers = seen.headers if seen.seen else getattr(
+                        getattr(exc, "response", None), "headers", None)
+                    self.budget.settle(cost, headers)
+                    outcome = classify(exc, now_ms=int(self.clock.server_now_ms()))
+                    if outcome is None:
+                        raise
+                else:
+                    self.budget.settle(cost, seen.headers if seen.seen else self._fallback_headers())
+                    return Accepted(response)
+            if isinstance(outcome, RateLimited):
+                self.gate.trip(outcome.retry_after_s, banned=outcome.banned, source=name)
+            elif isinstance(outcome, Rejected) and outcome.code == INVALID_TIMESTAMP and attempt == 0:
+                try:
+                    await self.clock.resync_after(generation)
+                except GatewayError as exc:
+                    # Without a fresh offset a retry would fail the same way; the -1021
+                    # stands (still a definite no, so the caller may decide again).
+                    log.warning("clock re-sync after -1021 failed: %s", exc)
+                else:
+                    self.skew_retries += 1
+                    continue
+            level = logging.WARNING if isinstance(outcome, Unknown | RateLimited) else logging.INFO
+            log.log(level, "%s%s -> %s", name, f" [{what}]" if what else "", outcome)
+            return outcome
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _read(self, name: str, cost: Cost, call: Callable[[], Awaitable[Any]],
+                    what: str = "") -> Any:
+        outcome = await self._send(name, cost, call, what)
+        if isinstance(outcome, Accepted):
+            return outcome.response
+        raise GatewayError(name, outcome)
+
+    # ------------------------------------------------------------------ orders
+
+    async def place_order(self, params: Mapping[str, Any]) -> Outcome:
+        """POST /api/v3/order. Never raises for the exchange's answer; never resends on
+        Unknown. ``params`` must carry our ``newClientOrderId``; prices and quantities
+        as Decimal or str."""
+        wire = order_wire_params(params)
+        what = f"{wire['symbol']} {wire['newClientOrderId']}"
+        return await self._send("order.place", COSTS["order.place"],
+                                lambda: self._client.create_order(**wire), what)
+
+    async def cancel_order(self, symbol: str, orig_client_id: str, cancel_client_id: str) -> Outcome:
+        """DELETE /api/v3/order by our client id, with its own cancel id."""
+        if not (symbol and orig_client_id and cancel_client_id):
+            raise ValueError("cancel_order needs symbol, orig_client_id and cancel_client_id")
+        return await self._send(
+            "order.cancel", COSTS["order.cancel"],
+            lambda: self._client.cancel_order(symbol=symbol, origClientOrderId=orig_client_id,
+                                              newClientOrderId=cancel_client_id),
+            f"{symbol} {orig_client_id}")
+
+    async def get_order(self, symbol: str, orig_client_order_id: str) -> dict[str, Any] | None:
+        """GET /api/v3/order by client id; None if the exchange does not know it (-2013)."""
+        if not (symbol and orig_client_order_id):
+            raise ValueError("get_order needs symbol and orig_client_order_id")
+        outcome = await self._send(
+            "order.get", COSTS["order.get"],
+            lambda: self._client.get_order(symbol=symbol, origClientOrderId=orig_client_order_id),
+            f"{symbol} {orig_client_order_id}")
+        if isinstance(outcome, Accepted):
+            return outcome.response
+        if isinstance(outcome, Rejected) and outcome.code == NO_SUCH_ORDER:
+            return None
+        raise GatewayError("order.get", outcome)
+
+    async def open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
+        if symbol:
+            return await self._read("openOrders", COSTS["openOrders.symbol"],
+                                    lambda: self._client.get_open_orders(symbol=symbol), symbol)
+        return await self._read("openOrders", COSTS["openOrders.all"], self._client.get_open_orders)
+
+    # ------------------------------------------------------------------ trades / account
+
+    async def my_trades(self, symbol: str, from_id: int | None = None,
+                        limit: int = 500) -> list[dict[str, Any]]:
+        """GET /api/v3/myTrades: trades with id >= ``from_id`` (oldest first)."""
+        if not symbol:
+            raise ValueError("my_trades needs a symbol")
+        if not 1 <= limit <= MAX_TRADES_LIMIT:
+            raise ValueError(f"limit must be in 1..{MAX_TRADES_LIMIT}, got {limit}")
+        params: dict[str, Any] = {"symbol": symbol, "limit": limit}
+        if from_id is not None:
+            if from_id < 0:
+                raise ValueError("from_id must be >= 0")
+            params["fromId"] = from_id
+        return await self._read("myTrades", COSTS["myTrades"],
+                                lambda: self._client.get_my_trades(**params), symbol)
+
+    async def trades_since(self, symbol: str, from_id: int, *, page_size: int = MAX_TRADES_LIMIT,
+                           max_pages: int | None = None) -> list[dict[str, Any]]:
+        """Every trade of ``symbol`` with id >= ``from_id``, paging through myTrades.
+
+        Each page passes the weight budget like any request, so a long gap fill slows
+        down rather than tripping the limit. Stops at a short page or after ``max_pages``.
+        """
+        out: list[dict[str, Any]] = []
+        seen: set[int] = set()
+        next_id = from_id
+        pages = 0
+        while max_pages is None or pages < max_pages:
+            page = await self.my_trades(symbol, next_id, page_size)
+            pages += 1
+            for row in page:
+                trade_id = int(row["id"])
+                if trade_id >= from_id and trade_id not in seen:
+                    seen.add(trade_id)
+                    out.append(row)
+            if len(page) < page_size:
+                break
+            next_id = max(int(row["id"]) for row in page) + 1
+        out.sort(key=lambda row: int(row["id"]))
+        return out
+
+    async def account(self) -> dict[str, Any]:
+        return await self._read("account", COSTS["account"], self._client.get_account)
+
+    async def exchange_info(self, symbols: Iterable[str] | None = None) -> dict[str, Any]:
+        """GET /api/v3/exchangeInfo (optionally for some symbols); adopts its rateLimits."""
+        names = [s.upper() for s in symbols] if symbols is not None else []
+        if not names:
+            call: Callable[[], Awaitable[Any]] = self._client.get_exchange_info
+        elif len(names) == 1:
+            def call() -> Awaitable[Any]:
+                return self._client._get("exchangeInfo", data={"symbol": names[0]})
+        else:
+            # python-binance leaves non-"symbol" GET values unencoded; encode the JSON list.
+            encoded = quote(orjson.dumps(names).decode(), safe="")
+
+            def call() -> Awaitable[Any]:
+                return self._client._get("exchangeInfo", data={"symbols": encoded})
+        info = await self._read("exchangeInfo", COSTS["exchangeInfo"], call)
+        self.budget.configure(info.get("rateLimits", []))
+        return info
+
+    async def _fetch_server_ms(self) -> int:
+        response = await self._read("time", COSTS["time"], self._client.get_server_time)
+        return int(response["serverTime"])
+
+    async def server_time(self) -> int:
+        """GET /api/v3/time: the exchange's clock in epoch ms."""
+        return await self._fetch_server_ms()
+
+
+__all__ = [
+    "COSTS",
+    "Accepted",
+    "GatewayError",
+    "RateLimited",
+    "Rejected",
+    "RestGateway",
+    "Unknown",
+    "order_wire_params",
+]

@@ -1,0 +1,180 @@
+"""Alembic, driven from code: upgrade on start, refuse newer databases, ``run.py db``.
+
+No ``alembic.ini`` is read at runtime: the Alembic config is built here and points at the
+``migrations/`` folder of this checkout. Migrations run inside one ``BEGIN IMMEDIATE``
+transaction on a connection with the ledger's settings (SQLite DDL is transactional, so a
+failed upgrade leaves the database as it was).
+
+A database whose revision this code does not know was written by a newer version of the
+program; running old code on it could silently misread or corrupt the ledger, so it is
+refused with ``SchemaTooNewError``. A database with tables but no Alembic version was not
+made by the migrations and is refused with ``SchemaUnmanagedError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+from sqlalchemy.engine import URL, Connection
+
+from executor.config import ROOT
+from executor.persistence.db import DatabaseUrlError, create_engine, database_path
+
+if TYPE_CHECKING:
+    from executor.config import Config
+
+MIGRATIONS_DIR = ROOT / "migrations"
+EXIT_DB_ERROR = 1
+
+
+class SchemaError(RuntimeError):
+    """The database's schema cannot be used by this version of the program."""
+
+
+class SchemaTooNewError(SchemaError):
+    """The database was migrated by a newer version of the program."""
+
+
+class SchemaUnmanagedError(SchemaError):
+    """The database has tables but no Alembic version: it was not made by our migrations."""
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    path: Path
+    current: tuple[str, ...]  # empty for a fresh database
+    head: str
+    previous: tuple[str, ...] | None = None  # before an upgrade; None when nothing ran
+
+    @property
+    def at_head(self) -> bool:
+        return self.current == (self.head,)
+
+
+def alembic_config(url: str | URL | None = None) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if url is not None:
+        # '%' is interpolation syntax in Alembic's config parser.
+        rendered = url if isinstance(url, str) else url.render_as_string(hide_password=False)
+        cfg.set_main_option("sqlalchemy.url", rendered.replace("%", "%%"))
+    return cfg
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise SchemaError(f"no migrations found in {MIGRATIONS_DIR}")
+    return head
+
+
+def _current(conn: Connection) -> tuple[str, ...]:
+    return tuple(MigrationContext.configure(conn).get_current_heads())
+
+
+def _check(conn: Connection, path: Path) -> SchemaState:
+    script = ScriptDirectory.from_config(alembic_config())
+    head = script.get_current_head()
+    assert head is not None
+    current = _current(conn)
+    known = {rev.revision for rev in script.walk_revisions()}
+    unknown = [rev for rev in current if rev not in known]
+    if unknown:
+        raise SchemaTooNewError(
+            f"database {path} is at schema revision {', '.join(unknown)}, which this version of "
+            f"binance-executor does not know (it knows revisions up to {head}). It was written by a "
+            "newer version: run that version, or point [database] url at another file. "
+            "Nothing was changed."
+        )
+    if not current:
+        tables = set(sa.inspect(conn).get_table_names()) - {"alembic_version"}
+        if tables:
+            raise SchemaUnmanagedError(
+                f"database {path} has tables ({', '.join(sorted(tables)[:5])}) but no schema version: "
+                "it was not created by `run.py db upgrade`. Move it aside and start a new one."
+            )
+    return SchemaState(path=path, current=current, head=head)
+
+
+def _upgrade(conn: Connection, path: Path) -> SchemaState:
+    state = _check(conn, path)
+    if not state.at_head:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+        return SchemaState(path=path, current=_current(conn), head=state.head, previous=state.current)
+    return state
+
+
+async def ensure_schema(url: str | URL) -> SchemaState:
+    """Bring the database at ``url`` to the newest schema; called by the bot on start.
+
+    Idempotent: at head it changes nothing. Raises ``SchemaTooNewError`` for a database
+    from a newer version and ``SchemaUnmanagedError`` for one not made by migrations."""
+    path = database_path(url)
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            await conn.execution_options(sqlite_write=True)
+            async with conn.begin():
+                return await conn.run_sync(_upgrade, path)
+    finally:
+        await engine.dispose()
+
+
+async def schema_state(url: str | URL) -> SchemaState:
+    """Read the database's revision without changing anything (raises like ensure_schema)."""
+    path = database_path(url)
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(_check, path)
+    finally:
+        await engine.dispose()
+
+
+def db_command(cfg: Config, action: str) -> int:
+    """``python run.py db upgrade|current``; returns the process exit code."""
+    url = cfg.database.url
+    try:
+        path = database_path(url)
+        if action == "upgrade":
+            state = asyncio.run(ensure_schema(url))
+            if state.previous is None:
+                print(f"database {path}: already at schema revision {state.head} (head)")
+            else:
+                since = ", ".join(state.previous) or "empty"
+                print(f"database {path}: upgraded from {since} to schema revision {state.head} (head)")
+            return 0
+        if action == "current":
+            if not path.exists():
+                print(f"no database at {path} (run `python run.py db upgrade`)", file=sys.stderr)
+                return EXIT_DB_ERROR
+            state = asyncio.run(schema_state(url))
+            if not state.current:
+                print(
+                    f"database {path}: no schema yet (head is {state.head}; run `python run.py db upgrade`)"
+                )
+            elif state.at_head:
+                print(f"database {path}: schema revision {state.head} (head)")
+            else:
+                print(
+                    f"database {path}: schema revision {', '.join(state.current)}, "
+                    f"head is {state.head} (run `python run.py db upgrade`)"
+                )
+            return 0
+        print(f"unknown db action {action!r} (use upgrade or current)", file=sys.stderr)
+        return EXIT_DB_ERROR
+    except (SchemaError, DatabaseUrlError, CommandError) as exc:
+        print(f"database error: {exc}", file=sys.stderr)
+        return EXIT_DB_ERROR

@@ -1,0 +1,297 @@
+"""The ledger's tables as SQLAlchemy 2 declarative models.
+
+These models describe the schema; they never create it. The schema is created and changed
+only by the Alembic migrations in ``migrations/versions`` (a test checks that the migrated
+database and these models agree exactly). Conventions: money columns are ``DecimalText``,
+every time is an INTEGER ``*_ms`` in UTC epoch milliseconds, raw exchange payloads are kept
+verbatim as TEXT, and constraint names come from ``NAMING`` so migrations can name them.
+
+Why a separate ``cancels`` table rather than folding cancels into ``order_events``: a
+cancel is its own request with its own client id (Binance's ``newClientOrderId`` on
+DELETE) and its own unknown outcome (a 5xx on a cancel). The CANCELED executionReport
+carries the cancel's id in ``c`` and the original only in ``C``, so the reconciler needs an
+indexed "cancel id -> original order" lookup, and the audit wants "when did we ask to
+cancel, and what came of it". The resulting order status change is still an order_event.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from executor.persistence.types import DecimalText, JsonText
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING)
+
+
+# Order statuses. The exchange's statuses plus three of our own that exist before or
+# around the send: PENDING_SEND (recorded, not yet on the wire), SENT (on the wire, no
+# answer yet), UNKNOWN (5xx / -1007 / timeout: resolve by querying, never by resending),
+# and NOT_PLACED (the exchange answered that the order does not exist / was refused
+# before it reached the book, so it definitely never traded).
+PENDING_SEND = "PENDING_SEND"
+SENT = "SENT"
+UNKNOWN = "UNKNOWN"
+NOT_PLACED = "NOT_PLACED"
+FINAL_STATUSES = frozenset({"FILLED", "CANCELED", "REJECTED", "EXPIRED", "EXPIRED_IN_MATCH", NOT_PLACED})
+# Rank of every status along an order's life; a status change never lowers it.
+STATUS_RANK: dict[str, int] = {
+    PENDING_SEND: 0,
+    SENT: 1,
+    UNKNOWN: 2,
+    "PENDING_NEW": 3,
+    "NEW": 4,
+    "PARTIALLY_FILLED": 5,
+    "PENDING_CANCEL": 5,
+    **{s: 9 for s in FINAL_STATUSES},
+}
+
+FILL_SOURCES = ("stream", "order_response", "gap_fill")
+
+
+class Run(Base):
+    """One bot start. ``ended`` is NULL while running; a later start marks it 'abandoned'."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    version: Mapped[str] = mapped_column(sa.String(40))
+    profile: Mapped[str] = mapped_column(sa.String(16))
+    config_hash: Mapped[str] = mapped_column(sa.String(64))
+    started_ms: Mapped[int] = mapped_column(sa.BigInteger)
+    stopped_ms: Mapped[int | None] = mapped_column(sa.BigInteger)
+    ended: Mapped[str | None] = mapped_column(sa.String(16))  # clean | error | killed | abandoned
+    end_reason: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class Order(Base):
+    """Every order we placed (recorded before sending) or found on the exchange (external)."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        sa.UniqueConstraint("symbol", "exchange_order_id"),
+        sa.Index(None, "run_id", "status"),
+        sa.Index(None, "status"),
+        sa.Index(None, "symbol", "created_ms"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    client_order_id: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    exchange_order_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    run_id: Mapped[int | None] = mapped_column(sa.ForeignKey("runs.id"))
+    symbol: Mapped[str] = mapped_column(sa.String(32))
+    side: Mapped[str] = mapped_column(sa.String(8))
+    type: Mapped[str] = mapped_column(sa.String(32))
+    time_in_force: Mapped[str | None] = mapped_column(sa.String(8))
+    price: Mapped[Decimal | None] = mapped_column(DecimalText)
+    quantity: Mapped[Decimal | None] = mapped_column(DecimalText)
+    quote_order_qty: Mapped[Decimal | None] = mapped_column(DecimalText)
+    status: Mapped[str] = mapped_column(sa.String(20))
+    status_source: Mapped[str] = mapped_column(sa.String(20))  # who set the current status
+    executed_qty: Mapped[Decimal] = mapped_column(DecimalText)
+    cum_quote_qty: Mapped[Decimal] = mapped_column(DecimalText)
+    created_ms: Mapped[int] = mapped_column(sa.BigInteger)
+    sent_ms: Mapped[int | None] = mapped_column(sa.BigInteger)
+    acked_ms: Mapped[int | None] = mapped_column(sa.BigInteger)  # first exchange status seen
+    updated_ms: Mapped[int] = mapped_column(sa.BigInteger)
+    exchange_update_ms: Mapped[int | None] = mapped_column(sa.BigInteger)  # latest E/T/updateTime
+    decision_bid: Mapped[Decimal | None] = mapped_column(DecimalText)
+    decision_ask: Mapped[Decimal | None] = mapped_column(DecimalText)
+    decision_mark: Mapped[Decimal | None] = mapped_column(DecimalText)
+    decision_ms: Mapped[int | None] = mapped_column(sa.BigInteger)
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    external: Mapped[bool] = mapped_column(sa.Boolean)
+    resolved_from_unknown: Mapped[bool] = mapped_column(sa.Boolean)
+    reject_reason: Mapped[str | None] = mapped_column(sa.Text)  # r / eR / error message
+
+
+class OrderEvent(Base):
+    """Every observed change of an order: stream executionReports and REST observations.
+
+    ``dedupe_key`` makes every observation idempotent. Stream events:
+    ``exec:<symbol>:<orderId>:<executionId>`` (also enforced by the unique
+    (symbol, exchange_order_id, execution_id)). REST observations (order response, order
+    query, gap fill) have no execution id, so their key is the observed state itself:
+    ``obs:<symbol>:<orderId or c:clientId>:<status>:<executedQty>:<updateTime>``. Polling an
+    unchanged order adds nothing; any real change (status, quantity, time) is a new row.
+    """
+
+    __tablename__ = "order_events"
+    __table_args__ = (
+        sa.UniqueConstraint("symbol", "exchange_order_id", "execution_id"),
+        sa.Index(None, "order_id"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    order_id: Mapped[int | None] = mapped_column(sa.ForeignKey("orders.id"))
+    symbol: Mapped[str] = mapped_column(sa.String(32))
+    exchange_order_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    client_order_id: Mapped[str | None] = mapped_column(sa.String(64))  # the order's own id
+    event_client_id: Mapped[str | None] = mapped_column(sa.String(64))  # `c` (a cancel id on CANCELED)
+    execution_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    execution_type: Mapped[str | None] = mapped_column(sa.String(24))
+    status: Mapped[str] = mapped_column(sa.String(20))
+    executed_qty: Mapped[Decimal | None] = mapped_column(DecimalText)
+    cum_quote_qty: Mapped[Decimal | None] = mapped_column(DecimalText)
+    trade_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    source: Mapped[str] = mapped_column(sa.String(20))  # stream | order_response | rest_query | gap_fill
+    event_ms: Mapped[int | None] = mapped_column(sa.BigInteger)
+    received_ms: Mapped[int] = mapped_column(sa.BigInteger)
+    payload: Mapped[str] = mapped_column(sa.Text)
+
+
+class Cancel(Base):
+    """A cancel request: its own client id, the order it targets, and what came of it."""
+
+    __tablename__ = "cancels"
+    __table_args__ = (sa.Index(None, "order_id"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    cancel_client_id: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    orig_client_order_id: Mapped[str] = mapped_column(sa.String(64))
+    order_id: Mapped[int | None] = mapped_column(sa.ForeignKey("orders.id"))
+    run_id: Mapped[int | None] = mapped_column(sa.ForeignKey("runs.id"))
+    symbol: Mapped[str] = mapped_column(sa.String(32))
+    requested_ms: Mapped[int] = mapped_column(sa.BigInteger)
+    outcome: Mapped[str] = mapped_column(sa.String(16))  # PENDING | CANCELED | REJECTED | UNKNOWN | ...
+    outcome_ms: Mapped[int | None] = mapped_column(sa.BigInteger)
+    detail: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class Fill(Base):
+    """One trade of ours, stored once per (symbol, trade_id) whichever source saw it first."""
+
+    __tablename__ = "fills"
+    __table_args__ = (
+        sa.UniqueConstraint("symbol", "trade_id"),
+        sa.Index(None, "symbol", "trade_ms"),
+        sa.Index(None, "order_id"),
+        sa.CheckConstraint("source IN ('stream', 'order_response', 'gap_fill')", name="source"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    symbol: Mapped[str] = mapped_column(sa.String(32))
+    trade_id: Mapped[int] = mapped_column(sa.BigInteger)
+    order_id: Mapped[int | None] = mapped_column(sa.ForeignKey("orders.id"))
+    client_order_id: Mapped[str | None] = mapped_column(sa.String(64))
+    exchange_order_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    side: Mapped[str | None] = mapped_column(sa.String(8))
+    price: Mapped[Decimal] = mapped_column(DecimalText)
+    qty: Mapped[Decimal] = mapped_column(DecimalText)
+    quote_qty: Mapped[Decimal] = mapped_column(DecimalText)
+    commission: Mapped[Decimal] = mapped_column(DecimalText)
+    commission_asset: Mapped[str | None] = mapped_column(sa.String(16))
+    is_maker: Mapped[bool | None] = mapped_column(sa.Boolean)
+    trade_ms: Mapped[int | None] = mapped_column(sa.BigInteger)
+    source: Mapped[str] = mapped_column(sa.String(16))
+    received_ms: Mapped[int] = mapped_column(sa.BigInteger)
+    run_id: Mapped[int | None] = mapped_column(sa.ForeignKey("runs.id"))
+
+
+class Balance(Base):
+    """Latest known balance per asset, and which event set it."""
+
+    __tablename__ = "balances"
+
+    asset: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+    free: Mapped[Decimal] = mapped_column(DecimalText)
+    locked: Mapped[Decimal] = mapped_column(DecimalText)
+    source: Mapped[str] = mapped_column(sa.String(32))  # outboundAccountPosition | rest_snapshot | ...
+    event_ref: Mapped[str | None] = mapped_column(sa.String(100))
+    event_ms: Mapped[int | None] = mapped_column(sa.BigInteger)  # exchange time of the setting event
+    updated_ms: Mapped[int] = mapped_column(sa.BigInteger)  # when we wrote it
+
+
+class BalanceEvent(Base):
+    """Every balance observation: outboundAccountPosition and REST snapshot rows (free and
+    locked per asset) and balanceUpdate (a delta)."""
+
+    __tablename__ = "balance_events"
+    __table_args__ = (sa.Index(None, "asset", "event_ms"), sa.Index(None, "kind", "event_ms"))
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    dedupe_key: Mapped[str | None] = mapped_column(sa.String(200), unique=True)
+    kind: Mapped[str] = mapped_column(
+        sa.String(32)
+    )  # outboundAccountPosition | balanceUpdate | rest_snapshot
+    asset: Mapped[str] = mapped_column(sa.String(16))
+    free: Mapped[Decimal | None] = mapped_column(DecimalText)
+    locked: Mapped[Decimal | None] = mapped_column(DecimalText)
+    delta: Mapped[Decimal | None] = mapped_column(DecimalText)
+    source: Mapped[str] = mapped_column(sa.String(32))
+    event_ref: Mapped[str | None] = mapped_column(sa.String(100))
+    event_ms: Mapped[int | None] = mapped_column(sa.BigInteger)
+    received_ms: Mapped[int] = mapped_column(sa.BigInteger)
+    run_id: Mapped[int | None] = mapped_column(sa.ForeignKey("runs.id"))
+    payload: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class FuturesAccountUpdate(Base):
+    """USD-M ACCOUNT_UPDATE: balances and positions as sent, plus the raw event."""
+
+    __tablename__ = "futures_account_updates"
+    __table_args__ = (sa.Index(None, "event_ms"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    event_ms: Mapped[int | None] = mapped_column(sa.BigInteger)
+    transaction_ms: Mapped[int | None] = mapped_column(sa.BigInteger)
+    reason: Mapped[str | None] = mapped_column(sa.String(32))
+    balances: Mapped[Any] = mapped_column(JsonText)
+    positions: Mapped[Any] = mapped_column(JsonText)
+    received_ms: Mapped[int] = mapped_column(sa.BigInteger)
+    run_id: Mapped[int | None] = mapped_column(sa.ForeignKey("runs.id"))
+    payload: Mapped[str] = mapped_column(sa.Text)
+
+
+class ReconciliationRun(Base):
+    """One reconciliation / gap fill: why, what it found and fixed, and how long it took."""
+
+    __tablename__ = "reconciliation_runs"
+    __table_args__ = (sa.Index(None, "started_ms"), sa.Index(None, "run_id"))
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    run_id: Mapped[int | None] = mapped_column(sa.ForeignKey("runs.id"))
+    reason: Mapped[str] = mapped_column(sa.String(64))  # start | stream_gap | periodic | snapshot | ...
+    started_ms: Mapped[int] = mapped_column(sa.BigInteger)
+    finished_ms: Mapped[int | None] = mapped_column(sa.BigInteger)
+    duration_ms: Mapped[int | None] = mapped_column(sa.BigInteger)
+    outcome: Mapped[str] = mapped_column(sa.String(16))  # running | ok | error
+    found: Mapped[int] = mapped_column(sa.Integer)
+    fixed: Mapped[int] = mapped_column(sa.Integer)
+    counts: Mapped[Any] = mapped_column(JsonText)
+    discrepancies: Mapped[Any] = mapped_column(JsonText)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class RiskRefusal(Base):
+    """An intent the risk checks refused, with the rule and the reason."""
+
+    __tablename__ = "risk_refusals"
+    __table_args__ = (sa.Index(None, "run_id", "at_ms"), sa.Index(None, "at_ms"))
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    run_id: Mapped[int | None] = mapped_column(sa.ForeignKey("runs.id"))
+    at_ms: Mapped[int] = mapped_column(sa.BigInteger)
+    symbol: Mapped[str] = mapped_column(sa.String(32))
+    intent: Mapped[str] = mapped_column(sa.Text)  # e.g. "place BUY LIMIT 0.001 @ 60000"
+    side: Mapped[str | None] = mapped_column(sa.String(8))
+    price: Mapped[Decimal | None] = mapped_column(DecimalText)
+    quantity: Mapped[Decimal | None] = mapped_column(DecimalText)
+    rule: Mapped[str | None] = mapped_column(sa.String(40))
+    reason: Mapped[str] = mapped_column(sa.Text)
+    details: Mapped[Any] = mapped_column(JsonText, nullable=True)

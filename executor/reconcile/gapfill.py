@@ -1,0 +1,339 @@
+"""REST reconciliation: rebuilding the ledger's truth from the exchange after a gap.
+
+``run_gap_fill(reconciler, reason)`` runs at start and after any user-stream gap. While
+it runs, stream events are held (``Reconciler.holding``); then, in this order:
+
+1. open orders per configured symbol (our orders get their status; orders we did not
+   place are recorded as external);
+2. every order the ledger holds as not final and that step 1 did not cover is queried by
+   client id. Found: its real status. -2013 (not found): our PENDING_SEND/SENT/UNKNOWN
+   order becomes NOT_PLACED through the core state machine (never re-sent). Outside the
+   start-up run an order sent less than ``not_found_grace_ms`` ago is left for later (it
+   may still be in flight);
+3. myTrades from the last stored trade id of each symbol, page by page, every page
+   passing the gateway's weight budget;
+4. any order of ours whose stored fills fall short of its executed quantity (reported by
+   the exchange, by a stream event, or by step 2) gets a targeted myTrades by orderId;
+5. the REST account snapshot is compared with the stored balances: every difference is
+   a discrepancy, and the exchange's value is written.
+
+Then the held events are applied in arrival order (dedupe absorbs the overlap) and the run
+is recorded in reconciliation_runs with its counts and discrepancies (also when it fails).
+
+``fill_missing_for_orders`` is step 4 on its own (the targeted gap fill the reconciler
+runs for a suspect order); ``run_balance_snapshot`` is step 5 on its own (the periodic
+balance check).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from executor.core.events import Fill, parse_my_trade, parse_order_snapshot
+from executor.core.money import ZERO
+from executor.core.orders import NotFound, OrderStatus, apply
+from executor.exchange.ratelimit import Cost
+from executor.persistence.models import NOT_PLACED
+from executor.persistence.store import OrderEventIn, OrderRecord, StatusUpdateIn
+from executor.reconcile.balances import SnapshotResult, take_snapshot
+from executor.reconcile.reconciler import FUTURES_PREFIX, OrderUpdate, core_state
+
+if TYPE_CHECKING:
+    from executor.reconcile.reconciler import OrderKey, Reconciler
+
+__all__ = ["GapFillReport", "fill_missing_for_orders", "order_trades", "run_balance_snapshot", "run_gap_fill"]
+
+log = logging.getLogger(__name__)
+
+TRADES_PAGE = 1000  # myTrades' maximum limit: fewest requests per trade
+ORDER_TRADES_COST = Cost(weight=5)  # myTrades with orderId (reference.md §6)
+START_REASON = "start"
+
+
+@dataclass
+class GapFillReport:
+    reason: str
+    recon_id: int | None = None
+    counts: Counter[str] = field(default_factory=Counter)
+    discrepancies: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[OrderUpdate] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def found(self) -> int:
+        c = self.counts
+        return len(self.discrepancies) + c["orders_updated"] + c["fills_added"] + c["orders_not_placed"]
+
+    @property
+    def fixed(self) -> int:
+        c = self.counts
+        return c["orders_updated"] + c["fills_added"] + c["orders_not_placed"] + c["balances_corrected"]
+
+
+# ---------------------------------------------------------------------- REST helpers
+
+
+async def order_trades(gateway: Any, symbol: str, order_id: int) -> list[dict[str, Any]]:
+    """Every trade of one order (GET /api/v3/myTrades with orderId, paged by fromId).
+
+    Uses ``gateway.order_trades`` when the gateway has it; otherwise the same request goes
+    through the gateway's own read path (ban gate, weight budget, rate cap)."""
+    own = getattr(gateway, "order_trades", None)
+    if own is not None:
+        return list(await own(symbol, order_id))
+    out: list[dict[str, Any]] = []
+    from_id: int | None = None
+    while True:
+        params: dict[str, Any] = {"symbol": symbol, "orderId": order_id, "limit": TRADES_PAGE}
+        if from_id is not None:
+            params["fromId"] = from_id
+        page = await gateway._read("myTrades", ORDER_TRADES_COST,
+                                   lambda p=params: gateway._client.get_my_trades(**p), symbol)
+        out.extend(page)
+        if len(page) < TRADES_PAGE:
+            return out
+        from_id = max(int(r["id"]) for r in page) + 1
+
+
+# ---------------------------------------------------------------------- steps
+
+
+async def _open_orders(rec: Reconciler, symbols: list[str], report: GapFillReport) -> set[str]:
+    """Step 1; returns the client ids (as reported) of the open orders seen."""
+    rows: list[dict[str, Any]] = []
+    for symbol in symbols:
+        rows.extend(await rec.gateway.open_orders(symbol))
+    snaps = [parse_order_snapshot(r) for r in rows]
+    report.counts["open_orders"] += len(snaps)
+    if snaps:
+        res = await rec.apply_order_snapshots(snaps, source="gap_fill")
+        report.counts["orders_updated"] += res.status_changes
+        report.counts["external_orders_added"] += res.external_orders_added
+        report.counts["fills_added"] += res.fills_added
+        report.updates.extend(res.updates)
+    return {s.original_client_id for s in snaps}
+
+
+async def _query_not_final(rec: Reconciler, not_final: list[OrderRecord], seen_open: set[str],
+                           report: GapFillReport) -> None:
+    """Step 2: the status of every not-final order by client id."""
+    store = rec.store
+    now = store.clock()
+    found: list[dict[str, Any]] = []
+    items: list[Any] = []
+    resolved: list[OrderRecord] = []
+    for o in not_final:
+        if o.client_order_id in seen_open:
+            continue
+        if o.symbol.startswith(FUTURES_PREFIX):
+            report.counts["futures_orders_skipped"] += 1  # futures REST is not wired here yet
+            continue
+        if o.external and "#x" in o.client_order_id:
+            continue  # renamed on a client-id clash: the exchange knows it by another id
+        row = await rec.gateway.get_order(o.symbol, o.client_order_id)
+        report.counts["orders_checked"] += 1
+        if row is not None:
+            found.append(row)
+            continue
+        report.counts["orders_not_found"] += 1
+        if o.external:
+            report.discrepancies.append({"kind": "order_not_found", "client_order_id": o.client_order_id,
+                                         "symbol": o.symbol, "stored_status": o.status, "external": True})
+            continue
+        after = apply(core_state(o), NotFound())
+        if after.status is not OrderStatus.NEVER_PLACED:
+            # The exchange showed this order before; -2013 now is a contradiction, not a resolution.
+            report.discrepancies.append({"kind": "order_not_found", "client_order_id": o.client_order_id,
+                                         "symbol": o.symbol, "stored_status": o.status, "external": False})
+            continue
+        since = o.sent_ms if o.sent_ms is not None else o.created_ms
+        if report.reason != START_REASON and now - since < rec.not_found_grace_ms:
+            report.counts["orders_deferred"] += 1
+            continue
+        items.append(OrderEventIn(o.symbol, NOT_PLACED, "gap_fill",
+                                  {"code": -2013, "msg": "Order does not exist.",
+                                   "origClientOrderId": o.client_order_id},
+                                  client_order_id=o.client_order_id, event_ms=now))
+        items.append(StatusUpdateIn(o.client_order_id, NOT_PLACED, "gap_fill", symbol=o.symbol))
+        resolved.append(o)
+    if found:
+        res = await rec.apply_order_snapshots(found, source="gap_fill")
+        report.counts["orders_updated"] += res.status_changes
+        report.counts["fills_added"] += res.fills_added
+        report.updates.extend(res.updates)
+    if items:
+        batch = await rec.apply_items(items)
+        updates = []
+        for change, o in zip(batch.status_changes, resolved, strict=True):
+            if change.applied:
+                report.counts["orders_not_placed"] += 1
+                updates.append(OrderUpdate(o.client_order_id, o.symbol, o.exchange_order_id, NOT_PLACED,
+                                           o.executed_qty, o.cum_quote_qty, (), "gap_fill"))
+        rec._emit(updates)
+        report.updates.extend(updates)
+
+
+async def _catch_up_trades(rec: Reconciler, symbol: str, report: GapFillReport) -> None:
+    """Step 3 for one symbol: myTrades from the last stored trade id, a page at a time."""
+    last = await rec.store.last_trade_id(symbol)
+    if last is None:
+        # Nothing of ours stored yet: our orders' fills are found per order (step 4);
+        # paging the account's whole history would buy nothing the snapshot does not show.
+        report.counts["trade_symbols_without_history"] += 1
+        return
+    next_id = last + 1
+    while True:
+        page = await rec.gateway.my_trades(symbol, next_id, TRADES_PAGE)
+        report.counts["trade_pages"] += 1
+        if page:
+            fills = [parse_my_trade(r) for r in page]
+            res = await rec.apply_fills(fills, source="gap_fill")
+            report.counts["trades_fetched"] += len(fills)
+            report.counts["fills_added"] += res.fills_added
+            next_id = max(f.trade_id for f in fills) + 1
+        if len(page) < TRADES_PAGE:
+            return
+
+
+async def _complete_fills(rec: Reconciler, wanted: Mapping[str, Decimal], report: GapFillReport) -> None:
+    """Step 4: orders whose stored fills fall short of what was executed."""
+    store = rec.store
+    for cid, reported in wanted.items():
+        o = await store.get_order_by_client_id(cid)
+        if o is None or o.exchange_order_id is None:
+            continue
+        target = max(reported, o.executed_qty)
+        if target <= 0:
+            continue
+        key: OrderKey = (o.symbol, o.exchange_order_id)
+        stored = await store.fills_for_order(cid)
+        have = sum((f.qty for f in stored), ZERO)
+        rec.note_fills_known(key, {f.trade_id: f.qty for f in stored})
+        if have >= target:
+            continue
+        if o.symbol.startswith(FUTURES_PREFIX):
+            report.discrepancies.append({"kind": "fills_short", "client_order_id": cid, "symbol": o.symbol,
+                                         "executed_qty": target, "stored_fill_qty": have})
+            continue
+        rows = await order_trades(rec.gateway, o.symbol, o.exchange_order_id)
+        report.counts["order_trade_queries"] += 1
+        fills: list[Fill] = [parse_my_trade(r) for r in rows]
+        res = await rec.apply_fills(fills, source="gap_fill")
+        report.counts["fills_added"] += res.fills_added
+        got = sum((f.qty for f in fills), ZERO)
+        if max(got, have) < target:
+            report.discrepancies.append({"kind": "fills_short", "client_order_id": cid, "symbol": o.symbol,
+                                         "executed_qty": target, "stored_fill_qty": max(got, have)})
+        if res.fills_added:
+            report.updates.append(OrderUpdate(cid, o.symbol, o.exchange_order_id, o.status, o.executed_qty,
+                                              o.cum_quote_qty, tuple(fills), "gap_fill"))
+            rec._emit(report.updates[-1:])
+
+
+async def _balances(rec: Reconciler, report: GapFillReport) -> SnapshotResult:
+    snap = await take_snapshot(rec.store, rec.gateway)
+    report.counts["balances_corrected"] += len(snap.corrected)
+    report.discrepancies.extend(d.as_dict() for d in snap.discrepancies)
+    return snap
+
+
+# ---------------------------------------------------------------------- runs
+
+
+async def _record(rec: Reconciler, report: GapFillReport) -> None:
+    if report.recon_id is None:
+        return
+    await rec.store.finish_reconciliation(
+        report.recon_id, found=report.found, fixed=report.fixed, counts=dict(report.counts),
+        discrepancies=report.discrepancies, error=report.error)
+
+
+async def run_gap_fill(rec: Reconciler, reason: str) -> GapFillReport:
+    """One full gap fill (see the module docstring). Callers go through
+    ``Reconciler.gap_fill``, which keeps runs from overlapping."""
+    if rec.gateway is None:
+        raise RuntimeError("gap fill needs a REST gateway")
+    report = GapFillReport(reason)
+    store = rec.store
+    report.recon_id = await store.start_reconciliation(reason[:64])
+    rec.holding.hold()
+    try:
+        await rec.drain()  # what arrived before the hold is applied first
+        not_final = await store.orders_not_final()
+        for o in not_final:
+            if not o.external:
+                rec.remember_ours(o.client_order_id)
+        symbols = list(dict.fromkeys([*rec.symbols, *(o.symbol for o in not_final
+                                                       if not o.symbol.startswith(FUTURES_PREFIX))]))
+        seen_open = await _open_orders(rec, symbols, report)
+        await _query_not_final(rec, not_final, seen_open, report)
+        for symbol in symbols:
+            await _catch_up_trades(rec, symbol, report)
+        wanted: dict[str, Decimal] = {o.client_order_id: ZERO for o in not_final if not o.external}
+        for cid, qty in rec.take_suspects().values():
+            wanted[cid] = max(qty, wanted.get(cid, ZERO))
+        for u in report.updates:
+            wanted.setdefault(u.client_order_id, u.executed_qty)
+        await _complete_fills(rec, wanted, report)
+        await _balances(rec, report)
+    except Exception as exc:
+        report.error = f"{type(exc).__name__}: {exc}"
+        log.error("gap fill (%s) failed: %s", reason, report.error)
+        raise
+    finally:
+        report.counts["events_held"] = len(rec.holding)
+        try:
+            report.counts["events_released"] = await rec.release_held()
+        finally:
+            await _record(rec, report)
+    log.info("gap fill (%s): %s; %d discrepancies", reason,
+             ", ".join(f"{k}={v}" for k, v in sorted(report.counts.items()) if v) or "nothing to do",
+             len(report.discrepancies))
+    return report
+
+
+async def fill_missing_for_orders(rec: Reconciler, suspects: Mapping[OrderKey, tuple[str, Decimal]],
+                                  *, reason: str) -> GapFillReport | None:
+    """Targeted gap fill: fetch the trades of suspect orders that are still short.
+
+    Recorded in reconciliation_runs only when the exchange had to be asked."""
+    if rec.gateway is None:
+        return None
+    report = GapFillReport(reason)
+    wanted: dict[str, Decimal] = {}
+    for cid, qty in suspects.values():
+        wanted[cid] = max(qty, wanted.get(cid, ZERO))
+    try:
+        await _complete_fills(rec, wanted, report)
+    except Exception as exc:
+        report.error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        if report.counts["order_trade_queries"] or report.error:
+            report.recon_id = await rec.store.start_reconciliation(reason[:64])
+            await _record(rec, report)
+    return report
+
+
+async def run_balance_snapshot(rec: Reconciler) -> SnapshotResult:
+    """The periodic balance check, recorded as a reconciliation run 'balance_snapshot'."""
+    if rec.gateway is None:
+        raise RuntimeError("a balance snapshot needs a REST gateway")
+    report = GapFillReport("balance_snapshot")
+    report.recon_id = await rec.store.start_reconciliation(report.reason)
+    try:
+        snap = await take_snapshot(rec.store, rec.gateway, before_compare=rec.drain, settle=rec.settle)
+    except Exception as exc:
+        report.error = f"{type(exc).__name__}: {exc}"
+        await _record(rec, report)
+        raise
+    report.counts["balances_corrected"] = len(snap.corrected)
+    report.counts["assets_skipped"] = len(snap.skipped)
+    report.discrepancies.extend(d.as_dict() for d in snap.discrepancies)
+    await _record(rec, report)
+    return snap

@@ -1,0 +1,713 @@
+"""The event applier: user-data events and REST order answers into the ledger, exactly once.
+
+``Reconciler`` turns every fact about our account into idempotent ledger writes
+(``executor.persistence.store`` batch items) and commits them in groups:
+
+* spot ``executionReport`` -> an order_events row (unique (symbol, orderId, executionId)),
+  the order's status and cumulative quantities (monotonic: a late NEW after FILLED changes
+  nothing), and a fill (source ``stream``) when ``x == TRADE`` and ``t >= 0``. A cancel is
+  linked through the ORIGINAL client id (``C``; ``c`` is the cancel request's own id);
+* an order whose client id is not ours (not our prefix, not an order we recorded) is
+  recorded as external: its events and fills are kept (they move our balances) but it is
+  never reported to the strategy (and so never cancelled by us);
+* ``outboundAccountPosition`` -> balances (free/locked) + balance_events;
+  ``balanceUpdate`` -> balance_events; futures ``ORDER_TRADE_UPDATE`` like spot orders
+  and ``ACCOUNT_UPDATE`` -> futures_account_updates. Futures rows live under the symbol
+  ``futures_symbol(s)`` (``UM:BTCUSDT``) because the ledger has no market column and spot
+  and USD-M share symbol names and overlapping order/trade ids;
+* REST order answers (placement ACK/RESULT/FULL, GET order, openOrders rows, cancel) go
+  through the same path; FULL ``fills[]`` become fills with source ``order_response``.
+  Whichever path brings a fill first stores it; the others are no-ops.
+
+Missing fills: after each commit the cumulative quantity an event reports (``z``) is
+compared with the fills stored for that order; a shortfall marks the order a *suspect*,
+and shortly after (reordered events get a moment to arrive) a targeted gap fill checks the
+ledger again and, if still short, fetches that order's trades (myTrades with orderId).
+
+Streams hand events to ``submit`` (non-blocking); a writer task applies what has queued in
+one transaction per batch (group commit). While a gap fill runs, submitted events are held
+(``holding.HoldingBuffer``) and applied afterwards in arrival order. ``gap_fill`` itself is
+in ``gapfill.py``; this class serialises runs (one at a time; requests during a run
+coalesce into one follow-up run).
+
+Order updates go to ``on_order_update`` after each commit, only for our orders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from executor.core.events import (
+    AccountPosition,
+    BalanceUpdate,
+    Event,
+    ExecutionReport,
+    Fill,
+    FillSource,
+    FuturesAccountUpdate,
+    FuturesOrderUpdate,
+    MalformedEvent,
+    OrderSnapshot,
+    parse_order_snapshot,
+    parse_user_event,
+    parse_user_frame,
+)
+from executor.core.ids import IdKind, parse_client_id, validate_prefix
+from executor.core.money import ZERO
+from executor.core.orders import Observation, OrderState, OrderStatus, apply
+from executor.persistence.models import NOT_PLACED, PENDING_SEND, SENT, UNKNOWN
+from executor.persistence.store import (
+    BalanceEventIn,
+    BalanceRow,
+    BalancesIn,
+    BatchItem,
+    BatchResult,
+    ExternalOrderIn,
+    FillIn,
+    FuturesUpdateIn,
+    OrderEventIn,
+    OrderRecord,
+    StatusChange,
+    StatusUpdateIn,
+    Store,
+)
+from executor.reconcile.holding import HoldingBuffer
+
+if TYPE_CHECKING:
+    from executor.reconcile.balances import SnapshotResult
+    from executor.reconcile.gapfill import GapFillReport
+
+__all__ = [
+    "FUTURES_PREFIX",
+    "ApplyResult",
+    "OrderUpdate",
+    "Reconciler",
+    "core_state",
+    "futures_symbol",
+    "ledger_status",
+]
+
+log = logging.getLogger(__name__)
+
+FUTURES_PREFIX = "UM:"
+DEFAULT_BATCH_MAX = 5000
+Incoming = Event | Mapping[str, Any] | bytes | str
+OrderKey = tuple[str, int]  # (ledger symbol, exchange order id)
+
+
+def futures_symbol(symbol: str) -> str:
+    """The ledger symbol of a USD-M futures symbol (keeps its orders and fills apart from spot's)."""
+    return symbol if symbol.startswith(FUTURES_PREFIX) else FUTURES_PREFIX + symbol
+
+
+def ledger_status(status: OrderStatus) -> str:
+    """Core status -> the ledger's status text (the ledger names NEVER_PLACED ``NOT_PLACED``)."""
+    return NOT_PLACED if status is OrderStatus.NEVER_PLACED else status.value
+
+
+def core_state(rec: OrderRecord) -> OrderState:
+    """The core state machine's view of a stored order. SENT (on the wire, no answer yet)
+    is unresolved, like UNKNOWN."""
+    status = {PENDING_SEND: OrderStatus.PENDING_SEND, SENT: OrderStatus.UNKNOWN, UNKNOWN: OrderStatus.UNKNOWN,
+              NOT_PLACED: OrderStatus.NEVER_PLACED, "PENDING_NEW": OrderStatus.NEW}.get(rec.status)
+    if status is None:
+        status = OrderStatus(rec.status)
+    return OrderState(status, rec.executed_qty, rec.cum_quote_qty, rec.exchange_order_id)
+
+
+def _observed_status(obs: Observation) -> str:
+    # One observation through the pure machine: NEW with executed > 0 reads PARTIALLY_FILLED,
+    # so the stored status does not depend on which fact arrived first.
+    return ledger_status(apply(OrderState(), obs).status)
+
+
+@dataclass(frozen=True)
+class OrderUpdate:
+    """What the strategy loop hears about one of our orders after a commit."""
+
+    client_order_id: str
+    symbol: str
+    exchange_order_id: int | None
+    status: str
+    executed_qty: Decimal
+    cum_quote_qty: Decimal
+    fills: tuple[Fill, ...]  # fills of this order first stored by this commit
+    source: str
+
+
+@dataclass
+class ApplyResult:
+    """What one ``apply``/``apply_many`` (or one writer batch) did."""
+
+    events: int = 0
+    malformed: int = 0
+    ignored: int = 0  # control events (listenKeyExpired, eventStreamTerminated, unknown types)
+    order_events_added: int = 0
+    duplicates: int = 0  # order events already stored
+    fills_added: int = 0
+    fills_duplicate: int = 0
+    status_changes: int = 0  # orders whose stored state moved forward
+    external_orders_added: int = 0
+    balance_events_added: int = 0
+    suspects: int = 0  # orders whose stored fills fall short of the exchange's cumulative qty
+    conflicts: list[str] = field(default_factory=list)
+    updates: list[OrderUpdate] = field(default_factory=list)
+
+    def add(self, other: ApplyResult) -> None:
+        for f in dataclasses.fields(self):
+            mine = getattr(self, f.name)
+            if isinstance(mine, list):
+                mine.extend(getattr(other, f.name))
+            else:
+                setattr(self, f.name, mine + getattr(other, f.name))
+
+
+@dataclass
+class _StatusRef:
+    client_id: str | None  # ours only
+    symbol: str
+    order_id: int | None
+    ours: bool
+    cum_qty: Decimal
+    source: str
+
+
+_OrderInfo = tuple[str, str, str, str | None, Decimal | None, Decimal | None]
+
+
+@dataclass
+class _Plan:
+    """Batch items for some facts, and what is needed to interpret the batch's result."""
+
+    items: list[BatchItem] = field(default_factory=list)
+    statuses: list[_StatusRef] = field(default_factory=list)
+    fills: dict[tuple[str, int], tuple[Fill, str | None, OrderKey | None]] = field(default_factory=dict)
+    # Ours by prefix, for adoption should the ledger lack the row: the status update and
+    # (symbol, side, type, time in force, price, quantity).
+    adopt: dict[str, tuple[StatusUpdateIn, _OrderInfo]] = field(default_factory=dict)
+    result: ApplyResult = field(default_factory=ApplyResult)
+
+
+class Reconciler:
+    """Applies user events and REST order facts to the ledger; runs gap fills and snapshots.
+
+    ``gateway`` (a ``RestGateway``) is needed for gap fills and snapshots only.
+    ``symbols`` are the spot symbols a gap fill checks even with nothing stored for them.
+    ``prefix`` is our client-id prefix (config ``orders.client_id_prefix``).
+    ``on_order_update`` is called synchronously after each commit, for our orders only; it
+    must not block (an async consumer puts the update on its own queue).
+    ``not_found_grace_ms``: a periodic/stream-gap run does not conclude NEVER_PLACED from a
+    -2013 for an order sent less than this long ago (it may still be in flight); the
+    start-up run does (nothing of ours can be in flight then).
+    """
+
+    def __init__(self, store: Store, gateway: Any = None, *, prefix: str, symbols: Iterable[str] = (),
+                 on_order_update: Callable[[OrderUpdate], None] | None = None,
+                 batch_max: int = DEFAULT_BATCH_MAX, not_found_grace_ms: int = 5000,
+                 suspect_delay_s: float = 0.25) -> None:
+        if batch_max < 1:
+            raise ValueError("batch_max must be at least 1")
+        self.store = store
+        self.gateway = gateway
+        self.prefix = validate_prefix(prefix)
+        self.symbols = tuple(dict.fromkeys(symbols))
+        self.on_order_update = on_order_update
+        self.batch_max = batch_max
+        self.not_found_grace_ms = not_found_grace_ms
+        self.suspect_delay_s = suspect_delay_s
+        self.holding: HoldingBuffer[Incoming] = HoldingBuffer()
+        self.totals = ApplyResult()  # everything applied since start, for status output
+        self.write_errors = 0
+        self._ours: set[str] = set()
+        self._external: set[str] = set()
+        self._queue: deque[Incoming] = deque()
+        self._apply_lock = asyncio.Lock()  # one batch at a time keeps arrival order
+        self._wake = asyncio.Event()
+        self._writer_task: asyncio.Task[None] | None = None
+        # Fills known to be stored, per order, and the largest cumulative qty the exchange
+        # reported: a cheap in-memory first check before asking the ledger (see suspects).
+        self._known_fills: dict[OrderKey, dict[int, Decimal]] = {}
+        self._suspects: dict[OrderKey, tuple[str, Decimal]] = {}
+        self._suspect_task: asyncio.Task[None] | None = None
+        self._gap_lock = asyncio.Lock()
+        self._followup: tuple[asyncio.Future[GapFillReport], list[str]] | None = None
+        self.last_gap_fill: GapFillReport | None = None
+        self._background: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ ownership
+
+    def is_ours_by_id(self, client_id: str) -> bool | None:
+        """True/False when known without the ledger; None when the ledger must be asked."""
+        if client_id in self._ours:
+            return True
+        if client_id in self._external:
+            return False
+        parsed = parse_client_id(client_id, self.prefix)
+        if parsed is not None and parsed.kind is IdKind.ORDER:
+            self._ours.add(client_id)
+            return True
+        return None
+
+    def remember_ours(self, client_id: str) -> None:
+        """The order manager recorded this id: ours even if it lacks our prefix."""
+        self._external.discard(client_id)
+        self._ours.add(client_id)
+
+    async def resolve_owners(self, client_ids: Iterable[str]) -> None:
+        """Decide, once per id, whether ids without our prefix are orders we recorded."""
+        for cid in dict.fromkeys(client_ids):
+            if self.is_ours_by_id(cid) is not None:
+                continue
+            rec = await self.store.get_order_by_client_id(cid) if cid else None
+            (self._ours if rec is not None and not rec.external else self._external).add(cid)
+
+    def is_ours(self, client_id: str) -> bool:
+        """After ``resolve_owners``: whether ``client_id`` is one of our orders."""
+        return bool(self.is_ours_by_id(client_id))
+
+    # ------------------------------------------------------------------ translating facts
+
+    @staticmethod
+    def parse(item: Incoming) -> Event:
+        if isinstance(item, bytes | str):
+            return parse_user_frame(item)
+        if isinstance(item, Mapping):
+            return parse_user_event(item)
+        return item
+
+    def _order_fact(self, plan: _Plan, *, symbol: str, order_id: int, client_id: str, event_client_id: str,
+                    obs: Observation, source: str, payload: Any, side: str | None, order_type: str | None,
+                    tif: str | None, price: Decimal | None, quantity: Decimal | None, event_ms: int | None,
+                    created_ms: int | None, reject: str | None, execution_id: int | None = None,
+                    execution_type: str | None = None, trade_id: int | None = None,
+                    dedupe_key: str | None = None) -> bool:
+        """Queue one observation of one order (event row + status); returns ours."""
+        ours = self.is_ours(client_id)
+        status = _observed_status(obs)
+        if not ours and side is not None and order_type is not None:
+            plan.items.append(ExternalOrderIn(
+                symbol=symbol, exchange_order_id=order_id, client_order_id=client_id, side=side,
+                type=order_type, status=status, source=source, time_in_force=tif or None, price=price,
+                quantity=quantity, executed_qty=obs.executed_qty, cum_quote_qty=obs.cum_quote,
+                created_ms=created_ms, event_ms=event_ms))
+        # External orders are found by (symbol, orderId): their client id may clash with ours.
+        cid = client_id if ours else None
+        plan.items.append(OrderEventIn(
+            symbol, status, source, payload, exchange_order_id=order_id, client_order_id=cid,
+            event_client_id=event_client_id or None, execution_id=execution_id,
+            execution_type=execution_type, executed_qty=obs.executed_qty, cum_quote_qty=obs.cum_quote,
+            trade_id=trade_id, event_ms=event_ms, dedupe_key=dedupe_key))
+        upd = StatusUpdateIn(cid, status, source, symbol=symbol, exchange_order_id=order_id,
+                             executed_qty=obs.executed_qty, cum_quote_qty=obs.cum_quote, event_ms=event_ms,
+                             reject_reason=reject)
+        plan.items.append(upd)
+        plan.statuses.append(_StatusRef(cid, symbol, order_id, ours, obs.executed_qty, source))
+        if ours and side is not None and order_type is not None:
+            # Kept in case the ledger has no row for an id with our prefix (see _adopt).
+            plan.adopt.setdefault(client_id, (upd, (symbol, side, order_type, tif, price, quantity)))
+        return ours
+
+    def _fill_fact(self, plan: _Plan, fill: Fill, *, symbol: str, source: str, client_id: str | None) -> None:
+        key = (symbol, fill.trade_id)
+        if key in plan.fills:
+            return
+        plan.items.append(FillIn(
+            symbol, fill.trade_id, fill.price, fill.qty, source, quote_qty=fill.quote_qty,
+            commission=fill.commission, commission_asset=fill.commission_asset, is_maker=fill.is_maker,
+            trade_ms=fill.time_ms, side=fill.side.value, client_order_id=client_id,
+            exchange_order_id=fill.order_id))
+        plan.fills[key] = (fill, client_id, (symbol, fill.order_id))
+
+    def _plan_event(self, plan: _Plan, ev: Event) -> None:
+        if isinstance(ev, ExecutionReport):
+            cid = ev.original_client_id
+            reject = ev.reject_reason if ev.reject_reason not in ("", "NONE") else ev.expiry_reason
+            ours = self._order_fact(
+                plan, symbol=ev.symbol, order_id=ev.order_id, client_id=cid,
+                event_client_id=ev.client_order_id, obs=ev.observation(), source="stream", payload=ev.raw,
+                side=ev.side.value, order_type=ev.order_type, tif=ev.time_in_force, price=ev.price,
+                quantity=ev.quantity, event_ms=ev.event_time, created_ms=ev.order_time, reject=reject,
+                execution_id=ev.execution_id, execution_type=ev.execution_type,
+                trade_id=ev.trade_id if ev.trade_id >= 0 else None)
+            fill = ev.fill
+            if fill is not None:
+                self._fill_fact(plan, fill, symbol=ev.symbol, source=FillSource.STREAM.value,
+                                client_id=cid if ours else None)
+        elif isinstance(ev, FuturesOrderUpdate):
+            sym = futures_symbol(ev.symbol)
+            key = ev.dedupe_key
+            ours = self._order_fact(
+                plan, symbol=sym, order_id=ev.order_id, client_id=ev.client_order_id, event_client_id="",
+                obs=ev.observation(), source="stream", payload=ev.raw, side=ev.side.value,
+                order_type=ev.order_type, tif=ev.time_in_force, price=ev.price, quantity=ev.quantity,
+                event_ms=ev.event_time, created_ms=None, reject=ev.expiry_reason if ev.expiry_reason not in
+                (None, "", "0") else None, execution_type=ev.execution_type,
+                trade_id=ev.trade_id if ev.trade_id >= 0 else None,
+                dedupe_key=f"fut:{sym}:{key[1]}:{key[2]}")
+            fill = ev.fill
+            if fill is not None:
+                self._fill_fact(plan, fill, symbol=sym, source=FillSource.STREAM.value,
+                                client_id=ev.client_order_id if ours else None)
+        elif isinstance(ev, AccountPosition):
+            plan.items.append(BalancesIn(
+                tuple(BalanceRow(b.asset, b.free, b.locked) for b in ev.balances), "stream",
+                f"E={ev.event_time},u={ev.last_update_time}", event_ms=ev.last_update_time,
+                kind="outboundAccountPosition", payload=ev.raw))
+        elif isinstance(ev, BalanceUpdate):
+            plan.items.append(BalanceEventIn(
+                "balanceUpdate", ev.asset, "stream", delta=ev.delta, event_ms=ev.event_time,
+                event_ref=f"E={ev.event_time},T={ev.clear_time}", payload=ev.raw))
+        elif isinstance(ev, FuturesAccountUpdate):
+            plan.items.append(FuturesUpdateIn(
+                ev.raw, event_ms=ev.event_time, transaction_ms=ev.transaction_time, reason=ev.reason,
+                balances=[dataclasses.asdict(b) for b in ev.balances],
+                positions=[dataclasses.asdict(p) for p in ev.positions]))
+        else:
+            plan.result.ignored += 1
+            log.debug("reconciler: ignoring %s", type(ev).__name__)
+            return
+        plan.result.events += 1
+
+    def _plan_snapshot(self, plan: _Plan, snap: OrderSnapshot, source: str) -> None:
+        """A REST order answer; FULL fills get source ``order_response`` (else ``gap_fill``)."""
+        cid = snap.original_client_id
+        ours = self._order_fact(
+            plan, symbol=snap.symbol, order_id=snap.order_id, client_id=cid,
+            event_client_id=snap.client_order_id if snap.orig_client_order_id else "",
+            obs=snap.observation(), source=source, payload=snap.raw,
+            side=snap.side.value if snap.side else None, order_type=snap.order_type, tif=snap.time_in_force,
+            price=snap.price, quantity=snap.orig_qty, event_ms=snap.time_ms, created_ms=snap.time_ms,
+            reject=None)
+        fill_source = FillSource.ORDER_RESPONSE.value if source == "order_response" else "gap_fill"
+        for fill in snap.fills:
+            self._fill_fact(plan, fill, symbol=snap.symbol, source=fill_source,
+                            client_id=cid if ours else None)
+        plan.result.events += 1
+
+    # ------------------------------------------------------------------ committing
+
+    async def _commit(self, plan: _Plan) -> ApplyResult:
+        res = plan.result
+        if not plan.items:
+            return res
+        batch = await self.store.apply_batch(plan.items)
+        await self._interpret(plan, batch)
+        self.totals.add(dataclasses.replace(res, conflicts=[], updates=[]))
+        self._schedule_suspects()
+        return res
+
+    async def _interpret(self, plan: _Plan, batch: BatchResult) -> None:
+        res = plan.result
+        res.order_events_added += batch.events_added
+        res.duplicates += batch.events_duplicate
+        res.fills_added += len(batch.fills_added)
+        res.fills_duplicate += batch.fills_duplicate
+        res.external_orders_added += len(batch.external_orders_added)
+        res.balance_events_added += batch.balance_events_added
+        for cid in batch.external_orders_added:
+            self._external.add(cid)
+
+        # Fills now stored (new or duplicate alike), per order, for the shortfall check.
+        new_fills: dict[str, list[Fill]] = {}
+        added = set(batch.fills_added)
+        for key, (fill, cid, order_key) in plan.fills.items():
+            if order_key is not None:
+                self._known_fills.setdefault(order_key, {})[fill.trade_id] = fill.qty
+            if key in added and cid is not None:
+                new_fills.setdefault(cid, []).append(fill)
+
+        latest: dict[str, tuple[StatusChange, _StatusRef]] = {}
+        changed: set[str] = set()
+        cum: dict[OrderKey, tuple[str, Decimal]] = {}
+        missing: list[str] = []
+        for ref, change in zip(plan.statuses, batch.status_changes, strict=True):
+            if change.conflict:
+                res.conflicts.append(change.conflict)
+                log.warning("reconciler: %s (order %s %s)", change.conflict, ref.symbol, ref.order_id)
+            if not ref.ours or ref.client_id is None:
+                continue
+            if not change.found:
+                missing.append(ref.client_id)
+                continue
+            latest[ref.client_id] = (change, ref)
+            if change.applied:
+                changed.add(ref.client_id)
+            if ref.order_id is not None:
+                key = (ref.symbol, ref.order_id)
+                prev = cum.get(key)
+                if prev is None or ref.cum_qty > prev[1]:
+                    cum[key] = (ref.client_id, ref.cum_qty)
+        res.status_changes += len(changed)
+
+        for key, (cid, qty) in cum.items():
+            known = self._known_fills.get(key)
+            have = sum(known.values(), ZERO) if known else ZERO
+            if qty > have:
+                self._suspects[key] = (cid, max(qty, self._suspects.get(key, (cid, ZERO))[1]))
+                res.suspects += 1
+            else:
+                self._suspects.pop(key, None)
+                change = latest[cid][0]
+                if change.status in _FINAL_LEDGER and have == qty:
+                    self._known_fills.pop(key, None)  # done: nothing more can arrive
+
+        if missing:
+            await self._adopt(plan, missing)
+
+        for cid in dict.fromkeys([*changed, *new_fills]):
+            if cid not in latest:
+                continue
+            change, ref = latest[cid]
+            res.updates.append(OrderUpdate(
+                cid, ref.symbol, ref.order_id, change.status or "", change.executed_qty or ZERO,
+                change.cum_quote_qty or ZERO, tuple(new_fills.get(cid, ())), ref.source))
+        self._emit(res.updates)
+
+    async def _adopt(self, plan: _Plan, client_ids: Sequence[str]) -> None:
+        """An id with our prefix that the ledger does not hold (another run's database,
+        or a row lost): record it as ours now so its history has a home, then re-apply."""
+        again: list[BatchItem] = []
+        for cid in dict.fromkeys(client_ids):
+            found = plan.adopt.get(cid)
+            if found is None:
+                continue
+            upd, (symbol, side, otype, tif, price, qty) = found
+            log.warning("reconciler: order %s has our prefix but no ledger row; adopting it", cid)
+            with contextlib.suppress(Exception):
+                await self.store.record_order_intent(
+                    cid, symbol, side, otype, quantity=qty, price=price, time_in_force=tif or None,
+                    reason="adopted: seen on the exchange without a recorded intent")
+            again.append(upd)
+        if again:
+            await self.store.apply_batch(again)
+
+    def _emit(self, updates: Sequence[OrderUpdate]) -> None:
+        if self.on_order_update is None:
+            return
+        for u in updates:
+            try:
+                self.on_order_update(u)
+            except Exception:
+                log.exception("reconciler: order update callback failed for %s", u.client_order_id)
+
+    # ------------------------------------------------------------------ public apply paths
+
+    async def apply(self, event: Incoming) -> ApplyResult:
+        """Apply one event now, in its own transaction (ignores holding; streams use ``submit``)."""
+        return await self.apply_many([event])
+
+    async def apply_many(self, events: Sequence[Incoming]) -> ApplyResult:
+        """Apply events now, in arrival order, in one transaction (group commit)."""
+        async with self._apply_lock:
+            return await self._apply_unlocked(events)
+
+    async def _apply_unlocked(self, events: Sequence[Incoming]) -> ApplyResult:
+        plan = _Plan()
+        parsed: list[Event] = []
+        for item in events:
+            try:
+                parsed.append(self.parse(item))
+            except MalformedEvent as exc:
+                plan.result.malformed += 1
+                log.warning("reconciler: dropped a malformed user event: %s", exc)
+        ids = [ev.original_client_id if isinstance(ev, ExecutionReport) else ev.client_order_id
+               for ev in parsed if isinstance(ev, ExecutionReport | FuturesOrderUpdate)]
+        await self.resolve_owners(ids)
+        for ev in parsed:
+            self._plan_event(plan, ev)
+        return await self._commit(plan)
+
+    async def apply_order_response(self, response: Mapping[str, Any] | OrderSnapshot, *,
+                                   source: str = "order_response") -> ApplyResult:
+        """Apply a REST order answer (placement, GET order, cancel) like a stream event.
+
+        ``source``: ``order_response`` for our own placement/cancel answers (FULL fills are
+        stored with that source), ``rest_query`` or ``gap_fill`` for queries."""
+        return await self.apply_order_snapshots([response], source=source)
+
+    async def apply_order_snapshots(self, responses: Sequence[Mapping[str, Any] | OrderSnapshot], *,
+                                    source: str) -> ApplyResult:
+        snaps = [r if isinstance(r, OrderSnapshot) else parse_order_snapshot(r) for r in responses]
+        async with self._apply_lock:
+            await self.resolve_owners(s.original_client_id for s in snaps)
+            plan = _Plan()
+            for snap in snaps:
+                self._plan_snapshot(plan, snap, source)
+            return await self._commit(plan)
+
+    async def apply_fills(self, fills: Sequence[Fill], *, source: str = "gap_fill") -> ApplyResult:
+        """Store fills known only by order id (myTrades rows); they link to orders by
+        (symbol, orderId). Orders of ours that gain fills are reported to the callback
+        when their client id is already known here."""
+        async with self._apply_lock:
+            plan = _Plan()
+            for f in fills:
+                self._fill_fact(plan, f, symbol=f.symbol, source=source, client_id=None)
+            plan.result.events += len(fills)
+            return await self._commit(plan)
+
+    async def apply_items(self, items: Sequence[BatchItem]) -> BatchResult:
+        """Raw ledger writes that belong to a reconciliation (NOT_PLACED resolutions and
+        their event rows), serialised with every other apply."""
+        async with self._apply_lock:
+            return await self.store.apply_batch(items)
+
+    # ------------------------------------------------------------------ streams: queue + writer
+
+    def submit(self, event: Incoming) -> None:
+        """Hand over one stream event (parsed or raw); never blocks. Held during a gap fill."""
+        if self.holding.offer(event):
+            return
+        self._queue.append(event)
+        self._wake.set()
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    async def start(self) -> None:
+        """Start the writer task that applies submitted events in batches."""
+        if self._writer_task is None or self._writer_task.done():
+            self._writer_task = asyncio.create_task(self._writer(), name="reconciler-writer")
+
+    async def stop(self) -> None:
+        """Apply what is queued, then stop the writer and the suspect check."""
+        await self.drain()
+        for task in (self._writer_task, self._suspect_task):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._writer_task = self._suspect_task = None
+
+    async def _writer(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self.drain()
+
+    async def drain(self) -> None:
+        """Apply everything queued so far (not what is held), batch by batch."""
+        while self._queue:
+            async with self._apply_lock:
+                batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.batch_max))]
+                if batch:
+                    await self._apply_guarded(batch)
+
+    async def _apply_guarded(self, batch: Sequence[Incoming]) -> None:
+        try:
+            await self._apply_unlocked(batch)
+        except Exception:
+            # The events are lost to the ledger, not to the exchange: a gap fill restores them.
+            self.write_errors += 1
+            log.exception("reconciler: could not apply %d stream events; requesting a gap fill", len(batch))
+            if self.gateway is not None:
+                task = asyncio.get_running_loop().create_task(self._gap_fill_quietly("apply_error"))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+
+    async def _gap_fill_quietly(self, reason: str) -> None:
+        try:
+            await self.gap_fill(reason)
+        except Exception:
+            log.exception("reconciler: gap fill (%s) failed", reason)
+
+    async def release_held(self) -> int:
+        """Apply every held event in arrival order, then stop holding; returns how many."""
+        n = 0
+        while len(self.holding):
+            async with self._apply_lock:
+                batch = self.holding.take(self.batch_max)
+                n += len(batch)
+                await self._apply_guarded(batch)
+        self.holding.stop_holding()
+        return n
+
+    # ------------------------------------------------------------------ missing fills
+
+    @property
+    def suspects(self) -> dict[OrderKey, tuple[str, Decimal]]:
+        """Orders whose stored fills fall short of what the exchange reported (not yet checked)."""
+        return dict(self._suspects)
+
+    def take_suspects(self) -> dict[OrderKey, tuple[str, Decimal]]:
+        out, self._suspects = self._suspects, {}
+        return out
+
+    def note_fills_known(self, key: OrderKey, fills: Mapping[int, Decimal]) -> None:
+        self._known_fills.setdefault(key, {}).update(fills)
+
+    def _schedule_suspects(self) -> None:
+        if not self._suspects or self.gateway is None:
+            return
+        if self._suspect_task is None or self._suspect_task.done():
+            self._suspect_task = asyncio.get_running_loop().create_task(self._check_suspects_later())
+
+    async def _check_suspects_later(self) -> None:
+        await asyncio.sleep(self.suspect_delay_s)  # reordered events get a moment to arrive
+        try:
+            await self.check_suspects()
+        except Exception:
+            log.exception("reconciler: targeted gap fill failed")
+
+    async def check_suspects(self) -> GapFillReport | None:
+        """Targeted gap fill for the suspect orders (myTrades by orderId), if still short."""
+        from executor.reconcile.gapfill import fill_missing_for_orders
+
+        async with self._gap_lock:
+            if not self._suspects:
+                return None
+            return await fill_missing_for_orders(self, self.take_suspects(), reason="missing_fill")
+
+    # ------------------------------------------------------------------ gap fill + snapshots
+
+    async def gap_fill(self, reason: str) -> GapFillReport:
+        """Rebuild the truth from REST (see ``gapfill.run_gap_fill``), holding stream events.
+
+        Runs never overlap: a request made while one runs waits for a single follow-up run
+        that serves every request made meanwhile."""
+        from executor.reconcile.gapfill import run_gap_fill
+
+        if self._gap_lock.locked():
+            if self._followup is None:
+                self._followup = (asyncio.get_running_loop().create_future(), [reason])
+            else:
+                self._followup[1].append(reason)
+            return await asyncio.shield(self._followup[0])
+        async with self._gap_lock:
+            report = await run_gap_fill(self, reason)
+            while self._followup is not None:
+                future, reasons = self._followup
+                self._followup = None
+                try:
+                    follow = await run_gap_fill(self, "+".join(dict.fromkeys(reasons))[:64])
+                except Exception as exc:
+                    future.set_exception(exc)
+                    future.exception()  # retrieved: waiters re-raise it, no "never retrieved" noise
+                else:
+                    future.set_result(follow)
+            self.last_gap_fill = report
+            return report
+
+    async def snapshot_balances(self) -> SnapshotResult:
+        """Compare a REST account snapshot with stored balances; the exchange wins."""
+        from executor.reconcile.gapfill import run_balance_snapshot
+
+        async with self._gap_lock:
+            return await run_balance_snapshot(self)
+
+    async def settle(self, seconds: float = 0.3) -> None:
+        """Give the stream a moment (events in flight), then apply what arrived."""
+        await asyncio.sleep(seconds)
+        await self.drain()
+
+
+_FINAL_LEDGER = frozenset({"FILLED", "CANCELED", "REJECTED", "EXPIRED", "EXPIRED_IN_MATCH", NOT_PLACED})

@@ -1,0 +1,131 @@
+"""``SimExchange``: the embedded exchange's in-process ground truth.
+
+One object holds the clock, the accounts (balances, keys), the market (books per symbol),
+the spot matching engine, the user-event bus, the fault switchboard and the REST rate
+limiter. Transports (``server.py`` and its route modules) only translate wire requests
+into calls on it; tests read and steer it directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from decimal import Decimal
+from typing import Any
+
+from executor.config import SimConfig, SimPorts
+from executor.exchange.credentials import Credentials
+from executor.sim.accounts import COUNTERPARTY_ID, DEFAULT_ID, FEES_ID, Account, Accounts
+from executor.sim.bus import UserEventBus
+from executor.sim.clock import SimClock
+from executor.sim.engine import SpotEngine
+from executor.sim.faults import Faults
+from executor.sim.market import Market, SymbolSpec
+from executor.sim.ratelimit import RateLimiter, RateLimits
+
+COUNTERPARTY_FUNDS = Decimal("1000000000000")
+
+
+def default_sim_config(**overrides: Any) -> SimConfig:
+    """A SimConfig with config/default.toml's sim values, for tests that need no file."""
+    base = SimConfig(
+        seed=7, time_scale=Decimal(1), host="127.0.0.1", book_update_hz=Decimal(20),
+        max_connection_age_s=86400, market_file="",
+        ports=SimPorts(spot_rest=0, spot_stream=0, spot_ws_api=0, futures_rest=0, futures_stream=0),
+        start_prices={"BTCUSDT": Decimal(60000), "ETHUSDT": Decimal(3000)},
+        balances={"USDT": Decimal(10000), "BTC": Decimal("0.1"), "ETH": Decimal(2)},
+    )
+    return replace(base, **overrides)
+
+
+class SimExchange:
+    """Accounts, books, orders, trades and the clock of the embedded exchange.
+
+    ``symbols`` defaults to the keys of ``settings.start_prices``. ``extra_accounts`` adds
+    accounts (id -> balances) next to the default one.
+    """
+
+    def __init__(self, settings: SimConfig | None = None, *, symbols: Iterable[str] | None = None,
+                 extra_accounts: Mapping[str, Mapping[str, Decimal]] | None = None,
+                 limits: RateLimits | None = None, start_ms: int | None = None) -> None:
+        self.settings = settings or default_sim_config()
+        cfg = self.settings
+        self.seed = cfg.seed
+        self.clock = SimClock(float(cfg.time_scale), start_ms=start_ms)
+        syms = list(symbols) if symbols is not None else list(cfg.start_prices)
+        if not syms:
+            raise ValueError("the sim needs at least one symbol")
+        prices = {s: Decimal(cfg.start_prices.get(s, Decimal(100))) for s in syms}
+        self.specs: dict[str, SymbolSpec] = {s: SymbolSpec.for_symbol(s, prices[s]) for s in syms}
+        self.market = Market(self.clock, self.specs, prices, seed=cfg.seed,
+                             book_update_hz=float(cfg.book_update_hz), market_file=cfg.market_file or None)
+        self.bus = UserEventBus()
+        self.faults = Faults()
+        if hasattr(self.faults, "bind"):
+            self.faults.bind(self)
+        self.ratelimiter = RateLimiter(self.clock, limits or RateLimits())
+        now = self.clock.now_ms()
+        self.accounts = Accounts(cfg.seed)
+        self.accounts.add(DEFAULT_ID, dict(cfg.balances), now_ms=now)
+        assets = sorted({a for s in self.specs.values() for a in (s.base, s.quote)})
+        self.accounts.add(COUNTERPARTY_ID, dict.fromkeys(assets, COUNTERPARTY_FUNDS), with_keys=False,
+                          now_ms=now)
+        self.accounts.add(FEES_ID, {}, with_keys=False, now_ms=now)
+        for account_id, balances in (extra_accounts or {}).items():
+            self.accounts.add(account_id, {a: Decimal(v) for a, v in balances.items()}, now_ms=now)
+        self.engine = SpotEngine(self.accounts, self.market, self.clock, self.bus, seed=cfg.seed)
+        self.max_connection_age_s = cfg.max_connection_age_s
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- construction shortcuts -----------------------------------------------------------------
+    @classmethod
+    def from_config(cls, settings: SimConfig, **kwargs: Any) -> SimExchange:
+        return cls(settings, **kwargs)
+
+    @classmethod
+    def for_tests(cls, *, symbols: Iterable[str] = ("BTCUSDT", "ETHUSDT"), limits: RateLimits | None = None,
+                  extra_accounts: Mapping[str, Mapping[str, Decimal]] | None = None,
+                  **overrides: Any) -> SimExchange:
+        """A cheap exchange: default sim settings with ``overrides`` (any SimConfig field)."""
+        for key in ("time_scale", "book_update_hz"):
+            if key in overrides:
+                overrides[key] = Decimal(str(overrides[key]))
+        for key in ("start_prices", "balances"):
+            if key in overrides:
+                overrides[key] = {k: Decimal(str(v)) for k, v in overrides[key].items()}
+        return cls(default_sim_config(**overrides), symbols=symbols, limits=limits,
+                   extra_accounts=extra_accounts)
+
+    # -- accounts -------------------------------------------------------------------------------
+    @property
+    def default_account(self) -> Account:
+        return self.accounts.default
+
+    def add_account(self, account_id: str, balances: Mapping[str, Decimal | str] | None = None) -> Account:
+        return self.accounts.add(account_id, {a: Decimal(str(v)) for a, v in (balances or {}).items()},
+                                 now_ms=self.clock.now_ms())
+
+    def credentials(self, kind: str = "HMAC", account_id: str = DEFAULT_ID) -> Credentials:
+        """Test credentials of ``account_id``'s key of ``kind`` ("HMAC", "Ed25519", "RSA")."""
+        api = self.accounts.key_of(account_id, kind)
+        if kind == "HMAC":
+            return Credentials(api_key=api.key, api_secret=api.secret)
+        return Credentials(api_key=api.key, private_key_pem=api.private_key_pem)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start background work (market updates). Idempotent."""
+        if self._tasks:
+            return
+        if self.market.hz > 0 or self.market._replay:
+            self._tasks.append(asyncio.create_task(self.market.run(), name="sim-market"))
+
+    async def stop(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

@@ -1,0 +1,301 @@
+"""The spot WebSocket API (``/ws-api/v3``): request/response envelope and user data.
+
+Requests are ``{"id","method","params"}``; answers are ``{"id","status":200,"result",
+"rateLimits"}`` or ``{"id","status":4xx,"error":{"code","msg"},"rateLimits"}``. Weight is
+charged to the same per-IP REQUEST_WEIGHT budget as REST. Methods: ``ping``, ``time``,
+``session.logon`` (Ed25519 only), ``session.status``, ``session.logout``,
+``session.subscriptions``, ``userDataStream.subscribe.signature`` (any key type; the
+signature covers the other params sorted by name and joined as a query string),
+``userDataStream.subscribe`` (after logon), ``userDataStream.unsubscribe``, and
+``order.place`` / ``order.cancel`` / ``order.status`` sharing the spot engine.
+
+User events arrive as ``{"subscriptionId": N, "event": {...}}``; ending a subscription
+sends ``eventStreamTerminated``. One subscription per account per connection. The
+connection follows the spot stream rules (20 s pings, maximum age, ``serverShutdown``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from executor.sim import auth, errors
+from executor.sim.accounts import Account, ApiKey
+from executor.sim.faults import SPOT_RULES, ServerSocket
+
+WEIGHTS = {"ping": 1, "time": 1, "session.logon": 2, "session.status": 2, "session.logout": 2,
+           "session.subscriptions": 2, "userDataStream.subscribe": 2,
+           "userDataStream.subscribe.signature": 2, "userDataStream.unsubscribe": 2,
+           "order.place": 1, "order.cancel": 1, "order.status": 4}
+CONNECT_WEIGHT = 2
+
+NOT_AUTHORIZED = errors.BinanceError(-1002, "You are not authorized to execute this request.", 401)
+SUBSCRIPTION_ACTIVE = errors.BinanceError(-2035, "User Data Stream subscription already active.")
+SUBSCRIPTION_INACTIVE = errors.BinanceError(-2036, "User Data Stream subscription not active.")
+UNKNOWN_METHOD = errors.BinanceError(-1102, "Unknown method.")
+
+
+def signature_payloads(params: dict[str, Any]) -> list[str]:
+    """What a WS API signature may cover: every param but ``signature``, sorted by name,
+    as ``k=v&...`` — percent-encoded (python-binance) or raw (Binance's own examples)."""
+    items = sorted((k, str(v)) for k, v in params.items() if k != "signature")
+    encoded = urlencode(items)
+    raw = "&".join(f"{k}={v}" for k, v in items)
+    return [encoded] if encoded == raw else [encoded, raw]
+
+
+@dataclass
+class _Subscription:
+    account_id: str
+    via_logon: bool
+    unsubscribe: Callable[[], None]
+
+
+class WsApiSession:
+    """One WS API connection: its logon state and subscriptions."""
+
+    def __init__(self, sim: Any, sock: ServerSocket, ip: str) -> None:
+        self.sim = sim
+        self.sock = sock
+        self.ip = ip
+        self.connected_since = sim.clock.now_ms()
+        self.logon: ApiKey | None = None
+        self.authorized_since: int | None = None
+        self.subs: dict[int, _Subscription] = {}
+        self._next_sub = 0
+
+    # -- envelope -----------------------------------------------------------------------------
+
+    def _rate_limits(self) -> list[dict[str, Any]]:
+        limiter = self.sim.ratelimiter
+        return [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
+                 "limit": limiter.limits.weight_per_minute, "count": limiter.used_weight(self.ip)}]
+
+    async def handle(self, text: str) -> None:
+        req_id: Any = None
+        try:
+            request = json.loads(text)
+            if not isinstance(request, dict):
+                raise ValueError
+            req_id = request.get("id")
+            method = request.get("method")
+            params = request.get("params") or {}
+            if not isinstance(method, str) or not isinstance(params, dict):
+                raise ValueError
+        except ValueError:
+            self.sock.enqueue({"id": req_id, "status": 400,
+                               "error": {"code": -1102, "msg": "Malformed request."}})
+            return
+        try:
+            limiter = self.sim.ratelimiter
+            limiter.gate(self.ip)
+            limiter.charge(self.ip, WEIGHTS.get(method, 1))
+            handler = getattr(self, "m_" + method.replace(".", "_"), None)
+            if handler is None:
+                raise UNKNOWN_METHOD
+            result, after = handler(params)
+        except errors.BinanceError as exc:
+            body: dict[str, Any] = {"id": req_id, "status": exc.http_status, "error": exc.body(),
+                                    "rateLimits": self._rate_limits()}
+            self.sock.enqueue(body)
+            return
+        self.sock.enqueue({"id": req_id, "status": 200, "result": result, "rateLimits": self._rate_limits()})
+        for message in after:
+            self.sock.enqueue(message)
+
+    # -- authentication -----------------------------------------------------------------------
+
+    def _authenticate(self, params: dict[str, Any]) -> tuple[Account, ApiKey]:
+        key = params.get("apiKey")
+        if not key:
+            raise errors.mandatory_missing("apiKey")
+        found = self.sim.accounts.by_api_key(str(key))
+        if found is None:
+            raise errors.rejected_key()
+        account, api = found
+        auth.check_timestamp({k: str(v) for k, v in params.items()}, self.sim.clock.now_ms())
+        signature = params.get("signature")
+        if not signature:
+            raise errors.mandatory_missing("signature")
+        if not any(auth.verify_signature(api, p, str(signature)) for p in signature_payloads(params)):
+            raise errors.invalid_signature()
+        return account, api
+
+    def _signed_account(self, params: dict[str, Any]) -> Account:
+        """A request authenticated by its own signature, or by the session's logon."""
+        if "signature" in params or self.logon is None:
+            return self._authenticate(params)[0]
+        found = self.sim.accounts.by_api_key(self.logon.key)
+        assert found is not None
+        return found[0]
+
+    # -- user data ------------------------------------------------------------------------------
+
+    def _subscribe(self, account_id: str, via_logon: bool) -> dict[str, Any]:
+        if any(s.account_id == account_id for s in self.subs.values()):
+            raise SUBSCRIPTION_ACTIVE
+        sub_id = self._next_sub
+        self._next_sub += 1
+        sock = self.sock
+
+        def deliver(event: dict[str, Any]) -> None:
+            if sub_id in self.subs and not sock.stalled:
+                sock.enqueue({"subscriptionId": sub_id, "event": event})
+
+        self.subs[sub_id] = _Subscription(account_id, via_logon, self.sim.bus.subscribe(account_id, "spot",
+                                                                                            deliver))
+        self.sock.set_account(account_id)
+        return {"subscriptionId": sub_id}
+
+    def _terminate(self, sub_ids: list[int]) -> list[dict[str, Any]]:
+        out = []
+        for sub_id in sub_ids:
+            sub = self.subs.pop(sub_id)
+            sub.unsubscribe()
+            out.append({"subscriptionId": sub_id,
+                        "event": {"e": "eventStreamTerminated", "E": self.sim.clock.now_ms()}})
+        return out
+
+    def close(self) -> None:
+        for sub in self.subs.values():
+            sub.unsubscribe()
+        self.subs.clear()
+
+    # -- methods: each returns (result, messages to send after the response) -------------------
+
+    def m_ping(self, params: dict[str, Any]) -> tuple[Any, list[Any]]:
+        return {}, []
+
+    def m_time(self, params: dict[str, Any]) -> tuple[Any, list[Any]]:
+        return {"serverTime": self.sim.clock.now_ms()}, []
+
+    def _status(self) -> dict[str, Any]:
+        return {"apiKey": self.logon.key if self.logon else None, "authorizedSince": self.authorized_since,
+                "connectedSince": self.connected_since, "returnRateLimits": True,
+                "serverTime": self.sim.clock.now_ms(), "userDataStream": bool(self.subs)}
+
+    def m_session_logon(self, params: dict[str, Any]) -> tuple[Any, list[Any]]:
+        _, api = self._authenticate(params)
+        if api.kind != "Ed25519":
+            raise NOT_AUTHORIZED
+        self.logon, self.authorized_since = api, self.sim.clock.now_ms()
+        return self._status(), []
+
+    def m_session_status(self, params: dict[str, Any]) -> tuple[Any, list[Any]]:
+        return self._status(), []
+
+    def m_session_logout(self, params: dict[str, Any]) -> tuple[Any, list[Any]]:
+        # Only subscriptions started through the logon end with it.
+        ended = self._terminate([i for i, s in self.subs.items() if s.via_logon])
+        self.logon, self.authorized_since = None, None
+        return self._status(), ended
+
+    def m_session_subscriptions(self, params: dict[str, Any]) -> tuple[Any, list[Any]]:
+        return [{"subscriptionId": i} for i in self.subs], []
+
+    def m_userDataStream_subscribe_signature(self, params: dict[str, Any]) -> tuple[Any, list[Any]]:
+        account, _ = self._authenticate(params)
+        return self._subscribe(str(account.id), via_logon=False), []
+
+    def m_userDataStream_subscribe(self, params: dict[str, Any]) -> tuple[Any, list[Any]]:
+        if self.logon is None:
+            raise NOT_AUTHORIZED
+        return self._subscribe(self.logon.account_id, via_logon=True), []
+
+    def m_userDataStream_unsubscribe(self, params: dict[str, Any]) -> tuple[Any, list[Any]]:
+        if "subscriptionId" in params:
+            try:
+                sub_id = int(params["subscriptionId"])
+            except (TypeError, ValueError):
+                raise errors.invalid_param("subscriptionId") from None
+            if sub_id not in self.subs:
+                raise SUBSCRIPTION_INACTIVE
+            return {}, self._terminate([sub_id])
+        if not self.subs:
+            raise SUBSCRIPTION_INACTIVE
+        return {}, self._terminate(list(self.subs))
+
+    # -- orders (same engine as REST) ---------------------------------------------------------
+
+    def _order_params(self, params: dict[str, Any]) -> dict[str, str]:
+        return {k: str(v) for k, v in params.items()
+                if k not in ("apiKey", "signature", "timestamp", "recvWindow")}
+
+    def m_order_place(self, params: dict[str, Any]) -> tuple[Any, list[Any]]:
+        from executor.sim.engine import order_response, parse_new_order
+
+        account = self._signed_account(params)
+        req = parse_new_order(self._order_params(params), self.sim.engine.specs)
+        self.sim.ratelimiter.check_order(str(account.id))
+        order, transact = self.sim.engine.place(account, req)
+        self.sim.ratelimiter.count_order(str(account.id))
+        return order_response(order, req.resp_type, transact), []
+
+    def _order_ids(self, params: dict[str, str]) -> tuple[str, int | None, str | None]:
+        from executor.sim.engine import parse_int, parse_symbol
+
+        spec = parse_symbol(params, self.sim.engine.specs)
+        assert spec is not None
+        order_id = parse_int(params, "orderId")
+        client_id = params.get("origClientOrderId")
+        if order_id is None and not client_id:
+            raise errors.one_of_missing("orderId", "origClientOrderId")
+        return spec.symbol, order_id, client_id
+
+    def m_order_cancel(self, params: dict[str, Any]) -> tuple[Any, list[Any]]:
+        from executor.sim.engine import cancel_response
+
+        account = self._signed_account(params)
+        p = self._order_params(params)
+        symbol, order_id, client_id = self._order_ids(p)
+        order, transact = self.sim.engine.cancel(account, symbol, order_id, client_id,
+                                                 p.get("newClientOrderId"))
+        return cancel_response(order, transact), []
+
+    def m_order_status(self, params: dict[str, Any]) -> tuple[Any, list[Any]]:
+        from executor.sim.engine import query_response
+
+        account = self._signed_account(params)
+        symbol, order_id, client_id = self._order_ids(self._order_params(params))
+        order = self.sim.engine.find_order(str(account.id), symbol, order_id, client_id)
+        if order is None:
+            raise errors.no_such_order()
+        return query_response(order), []
+
+
+def _ws_api_shutdown(now_ms: int) -> dict[str, Any]:
+    return {"event": {"e": "serverShutdown", "E": now_ms}}
+
+
+async def ws_api(request: web.Request) -> web.StreamResponse:
+    sim = request.app["sim"]
+    ip = request.remote or "127.0.0.1"
+    try:
+        sim.ratelimiter.gate(ip)
+        sim.ratelimiter.charge(ip, CONNECT_WEIGHT)
+    except errors.BinanceError as exc:
+        return web.json_response(exc.body(), status=exc.http_status, headers=exc.headers)
+    rules = replace(SPOT_RULES, max_age_s=float(getattr(sim, "max_connection_age_s", SPOT_RULES.max_age_s)))
+    sock = ServerSocket(request, "ws_api", sim.clock, sim.faults, rules=rules,
+                        shutdown_frame=_ws_api_shutdown)
+    await sock.prepare()
+    session = WsApiSession(sim, sock, ip)
+    try:
+        await sock.run(session.handle)
+    finally:
+        session.close()
+    return sock.ws
+
+
+def add_routes(app: web.Application, sim: Any) -> None:
+    app.router.add_get("/ws-api/v3", ws_api)
+
+    async def close_sockets(app: web.Application) -> None:
+        await sim.faults.connections.drop("ws_api")
+
+    app.on_shutdown.append(close_sockets)

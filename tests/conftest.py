@@ -1,0 +1,111 @@
+"""Shared fixtures: a started embedded exchange (``sim``) and python-binance clients on it.
+
+``sim`` starts a ``SimExchange`` + ``SimServer`` on free 127.0.0.1 ports and yields a
+``SimHandle``: ``.exchange`` (the in-process ground truth), ``.urls`` (``SimUrls``),
+``.endpoints`` (``Endpoints`` for ``apply_to_client``), ``.creds`` (default HMAC key),
+``.ed25519_creds`` and ``.rsa_creds`` (RSA is generated lazily on first use).
+``client`` is an unmodified python-binance ``AsyncClient`` pointed at the sim;
+``make_client(creds)`` builds more (closed at teardown).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import pytest
+
+from executor.endpoints import Endpoints, apply_to_client
+from executor.exchange.credentials import Credentials
+from executor.sim.exchange import SimExchange
+from executor.sim.server import SimServer, SimUrls
+
+
+@dataclass
+class SimHandle:
+    exchange: SimExchange
+    server: SimServer
+    urls: SimUrls
+    endpoints: Endpoints = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.endpoints = self.urls.endpoints()
+
+    @cached_property
+    def creds(self) -> Credentials:
+        return self.exchange.credentials("HMAC")
+
+    @cached_property
+    def ed25519_creds(self) -> Credentials:
+        return self.exchange.credentials("Ed25519")
+
+    @cached_property
+    def rsa_creds(self) -> Credentials:
+        return self.exchange.credentials("RSA")
+
+
+async def start_sim(exchange: SimExchange | None = None) -> SimHandle:
+    """Start ``exchange`` (default: ``SimExchange.for_tests()``) on free ports."""
+    exchange = exchange or SimExchange.for_tests()
+    server = SimServer(exchange, host="127.0.0.1")
+    urls = await server.start()
+    return SimHandle(exchange=exchange, server=server, urls=urls)
+
+
+def build_client(creds: Credentials, endpoints: Endpoints) -> Any:
+    """An unmodified AsyncClient (not ``create``: that pings real Binance) aimed at ``endpoints``."""
+    from binance import AsyncClient
+
+    if creds.api_secret:
+        client = AsyncClient(creds.api_key, creds.api_secret)
+    else:
+        client = AsyncClient(creds.api_key, private_key=creds.private_key_pem,
+                             private_key_pass=creds.private_key_pass)
+    apply_to_client(client, endpoints)
+    return client
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[SimHandle]:
+    handle = await start_sim()
+    try:
+        yield handle
+    finally:
+        await handle.server.stop()
+
+
+@pytest.fixture
+async def make_client(sim: SimHandle) -> AsyncIterator[Callable[[Credentials], Any]]:
+    clients: list[Any] = []
+
+    def make(creds: Credentials | None = None) -> Any:
+        client = build_client(creds or sim.creds, sim.endpoints)
+        clients.append(client)
+        return client
+
+    try:
+        yield make
+    finally:
+        for client in clients:
+            await client.close_connection()
+
+
+@pytest.fixture
+async def client(make_client: Callable[[Credentials], Any]) -> Any:
+    return make_client()
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll ``predicate`` on the event loop until true (fails the test after ``timeout``)."""
+    import asyncio
+
+    async def loop() -> None:
+        while not predicate():
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(loop(), timeout)
+
+
+Waiter = Callable[[Callable[[], bool], float], Awaitable[None]]

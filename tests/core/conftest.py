@@ -1,0 +1,22 @@
+"""Shared fixtures for the pure core tests: the authoritative Binance payload samples."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+FIXTURES_FILE = Path(__file__).resolve().parents[2].parent / "shared" / "binance" / "fixtures.json"
+
+
+def load_fixtures() -> dict[str, Any]:
+    return json.loads(FIXTURES_FILE.read_text())
+
+
+@pytest.fixture
+def fx() -> dict[str, Any]:
+    """A fresh deep copy of fixtures.json per test (tests may mutate it)."""
+    return copy.deepcopy(load_fixtures())

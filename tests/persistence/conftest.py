@@ -1,0 +1,44 @@
+"""Fixtures for the ledger tests: a migrated database file under tmp_path and a Store on it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from executor.persistence.store import Store
+
+
+class FakeClock:
+    """A clock that advances one millisecond per read, so every write has a distinct time."""
+
+    def __init__(self, start_ms: int = 1_767_225_600_000) -> None:
+        self.ms = start_ms
+
+    def __call__(self) -> int:
+        self.ms += 1
+        return self.ms
+
+
+def url_for(path: Path) -> str:
+    return f"sqlite+aiosqlite:///{path}"
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return url_for(tmp_path / "ledger" / "test.db")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def store(db_url: str, clock: Callable[[], int]) -> AsyncIterator[Store]:
+    s = await Store.open(db_url, clock=clock)
+    try:
+        yield s
+    finally:
+        await s.close()
