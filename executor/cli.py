@@ -60,8 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database maintenance", description="Database maintenance.")
     _common(db)
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
-    db_sub.add_parser("upgrade", help="apply Alembic migrations up to the newest version")
-    db_sub.add_parser("current", help="print the database's schema version")
+    _common(db_sub.add_parser("upgrade", help="apply Alembic migrations up to the newest version"))
+    _common(db_sub.add_parser("current", help="print the database's schema version"))
 
     audit = sub.add_parser("audit", help="post-trade audit from the database",
                            description="Reports, ledger verification and exports, from the "

@@ -5,7 +5,8 @@
 ``.endpoints`` (``Endpoints`` for ``apply_to_client``), ``.creds`` (default HMAC key),
 ``.ed25519_creds`` and ``.rsa_creds`` (RSA is generated lazily on first use).
 ``client`` is an unmodified python-binance ``AsyncClient`` pointed at the sim;
-``make_client(creds)`` builds more (closed at teardown).
+``make_client(creds)`` builds more (closed at teardown). ``@pytest.mark.sim_options(time_scale=60,
+...)`` passes keyword overrides to ``SimExchange.for_tests`` for one test.
 """
 
 from __future__ import annotations
@@ -67,9 +68,15 @@ def build_client(creds: Credentials, endpoints: Endpoints) -> Any:
     return client
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "sim_options(**kw): SimExchange.for_tests() overrides for the `sim` fixture")
+
+
 @pytest.fixture
-async def sim() -> AsyncIterator[SimHandle]:
-    handle = await start_sim()
+async def sim(request: pytest.FixtureRequest) -> AsyncIterator[SimHandle]:
+    marker = request.node.get_closest_marker("sim_options")
+    handle = await start_sim(SimExchange.for_tests(**marker.kwargs) if marker else None)
     try:
         yield handle
     finally:

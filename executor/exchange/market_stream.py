@@ -72,19 +72,28 @@ def _int(value: Any, name: str) -> int:
     return value
 
 
-def parse_book_ticker(data: dict[str, Any]) -> tuple[str, int, Decimal, Decimal, Decimal, Decimal]:
-    """(symbol, updateId, bid, bidQty, ask, askQty) from a bookTicker payload."""
+def parse_book_ticker(data: dict[str, Any]) -> tuple[str, int, str, str, str, str]:
+    """(symbol, updateId, bid, bidQty, ask, askQty) from a bookTicker payload.
+
+    Shapes and types are checked here; the four numbers stay strings, which MarketState
+    turns into Decimal when first read (see executor.market.state).
+    """
     try:
-        symbol = data["s"]
-        args = (symbol, _int(data["u"], "u"), _dec(data["b"], "b"), _dec(data["B"], "B"),
-                _dec(data["a"], "a"), _dec(data["A"], "A"))
+        args = (data["s"], data["u"], data["b"], data["B"], data["a"], data["A"])
     except KeyError as exc:
         raise MalformedFrame(f"bookTicker without field {exc}") from None
-    except ArithmeticError as exc:  # decimal.InvalidOperation
-        raise MalformedFrame(f"bookTicker with a bad number: {exc!r}") from None
-    if symbol.__class__ is not str or not symbol:
-        raise MalformedFrame(f"bookTicker with a bad symbol {symbol!r}")
+    except TypeError:
+        raise MalformedFrame("bookTicker payload is not an object") from None
+    _check_book(args)
     return args
+
+
+def _check_book(args: tuple[Any, ...]) -> None:
+    symbol, u, b, bq, a, aq = args
+    # Floats are refused: a JSON number has already lost the exact decimal the exchange sent.
+    if (u.__class__ is not int or b.__class__ is not str or bq.__class__ is not str or a.__class__ is not str
+            or aq.__class__ is not str or symbol.__class__ is not str or not symbol):
+        raise MalformedFrame(f"bookTicker with a wrongly typed field: {args!r}")
 
 
 def parse_mark_price(data: dict[str, Any]) -> tuple[str, int, Decimal, Decimal | None, Decimal | None,
@@ -127,6 +136,7 @@ def stream_name(kind: Kind, symbol: str) -> str:
 MAX_URL_STREAM_CHARS = 4000
 STREAMS_PER_SUBSCRIBE = 200
 SUBSCRIBE_INTERVAL_S = 0.25
+YIELD_EVERY_MASK = 63  # the book reader yields to other tasks every 64 frames
 
 
 def plan_subscription(streams: Sequence[str], max_url_chars: int = MAX_URL_STREAM_CHARS,
@@ -215,10 +225,21 @@ class StreamHealth:
     conflated: int = 0
     parse_errors: int = 0
     last_message_mono: float | None = None
-    last_message_wall: float | None = None
     connected_since_mono: float | None = None
     last_backoff_s: float = 0.0
     last_error: str | None = None
+
+    @property
+    def last_message_wall(self) -> float | None:
+        """Wall-clock time of the last message (derived from the monotonic receipt time)."""
+        if self.last_message_mono is None:
+            return None
+        return _wall() - (_monotonic() - self.last_message_mono)
+
+    def silent_for(self, now: float | None = None) -> float | None:
+        if self.last_message_mono is None:
+            return None
+        return (_monotonic() if now is None else now) - self.last_message_mono
 
 
 class _Leg:
@@ -459,7 +480,7 @@ class StreamConnection:
                     await self._close_leg(new, "rotation failed")
                 self.health.state = "open" if not old.finished else "connecting"
                 return False
-            pass
+            await self._catch_up(old, new, deadline)
             self._current = new
             new.release.set()
             self.health.rotations += 1
@@ -510,38 +531,13 @@ class StreamConnection:
 
     async def _read(self, leg: _Leg) -> None:
         ws = leg.ws
-        health = self.health
-        parse = self._parse
-        apply = self._apply
-        on_other = self._on_other
-        ready = self._ready
         try:
             if not leg.release.is_set():
                 await self._read_until_held(leg)
-            while True:
-                raw = await ws.recv(decode=False)
-                now = _monotonic()
-                wall = _wall()
-                leg.last_mono = now
-                health.frames += 1
-                health.last_message_mono = now
-                health.last_message_wall = wall
-                msg: Any = None
-                try:
-                    msg = _loads(raw)
-                    args = parse(msg["data"])
-                except Exception as exc:
-                    on_other(leg, msg, raw, exc)
-                    continue
-                result = apply(*args, now, wall)
-                if result == DROPPED:
-                    health.duplicates += 1
-                else:
-                    health.applied += 1
-                    if result == CONFLATED:
-                        health.conflated += 1
-                    if not ready.is_set():
-                        ready.set()
+            if self.kind == "book":
+                await self._read_books(leg)
+            else:
+                await self._read_generic(leg)
         except ConnectionClosed as exc:
             if leg.closed_reason is None:
                 leg.closed_reason = f"closed by server ({exc.rcvd.code if exc.rcvd else 'no close frame'})"
@@ -556,6 +552,84 @@ class StreamConnection:
             if transport is not None and not transport.is_closing():
                 transport.abort()
 
+    async def _read_books(self, leg: _Leg) -> None:
+        """The bookTicker hot loop: everything per frame is inlined (this is the
+        throughput the strategy gets); any irregular frame falls through to _on_other."""
+        recv = leg.ws.recv
+        health = self.health
+        apply = self.state.apply_book
+        on_other = self._on_other
+        ready = self._ready
+        sleep0 = asyncio.sleep
+        count = 0
+        while True:
+            raw = await recv(decode=False)
+            now = _monotonic()
+            leg.last_mono = now
+            health.frames += 1
+            health.last_message_mono = now
+            count += 1
+            if not count & YIELD_EVERY_MASK:
+                # recv() does not suspend while frames are buffered, so in a burst the
+                # strategy would wait for the whole backlog; let it run now and then.
+                await sleep0(0)
+            msg: Any = None
+            try:
+                msg = _loads(raw)
+                d = msg["data"]
+                s = d["s"]
+                u = d["u"]
+                b = d["b"]
+                bq = d["B"]
+                a = d["a"]
+                aq = d["A"]
+                if (u.__class__ is not int or b.__class__ is not str or bq.__class__ is not str
+                        or a.__class__ is not str or aq.__class__ is not str or s.__class__ is not str):
+                    _check_book((s, u, b, bq, a, aq))  # raises with the details
+            except Exception as exc:
+                on_other(leg, msg, raw, exc)
+                continue
+            result = apply(s, u, b, bq, a, aq, now, _wall())
+            if result == 1:  # APPLIED
+                health.applied += 1
+                if not ready.is_set():
+                    ready.set()
+            elif result == 2:  # CONFLATED
+                health.applied += 1
+                health.conflated += 1
+            else:
+                health.duplicates += 1
+
+    async def _read_generic(self, leg: _Leg) -> None:
+        recv = leg.ws.recv
+        health = self.health
+        parse = self._parse
+        apply = self._apply
+        on_other = self._on_other
+        ready = self._ready
+        while True:
+            raw = await recv(decode=False)
+            now = _monotonic()
+            leg.last_mono = now
+            health.frames += 1
+            health.last_message_mono = now
+            msg: Any = None
+            try:
+                msg = _loads(raw)
+                args = parse(msg["data"])
+            except Exception as exc:
+                on_other(leg, msg, raw, exc)
+                continue
+            result = apply(*args, now, _wall())
+            if result == DROPPED:
+                health.duplicates += 1
+            else:
+                health.applied += 1
+                if result == CONFLATED:
+                    health.conflated += 1
+                if not ready.is_set():
+                    ready.set()
+
     async def _read_until_held(self, leg: _Leg) -> None:
         """First phase of a rotation leg: read until one update is parsed, hold it until
         released, then apply it (the sequence rule drops it if the old leg had it)."""
@@ -564,7 +638,6 @@ class StreamConnection:
             leg.last_mono = _monotonic()
             self.health.frames += 1
             self.health.last_message_mono = leg.last_mono
-            self.health.last_message_wall = _wall()
             msg: Any = None
             try:
                 msg = _loads(raw)
@@ -581,6 +654,7 @@ class StreamConnection:
             self.health.duplicates += 1
         else:
             self.health.applied += 1
+            self._ready.set()
 
 
 class MarketStream:

@@ -239,6 +239,7 @@ class GapFillRunner:
 
         async def later() -> None:
             await asyncio.sleep(self._backoff.next_delay())
+            self._retry = None  # this run may schedule the next retry
             if not self.closed:
                 await self.run(f"retry:{reason}"[:64])
 
@@ -363,7 +364,8 @@ class SpotUserStream:
                  stall_after_s: float = 10.0, open_timeout_s: float = 10.0,
                  ping_interval_s: float = 20.0, backoff: Backoff | None = None,
                  limiter: ConnectionAttemptLimiter | None = PROCESS_LIMITER, gate: Gate | None = None,
-                 resync_clock: Callable[[], Awaitable[Any]] | None = None) -> None:
+                 resync_clock: Callable[[], Awaitable[Any]] | None = None,
+                 gap_backoff: Backoff | None = None) -> None:
         if probe_every_s <= 0 or response_timeout_s <= 0 or open_timeout_s <= 0:
             raise ValueError("probe_every_s, response_timeout_s and open_timeout_s must be positive")
         self.url = url
@@ -371,7 +373,7 @@ class SpotUserStream:
         self._deliver_to = deliver
         self.health = UserStreamHealth(name)
         self.activity = ActivityWatch(stall_after_s)
-        self.gaps = GapFillRunner(gap_fill, self.health)
+        self.gaps = GapFillRunner(gap_fill, self.health, backoff=gap_backoff)
         self.probe_every_s = probe_every_s
         self.response_timeout_s = response_timeout_s
         self.open_timeout_s = open_timeout_s

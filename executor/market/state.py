@@ -7,16 +7,22 @@ and the "something changed" signal. Both feeds are latest-value: when the strate
 slower than the feed, a newer update overwrites one it has not looked at yet and is counted
 as conflated; nothing is ever queued, so memory does not grow with the feed rate.
 
-No I/O: readers pass already-parsed Decimals, and the only asyncio object is one Event.
-Timestamps are what the caller passes (monotonic seconds and wall seconds at receipt).
+No I/O: the only asyncio object is one Event. Timestamps are what the caller passes
+(monotonic seconds and wall seconds at receipt). Book prices and sizes may be stored as
+the exchange's decimal strings and are turned into Decimal on first read: most book
+updates are overwritten before the strategy looks, so parsing them eagerly would waste
+most of the reader's time. Readers of a SymbolState only ever see Decimal (or None).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
+
+log = logging.getLogger(__name__)
 
 # Results of MarketState.apply_book / apply_mark.
 DROPPED = 0  # not newer than what is held (overlap duplicate or late frame): nothing changed
@@ -28,17 +34,18 @@ class SymbolState:
     """Latest market data for one symbol. Fields are None until the first update."""
 
     __slots__ = (
+        "_ask",
+        "_ask_qty",
+        "_bid",
+        "_bid_qty",
         "_book_resync",
         "_mark_resync",
-        "ask",
-        "ask_qty",
-        "bid",
-        "bid_qty",
         "book_recv_mono",
         "book_recv_wall",
         "estimated_settle",
         "funding_rate",
         "index",
+        "invalid_books",
         "mark",
         "mark_event_ms",
         "mark_recv_mono",
@@ -50,10 +57,12 @@ class SymbolState:
 
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol
-        self.bid: Decimal | None = None
-        self.bid_qty: Decimal | None = None
-        self.ask: Decimal | None = None
-        self.ask_qty: Decimal | None = None
+        # str (as received, not yet parsed), Decimal, or None (none yet / unparseable).
+        self._bid: Decimal | str | None = None
+        self._bid_qty: Decimal | str | None = None
+        self._ask: Decimal | str | None = None
+        self._ask_qty: Decimal | str | None = None
+        self.invalid_books = 0  # updates whose numbers turned out unparseable or non-finite
         self.update_id: int = -1
         self.book_recv_mono: float | None = None
         self.book_recv_wall: float | None = None
@@ -70,9 +79,48 @@ class SymbolState:
         self._book_resync = False
         self._mark_resync = False
 
+    def _parse_book(self) -> None:
+        try:
+            values = [Decimal(v) if v.__class__ is str else v
+                      for v in (self._bid, self._bid_qty, self._ask, self._ask_qty)]
+            if not all(v is not None and v.is_finite() for v in values):
+                raise InvalidOperation
+        except (InvalidOperation, TypeError, ValueError):
+            log.warning("%s: unusable book ticker numbers %r; treating the book as missing", self.symbol,
+                        (self._bid, self._bid_qty, self._ask, self._ask_qty))
+            self.invalid_books += 1
+            self._bid = self._bid_qty = self._ask = self._ask_qty = None
+            return
+        self._bid, self._bid_qty, self._ask, self._ask_qty = values
+
+    @property
+    def bid(self) -> Decimal | None:
+        if self._bid.__class__ is str:
+            self._parse_book()
+        return self._bid  # type: ignore[return-value]
+
+    @property
+    def bid_qty(self) -> Decimal | None:
+        if self._bid_qty.__class__ is str:
+            self._parse_book()
+        return self._bid_qty  # type: ignore[return-value]
+
+    @property
+    def ask(self) -> Decimal | None:
+        if self._ask.__class__ is str:
+            self._parse_book()
+        return self._ask  # type: ignore[return-value]
+
+    @property
+    def ask_qty(self) -> Decimal | None:
+        if self._ask_qty.__class__ is str:
+            self._parse_book()
+        return self._ask_qty  # type: ignore[return-value]
+
     @property
     def has_book(self) -> bool:
-        return self.book_recv_mono is not None
+        """A usable book has been received (parsing it if still raw)."""
+        return self.book_recv_mono is not None and self.bid is not None
 
     @property
     def has_mark(self) -> bool:
@@ -80,9 +128,10 @@ class SymbolState:
 
     @property
     def mid(self) -> Decimal | None:
-        if self.bid is None or self.ask is None:
+        bid, ask = self.bid, self.ask
+        if bid is None or ask is None:
             return None
-        return (self.bid + self.ask) / 2
+        return (bid + ask) / 2
 
     def __repr__(self) -> str:
         return (f"SymbolState({self.symbol} bid={self.bid}x{self.bid_qty} ask={self.ask}x{self.ask_qty} "
@@ -145,7 +194,7 @@ class MarketState:
         st = self._symbols.get(symbol)
         if st is None:
             return True
-        if book and (st.book_recv_mono is None or now - st.book_recv_mono > max_age):
+        if book and (st.book_recv_mono is None or now - st.book_recv_mono > max_age or st.bid is None):
             return True
         return bool(mark and (st.mark_recv_mono is None or now - st.mark_recv_mono > max_age))
 
@@ -183,19 +232,22 @@ class MarketState:
             st = self._symbols[symbol] = SymbolState(symbol)
         return st
 
-    def apply_book(self, symbol: str, update_id: int, bid: Decimal, bid_qty: Decimal, ask: Decimal,
-                   ask_qty: Decimal, recv_mono: float, recv_wall: float) -> int:
-        """Store a bookTicker update unless its ``u`` is not newer; returns DROPPED/APPLIED/CONFLATED."""
+    def apply_book(self, symbol: str, update_id: int, bid: Decimal | str, bid_qty: Decimal | str,
+                   ask: Decimal | str, ask_qty: Decimal | str, recv_mono: float, recv_wall: float) -> int:
+        """Store a bookTicker update unless its ``u`` is not newer; returns DROPPED/APPLIED/CONFLATED.
+
+        Prices and sizes are Decimals or the exchange's decimal strings (parsed on first read).
+        """
         st = self._symbols.get(symbol) or self._slot(symbol)
         if update_id <= st.update_id and not st._book_resync:
             self.dropped += 1
             return DROPPED
         st._book_resync = False
         st.update_id = update_id
-        st.bid = bid
-        st.bid_qty = bid_qty
-        st.ask = ask
-        st.ask_qty = ask_qty
+        st._bid = bid
+        st._bid_qty = bid_qty
+        st._ask = ask
+        st._ask_qty = ask_qty
         st.book_recv_mono = recv_mono
         st.book_recv_wall = recv_wall
         self.book_updates += 1

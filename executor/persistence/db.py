@@ -38,8 +38,8 @@ from executor.config import ROOT
 
 SYNCHRONOUS_MODES = ("NORMAL", "FULL")
 DEFAULT_BUSY_TIMEOUT_MS = 10_000
-# Page cache per connection (KiB). The default 2 MiB makes index inserts on a ledger of
-# millions of rows miss the cache; 64 MiB keeps the hot index pages resident.
+# Page cache per connection (KiB), allocated only as used. SQLite's default 2 MiB is small
+# for the indexes of a ledger with millions of fills (audit scans, dedupe lookups).
 CACHE_KIB = 65_536
 # Checkpoint the WAL into the main file every ~40 MB instead of SQLite's ~4 MB: each
 # checkpoint is a copy plus an fsync, and at 10k events/s the default would checkpoint

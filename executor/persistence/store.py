@@ -11,10 +11,19 @@ stream frame, a gap fill overlapping the stream) without changing the result:
   but does not change the order;
 * balances only move to a newer exchange time unless a REST snapshot forces them.
 
-Each method is its own short ``BEGIN IMMEDIATE`` transaction. ``async with store.batch()
-as b:`` queues many writes and commits them in one transaction with one statement per
-table (group commit); this is the path for high event rates. Inside the process writes are
-also serialised by a lock, so SQLite's busy handler is only ever about other processes.
+Each method is its own short transaction: ``BEGIN IMMEDIATE`` (the write lock is taken
+before the first read, so read-modify-write merges are atomic), or for the order path's
+single statements (``record_order_intent``, ``mark_order_sent``) one autocommit statement,
+which is its own atomic transaction and costs one thread hop (~0.3 ms p50 measured).
+``async with store.batch() as b:`` (or ``apply_batch(items)``) queues many writes and
+commits them in one transaction with one executemany per table (group commit): the path
+for high event rates, measured at 10-14k executionReports/s (event + fill + order update
+each) on this machine. Inside the process writes are serialised by a lock on one
+long-lived connection, so SQLite's busy handler only ever waits for other processes.
+
+Order lookup: items name their order by our client id and/or (symbol, exchange order id).
+For a CANCELED executionReport pass the original id (``C``) as ``client_order_id`` and the
+cancel's id (``c``) as ``event_client_id``.
 
 Money is ``Decimal`` in and out (ints and decimal strings are accepted, floats refused).
 Times are UTC epoch ms; when not given, the store's ``clock`` supplies them.
@@ -71,6 +80,8 @@ refusals_t = RiskRefusal.__table__
 runs_t = Run.__table__
 
 SIDES = ("BUY", "SELL")
+# IN (open statuses) rather than NOT IN (finals): the former seeks ix_orders_status.
+_OPEN_STATUSES = sorted(s for s in STATUS_RANK if s not in FINAL_STATUSES)
 _CHUNK = 500  # rows per IN (...) lookup; far below SQLite's variable limit
 _ZERO = Decimal(0)
 
@@ -705,6 +716,13 @@ class _Flush:
                 updated_ms=self.now,
             )
             self._remember(st)
+            # Events and fills stored before the order was known now point at it.
+            for table in ("order_events", "fills"):
+                self.conn.exec_driver_sql(
+                    f"UPDATE {table} SET order_id = ? WHERE order_id IS NULL AND symbol = ? "
+                    "AND exchange_order_id = ?",
+                    (new_id, ext.symbol, ext.exchange_order_id),
+                )
             # Lookups by the id the exchange reported must find the renamed row too.
             self.by_client.setdefault(ext.client_order_id, st)
             self.result.external_orders_added.append(client_id)
@@ -1321,7 +1339,7 @@ class Store:
         """Orders whose outcome is still open (PENDING_SEND, SENT, UNKNOWN, NEW, ...)."""
 
         def fn(conn: Connection) -> list[OrderRecord]:
-            q = sa.select(orders_t).where(orders_t.c.status.not_in(sorted(FINAL_STATUSES)))
+            q = sa.select(orders_t).where(orders_t.c.status.in_(_OPEN_STATUSES))
             if symbol is not None:
                 q = q.where(orders_t.c.symbol == symbol)
             if not include_external:
@@ -1342,6 +1360,29 @@ class Store:
             if status is not None:
                 q = q.where(orders_t.c.status == status)
             return [_record(OrderRecord, r) for r in conn.execute(q.order_by(orders_t.c.id))]
+
+        return await self._read(fn)
+
+    async def summary(self, *, run_id: int | None = None) -> dict[str, Any]:
+        """Counts for the status display: orders by status, fills, last fill time."""
+
+        def fn(conn: Connection) -> dict[str, Any]:
+            oq = sa.select(orders_t.c.status, sa.func.count()).group_by(orders_t.c.status)
+            fq = sa.select(sa.func.count(), sa.func.max(fills_t.c.trade_ms))
+            if run_id is not None:
+                oq = oq.where(orders_t.c.run_id == run_id)
+                fq = fq.where(fills_t.c.run_id == run_id)
+            by_status = {status: n for status, n in conn.execute(oq)}
+            fills, last_ms = conn.execute(fq).one()
+            open_orders = sum(n for st_, n in by_status.items() if st_ not in FINAL_STATUSES)
+            return {"orders": by_status, "open_orders": open_orders, "fills": fills, "last_fill_ms": last_ms}
+
+        return await self._read(fn)
+
+    async def recent_fills(self, limit: int = 10) -> list[FillRecord]:
+        def fn(conn: Connection) -> list[FillRecord]:
+            q = sa.select(fills_t).order_by(fills_t.c.id.desc()).limit(limit)
+            return [_record(FillRecord, r) for r in conn.execute(q)]
 
         return await self._read(fn)
 

@@ -68,8 +68,10 @@ def compare_snapshot(stored: Mapping[str, BalanceRecord], snapshot: Iterable[Ass
     """Compare the ledger's balances with a REST snapshot taken at ``snapshot_ms``.
 
     An asset absent from the snapshot is 0/0 on the exchange (Binance may omit zero
-    balances); an asset absent from the ledger is not a discrepancy when it is 0/0.
+    balances); an asset absent from the ledger is not a discrepancy when it is 0/0. A
+    ledger with no balances at all is being opened: nothing is a discrepancy then.
     """
+    opening = not stored
     exchange = {b.asset: b for b in snapshot}
     discrepancies: list[BalanceDiscrepancy] = []
     to_write: list[BalanceRow] = []
@@ -84,7 +86,8 @@ def compare_snapshot(stored: Mapping[str, BalanceRecord], snapshot: Iterable[Ass
         if have is None:
             if ex.free == ZERO and ex.locked == ZERO:
                 continue
-            discrepancies.append(BalanceDiscrepancy(asset, None, None, ex.free, ex.locked))
+            if not opening:
+                discrepancies.append(BalanceDiscrepancy(asset, None, None, ex.free, ex.locked))
         elif have.free != ex.free or have.locked != ex.locked:
             discrepancies.append(BalanceDiscrepancy(asset, have.free, have.locked, ex.free, ex.locked))
         to_write.append(BalanceRow(asset, ex.free, ex.locked))

@@ -37,7 +37,9 @@ from typing import TYPE_CHECKING, Any
 from executor.core.events import Fill, parse_my_trade, parse_order_snapshot
 from executor.core.money import ZERO
 from executor.core.orders import NotFound, OrderStatus, apply
+from executor.exchange.outcome import NO_SUCH_ORDER, Rejected
 from executor.exchange.ratelimit import Cost
+from executor.exchange.rest import GatewayError
 from executor.persistence.models import NOT_PLACED
 from executor.persistence.store import OrderEventIn, OrderRecord, StatusUpdateIn
 from executor.reconcile.balances import SnapshotResult, take_snapshot
@@ -52,6 +54,7 @@ log = logging.getLogger(__name__)
 
 TRADES_PAGE = 1000  # myTrades' maximum limit: fewest requests per trade
 ORDER_TRADES_COST = Cost(weight=5)  # myTrades with orderId (reference.md §6)
+ORDER_GET_COST = Cost(weight=4)
 START_REASON = "start"
 
 
@@ -100,7 +103,49 @@ async def order_trades(gateway: Any, symbol: str, order_id: int) -> list[dict[st
         from_id = max(int(r["id"]) for r in page) + 1
 
 
+async def order_by_id(gateway: Any, symbol: str, order_id: int) -> dict[str, Any] | None:
+    """GET /api/v3/order by the exchange's orderId (a trade names only that); None on -2013.
+
+    Uses ``gateway.get_order_by_id`` when the gateway has it; otherwise the same request
+    goes through the gateway's own read path."""
+    own = getattr(gateway, "get_order_by_id", None)
+    if own is not None:
+        return await own(symbol, order_id)
+    try:
+        return await gateway._read("order.get", ORDER_GET_COST,
+                                   lambda: gateway._client.get_order(symbol=symbol, orderId=order_id),
+                                   f"{symbol} #{order_id}")
+    except GatewayError as exc:
+        if isinstance(exc.outcome, Rejected) and exc.outcome.code == NO_SUCH_ORDER:
+            return None
+        raise
+
+
 # ---------------------------------------------------------------------- steps
+
+
+async def _explain_orders(rec: Reconciler, fills: list[Fill], report: GapFillReport) -> None:
+    """Trades name only an orderId: record the orders the ledger does not hold yet (placed
+    by hand or by another program while we were not listening), so every fill has its order."""
+    unknown: list[OrderKey] = []
+    for key in dict.fromkeys((f.symbol, f.order_id) for f in fills):
+        if key in rec.known_orders:
+            continue
+        if await rec.store.get_order_by_exchange_id(*key) is None:
+            unknown.append(key)
+        else:
+            rec.known_orders.add(key)
+    rows = []
+    for symbol, order_id in unknown:
+        row = await order_by_id(rec.gateway, symbol, order_id)
+        report.counts["orders_checked"] += 1
+        if row is not None:
+            rows.append(row)
+    if rows:
+        res = await rec.apply_order_snapshots(rows, source="gap_fill")
+        report.counts["external_orders_added"] += res.external_orders_added
+        report.counts["orders_updated"] += res.status_changes
+    rec.known_orders.update(unknown)
 
 
 async def _open_orders(rec: Reconciler, symbols: list[str], report: GapFillReport) -> set[str]:
@@ -192,6 +237,7 @@ async def _catch_up_trades(rec: Reconciler, symbol: str, report: GapFillReport) 
         report.counts["trade_pages"] += 1
         if page:
             fills = [parse_my_trade(r) for r in page]
+            await _explain_orders(rec, fills, report)
             res = await rec.apply_fills(fills, source="gap_fill")
             report.counts["trades_fetched"] += len(fills)
             report.counts["fills_added"] += res.fills_added

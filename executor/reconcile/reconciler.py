@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -75,7 +76,6 @@ from executor.persistence.store import (
     FuturesUpdateIn,
     OrderEventIn,
     OrderRecord,
-    StatusChange,
     StatusUpdateIn,
     Store,
 )
@@ -98,7 +98,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 FUTURES_PREFIX = "UM:"
-DEFAULT_BATCH_MAX = 5000
+DEFAULT_BATCH_MAX = 2000
 Incoming = Event | Mapping[str, Any] | bytes | str
 OrderKey = tuple[str, int]  # (ledger symbol, exchange order id)
 
@@ -123,9 +123,11 @@ def core_state(rec: OrderRecord) -> OrderState:
     return OrderState(status, rec.executed_qty, rec.cum_quote_qty, rec.exchange_order_id)
 
 
-def _observed_status(obs: Observation) -> str:
-    # One observation through the pure machine: NEW with executed > 0 reads PARTIALLY_FILLED,
-    # so the stored status does not depend on which fact arrived first.
+@functools.lru_cache(maxsize=64)
+def _event_status(status: OrderStatus, executed: bool) -> str:
+    # One observation through the pure machine (memoised: it only depends on these two):
+    # NEW with executed > 0 reads PARTIALLY_FILLED, whichever fact arrived first.
+    obs = Observation(status, Decimal(1) if executed else ZERO)
     return ledger_status(apply(OrderState(), obs).status)
 
 
@@ -170,17 +172,24 @@ class ApplyResult:
                 setattr(self, f.name, mine + getattr(other, f.name))
 
 
-@dataclass
-class _StatusRef:
-    client_id: str | None  # ours only
-    symbol: str
-    order_id: int | None
-    ours: bool
-    cum_qty: Decimal
-    source: str
-
-
 _OrderInfo = tuple[str, str, str, str | None, Decimal | None, Decimal | None]
+
+
+@dataclass
+class _Fold:
+    """Every observation of one order in one batch, folded through the core state machine
+    (so the ledger gets one status update per order per batch, not one per event)."""
+
+    symbol: str
+    order_id: int
+    client_id: str  # as reported (for an external order, not necessarily its ledger id)
+    ours: bool
+    source: str
+    state: OrderState = field(default_factory=OrderState)
+    event_ms: int | None = None
+    reject: str | None = None
+    external: ExternalOrderIn | None = None
+    info: _OrderInfo | None = None  # for adoption (see Reconciler._adopt)
 
 
 @dataclass
@@ -188,12 +197,21 @@ class _Plan:
     """Batch items for some facts, and what is needed to interpret the batch's result."""
 
     items: list[BatchItem] = field(default_factory=list)
-    statuses: list[_StatusRef] = field(default_factory=list)
-    fills: dict[tuple[str, int], tuple[Fill, str | None, OrderKey | None]] = field(default_factory=dict)
-    # Ours by prefix, for adoption should the ledger lack the row: the status update and
-    # (symbol, side, type, time in force, price, quantity).
-    adopt: dict[str, tuple[StatusUpdateIn, _OrderInfo]] = field(default_factory=dict)
+    folds: dict[OrderKey, _Fold] = field(default_factory=dict)
+    # (symbol, trade id) -> (the fill or the event carrying it, our client id, its order)
+    fills: dict[tuple[str, int], tuple[Fill | ExecutionReport | FuturesOrderUpdate, str | None, OrderKey]] = \
+        field(default_factory=dict)
     result: ApplyResult = field(default_factory=ApplyResult)
+
+    def status_items(self) -> list[BatchItem]:
+        out: list[BatchItem] = [f.external for f in self.folds.values() if f.external is not None]
+        for f in self.folds.values():
+            st = f.state
+            out.append(StatusUpdateIn(
+                f.client_id if f.ours else None, ledger_status(st.status), f.source, symbol=f.symbol,
+                exchange_order_id=f.order_id, executed_qty=st.executed_qty, cum_quote_qty=st.cum_quote,
+                event_ms=f.event_ms, reject_reason=f.reject))
+        return out
 
 
 class Reconciler:
@@ -229,7 +247,8 @@ class Reconciler:
         self._ours: set[str] = set()
         self._external: set[str] = set()
         self._queue: deque[Incoming] = deque()
-        self._apply_lock = asyncio.Lock()  # one batch at a time keeps arrival order
+        self._apply_lock = asyncio.Lock()  # one commit at a time
+        self._drain_lock = asyncio.Lock()  # one drainer at a time keeps arrival order
         self._wake = asyncio.Event()
         self._writer_task: asyncio.Task[None] | None = None
         # Fills known to be stored, per order, and the largest cumulative qty the exchange
@@ -241,6 +260,8 @@ class Reconciler:
         self._followup: tuple[asyncio.Future[GapFillReport], list[str]] | None = None
         self.last_gap_fill: GapFillReport | None = None
         self._background: set[asyncio.Task[None]] = set()
+        # (symbol, orderId) the ledger is known to hold a row for (gap fill explains the rest).
+        self.known_orders: set[OrderKey] = set()
 
     # ------------------------------------------------------------------ ownership
 
@@ -289,42 +310,62 @@ class Reconciler:
                     created_ms: int | None, reject: str | None, execution_id: int | None = None,
                     execution_type: str | None = None, trade_id: int | None = None,
                     dedupe_key: str | None = None) -> bool:
-        """Queue one observation of one order (event row + status); returns ours."""
-        ours = self.is_ours(client_id)
-        status = _observed_status(obs)
-        if not ours and side is not None and order_type is not None:
-            plan.items.append(ExternalOrderIn(
-                symbol=symbol, exchange_order_id=order_id, client_order_id=client_id, side=side,
-                type=order_type, status=status, source=source, time_in_force=tif or None, price=price,
-                quantity=quantity, executed_qty=obs.executed_qty, cum_quote_qty=obs.cum_quote,
-                created_ms=created_ms, event_ms=event_ms))
+        """Queue one observation of one order (its event row; its status is folded); returns ours."""
+        key = (symbol, order_id)
+        fold = plan.folds.get(key)
+        if fold is None:
+            fold = plan.folds[key] = _Fold(symbol, order_id, client_id, self.is_ours(client_id), source)
+        ours = fold.ours
+        fold.state = apply(fold.state, obs)
+        if event_ms is not None and (fold.event_ms is None or event_ms > fold.event_ms):
+            fold.event_ms = event_ms
+        if reject:
+            fold.reject = reject
+        status = _event_status(obs.status, obs.executed_qty > 0)
+        if side is not None and order_type is not None:
+            if not ours and fold.external is None:
+                fold.external = ExternalOrderIn(
+                    symbol=symbol, exchange_order_id=order_id, client_order_id=client_id, side=side,
+                    type=order_type, status=status, source=source, time_in_force=tif or None, price=price,
+                    quantity=quantity, executed_qty=obs.executed_qty, cum_quote_qty=obs.cum_quote,
+                    created_ms=created_ms, event_ms=event_ms)
+            elif ours and fold.info is None:
+                fold.info = (symbol, side, order_type, tif, price, quantity)
         # External orders are found by (symbol, orderId): their client id may clash with ours.
-        cid = client_id if ours else None
         plan.items.append(OrderEventIn(
-            symbol, status, source, payload, exchange_order_id=order_id, client_order_id=cid,
-            event_client_id=event_client_id or None, execution_id=execution_id,
-            execution_type=execution_type, executed_qty=obs.executed_qty, cum_quote_qty=obs.cum_quote,
-            trade_id=trade_id, event_ms=event_ms, dedupe_key=dedupe_key))
-        upd = StatusUpdateIn(cid, status, source, symbol=symbol, exchange_order_id=order_id,
-                             executed_qty=obs.executed_qty, cum_quote_qty=obs.cum_quote, event_ms=event_ms,
-                             reject_reason=reject)
-        plan.items.append(upd)
-        plan.statuses.append(_StatusRef(cid, symbol, order_id, ours, obs.executed_qty, source))
-        if ours and side is not None and order_type is not None:
-            # Kept in case the ledger has no row for an id with our prefix (see _adopt).
-            plan.adopt.setdefault(client_id, (upd, (symbol, side, order_type, tif, price, quantity)))
+            symbol, status, source, payload, exchange_order_id=order_id,
+            client_order_id=client_id if ours else None, event_client_id=event_client_id or None,
+            execution_id=execution_id, execution_type=execution_type, executed_qty=obs.executed_qty,
+            cum_quote_qty=obs.cum_quote, trade_id=trade_id, event_ms=event_ms, dedupe_key=dedupe_key))
         return ours
 
-    def _fill_fact(self, plan: _Plan, fill: Fill, *, symbol: str, source: str, client_id: str | None) -> None:
-        key = (symbol, fill.trade_id)
-        if key in plan.fills:
-            return
-        plan.items.append(FillIn(
-            symbol, fill.trade_id, fill.price, fill.qty, source, quote_qty=fill.quote_qty,
-            commission=fill.commission, commission_asset=fill.commission_asset, is_maker=fill.is_maker,
-            trade_ms=fill.time_ms, side=fill.side.value, client_order_id=client_id,
-            exchange_order_id=fill.order_id))
-        plan.fills[key] = (fill, client_id, (symbol, fill.order_id))
+    def _fill_fact(self, plan: _Plan, carrier: Fill | ExecutionReport | FuturesOrderUpdate, *, symbol: str,
+                   source: str, client_id: str | None) -> None:
+        """Queue one fill; ``carrier`` is a Fill, or the event whose trade it is (its Fill
+        object is only built if the strategy is told about it)."""
+        if isinstance(carrier, ExecutionReport):
+            trade_id, order_id = carrier.trade_id, carrier.order_id
+            key = (symbol, trade_id)
+            if key in plan.fills:
+                return
+            plan.items.append(FillIn(
+                symbol, trade_id, carrier.last_price, carrier.last_qty, source, quote_qty=carrier.last_quote,
+                commission=carrier.commission, commission_asset=carrier.commission_asset,
+                is_maker=carrier.is_maker, trade_ms=carrier.transaction_time, side=carrier.side.value,
+                client_order_id=client_id, exchange_order_id=order_id))
+        else:
+            fill = carrier if isinstance(carrier, Fill) else carrier.fill
+            assert fill is not None
+            trade_id, order_id = fill.trade_id, fill.order_id
+            key = (symbol, trade_id)
+            if key in plan.fills:
+                return
+            plan.items.append(FillIn(
+                symbol, trade_id, fill.price, fill.qty, source, quote_qty=fill.quote_qty,
+                commission=fill.commission, commission_asset=fill.commission_asset, is_maker=fill.is_maker,
+                trade_ms=fill.time_ms, side=fill.side.value, client_order_id=client_id,
+                exchange_order_id=order_id))
+        plan.fills[key] = (carrier, client_id, (symbol, order_id))
 
     def _plan_event(self, plan: _Plan, ev: Event) -> None:
         if isinstance(ev, ExecutionReport):
@@ -337,9 +378,8 @@ class Reconciler:
                 quantity=ev.quantity, event_ms=ev.event_time, created_ms=ev.order_time, reject=reject,
                 execution_id=ev.execution_id, execution_type=ev.execution_type,
                 trade_id=ev.trade_id if ev.trade_id >= 0 else None)
-            fill = ev.fill
-            if fill is not None:
-                self._fill_fact(plan, fill, symbol=ev.symbol, source=FillSource.STREAM.value,
+            if ev.execution_type == "TRADE" and ev.trade_id >= 0:
+                self._fill_fact(plan, ev, symbol=ev.symbol, source=FillSource.STREAM.value,
                                 client_id=cid if ours else None)
         elif isinstance(ev, FuturesOrderUpdate):
             sym = futures_symbol(ev.symbol)
@@ -352,9 +392,8 @@ class Reconciler:
                 (None, "", "0") else None, execution_type=ev.execution_type,
                 trade_id=ev.trade_id if ev.trade_id >= 0 else None,
                 dedupe_key=f"fut:{sym}:{key[1]}:{key[2]}")
-            fill = ev.fill
-            if fill is not None:
-                self._fill_fact(plan, fill, symbol=sym, source=FillSource.STREAM.value,
+            if ev.fill is not None:
+                self._fill_fact(plan, ev, symbol=sym, source=FillSource.STREAM.value,
                                 client_id=ev.client_order_id if ours else None)
         elif isinstance(ev, AccountPosition):
             plan.items.append(BalancesIn(
@@ -396,9 +435,10 @@ class Reconciler:
 
     async def _commit(self, plan: _Plan) -> ApplyResult:
         res = plan.result
-        if not plan.items:
+        statuses = plan.status_items()
+        if not plan.items and not statuses:
             return res
-        batch = await self.store.apply_batch(plan.items)
+        batch = await self.store.apply_batch([*plan.items, *statuses])
         await self._interpret(plan, batch)
         self.totals.add(dataclasses.replace(res, conflicts=[], updates=[]))
         self._schedule_suspects()
@@ -416,76 +456,75 @@ class Reconciler:
             self._external.add(cid)
 
         # Fills now stored (new or duplicate alike), per order, for the shortfall check.
+        telling = self.on_order_update is not None
         new_fills: dict[str, list[Fill]] = {}
-        added = set(batch.fills_added)
-        for key, (fill, cid, order_key) in plan.fills.items():
-            if order_key is not None:
-                self._known_fills.setdefault(order_key, {})[fill.trade_id] = fill.qty
-            if key in added and cid is not None:
-                new_fills.setdefault(cid, []).append(fill)
+        added = set(batch.fills_added) if telling else set()
+        known = self._known_fills
+        for key, (carrier, cid, order_key) in plan.fills.items():
+            qty = carrier.qty if isinstance(carrier, Fill) else carrier.last_qty
+            fills_of = known.get(order_key)
+            if fills_of is None:
+                fills_of = known[order_key] = {}
+            fills_of[key[1]] = qty
+            if cid is not None and key in added:
+                fill = carrier if isinstance(carrier, Fill) else carrier.fill
+                if fill is not None:
+                    new_fills.setdefault(cid, []).append(fill)
 
-        latest: dict[str, tuple[StatusChange, _StatusRef]] = {}
-        changed: set[str] = set()
-        cum: dict[OrderKey, tuple[str, Decimal]] = {}
-        missing: list[str] = []
-        for ref, change in zip(plan.statuses, batch.status_changes, strict=True):
+        folds = list(plan.folds.values())
+        changes = batch.status_changes
+        missing: list[_Fold] = []
+        for fold, change in zip(folds, changes, strict=True):
             if change.conflict:
                 res.conflicts.append(change.conflict)
-                log.warning("reconciler: %s (order %s %s)", change.conflict, ref.symbol, ref.order_id)
-            if not ref.ours or ref.client_id is None:
+                log.warning("reconciler: %s (order %s %s)", change.conflict, fold.symbol, fold.order_id)
+            if not fold.ours:
                 continue
             if not change.found:
-                missing.append(ref.client_id)
+                missing.append(fold)
                 continue
-            latest[ref.client_id] = (change, ref)
             if change.applied:
-                changed.add(ref.client_id)
-            if ref.order_id is not None:
-                key = (ref.symbol, ref.order_id)
-                prev = cum.get(key)
-                if prev is None or ref.cum_qty > prev[1]:
-                    cum[key] = (ref.client_id, ref.cum_qty)
-        res.status_changes += len(changed)
-
-        for key, (cid, qty) in cum.items():
-            known = self._known_fills.get(key)
-            have = sum(known.values(), ZERO) if known else ZERO
-            if qty > have:
-                self._suspects[key] = (cid, max(qty, self._suspects.get(key, (cid, ZERO))[1]))
+                res.status_changes += 1
+            key = (fold.symbol, fold.order_id)
+            cum = fold.state.executed_qty
+            fills_of = known.get(key)
+            have = sum(fills_of.values(), ZERO) if fills_of else ZERO
+            if cum > have:
+                prev = self._suspects.get(key)
+                self._suspects[key] = (fold.client_id, max(cum, prev[1]) if prev else cum)
                 res.suspects += 1
             else:
                 self._suspects.pop(key, None)
-                change = latest[cid][0]
-                if change.status in _FINAL_LEDGER and have == qty:
-                    self._known_fills.pop(key, None)  # done: nothing more can arrive
+                if change.status in _FINAL_LEDGER and have == cum:
+                    known.pop(key, None)  # done: nothing more can arrive
+            if telling and (change.applied or fold.client_id in new_fills):
+                res.updates.append(OrderUpdate(
+                    fold.client_id, fold.symbol, fold.order_id, change.status or "",
+                    change.executed_qty or ZERO, change.cum_quote_qty or ZERO,
+                    tuple(new_fills.get(fold.client_id, ())), fold.source))
 
         if missing:
-            await self._adopt(plan, missing)
-
-        for cid in dict.fromkeys([*changed, *new_fills]):
-            if cid not in latest:
-                continue
-            change, ref = latest[cid]
-            res.updates.append(OrderUpdate(
-                cid, ref.symbol, ref.order_id, change.status or "", change.executed_qty or ZERO,
-                change.cum_quote_qty or ZERO, tuple(new_fills.get(cid, ())), ref.source))
+            await self._adopt(missing)
         self._emit(res.updates)
 
-    async def _adopt(self, plan: _Plan, client_ids: Sequence[str]) -> None:
+    async def _adopt(self, folds: Sequence[_Fold]) -> None:
         """An id with our prefix that the ledger does not hold (another run's database,
         or a row lost): record it as ours now so its history has a home, then re-apply."""
         again: list[BatchItem] = []
-        for cid in dict.fromkeys(client_ids):
-            found = plan.adopt.get(cid)
-            if found is None:
+        for fold in folds:
+            if fold.info is None:
                 continue
-            upd, (symbol, side, otype, tif, price, qty) = found
-            log.warning("reconciler: order %s has our prefix but no ledger row; adopting it", cid)
+            symbol, side, otype, tif, price, qty = fold.info
+            log.warning("reconciler: order %s has our prefix but no ledger row; adopting it", fold.client_id)
             with contextlib.suppress(Exception):
                 await self.store.record_order_intent(
-                    cid, symbol, side, otype, quantity=qty, price=price, time_in_force=tif or None,
+                    fold.client_id, symbol, side, otype, quantity=qty, price=price, time_in_force=tif or None,
                     reason="adopted: seen on the exchange without a recorded intent")
-            again.append(upd)
+            st = fold.state
+            again.append(StatusUpdateIn(
+                fold.client_id, ledger_status(st.status), fold.source, symbol=fold.symbol,
+                exchange_order_id=fold.order_id, executed_qty=st.executed_qty, cum_quote_qty=st.cum_quote,
+                event_ms=fold.event_ms, reject_reason=fold.reject))
         if again:
             await self.store.apply_batch(again)
 
@@ -510,6 +549,10 @@ class Reconciler:
             return await self._apply_unlocked(events)
 
     async def _apply_unlocked(self, events: Sequence[Incoming]) -> ApplyResult:
+        return await self._commit(await self._prepare(events))
+
+    async def _prepare(self, events: Sequence[Incoming]) -> _Plan:
+        """Parse and plan (CPU work; reads the ledger only to tell whose an unknown id is)."""
         plan = _Plan()
         parsed: list[Event] = []
         for item in events:
@@ -523,7 +566,7 @@ class Reconciler:
         await self.resolve_owners(ids)
         for ev in parsed:
             self._plan_event(plan, ev)
-        return await self._commit(plan)
+        return plan
 
     async def apply_order_response(self, response: Mapping[str, Any] | OrderSnapshot, *,
                                    source: str = "order_response") -> ApplyResult:
@@ -595,24 +638,49 @@ class Reconciler:
             await self.drain()
 
     async def drain(self) -> None:
-        """Apply everything queued so far (not what is held), batch by batch."""
-        while self._queue:
-            async with self._apply_lock:
-                batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.batch_max))]
-                if batch:
-                    await self._apply_guarded(batch)
+        """Apply everything queued so far (not what is held), batch by batch, and return
+        once all of it is committed.
+
+        Pipelined: the next batch is parsed and planned while the previous one is being
+        written (SQLite works in its own thread), and commits stay in arrival order."""
+        async with self._drain_lock:
+            pending: asyncio.Task[None] | None = None
+            try:
+                while self._queue:
+                    batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.batch_max))]
+                    try:
+                        plan = await self._prepare(batch)
+                    except Exception:
+                        self._lost(len(batch))
+                        continue
+                    if pending is not None:
+                        await pending
+                    pending = asyncio.get_running_loop().create_task(self._commit_guarded(plan, len(batch)))
+            finally:
+                if pending is not None:
+                    await pending
+
+    async def _commit_guarded(self, plan: _Plan, n: int) -> None:
+        async with self._apply_lock:
+            try:
+                await self._commit(plan)
+            except Exception:
+                self._lost(n)
 
     async def _apply_guarded(self, batch: Sequence[Incoming]) -> None:
         try:
             await self._apply_unlocked(batch)
         except Exception:
-            # The events are lost to the ledger, not to the exchange: a gap fill restores them.
-            self.write_errors += 1
-            log.exception("reconciler: could not apply %d stream events; requesting a gap fill", len(batch))
-            if self.gateway is not None:
-                task = asyncio.get_running_loop().create_task(self._gap_fill_quietly("apply_error"))
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
+            self._lost(len(batch))
+
+    def _lost(self, n: int) -> None:
+        # The events are lost to the ledger, not to the exchange: a gap fill restores them.
+        self.write_errors += 1
+        log.exception("reconciler: could not apply %d stream events; requesting a gap fill", n)
+        if self.gateway is not None:
+            task = asyncio.get_running_loop().create_task(self._gap_fill_quietly("apply_error"))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def _gap_fill_quietly(self, reason: str) -> None:
         try:

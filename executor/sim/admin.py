@@ -5,6 +5,8 @@ same process use the ``SimExchange`` object directly instead.
 
 Routes (``account`` defaults to "default"):
 
+- ``GET  /sim/urls?account=`` — every listener's URL and the account's local HMAC test key
+  (for ``run.py --exchange URL``)
 - ``GET  /sim/state`` — symbols, books, clock, accounts and open-connection counts
 - ``GET  /sim/orders?account=&symbol=`` / ``GET /sim/trades?account=&symbol=``
 - ``GET  /sim/balances?account=``
@@ -206,6 +208,21 @@ def add_routes(app: web.Application, sim: SimExchange) -> None:
     async def wdr(request: web.Request) -> Any:
         return await deposit(request, -1)
 
+    async def urls(request: web.Request) -> Any:
+        # For `run.py --exchange URL`: every listener's URL and the account's local test key.
+        server = request.app.get("server")
+        bound = getattr(server, "urls", None)
+        if bound is None:
+            raise AdminError("the exchange's listeners are not all up yet")
+        ep = bound.endpoints()
+        acct = _account(sim, request.query.get("account"))
+        key = sim.accounts.key_of(acct.id, "HMAC")
+        return {"spot_rest": ep.spot_rest, "spot_stream": ep.spot_stream, "spot_ws_api": ep.spot_ws_api,
+                "futures_rest": ep.futures_rest, "futures_stream": ep.futures_stream,
+                "sapi_rest": ep.sapi_rest, "admin": bound.admin, "account": acct.id,
+                "api_key": key.key, "api_secret": key.secret}
+
+    app.router.add_get("/sim/urls", route(urls))
     app.router.add_get("/sim/state", route(state))
     app.router.add_get("/sim/orders", route(orders))
     app.router.add_get("/sim/trades", route(trades))

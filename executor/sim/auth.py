@@ -104,6 +104,8 @@ def verify_signature(api: ApiKey, payload: str, signature: str) -> bool:
     if api.kind == "HMAC":
         assert api.secret is not None
         expected = hmac.new(api.secret.encode(), data, hashlib.sha256).hexdigest()
+        if not signature.isascii():
+            return False
         return hmac.compare_digest(expected, signature.lower())
     try:
         raw = base64.b64decode(unquote(signature), validate=True)

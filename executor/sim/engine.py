@@ -33,6 +33,9 @@ ORDER_TYPES = ("LIMIT", "LIMIT_MAKER", "MARKET")
 KNOWN_TYPES = (*ORDER_TYPES, "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
 STP_MODES = ("NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH", "DECREMENT", "TRANSFER")
 DEFAULT_STP = "EXPIRE_MAKER"
+# PERCENT_PRICE_BY_SIDE as exchangeInfo advertises it (multipliers 5 and 0.2 both sides).
+PERCENT_PRICE_UP = Decimal(5)
+PERCENT_PRICE_DOWN = Decimal("0.2")
 OPEN_STATUSES = ("NEW", "PARTIALLY_FILLED")
 DECIMAL_RE = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
 DECIMAL_LEGAL = r"^([0-9]{1,20})(\.[0-9]{1,20})?$"
@@ -180,12 +183,16 @@ def parse_new_order(params: Mapping[str, str], specs: Mapping[str, SymbolSpec]) 
 
 
 def check_filters(spec: SymbolSpec, req: NewOrder, ref_price: Decimal) -> None:
-    """PRICE_FILTER, LOT_SIZE / MARKET_LOT_SIZE and NOTIONAL, as filters.md defines them."""
+    """PRICE_FILTER, PERCENT_PRICE_BY_SIDE (against the mid, standing in for the average price),
+    LOT_SIZE / MARKET_LOT_SIZE and NOTIONAL, as filters.md defines them."""
     price = req.price
     if price is not None and (
         price < spec.min_price or price > spec.max_price or (price - spec.min_price) % spec.tick != 0
     ):
         raise errors.filter_failure("PRICE_FILTER")
+    if price is not None and ref_price > 0 and not (
+            ref_price * PERCENT_PRICE_DOWN <= price <= ref_price * PERCENT_PRICE_UP):
+        raise errors.filter_failure("PERCENT_PRICE_BY_SIDE")
     if req.quantity is not None:
         if req.type == "MARKET" and (req.quantity > spec.market_max_qty or req.quantity <= 0):
                 raise errors.filter_failure("MARKET_LOT_SIZE")
@@ -321,6 +328,10 @@ class SpotEngine:
         self.clock = clock
         self.bus = bus
         self.orders: dict[str, list[Order]] = {s: [] for s in market.specs}        # per symbol, in id order
+        # Indexes so a long run stays fast: open orders, and lookups by id and client id.
+        self._open: dict[str, dict[int, Order]] = {s: {} for s in market.specs}
+        self._by_id: dict[tuple[str, int], Order] = {}
+        self._by_client: dict[tuple[str, str, str], Order] = {}     # (account, symbol, id) -> latest
         self.trades: dict[str, list[Trade]] = {s: [] for s in market.specs}
         self._next_order_id = {s: 1000 + (seed % 1000) * 10 for s in market.specs}
         self._next_trade_id = {s: 500 + (seed % 1000) * 10 for s in market.specs}
@@ -350,19 +361,29 @@ class SpotEngine:
 
     def open_orders(self, account_id: str, symbol: str | None = None) -> list[Order]:
         symbols = [symbol] if symbol else list(self.orders)
-        return [o for s in symbols for o in self.orders[s] if o.account_id == account_id and o.is_open]
+        out: list[Order] = []
+        for s in symbols:
+            book = self._open[s]
+            for oid in [oid for oid, o in book.items() if not o.is_open]:
+                del book[oid]
+            out.extend(o for o in book.values() if o.account_id == account_id)
+        return out
+
+    def open_orders_all(self, symbol: str) -> list[Order]:
+        """Every account's open orders on ``symbol``, in id order."""
+        book = self._open[symbol]
+        for oid in [oid for oid, o in book.items() if not o.is_open]:
+            del book[oid]
+        return list(book.values())
 
     def find_order(self, account_id: str, symbol: str, order_id: int | None,
                    client_id: str | None) -> Order | None:
         if order_id is not None:
-            for o in self.orders[symbol]:
-                if o.order_id == order_id and o.account_id == account_id:
-                    return o
+            found = self._by_id.get((symbol, order_id))
+            return found if found is not None and found.account_id == account_id else None
+        if client_id is None:
             return None
-        for o in reversed(self.orders[symbol]):
-            if o.client_order_id == client_id and o.account_id == account_id:
-                return o
-        return None
+        return self._by_client.get((account_id, symbol, client_id))
 
     # -- events -----------------------------------------------------------------------------------
     def _exec_report(self, o: Order, x: str, now: int, *, fill: Fill | None = None, maker: bool = False,
@@ -445,6 +466,9 @@ class SpotEngine:
         )
         self._next_order_id[req.symbol] += 1
         sym_orders.append(order)
+        self._by_id[(order.symbol, order.order_id)] = order
+        self._by_client[(account.id, order.symbol, client_id)] = order
+        self._open[order.symbol][order.order_id] = order
         account.lock(need_asset, need)
         order.locked = need
         self._exec_report(order, "NEW", now)
@@ -457,6 +481,8 @@ class SpotEngine:
         for price, qty in plan:
             book.take("ask" if req.side == "BUY" else "bid", price, qty)
             self._fill(order, account, spec, price, qty, maker=False, now=now)
+        if plan:
+            self.market.touch(req.symbol)     # the taken liquidity shows in the next bookTicker
         if order.is_open and (req.type == "MARKET" or req.tif in ("IOC", "FOK")):
             if req.quote_qty is not None:
                 order.orig_qty = order.executed_qty
@@ -579,7 +605,7 @@ class SpotEngine:
         self._matching = True
         try:
             spec = self.specs[book.symbol]
-            resting = [o for o in self.orders[book.symbol] if o.is_open]
+            resting = self.open_orders_all(book.symbol)
             buys = sorted((o for o in resting if o.side == "BUY"), key=lambda o: (-o.price, o.order_id))
             sells = sorted((o for o in resting if o.side == "SELL"), key=lambda o: (o.price, o.order_id))
             now = self._now()

@@ -107,6 +107,11 @@ class SimExchange:
         return self.accounts.add(account_id, {a: Decimal(str(v)) for a, v in (balances or {}).items()},
                                  now_ms=self.clock.now_ms())
 
+    def balances(self, account_id: str = DEFAULT_ID) -> dict[str, tuple[Decimal, Decimal]]:
+        """Ground truth: asset -> (free, locked) of ``account_id``."""
+        acct = self.accounts.get(account_id)
+        return {a: (b.free, b.locked) for a, b in acct.balances.items()}
+
     def credentials(self, kind: str = "HMAC", account_id: str = DEFAULT_ID) -> Credentials:
         """Test credentials of ``account_id``'s key of ``kind`` ("HMAC", "Ed25519", "RSA")."""
         api = self.accounts.key_of(account_id, kind)

@@ -353,19 +353,10 @@ class FuturesSide:
 # -- attaching to a SimExchange -------------------------------------------------------------
 
 def _spot_mid(sim: Any) -> Callable[[str], Decimal | None]:
-    """How the futures side reads the spot mid from the spot core (duck-typed)."""
+    """The index source: the spot book's mid of the same symbol."""
     def mid(symbol: str) -> Decimal | None:
-        market = getattr(sim, "market", None)
-        for name in ("mid", "mid_price"):
-            fn = getattr(market, name, None)
-            if callable(fn):
-                value = fn(symbol)
-                return None if value is None else Decimal(value)
-        book = market.book(symbol) if market is not None and hasattr(market, "book") else None
-        if book is None:
-            return None
-        bid, ask = Decimal(book.bid), Decimal(book.ask)
-        return (bid + ask) / 2
+        book = sim.market.books.get(symbol)
+        return None if book is None else (Decimal(book.bid) + Decimal(book.ask)) / 2
     return mid
 
 

@@ -165,7 +165,7 @@ async def private_socket(request: web.Request) -> web.StreamResponse:
 
     def on_expired(lapsed: str) -> None:
         nonlocal live
-        if live:
+        if live and not sock.stalled:
             sock.enqueue({"e": "listenKeyExpired", "E": sim.clock.now_ms(), "listenKey": lapsed})
         live = False
         unsubscribe()

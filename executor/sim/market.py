@@ -34,7 +34,7 @@ import json
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import ROUND_DOWN, ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import Any
@@ -228,6 +228,14 @@ class Market:
         self.books[symbol] = book
         if freeze:
             self.frozen_symbols.add(symbol)
+        self._publish(book)
+        return book
+
+    def touch(self, symbol: str) -> Book:
+        """Publish ``symbol``'s book again (u + 1) after orders took liquidity from it."""
+        old = self.books[symbol]
+        book = replace(old, u=old.u + 1, taken=dict(old.taken))
+        self.books[symbol] = book
         self._publish(book)
         return book
 

@@ -9,6 +9,7 @@ which host serves which module.
 from __future__ import annotations
 
 import importlib
+import warnings
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -87,8 +88,12 @@ class SimServer:
 
     def _build_app(self, host_name: str) -> web.Application:
         app = web.Application()
-        app["sim"] = self.sim
-        app["host_name"] = host_name
+        with warnings.catch_warnings():
+            # Route modules read these plain string keys; aiohttp's AppKey advice is noise here.
+            warnings.simplefilter("ignore", web.NotAppKeyWarning)
+            app["sim"] = self.sim
+            app["host_name"] = host_name
+            app["server"] = self  # lets GET /sim/urls publish every listener's URL
         for module_name in ROUTE_MODULES[host_name]:
             importlib.import_module(module_name).add_routes(app, self.sim)
         return app

@@ -26,6 +26,14 @@ from aiohttp import web
 
 from executor.sim import auth, errors
 from executor.sim.accounts import Account, ApiKey
+from executor.sim.engine import (
+    cancel_response,
+    order_response,
+    parse_int,
+    parse_new_order,
+    parse_symbol,
+    query_response,
+)
 from executor.sim.faults import SPOT_RULES, ServerSocket
 
 WEIGHTS = {"ping": 1, "time": 1, "session.logon": 2, "session.status": 2, "session.logout": 2,
@@ -95,9 +103,9 @@ class WsApiSession:
             limiter = self.sim.ratelimiter
             limiter.gate(self.ip)
             limiter.charge(self.ip, WEIGHTS.get(method, 1))
-            handler = getattr(self, "m_" + method.replace(".", "_"), None)
-            if handler is None:
+            if method not in WEIGHTS:
                 raise UNKNOWN_METHOD
+            handler = getattr(self, "m_" + method.replace(".", "_"))
             result, after = handler(params)
         except errors.BinanceError as exc:
             body: dict[str, Any] = {"id": req_id, "status": exc.http_status, "error": exc.body(),
@@ -227,8 +235,6 @@ class WsApiSession:
                 if k not in ("apiKey", "signature", "timestamp", "recvWindow")}
 
     def m_order_place(self, params: dict[str, Any]) -> tuple[Any, list[Any]]:
-        from executor.sim.engine import order_response, parse_new_order
-
         account = self._signed_account(params)
         req = parse_new_order(self._order_params(params), self.sim.engine.specs)
         self.sim.ratelimiter.check_order(str(account.id))
@@ -237,8 +243,6 @@ class WsApiSession:
         return order_response(order, req.resp_type, transact), []
 
     def _order_ids(self, params: dict[str, str]) -> tuple[str, int | None, str | None]:
-        from executor.sim.engine import parse_int, parse_symbol
-
         spec = parse_symbol(params, self.sim.engine.specs)
         assert spec is not None
         order_id = parse_int(params, "orderId")
@@ -248,8 +252,6 @@ class WsApiSession:
         return spec.symbol, order_id, client_id
 
     def m_order_cancel(self, params: dict[str, Any]) -> tuple[Any, list[Any]]:
-        from executor.sim.engine import cancel_response
-
         account = self._signed_account(params)
         p = self._order_params(params)
         symbol, order_id, client_id = self._order_ids(p)
@@ -258,8 +260,6 @@ class WsApiSession:
         return cancel_response(order, transact), []
 
     def m_order_status(self, params: dict[str, Any]) -> tuple[Any, list[Any]]:
-        from executor.sim.engine import query_response
-
         account = self._signed_account(params)
         symbol, order_id, client_id = self._order_ids(self._order_params(params))
         order = self.sim.engine.find_order(str(account.id), symbol, order_id, client_id)

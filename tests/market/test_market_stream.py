@@ -18,7 +18,6 @@ from executor.exchange.market_stream import (
     StreamConnection,
     book_ticker_stream,
     mark_price_stream,
-    plan_subscription,
 )
 from executor.exchange.stream_limits import ConnectionAttemptLimiter
 from executor.market import DROPPED, MarketState
@@ -87,8 +86,9 @@ async def test_mark_price_uses_the_futures_market_route() -> None:
 
     state = MarketState()
     async with FakeStreamServer(handler) as server:
-        async with mark_price_stream(endpoints_for(server.base_url), ["BTCUSDT"], state,
-                                     limiter=fresh_limiter()) as stream:
+        stream = mark_price_stream(endpoints_for(server.base_url), ["BTCUSDT"], state,
+                                    limiter=fresh_limiter())
+        async with stream:
             await wait_until(lambda: stream.health()[0].frames == 3)
             assert server.conns[0].path == "/market/stream?streams=btcusdt@markPrice@1s"
     s = state["BTCUSDT"]
@@ -111,8 +111,9 @@ async def test_malformed_frames_are_counted_and_never_kill_the_connection(
 
     state = MarketState()
     async with FakeStreamServer(handler) as server:
-        async with book_ticker_stream(endpoints_for(server.base_url), ["BTCUSDT"], state,
-                                      limiter=fresh_limiter()) as stream:
+        stream = book_ticker_stream(endpoints_for(server.base_url), ["BTCUSDT"], state,
+                                    limiter=fresh_limiter())
+        async with stream:
             await wait_until(lambda: "BTCUSDT" in state and state["BTCUSDT"].bid == D("42"))
             health = stream.health()[0]
             assert health.parse_errors == len(bad)
@@ -214,16 +215,21 @@ class Broadcast:
         queue: asyncio.Queue[tuple[float, dict[str, Any]]] = asyncio.Queue()
         lag = self.lag_s if conn.index % 2 == 0 else 0.0
         self.queues[conn] = queue
-        try:
+
+        async def pump() -> None:
             while True:
                 produced, frame = await queue.get()
                 delay = produced + lag - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
                 await conn.send(frame)
-        except Exception:
-            pass
+
+        sender = asyncio.create_task(pump())
+        try:
+            await asyncio.wait({sender, asyncio.ensure_future(conn.ws.wait_closed())},
+                               return_when=asyncio.FIRST_COMPLETED)
         finally:
+            sender.cancel()
             self.queues.pop(conn, None)
 
     async def run(self, period_s: float) -> None:

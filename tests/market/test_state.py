@@ -54,16 +54,36 @@ def test_mark_without_funding_is_accepted() -> None:
 
 @pytest.mark.parametrize("change", [
     {"b": 25.3519},          # float: exactness already lost
-    {"b": "NaN"},
-    {"a": "Infinity"},
-    {"A": "abc"},
+    {"A": None},
     {"u": "400900217"},
+    {"u": 1.0},
     {"s": 5},
     {"s": ""},
 ])
 def test_malformed_book_ticker_rejected(change: dict[str, object]) -> None:
     with pytest.raises(MalformedFrame):
         parse_book_ticker({**FIXTURES["bookTicker"], **change})
+
+
+def test_book_numbers_are_raw_until_read_then_decimal() -> None:
+    state = MarketState()
+    state.apply_book(*parse_book_ticker(FIXTURES["bookTicker"]), 1.0, 2.0)
+    s = state["BNBUSDT"]
+    assert s._bid == "25.35190000"  # not parsed by the reader
+    assert isinstance(s.bid, Decimal) and isinstance(s._ask_qty, Decimal)  # one read parses all four
+
+
+@pytest.mark.parametrize("change", [{"b": "NaN"}, {"a": "Infinity"}, {"A": "abc"}, {"B": ""}])
+def test_unusable_book_numbers_read_as_missing_and_stale(change: dict[str, str]) -> None:
+    state = MarketState()
+    state.apply_book(*parse_book_ticker({**FIXTURES["bookTicker"], **change}), 1.0, 2.0)
+    s = state["BNBUSDT"]
+    assert (s.bid, s.bid_qty, s.ask, s.ask_qty, s.mid) == (None, None, None, None, None)
+    assert not s.has_book and s.invalid_books == 1
+    assert state.is_stale("BNBUSDT", now=1.0, max_age=5, mark=False)
+    # The next good update is used normally.
+    state.apply_book(*parse_book_ticker({**FIXTURES["bookTicker"], "u": 400900218}), 1.0, 2.0)
+    assert s.bid == D("25.35190000") and not state.is_stale("BNBUSDT", now=1.0, max_age=5, mark=False)
 
 
 @pytest.mark.parametrize("missing", ["u", "s", "b", "B", "a", "A"])

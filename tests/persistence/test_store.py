@@ -461,6 +461,8 @@ async def test_batch_is_all_or_nothing(store: Store) -> None:
 
 async def test_external_orders_are_recorded_once_and_linked(store: Store) -> None:
     await store.start_run("0.1.0", "sim", "h")
+    # A fill that arrived before anyone knew its order is linked once the order is recorded.
+    await store.add_fill("BTCUSDT", 6, "61000", "0.001", "gap_fill", exchange_order_id=900)
     rec = await store.record_external_order(
         symbol="BTCUSDT",
         exchange_order_id=900,
@@ -513,8 +515,13 @@ async def test_external_orders_are_recorded_once_and_linked(store: Store) -> Non
         ]
     )
     assert r.events_added == 1 and r.fills_added == [("BTCUSDT", 7)]
-    (fill,) = await store.fills(symbol="BTCUSDT")
+    (fill,) = [f for f in await store.fills(symbol="BTCUSDT") if f.trade_id == 7]
     assert fill.order_id == rec.id and fill.side == "SELL"
+    (early,) = [f for f in await store.fills(symbol="BTCUSDT") if f.trade_id == 6]
+    assert early.order_id == rec.id
+    summary = await store.summary()
+    assert summary["fills"] == 3 and summary["orders"]["FILLED"] == 1 and summary["open_orders"] == 2
+    assert [f.trade_id for f in await store.recent_fills(2)] == [7, 8]  # newest stored first
     assert (await store.get_order_by_exchange_id("BTCUSDT", 900)).status == "FILLED"  # type: ignore[union-attr]
 
 

@@ -92,8 +92,8 @@ def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> str:
 _counter = iter(range(1, 10**9))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(values=st.lists(money, min_size=4, max_size=12))
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.lists(money, min_size=4, max_size=20))
 def test_decimals_round_trip_exactly_through_the_database(migrated_db: str, values: list[Decimal]) -> None:
     async def roundtrip() -> None:
         store = await Store.open(migrated_db, upgrade=False)

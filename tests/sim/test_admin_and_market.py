@@ -69,7 +69,8 @@ async def test_clock_and_fault_switches(sim: Any, client: Any) -> None:
     with pytest.raises(BinanceAPIException) as err:
         await client.get_server_time()
     assert err.value.status_code == 429
-    status, out = await admin(sim, "POST", "/faults", {"order_failures": [{"http_status": 503}], "drop": "market"})
+    switches = {"order_failures": [{"http_status": 503}], "drop": "market"}
+    status, out = await admin(sim, "POST", "/faults", switches)
     assert status == 200 and out["order_failures"] == 1 and out["dropped"] == 0
     status, out = await admin(sim, "POST", "/limits", {"weight_per_minute": 100})
     assert out["weight_per_minute"] == 100 == sim.exchange.ratelimiter.limits.weight_per_minute
@@ -125,3 +126,9 @@ def test_synthetic_market_is_seeded_and_well_formed() -> None:
         assert book.ask > book.bid and (book.ask - book.bid) % spec.tick == 0
         assert book.bid_qty >= spec.step and book.ask_qty >= spec.step
         assert abs(book.bid / D(60000 if book.symbol == "BTCUSDT" else 3000) - 1) < D("0.05")
+
+
+@pytest.mark.sim_options(time_scale=50, balances={"USDT": "5"})
+async def test_sim_options_marker_configures_the_fixture(sim: Any) -> None:
+    assert sim.exchange.clock.time_scale == 50
+    assert sim.exchange.default_account.free("USDT") == D(5)

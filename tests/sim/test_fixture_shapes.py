@@ -44,6 +44,9 @@ async def test_rest_responses_match_fixture_keys(sim: Any, client: Any, fixtures
     ack = await client.create_order(symbol="BTCUSDT", side="BUY", type="LIMIT", timeInForce="GTC",
                                     quantity="0.001", price="50000.00", newOrderRespType="ACK")
     same_keys(ack, fixtures["order_response_ACK"], "order ACK")
+    result = await client.create_order(symbol="BTCUSDT", side="BUY", type="LIMIT", timeInForce="GTC",
+                                       quantity="0.001", price="50000.00", newOrderRespType="RESULT")
+    same_keys(result, {k: v for k, v in fixtures["order_response_FULL"].items() if k != "fills"}, "RESULT")
 
     info = await client.get_exchange_info()
     btc = next(s for s in info["symbols"] if s["symbol"] == "BTCUSDT")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
+import pytest
 import websockets
 from binance import BinanceSocketManager
 
@@ -111,6 +113,18 @@ async def test_forced_book_is_published(sim: Any) -> None:
     assert frame["a"] == "2999.60000000" and frame["B"] == "1.50000000" and frame["A"] == "2.00000000"
 
 
+async def test_taken_liquidity_shows_in_the_next_frame(sim: Any, client: Any) -> None:
+    sim.exchange.market.set_book("ETHUSDT", bid="2999.50", ask="2999.60", ask_qty="2")
+    async with websockets.connect(sim.urls.spot_stream + "ws/ethusdt@bookTicker") as ws:
+        await client.order_market_buy(symbol="ETHUSDT", quantity="0.5")
+        frame = await recv_json(ws)
+        assert (frame["a"], frame["A"]) == ("2999.60000000", "1.50000000")
+        await client.order_market_buy(symbol="ETHUSDT", quantity="1.5")
+        nxt = await recv_json(ws)
+        assert nxt["u"] == frame["u"] + 1
+        assert Decimal(nxt["a"]) > Decimal("2999.60")     # the top level is gone: next level shows
+
+
 async def test_server_shutdown_event_then_close(sim: Any) -> None:
     async with websockets.connect(sim.urls.spot_stream + "ws/btcusdt@bookTicker") as ws:
         await recv_json(ws)
@@ -157,6 +171,7 @@ async def test_max_connection_age_on_the_sim_clock(sim: Any) -> None:
     assert closed.is_set()
 
 
+@pytest.mark.sim_options(time_scale=0.000001)   # the sim second cannot roll over mid-test
 async def test_more_than_five_messages_per_second_disconnects(sim: Any) -> None:
     async with websockets.connect(sim.urls.spot_stream + "ws") as ws:
         for i in range(7):

@@ -157,6 +157,9 @@ async def test_invalid_enums_and_symbol(client: Any) -> None:
 @pytest.mark.parametrize(("change", "name"), [
     ({"price": "50000.001"}, "PRICE_FILTER"),
     ({"price": "0.001"}, "PRICE_FILTER"),
+    ({"price": "2000000.00"}, "PRICE_FILTER"),
+    ({"price": "400000.00"}, "PERCENT_PRICE_BY_SIDE"),
+    ({"price": "1000.00"}, "PERCENT_PRICE_BY_SIDE"),
     ({"quantity": "0.000015"}, "LOT_SIZE"),
     ({"quantity": "10000"}, "LOT_SIZE"),
     ({"quantity": "0.00001"}, "NOTIONAL"),
@@ -222,3 +225,14 @@ async def test_errors_carry_weight_header(sim: Any) -> None:
         assert "X-MBX-USED-WEIGHT-1M" in err.value.response.headers
     finally:
         await client.close_connection()
+
+
+async def test_garbage_signatures_are_rejected_not_crashing(sim: Any) -> None:
+    for sig in ("%C3%A9", "zz", "", "%2B%2B"):
+        status, _, body = await raw(sim, "GET", "/api/v3/account", f"timestamp={ts()}&signature={sig}",
+                                    sign=False)
+        assert status == 400 and body["code"] in (-1022, -1102), (sig, body)
+    ed_key = sim.ed25519_creds.api_key
+    status, _, body = await raw(sim, "GET", "/api/v3/account", f"timestamp={ts()}&signature=bm90LWEtc2ln",
+                                key=ed_key, sign=False)
+    assert (status, body["code"]) == (400, -1022)

@@ -242,3 +242,11 @@ async def test_futures_fill_events_have_fixture_keys(sim: Any, client: Any) -> N
     assert (Decimal(position["pa"]), Decimal(position["ep"])) == (Decimal("-0.010"), Decimal("60100"))
     fees = Decimal("0.010") * 60000 * Decimal("0.0004") + Decimal("0.020") * 60100 * Decimal("0.0002")
     assert ex.futures.wallet("default").balance("USDT") == Decimal(10000) + 1 - fees
+
+
+async def test_deleting_the_listen_key_closes_its_socket(sim: Any, client: Any) -> None:
+    key = await client.futures_stream_get_listen_key()
+    async with websockets.connect(sim.urls.futures_stream + f"private/ws/{key}") as ws:
+        await client.futures_stream_close(key)
+        with pytest.raises(websockets.ConnectionClosedOK):
+            await asyncio.wait_for(ws.recv(), 5)

@@ -72,3 +72,7 @@ async def spot_stream(sim: Any, client: Any, recorder: Recorder) -> AsyncIterato
 async def market_buy(client: Any, client_id: str, qty: str = "0.001", symbol: str = "BTCUSDT") -> Any:
     return await client.create_order(symbol=symbol, side="BUY", type="MARKET", quantity=qty,
                                      newClientOrderId=client_id)
+
+
+# The reconciler's migrated-ledger fixtures, for the end-to-end tests with the real Reconciler.
+from tests.reconcile.conftest import make_store, template_db  # noqa: E402,F401

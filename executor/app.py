@@ -1,0 +1,549 @@
+"""The main job: ``python run.py`` wires every part into the running bot and stops it cleanly.
+
+Start, in order: the venue (the embedded exchange in-process for profile ``sim``, or an
+already running one with ``--exchange URL``, or the profile's real endpoints with keys),
+the ledger (migrated, a run row opened), the REST gateway (clock synced), the live gate
+(``preflight.ensure_live_ready``, before anything can be sent), exchangeInfo (the traded
+symbols' filters), the market streams (spot bookTicker and USDⓈ-M markPrice@1s), the
+reconciler and the spot user stream (whose first subscription runs the start-up gap fill),
+the scheduler's jobs, then the strategy loop and the live status.
+
+Stop (SIGINT/SIGTERM, ``--duration`` or an error), each step bounded by ``shutdown.Shutdown``:
+strategy off, orders in flight settled, our open orders cancelled (``orders.cancel_on_shutdown``),
+a final reconciliation, the run row closed with how it ended, streams and connections
+closed. A second signal abandons the remaining steps; the ledger stays consistent because
+every write is its own transaction.
+
+The embedded exchange restarts its order and trade ids with every start, so a run on a
+freshly started one gets its own ledger file next to the configured one
+(``<db dir>/sim/<name>-<UTC time>.db``): two runs' ids must never meet in one ledger.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import secrets
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import IO, Any
+
+from executor.config import Config, ConfigError
+from executor.core.filters import SymbolRules
+from executor.core.ids import ClientIdFactory, is_ours, make_run_tag
+from executor.endpoints import Endpoints
+from executor.engine_loop import StrategyLoop
+from executor.exchange.credentials import Credentials
+from executor.market.state import MarketState
+from executor.orders.manager import OrderManager, ResolveTiming
+from executor.orders.tracker import OrderTracker
+from executor.profiles import Venue
+from executor.risk import RiskChecker
+from executor.shutdown import EXIT_FORCED, Shutdown
+from executor.status import StatusPrinter, StatusSources
+from executor.strategy.base import Strategy, StrategyContext
+
+__all__ = ["Bot", "BotOptions", "fetch_sim_venue", "run_bot", "run_command"]
+
+log = logging.getLogger(__name__)
+
+VERSION = "0.1.0"
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_LIVE_REFUSED = 3
+
+
+@dataclass
+class BotOptions:
+    """Knobs of one run that are not configuration (tests and benchmarks set them)."""
+
+    max_requests_per_s: int = 50
+    resolve: ResolveTiming = field(default_factory=ResolveTiming)
+    user_stream: bool = True
+    scheduler: bool = True
+    status_out: IO[str] | None = None
+    status_tty: bool | None = None
+    status_interval_s: float | None = None
+    ready_timeout_s: float = 15.0
+    timer_s: float = 1.0
+    poll_orders_s: float = 2.0  # REST polling of our resting orders when no user stream runs
+    args: argparse.Namespace | None = None  # for the live confirmation (--live)
+    log_setup: Any = None  # executor.logs.LogSetup: the log file is renamed to carry the run id
+
+
+class Bot:
+    """One run of the bot on one venue. ``start()``, then ``stop(reason)``."""
+
+    def __init__(self, cfg: Config, venue: Venue, credentials: Credentials | None,
+                 options: BotOptions | None = None) -> None:
+        self.cfg = cfg
+        self.venue = venue
+        self.credentials = credentials
+        self.options = options or BotOptions()
+        self.symbols = list(dict.fromkeys(cfg.symbols.spot))
+        self.market = MarketState(self.symbols)
+        self.strategy: Strategy | None = None
+        self.store: Any = None
+        self.gateway: Any = None
+        self.reconciler: Any = None
+        self.rules: dict[str, SymbolRules] = {}
+        self.tracker: OrderTracker | None = None
+        self.manager: OrderManager | None = None
+        self.risk: RiskChecker | None = None
+        self.loop: StrategyLoop | None = None
+        self.ctx: StrategyContext | None = None
+        self.streams: list[Any] = []
+        self.user_streams: list[Any] = []
+        self.scheduler: Any = None
+        self.status: StatusPrinter | None = None
+        self.run_id: int | None = None
+        self._clients: list[Any] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._status_stop = asyncio.Event()
+        self.started = False
+
+    # ------------------------------------------------------------------ start
+
+    async def start(self) -> None:
+        from executor.strategy.loader import load_strategy
+
+        cfg = self.cfg
+        # The strategy first: a bad parameter must stop us before anything connects.
+        self.strategy = load_strategy(cfg.strategy)
+        await self._open_ledger()
+        await self._open_gateway()
+        await self._load_rules()
+        await self._start_market()
+        self._build_trading()
+        await self._start_user_data()
+        await self._start_scheduler()
+        assert self.loop is not None
+        self.loop.start()
+        self._start_status()
+        self.started = True
+        log.info("bot running: run %s, %s, symbols %s, strategy %s", self.run_id, self.venue.describe(),
+                 ", ".join(self.symbols), cfg.strategy.path)
+
+    async def _open_ledger(self) -> None:
+        from executor.persistence.store import Store, config_hash
+
+        self.store = await Store.open(self.cfg.database.url)
+        self.run_id = await self.store.start_run(VERSION, self.cfg.profile, config_hash(self.cfg))
+        if self.options.log_setup is not None:
+            with contextlib.suppress(OSError):
+                self.options.log_setup.attach_run_id(self.run_id)
+
+    async def _open_gateway(self) -> None:
+        from executor.exchange.rest import RestGateway
+        from executor.profiles import make_clients
+
+        if self.credentials is None:
+            raise ConfigError(f"profile {self.cfg.profile!r}: no API credentials")
+        orders_client, market_client = make_clients(self.venue, self.credentials, self.cfg)
+        self._clients = [orders_client] if market_client is orders_client else [orders_client, market_client]
+        self.gateway = RestGateway(orders_client, max_requests_per_s=self.options.max_requests_per_s)
+        offset = await self.gateway.start()
+        log.info("server clock offset %d ms", offset)
+        if self.cfg.profile == "live":
+            from executor.preflight import ensure_live_ready
+
+            # Nothing has been sent yet; LiveRefused (raised on any failure) ends the run here.
+            await ensure_live_ready(self.cfg, self.options.args or argparse.Namespace(live=False),
+                                    self.gateway._client)
+
+    async def _load_rules(self) -> None:
+        info = await self.gateway.exchange_info(self.symbols)
+        by_name = {s.get("symbol"): s for s in info.get("symbols", [])}
+        missing = [s for s in self.symbols if s not in by_name]
+        if missing:
+            raise ConfigError(f"symbols.spot: {', '.join(missing)} not listed by the exchange")
+        self.rules = {s: SymbolRules.from_exchange_info(by_name[s]) for s in self.symbols}
+        not_trading = [s for s, r in self.rules.items() if r.status != "TRADING"]
+        if not_trading:
+            log.warning("symbols not TRADING (orders on them will be refused): %s", ", ".join(not_trading))
+
+    async def _start_market(self) -> None:
+        from executor.exchange.market_stream import book_ticker_stream, mark_price_stream
+
+        stale = max(float(self.cfg.risk.stale_after_s) * 2, 10.0)
+        market_ep: Endpoints = self.venue.market
+        self.streams = [book_ticker_stream(market_ep, self.symbols, self.market, stale_after_s=stale),
+                        mark_price_stream(market_ep, self.symbols, self.market, stale_after_s=stale)]
+        for stream in self.streams:
+            await stream.start()
+        for stream in self.streams:
+            try:
+                await stream.wait_ready(self.options.ready_timeout_s)
+            except TimeoutError:
+                log.warning("%s stream not ready after %.0f s; carrying on (the supervisor keeps trying)",
+                            stream.kind, self.options.ready_timeout_s)
+
+    def _build_trading(self) -> None:
+        from executor.reconcile.reconciler import Reconciler
+
+        cfg = self.cfg
+        rules = self.rules
+        self.tracker = tracker = OrderTracker(lambda s: rules[s].base_asset)
+        self.reconciler = Reconciler(self.store, self.gateway, prefix=cfg.orders.client_id_prefix,
+                                     symbols=self.symbols, on_order_update=tracker.apply_update)
+        run_tag = make_run_tag(time.time_ns() // 1_000_000, secrets.randbits(20))
+        ids = ClientIdFactory(cfg.orders.client_id_prefix, run_tag)
+        self.risk = RiskChecker(cfg.risk)
+        self.ctx = StrategyContext(self.market, rules, tracker.views, tracker.inventory,
+                                   stale_after_s=float(cfg.risk.stale_after_s))
+        self.manager = OrderManager(gateway=self.gateway, store=self.store, reconciler=self.reconciler,
+                                    tracker=tracker, risk=self.risk, view=self.ctx, rules=rules, ids=ids,
+                                    market=self.market, timing=self.options.resolve)
+        assert self.strategy is not None
+        self.loop = StrategyLoop(self.market, self.strategy, self.ctx, self.manager, self.risk,
+                                 timer_s=self.options.timer_s, on_timer_extra=self._on_timer)
+        tracker.on_change = self._on_order_change
+        self.manager.on_sending = self._expect_stream_event
+        self.manager.on_no_effect = self._withdraw_expectation
+
+    def _on_order_change(self, order: Any) -> None:
+        assert self.loop is not None
+        self.loop.on_order(order)
+
+    def _expect_stream_event(self, client_id: str) -> None:
+        # Armed before the request leaves (the stream's event can beat the HTTP answer): if
+        # the exchange acts on it, its executionReport must follow on the user stream, or
+        # the stream is silently dead (its supervisor then replaces it).
+        for stream in self.user_streams:
+            stream.expect_event(client_id)
+
+    def _withdraw_expectation(self, client_id: str) -> None:
+        # The exchange definitely did not act (rejected, rate limited, never placed): no
+        # event will come, and waiting for one would declare a healthy stream stalled.
+        for stream in self.user_streams:
+            withdraw = getattr(stream, "withdraw_expectation", None)
+            if withdraw is not None:
+                withdraw(client_id)
+            else:
+                pending = getattr(getattr(stream, "activity", None), "_pending", None)
+                if isinstance(pending, dict):
+                    pending.pop(client_id, None)
+
+    def _on_timer(self) -> None:
+        if self.tracker is not None:
+            self.tracker.prune()
+
+    async def _start_user_data(self) -> None:
+        await self.reconciler.start()
+        if not self.options.user_stream:
+            await self.reconciler.gap_fill("start")
+            self._tasks.append(asyncio.create_task(self._poll_orders(), name="order-poller"))
+            return
+        from executor.exchange.user_stream import SpotUserStream, reconciler_sink
+        from executor.exchange.ws_sign import WsSigner
+
+        signer = WsSigner(self.gateway._client, recv_window_ms=self.cfg.orders.recv_window_ms)
+        stream = SpotUserStream(self.venue.orders.spot_ws_api, signer, reconciler_sink(self.reconciler),
+                                self.reconciler.gap_fill, gate=self.gateway.gate,
+                                resync_clock=self.gateway.sync_clock)
+        self.user_streams = [stream]
+        await stream.start()
+        try:
+            await stream.wait_ready(self.options.ready_timeout_s)
+            # The first subscription runs the start-up gap fill; trade only once it is done.
+            await asyncio.wait_for(stream.gaps.wait_idle(), self.options.ready_timeout_s * 4)
+        except TimeoutError:
+            log.warning("user stream not ready after %.0f s; running the start-up gap fill over REST",
+                        self.options.ready_timeout_s)
+            await self.reconciler.gap_fill("start")
+        await self._adopt_open_orders()
+
+    async def _adopt_open_orders(self) -> None:
+        """Our orders left open by an earlier run become tracked (so they are cancelled and
+        counted against limits); never anyone else's."""
+        assert self.tracker is not None
+        for rec in await self.store.orders_not_final(include_external=False):
+            if rec.symbol not in self.rules or rec.client_order_id in self.tracker:
+                continue
+            if rec.status not in ("NEW", "PARTIALLY_FILLED", "PENDING_NEW"):
+                continue
+            if not is_ours(rec.client_order_id, self.cfg.orders.client_id_prefix):
+                continue
+            self.tracker.adopt(rec.client_order_id, rec.symbol, rec.side, rec.type, rec.price or Decimal(0),
+                               rec.quantity or Decimal(0), rec.status, rec.executed_qty)
+
+    async def _poll_orders(self) -> None:
+        """Without a user stream: ask the exchange about our resting orders now and then."""
+        assert self.tracker is not None
+        while True:
+            await asyncio.sleep(self.options.poll_orders_s)
+            for order in self.tracker.working():
+                if order.unresolved or order.status.value not in ("NEW", "PARTIALLY_FILLED"):
+                    continue
+                try:
+                    found = await self.gateway.get_order(order.symbol, order.client_id)
+                    if found is not None:
+                        await self.reconciler.apply_order_response(found, source="rest_query")
+                except Exception as exc:
+                    log.info("order poll of %s failed: %s", order.client_id, exc)
+
+    async def _start_scheduler(self) -> None:
+        if not self.options.scheduler:
+            return
+        from executor.scheduler import build_scheduler
+
+        # On the embedded exchange intervals are exchange seconds: a faster sim clock runs
+        # the keepalives, reconciliations and daily reconnects faster too.
+        scale = float(self.cfg.sim.time_scale) if self.cfg.profile == "sim" else 1.0
+        self.scheduler = build_scheduler(self.cfg.scheduler, time_scale=scale, market_streams=self.streams,
+                                         user_streams=self.user_streams, reconciler=self.reconciler,
+                                         gateway=self.gateway)
+        self.scheduler.start()
+
+    def _start_status(self) -> None:
+        opts = self.options
+        out = opts.status_out if opts.status_out is not None else sys.stdout
+        title = f"bx run {self.run_id} · {self.cfg.profile}"
+        src = StatusSources(title=title, symbols=self.symbols, market=self.market, tracker=self.tracker,
+                            manager=self.manager, balances=lambda: self._balances,
+                            streams=lambda: [h for s in self.streams for h in s.health()],
+                            user_streams=self._user_stream_texts, jobs=self._job_counts,
+                            reconcile=self._reconcile_text)
+        self.status = StatusPrinter(src, out, tty=opts.status_tty, interval_s=opts.status_interval_s)
+        self._balances: dict[str, Any] = {}
+        self._tasks.append(asyncio.create_task(self._refresh_balances(), name="status-balances"))
+        self._tasks.append(asyncio.create_task(self.status.run(self._status_stop), name="status"))
+
+    async def _refresh_balances(self) -> None:
+        while True:
+            with contextlib.suppress(Exception):
+                self._balances = await self.store.get_balances()
+            await asyncio.sleep(2.0)
+
+    def _user_stream_texts(self) -> list[str]:
+        out = []
+        for s in self.user_streams:
+            h = s.health
+            out.append(f"{h.name} {h.state} {h.events}ev gap-fills {h.gap_fills}"
+                       + (f" r{h.reconnects}" if h.reconnects else ""))
+        return out
+
+    def _job_counts(self) -> dict[str, int]:
+        if self.scheduler is None:
+            return {}
+        return {name: st.runs for name, st in self.scheduler.stats.items()}
+
+    def _reconcile_text(self) -> str:
+        if self.reconciler is None:
+            return ""
+        t = self.reconciler.totals
+        return f"ledger fills +{t.fills_added} dup {t.fills_duplicate}"
+
+    # ------------------------------------------------------------------ stop
+
+    async def stop(self, shutdown: Shutdown, *, ended: str = "clean", reason: str = "") -> str:
+        """Stop in order (see the module docstring); returns how the run ended."""
+        forced = False
+
+        async def step(name: str, work: Any, timeout: float) -> None:
+            nonlocal forced
+            ok = await shutdown.try_step(name, work, timeout)
+            forced = forced or shutdown.forced.is_set()
+            if not ok and not shutdown.forced.is_set():
+                log.warning("shutdown: %s did not complete", name)
+
+        if self.loop is not None:
+            await step("stop strategy", self.loop.stop(), 5)
+        if self.manager is not None:
+            self.manager.accepting = False
+            await step("settle orders in flight", self.manager.drain(15), 20)
+            if self.cfg.orders.cancel_on_shutdown and self.gateway is not None:
+                await step("cancel our open orders", self.manager.cancel_all_ours("shutdown"), 20)
+                await step("settle cancels", self.manager.drain(10), 15)
+        if self.scheduler is not None:
+            await step("stop scheduler", self.scheduler.shutdown(), 8)
+        if self.reconciler is not None and self.gateway is not None and self.run_id is not None:
+            await step("final reconciliation", self._final_reconcile(), 30)
+        for stream in self.user_streams:
+            await step("close user stream", stream.close(), 5)
+        if self.reconciler is not None:
+            await step("stop reconciler", self.reconciler.stop(), 10)
+        if self.manager is not None:
+            await step("stop order manager", self.manager.stop(2), 5)
+        if forced or shutdown.forced.is_set():
+            ended, reason = "killed", (reason + "; " if reason else "") + "forced exit on a second signal"
+        if self.store is not None and self.run_id is not None:
+            await step("close run row",
+                       self.store.finish_run(self.run_id, ended=ended, reason=reason or None), 5)
+        self._status_stop.set()
+        for task in self._tasks:
+            if task.get_name() == "status":
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(task), 2)
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        for stream in self.streams:
+            await step("close market stream", stream.close(), 5)
+        if self.gateway is not None:
+            for client in self._clients:
+                with contextlib.suppress(Exception):
+                    await client.close_connection()
+        if self.store is not None:
+            with contextlib.suppress(Exception):
+                await self.store.close()
+        return ended
+
+    async def _final_reconcile(self) -> None:
+        # Events already on the wire (fills of the last orders, cancels) land first.
+        await self.reconciler.settle(0.3)
+        report = await self.reconciler.gap_fill("shutdown")
+        log.info("final reconciliation: %s", report)
+
+
+# ---------------------------------------------------------------------- venues
+
+
+def _admin_base(url: str) -> str:
+    base = url.strip().rstrip("/")
+    for suffix in ("/state", "/urls", "/sim"):
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+    return base
+
+
+async def fetch_sim_venue(url: str, timeout_s: float = 10.0) -> tuple[Endpoints, Credentials]:
+    """Ask a running ``run.py sim`` (its admin URL) for its endpoints and test key."""
+    import aiohttp
+
+    target = _admin_base(url) + "/sim/urls"
+    if not target.startswith(("http://", "https://")):
+        raise ConfigError(f"--exchange: expected the sim's admin URL (http://HOST:PORT), got {url!r}")
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session, \
+                session.get(target) as resp:
+            if resp.status != 200:
+                raise ConfigError(f"--exchange: {target} answered HTTP {resp.status}; is it `run.py sim`?")
+            data = await resp.json()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise ConfigError(f"--exchange: cannot reach {target}: {type(exc).__name__}: {exc}") from None
+    try:
+        endpoints = Endpoints(name="sim", spot_rest=data["spot_rest"], spot_stream=data["spot_stream"],
+                              spot_ws_api=data["spot_ws_api"], futures_rest=data["futures_rest"],
+                              futures_stream=data["futures_stream"], sapi_rest=data.get("sapi_rest"))
+        creds = Credentials(api_key=data["api_key"], api_secret=data["api_secret"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"--exchange: {target} gave an unexpected answer ({exc})") from None
+    return endpoints, creds
+
+
+def sim_ledger_url(cfg: Config, now: dt.datetime | None = None) -> str:
+    """A fresh ledger file beside the configured one, for a run on a freshly started sim."""
+    from executor.persistence.db import database_path
+
+    path = database_path(cfg.database.url)
+    now = now or dt.datetime.now(dt.UTC)
+    stamp = f"{now:%Y%m%dT%H%M%S}.{now.microsecond // 1000:03d}Z"
+    fresh = path.parent / "sim" / f"{path.stem}-{stamp}{path.suffix}"
+    return f"sqlite+aiosqlite:///{fresh}"
+
+
+# ---------------------------------------------------------------------- the run
+
+
+async def run_bot(cfg: Config, args: argparse.Namespace | None = None, *, options: BotOptions | None = None,
+                  install_signals: bool = True, shutdown: Shutdown | None = None) -> int:
+    """Run until a signal, ``--duration`` or an error; returns the process exit code."""
+    from executor.logs import register_secrets
+
+    args = args or argparse.Namespace()
+    options = options or BotOptions()
+    options.args = args
+    shutdown = shutdown or Shutdown()
+    if install_signals:
+        shutdown.install()
+    server = None
+    bot: Bot | None = None
+    code = EXIT_OK
+    try:
+        exchange_url = getattr(args, "exchange", None)
+        if cfg.profile == "sim":
+            from executor.profiles import venue_for
+
+            if exchange_url:
+                endpoints, creds = await fetch_sim_venue(exchange_url)
+                venue = Venue("sim", endpoints, endpoints)
+            else:
+                from executor.sim.exchange import SimExchange
+                from executor.sim.server import SimServer
+
+                sim = SimExchange.from_config(cfg.sim, symbols=cfg.symbols.spot)
+                ports = {n: getattr(cfg.sim.ports, n) for n in
+                         ("spot_rest", "spot_stream", "spot_ws_api", "futures_rest", "futures_stream")}
+                server = SimServer(sim, host=cfg.sim.host, ports=ports)
+                urls = await server.start()
+                venue = venue_for(cfg, urls)
+                creds = sim.credentials("HMAC")
+                cfg = replace(cfg, database=replace(cfg.database, url=sim_ledger_url(cfg)))
+                log.info("embedded exchange up: admin %s/state; ledger %s", urls.admin,
+                         cfg.database.url.split("///", 1)[-1])
+        else:
+            from executor.keys import load_credentials
+            from executor.profiles import venue_for
+
+            if exchange_url:
+                raise ConfigError("--exchange only works with profile sim")
+            creds = load_credentials(cfg.profile)
+            venue = venue_for(cfg)
+        register_secrets(creds)
+        bot = Bot(cfg, venue, creds, options)
+        start = asyncio.ensure_future(bot.start())
+        stop_wait = asyncio.ensure_future(shutdown.stopping.wait())
+        done, _ = await asyncio.wait({start, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        stop_wait.cancel()
+        if start not in done:
+            start.cancel()
+            with contextlib.suppress(BaseException):
+                await start
+        else:
+            start.result()
+            duration = getattr(args, "duration", None)
+            if duration is not None:
+                if not await shutdown.wait(float(duration)):
+                    shutdown.request(f"--duration {duration:g} s elapsed")
+            else:
+                await shutdown.wait()
+        ended = await bot.stop(shutdown, ended="clean", reason=shutdown.reason or "stopped")
+        code = EXIT_FORCED if ended == "killed" else EXIT_OK
+    except ConfigError:
+        raise
+    except Exception as exc:
+        from executor.preflight import LiveRefused
+
+        if isinstance(exc, LiveRefused):
+            print(str(exc), file=sys.stderr)
+            code = EXIT_LIVE_REFUSED
+        else:
+            log.exception("the bot stopped on an error")
+            code = EXIT_ERROR
+        if bot is not None:
+            with contextlib.suppress(Exception):
+                await bot.stop(shutdown, ended="error", reason=f"{type(exc).__name__}: {exc}"[:500])
+    finally:
+        if server is not None:
+            with contextlib.suppress(Exception):
+                await server.stop()
+        if install_signals:
+            shutdown.uninstall()
+    return code
+
+
+def run_command(cfg: Config, args: argparse.Namespace) -> int:
+    """``python run.py [run]``: logging, then the bot until it stops; the exit code."""
+    from executor.logs import setup_logging
+
+    setup = setup_logging(cfg)
+    try:
+        return asyncio.run(run_bot(cfg, args, options=BotOptions(log_setup=setup)))
+    finally:
+        setup.close()

@@ -1,0 +1,551 @@
+"""Reading the ledger for the audit: a read-only sqlite3 connection, the scope filters, and
+typed rows with exact Decimals.
+
+The audit never writes. It opens the database file with ``mode=ro`` (a WAL reader takes no
+lock the bot would wait on) through the plain ``sqlite3`` module: at a million fills the
+async SQLAlchemy layer would cost more than the report itself. The schema is still the one
+the migrations made; column lists here name the columns explicitly so a later additive
+migration cannot shift them.
+
+Scope: ``--run`` keeps rows of that run, ``--since``/``--until`` keep rows whose own time
+falls in ``[since, until)`` (orders by ``created_ms``, fills by ``trade_ms``, balance
+events by ``event_ms``, reconciliations by ``started_ms``), ``--symbol`` keeps one symbol.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import orjson
+
+from executor.core.orders import Side
+from executor.persistence.db import database_path
+
+__all__ = [
+    "AuditDB",
+    "AuditError",
+    "BalanceEventRow",
+    "FillRow",
+    "OrderRow",
+    "Scope",
+    "parse_time",
+    "split_symbol",
+]
+
+_SIDES = {"BUY": Side.BUY, "SELL": Side.SELL}
+# Quote assets, longest first so "FDUSD" wins over "USD"-like suffixes.
+QUOTE_ASSETS = ("FDUSD", "USDT", "USDC", "TUSD", "BUSD", "DAI", "EUR", "TRY", "BRL", "BTC", "ETH", "BNB")
+
+
+class AuditError(Exception):
+    """The audit cannot run as asked (no database, bad filter); phrased for a human."""
+
+
+def parse_time(text: str | None, flag: str) -> int | None:
+    """``--since``/``--until``: an ISO date or date-time (UTC unless it says otherwise), or
+    epoch milliseconds; returns UTC epoch ms."""
+    if text is None:
+        return None
+    s = text.strip()
+    if s.isdigit():
+        return int(s)
+    try:
+        if len(s) == 10:
+            d = date.fromisoformat(s)
+            dt = datetime(d.year, d.month, d.day, tzinfo=UTC)
+        else:
+            dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
+            if dt.tzinfo is None:
+                dt = dt.replace(tzinfo=UTC)
+    except ValueError:
+        raise AuditError(
+            f"{flag} {text!r}: give an ISO date (2026-01-31), date-time (2026-01-31T12:00:00Z) "
+            "or epoch milliseconds"
+        ) from None
+    delta = dt - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def split_symbol(symbol: str, known_assets: frozenset[str] = frozenset()) -> tuple[str, str]:
+    """(base, quote) of a spot symbol. The ledger stores no exchange info, so the split is
+    by quote suffix; assets seen in the ledger (balances, fees) settle ambiguous names."""
+    candidates = [q for q in QUOTE_ASSETS if symbol.endswith(q) and len(symbol) > len(q)]
+    for q in candidates:
+        if symbol[: -len(q)] in known_assets:
+            return symbol[: -len(q)], q
+    if candidates:
+        q = candidates[0]
+        return symbol[: -len(q)], q
+    for a in sorted(known_assets, key=len, reverse=True):
+        if symbol.endswith(a) and symbol[: -len(a)] in known_assets:
+            return symbol[: -len(a)], a
+    raise AuditError(f"cannot tell the base and quote assets of symbol {symbol!r}")
+
+
+@dataclass(frozen=True)
+class Scope:
+    run_id: int | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+    symbol: str | None = None
+
+    def where(
+        self, time_col: str, *, run_col: str | None = "run_id", symbol_col: str | None = "symbol"
+    ) -> tuple[str, list[Any]]:
+        parts: list[str] = []
+        params: list[Any] = []
+        if self.run_id is not None and run_col:
+            parts.append(f"{run_col} = ?")
+            params.append(self.run_id)
+        if self.since_ms is not None:
+            parts.append(f"{time_col} >= ?")
+            params.append(self.since_ms)
+        if self.until_ms is not None:
+            parts.append(f"{time_col} < ?")
+            params.append(self.until_ms)
+        if self.symbol is not None and symbol_col:
+            parts.append(f"{symbol_col} = ?")
+            params.append(self.symbol)
+        return (" WHERE " + " AND ".join(parts)) if parts else "", params
+
+    def describe(self) -> str:
+        bits = []
+        if self.run_id is not None:
+            bits.append(f"run {self.run_id}")
+        if self.symbol:
+            bits.append(self.symbol)
+        if self.since_ms is not None:
+            bits.append(f"since {fmt_ms(self.since_ms)}")
+        if self.until_ms is not None:
+            bits.append(f"until {fmt_ms(self.until_ms)}")
+        return ", ".join(bits) or "everything"
+
+
+def fmt_ms(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+
+
+def _d(text: Any) -> Decimal | None:
+    return None if text is None else Decimal(text)
+
+
+ORDER_COLUMNS = (
+    "id",
+    "client_order_id",
+    "exchange_order_id",
+    "run_id",
+    "symbol",
+    "side",
+    "type",
+    "time_in_force",
+    "price",
+    "quantity",
+    "quote_order_qty",
+    "status",
+    "status_source",
+    "executed_qty",
+    "cum_quote_qty",
+    "created_ms",
+    "sent_ms",
+    "acked_ms",
+    "updated_ms",
+    "exchange_update_ms",
+    "decision_bid",
+    "decision_ask",
+    "decision_mark",
+    "decision_ms",
+    "reason",
+    "external",
+    "resolved_from_unknown",
+    "reject_reason",
+)
+ORDER_DECIMALS = frozenset(
+    {
+        "price",
+        "quantity",
+        "quote_order_qty",
+        "executed_qty",
+        "cum_quote_qty",
+        "decision_bid",
+        "decision_ask",
+        "decision_mark",
+    }
+)
+ORDER_BOOLS = frozenset({"external", "resolved_from_unknown"})
+
+
+class OrderRow(NamedTuple):
+    id: int
+    client_order_id: str
+    exchange_order_id: int | None
+    run_id: int | None
+    symbol: str
+    side: str
+    type: str
+    time_in_force: str | None
+    price: Decimal | None
+    quantity: Decimal | None
+    quote_order_qty: Decimal | None
+    status: str
+    status_source: str
+    executed_qty: Decimal
+    cum_quote_qty: Decimal
+    created_ms: int
+    sent_ms: int | None
+    acked_ms: int | None
+    updated_ms: int
+    exchange_update_ms: int | None
+    decision_bid: Decimal | None
+    decision_ask: Decimal | None
+    decision_mark: Decimal | None
+    decision_ms: int | None
+    reason: str | None
+    external: bool
+    resolved_from_unknown: bool
+    reject_reason: str | None
+
+
+FILL_COLUMNS = (
+    "id",
+    "symbol",
+    "trade_id",
+    "order_id",
+    "client_order_id",
+    "exchange_order_id",
+    "side",
+    "price",
+    "qty",
+    "quote_qty",
+    "commission",
+    "commission_asset",
+    "is_maker",
+    "trade_ms",
+    "source",
+    "received_ms",
+    "run_id",
+)
+FILL_DECIMALS = frozenset({"price", "qty", "quote_qty", "commission"})
+
+
+class FillRow(NamedTuple):
+    """A stored fill. It also quacks like ``executor.core.events.Fill`` (``side`` is a
+    ``Side``, ``key``, ``time_ms``) so ``executor.core.pnl`` takes it without a copy."""
+
+    id: int
+    symbol: str
+    trade_id: int
+    order_id: int | None
+    client_order_id: str | None
+    exchange_order_id: int | None
+    side: Side | None
+    price: Decimal
+    qty: Decimal
+    quote_qty: Decimal
+    commission: Decimal
+    commission_asset: str | None
+    is_maker: bool | None
+    trade_ms: int | None
+    source: str
+    received_ms: int
+    run_id: int | None
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.symbol, self.trade_id)
+
+    @property
+    def time_ms(self) -> int:
+        # Exchange time when known; a fill without T is placed by when we received it.
+        return self.trade_ms if self.trade_ms is not None else self.received_ms
+
+
+class BalanceEventRow(NamedTuple):
+    id: int
+    kind: str
+    asset: str
+    free: Decimal | None
+    locked: Decimal | None
+    delta: Decimal | None
+    source: str
+    event_ref: str | None
+    event_ms: int | None
+    received_ms: int
+    run_id: int | None
+
+
+class AuditDB:
+    """A read-only view of one ledger file."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.exists():
+            raise AuditError(f"no database at {path} (run the bot first, or give --db URL)")
+        self.path = path
+        try:
+            self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+            self.conn.execute("PRAGMA query_only=ON")
+            tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.Error as exc:
+            raise AuditError(f"cannot read {path}: {exc}") from None
+        missing = {"orders", "fills", "balance_events", "reconciliation_runs", "runs"} - tables
+        if missing:
+            raise AuditError(
+                f"{path} is not a binance-executor ledger (missing tables: {', '.join(sorted(missing))}); "
+                "run `python run.py db upgrade` on it first"
+            )
+
+    @classmethod
+    def from_url(cls, url: str) -> AuditDB:
+        try:
+            path = database_path(url)
+        except ValueError as exc:
+            raise AuditError(str(exc)) from None
+        return cls(path)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> AuditDB:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- runs and reconciliations
+
+    def runs(self, scope: Scope) -> list[dict[str, Any]]:
+        sql = "SELECT id, version, profile, started_ms, stopped_ms, ended, end_reason FROM runs"
+        params: list[Any] = []
+        if scope.run_id is not None:
+            sql += " WHERE id = ?"
+            params.append(scope.run_id)
+        cols = ("id", "version", "profile", "started_ms", "stopped_ms", "ended", "end_reason")
+        return [dict(zip(cols, r, strict=True)) for r in self.conn.execute(sql + " ORDER BY id", params)]
+
+    def reconciliations(self, scope: Scope) -> list[dict[str, Any]]:
+        where, params = scope.where("started_ms", symbol_col=None)
+        cols = (
+            "id",
+            "run_id",
+            "reason",
+            "started_ms",
+            "finished_ms",
+            "duration_ms",
+            "outcome",
+            "found",
+            "fixed",
+            "counts",
+            "discrepancies",
+            "error",
+        )
+        out = []
+        for r in self.conn.execute(
+            f"SELECT {', '.join(cols)} FROM reconciliation_runs{where} ORDER BY id", params
+        ):
+            row = dict(zip(cols, r, strict=True))
+            for k in ("counts", "discrepancies"):
+                row[k] = orjson.loads(row[k]) if row[k] else ([] if k == "discrepancies" else {})
+            out.append(row)
+        return out
+
+    # -- orders and fills
+
+    def orders(self, scope: Scope) -> list[OrderRow]:
+        where, params = scope.where("created_ms")
+        sql = f"SELECT {', '.join(ORDER_COLUMNS)} FROM orders{where} ORDER BY id"
+        return self._order_rows(self.conn.execute(sql, params))
+
+    @staticmethod
+    def _order_rows(cursor: Iterable[Any]) -> list[OrderRow]:
+        dec_idx = [i for i, c in enumerate(ORDER_COLUMNS) if c in ORDER_DECIMALS]
+        bool_idx = [i for i, c in enumerate(ORDER_COLUMNS) if c in ORDER_BOOLS]
+        out = []
+        for r in cursor:
+            row = list(r)
+            for i in dec_idx:
+                if row[i] is not None:
+                    row[i] = Decimal(row[i])
+            for i in bool_idx:
+                row[i] = bool(row[i])
+            out.append(OrderRow._make(row))
+        return out
+
+    def orders_by_id(self, ids: list[int]) -> list[OrderRow]:
+        """Orders by row id (the orders of in-scope fills that were created before the scope)."""
+        out: list[OrderRow] = []
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            sql = f"SELECT {', '.join(ORDER_COLUMNS)} FROM orders WHERE id IN ({', '.join('?' * len(part))})"
+            out.extend(self._order_rows(self.conn.execute(sql, part)))
+        return out
+
+    def fills(self, scope: Scope) -> list[FillRow]:
+        """Fills in scope, in (time, trade id) order: the order PnL is computed in."""
+        where, params = scope.where("trade_ms")
+        sql = (
+            f"SELECT {', '.join(FILL_COLUMNS)} FROM fills{where} "
+            "ORDER BY coalesce(trade_ms, received_ms), trade_id"
+        )
+        dec = Decimal
+        sides = _SIDES
+        make = FillRow._make
+        return [
+            make(
+                (
+                    i,
+                    sym,
+                    tid,
+                    oid,
+                    cid,
+                    xid,
+                    sides.get(side),
+                    dec(p),
+                    dec(q),
+                    dec(qq),
+                    dec(c),
+                    ca,
+                    None if mk is None else bool(mk),
+                    tms,
+                    src,
+                    rms,
+                    run,
+                )
+            )
+            for (
+                i,
+                sym,
+                tid,
+                oid,
+                cid,
+                xid,
+                side,
+                p,
+                q,
+                qq,
+                c,
+                ca,
+                mk,
+                tms,
+                src,
+                rms,
+                run,
+            ) in self.conn.execute(sql, params)
+        ]
+
+    def iter_fill_deltas(self, scope: Scope) -> Iterator[tuple[Any, ...]]:
+        """Raw (id, symbol, trade_id, side, qty, quote_qty, commission, commission_asset, time)
+        in time order, for ``audit verify`` (text money, converted by the caller)."""
+        where, params = scope.where("trade_ms", symbol_col=None)
+        sql = (
+            "SELECT id, symbol, trade_id, side, qty, quote_qty, commission, commission_asset, "
+            f"coalesce(trade_ms, received_ms) AS t FROM fills{where} ORDER BY t, trade_id"
+        )
+        return self.conn.execute(sql, params)
+
+    def price_points(self, symbol: str, until_ms: int | None = None) -> list[tuple[int, Decimal]]:
+        """Every known price of ``symbol`` in time order: fill prices and decision-time marks
+        (or mids). Used to value third-asset fees (BNB) at the time of the fill."""
+        pts: list[tuple[int, Decimal]] = []
+        cond, params = ("", [symbol])
+        if until_ms is not None:
+            cond = " AND t < ?"
+            params.append(until_ms)
+        for t, p in self.conn.execute(
+            f"SELECT coalesce(trade_ms, received_ms) AS t, price FROM fills WHERE symbol = ?{cond}", params
+        ):
+            pts.append((t, Decimal(p)))
+        for t, mark, bid, ask in self.conn.execute(
+            "SELECT coalesce(decision_ms, created_ms) AS t, decision_mark, decision_bid, decision_ask "
+            f"FROM orders WHERE symbol = ?{cond}",
+            params,
+        ):
+            ref = _mid(bid, ask) or _d(mark)
+            if ref is not None:
+                pts.append((t, ref))
+        pts.sort(key=lambda x: x[0])
+        return pts
+
+    def last_price(self, symbol: str, until_ms: int | None = None) -> tuple[int, Decimal, str] | None:
+        """The latest known price of ``symbol``: (time, price, where it came from)."""
+        best: tuple[int, Decimal, str] | None = None
+        params: list[Any] = [symbol]
+        cond = ""
+        if until_ms is not None:
+            cond = " AND trade_ms < ?"
+            params.append(until_ms)
+        r = self.conn.execute(
+            f"SELECT trade_ms, price FROM fills WHERE symbol = ? AND trade_ms IS NOT NULL{cond} "
+            "ORDER BY trade_ms DESC, trade_id DESC LIMIT 1",
+            params,
+        ).fetchone()
+        if r is not None:
+            best = (r[0], Decimal(r[1]), "last fill")
+        params = [symbol]
+        cond = ""
+        if until_ms is not None:
+            cond = " AND created_ms < ?"
+            params.append(until_ms)
+        for t, mark, bid, ask in self.conn.execute(
+            "SELECT coalesce(decision_ms, created_ms), decision_mark, decision_bid, decision_ask FROM orders "
+            f"WHERE symbol = ?{cond} AND (decision_mark IS NOT NULL OR decision_bid IS NOT NULL) "
+            "ORDER BY created_ms DESC LIMIT 1",
+            params,
+        ):
+            ref = _d(mark) or _mid(bid, ask)
+            if ref is not None and (best is None or t > best[0]):
+                best = (t, ref, "decision mark" if mark is not None else "decision mid")
+        return best
+
+    # -- balances
+
+    def balance_events(self, scope: Scope) -> list[BalanceEventRow]:
+        where, params = scope.where("event_ms", symbol_col=None)
+        cols = (
+            "id",
+            "kind",
+            "asset",
+            "free",
+            "locked",
+            "delta",
+            "source",
+            "event_ref",
+            "event_ms",
+            "received_ms",
+            "run_id",
+        )
+        out = []
+        sql = f"SELECT {', '.join(cols)} FROM balance_events{where} ORDER BY id"
+        for r in self.conn.execute(sql, params):
+            row = list(r)
+            for i in (3, 4, 5):
+                if row[i] is not None:
+                    row[i] = Decimal(row[i])
+            out.append(BalanceEventRow._make(row))
+        return out
+
+    def balances(self) -> list[dict[str, Any]]:
+        cols = ("asset", "free", "locked", "source", "event_ref", "event_ms", "updated_ms")
+        out = []
+        for r in self.conn.execute(f"SELECT {', '.join(cols)} FROM balances ORDER BY asset"):
+            row = dict(zip(cols, r, strict=True))
+            row["free"], row["locked"] = Decimal(row["free"]), Decimal(row["locked"])
+            out.append(row)
+        return out
+
+    def known_assets(self) -> frozenset[str]:
+        assets = {r[0] for r in self.conn.execute("SELECT DISTINCT asset FROM balance_events")}
+        assets |= {r[0] for r in self.conn.execute("SELECT asset FROM balances")}
+        return frozenset(assets)
+
+
+def _mid(bid: Any, ask: Any) -> Decimal | None:
+    if bid is None or ask is None:
+        return None
+    return (Decimal(bid) + Decimal(ask)) / 2

@@ -1,0 +1,506 @@
+"""The order manager: from a strategy's intent to an order on the exchange, exactly once.
+
+For each ``Place`` (``submit`` decides synchronously, then one task does the I/O):
+
+1. our client order id (``ClientIdFactory``), rounding to tick/step and every symbol filter
+   (``core.intents.build_order_request``) -- a filter failure is a refusal, nothing is sent;
+2. the risk checks on the rounded order (``RiskChecker``); a refusal is logged with its
+   reason and recorded in the ledger (``risk_refusals``), nothing is sent;
+3. the order enters the tracker (PENDING_SEND: the strategy sees it before its next
+   handler call), then is recorded in the ledger with its decision context (bid, ask and
+   mark at decision time, the strategy's reason) BEFORE it is sent;
+4. the gateway sends it, and its outcome decides:
+
+   * ``Accepted``: the response (FULL: status and fills) is applied through the
+     reconciler, so a fill is stored once whichever path (response, stream, gap fill)
+     brings it first;
+   * ``Rejected``: REJECTED with the code and message recorded;
+   * ``Unknown`` (5xx, -1007, timeout, reset): UNKNOWN, then resolved by querying its
+     client order id with backoff until the exchange answers: found -> its status;
+     -2013 once ``not_found_grace_s`` has passed since the send -> NOT_PLACED (the
+     ledger's NEVER_PLACED). It is NEVER sent again;
+   * ``RateLimited`` (429/418): the gateway's gate now holds every sender; this order was
+     refused before it acted, so it is NOT_PLACED with the limiter's answer recorded.
+
+``Cancel`` carries its own cancel client id (recorded in the ledger first); an ``Unknown``
+cancel is resolved by querying the order. ``Replace`` cancels first and places the new order
+only once the old one is confirmed CANCELED (if it filled meanwhile, nothing is placed).
+
+Kill switch: ``cancel_all_ours`` cancels every working order of ours (tracked ones and any
+open order on the exchange whose client id has our prefix) and never touches others; the
+risk checks refuse new orders while the switch is engaged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Protocol
+
+from executor.core.filters import SymbolRules
+from executor.core.ids import ClientIdFactory, is_ours
+from executor.core.intents import (
+    Cancel,
+    Intent,
+    OrderRejected,
+    OrderRequest,
+    Place,
+    Replace,
+    build_order_request,
+)
+from executor.core.orders import OrderStatus, Side
+from executor.exchange.outcome import Accepted, RateLimited, Rejected, Unknown
+from executor.exchange.rest import GatewayError
+from executor.market.state import MarketState
+from executor.orders.tracker import OrderTracker, TrackedOrder
+from executor.risk import ALLOWED, Decision, Refused, RiskChecker, RiskView
+
+__all__ = ["OrderManager", "ResolveTiming"]
+
+log = logging.getLogger(__name__)
+
+NOT_PLACED = "NOT_PLACED"  # the ledger's name for core NEVER_PLACED
+UNKNOWN_ORDER = -2011  # cancel of an order the exchange does not have (filled, cancelled, never placed)
+
+
+class Gateway(Protocol):
+    async def place_order(self, params: Mapping[str, Any]) -> Any: ...
+    async def cancel_order(self, symbol: str, orig_client_id: str, cancel_client_id: str) -> Any: ...
+    async def get_order(self, symbol: str, orig_client_order_id: str) -> dict[str, Any] | None: ...
+    async def open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class ResolveTiming:
+    """How an unknown outcome is chased: first query after ``first_s``, doubling to ``max_s``;
+    a -2013 only counts once ``not_found_grace_s`` has passed since the send (the order may
+    still be in flight inside the exchange before that)."""
+
+    first_s: float = 0.1
+    max_s: float = 5.0
+    not_found_grace_s: float = 3.0
+
+
+def _ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class OrderManager:
+    """Turns intents into orders: refusals recorded, record-before-send, unknowns resolved.
+
+    ``view`` is what the risk checks read (the app's ``StrategyContext``); ``rules`` the
+    traded symbols' filters; ``market`` gives the decision context. ``on_refused`` is told
+    of every refusal (for the status display).
+    """
+
+    def __init__(self, *, gateway: Gateway, store: Any, reconciler: Any, tracker: OrderTracker,
+                 risk: RiskChecker, view: RiskView, rules: Mapping[str, SymbolRules], ids: ClientIdFactory,
+                 market: MarketState, timing: ResolveTiming | None = None,
+                 clock: Callable[[], float] = time.monotonic, resp_type: str = "FULL") -> None:
+        self.gateway = gateway
+        self.store = store
+        self.reconciler = reconciler
+        self.tracker = tracker
+        self.risk = risk
+        self.view = view
+        self.rules = rules
+        self.ids = ids
+        self.prefix = ids.prefix
+        self.market = market
+        self.timing = timing or ResolveTiming()
+        self._clock = clock
+        self._resp_type = resp_type
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._resolving: set[str] = set()
+        self.accepting = True
+        self.counts: Counter[str] = Counter()
+        self.refusals: Counter[str] = Counter()
+        # Last send per order (monotonic), for the -2013 grace.
+        self._sent_at: dict[str, float] = {}
+        # Hooks for the user stream's silent-stall check: ``on_sending(id)`` just before a
+        # placement or cancel leaves (an executionReport should follow), ``on_no_effect(id)``
+        # once the exchange definitely did not act on it (none will).
+        self.on_sending: Callable[[str], None] | None = None
+        self.on_no_effect: Callable[[str], None] | None = None
+
+    # ------------------------------------------------------------------ intake
+
+    def submit(self, intent: Intent) -> Decision:
+        """Decide on one intent now (no awaits) and start its I/O in a task.
+
+        Returns ``ALLOWED`` when the intent was taken (a Place is then tracked, PENDING_SEND)
+        or ``Refused`` (logged, recorded in the ledger by a task, nothing sent).
+        """
+        if isinstance(intent, Place):
+            if not self.accepting:
+                return self._refuse(intent, "the order manager is stopping", "stopping")
+            decided = self._decide_place(intent)
+            if isinstance(decided, Refused):
+                return decided
+            self._spawn(self._send(decided), f"send {decided.client_order_id}")
+            return ALLOWED
+        if isinstance(intent, Cancel):
+            order = self.tracker.get(intent.client_order_id)
+            if order is None or not order.working or order.cancel_requested:
+                return ALLOWED  # nothing (more) to do: never cancel what is not ours
+            self.tracker.set_cancel_requested(order.client_id)
+            self._spawn(self.cancel(order.client_id, intent.reason), f"cancel {order.client_id}")
+            return ALLOWED
+        if isinstance(intent, Replace):
+            if not self.accepting:
+                return self._refuse(intent.place, "the order manager is stopping", "stopping")
+            order = self.tracker.get(intent.client_order_id)
+            if order is None or not order.working:
+                return self._refuse(intent.place, f"no working order {intent.client_order_id} to replace",
+                                    "order_sanity")
+            self.tracker.set_cancel_requested(order.client_id)
+            self._spawn(self._replace(intent), f"replace {order.client_id}")
+            return ALLOWED
+        raise TypeError(f"not an intent: {intent!r}")
+
+    async def place(self, place: Place) -> TrackedOrder | Refused:
+        """``submit`` for one Place, awaiting its whole send (tests, Replace)."""
+        decided = self._decide_place(place)
+        if isinstance(decided, Refused):
+            return decided
+        await self._send(decided)
+        order = self.tracker.get(decided.client_order_id)
+        assert order is not None
+        return order
+
+    def _decide_place(self, place: Place) -> OrderRequest | Refused:
+        rules = self.rules.get(place.symbol)
+        if rules is None:
+            return self._refuse(place, f"{place.symbol} is not a traded symbol", "order_sanity")
+        st = self.market.get(place.symbol)
+        mid = st.mid if st is not None else None
+        client_id = self.ids.next_order_id()
+        try:
+            request = build_order_request(place, rules, client_id, ref_price=mid,
+                                          open_orders=len(self.tracker.working(place.symbol)))
+        except OrderRejected as exc:
+            names = ",".join(dict.fromkeys(v.filter for v in exc.violations))
+            return self._refuse(place, "; ".join(map(str, exc.violations)), f"filters:{names}")
+        decision = self.risk.check(request, self.view)
+        if isinstance(decision, Refused):
+            return self._refuse(request, decision.reason, decision.check)
+        self.tracker.add(request, placed_at=self._clock())
+        self.reconciler.remember_ours(client_id)
+        self.counts["accepted_intents"] += 1
+        return request
+
+    def _refuse(self, what: Place | OrderRequest, reason: str, check: str) -> Refused:
+        refused = Refused(reason, check)
+        self.refusals[check] += 1
+        price = what.price
+        qty = what.quantity if isinstance(what, OrderRequest) else what.qty
+        kind = what.type.value if isinstance(what, OrderRequest) else what.wire_type.value
+        log.info("refused %s %s %s %s @ %s: %s", what.symbol, what.side.value, kind, qty, price, refused)
+        details = {"reason_from_strategy": what.reason} if what.reason else None
+        self._spawn(self.store.add_risk_refusal(
+            what.symbol, kind, reason, rule=check, side=what.side.value, price=price, quantity=qty,
+            details=details), f"refusal {what.symbol}")
+        return refused
+
+    # ------------------------------------------------------------------ sending
+
+    def _context(self, symbol: str) -> tuple[Decimal | None, Decimal | None, Decimal | None]:
+        st = self.market.get(symbol)
+        if st is None:
+            return None, None, None
+        return st.bid, st.ask, st.mark
+
+    async def _send(self, req: OrderRequest) -> None:
+        cid = req.client_order_id
+        bid, ask, mark = self._context(req.symbol)
+        try:
+            await self.store.record_order_intent(
+                cid, req.symbol, req.side.value, req.type.value, quantity=req.quantity, price=req.price,
+                time_in_force=req.time_in_force.value if req.time_in_force else None, decision_bid=bid,
+                decision_ask=ask, decision_mark=mark, decision_ms=_ms(), reason=req.reason or None)
+        except Exception as exc:
+            # Not recorded means not sent: an order the ledger cannot explain must not exist.
+            log.error("order %s not sent: could not record it first: %s", cid, exc)
+            self.counts["not_recorded"] += 1
+            self.tracker.set_status(cid, OrderStatus.NEVER_PLACED, note=f"not recorded: {exc}")
+            return
+        params = req.params()
+        params["newOrderRespType"] = self._resp_type
+        self._sent_at[cid] = self._clock()
+        self.counts["sent"] += 1
+        mark_sent = asyncio.ensure_future(self.store.mark_order_sent(cid))
+        self._hook(self.on_sending, cid)
+        try:
+            outcome = await self.gateway.place_order(params)
+        except asyncio.CancelledError:
+            # Torn down mid-send: the request may be on the wire. UNKNOWN is the honest
+            # state; the next start's gap fill queries it (never re-sends).
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.store.update_order_status(cid, "UNKNOWN", source="local"))
+            raise
+        except Exception as exc:  # a programming error in the client stack: outcome unknown
+            log.exception("order %s: send failed unexpectedly", cid)
+            outcome = Unknown(f"{type(exc).__name__}")
+        finally:
+            with contextlib.suppress(Exception):
+                await mark_sent
+        await self._outcome(req, outcome)
+
+    async def _outcome(self, req: OrderRequest, outcome: Any) -> None:
+        cid = req.client_order_id
+        if isinstance(outcome, Accepted):
+            self.counts["accepted"] += 1
+            await self._apply_response(outcome.response, cid)
+        elif isinstance(outcome, Rejected):
+            self.counts["rejected"] += 1
+            why = f"{outcome.code} {outcome.msg}".strip()
+            log.warning("order %s %s rejected: %s", cid, req.symbol, why)
+            self._hook(self.on_no_effect, cid)
+            await self.store.update_order_status(cid, "REJECTED", source="order_response", reject_reason=why)
+            self.tracker.set_status(cid, OrderStatus.REJECTED, note=why)
+        elif isinstance(outcome, RateLimited):
+            self.counts["rate_limited"] += 1
+            why = (f"not sent: rate limited ({'418 banned' if outcome.banned else '429'}, "
+                   f"code {outcome.code}, retry after {outcome.retry_after_s:g} s)")
+            log.warning("order %s %s %s", cid, req.symbol, why)
+            self._hook(self.on_no_effect, cid)
+            await self.store.update_order_status(cid, NOT_PLACED, source="order_response", reject_reason=why)
+            self.tracker.set_status(cid, OrderStatus.NEVER_PLACED, note=why)
+        else:
+            reason = outcome.reason if isinstance(outcome, Unknown) else str(outcome)
+            self.counts["unknown"] += 1
+            log.warning("order %s %s outcome UNKNOWN (%s): resolving by query, never re-sending",
+                        cid, req.symbol, reason)
+            await self.store.update_order_status(cid, "UNKNOWN", source="local")
+            self.tracker.set_status(cid, OrderStatus.UNKNOWN, note=reason)
+            await self.resolve(req.symbol, cid)
+
+    def _hook(self, hook: Callable[[str], None] | None, cid: str) -> None:
+        if hook is not None:
+            try:
+                hook(cid)
+            except Exception:
+                log.exception("order manager hook failed for %s", cid)
+
+    async def _apply_response(self, response: Any, cid: str) -> None:
+        try:
+            await self.reconciler.apply_order_response(response, source="order_response")
+        except Exception:
+            # The order exists; its facts will come from the stream or a query.
+            log.exception("order %s: could not apply the exchange's answer; querying it", cid)
+            order = self.tracker.get(cid)
+            if order is not None:
+                self.tracker.set_status(cid, OrderStatus.UNKNOWN)
+                await self.resolve(order.symbol, cid)
+
+    # ------------------------------------------------------------------ unknown outcomes
+
+    async def resolve(self, symbol: str, client_id: str) -> str:
+        """Query ``client_id`` until the exchange says what became of it; returns the status.
+
+        Never sends the order again. Stops early if another path (stream, gap fill)
+        resolves it first.
+        """
+        if client_id in self._resolving:
+            return "RESOLVING"
+        self._resolving.add(client_id)
+        delay = self.timing.first_s
+        try:
+            while True:
+                order = self.tracker.get(client_id)
+                if order is not None and not order.unresolved:
+                    return order.status.value
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.timing.max_s)
+                try:
+                    found = await self.gateway.get_order(symbol, client_id)
+                except GatewayError as exc:
+                    log.info("order %s still unresolved (%s); asking again in %.1f s", client_id, exc, delay)
+                    continue
+                if found is not None:
+                    self.counts["resolved_found"] += 1
+                    await self.reconciler.apply_order_response(found, source="rest_query")
+                    status = str(found.get("status", ""))
+                    log.info("order %s resolved by query: %s", client_id, status)
+                    # The reconciler's update reaches the tracker; make sure even if not ours by prefix.
+                    self.tracker.set_status(client_id, status or OrderStatus.NEW,
+                                            exchange_id=int(found["orderId"]))
+                    return status
+                sent = self._sent_at.get(client_id)
+                if sent is not None and self._clock() - sent < self.timing.not_found_grace_s:
+                    continue  # -2013 may mean "not arrived yet"
+                self.counts["never_placed"] += 1
+                why = "-2013: the exchange does not know this client order id (outcome was unknown)"
+                change = await self.store.update_order_status(client_id, NOT_PLACED, source="rest_query",
+                                                              reject_reason=why)
+                log.warning("order %s resolved: never placed (%s)", client_id, why)
+                self._hook(self.on_no_effect, client_id)
+                self.tracker.set_status(client_id, OrderStatus.NEVER_PLACED, note=why)
+                return change.status or NOT_PLACED
+        finally:
+            self._resolving.discard(client_id)
+
+    # ------------------------------------------------------------------ cancels
+
+    async def cancel(self, client_id: str, reason: str = "") -> str:
+        """Cancel one of our orders with its own cancel id; returns the cancel's outcome."""
+        order = self.tracker.get(client_id)
+        if order is None:
+            return "NOT_OURS"  # only orders this run tracks (or adopted as ours) are cancelled
+        symbol = order.symbol
+        if order.unresolved:
+            # Its own fate is unknown yet: find out first (cancelling a PENDING_SEND order
+            # the exchange never saw would just answer -2011).
+            if order.status is OrderStatus.UNKNOWN:
+                await self.resolve(symbol, client_id)
+            order = self.tracker.get(client_id)
+            if order is None or not order.working or order.unresolved:
+                self.tracker.set_cancel_requested(client_id, False)
+                return "NOT_WORKING"
+        return await self._cancel_on_exchange(symbol, client_id, reason)
+
+    async def _cancel_on_exchange(self, symbol: str, client_id: str, reason: str) -> str:
+        cancel_id = self.ids.next_cancel_id()
+        self.tracker.set_cancel_requested(client_id)
+        await self.store.record_cancel(cancel_id, client_id, symbol)
+        self.counts["cancels_sent"] += 1
+        log.info("cancel %s %s (%s) as %s", symbol, client_id, reason or "no reason given", cancel_id)
+        self._hook(self.on_sending, client_id)
+        outcome = await self.gateway.cancel_order(symbol, client_id, cancel_id)
+        if isinstance(outcome, Accepted):
+            await self.store.resolve_cancel(cancel_id, "CANCELED")
+            with contextlib.suppress(Exception):
+                await self.reconciler.apply_order_response(outcome.response, source="order_response")
+            if client_id in self.tracker:
+                self.tracker.set_status(client_id, OrderStatus.CANCELED)
+            return "CANCELED"
+        if isinstance(outcome, Rejected):
+            detail = f"{outcome.code} {outcome.msg}".strip()
+            self._hook(self.on_no_effect, client_id)
+            await self.store.resolve_cancel(cancel_id, "REJECTED", detail=detail)
+            self.counts["cancels_rejected"] += 1
+            # -2011: it is already gone (filled or cancelled) -- ask what became of it.
+            await self._refresh(symbol, client_id)
+            return "REJECTED"
+        if isinstance(outcome, RateLimited):
+            self._hook(self.on_no_effect, client_id)
+            await self.store.resolve_cancel(cancel_id, "NOT_SENT", detail="rate limited")
+            self.tracker.set_cancel_requested(client_id, False)
+            return "NOT_SENT"
+        await self.store.resolve_cancel(cancel_id, "UNKNOWN", detail=getattr(outcome, "reason", str(outcome)))
+        self.counts["cancels_unknown"] += 1
+        await self._refresh(symbol, client_id)
+        return "UNKNOWN"
+
+    async def _refresh(self, symbol: str, client_id: str) -> None:
+        """After a cancel that did not clearly work: query the order (with backoff on errors)."""
+        delay = self.timing.first_s
+        for _ in range(8):
+            try:
+                found = await self.gateway.get_order(symbol, client_id)
+            except GatewayError:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.timing.max_s)
+                continue
+            if found is not None:
+                await self.reconciler.apply_order_response(found, source="rest_query")
+                if client_id in self.tracker:
+                    self.tracker.set_status(client_id, str(found.get("status", "NEW")),
+                                            exchange_id=int(found["orderId"]))
+            break
+        order = self.tracker.get(client_id)
+        if order is not None and order.working:
+            self.tracker.set_cancel_requested(client_id, False)  # still open: may be asked again
+
+    async def _replace(self, intent: Replace) -> None:
+        old = self.tracker.get(intent.client_order_id)
+        if old is None:
+            return
+        await self.cancel(old.client_id, intent.reason or "replace")
+        old = self.tracker.get(intent.client_order_id)
+        if old is None or old.status is not OrderStatus.CANCELED:
+            log.info("replace of %s: old order is %s, new order not placed", intent.client_order_id,
+                     old.status.value if old else "gone")
+            return
+        if self.accepting:
+            await self.place(intent.place)
+
+    async def cancel_all_ours(self, reason: str, *, include_exchange: bool = True) -> int:
+        """Cancel every working order of ours; never anyone else's. Returns cancels sent.
+
+        ``include_exchange`` also asks the exchange for its open orders and cancels those
+        with our client-id prefix that this run does not track (an earlier run's).
+        """
+        jobs: dict[str, Awaitable[str]] = {}
+        for order in self.tracker.working():
+            if not order.cancel_requested or order.unresolved:
+                jobs[order.client_id] = self.cancel(order.client_id, reason)
+        if include_exchange:
+            try:
+                open_rows = await self.gateway.open_orders()
+            except GatewayError as exc:
+                log.warning("cancel_all_ours: could not list open orders: %s", exc)
+                open_rows = []
+            for row in open_rows:
+                cid = str(row.get("clientOrderId", ""))
+                if cid in jobs or not is_ours(cid, self.prefix):
+                    continue
+                known = self.tracker.get(cid)
+                if known is not None and known.cancel_requested:
+                    continue  # its cancel is already in flight
+                if cid not in self.tracker:
+                    self.tracker.adopt(cid, row["symbol"], Side(row["side"]), str(row.get("type", "LIMIT")),
+                                       Decimal(row["price"]), Decimal(row["origQty"]), row["status"],
+                                       Decimal(row["executedQty"]))
+                jobs[cid] = self._cancel_on_exchange(row["symbol"], cid, reason)
+        if not jobs:
+            return 0
+        results = await asyncio.gather(*jobs.values(), return_exceptions=True)
+        for cid, res in zip(jobs, results, strict=True):
+            if isinstance(res, BaseException):
+                log.error("cancel of %s failed: %s", cid, res)
+        return sum(1 for r in results if r in ("CANCELED", "REJECTED", "UNKNOWN"))
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.counts["task_errors"] += 1
+            log.error("order manager task failed: %r", task.exception(), exc_info=task.exception())
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    async def drain(self, timeout: float | None = None) -> bool:
+        """Wait for every send, cancel and resolution started so far; True if all finished."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._tasks:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            await asyncio.wait(set(self._tasks), timeout=left)
+        return True
+
+    async def stop(self, timeout: float = 10.0) -> bool:
+        """Refuse new orders, let what is in flight finish; cancel stragglers after ``timeout``."""
+        self.accepting = False
+        done = await self.drain(timeout)
+        if not done:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        return done

@@ -1,0 +1,86 @@
+"""``audit verify`` on the scenario: clean, then with injected discrepancies."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+from executor.audit.query import AuditDB, Scope
+from executor.audit.verify import render_verify, verify
+from tests.audit.scenario import T0, Built, tamper
+
+
+def _verify(built: Built, scope: Scope = Scope()):
+    with AuditDB(built.path) as db:
+        return verify(db, scope)
+
+
+def _event_id(built: Built, asset: str, event_ms: int, kind: str = "outboundAccountPosition") -> int:
+    with AuditDB(built.path) as db:
+        row = db.conn.execute(
+            "SELECT id FROM balance_events WHERE asset = ? AND event_ms = ? AND kind = ?", (asset, event_ms, kind)
+        ).fetchone()
+    return row[0]
+
+
+async def test_clean_ledger_verifies(scenario: Built) -> None:
+    res = _verify(scenario)
+    assert res.ok, render_verify(res)
+    assert res.opening == {"BNB": D("1"), "BTC": D("1"), "USDT": D("1000")}
+    # 1000 - 228 - 0.1 + 260 + 50 (deposit); 1 + 2 - 1.5 - 0.002 - 0.2; 1 - 0.0013
+    assert res.derived == {"BNB": D("0.9987"), "BTC": D("1.298"), "USDT": D("1081.9")}
+    assert res.fills == 5 and res.balance_updates == 1
+    # 15 stream rows (2+3+3+2+3+1+1) + 3 closing snapshot rows + 3 balances-table rows
+    assert res.checked == 21
+    assert res.last_snapshot_ok is True
+    text = render_verify(res)
+    assert text.startswith("OK:") and text.count("\n") == 1
+
+
+async def test_changed_position_row_is_named(scenario: Built) -> None:
+    bad = _event_id(scenario, "BTC", T0 + 3080)
+    tamper(scenario.path, "UPDATE balance_events SET free = '1.5' WHERE id = ?", (bad,))
+    res = _verify(scenario)
+    assert not res.ok
+    # The derivation continues from the recorded 1.5, so the next BTC row (1.098 + 0.2 = 1.298
+    # against 1.5 - 0.2 = 1.3) differs too: both ends of the bad row are reported.
+    assert len(res.differences) == 2
+    first = res.differences[0]
+    assert first.row == f"balance_events #{bad}"
+    assert (first.asset, first.expected, first.recorded) == ("BTC", D("1.498"), D("1.5"))
+    assert first.fill_ids == [4]  # fill #4 (C's SELL) is the only BTC change since the last agreeing row
+    text = render_verify(res)
+    assert text.startswith("MISMATCH") and f"balance_events #{bad}" in text and "#4" in text
+
+
+async def test_missing_fill_shows_as_unexplained_change(scenario: Built) -> None:
+    # Drop D's fill: the ledger's balances then move without a fill explaining it.
+    tamper(scenario.path, "DELETE FROM fills WHERE trade_id = 5")
+    res = _verify(scenario)
+    assert not res.ok
+    rows = {(d.asset, d.row) for d in res.differences}
+    btc_row = _event_id(scenario, "BTC", T0 + 4035)
+    assert ("BTC", f"balance_events #{btc_row}") in rows
+    d = next(d for d in res.differences if d.row == f"balance_events #{btc_row}")
+    assert d.expected == D("1.498") and d.recorded == D("1.298") and d.difference == D("-0.2")
+
+
+async def test_closing_snapshot_disagreeing_is_reported(scenario: Built) -> None:
+    snap = _event_id(scenario, "USDT", T0 + 5000, kind="rest_snapshot")
+    tamper(scenario.path, "UPDATE balance_events SET locked = '1' WHERE id = ?", (snap,))
+    res = _verify(scenario)
+    # The snapshot row, then the balances table that still holds the true value.
+    assert [d.row for d in res.differences] == [f"balance_events #{snap}", "balances[USDT]"]
+    assert res.last_snapshot_ok is False
+    assert "DIFFERS" in render_verify(res)
+
+
+async def test_balances_table_is_checked(scenario: Built) -> None:
+    tamper(scenario.path, "UPDATE balances SET free = '0.5' WHERE asset = 'BNB'")
+    res = _verify(scenario)
+    assert [d.row for d in res.differences] == ["balances[BNB]"]
+
+
+async def test_run_scope(scenario: Built) -> None:
+    assert _verify(scenario, Scope(run_id=scenario.run_id)).ok
+    res = _verify(scenario, Scope(run_id=999))
+    assert res.ok and res.checked == 0 and res.fills == 0
