@@ -5,7 +5,8 @@ Run:  .venv/bin/python bench/reconcile_throughput.py [--events 100000] [--trades
 (i)  ``--events`` executionReports (NEW, then TRADEs, the last one FILLED, per order) go
      through ``Reconciler.submit`` and the batch writer into a temporary SQLite ledger with
      ``synchronous=FULL`` (every group commit is fsynced: durable, not just written). The
-     clock runs from the first submit until the last batch is committed.
+     clock runs from the first submit until the last batch is committed. Run twice: raw
+     dicts (parsing included) and already-parsed events (what the user stream delivers).
 (ii) ``--trades`` trades of our orders are made on the embedded exchange while the bot is
      not listening (seeded straight into its engine), then one ``gap_fill`` over real HTTP
      with the real python-binance client pages them in through myTrades (1000 per page,
@@ -26,6 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from executor.core.events import parse_user_event
 from executor.exchange.client import make_client
 from executor.exchange.rest import RestGateway
 from executor.persistence.store import Store
@@ -78,10 +80,14 @@ def make_events(n_events: int, per_order: int) -> tuple[list[str], list[dict[str
     return ids, events
 
 
-async def bench_events(n_events: int, per_order: int, batch_max: int, workdir: Path) -> dict[str, Any]:
-    url = f"sqlite+aiosqlite:///{workdir / 'events.db'}"
+async def bench_events(n_events: int, per_order: int, batch_max: int, workdir: Path, *,
+                       preparsed: bool) -> dict[str, Any]:
+    url = f"sqlite+aiosqlite:///{workdir / ('events-parsed.db' if preparsed else 'events.db')}"
     store = await Store.open(url, synchronous="FULL")
-    ids, events = make_events(n_events, per_order)
+    ids, raw = make_events(n_events, per_order)
+    # The spot user stream hands over events it has already parsed (core.events); the raw
+    # variant includes that parsing here.
+    events: list[Any] = [parse_user_event(e) for e in raw] if preparsed else raw
     for cid in ids:  # the order manager records every order before it is sent
         await store.record_order_intent(cid, SYMBOL, "BUY", "LIMIT", quantity=Decimal(1),
                                         price=Decimal(60000), time_in_force="GTC")
@@ -99,7 +105,8 @@ async def bench_events(n_events: int, per_order: int, batch_max: int, workdir: P
     filled = len(await store.list_orders(status="FILLED"))
     await store.close()
     return {"events": len(events), "orders": len(ids), "seconds": elapsed, "cpu_seconds": cpu,
-            "events_per_s": len(events) / elapsed, "events_per_cpu_s": len(events) / cpu, "fills_stored": fills, "orders_filled": filled,
+            "events_per_s": len(events) / elapsed, "events_per_cpu_s": len(events) / cpu,
+            "fills_stored": fills, "orders_filled": filled,
             "suspects": len(rec.suspects), "malformed": rec.totals.malformed}
 
 
@@ -194,12 +201,15 @@ async def main() -> None:
     ap.add_argument("--orders", type=int, default=100)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        ev = await bench_events(args.events, args.per_order, args.batch, Path(tmp))
-        print(f"(i)  {ev['events']} executionReports ({ev['orders']} orders) applied and committed "
-              f"(synchronous=FULL) in {ev['seconds']:.2f} s = {ev['events_per_s']:,.0f} events/s "
-              f"(process CPU {ev['cpu_seconds']:.2f} s = {ev['events_per_cpu_s']:,.0f} events per CPU-second); "
-              f"fills stored {ev['fills_stored']}, orders FILLED {ev['orders_filled']}, "
-              f"suspects {ev['suspects']}")
+        for preparsed in (False, True):
+            ev = await bench_events(args.events, args.per_order, args.batch, Path(tmp), preparsed=preparsed)
+            what = "parsed executionReports (as the user stream hands them over)" if preparsed else \
+                "raw executionReports (parsing included)"
+            print(f"(i)  {ev['events']} {what}, {ev['orders']} orders, applied and committed "
+                  f"(synchronous=FULL) in {ev['seconds']:.2f} s = {ev['events_per_s']:,.0f} events/s "
+                  f"(process CPU {ev['cpu_seconds']:.2f} s = {ev['events_per_cpu_s']:,.0f} events per "
+                  f"CPU-second); fills stored {ev['fills_stored']}, orders FILLED {ev['orders_filled']}, "
+                  f"suspects {ev['suspects']}")
         cu = await bench_catch_up(args.trades, args.orders, Path(tmp))
         print(f"(ii) gap fill caught up {cu['fills_added']} missed trades ({cu['orders']} orders) in "
               f"{cu['seconds']:.2f} s = {cu['trades_per_s']:,.0f} trades/s over {cu['pages']} "

@@ -134,6 +134,12 @@ class StrategyLoop:
             return
         for intent in intents:
             self.counts["intents"] += 1
-            decision = self.manager.submit(intent)
+            try:
+                decision = self.manager.submit(intent)
+            except Exception:
+                # A malformed intent must not end the loop (it would stop trading silently).
+                self.counts["submit_errors"] += 1
+                log.exception("intent %r from %s could not be submitted", intent, name)
+                continue
             if not decision:
                 self.counts["refused"] += 1

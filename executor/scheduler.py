@@ -57,6 +57,7 @@ class JobStats:
     ok: int = 0
     errors: int = 0
     skipped: int = 0  # fires dropped because the previous run was still going (or coalesced)
+    cancelled: int = 0  # runs cut short by shutdown
     running: bool = False
     last_start: float | None = None  # epoch seconds (wall)
     last_end: float | None = None
@@ -106,17 +107,21 @@ class JobScheduler:
         log.info("scheduler started: %s", ", ".join(
             f"{s.name} every {s.interval_s:g} s" for s in self.stats.values()) or "no jobs")
 
-    async def shutdown(self) -> None:
-        """Stop firing and wait for runs in progress (cancelled after a short grace)."""
+    async def shutdown(self, grace_s: float = 5.0) -> None:
+        """Stop firing, let runs in progress finish (cancelled after ``grace_s``), then stop."""
         if self._scheduler.running:
-            self._scheduler.shutdown(wait=False)
+            # APScheduler's asyncio executor cancels running jobs on shutdown: pause first so
+            # nothing new starts, and let what runs finish cleanly.
+            self._scheduler.pause()
         if self._running:
-            _, pending = await asyncio.wait(list(self._running), timeout=5.0)
+            _, pending = await asyncio.wait(list(self._running), timeout=grace_s)
             for task in pending:
                 task.cancel()
             for task in pending:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
 
     async def run_now(self, name: str) -> bool:
         """Run one job at once (status command, tests); True if it succeeded."""
@@ -140,8 +145,7 @@ class JobScheduler:
         try:
             result = await self._jobs[name]()
         except asyncio.CancelledError:
-            stats.errors += 1
-            stats.last_error = "cancelled"
+            stats.cancelled += 1  # shutdown, not a failure of the job
             raise
         except Exception as exc:
             stats.errors += 1

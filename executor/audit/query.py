@@ -180,6 +180,24 @@ ORDER_DECIMALS = frozenset(
     }
 )
 ORDER_BOOLS = frozenset({"external", "resolved_from_unknown"})
+SLIM_ORDER_COLUMNS = frozenset(
+    {
+        "id",
+        "run_id",
+        "symbol",
+        "side",
+        "quantity",
+        "status",
+        "executed_qty",
+        "created_ms",
+        "acked_ms",
+        "decision_bid",
+        "decision_ask",
+        "decision_ms",
+        "external",
+        "resolved_from_unknown",
+    }
+)
 
 
 class OrderRow(NamedTuple):
@@ -291,6 +309,9 @@ class AuditDB:
         try:
             self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
             self.conn.execute("PRAGMA query_only=ON")
+            # Sorts (ORDER BY over a million fills) in memory, not in temp files.
+            self.conn.execute("PRAGMA temp_store=MEMORY")
+            self.conn.execute("PRAGMA cache_size=-131072")
             tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.Error as exc:
             raise AuditError(f"cannot read {path}: {exc}") from None
@@ -357,9 +378,11 @@ class AuditDB:
 
     # -- orders and fills
 
-    def orders(self, scope: Scope) -> list[OrderRow]:
+    def orders(self, scope: Scope, *, slim: bool = False) -> list[OrderRow]:
+        """Orders in scope. ``slim`` reads only what the metrics use (the rest is None)."""
         where, params = scope.where("created_ms")
-        sql = f"SELECT {', '.join(ORDER_COLUMNS)} FROM orders{where} ORDER BY id"
+        cols = [c if not slim or c in SLIM_ORDER_COLUMNS else f"NULL AS {c}" for c in ORDER_COLUMNS]
+        sql = f"SELECT {', '.join(cols)} FROM orders{where} ORDER BY id"
         return self._order_rows(self.conn.execute(sql, params))
 
     @staticmethod
@@ -505,8 +528,16 @@ class AuditDB:
 
     # -- balances
 
-    def balance_events(self, scope: Scope) -> list[BalanceEventRow]:
+    def balance_events(
+        self, scope: Scope, *, kind: str | None = None, received_ms: int | None = None
+    ) -> list[BalanceEventRow]:
         where, params = scope.where("event_ms", symbol_col=None)
+        if kind is not None:
+            where += (" AND" if where else " WHERE") + " kind = ?"
+            params.append(kind)
+        if received_ms is not None:
+            where += (" AND" if where else " WHERE") + " received_ms = ?"
+            params.append(received_ms)
         cols = (
             "id",
             "kind",
@@ -529,6 +560,41 @@ class AuditDB:
                     row[i] = Decimal(row[i])
             out.append(BalanceEventRow._make(row))
         return out
+
+    def snapshot_rows(self, scope: Scope, *, last: bool = False) -> list[BalanceEventRow]:
+        """The rows of the first (or last) REST balance snapshot in scope: every row one
+        snapshot wrote shares its receive time, reference and run."""
+        where, params = scope.where("event_ms", symbol_col=None)
+        cond = (where + " AND" if where else " WHERE") + " kind = 'rest_snapshot'"
+        order = "DESC" if last else "ASC"
+        row = self.conn.execute(
+            f"SELECT received_ms, event_ref, run_id FROM balance_events{cond} ORDER BY id {order} LIMIT 1",
+            params,
+        ).fetchone()
+        if row is None:
+            return []
+        return [
+            e
+            for e in self.balance_events(scope, kind="rest_snapshot", received_ms=row[0])
+            if (e.event_ref, e.run_id) == (row[1], row[2])
+        ]
+
+    def iter_observations(self, scope: Scope) -> Iterator[tuple[int, int, str, str, str | None, str | None]]:
+        """(event_ms, id, kind, asset, free, locked) of every recorded balance with an exchange
+        time, in (time, id) order."""
+        where, params = scope.where("event_ms", symbol_col=None)
+        cond = (where + " AND" if where else " WHERE") + (
+            " kind != 'balanceUpdate' AND event_ms IS NOT NULL AND (free IS NOT NULL OR locked IS NOT NULL)"
+        )
+        return self.conn.execute(
+            f"SELECT event_ms, id, kind, asset, free, locked FROM balance_events{cond} ORDER BY event_ms, id",
+            params,
+        )
+
+    def count_untimed_observations(self, scope: Scope) -> int:
+        where, params = scope.where("received_ms", symbol_col=None)
+        cond = (where + " AND" if where else " WHERE") + " kind != 'balanceUpdate' AND event_ms IS NULL"
+        return self.conn.execute(f"SELECT count(*) FROM balance_events{cond}", params).fetchone()[0]
 
     def balances(self) -> list[dict[str, Any]]:
         cols = ("asset", "free", "locked", "source", "event_ref", "event_ms", "updated_ms")

@@ -409,7 +409,7 @@ def read_fills_csv(src: TextIO) -> list[FillRow]:
 
 
 def write_out_dir(rep: AuditReport, out_dir: Path) -> list[Path]:
-    """orders.csv, fills.csv, summary.csv, reconciliations.json, report.json, report.txt."""
+    """Write orders.csv, fills.csv, summary.csv, report.json (with the reconciliations) and report.txt."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     with (out_dir / "orders.csv").open("w", newline="") as fh:

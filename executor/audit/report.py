@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import bisect
 import math
+import multiprocessing
+import os
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from typing import Any
@@ -165,6 +167,7 @@ class _FeeConverter:
 
     def __init__(self, db: AuditDB, scope: Scope, pairs: dict[str, tuple[str, str]]) -> None:
         self.db = db
+        self.pid = os.getpid()
         self.until_ms = scope.until_ms
         self.pairs = pairs
         self.points: dict[str, tuple[list[int], list[Decimal]]] = {}
@@ -173,6 +176,9 @@ class _FeeConverter:
 
     def _series(self, symbol: str) -> tuple[list[int], list[Decimal]]:
         if symbol not in self.points:
+            if os.getpid() != self.pid:
+                # In the forked FIFO worker: never share the parent's sqlite connection.
+                self.db, self.pid = AuditDB(self.db.path), os.getpid()
             pts = self.db.price_points(symbol, self.until_ms)
             self.points[symbol] = ([t for t, _ in pts], [p for _, p in pts])
         return self.points[symbol]
@@ -220,6 +226,7 @@ def _symbol_report(
     convert: _FeeConverter,
     opening: tuple[PnlResult, PnlResult] | None,
     per_fill: dict[int, tuple[Decimal | None, Decimal | None]] | None,
+    fifo_later: Callable[[], PnlResult] | None = None,
 ) -> tuple[SymbolReport, PnlResult, PnlResult]:
     rep = SymbolReport(group, run_id, symbol, base, quote)
     counts = dict.fromkeys(OUTCOMES, 0)
@@ -300,8 +307,9 @@ def _symbol_report(
         open_q = of.position_qty
         open_p_f = of.position_cost / of.position_qty if of.position_qty else ZERO
         open_p_a = oa.position_cost / oa.position_qty if oa.position_qty else ZERO
-    fifo = fifo_pnl(priced, symbol, base, quote, convert, open_q, open_p_f)
     avg = average_cost_pnl(priced, symbol, base, quote, convert, open_q, open_p_a)
+    # FIFO may be running in a worker process meanwhile (see _start_parallel_fifo).
+    fifo = fifo_later() if fifo_later else fifo_pnl(priced, symbol, base, quote, convert, open_q, open_p_f)
     rep.bought_qty, rep.sold_qty = fifo.bought_qty, fifo.sold_qty
     rep.bought_quote, rep.sold_quote = fifo.bought_quote, fifo.sold_quote
     rep.fees_by_asset = dict(sorted(fifo.fees_by_asset.items()))
@@ -313,12 +321,38 @@ def _symbol_report(
     return rep, fifo, avg
 
 
+# Below this many fills the report runs in one process; above, FIFO runs in a forked worker
+# while this process does everything else (the two are the bulk of the time at 1M fills).
+PARALLEL_MIN_FILLS = 50_000
+_JOB: dict[str, Any] = {}
+
+
+def _fifo_job(symbol: str) -> PnlResult:
+    fills, (base, quote), convert = _JOB["fills"][symbol], _JOB["pairs"][symbol], _JOB["convert"]
+    return fifo_pnl([f for f in fills if f.side is not None], symbol, base, quote, convert)
+
+
+def _start_parallel_fifo(
+    fills_by: dict[str, list[FillRow]], pairs: dict[str, tuple[str, str]], convert: _FeeConverter
+) -> dict[str, Any] | None:
+    """Start FIFO PnL per symbol in one forked worker; None where fork is not available."""
+    if (os.cpu_count() or 1) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return None
+    _JOB.update(fills=fills_by, pairs=pairs, convert=convert)
+    pool = multiprocessing.get_context("fork").Pool(1)
+    pending = {s: pool.apply_async(_fifo_job, (s,)) for s in sorted(fills_by)}
+    pool.close()  # the worker exits when the queued jobs are done
+    _JOB.clear()  # the worker has its own copy of memory from the fork
+    pending["\0pool"] = pool
+    return pending
+
+
 def build_report(db: AuditDB, scope: Scope, *, keep_rows: bool = False) -> AuditReport:
     """Everything the audit report shows, for ``scope``. ``keep_rows`` also keeps the order and
     fill rows and each fill's slippage (for the CSV exports and charts)."""
     notes: list[str] = []
     runs = db.runs(scope)
-    orders = db.orders(scope)
+    orders = db.orders(scope, slim=not keep_rows)
     fills = db.fills(scope)
     order_info = {o.id: o for o in orders}
     missing = sorted({f.order_id for f in fills if f.order_id is not None and f.order_id not in order_info})
@@ -334,9 +368,13 @@ def build_report(db: AuditDB, scope: Scope, *, keep_rows: bool = False) -> Audit
         fills_by[f.symbol].append(f)
     per_fill: dict[int, tuple[Decimal | None, Decimal | None]] | None = {} if keep_rows else None
 
+    fifo_pending = (
+        _start_parallel_fifo(fills_by, pairs, convert) if len(fills) >= PARALLEL_MIN_FILLS else None
+    )
     reports: list[SymbolReport] = []
     for s in symbols:
         base, quote = pairs[s]
+        later = fifo_pending[s].get if fifo_pending is not None and s in fifo_pending else None
         rep, _, _ = _symbol_report(
             "all",
             None,
@@ -349,6 +387,7 @@ def build_report(db: AuditDB, scope: Scope, *, keep_rows: bool = False) -> Audit
             convert,
             None,
             per_fill,
+            later,
         )
         _mark(db, scope, rep)
         reports.append(rep)
@@ -372,6 +411,8 @@ def build_report(db: AuditDB, scope: Scope, *, keep_rows: bool = False) -> Audit
                 opening = (fifo, avg)
                 by_run.append(rep)
         notes.append("per-run PnL carries the inventory of earlier runs in scope at its average cost")
+    if fifo_pending is not None:
+        fifo_pending["\0pool"].join()
 
     for rep in reports:
         rep.fees_unconverted = convert.unconverted(rep.symbol)

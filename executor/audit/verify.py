@@ -98,7 +98,7 @@ _SIDES = {"BUY": Side.BUY, "SELL": Side.SELL}
 
 
 class _Asset:
-    __slots__ = ("fill_count", "fill_ids", "since_ms", "total", "update_ids")
+    __slots__ = ("fill_count", "fill_ids", "last_ms", "same_ms", "since_ms", "total", "update_ids")
 
     def __init__(self, total: Decimal, since_ms: int | None) -> None:
         self.total = total
@@ -106,50 +106,69 @@ class _Asset:
         self.fill_ids: list[int] = []
         self.fill_count = 0
         self.update_ids: list[int] = []
+        # The totals after each delta of the millisecond ``last_ms`` (and before the first):
+        # an observation of that same millisecond may come from before or between them (an
+        # order's lock and its immediate fill share E/u), so any of these explains it.
+        self.last_ms: int | None = None
+        self.same_ms: list[Decimal] = []
 
-    def agreed(self) -> None:
-        self.fill_ids.clear()
-        self.fill_count = 0
-        self.update_ids.clear()
+    def add(self, amount: Decimal, t: int) -> None:
+        if t != self.last_ms:
+            self.last_ms = t
+            self.same_ms = [self.total]
+        self.total += amount
+        self.same_ms.append(self.total)
+
+    def explains(self, recorded: Decimal, t: int) -> bool:
+        if recorded == self.total:
+            return True
+        return t == self.last_ms and recorded in self.same_ms
 
 
 def _total(ev: BalanceEventRow) -> Decimal:
     return (ev.free or ZERO) + (ev.locked or ZERO)
 
 
-def verify(db: AuditDB, scope: Scope) -> VerifyResult:
-    events = db.balance_events(Scope(scope.run_id, scope.since_ms, scope.until_ms))
-    snapshots = [e for e in events if e.kind == _SNAPSHOT]
-    observations = [e for e in events if e.kind != _DELTA and (e.free is not None or e.locked is not None)]
-    assets: dict[str, _Asset] = {}
+def _opening(db: AuditDB, scope: Scope) -> tuple[dict[str, _Asset], set[int], str, int | None, list[str]]:
+    """Opening totals per asset, the rows they came from, a description, the opening time."""
     notes: list[str] = []
-    base_ms: int | None = None
-    if snapshots:
-        first = snapshots[0]
-        group = [
-            e
-            for e in snapshots
-            if (e.received_ms, e.event_ref, e.run_id) == (first.received_ms, first.event_ref, first.run_id)
-        ]
+    group = db.snapshot_rows(scope)
+    assets: dict[str, _Asset] = {}
+    if group:
+        first = group[0]
         base_ms = first.event_ms if first.event_ms is not None else first.received_ms
         if first.event_ms is None:
             notes.append("the opening snapshot has no exchange time; its receive time is used")
         for e in group:
             assets[e.asset] = _Asset(_total(e), base_ms)
-        opening_ids = {e.id for e in group}
-        opening_ref = (
-            f"REST snapshot balance_events #{min(opening_ids)}-#{max(opening_ids)} at {fmt_ms(base_ms)}"
+        ids = {e.id for e in group}
+        return (
+            assets,
+            ids,
+            f"REST snapshot balance_events #{min(ids)}-#{max(ids)} at {fmt_ms(base_ms)}",
+            base_ms,
+            notes,
         )
-    else:
-        opening_ids = set()
-        for e in observations:
-            if e.asset not in assets and e.event_ms is not None:
-                assets[e.asset] = _Asset(_total(e), e.event_ms)
-                opening_ids.add(e.id)
-        opening_ref = "no REST snapshot in scope: each asset opens at its first recorded balance"
-        notes.append(opening_ref)
-    opening = {a: s.total for a, s in sorted(assets.items())}
-    res = VerifyResult(opening_ref, opening, notes=notes)
+    ids = set()
+    for t, oid, _kind, asset, free, locked in db.iter_observations(scope):
+        if asset not in assets:
+            assets[asset] = _Asset(Decimal(free or 0) + Decimal(locked or 0), t)
+            ids.add(oid)
+    ref = "no REST snapshot in scope: each asset opens at its first recorded balance"
+    notes.append(ref)
+    return assets, ids, ref, None, notes
+
+
+def verify(db: AuditDB, scope: Scope) -> VerifyResult:
+    scope = Scope(scope.run_id, scope.since_ms, scope.until_ms)  # balances are account-wide
+    assets, opening_ids, opening_ref, base_ms, notes = _opening(db, scope)
+    res = VerifyResult(opening_ref, {a: s.total for a, s in sorted(assets.items())}, notes=notes)
+    res.unchecked = db.count_untimed_observations(scope)
+    last_group = db.snapshot_rows(scope, last=True)
+    last_ids = {e.id for e in last_group}
+    if last_group:
+        at = fmt_ms(last_group[0].event_ms)
+        res.last_snapshot = f"REST snapshot balance_events #{min(last_ids)}-#{max(last_ids)} at {at}"
 
     def state(asset: str) -> _Asset:
         st = assets.get(asset)
@@ -157,90 +176,66 @@ def verify(db: AuditDB, scope: Scope) -> VerifyResult:
             st = assets[asset] = _Asset(ZERO, base_ms)
         return st
 
-    # Observations to check, in exchange-time order (then row order).
-    checks: list[tuple[int, int, str, str, str, Decimal, Any]] = []
-    for e in observations:
-        if e.id in opening_ids:
-            continue
-        if e.event_ms is None:
-            res.unchecked += 1
-            continue
-        checks.append((e.event_ms, e.id, e.asset, f"balance_events #{e.id}", e.kind, _total(e), e))
-    if scope.until_ms is None and (scope.run_id is None or scope.run_id == _last_run(db)):
-        for b in db.balances():
-            if b["event_ms"] is not None:
-                checks.append(
-                    (
-                        b["event_ms"],
-                        1 << 62,
-                        b["asset"],
-                        f"balances[{b['asset']}]",
-                        f"latest balance from {b['source']}",
-                        b["free"] + b["locked"],
-                        None,
-                    )
-                )
-    checks.sort(key=lambda c: (c[0], c[1]))
-    if snapshots:
-        last = snapshots[-1]
-        last_ids = {
-            e.id for e in snapshots if (e.received_ms, e.event_ref) == (last.received_ms, last.event_ref)
-        }
-        res.last_snapshot = (
-            f"REST snapshot balance_events #{min(last_ids)}-#{max(last_ids)} at {fmt_ms(last.event_ms)}"
-        )
-    else:
-        last_ids = set()
-
     updates = sorted(
-        (e for e in events if e.kind == _DELTA and e.delta is not None),
+        (e for e in db.balance_events(scope, kind=_DELTA) if e.delta is not None),
         key=lambda e: (e.event_ms if e.event_ms is not None else e.received_ms, e.id),
     )
     res.balance_updates = len(updates)
     known = db.known_assets()
     pairs: dict[str, tuple[str, str]] = {}
-    fills = db.iter_fill_deltas(Scope(scope.run_id, scope.since_ms, scope.until_ms))
+    fills = db.iter_fill_deltas(scope)
     pending = next(fills, None)
+    # Time of the next delta to apply (fill or balanceUpdate); observations before it need no work.
     ui = 0
     n_fills = 0
     bad_ids: set[int] = set()
+    never = 1 << 62
 
-    def apply_until(t: int | None) -> None:
+    def apply_until(t: int) -> int:
+        """Apply every delta at or before ``t``; return the time of the next one."""
         nonlocal pending, ui, n_fills
-        while pending is not None and (t is None or pending[8] <= t):
-            fid, sym, _tid, side, qty, quote_qty, fee, fee_asset, ft = pending
+        while pending is not None and pending[8] <= t:
+            fid, sym, tid, side, qty, quote_qty, fee, fee_asset, ft = pending
+            pending = next(fills, None)
             if sym not in pairs:
                 pairs[sym] = split_symbol(sym, known)
-            base, quote = pairs[sym]
             if side not in _SIDES:
-                notes.append(f"fill #{fid} ({sym} trade {_tid}) has no side and cannot be applied")
-                pending = next(fills, None)
+                notes.append(f"fill #{fid} ({sym} trade {tid}) has no side and cannot be applied")
                 continue
             n_fills += 1
+            base, quote = pairs[sym]
             amounts = _FillAmounts(_SIDES[side], Decimal(qty), Decimal(quote_qty), Decimal(fee), fee_asset)
             for asset, amount in fill_deltas(amounts, base, quote).items():  # type: ignore[arg-type]
                 if amount:
-                    _apply(state(asset), amount, ft, fid)
-            pending = next(fills, None)
+                    st = assets.get(asset) or state(asset)
+                    if st.since_ms is None or ft > st.since_ms:
+                        st.add(amount, ft)
+                        st.fill_count += 1
+                        if len(st.fill_ids) < _MAX_IDS:
+                            st.fill_ids.append(fid)
         while ui < len(updates):
             u = updates[ui]
             ut = u.event_ms if u.event_ms is not None else u.received_ms
-            if t is not None and ut > t:
+            if ut > t:
                 break
             st = state(u.asset)
             if st.since_ms is None or ut > st.since_ms:
                 assert u.delta is not None
-                st.total += u.delta
+                st.add(u.delta, ut)
                 st.update_ids.append(u.id)
             ui += 1
+        nxt = pending[8] if pending is not None else never
+        if ui < len(updates):
+            u = updates[ui]
+            nxt = min(nxt, u.event_ms if u.event_ms is not None else u.received_ms)
+        return nxt
 
-    for t, _order, asset, row, kind, recorded, ev in checks:
-        apply_until(t)
-        st = state(asset)
+    def check(t: int, asset: str, recorded: Decimal, row: str, kind: str) -> bool:
+        st = assets.get(asset) or state(asset)
         if st.since_ms is not None and t <= st.since_ms:
-            continue  # before this asset's opening
+            return True  # before this asset's opening
         res.checked += 1
-        if st.total != recorded:
+        if not st.explains(recorded, t):
             res.differences.append(
                 Difference(
                     asset,
@@ -254,25 +249,63 @@ def verify(db: AuditDB, scope: Scope) -> VerifyResult:
                     list(st.update_ids),
                 )
             )
-            if ev is not None and ev.id in last_ids:
-                bad_ids.add(ev.id)
-            st.total = recorded  # continue from what was recorded: report each change once
-        st.agreed()
-    apply_until(None)
+            # Continue from what was recorded: each unexplained change is reported once.
+            st.total = recorded
+            st.last_ms, st.same_ms = None, []
+            ok = False
+        else:
+            ok = True
+        if st.fill_count or st.update_ids:
+            st.fill_ids.clear()
+            st.fill_count = 0
+            st.update_ids.clear()
+        return ok
+
+    # The balances table (latest value per asset) when the scope reaches the end of the ledger:
+    # each row is checked at its exchange time, after the observations of that millisecond.
+    table: list[dict[str, Any]] = []
+    if scope.until_ms is None and (scope.run_id is None or scope.run_id == _last_run(db)):
+        table = sorted(db.balances(), key=lambda b: b["event_ms"] if b["event_ms"] is not None else never)
+    bi = 0
+
+    def check_table(before: int) -> None:
+        nonlocal bi, next_delta
+        while (
+            bi < len(table)
+            and (table[bi]["event_ms"] if table[bi]["event_ms"] is not None else never) < before
+        ):
+            b = table[bi]
+            bt = b["event_ms"] if b["event_ms"] is not None else never
+            if bt >= next_delta:
+                next_delta = apply_until(bt)
+            check(
+                bt,
+                b["asset"],
+                b["free"] + b["locked"],
+                f"balances[{b['asset']}]",
+                f"latest balance from {b['source']}",
+            )
+            bi += 1
+
+    next_delta = apply_until(base_ms if base_ms is not None else -never)
+    dec = Decimal
+    for t, oid, kind, asset, free, locked in db.iter_observations(scope):
+        if oid in opening_ids:
+            continue
+        if bi < len(table):
+            check_table(t)
+        if t >= next_delta:
+            next_delta = apply_until(t)
+        recorded = dec(free) + dec(locked) if locked is not None and free is not None else dec(free or locked)
+        if not check(t, asset, recorded, f"balance_events #{oid}", kind) and oid in last_ids:
+            bad_ids.add(oid)
+    check_table(never + 1)
+    apply_until(never)
     res.fills = n_fills
     res.derived = {a: s.total for a, s in sorted(assets.items())}
     if last_ids:
         res.last_snapshot_ok = not bad_ids
     return res
-
-
-def _apply(st: _Asset, amount: Decimal, t: int, fill_id: int) -> None:
-    if st.since_ms is not None and t <= st.since_ms:
-        return
-    st.total += amount
-    st.fill_count += 1
-    if len(st.fill_ids) < _MAX_IDS:
-        st.fill_ids.append(fill_id)
 
 
 def _last_run(db: AuditDB) -> int | None:

@@ -221,6 +221,9 @@ class FuturesUserStream:
     def expect_event(self, client_order_id: str | None = None) -> None:
         self.activity.expect(client_order_id)
 
+    def withdraw_expectation(self, client_order_id: str | None = None) -> None:
+        self.activity.withdraw(client_order_id)
+
     async def keepalive(self) -> bool:
         """PUT the listenKey (scheduler job). True if extended; False if there is no key
         yet or the exchange no longer knows it (then a new key + reconnect + gap fill
@@ -264,11 +267,13 @@ class FuturesUserStream:
             self._current = new
             self.health.rotations += 1
             self.health.state = "open"
-            await self.gaps.run(reason)
-            await old.close()
-            old.flag("rotated", dead=True)
-            log.info("%s: rotated connection (%s)", self.health.name, reason)
-            return True
+        # Outside the lock: a long gap fill must not keep the supervisor from replacing a
+        # connection that dies meanwhile. The old connection closes only after it.
+        await self.gaps.run(reason)
+        await old.close()
+        old.flag("rotated", dead=True)
+        log.info("%s: rotated connection (%s)", self.health.name, reason)
+        return True
 
     async def close(self, *, delete_key: bool = False) -> None:
         self._closing = True
@@ -410,8 +415,9 @@ class FuturesUserStream:
             self.health.last_error = reason
             async with self._switch:
                 await session.close()
-                if self._current is session:
-                    self._current = None
+                if self._current is not session:
+                    continue  # a rotation replaced it meanwhile: serve the new one
+                self._current = None
             return
 
     async def _watchdog(self) -> None:

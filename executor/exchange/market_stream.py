@@ -16,6 +16,20 @@ at most 1024 streams):
   sequence rule (``u`` / ``E``) drops the overlap's duplicates, so nothing is missed or
   applied twice;
 * malformed frames are counted and logged (rate-limited) and never end the connection.
+
+bookTicker numbers are checked for type here and handed to MarketState as the exchange's
+strings; the state makes them Decimal on first read (most are overwritten unread).
+
+Use::
+
+    state = MarketState(symbols)
+    books = book_ticker_stream(endpoints, symbols, state)
+    marks = mark_price_stream(endpoints, symbols, state)
+    await books.start(); await marks.start()
+    changes = await state.wait_changes()   # strategy loop: changes.books / changes.marks
+    await books.rotate()                   # planned daily reconnect (scheduler)
+    books.health()                         # per-connection counters for the status display
+    await books.close(); await marks.close()
 """
 
 from __future__ import annotations
@@ -136,7 +150,7 @@ def stream_name(kind: Kind, symbol: str) -> str:
 MAX_URL_STREAM_CHARS = 4000
 STREAMS_PER_SUBSCRIBE = 200
 SUBSCRIBE_INTERVAL_S = 0.25
-YIELD_EVERY_MASK = 63  # the book reader yields to other tasks every 64 frames
+YIELD_EVERY_MASK = 127  # the book reader yields to other tasks every 128 frames
 
 
 def plan_subscription(streams: Sequence[str], max_url_chars: int = MAX_URL_STREAM_CHARS,
@@ -375,8 +389,8 @@ class StreamConnection:
             if leg is self._current and not self._closing:
                 self._lost = True
                 lived = _monotonic() - leg.opened_mono
-                if lived >= self.healthy_after_s and leg.first is not None:
-                    self.backoff.reset()
+                if lived >= self.healthy_after_s and leg.last_mono > leg.opened_mono:
+                    self.backoff.reset()  # it was a working connection, not a flapping one
                 self._errors.warning("lost", "market stream %s lost (%s) after %.1fs; reconnecting",
                                      self.health.name, leg.closed_reason or "closed", lived)
 
@@ -508,6 +522,10 @@ class StreamConnection:
             if held >= seq:
                 return
             await asyncio.sleep(0.001)
+        if not old.finished:
+            log.warning("market stream %s: old connection did not catch up to %s %s before the rotation "
+                        "deadline; switching anyway (updates in between may be skipped)",
+                        self.health.name, symbol, seq)
 
     # -- reading -------------------------------------------------------------------------
 

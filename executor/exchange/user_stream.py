@@ -71,6 +71,7 @@ __all__ = [
     "UserStreamHealth",
     "WsApiError",
     "reconciler_sink",
+    "spot_user_stream_for",
 ]
 
 log = logging.getLogger(__name__)
@@ -173,6 +174,11 @@ class ActivityWatch:
 
     def expect(self, client_id: str | None = None) -> None:
         self._pending.setdefault(client_id, self._clock())
+
+    def withdraw(self, client_id: str | None = None) -> None:
+        """The exchange definitely did not act on this order (rejected, never placed):
+        no event will come, so stop waiting for one."""
+        self._pending.pop(client_id, None)
 
     def seen(self, event: Event) -> None:
         if not self._pending:
@@ -417,6 +423,11 @@ class SpotUserStream:
         executionReport must arrive within ``stall_after_s`` or the stream is declared stalled."""
         self.activity.expect(client_order_id)
 
+    def withdraw_expectation(self, client_order_id: str | None = None) -> None:
+        """Undo ``expect_event`` when the exchange definitely did not act (a rejected
+        placement or cancel sends no executionReport)."""
+        self.activity.withdraw(client_order_id)
+
     async def rotate(self, reason: str = "daily") -> bool:
         """Make-before-break reconnect: open + subscribe a new connection, gap-fill, then
         close the old one. False (and nothing changed) if there is no open connection or
@@ -438,11 +449,13 @@ class SpotUserStream:
             self._current = new
             self.health.rotations += 1
             self.health.state = "open"
-            await self.gaps.run(reason)
-            await old.close()
-            old.flag("rotated", dead=True)
-            log.info("%s: rotated connection (%s)", self.health.name, reason)
-            return True
+        # Outside the lock: a long gap fill must not keep the supervisor from replacing a
+        # connection that dies meanwhile. The old connection closes only after it.
+        await self.gaps.run(reason)
+        await old.close()
+        old.flag("rotated", dead=True)
+        log.info("%s: rotated connection (%s)", self.health.name, reason)
+        return True
 
     async def close(self) -> None:
         self._closing = True
@@ -479,8 +492,8 @@ class SpotUserStream:
         self.activity.seen(event)
 
     def _malformed(self, why: str) -> None:
-        # Whatever it carried is recovered from REST: the reconciler's periodic gap fill,
-        # or now if frames keep coming malformed.
+        # It cannot be applied; whatever it carried is recovered from REST by a gap fill
+        # (requests made while one runs coalesce in the reconciler).
         self.health.malformed += 1
         log.warning("%s: malformed user-data frame: %s", self.health.name, why)
         self.gaps.spawn("malformed_event")
@@ -585,8 +598,9 @@ class SpotUserStream:
             self.health.last_error = reason or "closed"
             async with self._switch:
                 await session.close()
-                if self._current is session:
-                    self._current = None
+                if self._current is not session:
+                    continue  # a rotation replaced it meanwhile: serve the new one
+                self._current = None
             return
 
     # ------------------------------------------------------------------ stall detection
@@ -635,3 +649,16 @@ class SpotUserStream:
         if session is not None and not session.dead:
             session.last_probe_mono = _monotonic()
             await self._probe(session)
+
+
+def spot_user_stream_for(endpoints: Any, client: Any, reconciler: Any, gateway: Any = None, *,
+                         recv_window_ms: int = 5000, high_water: int = DEFAULT_HIGH_WATER,
+                         **options: Any) -> SpotUserStream:
+    """The bot's wiring: ``endpoints.spot_ws_api``, signed with ``client``'s key, events to
+    ``reconciler`` (``reconciler_sink``), gap fills by ``reconciler.gap_fill``; with a
+    ``gateway`` its ``BanGate`` pauses reconnects and a -1021 on subscribe re-syncs its clock."""
+    if gateway is not None:
+        options.setdefault("gate", gateway.gate)
+        options.setdefault("resync_clock", gateway.sync_clock)
+    return SpotUserStream(endpoints.spot_ws_api, WsSigner(client, recv_window_ms=recv_window_ms),
+                          reconciler_sink(reconciler, high_water), reconciler.gap_fill, **options)

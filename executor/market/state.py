@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
@@ -140,13 +140,16 @@ class SymbolState:
 
 @dataclass(frozen=True)
 class Changes:
-    """Symbols whose book and/or mark changed since the strategy last took changes."""
+    """Symbols whose book and/or mark changed since the strategy last took changes.
 
-    books: frozenset[str] = field(default_factory=frozenset)
-    marks: frozenset[str] = field(default_factory=frozenset)
+    The sets are handed over, not copied: the state starts new ones, so these never change.
+    """
+
+    books: Set[str] = field(default_factory=frozenset)
+    marks: Set[str] = field(default_factory=frozenset)
 
     @property
-    def symbols(self) -> frozenset[str]:
+    def symbols(self) -> Set[str]:
         return self.books | self.marks
 
     def __bool__(self) -> bool:
@@ -212,7 +215,7 @@ class MarketState:
         self._dirty_books = set()
         self._dirty_marks = set()
         self.takes += 1
-        return Changes(frozenset(books), frozenset(marks))
+        return Changes(books, marks)
 
     async def wait_changes(self, timeout: float | None = None) -> Changes:
         """Wait until something changed, then take the changes (empty on timeout)."""

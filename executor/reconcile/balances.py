@@ -127,9 +127,11 @@ async def take_snapshot(store: Store, gateway: AccountReader, *,
     for d in cmp.discrepancies:
         log.warning("balance discrepancy, exchange value wins: %s", d)
     if cmp.to_write:
-        # Forced: the exchange wins even over a stored row with a newer-looking time.
+        # Not forced: stamped with the snapshot's time, the exchange's value replaces every
+        # row set by an older event, while an event newer than the snapshot, applied
+        # between the comparison and this write, is not overwritten by the older snapshot.
         ref = f"updateTime={snapshot_ms}" if snapshot_ms is not None else None
         await store.set_balances(cmp.to_write, SNAPSHOT_SOURCE, ref, event_ms=snapshot_ms,
-                                 kind=SNAPSHOT_SOURCE, force=True)
+                                 kind=SNAPSHOT_SOURCE)
     return SnapshotResult(snapshot_ms, list(cmp.discrepancies), [d.asset for d in cmp.discrepancies],
                           list(cmp.skipped))

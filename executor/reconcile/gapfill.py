@@ -12,13 +12,17 @@ it runs, stream events are held (``Reconciler.holding``); then, in this order:
    may still be in flight);
 3. myTrades from the last stored trade id of each symbol, page by page, every page
    passing the gateway's weight budget;
-4. any order of ours whose stored fills fall short of its executed quantity (reported by
-   the exchange, by a stream event, or by step 2) gets a targeted myTrades by orderId;
-5. the REST account snapshot is compared with the stored balances: every difference is
-   a discrepancy, and the exchange's value is written.
+4. any order (ours or external) whose stored fills fall short of its executed quantity
+   (reported by the exchange, by a stream event, or by step 2) gets a targeted myTrades
+   by orderId;
 
-Then the held events are applied in arrival order (dedupe absorbs the overlap) and the run
-is recorded in reconciliation_runs with its counts and discrepancies (also when it fails).
+then the held events are applied in arrival order (dedupe absorbs the overlap), and last
+
+5. the REST account snapshot is compared with the stored balances (now including the
+   held events): every difference is a discrepancy, and the exchange's value is written.
+
+The run is recorded in reconciliation_runs with its counts and discrepancies (also when
+it fails).
 
 ``fill_missing_for_orders`` is step 4 on its own (the targeted gap fill the reconciler
 runs for a suspect order); ``run_balance_snapshot`` is step 5 on its own (the periodic
@@ -275,14 +279,14 @@ async def _complete_fills(rec: Reconciler, wanted: Mapping[str, Decimal], report
         if max(got, have) < target:
             report.discrepancies.append({"kind": "fills_short", "client_order_id": cid, "symbol": o.symbol,
                                          "executed_qty": target, "stored_fill_qty": max(got, have)})
-        if res.fills_added:
+        if res.fills_added and not o.external:  # the strategy never hears of external orders
             report.updates.append(OrderUpdate(cid, o.symbol, o.exchange_order_id, o.status, o.executed_qty,
                                               o.cum_quote_qty, tuple(fills), "gap_fill"))
             rec._emit(report.updates[-1:])
 
 
 async def _balances(rec: Reconciler, report: GapFillReport) -> SnapshotResult:
-    snap = await take_snapshot(rec.store, rec.gateway)
+    snap = await take_snapshot(rec.store, rec.gateway, before_compare=rec.drain, settle=rec.settle)
     report.counts["balances_corrected"] += len(snap.corrected)
     report.discrepancies.extend(d.as_dict() for d in snap.discrepancies)
     return snap
@@ -309,34 +313,37 @@ async def run_gap_fill(rec: Reconciler, reason: str) -> GapFillReport:
     report.recon_id = await store.start_reconciliation(reason[:64])
     rec.holding.hold()
     try:
-        await rec.drain()  # what arrived before the hold is applied first
-        not_final = await store.orders_not_final()
-        for o in not_final:
-            if not o.external:
-                rec.remember_ours(o.client_order_id)
-        symbols = list(dict.fromkeys([*rec.symbols, *(o.symbol for o in not_final
-                                                       if not o.symbol.startswith(FUTURES_PREFIX))]))
-        seen_open = await _open_orders(rec, symbols, report)
-        await _query_not_final(rec, not_final, seen_open, report)
-        for symbol in symbols:
-            await _catch_up_trades(rec, symbol, report)
-        wanted: dict[str, Decimal] = {o.client_order_id: ZERO for o in not_final if not o.external}
-        for cid, qty in rec.take_suspects().values():
-            wanted[cid] = max(qty, wanted.get(cid, ZERO))
-        for u in report.updates:
-            wanted.setdefault(u.client_order_id, u.executed_qty)
-        await _complete_fills(rec, wanted, report)
+        try:
+            await rec.drain()  # what arrived before the hold is applied first
+            not_final = await store.orders_not_final()
+            for o in not_final:
+                if not o.external:
+                    rec.remember_ours(o.client_order_id)
+            symbols = list(dict.fromkeys([*rec.symbols, *(o.symbol for o in not_final
+                                                           if not o.symbol.startswith(FUTURES_PREFIX))]))
+            seen_open = await _open_orders(rec, symbols, report)
+            await _query_not_final(rec, not_final, seen_open, report)
+            for symbol in symbols:
+                await _catch_up_trades(rec, symbol, report)
+            # External orders too: their fills move our balances just the same.
+            wanted: dict[str, Decimal] = {o.client_order_id: ZERO for o in not_final}
+            for cid, qty in rec.take_suspects().values():
+                wanted[cid] = max(qty, wanted.get(cid, ZERO))
+            for u in report.updates:
+                wanted.setdefault(u.client_order_id, u.executed_qty)
+            await _complete_fills(rec, wanted, report)
+        finally:
+            report.counts["events_held"] = len(rec.holding)
+            report.counts["events_released"] = await rec.release_held()
+        # Balances last, with the held events applied: what is still different then is a
+        # real discrepancy, not an event we were sitting on.
         await _balances(rec, report)
     except Exception as exc:
         report.error = f"{type(exc).__name__}: {exc}"
         log.error("gap fill (%s) failed: %s", reason, report.error)
         raise
     finally:
-        report.counts["events_held"] = len(rec.holding)
-        try:
-            report.counts["events_released"] = await rec.release_held()
-        finally:
-            await _record(rec, report)
+        await _record(rec, report)
     log.info("gap fill (%s): %s; %d discrepancies", reason,
              ", ".join(f"{k}={v}" for k, v in sorted(report.counts.items()) if v) or "nothing to do",
              len(report.discrepancies))

@@ -25,7 +25,10 @@ and shortly after (reordered events get a moment to arrive) a targeted gap fill 
 ledger again and, if still short, fetches that order's trades (myTrades with orderId).
 
 Streams hand events to ``submit`` (non-blocking); a writer task applies what has queued in
-one transaction per batch (group commit). While a gap fill runs, submitted events are held
+one transaction per batch (group commit), parsing the next batch while SQLite writes the
+previous one. Within a batch every order's observations are folded through the core state
+machine (``core.orders.apply``) into one status update, while every event keeps its own
+order_events row. While a gap fill runs, submitted events are held
 (``holding.HoldingBuffer``) and applied afterwards in arrival order. ``gap_fill`` itself is
 in ``gapfill.py``; this class serialises runs (one at a time; requests during a run
 coalesce into one follow-up run).
@@ -99,6 +102,7 @@ log = logging.getLogger(__name__)
 
 FUTURES_PREFIX = "UM:"
 DEFAULT_BATCH_MAX = 2000
+COMPLETE_MEMORY = 100_000  # finished orders remembered, so replays of them cost no ledger read
 Incoming = Event | Mapping[str, Any] | bytes | str
 OrderKey = tuple[str, int]  # (ledger symbol, exchange order id)
 
@@ -251,10 +255,12 @@ class Reconciler:
         self._drain_lock = asyncio.Lock()  # one drainer at a time keeps arrival order
         self._wake = asyncio.Event()
         self._writer_task: asyncio.Task[None] | None = None
-        # Fills known to be stored, per order, and the largest cumulative qty the exchange
-        # reported: a cheap in-memory first check before asking the ledger (see suspects).
+        # Fills known to be stored, per unfinished order: the in-memory first check of an
+        # event's cumulative quantity, before the ledger is asked (see suspects).
         self._known_fills: dict[OrderKey, dict[int, Decimal]] = {}
         self._suspects: dict[OrderKey, tuple[str, Decimal]] = {}
+        # Orders final with every fill stored (insertion-ordered, the oldest forgotten first).
+        self._complete: dict[OrderKey, None] = {}
         self._suspect_task: asyncio.Task[None] | None = None
         self._gap_lock = asyncio.Lock()
         self._followup: tuple[asyncio.Future[GapFillReport], list[str]] | None = None
@@ -273,8 +279,7 @@ class Reconciler:
             return False
         parsed = parse_client_id(client_id, self.prefix)
         if parsed is not None and parsed.kind is IdKind.ORDER:
-            self._ours.add(client_id)
-            return True
+            return True  # not cached: the prefix says it every time, memory stays flat
         return None
 
     def remember_ours(self, client_id: str) -> None:
@@ -489,7 +494,9 @@ class Reconciler:
             cum = fold.state.executed_qty
             fills_of = known.get(key)
             have = sum(fills_of.values(), ZERO) if fills_of else ZERO
-            if cum > have:
+            if key in self._complete:
+                pass  # final and fully filled in the ledger: a replay adds nothing
+            elif cum > have:
                 prev = self._suspects.get(key)
                 self._suspects[key] = (fold.client_id, max(cum, prev[1]) if prev else cum)
                 res.suspects += 1
@@ -497,6 +504,9 @@ class Reconciler:
                 self._suspects.pop(key, None)
                 if change.status in _FINAL_LEDGER and have == cum:
                     known.pop(key, None)  # done: nothing more can arrive
+                    self._complete[key] = None
+                    if len(self._complete) > COMPLETE_MEMORY:
+                        del self._complete[next(iter(self._complete))]
             if telling and (change.applied or fold.client_id in new_fills):
                 res.updates.append(OrderUpdate(
                     fold.client_id, fold.symbol, fold.order_id, change.status or "",

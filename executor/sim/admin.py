@@ -19,6 +19,8 @@ Routes (``account`` defaults to "default"):
   {"count","seconds"}, "burst_429": n, "drop": kind|"all", "shutdown": kind|"all",
   "reset": true}``
 - ``POST /sim/limits`` ``{"weight_per_minute","orders_per_10s","orders_per_day"}``
+- ``POST /sim/symbol-status`` ``{"symbol","status"}`` (TRADING, BREAK, HALT, END_OF_DAY,
+  CANCEL_ONLY; anything but TRADING refuses new orders, exchangeInfo shows it)
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from aiohttp import web
 
 from executor.sim import errors
 from executor.sim.accounts import DEFAULT_ID, Account
+from executor.sim.appkeys import SERVER
 from executor.sim.engine import query_response, trade_row
 from executor.sim.exchange import SimExchange
 from executor.sim.faults import OrderFailure
@@ -202,6 +205,11 @@ def add_routes(app: web.Application, sim: SimExchange) -> None:
         return {"weight_per_minute": lim.weight_per_minute, "orders_per_10s": lim.orders_per_10s,
                 "orders_per_day": lim.orders_per_day}
 
+    async def symbol_status(request: web.Request) -> Any:
+        body = await body_of(request)
+        spec = sim.set_symbol_status(str(body.get("symbol")), str(body.get("status")))
+        return {"symbol": spec.symbol, "status": spec.status}
+
     async def dep(request: web.Request) -> Any:
         return await deposit(request, 1)
 
@@ -210,7 +218,7 @@ def add_routes(app: web.Application, sim: SimExchange) -> None:
 
     async def urls(request: web.Request) -> Any:
         # For `run.py --exchange URL`: every listener's URL and the account's local test key.
-        server = request.app.get("server")
+        server = request.app.get(SERVER)
         bound = getattr(server, "urls", None)
         if bound is None:
             raise AdminError("the exchange's listeners are not all up yet")
@@ -233,3 +241,4 @@ def add_routes(app: web.Application, sim: SimExchange) -> None:
     app.router.add_post("/sim/clock", route(clock))
     app.router.add_post("/sim/faults", route(faults))
     app.router.add_post("/sim/limits", route(limits))
+    app.router.add_post("/sim/symbol-status", route(symbol_status))

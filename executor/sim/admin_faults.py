@@ -7,7 +7,8 @@ Bodies and answers are JSON. Every switch here is also callable in-process on
 Faults (``/sim/faults/...``, POST): ``drop`` {kind?}, ``shutdown`` {kind?}, ``stall``
 {kind, account?}, ``unstall`` {kind?}, ``expire-listen-key`` {listenKey?, account?},
 ``orders`` {count, status=503, code?, placed=true}, ``hold`` {count, seconds}, ``429``
-{count}, ``skew`` {ms}, ``events`` {duplicate?, reorder?, delay?, delayMs?, channel?},
+{count}, ``waf`` {count} (HTTP 403 HTML), ``skew`` {ms},
+``events`` {duplicate?, reorder?, delay?, delayMs?, channel?},
 ``flush``, ``reset``; ``GET /sim/faults/state`` shows the state.
 Futures (``/sim/futures/...``): POST ``transfer`` {asset, amount, account?, fromSpot?},
 POST ``position`` {symbol, amount, entryPrice, account?}, POST ``fill`` {symbol, side, qty,
@@ -25,6 +26,7 @@ from aiohttp import web
 
 from executor.sim import errors
 from executor.sim.accounts import DEFAULT_ID
+from executor.sim.appkeys import SIM
 from executor.sim.faults import WS_KINDS
 from executor.sim.futures_account import attach
 
@@ -37,7 +39,7 @@ class AdminError(Exception):
 
 def _route(fn: Callable[[Any, dict[str, Any]], Awaitable[Any]]) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
-        sim = request.app["sim"]
+        sim = request.app[SIM]
         body: dict[str, Any] = {}
         if request.can_read_body:
             try:
@@ -85,7 +87,8 @@ def _bool(body: dict[str, Any], name: str, default: bool) -> bool:
 async def state(sim: Any, body: dict[str, Any]) -> Any:
     f = sim.faults
     return {"orderFailures": [vars(o) for o in f.order_failures], "holdResponses": f.hold_responses,
-            "holdSeconds": f.hold_seconds, "rateLimitBurst": f.rate_limit_burst, "skewMs": sim.clock.skew_ms,
+            "holdSeconds": f.hold_seconds, "rateLimitBurst": f.rate_limit_burst,
+            "wafBlocks": f.waf_blocks, "skewMs": sim.clock.skew_ms,
             "events": {"duplicate": f.events.duplicate, "reorder": f.events.reorder, "delay": f.events.delay,
                        "delayMs": f.events.delay_ms, "channel": f.events.channel},
             "connections": {k: f.connections.count(k) for k in WS_KINDS}}
@@ -135,6 +138,11 @@ async def hold(sim: Any, body: dict[str, Any]) -> Any:
 
 async def burst_429(sim: Any, body: dict[str, Any]) -> Any:
     sim.faults.burst_429(_int(body, "count"))
+    return {}
+
+
+async def waf(sim: Any, body: dict[str, Any]) -> Any:
+    sim.faults.waf_block(_int(body, "count"))
     return {}
 
 
@@ -227,7 +235,7 @@ def add_routes(app: web.Application, sim: Any) -> None:
     r.add_get("/sim/faults/state", _route(state))
     for path, fn in (("drop", drop), ("shutdown", shutdown), ("stall", stall), ("unstall", unstall),
                      ("expire-listen-key", expire_listen_key), ("orders", orders), ("hold", hold),
-                     ("429", burst_429), ("skew", skew), ("events", events), ("flush", flush),
+                     ("429", burst_429), ("waf", waf), ("skew", skew), ("events", events), ("flush", flush),
                      ("reset", reset)):
         r.add_post(f"/sim/faults/{path}", _route(fn))
     r.add_post("/sim/futures/transfer", _route(futures_transfer))

@@ -30,7 +30,10 @@ ZERO = Decimal(0)
 ALPHABET62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 FEE_UNIT = Decimal("0.00000001")
 ORDER_TYPES = ("LIMIT", "LIMIT_MAKER", "MARKET")
-KNOWN_TYPES = (*ORDER_TYPES, "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
+# Binance order types the sim's symbols do not enable (exchangeInfo lists only ORDER_TYPES).
+STOP_TYPES = ("STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
+KNOWN_TYPES = (*ORDER_TYPES, *STOP_TYPES)
+SYMBOL_STATUSES = ("TRADING", "END_OF_DAY", "HALT", "BREAK", "CANCEL_ONLY")
 STP_MODES = ("NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH", "DECREMENT", "TRANSFER")
 DEFAULT_STP = "EXPIRE_MAKER"
 # PERCENT_PRICE_BY_SIDE as exchangeInfo advertises it (multipliers 5 and 0.2 both sides).
@@ -39,8 +42,10 @@ PERCENT_PRICE_DOWN = Decimal("0.2")
 OPEN_STATUSES = ("NEW", "PARTIALLY_FILLED")
 DECIMAL_RE = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
 DECIMAL_LEGAL = r"^([0-9]{1,20})(\.[0-9]{1,20})?$"
-CLIENT_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
-CLIENT_ID_LEGAL = r"^[\.A-Z\:/a-z0-9_-]{1,36}$"
+# Spot's legal range, as Binance states it in the -1100 text (binance-spot-api-docs PR #34):
+# no '.', ':' or '/' (those are futures-only).
+CLIENT_ID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,36}$")
+CLIENT_ID_LEGAL = "^[a-zA-Z0-9-_]{1,36}$"
 SYMBOL_RE = re.compile(r"^[A-Z0-9-_.]{1,20}$")
 SYMBOL_LEGAL = r"^[A-Z0-9-_.]{1,20}$"
 
@@ -133,8 +138,19 @@ def parse_new_order(params: Mapping[str, str], specs: Mapping[str, SymbolSpec]) 
     otype = params.get("type") or ""
     if not otype:
         raise errors.mandatory_missing("type")
-    if otype not in ORDER_TYPES:
+    if otype not in KNOWN_TYPES:
         raise errors.invalid_order_type()
+    if otype in STOP_TYPES:
+        if not params.get("stopPrice") and not params.get("trailingDelta"):
+            raise errors.one_of_missing("stopPrice", "trailingDelta")
+        raise errors.order_type_not_supported(otype)
+    for name in ("stopPrice", "trailingDelta"):
+        if params.get(name):
+            raise errors.param_not_required(name)
+    if params.get("icebergQty"):
+        if otype == "MARKET":
+            raise errors.param_not_required("icebergQty")
+        raise errors.BinanceError(-2010, "Iceberg orders are not supported for this symbol.")
     tif_raw = params.get("timeInForce")
     quantity = parse_decimal(params, "quantity")
     quote_qty = parse_decimal(params, "quoteOrderQty")
@@ -182,12 +198,18 @@ def parse_new_order(params: Mapping[str, str], specs: Mapping[str, SymbolSpec]) 
                     quote_qty=quote_qty, price=price, client_order_id=client_id, resp_type=resp_type, stp=stp)
 
 
+def _off_step(value: Decimal, base: Decimal, step: Decimal) -> bool:
+    """True when ``value`` breaks a step rule; a step of 0 disables the rule (filters.md)."""
+    return step != 0 and (value - base) % step != 0
+
+
 def check_filters(spec: SymbolSpec, req: NewOrder, ref_price: Decimal) -> None:
     """PRICE_FILTER, PERCENT_PRICE_BY_SIDE (against the mid, standing in for the average price),
-    LOT_SIZE / MARKET_LOT_SIZE and NOTIONAL, as filters.md defines them."""
+    LOT_SIZE / MARKET_LOT_SIZE and NOTIONAL, as filters.md defines them (a 0 bound disables it)."""
     price = req.price
     if price is not None and (
-        price < spec.min_price or price > spec.max_price or (price - spec.min_price) % spec.tick != 0
+        (spec.min_price != 0 and price < spec.min_price) or (spec.max_price != 0 and price > spec.max_price)
+        or _off_step(price, spec.min_price, spec.tick)
     ):
         raise errors.filter_failure("PRICE_FILTER")
     if price is not None and ref_price > 0 and not (
@@ -195,9 +217,10 @@ def check_filters(spec: SymbolSpec, req: NewOrder, ref_price: Decimal) -> None:
         raise errors.filter_failure("PERCENT_PRICE_BY_SIDE")
     if req.quantity is not None:
         if req.type == "MARKET" and (req.quantity > spec.market_max_qty or req.quantity <= 0):
-                raise errors.filter_failure("MARKET_LOT_SIZE")
+            raise errors.filter_failure("MARKET_LOT_SIZE")
+        # Since CHANGELOG 2023-03-13 the step rule is quantity % stepSize == 0 (not minQty-based).
         if req.quantity < spec.min_qty or req.quantity > spec.max_qty or \
-                (req.quantity - spec.min_qty) % spec.step != 0:
+                _off_step(req.quantity, ZERO, spec.step):
             raise errors.filter_failure("LOT_SIZE")
     if req.quote_qty is not None and req.quote_qty <= 0:
         raise errors.filter_failure("NOTIONAL")
@@ -209,6 +232,19 @@ def check_filters(spec: SymbolSpec, req: NewOrder, ref_price: Decimal) -> None:
         notional = (req.quantity or ZERO) * (req.price or ZERO)
         if notional < spec.min_notional or notional > spec.max_notional:
             raise errors.filter_failure("NOTIONAL")
+
+
+def check_trading_phase(spec: SymbolSpec) -> None:
+    """New orders only while the symbol is TRADING (cancels stay allowed)."""
+    if spec.status != "TRADING":
+        raise errors.not_in_trading_phase()
+
+
+def reached_engine(exc: errors.BinanceError) -> bool:
+    """A -2010 NEW_ORDER_REJECTED came from the matching engine, so it still used one of the
+    account's ORDERS (the WS API docs' failed order.place shows the count going up); a -1013
+    filter failure or a parameter error was refused before it."""
+    return exc.code == -2010
 
 
 # -- orders and trades -------------------------------------------------------------------------
@@ -424,6 +460,7 @@ class SpotEngine:
         book = self.market.book(req.symbol)
         ref = (book.bid + book.ask) / 2
         check_filters(spec, req, ref)
+        check_trading_phase(spec)
         mine_open = self.open_orders(account.id, req.symbol)
         if len(mine_open) >= spec.max_num_orders and req.type != "MARKET":
             raise errors.filter_failure("MAX_NUM_ORDERS")
@@ -580,6 +617,8 @@ class SpotEngine:
     # -- cancelling ---------------------------------------------------------------------------------
     def cancel(self, account: Account, symbol: str, order_id: int | None, client_id: str | None,
                cancel_client_id: str | None = None) -> tuple[Order, int]:
+        if not account.can_trade:
+            raise errors.trading_disabled(-2011)
         order = self.find_order(account.id, symbol, order_id, client_id)
         if order is None or not order.is_open:
             raise errors.unknown_order_cancel()

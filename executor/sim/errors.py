@@ -43,9 +43,9 @@ def ip_banned(until_ms: int, retry_after_s: int) -> BinanceError:
         418, {"Retry-After": str(retry_after_s)})
 
 
-def too_many_orders(limit: int, interval: str, retry_after_s: int) -> BinanceError:
-    return BinanceError(-1015, f"Too many new orders; current limit is {limit} orders per {interval}.",
-                        429, {"Retry-After": str(retry_after_s)})
+def too_many_orders(limit: int, interval: str) -> BinanceError:
+    # rest-api.md "Order Rate Limits": a 429 *without* the Retry-After header.
+    return BinanceError(-1015, f"Too many new orders; current limit is {limit} orders per {interval}.", 429)
 
 
 TIMEOUT_MSG = ("Timeout waiting for response from backend server. "
@@ -131,8 +131,9 @@ def invalid_param(param: str) -> BinanceError:
     return BinanceError(-1130, f"Data sent for parameter '{param}' is not valid.")
 
 
-def bad_recv_window() -> BinanceError:
-    return BinanceError(-1131, "recvWindow must be less than 60000")
+def bad_recv_window(maximum: int = 60000) -> BinanceError:
+    # Spot errors.md dropped -1131 BAD_RECV_WINDOW; the over-maximum case is now a -1102 variant.
+    return BinanceError(-1102, f"'recvWindow' contains unexpected value. Cannot be greater than {maximum}.")
 
 
 # -- 20xx trading -----------------------------------------------------------------------------
@@ -153,8 +154,25 @@ def would_match() -> BinanceError:
     return BinanceError(-2010, "Order would immediately match and take.")
 
 
-def trading_disabled() -> BinanceError:
-    return BinanceError(-2010, "This action is disabled on this account.")
+def trading_disabled(code: int = -2010) -> BinanceError:
+    # CHANGELOG 2023-03-13 replaced "This action is disabled on this account." for this case.
+    return BinanceError(code, "This account may not place or cancel orders.")
+
+
+def not_in_trading_phase() -> BinanceError:
+    """A new order on a symbol whose status is not TRADING (CHANGELOG 2023-03-13)."""
+    return BinanceError(-2010, "This order type is not possible in this trading phase.")
+
+
+def order_type_not_supported(order_type: str) -> BinanceError:
+    """A valid Binance order type the symbol does not enable (errors.md message table)."""
+    words = {"STOP_LOSS": "Stop loss", "STOP_LOSS_LIMIT": "Stop loss limit", "TAKE_PROFIT": "Take profit",
+             "TAKE_PROFIT_LIMIT": "Take profit limit"}.get(order_type, order_type)
+    return BinanceError(-2010, f"{words} orders are not supported for this symbol.")
+
+
+def invalid_symbol_status() -> BinanceError:
+    return BinanceError(-1122, "Invalid symbolStatus.")
 
 
 def unknown_order_cancel() -> BinanceError:

@@ -1,9 +1,10 @@
 """``SimExchange``: the embedded exchange's in-process ground truth.
 
-One object holds the clock, the accounts (balances, keys), the market (books per symbol),
-the spot matching engine, the user-event bus, the fault switchboard and the REST rate
-limiter. Transports (``server.py`` and its route modules) only translate wire requests
-into calls on it; tests read and steer it directly.
+One object holds the clock, the accounts (balances, keys), the market (books per symbol,
+symbol rules and status), the spot matching engine, the futures side (``sim.futures``), the
+user-event bus, the fault switchboard and the REST rate limiter. Transports (``server.py``
+and its route modules) only translate wire requests into calls on it; tests read and steer
+it directly.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from executor.exchange.credentials import Credentials
 from executor.sim.accounts import COUNTERPARTY_ID, DEFAULT_ID, FEES_ID, Account, Accounts
 from executor.sim.bus import UserEventBus
 from executor.sim.clock import SimClock
-from executor.sim.engine import SpotEngine
+from executor.sim.engine import SYMBOL_STATUSES, SpotEngine
 from executor.sim.faults import Faults
+from executor.sim.futures_account import FuturesSide, attach
 from executor.sim.market import Market, SymbolSpec
 from executor.sim.ratelimit import RateLimiter, RateLimits
 
@@ -78,6 +80,8 @@ class SimExchange:
         self.engine = SpotEngine(self.accounts, self.market, self.clock, self.bus, seed=cfg.seed)
         self.max_connection_age_s = cfg.max_connection_age_s
         self._tasks: list[asyncio.Task[None]] = []
+        # The futures side exists from the start, so ``sim.futures`` works before any server.
+        self.futures: FuturesSide = attach(self)
 
     # -- construction shortcuts -----------------------------------------------------------------
     @classmethod
@@ -97,6 +101,17 @@ class SimExchange:
                 overrides[key] = {k: Decimal(str(v)) for k, v in overrides[key].items()}
         return cls(default_sim_config(**overrides), symbols=symbols, limits=limits,
                    extra_accounts=extra_accounts)
+
+    # -- symbols --------------------------------------------------------------------------------
+    def set_symbol_status(self, symbol: str, status: str) -> SymbolSpec:
+        """Change ``symbol``'s exchangeInfo status; anything but TRADING refuses new orders."""
+        if symbol not in self.specs:
+            raise ValueError(f"unknown symbol {symbol!r}")
+        if status not in SYMBOL_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(SYMBOL_STATUSES)}, got {status!r}")
+        # One dict shared by market and engine, so replacing the entry updates both.
+        self.specs[symbol] = replace(self.specs[symbol], status=status)
+        return self.specs[symbol]
 
     # -- accounts -------------------------------------------------------------------------------
     @property

@@ -165,6 +165,7 @@ class Faults:
     hold_responses: int = 0          # how many REST responses to hold
     hold_seconds: float = 0.0        # wall seconds to hold each one
     rate_limit_burst: int = 0        # answer this many REST requests with 429
+    waf_blocks: int = 0              # answer this many REST requests with a WAF 403 (HTML, no code)
     connections: ConnectionRegistry = field(default_factory=ConnectionRegistry)
     events: EventFaults = field(default_factory=EventFaults)
     _bus: UserEventBus | None = None
@@ -186,6 +187,12 @@ class Faults:
             return True
         return False
 
+    def take_waf(self) -> bool:
+        if self.waf_blocks > 0:
+            self.waf_blocks -= 1
+            return True
+        return False
+
     # -- switches (the admin routes call these too) ---------------------------------------
 
     def fail_orders(self, n: int, *, http_status: int = 503, code: int | None = None,
@@ -200,6 +207,11 @@ class Faults:
 
     def burst_429(self, n: int) -> None:
         self.rate_limit_burst = n
+
+    def waf_block(self, n: int) -> None:
+        """The next ``n`` REST requests are refused by the WAF: HTTP 403, an HTML page, no
+        Binance code, and nothing done (rest-api.md: 403 = WAF limit violated)."""
+        self.waf_blocks = n
 
     def skew_clock(self, ms: int) -> None:
         if self._clock is None:
@@ -228,6 +240,7 @@ class Faults:
         """Switch every fault off (held events are delivered, stalls lifted)."""
         self.order_failures.clear()
         self.hold_responses, self.hold_seconds, self.rate_limit_burst = 0, 0.0, 0
+        self.waf_blocks = 0
         self.flush_events()
         self.events.clear()
         self.connections.unstall()

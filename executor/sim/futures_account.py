@@ -1,12 +1,13 @@
 """USDⓈ-M futures ground truth: wallets, positions, listenKeys and funding settlement.
 
-``FuturesSide`` is attached lazily to a ``SimExchange`` as ``sim.futures`` by ``attach``
-so the spot core needs no futures knowledge. It owns the futures wallet balances and
-positions per account (exact Decimal), the listenKey registry (60 minutes of exchange
-time per POST/PUT, -1125 once lapsed), and publishes ACCOUNT_UPDATE on the bus's
-"futures" channel for funding settlements and admin transfers. ``fill`` books a futures
-trade (ORDER_TRADE_UPDATE + ACCOUNT_UPDATE) for tests; there is no futures order book.
-``tick`` (driven by the futures stream host) notices lapsed keys and crossed funding times.
+``FuturesSide`` is attached to every ``SimExchange`` as ``sim.futures`` by ``attach`` (called
+from ``SimExchange.__init__``; idempotent), so the spot core needs no futures knowledge.
+It owns the futures wallet balances and positions per account (exact Decimal), the
+listenKey registry (60 minutes of exchange time per POST/PUT, -1125 once lapsed), and
+publishes ACCOUNT_UPDATE on the bus's "futures" channel for funding settlements and admin
+transfers. ``fill`` books a futures trade (ORDER_TRADE_UPDATE + ACCOUNT_UPDATE) for tests;
+there is no futures order book. ``tick`` (driven by the futures stream host) notices lapsed
+keys and crossed funding times.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from executor.core.money import format_decimal
 from executor.sim.futures_market import FuturesMarket, MarkState
 
 LISTEN_KEY_VALIDITY_MS = 60 * 60 * 1000
@@ -32,6 +34,19 @@ def _d8(x: Decimal) -> str:
     return f"{x.quantize(_Q8):.8f}"
 
 
+def _fixed(x: Decimal, places: int) -> str:
+    """``x`` with the symbol's display precision (Binance writes "0.010", "60100.00"), widened
+    rather than rounded if ``x`` has more digits; never exponent notation."""
+    exponent = x.as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > places:
+        return format_decimal(x)
+    return f"{x:.{places}f}"
+
+
+QTY_PLACES = 3      # exchangeInfo quantityPrecision
+PRICE_PLACES = 2    # exchangeInfo pricePrecision
+
+
 @dataclass
 class FuturesPosition:
     symbol: str
@@ -42,8 +57,9 @@ class FuturesPosition:
     def row(self, mark: Decimal | None) -> dict[str, str]:
         """The ``P[]`` element of ACCOUNT_UPDATE."""
         unrealized = (mark - self.entry_price) * self.amount if mark is not None and self.amount else ZERO
-        return {"s": self.symbol, "pa": f"{self.amount}", "ep": f"{self.entry_price}",
-                "bep": f"{self.entry_price}", "cr": _d8(self.realized), "up": _d8(unrealized),
+        return {"s": self.symbol, "pa": format_decimal(self.amount),
+                "ep": format_decimal(self.entry_price), "bep": format_decimal(self.entry_price),
+                "cr": _d8(self.realized), "up": _d8(unrealized),
                 "mt": "cross", "iw": "0", "ps": "BOTH"}
 
 
@@ -252,9 +268,12 @@ class FuturesSide:
         self._order_seq += 1
         order_id, trade_id = 8_000_000 + self._order_seq, 700_000_000 + self._order_seq
         order = {"s": symbol, "c": client_order_id, "S": side, "o": order_type, "f": "GTC",
-                 "q": f"{qty}", "p": f"{price}" if order_type == "LIMIT" else "0", "ap": f"{price:.5f}",
-                 "sp": "0", "x": "TRADE", "X": "FILLED", "i": order_id, "l": f"{qty}", "z": f"{qty}",
-                 "L": f"{price}", "N": "USDT", "n": _d8(commission), "T": now, "t": trade_id, "b": "0",
+                 "q": _fixed(qty, QTY_PLACES),
+                 "p": _fixed(price, PRICE_PLACES) if order_type == "LIMIT" else "0",
+                 "ap": f"{price:.5f}", "sp": "0", "x": "TRADE", "X": "FILLED", "i": order_id,
+                 "l": _fixed(qty, QTY_PLACES), "z": _fixed(qty, QTY_PLACES),
+                 "L": _fixed(price, PRICE_PLACES), "N": "USDT", "n": _d8(commission), "T": now, "t": trade_id,
+                 "b": "0",
                  "a": "0", "m": maker, "R": False, "wt": "CONTRACT_PRICE", "ot": order_type, "ps": "BOTH",
                  "cp": False, "rp": _d8(realized), "pP": False, "si": 0, "ss": 0, "V": "EXPIRE_MAKER",
                  "pm": "NONE", "gtd": 0, "er": "0"}
@@ -335,8 +354,10 @@ class FuturesSide:
             positions.append({"symbol": symbol, "initialMargin": "0", "maintMargin": "0",
                               "unrealizedProfit": _d8(up), "positionInitialMargin": "0",
                               "openOrderInitialMargin": "0", "leverage": "20", "isolated": False,
-                              "entryPrice": f"{pos.entry_price}", "breakEvenPrice": f"{pos.entry_price}",
-                              "maxNotional": "250000", "positionSide": "BOTH", "positionAmt": f"{pos.amount}",
+                              "entryPrice": format_decimal(pos.entry_price),
+                              "breakEvenPrice": format_decimal(pos.entry_price),
+                              "maxNotional": "250000", "positionSide": "BOTH",
+                              "positionAmt": _fixed(pos.amount, QTY_PLACES),
                               "notional": _d8(pos.amount * mark) if mark is not None else "0",
                               "isolatedWallet": "0", "updateTime": wallet.update_time, "bidNotional": "0",
                               "askNotional": "0"})

@@ -24,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
+from executor.sim.appkeys import SIM
 from executor.sim.faults import FUTURES_RULES, ServerSocket, SocketRules, shutdown_event
 from executor.sim.futures_account import FuturesSide, attach
 
@@ -88,7 +89,7 @@ class _MarkSubscriptions:
 
 
 async def _market_socket(request: web.Request, streams: list[str], combined: bool) -> web.StreamResponse:
-    sim = request.app["sim"]
+    sim = request.app[SIM]
     side = attach(sim)
     subs = _MarkSubscriptions(side, combined)
     bad = subs.add(streams, sim.clock.now_ms())
@@ -147,7 +148,7 @@ async def market_combined(request: web.Request) -> web.StreamResponse:
 
 
 async def private_socket(request: web.Request) -> web.StreamResponse:
-    sim = request.app["sim"]
+    sim = request.app[SIM]
     side = attach(sim)
     key = request.match_info.get("listen_key") or request.query.get("listenKey", "")
     account = side.listen_keys.account_of(key)

@@ -62,6 +62,9 @@ class SymbolSpec:
     min_notional: Decimal = Decimal("5")
     max_notional: Decimal = Decimal("9000000")
     max_num_orders: int = 200
+    # exchangeInfo "status": TRADING, or BREAK / HALT / END_OF_DAY / CANCEL_ONLY where new orders
+    # are refused (SimExchange.set_symbol_status changes it on a live exchange).
+    status: str = "TRADING"
 
     @classmethod
     def for_symbol(cls, symbol: str, price: Decimal) -> SymbolSpec:

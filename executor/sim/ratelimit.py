@@ -100,15 +100,17 @@ class RateLimiter:
         return st
 
     def check_order(self, account_id: str) -> None:
-        """Before placing: -1015 (429) when the account's ORDERS limits are used up."""
+        """Before placing: -1015 (429, no Retry-After) when the account's ORDERS limits are used up."""
         st = self._order_state(account_id)
-        now = self.clock.now_ms()
         if st.count_10s >= self.limits.orders_per_10s:
-            raise errors.too_many_orders(self.limits.orders_per_10s, "10 SECOND",
-                                         _ceil_s((st.window_10s + 1) * TEN_S_MS - now))
+            raise errors.too_many_orders(self.limits.orders_per_10s, "10 SECOND")
         if st.count_day >= self.limits.orders_per_day:
-            raise errors.too_many_orders(self.limits.orders_per_day, "1 DAY",
-                                         _ceil_s((st.window_day + 1) * DAY_MS - now))
+            raise errors.too_many_orders(self.limits.orders_per_day, "1 DAY")
+
+    def order_counts(self, account_id: str) -> tuple[int, int]:
+        """The account's current (10 s, day) ORDERS counts."""
+        st = self._order_state(account_id)
+        return st.count_10s, st.count_day
 
     def count_order(self, account_id: str) -> dict[str, str]:
         """Count one placed order; returns the X-MBX-ORDER-COUNT-* headers."""

@@ -17,7 +17,9 @@ from typing import Any
 
 from aiohttp import web
 
+from executor.core.money import format_decimal
 from executor.sim import auth, errors
+from executor.sim.appkeys import SIM
 from executor.sim.futures_account import FuturesSide, attach
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -36,7 +38,7 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 def _wrap(handler: Callable[[web.Request, Any, FuturesSide], Awaitable[Any]]) -> Handler:
     async def route(request: web.Request) -> web.StreamResponse:
-        sim = request.app["sim"]
+        sim = request.app[SIM]
         try:
             return _json(await handler(request, sim, attach(sim)))
         except errors.BinanceError as exc:
@@ -66,7 +68,7 @@ async def server_time(request: web.Request, sim: Any, side: FuturesSide) -> Any:
 
 
 def _symbol_info(symbol: str, spec: Any) -> dict[str, Any]:
-    tick = str(getattr(spec, "tick", "0.01"))
+    tick = format_decimal(Decimal(getattr(spec, "tick", "0.01")))
     base = getattr(spec, "base", symbol[:-4])
     return {
         "symbol": symbol, "pair": symbol, "contractType": "PERPETUAL", "deliveryDate": 4133404800000,

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from executor.sim import auth, errors
 from executor.sim.accounts import DEFAULT_ID, ApiKey, default_api_restrictions
+from executor.sim.appkeys import SIM
 
 RESTRICTIONS_PATH = "/sapi/v1/account/apiRestrictions"
 RESTRICTION_FIELDS = frozenset(default_api_restrictions()) - {"createTime"}
@@ -66,7 +67,7 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 
 async def api_restrictions(request: web.Request) -> web.Response:
-    sim = request.app["sim"]
+    sim = request.app[SIM]
     try:
         query = request.rel_url.raw_query_string
         body = await request.text() if request.can_read_body else ""
@@ -79,7 +80,7 @@ async def api_restrictions(request: web.Request) -> web.Response:
 
 
 async def admin_get(request: web.Request) -> web.Response:
-    sim = request.app["sim"]
+    sim = request.app[SIM]
     try:
         keys = _keys(sim, request.query.get("apiKey"), request.query.get("account"))
     except RestrictionError as exc:
@@ -90,7 +91,7 @@ async def admin_get(request: web.Request) -> web.Response:
 
 async def admin_set(request: web.Request) -> web.Response:
     """Body: ``{"apiKey": K | "account": A, "restrictions": {...}, "reset": bool}``."""
-    sim = request.app["sim"]
+    sim = request.app[SIM]
     try:
         data = await request.json()
     except ValueError:

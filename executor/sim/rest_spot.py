@@ -20,9 +20,11 @@ from aiohttp import web
 
 from executor.sim import errors
 from executor.sim.accounts import Account, ApiKey
+from executor.sim.appkeys import SIM
 from executor.sim.auth import AUTH_PARAMS, authenticate_signed, parse_params
 from executor.sim.engine import (
     NEW_ORDER_PARAMS,
+    SYMBOL_STATUSES,
     cancel_response,
     check_filters,
     order_response,
@@ -31,12 +33,14 @@ from executor.sim.engine import (
     parse_new_order,
     parse_symbol,
     query_response,
+    reached_engine,
     trade_row,
 )
 from executor.sim.exchange import SimExchange
 from executor.sim.market import DEPTH_LEVELS, SymbolSpec, fmt8
 
 DAY_MS = 86_400_000
+WAF_PAGE = "<html><head><title>403 Forbidden</title></head><body><h1>403 Forbidden</h1></body></html>"
 SYMBOLS_LEGAL = r'^\[\"[A-Z0-9-_.]{1,20}\"(,\"[A-Z0-9-_.]{1,20}\"){0,}\]$'
 
 
@@ -62,6 +66,9 @@ class Route:
     params: frozenset[str]
     signed: bool
     weight: Callable[[Mapping[str, str]], int]
+    # Placements and cancels weigh 0 when they succeed (since 2026-04-02); a failed one,
+    # including one refused by authentication, costs its documented weight.
+    failure_weight: int = 0
 
 
 def _const(n: int) -> Callable[[Mapping[str, str]], int]:
@@ -122,7 +129,7 @@ def _filters(spec: SymbolSpec) -> list[dict[str, Any]]:
 
 def symbol_info(spec: SymbolSpec) -> dict[str, Any]:
     return {
-        "symbol": spec.symbol, "status": "TRADING", "baseAsset": spec.base, "baseAssetPrecision": 8,
+        "symbol": spec.symbol, "status": spec.status, "baseAsset": spec.base, "baseAssetPrecision": 8,
         "quoteAsset": spec.quote, "quotePrecision": 8, "quoteAssetPrecision": 8,
         "baseCommissionPrecision": 8, "quoteCommissionPrecision": 8,
         # Only the types the sim's engine implements are advertised.
@@ -173,6 +180,11 @@ def _symbol_list(ctx: Ctx) -> list[SymbolSpec]:
 
 async def exchange_info(ctx: Ctx) -> Any:
     specs = _symbol_list(ctx)
+    status = ctx.params.get("symbolStatus")
+    if status is not None:
+        if status not in SYMBOL_STATUSES:
+            raise errors.invalid_symbol_status()
+        specs = [s for s in specs if s.status == status]
     return {"timezone": "UTC", "serverTime": ctx.sim.clock.now_ms(), "rateLimits": rate_limits_info(ctx.sim),
             "exchangeFilters": [], "symbols": [symbol_info(s) for s in specs]}
 
@@ -252,7 +264,6 @@ def _failure_response(ctx: Ctx, http_status: int, code: int | None) -> web.Respo
 
 async def new_order(ctx: Ctx) -> Any:
     assert ctx.account is not None
-    ctx.failure_weight = 1
     sim = ctx.sim
     req = parse_new_order(ctx.params, sim.specs)
     sim.ratelimiter.check_order(ctx.account.id)
@@ -265,7 +276,12 @@ async def new_order(ctx: Ctx) -> Any:
             except errors.BinanceError:
                 pass   # the client cannot know: the answer is the failure either way
         return _failure_response(ctx, failure.http_status, failure.code)
-    order, transact = sim.engine.place(ctx.account, req)
+    try:
+        order, transact = sim.engine.place(ctx.account, req)
+    except errors.BinanceError as exc:
+        if reached_engine(exc):
+            sim.ratelimiter.count_order(ctx.account.id)
+        raise
     ctx.headers.update(sim.ratelimiter.count_order(ctx.account.id))
     return order_response(order, req.resp_type, transact)
 
@@ -309,7 +325,6 @@ async def get_order(ctx: Ctx) -> Any:
 
 async def cancel_order(ctx: Ctx) -> Any:
     assert ctx.account is not None
-    ctx.failure_weight = 1
     spec = _sym(ctx)
     order_id, client_id = _order_ids(ctx)
     cancel_id = parse_client_id(ctx.params, "newClientOrderId")
@@ -326,7 +341,6 @@ async def cancel_order(ctx: Ctx) -> Any:
 
 async def cancel_open_orders(ctx: Ctx) -> Any:
     assert ctx.account is not None
-    ctx.failure_weight = 1
     spec = _sym(ctx)
     done = ctx.sim.engine.cancel_all(ctx.account, spec.symbol)
     if not done:
@@ -397,15 +411,16 @@ ROUTES: dict[tuple[str, str], Route] = {
                                                 _symbols_weight(2, 4)),
     ("GET", "/api/v3/depth"): Route(depth, frozenset({"symbol", "limit"}), False, _depth_weight),
     ("GET", "/api/v3/account"): Route(account, frozenset({"omitZeroBalances"}), True, _const(20)),
-    ("POST", "/api/v3/order"): Route(new_order, NEW_ORDER_PARAMS, True, _const(0)),
+    ("POST", "/api/v3/order"): Route(new_order, NEW_ORDER_PARAMS, True, _const(0), failure_weight=1),
     ("POST", "/api/v3/order/test"): Route(test_order, NEW_ORDER_PARAMS | {"computeCommissionRates"}, True,
                                           lambda p: 20 if p.get("computeCommissionRates") == "true" else 1),
     ("GET", "/api/v3/order"): Route(get_order, frozenset({"symbol", "orderId", "origClientOrderId"}), True,
                                     _const(4)),
     ("DELETE", "/api/v3/order"): Route(
         cancel_order, frozenset({"symbol", "orderId", "origClientOrderId", "newClientOrderId",
-                                 "cancelRestrictions"}), True, _const(0)),
-    ("DELETE", "/api/v3/openOrders"): Route(cancel_open_orders, frozenset({"symbol"}), True, _const(0)),
+                                 "cancelRestrictions"}), True, _const(0), failure_weight=1),
+    ("DELETE", "/api/v3/openOrders"): Route(cancel_open_orders, frozenset({"symbol"}), True, _const(0),
+                                            failure_weight=1),
     ("GET", "/api/v3/openOrders"): Route(open_orders, frozenset({"symbol"}), True, _open_orders_weight),
     ("GET", "/api/v3/allOrders"): Route(all_orders, frozenset({"symbol", "orderId", "startTime", "endTime",
                                                                "limit"}), True, _const(20)),
@@ -427,6 +442,9 @@ async def _dispatch(request: web.Request, sim: SimExchange, route: Route) -> web
     has_body = request.method in ("POST", "PUT", "DELETE") and request.can_read_body
     body = await request.text() if has_body else ""
     ctx: Ctx | None = None
+    if sim.faults.take_waf():
+        # The WAF answers before Binance's API sees the request: no weight, no JSON error body.
+        return web.Response(text=WAF_PAGE, status=403, content_type="text/html")
     try:
         limiter.gate(ip)
         if sim.faults.take_429():
@@ -434,7 +452,7 @@ async def _dispatch(request: web.Request, sim: SimExchange, route: Route) -> web
             raise errors.BinanceError(
                 -1003, "Too many requests queued.", 429, {"Retry-After": "60"})
         params = parse_params(raw_query, body)
-        ctx = Ctx(sim=sim, request=request, params=params)
+        ctx = Ctx(sim=sim, request=request, params=params, failure_weight=route.failure_weight)
         limiter.charge(ip, route.weight(params))
         if route.signed:
             ctx.account, ctx.api_key = authenticate_signed(sim.accounts, request.headers, raw_query, body,
@@ -476,7 +494,7 @@ async def _hold_middleware(request: web.Request, handler: WebHandler) -> web.Str
     """Fault: answer the request (its effects happen) but hold the response N wall seconds."""
     response = await handler(request)
     if request.path.startswith(("/api/", "/sapi/")):
-        sim: SimExchange = request.app["sim"]
+        sim: SimExchange = request.app[SIM]
         held = sim.faults.take_hold()
         if held:
             await asyncio.sleep(held)

@@ -9,12 +9,12 @@ which host serves which module.
 from __future__ import annotations
 
 import importlib
-import warnings
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from executor.endpoints import Endpoints
+from executor.sim.appkeys import HOST_NAME, SERVER, SIM
 from executor.sim.exchange import SimExchange
 
 HOSTS = ("spot_rest", "spot_stream", "spot_ws_api", "futures_rest", "futures_stream")
@@ -88,12 +88,9 @@ class SimServer:
 
     def _build_app(self, host_name: str) -> web.Application:
         app = web.Application()
-        with warnings.catch_warnings():
-            # Route modules read these plain string keys; aiohttp's AppKey advice is noise here.
-            warnings.simplefilter("ignore", web.NotAppKeyWarning)
-            app["sim"] = self.sim
-            app["host_name"] = host_name
-            app["server"] = self  # lets GET /sim/urls publish every listener's URL
+        app[SIM] = self.sim
+        app[HOST_NAME] = host_name
+        app[SERVER] = self  # lets GET /sim/urls publish every listener's URL
         for module_name in ROUTE_MODULES[host_name]:
             importlib.import_module(module_name).add_routes(app, self.sim)
         return app

@@ -16,6 +16,8 @@ connection follows the spot stream rules (20 s pings, maximum age, ``serverShutd
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -26,6 +28,7 @@ from aiohttp import web
 
 from executor.sim import auth, errors
 from executor.sim.accounts import Account, ApiKey
+from executor.sim.appkeys import SIM
 from executor.sim.engine import (
     cancel_response,
     order_response,
@@ -33,19 +36,25 @@ from executor.sim.engine import (
     parse_new_order,
     parse_symbol,
     query_response,
+    reached_engine,
 )
 from executor.sim.faults import SPOT_RULES, ServerSocket
 
 WEIGHTS = {"ping": 1, "time": 1, "session.logon": 2, "session.status": 2, "session.logout": 2,
            "session.subscriptions": 2, "userDataStream.subscribe": 2,
            "userDataStream.subscribe.signature": 2, "userDataStream.unsubscribe": 2,
-           "order.place": 1, "order.cancel": 1, "order.status": 4}
+           "order.place": 0, "order.cancel": 0, "order.status": 4}
+# Since 2026-04-02 a successful placement or cancel weighs 0; a failed one its documented 1.
+FAILURE_WEIGHTS = {"order.place": 1, "order.cancel": 1}
 CONNECT_WEIGHT = 2
 
 NOT_AUTHORIZED = errors.BinanceError(-1002, "You are not authorized to execute this request.", 401)
 SUBSCRIPTION_ACTIVE = errors.BinanceError(-2035, "User Data Stream subscription already active.")
 SUBSCRIPTION_INACTIVE = errors.BinanceError(-2036, "User Data Stream subscription not active.")
 UNKNOWN_METHOD = errors.BinanceError(-1102, "Unknown method.")
+# errors.md -1135 INVALID_JSON; the params text is what Binance's WS API answers (binance-us-api-docs #126).
+INVALID_JSON = errors.BinanceError(-1135, "Invalid JSON Request")
+PARAMS_NOT_OBJECT = errors.BinanceError(-1135, "Invalid 'params' in JSON request; expected an object.")
 
 
 def signature_payloads(params: dict[str, Any]) -> list[str]:
@@ -76,28 +85,42 @@ class WsApiSession:
         self.authorized_since: int | None = None
         self.subs: dict[int, _Subscription] = {}
         self._next_sub = 0
+        self._order_account: str | None = None     # set by order.place for the ORDERS rateLimits
 
     # -- envelope -----------------------------------------------------------------------------
 
-    def _rate_limits(self) -> list[dict[str, Any]]:
+    def _rate_limits(self, order_account: str | None = None) -> list[dict[str, Any]]:
         limiter = self.sim.ratelimiter
-        return [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
-                 "limit": limiter.limits.weight_per_minute, "count": limiter.used_weight(self.ip)}]
+        out = [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
+                "limit": limiter.limits.weight_per_minute, "count": limiter.used_weight(self.ip)}]
+        if order_account is not None:
+            # Order placements also report the account's ORDERS counters (web-socket-api.md).
+            n10, nday = limiter.order_counts(order_account)
+            out[:0] = [{"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10,
+                        "limit": limiter.limits.orders_per_10s, "count": n10},
+                       {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1,
+                        "limit": limiter.limits.orders_per_day, "count": nday}]
+        return out
 
     async def handle(self, text: str) -> None:
         req_id: Any = None
+        self._order_account = None
         try:
             request = json.loads(text)
-            if not isinstance(request, dict):
-                raise ValueError
-            req_id = request.get("id")
-            method = request.get("method")
-            params = request.get("params") or {}
-            if not isinstance(method, str) or not isinstance(params, dict):
-                raise ValueError
         except ValueError:
-            self.sock.enqueue({"id": req_id, "status": 400,
-                               "error": {"code": -1102, "msg": "Malformed request."}})
+            request = None
+        if not isinstance(request, dict):
+            self.sock.enqueue({"id": None, "status": 400, "error": INVALID_JSON.body()})
+            return
+        req_id = request.get("id")
+        method = request.get("method")
+        params = request.get("params", {})
+        if not isinstance(params, dict):
+            self.sock.enqueue({"id": req_id, "status": 400, "error": PARAMS_NOT_OBJECT.body()})
+            return
+        if not isinstance(method, str):
+            missing = errors.mandatory_missing("method")
+            self.sock.enqueue({"id": req_id, "status": 400, "error": missing.body()})
             return
         try:
             limiter = self.sim.ratelimiter
@@ -108,13 +131,29 @@ class WsApiSession:
             handler = getattr(self, "m_" + method.replace(".", "_"))
             result, after = handler(params)
         except errors.BinanceError as exc:
+            if method in FAILURE_WEIGHTS:
+                with contextlib.suppress(errors.BinanceError):
+                    limiter.charge(self.ip, FAILURE_WEIGHTS[method])
             body: dict[str, Any] = {"id": req_id, "status": exc.http_status, "error": exc.body(),
-                                    "rateLimits": self._rate_limits()}
+                                    "rateLimits": self._rate_limits(self._order_account)}
             self.sock.enqueue(body)
+            if exc.http_status == 418:
+                # CHANGELOG 2023-03-13: a banned IP is disconnected from the WS API (after the reply).
+                await self._drain()
+                self.sock.close_reason = "banned"
+                await self.sock.close(1008, b"IP banned")
             return
-        self.sock.enqueue({"id": req_id, "status": 200, "result": result, "rateLimits": self._rate_limits()})
+        self.sock.enqueue({"id": req_id, "status": 200, "result": result,
+                           "rateLimits": self._rate_limits(self._order_account)})
         for message in after:
             self.sock.enqueue(message)
+
+    async def _drain(self, limit_s: float = 1.0) -> None:
+        """Let replies already queued go out before a close."""
+        waited = 0.0
+        while not self.sock._out.empty() and waited < limit_s and not self.sock.closed:
+            await asyncio.sleep(0.005)
+            waited += 0.005
 
     # -- authentication -----------------------------------------------------------------------
 
@@ -236,9 +275,15 @@ class WsApiSession:
 
     def m_order_place(self, params: dict[str, Any]) -> tuple[Any, list[Any]]:
         account = self._signed_account(params)
+        self._order_account = str(account.id)
         req = parse_new_order(self._order_params(params), self.sim.engine.specs)
         self.sim.ratelimiter.check_order(str(account.id))
-        order, transact = self.sim.engine.place(account, req)
+        try:
+            order, transact = self.sim.engine.place(account, req)
+        except errors.BinanceError as exc:
+            if reached_engine(exc):
+                self.sim.ratelimiter.count_order(str(account.id))
+            raise
         self.sim.ratelimiter.count_order(str(account.id))
         return order_response(order, req.resp_type, transact), []
 
@@ -265,6 +310,8 @@ class WsApiSession:
         order = self.sim.engine.find_order(str(account.id), symbol, order_id, client_id)
         if order is None:
             raise errors.no_such_order()
+        if order_id is not None and client_id and order.client_order_id != client_id:
+            raise errors.order_id_mismatch()      # as REST GET /api/v3/order (CHANGELOG 2025-04-08)
         return query_response(order), []
 
 
@@ -273,7 +320,7 @@ def _ws_api_shutdown(now_ms: int) -> dict[str, Any]:
 
 
 async def ws_api(request: web.Request) -> web.StreamResponse:
-    sim = request.app["sim"]
+    sim = request.app[SIM]
     ip = request.remote or "127.0.0.1"
     try:
         sim.ratelimiter.gate(ip)

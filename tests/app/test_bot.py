@@ -53,8 +53,10 @@ async def ground_truth_matches_ledger(sim: SimHandle, ledger_url: str) -> tuple[
     from executor.persistence.store import Store
 
     engine = sim.exchange.engine
-    sim_orders = {o.client_order_id: o for s in SYMBOLS for o in engine.orders[s] if o.account_id == "default"}
-    sim_trades = {(t.symbol, t.id): t for s in SYMBOLS for t in engine.trades[s] if t.account_id == "default"}
+    sim_orders = {o.client_order_id: o for s in SYMBOLS for o in engine.orders[s]
+                  if o.account_id == "default"}
+    sim_trades = {(t.symbol, t.id): t for s in SYMBOLS for t in engine.trades[s]
+                  if t.account_id == "default"}
     store = await Store.open(ledger_url)
     try:
         rows = {r.client_order_id: r for r in await store.list_orders()}
@@ -68,7 +70,7 @@ async def ground_truth_matches_ledger(sim: SimHandle, ledger_url: str) -> tuple[
             (o.status, o.executed_qty, o.cum_quote, o.order_id), cid
     for cid, r in rows.items():
         if cid not in sim_orders:
-            assert r.status in ("NOT_PLACED", "REJECTED"), f"ledger order {cid} ({r.status}) not on the exchange"
+            assert r.status in ("NOT_PLACED", "REJECTED"), f"ledger order {cid} ({r.status}) not on exchange"
     assert set(fills) == set(sim_trades)
     for key, f in fills.items():
         t = sim_trades[key]
@@ -76,7 +78,8 @@ async def ground_truth_matches_ledger(sim: SimHandle, ledger_url: str) -> tuple[
     return len(sim_orders), len(sim_trades)
 
 
-async def test_bot_trades_and_ledger_equals_the_exchange_after_shutdown(sim: SimHandle, tmp_path: Path) -> None:
+async def test_bot_trades_and_ledger_equals_the_exchange_after_shutdown(sim: SimHandle,
+                                                                        tmp_path: Path) -> None:
     cfg = config(tmp_path)
     bot, ended = await run_bot_until(sim, cfg, lambda b: b.tracker.stats.fills >= 3)
     assert ended == "clean"
@@ -112,7 +115,8 @@ async def test_shutdown_cancels_our_resting_orders(sim: SimHandle, tmp_path: Pat
     bot, ended = await run_bot_until(sim, cfg, quoting)
     assert ended == "clean"
     engine = sim.exchange.engine
-    mine = {o.client_order_id: o.status for s in SYMBOLS for o in engine.orders[s] if o.account_id == "default"}
+    mine = {o.client_order_id: o.status for s in SYMBOLS for o in engine.orders[s]
+            if o.account_id == "default"}
     assert not [c for c, st in mine.items() if st in ("NEW", "PARTIALLY_FILLED")]
     assert resting and all(mine[c] == "CANCELED" for c in resting), (resting, mine, bot.manager.counts)
     await ground_truth_matches_ledger(sim, cfg.database.url)

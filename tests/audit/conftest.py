@@ -1,7 +1,13 @@
-"""Fixtures for the audit tests: the hand-computed scenario in a migrated ledger file."""
+"""Fixtures for the audit tests: the hand-computed scenario in a migrated ledger file.
+
+The ledger is built once per session through the real Store and migrations, and each test
+gets its own copy (some tests tamper with it)."""
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -9,6 +15,18 @@ import pytest
 from tests.audit.scenario import Built, build_scenario
 
 
+@pytest.fixture(scope="session")
+def scenario_template(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    path = tmp_path_factory.mktemp("audit-template") / "ledger.db"
+    built = asyncio.run(build_scenario(path))
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # everything in the main file, so a copy is whole
+    conn.close()
+    return built
+
+
 @pytest.fixture
-async def scenario(tmp_path: Path) -> Built:
-    return await build_scenario(tmp_path / "ledger.db")
+def scenario(scenario_template: Built, tmp_path: Path) -> Built:
+    path = tmp_path / "ledger.db"
+    shutil.copyfile(scenario_template.path, path)
+    return Built(f"sqlite+aiosqlite:///{path}", path, scenario_template.run_id)

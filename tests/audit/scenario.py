@@ -60,31 +60,90 @@ async def build_scenario(path: Path) -> Built:
             force=True,
         )
 
-        async def order(cid: str, symbol: str, side: str, qty: str, at: int, bid: str | None = None,
-                        ask: str | None = None) -> None:
+        async def order(
+            cid: str,
+            symbol: str,
+            side: str,
+            qty: str,
+            at: int,
+            bid: str | None = None,
+            ask: str | None = None,
+        ) -> None:
             clock.ms = T0 + at
             await store.record_order_intent(
-                cid, symbol, side, "LIMIT", quantity=qty, price="100", time_in_force="GTC",
-                decision_bid=bid, decision_ask=ask, decision_ms=T0 + at, created_ms=T0 + at,
+                cid,
+                symbol,
+                side,
+                "LIMIT",
+                quantity=qty,
+                price="100",
+                time_in_force="GTC",
+                decision_bid=bid,
+                decision_ask=ask,
+                decision_ms=T0 + at,
+                created_ms=T0 + at,
             )
             await store.mark_order_sent(cid, at_ms=T0 + at + 1)
 
-        async def status(cid: str, st: str, at: int, source: str = "stream", xid: int | None = None,
-                         qty: str | None = None, quote: str | None = None) -> None:
+        async def status(
+            cid: str,
+            st: str,
+            at: int,
+            source: str = "stream",
+            xid: int | None = None,
+            qty: str | None = None,
+            quote: str | None = None,
+        ) -> None:
             clock.ms = T0 + at
-            await store.update_order_status(cid, st, source=source, exchange_order_id=xid, executed_qty=qty,
-                                            cum_quote_qty=quote, event_ms=T0 + at)
+            await store.update_order_status(
+                cid,
+                st,
+                source=source,
+                exchange_order_id=xid,
+                executed_qty=qty,
+                cum_quote_qty=quote,
+                event_ms=T0 + at,
+            )
 
-        async def fill(cid: str, xid: int, tid: int, side: str, price: str, qty: str, fee: str, fee_asset: str,
-                       maker: bool, trade_at: int, recv_at: int, source: str = "stream") -> None:
-            await store.add_fill("BTCUSDT", tid, price, qty, source, commission=fee, commission_asset=fee_asset,
-                                 is_maker=maker, trade_ms=T0 + trade_at, side=side, client_order_id=cid,
-                                 exchange_order_id=xid, received_ms=T0 + recv_at)
+        async def fill(
+            cid: str,
+            xid: int,
+            tid: int,
+            side: str,
+            price: str,
+            qty: str,
+            fee: str,
+            fee_asset: str,
+            maker: bool,
+            trade_at: int,
+            recv_at: int,
+            source: str = "stream",
+        ) -> None:
+            await store.add_fill(
+                "BTCUSDT",
+                tid,
+                price,
+                qty,
+                source,
+                commission=fee,
+                commission_asset=fee_asset,
+                is_maker=maker,
+                trade_ms=T0 + trade_at,
+                side=side,
+                client_order_id=cid,
+                exchange_order_id=xid,
+                received_ms=T0 + recv_at,
+            )
 
         async def position(at: int, *rows: tuple[str, str, str]) -> None:
             clock.ms = T0 + at
-            await store.set_balances(list(rows), "stream", f"E={T0 + at},u={T0 + at}", event_ms=T0 + at,
-                                     kind="outboundAccountPosition")
+            await store.set_balances(
+                list(rows),
+                "stream",
+                f"E={T0 + at},u={T0 + at}",
+                event_ms=T0 + at,
+                kind="outboundAccountPosition",
+            )
 
         await order("G", "BNBUSDT", "BUY", "1", 100, "599", "601")
         await status("G", "NOT_PLACED", 110, source="local")
@@ -122,19 +181,34 @@ async def build_scenario(path: Path) -> Built:
 
         # A deposit, then the closing REST snapshot.
         clock.ms = T0 + 5000
-        await store.add_balance_event("balanceUpdate", "USDT", "stream", delta="50", event_ms=T0 + 5000,
-                                      event_ref=f"E={T0 + 5000},T={T0 + 5000}")
+        await store.add_balance_event(
+            "balanceUpdate",
+            "USDT",
+            "stream",
+            delta="50",
+            event_ms=T0 + 5000,
+            event_ref=f"E={T0 + 5000},T={T0 + 5000}",
+        )
         await position(5000, ("USDT", "1081.9", "0"))
         clock.ms = T0 + 6000
-        await store.set_balances([("USDT", "1081.9", "0"), ("BTC", "1.298", "0"), ("BNB", "0.9987", "0")],
-                                 "rest_snapshot", f"updateTime={T0 + 5000}", event_ms=T0 + 5000,
-                                 kind="rest_snapshot", force=True)
+        await store.set_balances(
+            [("USDT", "1081.9", "0"), ("BTC", "1.298", "0"), ("BNB", "0.9987", "0")],
+            "rest_snapshot",
+            f"updateTime={T0 + 5000}",
+            event_ms=T0 + 5000,
+            kind="rest_snapshot",
+            force=True,
+        )
 
         rid = await store.start_reconciliation("periodic", at_ms=T0 + 5500)
-        await store.finish_reconciliation(rid, found=1, fixed=1, counts={"orders": 4},
-                                          discrepancies=[{"kind": "order", "client_order_id": "C",
-                                                          "detail": "UNKNOWN resolved to FILLED"}],
-                                          at_ms=T0 + 5520)
+        await store.finish_reconciliation(
+            rid,
+            found=1,
+            fixed=1,
+            counts={"orders": 4},
+            discrepancies=[{"kind": "order", "client_order_id": "C", "detail": "UNKNOWN resolved to FILLED"}],
+            at_ms=T0 + 5520,
+        )
         await store.finish_run(run_id, at_ms=T0 + 7000)
     finally:
         await store.close()

@@ -53,12 +53,36 @@ _dec = st.decimals(allow_nan=False, allow_infinity=False, places=12, min_value=D
 
 
 @settings(max_examples=60, deadline=None)
-@given(price=_dec, qty=_dec, fee=_dec, maker=st.sampled_from([None, True, False]),
-       asset=st.sampled_from([None, "BNB", "USDT"]), side=st.sampled_from([None, Side.BUY, Side.SELL]))
-def test_fill_csv_round_trips_any_decimal(price: D, qty: D, fee: D, maker: bool | None, asset: str | None,
-                                          side: Side | None) -> None:
-    row = FillRow(7, "BTCUSDT", 123456789012, None, "bx-1", 99, side, price, qty, price * qty, fee, asset, maker,
-                  1_767_225_600_123, "stream", 1_767_225_600_200, 3)
+@given(
+    price=_dec,
+    qty=_dec,
+    fee=_dec,
+    maker=st.sampled_from([None, True, False]),
+    asset=st.sampled_from([None, "BNB", "USDT"]),
+    side=st.sampled_from([None, Side.BUY, Side.SELL]),
+)
+def test_fill_csv_round_trips_any_decimal(
+    price: D, qty: D, fee: D, maker: bool | None, asset: str | None, side: Side | None
+) -> None:
+    row = FillRow(
+        7,
+        "BTCUSDT",
+        123456789012,
+        None,
+        "bx-1",
+        99,
+        side,
+        price,
+        qty,
+        price * qty,
+        fee,
+        asset,
+        maker,
+        1_767_225_600_123,
+        "stream",
+        1_767_225_600_200,
+        3,
+    )
     buf = io.StringIO()
     write_fills_csv([row], buf)
     buf.seek(0)
@@ -81,8 +105,16 @@ async def test_out_dir_and_formats(scenario: Built, tmp_path: Path) -> None:
     assert lines[0] == "group,symbol,metric,value"
     assert any(line.startswith("all,BTCUSDT,realized_avg,65.092") for line in lines)
     text = render_table(rep)
-    for needle in ("BY SYMBOL", "realized FIFO", "69.2640", "65.0920", "partly filled", "234.38 / 240.00",
-                   "RECONCILIATION RUNS (1)", "UNKNOWN resolved to FILLED"):
+    for needle in (
+        "BY SYMBOL",
+        "realized FIFO",
+        "69.2640",
+        "65.0920",
+        "partly filled",
+        "234.38 / 240.00",
+        "RECONCILIATION RUNS (1)",
+        "UNKNOWN resolved to FILLED",
+    ):
         assert needle in text, needle
 
 

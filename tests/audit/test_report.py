@@ -10,9 +10,9 @@ from executor.audit.report import build_report, order_outcome, percentile
 from tests.audit.scenario import T0, Built
 
 
-def _btc(built: Built, scope: Scope = Scope()):
+def _btc(built: Built, scope: Scope | None = None):
     with AuditDB(built.path) as db:
-        rep = build_report(db, scope)
+        rep = build_report(db, scope or Scope())
     return rep, next(r for r in rep.symbols if r.symbol == "BTCUSDT")
 
 
@@ -43,7 +43,8 @@ async def test_pnl_fees_and_volume_match_hand_computation(scenario: Built) -> No
     assert btc.position_qty == D("0.298")
     assert btc.position_cost_fifo == D("38.144")
     assert btc.position_cost_avg == D("33.972")
-    # Marked to the last fill price, 100: value 29.8; unrealized 29.8-38.144 = -8.344 and 29.8-33.972 = -4.172.
+    # Marked to the last fill price, 100: value 29.8;
+    # unrealized 29.8-38.144 = -8.344 (FIFO) and 29.8-33.972 = -4.172 (average).
     assert (btc.mark_price, btc.mark_ms, btc.mark_source) == (D("100"), T0 + 4035, "last fill")
     assert btc.market_value == D("29.8")
     assert btc.unrealized_fifo == D("-8.344")
@@ -69,8 +70,16 @@ async def test_slippage_matches_hand_computation(scenario: Built) -> None:
 
 async def test_orders_latency_fill_ratio_and_maker_share(scenario: Built) -> None:
     rep, btc = _btc(scenario)
-    assert btc.orders == {"filled": 3, "partly filled": 1, "cancelled": 0, "expired": 0, "rejected": 1,
-                          "never placed": 1, "open": 0, "unresolved": 0}
+    assert btc.orders == {
+        "filled": 3,
+        "partly filled": 1,
+        "cancelled": 0,
+        "expired": 0,
+        "rejected": 1,
+        "never placed": 1,
+        "open": 0,
+        "unresolved": 0,
+    }
     assert btc.orders_total == 6
     assert btc.resolved_from_unknown == 1  # C: UNKNOWN, then FILLED from a REST query
     # accepted orders A, B, C, D: executed 1.0 + 1.0 + 1.5 + 0.2 = 3.7 of 1.0 + 1.0 + 1.5 + 0.5 = 4.0
@@ -111,3 +120,12 @@ def test_outcomes_and_percentiles() -> None:
     assert percentile([1, 2, 3, 4], 50) == 2
     assert percentile(list(range(1, 101)), 99) == 99
     assert percentile([], 50) is None
+
+
+async def test_parallel_fifo_gives_the_same_report(scenario: Built, monkeypatch) -> None:
+    from executor.audit import report
+
+    _, serial = _btc(scenario)
+    monkeypatch.setattr(report, "PARALLEL_MIN_FILLS", 0)
+    _, parallel = _btc(scenario)
+    assert parallel == serial

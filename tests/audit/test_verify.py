@@ -9,15 +9,16 @@ from executor.audit.verify import render_verify, verify
 from tests.audit.scenario import T0, Built, tamper
 
 
-def _verify(built: Built, scope: Scope = Scope()):
+def _verify(built: Built, scope: Scope | None = None):
     with AuditDB(built.path) as db:
-        return verify(db, scope)
+        return verify(db, scope or Scope())
 
 
 def _event_id(built: Built, asset: str, event_ms: int, kind: str = "outboundAccountPosition") -> int:
     with AuditDB(built.path) as db:
         row = db.conn.execute(
-            "SELECT id FROM balance_events WHERE asset = ? AND event_ms = ? AND kind = ?", (asset, event_ms, kind)
+            "SELECT id FROM balance_events WHERE asset = ? AND event_ms = ? AND kind = ?",
+            (asset, event_ms, kind),
         ).fetchone()
     return row[0]
 
@@ -84,3 +85,23 @@ async def test_run_scope(scenario: Built) -> None:
     assert _verify(scenario, Scope(run_id=scenario.run_id)).ok
     res = _verify(scenario, Scope(run_id=999))
     assert res.ok and res.checked == 0 and res.fills == 0
+
+
+def _insert_position(built: Built, asset: str, free: str, locked: str, at_ms: int, ref: str) -> None:
+    tamper(
+        built.path,
+        "INSERT INTO balance_events (dedupe_key, kind, asset, free, locked, source, event_ref, event_ms, "
+        "received_ms, run_id) VALUES (?, 'outboundAccountPosition', ?, ?, ?, 'stream', ?, ?, ?, 1)",
+        (f"test:{ref}:{asset}", asset, free, locked, ref, at_ms, at_ms),
+    )
+
+
+async def test_same_millisecond_lock_before_fill_is_explained(scenario: Built) -> None:
+    # Order A's lock (before its fill, same millisecond as the fill): USDT 1000 total, 100.1 locked.
+    _insert_position(scenario, "USDT", "899.9", "100.1", T0 + 1015, "lock")
+    assert _verify(scenario).ok
+    # A value that is neither before nor after that millisecond's fill is not explained.
+    _insert_position(scenario, "USDT", "950", "0", T0 + 1015, "odd")
+    res = _verify(scenario)
+    # (and, continuing from the recorded 950, the next USDT row is reported as well)
+    assert [(d.asset, d.recorded) for d in res.differences] == [("USDT", D("950")), ("USDT", D("848.7"))]

@@ -403,3 +403,32 @@ async def test_connection_attempts_stop_at_the_limiter() -> None:
             assert len(server.conns) == 3 and conn.health.attempts == 3
         finally:
             await conn.close()
+
+
+async def test_backoff_resets_after_a_healthy_connection() -> None:
+    async def handler(conn: FakeConn) -> None:
+        if conn.index < 4:
+            await conn.send(book("BTCUSDT", conn.index + 1))  # it worked, then the network failed
+            await asyncio.sleep(0.05)
+            await conn.ws.close()
+            return
+        await conn.send(book("BTCUSDT", 100))
+        await hold_open(conn)
+
+    delays: list[float] = []
+
+    async def recording_sleep(seconds: float) -> None:
+        delays.append(seconds)
+        await asyncio.sleep(0)
+
+    state = MarketState()
+    async with FakeStreamServer(handler) as server:
+        conn = StreamConnection("book", server.base_url, ["btcusdt@bookTicker"], state, healthy_after_s=0.01,
+                                backoff=Backoff(0.1, 2.0, rng=lambda: 1.0), sleep=recording_sleep,
+                                limiter=fresh_limiter())
+        conn.start()
+        try:
+            await wait_until(lambda: "BTCUSDT" in state and state["BTCUSDT"].update_id == 100)
+        finally:
+            await conn.close()
+    assert delays == pytest.approx([0.1, 0.1, 0.1, 0.1])  # no growth: each connection had worked

@@ -79,7 +79,8 @@ async def build(sim: SimHandle, tmp_path: Path, *, timing: ResolveTiming = FAST,
     info = await gateway.exchange_info(SYMBOLS)
     rules = {s["symbol"]: SymbolRules.from_exchange_info(s) for s in info["symbols"]}
     tracker = OrderTracker(lambda s: rules[s].base_asset)
-    reconciler = Reconciler(store, gateway, prefix="bx", symbols=SYMBOLS, on_order_update=tracker.apply_update)
+    reconciler = Reconciler(store, gateway, prefix="bx", symbols=SYMBOLS,
+                            on_order_update=tracker.apply_update)
     await reconciler.start()
     market = MarketState(SYMBOLS)
     risk = RiskChecker(risk_cfg, kill_switch=KillSwitch(risk_cfg.kill_switch_file))

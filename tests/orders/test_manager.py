@@ -14,10 +14,11 @@ from hypothesis import strategies as st
 
 from executor.core.intents import Cancel, OrderType, Place, TimeInForce
 from executor.core.orders import OrderStatus, Side
-from executor.sim.faults import OrderFailure
 from executor.risk import Refused
+from executor.sim.faults import OrderFailure
 from tests.conftest import SimHandle, build_client
 from tests.orders.harness import Harness, build
+
 
 @pytest.fixture
 async def h(sim: SimHandle, tmp_path: Path) -> Any:
@@ -44,7 +45,8 @@ async def row(h: Harness, cid: str) -> Any:
 
 async def refusals(h: Harness) -> list[dict[str, Any]]:
     async with h.store.engine.connect() as conn:
-        rows = await conn.execute(sa.text("SELECT symbol, rule, reason, side, price, quantity FROM risk_refusals"))
+        rows = await conn.execute(
+            sa.text("SELECT symbol, rule, reason, side, price, quantity FROM risk_refusals"))
         return [dict(r._mapping) for r in rows]
 
 
@@ -82,14 +84,16 @@ def test_rounding_never_makes_an_order_more_aggressive(h: Harness, qty: Decimal,
 
 async def test_every_risk_refusal_is_recorded_and_nothing_is_sent(h: Harness, tmp_path: Path) -> None:
     sent_before = h.gateway.sent
-    bid, ask = h.refresh_market("BTCUSDT")
+    bid, _ = h.refresh_market("BTCUSDT")
     far = bid * Decimal("0.9")  # 1000 bps from the mark: fat finger
     cases = [
         (Place("BTCUSDT", Side.BUY, OrderType.LIMIT, Decimal("0.001"), far, TimeInForce.GTC), "price_band"),
-        (Place("BTCUSDT", Side.BUY, OrderType.LIMIT, Decimal("0.04"), bid, TimeInForce.GTC), "max_order_notional"),
+        (Place("BTCUSDT", Side.BUY, OrderType.LIMIT, Decimal("0.04"), bid, TimeInForce.GTC),
+         "max_order_notional"),
         (Place("BTCUSDT", Side.BUY, OrderType.LIMIT, Decimal("0.00001"), bid, TimeInForce.GTC),
          "filters:NOTIONAL"),
-        (Place("DOGEUSDT", Side.BUY, OrderType.LIMIT, Decimal("1"), Decimal("1"), TimeInForce.GTC), "order_sanity"),
+        (Place("DOGEUSDT", Side.BUY, OrderType.LIMIT, Decimal("1"), Decimal("1"), TimeInForce.GTC),
+         "order_sanity"),
     ]
     for place, _ in cases:
         assert isinstance(h.manager.submit(place), Refused)
@@ -191,7 +195,8 @@ async def test_record_before_send(h: Harness, monkeypatch: pytest.MonkeyPatch) -
     assert h.exchange_orders() == []
 
 
-async def test_an_order_that_cannot_be_recorded_is_not_sent(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_an_order_that_cannot_be_recorded_is_not_sent(h: Harness,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     async def broken(*_: Any, **__: Any) -> Any:
         raise RuntimeError("disk full")
 
@@ -212,9 +217,9 @@ async def test_kill_switch_cancels_only_our_orders(h: Harness) -> None:
     bid, _ = h.refresh_market("BTCUSDT")
     external = build_client(h.sim.creds, h.sim.endpoints)
     try:
+        price = str((bid * Decimal("0.99")).quantize(Decimal("0.01")))
         await external.create_order(symbol="BTCUSDT", side="BUY", type="LIMIT", timeInForce="GTC",
-                                    quantity="0.001", price=str((bid * Decimal("0.99")).quantize(Decimal("0.01"))),
-                                    newClientOrderId="manual-order-1")
+                                    quantity="0.001", price=price, newClientOrderId="manual-order-1")
     finally:
         await external.close_connection()
     ours = [await h.manager.place(resting_buy(h, below_bps=b)) for b in (40, 60)]
@@ -251,3 +256,18 @@ async def test_cancel_all_ours_also_finds_our_orders_from_an_earlier_run(h: Harn
 async def _until(predicate: Any) -> None:
     while not predicate():
         await asyncio.sleep(0.01)
+
+
+async def test_replace_cancels_first_then_places(h: Harness) -> None:
+    from executor.core.intents import Replace
+
+    old = await h.manager.place(resting_buy(h, below_bps=60))
+    assert not isinstance(old, Refused) and old.status is OrderStatus.NEW
+    new_place = resting_buy(h, below_bps=40)
+    assert not isinstance(h.manager.submit(Replace(old.client_id, new_place, reason="requote")), Refused)
+    await h.manager.drain(5)
+    statuses = {o.client_order_id: o.status for o in h.exchange_orders()}
+    assert statuses.pop(old.client_id) == "CANCELED"
+    assert list(statuses.values()) == ["NEW"]
+    cancels = [c for c in h.sim.exchange.engine.orders["BTCUSDT"] if c.client_order_id == old.client_id]
+    assert cancels[0].cancel_client_id.startswith("bx-test1-c")  # the cancel carried its own id

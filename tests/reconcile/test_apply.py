@@ -8,15 +8,19 @@ order manager does: by recording the intent before the events arrive.
 from __future__ import annotations
 
 import itertools
+import shutil
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from executor.persistence.store import Store
 from executor.reconcile import Reconciler, futures_symbol
-from tests.reconcile.conftest import PREFIX, Updates, ledger_state
+from tests.reconcile.conftest import PREFIX, FakeClock, Updates, ledger_state, load_fixtures, url_for
 
 ORDER1 = "bot-20260801-0001"
 ORDER2 = "bot-20260801-0002"
@@ -198,3 +202,42 @@ async def test_malformed_events_are_counted_not_fatal(rec: Reconciler, fx: dict[
     bad["event"]["z"] = 0.5  # a float: never money
     res = await rec.apply_many([bad, b"{not json", ev(fx, "balanceUpdate")])
     assert res.malformed == 2 and res.events == 1 and res.balance_events_added == 1
+
+
+NAMES = ("executionReport_NEW", "executionReport_TRADE_partial", "executionReport_TRADE_fill")
+
+
+@st.composite
+def deliveries(draw: st.DrawFn) -> tuple[list[int], list[int]]:
+    """Every event at least once, some duplicated, in any order, cut into commits anywhere."""
+    extra = draw(st.lists(st.integers(0, 2), max_size=4))
+    order = draw(st.permutations([0, 1, 2, *extra]))
+    cuts = sorted(draw(st.sets(st.integers(1, len(order) - 1), max_size=3)))
+    return list(order), cuts
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=deliveries())
+async def test_any_delivery_gives_the_reference_ledger(case: tuple[list[int], list[int]], template_db: Path,
+                                                       tmp_path_factory: pytest.TempPathFactory) -> None:
+    order, cuts = case
+    fx = load_fixtures()
+    stores = []
+    try:
+        states = []
+        for sequence, cut_at in (([0, 1, 2], []), (order, cuts)):
+            path = tmp_path_factory.mktemp("hyp") / "ledger.db"
+            shutil.copy(template_db, path)
+            store = await Store.open(url_for(path), clock=FakeClock(), upgrade=False)
+            stores.append(store)
+            rec = Reconciler(store, prefix=PREFIX)
+            await record(store, ORDER1)
+            bounds = [0, *cut_at, len(sequence)]
+            for a, b in itertools.pairwise(bounds):  # each slice is one group commit
+                await rec.apply_many([fx[NAMES[i]] for i in sequence[a:b]])
+            assert rec.suspects == {}
+            states.append(await ledger_state(store))
+        assert states[1] == states[0]
+    finally:
+        for s in stores:
+            await s.close()

@@ -333,3 +333,17 @@ async def test_balance_snapshot_finds_and_fixes_a_discrepancy(rig: Rig) -> None:
     runs = await rig.store.reconciliation_runs()
     assert [r["reason"] for r in runs] == ["start", "balance_snapshot", "balance_snapshot"]
     assert runs[1]["discrepancies"][0]["asset"] == "ETH"
+
+
+async def test_held_order_response_resolved_by_gap_fill(rig: Rig) -> None:
+    # The exchange places the order but holds the answer past the client's timeout.
+    rig.drop = drop_all
+    rig.sim.exchange.faults.hold(1, 2.3)
+    book = rig.sim.exchange.market.book("BTCUSDT")
+    cid, out = await rig.place(qty="0.0010", price=str(book.ask + 100), tif="IOC")
+    assert isinstance(out, Unknown)
+    rig.drop = None
+    await rig.rec.gap_fill("stream_gap")
+    order = await rig.store.get_order_by_client_id(cid)
+    assert order is not None and order.status in ("FILLED", "EXPIRED") and order.resolved_from_unknown
+    await assert_ledger_equals_exchange(rig)

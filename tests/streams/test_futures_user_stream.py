@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -132,3 +133,21 @@ async def test_listen_key_calls_map_minus_1125(sim: Any, client: Any) -> None:
     with pytest.raises(ListenKeyGone) as err:
         await keys.keepalive(key)
     assert key not in str(err.value)
+
+
+async def test_deleted_key_is_replaced_after_the_handshake_is_refused(
+        sim: Any, client: Any, futures_stream: FuturesUserStream, recorder: Recorder,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    await wait_until(lambda: futures_stream.health.gap_fills == 1)
+    old_key = futures_stream._key
+    assert old_key is not None
+    await FuturesListenKeys(client).close(old_key)  # the exchange closes the socket; the key is gone
+    await wait_until(lambda: futures_stream.health.gap_fills == 2, 5)
+    assert futures_stream._key not in (None, old_key)
+    assert futures_stream.health.key_recreations == 1
+    assert old_key not in (futures_stream.health.last_error or "")
+    # The key is a bearer token: not in any log line, even at DEBUG (websockets included).
+    assert all(old_key not in r.getMessage() for r in caplog.records)
+    futures_fill(sim, "after-delete")
+    await wait_until(lambda: len(updates(recorder, "after-delete")) == 1)

@@ -9,9 +9,10 @@ import pytest
 
 from executor.core.events import AccountPosition, ExecutionReport
 from executor.exchange.market_stream import Backoff
-from executor.exchange.user_stream import SpotUserStream, reconciler_sink
+from executor.exchange.user_stream import ActivityWatch, SpotUserStream, reconciler_sink
 from executor.exchange.ws_sign import WsSigner
-from tests.conftest import start_sim
+from executor.sim.exchange import SimExchange
+from tests.conftest import build_client, start_sim
 from tests.streams.conftest import Recorder, market_buy, wait_until
 
 
@@ -116,15 +117,14 @@ async def test_rotate_is_make_before_break(sim: Any, spot_stream: SpotUserStream
     assert len([r for r in recorder.reports("after-rotate") if r.status == "FILLED"]) == 1
 
 
-async def test_max_age_cut_reconnects() -> None:
-    handle = await start_sim(__import__("executor.sim.exchange", fromlist=["SimExchange"]).SimExchange.for_tests(
-        time_scale=20, max_connection_age_s=20))
-    from tests.conftest import build_client
-
+async def test_connection_age_cut_reconnects_and_gap_fills() -> None:
+    # The exchange's maximum connection age (24 h on Binance; 20 s here, at 20x) cuts the socket.
+    handle = await start_sim(SimExchange.for_tests(time_scale=20, max_connection_age_s=20))
     client = build_client(handle.creds, handle.endpoints)
     rec = Recorder()
-    stream = SpotUserStream(handle.endpoints.spot_ws_api, WsSigner(client, now_ms=handle.exchange.clock.now_ms),
-                            rec.deliver, rec.gap_fill, probe_every_s=0.2, limiter=None)
+    signer = WsSigner(client, now_ms=handle.exchange.clock.now_ms)
+    stream = SpotUserStream(handle.endpoints.spot_ws_api, signer, rec.deliver, rec.gap_fill,
+                            probe_every_s=0.2, limiter=None)
     try:
         await stream.start()
         await wait_until(lambda: stream.health.reconnects >= 1 and stream.health.gap_fills >= 2, 8)
@@ -150,7 +150,8 @@ async def test_subscribes_with_asymmetric_keys(sim: Any, make_client: Any, kind:
     creds = sim.ed25519_creds if kind == "Ed25519" else sim.rsa_creds
     client = make_client(creds)
     rec = Recorder()
-    stream = SpotUserStream(sim.endpoints.spot_ws_api, WsSigner(client), rec.deliver, rec.gap_fill, limiter=None)
+    stream = SpotUserStream(sim.endpoints.spot_ws_api, WsSigner(client), rec.deliver, rec.gap_fill,
+                            limiter=None)
     async with stream:
         await stream.wait_ready(5)
         await market_buy(client, f"{kind}-1")
@@ -229,3 +230,37 @@ async def test_slow_consumer_slows_the_reader_and_loses_nothing(sim: Any, client
         gate.set()
         await wait_until(lambda: len({r.client_order_id for r in got if r.status == "FILLED"}) == 20)
     assert stream.health.reconnects == 0
+
+
+def test_activity_watch_expectations() -> None:
+    now = [0.0]
+    watch = ActivityWatch(1.0, clock=lambda: now[0])
+    watch.expect("a")
+    watch.expect("b")
+    watch.withdraw("b")  # rejected: no event will come
+    now[0] = 0.5
+    assert not watch.overdue()
+    watch.seen(_report("other"))  # another order's event does not meet "a"
+    now[0] = 1.5
+    assert watch.overdue()
+    watch.seen(_report("x", orig="a"))  # a cancel report names the order in C
+    assert not watch.overdue() and watch.pending == 0
+    watch.expect()
+    watch.seen(_report("anything"))  # an expectation without an id is met by any event
+    assert watch.pending == 0
+    with pytest.raises(ValueError):
+        ActivityWatch(0)
+
+
+def _report(cid: str, orig: str = "") -> ExecutionReport:
+    from decimal import Decimal
+
+    from executor.core.orders import OrderStatus, Side
+
+    zero = Decimal(0)
+    return ExecutionReport(
+        event_time=1, symbol="BTCUSDT", client_order_id=cid, orig_client_order_id=orig, order_id=1,
+        order_list_id=-1, side=Side.BUY, order_type="LIMIT", time_in_force="GTC", quantity=zero, price=zero,
+        execution_type="NEW", status=OrderStatus.NEW, reject_reason="NONE", last_qty=zero, cum_qty=zero,
+        last_price=zero, commission=zero, commission_asset=None, transaction_time=1, trade_id=-1,
+        execution_id=1, is_maker=False, on_book=True, cum_quote=zero, last_quote=zero, order_time=1)

@@ -1,0 +1,256 @@
+"""Tick-to-order latency: from a bookTicker frame's arrival to the order request arriving at
+the embedded exchange, through the whole bot (market stream -> market state -> strategy ->
+risk -> order manager: rounding, ledger record-before-send -> REST gateway -> python-binance),
+beside a bare python-binance signed POST round trip measured in the same run.
+
+Run from the repository root::
+
+    .venv/bin/python bench/tick_to_order.py [--orders 5000] [--rate 200] [--bare 2000]
+
+Setup: one in-process embedded exchange (BTCUSDT, ``--rate`` bookTicker frames/s, order rate
+limits raised so 5,000+ orders pass), the real ``executor.app.Bot`` (user stream and
+reconciler on, scheduler off, ledger in a temp dir) running ``BenchStrategy``: on a book
+update, one IOC buy 1% below the bid unless the previous order is still working or being
+written (it expires at once: no fills, no balance drift), so each order measures the path
+from an idle bot, not a queue behind the last order; throughput is measured elsewhere
+(bench/stream_throughput.py, bench/reconcile_throughput.py). The
+gateway's ``max_requests_per_s`` is raised so its throttle is not what is measured.
+
+Timestamps are ``time.monotonic()`` in one process: the frame's receipt time is the one the
+stream reader stores in ``MarketState`` (taken when the frame is read off the socket); the
+arrival time is taken when the exchange's HTTP handler is entered for ``POST /api/v3/order``
+(before it reads the body). The bare baseline is an ``AsyncClient.create_order`` call (the
+same IOC order) from call to return, sequentially, on the same exchange and event loop, in
+blocks alternating with the bot's orders so both see the same machine load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from executor.core.intents import Intent, OrderType, Place, TimeInForce  # noqa: E402
+from executor.core.orders import Side  # noqa: E402
+from executor.strategy.base import Strategy, StrategyContext  # noqa: E402
+
+SYMBOL = "BTCUSDT"
+_BPS = Decimal(10000)
+
+
+class BenchStrategy(Strategy):
+    """An IOC buy ``below_bps`` under the bid on a book update, when none of ours is working."""
+
+    def __init__(self, params: Mapping[str, Any]) -> None:
+        super().__init__(params)
+        self.factor = 1 - Decimal(str(params.get("below_bps", "100"))) / _BPS
+        self.quote = Decimal(str(params.get("order_quote", "20")))
+        self.enabled = False
+        self.idle: Any = lambda: True  # the bench sets: nothing of the last order still being written
+
+    def on_book_ticker(self, symbol: str, view: StrategyContext) -> list[Intent]:
+        if not self.enabled:
+            return []
+        st = view.market(symbol)
+        if st is None or st.bid is None or view.open_orders(symbol) or not self.idle():
+            # One order in flight at a time: this measures latency, not a queue behind the
+            # previous order (throughput is bench/stream_throughput.py's and the ledger's).
+            return []
+        price = st.bid * self.factor
+        rules = view.rules(symbol)
+        qty = rules.round_qty(self.quote / price)
+        return [Place(symbol, Side.BUY, OrderType.LIMIT, qty, price, TimeInForce.IOC, reason="bench")]
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def summary(name: str, values_s: list[float]) -> str:
+    ms = [v * 1000 for v in values_s]
+    return (f"{name:<44} n={len(ms):>5}  p50 {pct(ms, 50):6.3f} ms  p90 {pct(ms, 90):6.3f} ms  "
+            f"p99 {pct(ms, 99):6.3f} ms  mean {statistics.fmean(ms):6.3f} ms")
+
+
+async def serve_sim(rate: float) -> int:
+    """The exchange side, in its own process (as a real exchange would be): prints its URLs
+    and key as one JSON line, then on "dump" from stdin prints {clientOrderId: arrival}."""
+    import executor.sim.rest_spot as rest_spot
+    from executor.sim.exchange import SimExchange
+    from executor.sim.ratelimit import RateLimits
+    from executor.sim.server import SimServer
+
+    arrivals: dict[str, float] = {}
+    original = rest_spot._dispatch
+
+    async def timed_dispatch(request: Any, sim: Any, route: Any) -> Any:
+        if request.method != "POST" or request.path != "/api/v3/order":
+            return await original(request, sim, route)
+        t = time.monotonic()  # CLOCK_MONOTONIC: one clock for every process on this machine
+        response = await original(request, sim, route)
+        body = await request.text()  # read (and cached) by the handler by now
+        arrivals[parse_qs(body).get("newClientOrderId", [""])[0]] = t
+        return response
+
+    rest_spot._dispatch = timed_dispatch  # type: ignore[assignment]
+    limits = RateLimits(weight_per_minute=10**9, orders_per_10s=10**9, orders_per_day=10**9)
+    sim = SimExchange.for_tests(symbols=(SYMBOL,), limits=limits, book_update_hz=rate)
+    server = SimServer(sim)
+    urls = await server.start()
+    ep = urls.endpoints()
+    creds = sim.credentials("HMAC")
+    print(json.dumps({"spot_rest": ep.spot_rest, "spot_stream": ep.spot_stream, "spot_ws_api": ep.spot_ws_api,
+                      "futures_rest": ep.futures_rest, "futures_stream": ep.futures_stream,
+                      "sapi_rest": ep.sapi_rest, "api_key": creds.api_key, "api_secret": creds.api_secret}),
+          flush=True)
+    loop = asyncio.get_running_loop()
+    while True:
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if not line or line.strip() == "dump":
+            break
+    print(json.dumps(arrivals), flush=True)
+    await server.stop()
+    return 0
+
+
+async def main(orders: int, rate: float, bare: int, blocks: int) -> int:
+    from executor.app import Bot, BotOptions
+    from executor.config import load_config
+    from executor.endpoints import Endpoints
+    from executor.exchange.credentials import Credentials
+    from executor.profiles import Venue
+    from executor.shutdown import Shutdown
+    from tests.conftest import build_client
+
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--serve-sim", "--rate", str(rate), stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, limit=2**26)
+    assert child.stdout is not None and child.stdin is not None
+    info = json.loads(await asyncio.wait_for(child.stdout.readline(), 30))
+    creds = Credentials(api_key=info.pop("api_key"), api_secret=info.pop("api_secret"))
+    endpoints = Endpoints(name="sim", **info)
+    tmp = Path(tempfile.mkdtemp(prefix="bx-bench-"))
+    cfg = load_config(local=None, overrides={
+        "symbols": {"spot": [SYMBOL]},
+        "strategy": {"path": "bench.tick_to_order:BenchStrategy", "params": {}},
+        "risk": {"max_orders_per_minute": 10**8, "max_open_orders": 100000,
+                 "kill_switch_file": str(tmp / "KILL"), "max_position": {"BTC": "1000000"}},
+        "database": {"url": f"sqlite+aiosqlite:///{tmp / 'bench.db'}"},
+        "logging": {"dir": str(tmp / "logs")},
+    })
+    bot = Bot(cfg, Venue("sim", endpoints, endpoints), creds,
+              BotOptions(max_requests_per_s=100_000, scheduler=False, status_out=io.StringIO(),
+                         status_tty=False, status_interval_s=3600))
+    await bot.start()
+    assert bot.tracker is not None and bot.strategy is not None and bot.manager is not None
+    # Which frame each order came from: the decision is synchronous from the frame's wake-up
+    # to tracker.add, so the symbol's receipt time at add() is the triggering frame's.
+    decided: dict[str, float] = {}
+    add = bot.tracker.add
+
+    def add_and_note(request: Any, placed_at: float | None = None) -> Any:
+        st = bot.market.get(request.symbol)
+        if st is not None and st.book_recv_mono is not None:
+            decided[request.client_order_id] = st.book_recv_mono
+        return add(request, placed_at)
+
+    bot.tracker.add = add_and_note  # type: ignore[method-assign]
+    # Breakdown: when the ledger record started and when it was committed.
+    started_rec: dict[str, float] = {}
+    recorded: dict[str, float] = {}
+    record = bot.store.record_order_intent
+
+    async def record_and_note(client_order_id: str, *args: Any, **kw: Any) -> Any:
+        started_rec[client_order_id] = time.monotonic()
+        out = await record(client_order_id, *args, **kw)
+        recorded[client_order_id] = time.monotonic()
+        return out
+
+    bot.store.record_order_intent = record_and_note
+    await asyncio.sleep(1.0)  # let the streams and the mark settle
+    strategy: Any = bot.strategy
+    reconciler = bot.reconciler
+    strategy.idle = lambda: bot.manager.in_flight == 0 and reconciler.queued == 0  # type: ignore[union-attr]
+    # Alternate blocks of bot orders and bare calls so both see the same machine load.
+    client = build_client(creds, endpoints)
+    rtt: list[float] = []
+    sent_at: dict[str, float] = {}
+    t0 = time.monotonic()
+    n_bare = 0
+    try:
+        for _ in range(50):  # warm-up, excluded
+            await client.create_order(symbol=SYMBOL, side="BUY", type="LIMIT", timeInForce="IOC",
+                                      quantity="0.0003", price="50000", newClientOrderId=f"warm-{_}")
+        for block in range(1, blocks + 1):
+            strategy.enabled = True
+            while bot.manager.counts["accepted"] + bot.manager.counts["rejected"] < orders * block // blocks:
+                await asyncio.sleep(0.05)
+                if time.monotonic() - t0 > orders / rate * 4 + 60:
+                    raise TimeoutError("bench: timed out waiting for orders")
+            strategy.enabled = False
+            await bot.manager.drain(30)
+            while n_bare < bare * block // blocks:
+                cid = f"bare-{n_bare}"
+                n_bare += 1
+                t_start = time.monotonic()
+                await client.create_order(symbol=SYMBOL, side="BUY", type="LIMIT", timeInForce="IOC",
+                                          quantity="0.0003", price="50000", newClientOrderId=cid)
+                rtt.append(time.monotonic() - t_start)
+                sent_at[cid] = t_start
+    finally:
+        await client.close_connection()
+    conflated = bot.market.conflated
+    refused = dict(bot.manager.refusals)
+    counts = dict(bot.manager.counts)
+    await bot.stop(Shutdown(), reason="bench over")
+    child.stdin.write(b"dump\n")
+    await child.stdin.drain()
+    arrivals: dict[str, float] = json.loads(await asyncio.wait_for(child.stdout.readline(), 60))
+    await child.wait()
+
+    pipeline = [arrivals[c] - t for c, t in decided.items() if c in arrivals]
+    one_way = [arrivals[c] - t for c, t in sent_at.items() if c in arrivals]
+    both = [c for c in decided if c in arrivals and c in recorded]
+    p50_pipe, p50_bare = pct(pipeline, 50), pct(rtt, 50)
+    print(f"tick_to_order: {len(pipeline)} orders at ~{rate:g} book updates/s (conflated {conflated}, "
+          f"refused {refused or 0}, manager {counts}); bare baseline {len(rtt)} sequential calls, "
+          f"interleaved in {blocks} blocks; exchange in its own process")
+    print(summary("frame arrival -> order at exchange (bot)", pipeline))
+    print(summary("  frame arrival -> ledger record starts", [started_rec[c] - decided[c] for c in both]))
+    print(summary("  ledger record (record-before-send)", [recorded[c] - started_rec[c] for c in both]))
+    print(summary("  record committed -> order at exchange", [arrivals[c] - recorded[c] for c in both]))
+    print(summary("bare create_order round trip", rtt))
+    print(summary("bare create_order call -> order at exchange", one_way))
+    ratio = p50_pipe / p50_bare
+    verdict = "PASS" if ratio <= 1.5 else "FAIL"
+    print(f"p50 ratio bot / bare round trip = {ratio:.2f} (target <= 1.5): {verdict}")
+    return 0 if ratio <= 1.5 and len(pipeline) >= orders else 1
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--orders", type=int, default=5000, help="orders to measure (default 5000)")
+    parser.add_argument("--rate", type=float, default=50.0, help="bookTicker updates per second")
+    parser.add_argument("--bare", type=int, default=2000, help="bare round trips to measure")
+    parser.add_argument("--blocks", type=int, default=10, help="alternating blocks of bot and bare")
+    parser.add_argument("--serve-sim", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_sim:
+        sys.exit(asyncio.run(serve_sim(args.rate)))
+    sys.exit(asyncio.run(main(args.orders, args.rate, args.bare, args.blocks)))

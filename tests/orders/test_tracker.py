@@ -1,0 +1,84 @@
+"""The tracker: statuses only move forward, fills count into inventory once, finals are pruned."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from executor.core.events import Fill, FillSource
+from executor.core.intents import OrderRequest, OrderType, TimeInForce
+from executor.core.orders import OrderStatus, Side
+from executor.orders.tracker import OrderTracker
+
+BASES = {"BTCUSDT": "BTC", "ETHUSDT": "ETH"}
+
+
+def request(cid: str = "bx-r1-o1", symbol: str = "BTCUSDT", side: Side = Side.BUY) -> OrderRequest:
+    return OrderRequest(cid, symbol, side, OrderType.LIMIT, Decimal("0.002"), Decimal("60000"),
+                        TimeInForce.GTC, reason="why")
+
+
+def fill(trade_id: int, qty: str, side: Side = Side.BUY, symbol: str = "BTCUSDT") -> Fill:
+    q = Decimal(qty)
+    return Fill(symbol, trade_id, 1, side, Decimal("60000"), q, q * 60000, Decimal(0), "BNB", False, 1,
+                FillSource.STREAM, "bx-r1-o1")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+LEDGER_SEQUENCE = ["PENDING_SEND", "SENT", "UNKNOWN", "NEW", "PARTIALLY_FILLED", "FILLED"]
+
+
+@given(st.permutations(LEDGER_SEQUENCE))
+def test_status_never_moves_backwards_whatever_the_order_of_facts(order: list[str]) -> None:
+    t = OrderTracker(BASES)
+    t.add(request())
+    for status in order:
+        t.set_status("bx-r1-o1", status)
+    got = t.get("bx-r1-o1")
+    assert got is not None and got.status is OrderStatus.FILLED and not got.working
+
+
+def test_exchange_facts_overrule_never_placed_but_nothing_overrules_a_final_status() -> None:
+    t = OrderTracker(BASES)
+    t.add(request())
+    t.set_status("bx-r1-o1", "NOT_PLACED")
+    assert t.get("bx-r1-o1").status is OrderStatus.NEVER_PLACED  # type: ignore[union-attr]
+    t.set_status("bx-r1-o1", "NEW")  # the exchange had it after all: never lose a live order
+    assert t.get("bx-r1-o1").status is OrderStatus.NEW  # type: ignore[union-attr]
+    t.set_status("bx-r1-o1", "CANCELED")
+    t.set_status("bx-r1-o1", "NEW")
+    t.set_status("bx-r1-o1", "NOT_PLACED")
+    assert t.get("bx-r1-o1").status is OrderStatus.CANCELED  # type: ignore[union-attr]
+
+
+def test_fills_count_into_inventory_once() -> None:
+    t = OrderTracker(BASES)
+    t.add_fills([fill(1, "0.001"), fill(2, "0.002")])
+    t.add_fills([fill(2, "0.002"), fill(3, "0.001", Side.SELL)])  # trade 2 again: a duplicate
+    assert t.inventory("BTC") == Decimal("0.002")
+    assert t.stats.fills == 3
+    assert t.inventory("ETH") == 0
+
+
+def test_views_show_working_orders_and_prune_forgets_old_finals() -> None:
+    clock = Clock()
+    t = OrderTracker(BASES, clock=clock, keep_final_s=10)
+    t.add(request("bx-r1-o1"))
+    t.add(request("bx-r1-o2", side=Side.SELL))
+    changes: list[str] = []
+    t.on_change = lambda o: changes.append(f"{o.client_id}:{o.status.value}")
+    t.set_status("bx-r1-o1", "NEW", filled=Decimal("0.001"))
+    assert changes == ["bx-r1-o1:PARTIALLY_FILLED"]
+    t.set_status("bx-r1-o2", "EXPIRED")
+    assert [v.client_id for v in t.views()] == ["bx-r1-o1"]
+    clock.t += 11
+    assert t.prune() == 1 and t.get("bx-r1-o2") is None and t.get("bx-r1-o1") is not None
