@@ -334,9 +334,11 @@ def main() -> int:
             secs, rc, out = timed_cli(url, *cmd)
             first = out.splitlines()[0] if out else ""
             print(f"{label:16s} {secs:6.2f} s wall  exit {rc}  {first[:100]}")
-        print(f"machine: 10M Python integer additions take {calibrate():.2f} s here "
-              "(an idle 2024 laptop core: ~0.4 s); load average "
-              + " ".join(f"{x:.1f}" for x in os.getloadavg()))
+        print(
+            f"machine: 10M Python integer additions take {calibrate():.2f} s here "
+            "(an idle 2024 laptop core: ~0.4 s); load average "
+            + " ".join(f"{x:.1f}" for x in os.getloadavg())
+        )
         if args.phases:
             for k, v in in_process(path).items():
                 print(f"  in-process {k:26s} {v:6.2f} s")

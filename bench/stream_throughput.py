@@ -215,11 +215,12 @@ async def run(frames: int, repeats: int) -> None:
     notes: dict[str, str] = {}
     try:
         for _ in range(repeats):
+            # (a) and (c) run back to back so a paired ratio sees the same machine load.
             results["a"].append(await bare_reader(url, frames))
-            rate, notes["b"] = await python_binance_reader(base, frames)
-            results["b"].append(rate)
             rate, notes["c"] = await pipeline_reader(base, frames)
             results["c"].append(rate)
+            rate, notes["b"] = await python_binance_reader(base, frames)
+            results["b"].append(rate)
     finally:
         parent.send("stop")
         server.join(5)
@@ -242,10 +243,15 @@ async def run(frames: int, repeats: int) -> None:
     print(f"(c) last run: {notes['c']}")
     ratio_a = best["c"] / best["a"]
     ratio_b = best["c"] / best["b"]
-    print(f"(c)/(a) = {ratio_a:.2f} best, {med['c'] / med['a']:.2f} median  "
-          f"(target >= 0.70: {'met' if ratio_a >= 0.7 else 'NOT met'})")
-    print(f"(c)/(b) = {ratio_b:.2f} best, {med['c'] / med['b']:.2f} median  "
-          f"(target >= 4.00: {'met' if ratio_b >= 4 else 'NOT met'})")
+    paired_a = statistics.median(c / a for a, c in zip(results["a"], results["c"], strict=True))
+    paired_b = statistics.median(c / b for b, c in zip(results["b"], results["c"], strict=True))
+    verdict_a = "met" if paired_a >= 0.7 else "NOT met"
+    verdict_b = "met" if paired_b >= 4 else "NOT met"
+    print(f"(c)/(a): median of per-run pairs {paired_a:.2f}, best/best {ratio_a:.2f}  "
+          f"(target >= 0.70 on the pairs: {verdict_a})")
+    print(f"(c)/(b): median of per-run pairs {paired_b:.2f}, best/best {ratio_b:.2f}  "
+          f"(target >= 4.00 on the pairs: {verdict_b})")
+    print("On a shared machine the per-run pairs are the fairer figure: (a) and (c) run back to back.")
 
 
 def main() -> None:

@@ -129,7 +129,7 @@ async def serve_sim(rate: float) -> int:
     return 0
 
 
-async def main(orders: int, rate: float, bare: int, blocks: int) -> int:
+async def main(orders: int, rate: float, bare: int, blocks: int, switch_ms: float | None = None) -> int:
     from executor.app import Bot, BotOptions
     from executor.config import load_config
     from executor.endpoints import Endpoints
@@ -154,6 +154,8 @@ async def main(orders: int, rate: float, bare: int, blocks: int) -> int:
         "database": {"url": f"sqlite+aiosqlite:///{tmp / 'bench.db'}"},
         "logging": {"dir": str(tmp / "logs")},
     })
+    if switch_ms is not None:
+        sys.setswitchinterval(switch_ms / 1000)
     bot = Bot(cfg, Venue("sim", endpoints, endpoints), creds,
               BotOptions(max_requests_per_s=100_000, scheduler=False, status_out=io.StringIO(),
                          status_tty=False, status_interval_s=3600))
@@ -249,8 +251,9 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=50.0, help="bookTicker updates per second")
     parser.add_argument("--bare", type=int, default=2000, help="bare round trips to measure")
     parser.add_argument("--blocks", type=int, default=10, help="alternating blocks of bot and bare")
+    parser.add_argument("--switch-ms", type=float, help="GIL switch interval override (ms)")
     parser.add_argument("--serve-sim", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_sim:
         sys.exit(asyncio.run(serve_sim(args.rate)))
-    sys.exit(asyncio.run(main(args.orders, args.rate, args.bare, args.blocks)))
+    sys.exit(asyncio.run(main(args.orders, args.rate, args.bare, args.blocks, args.switch_ms)))

@@ -29,6 +29,7 @@ from executor.audit.query import (
 )
 from executor.audit.report import OUTCOMES, AuditReport, Stats, SymbolReport, order_outcome
 from executor.core.orders import Side
+from executor.persistence.types import decimal_to_text
 
 __all__ = [
     "read_fills_csv",
@@ -354,6 +355,8 @@ def _cell(value: Any) -> str:
         return "1" if value else "0"
     if isinstance(value, Side):
         return value.value
+    if isinstance(value, Decimal):
+        return decimal_to_text(value)  # the ledger's own text: positional, exact, round-trips
     return str(value)
 
 
@@ -362,6 +365,11 @@ def write_orders_csv(rows: Iterable[OrderRow], out: TextIO) -> None:
     w.writerow([*ORDER_COLUMNS, "outcome"])
     for r in rows:
         w.writerow([*(_cell(v) for v in r), order_outcome(r.status, r.executed_qty)])
+
+
+def _bps(value: Decimal | None) -> str:
+    """A derived slippage figure (not a ledger value): 6 places are plenty."""
+    return "" if value is None else format(value.quantize(Decimal("1e-6")), "f")
 
 
 def write_fills_csv(
@@ -374,7 +382,7 @@ def write_fills_csv(
     slip = slippage or {}
     for r in rows:
         mid, touch = slip.get(r.id, (None, None))
-        w.writerow([*(_cell(v) for v in r), _cell(mid), _cell(touch)])
+        w.writerow([*(_cell(v) for v in r), _bps(mid), _bps(touch)])
 
 
 def _parse(col: str, text: str, decimals: frozenset[str], ints: frozenset[str], bools: frozenset[str]) -> Any:

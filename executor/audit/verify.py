@@ -13,7 +13,9 @@ every change up to and including that millisecond) and, for an unbounded scope, 
 ``balances`` table's row, must equal the derived total exactly. A difference is reported
 with the observation's row id and the fills and balanceUpdates applied to that asset
 since its previous agreeing observation; the derivation then continues from the recorded
-value, so one unexplained change is reported once, not at every later row.
+value, so one unexplained change (a missing fill, a deposit with no balanceUpdate) is
+reported once, not at every later row, and one wrong row is reported with the next row of
+that asset (which differs from it by the same amount).
 
 Totals (free + locked) are what trading explains; placing and cancelling orders only
 moves amounts between free and locked.

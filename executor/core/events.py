@@ -25,15 +25,16 @@ A ``Fill`` is keyed by ``(symbol, trade_id)`` whatever its source.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
 import orjson
 
-from executor.core.money import exact_mul, parse_decimal
+from executor.core.money import MAX_DECIMAL_TEXT, PLAIN_DECIMAL_PATTERN, exact_mul, parse_decimal
 from executor.core.orders import Observation, OrderStatus, Side, parse_side, parse_status
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "parse_my_trade",
     "parse_order_snapshot",
     "parse_user_event",
+    "parse_user_event_strict",
     "parse_user_frame",
 ]
 
@@ -484,8 +486,109 @@ _PARSERS = {
 }
 
 
+# --- executionReport fast path ---------------------------------------------------------
+#
+# executionReports are most of the user stream (one per order change and per trade), and
+# the generic reader above costs ~30 us each: a method call and checks per field, and a
+# frozen dataclass __init__ that goes through object.__setattr__ 31 times. The fast path
+# reads the fields directly, accepts only exact JSON types (a subset of what the strict
+# parser accepts, with the same values), and on ANY doubt returns None so the strict parser
+# decides and names the field. It never raises.
+
+_SIDE_BY_TEXT = {"BUY": Side.BUY, "SELL": Side.SELL}
+
+
+def _exchange_statuses() -> dict[str, OrderStatus]:
+    out = {}
+    for text in (*(s.value for s in OrderStatus), "PENDING_NEW"):
+        try:
+            out[text] = parse_status(text)
+        except ValueError:
+            continue  # a local status (PENDING_SEND, UNKNOWN, NEVER_PLACED): not on the wire
+    return out
+
+
+_STATUS_BY_TEXT = _exchange_statuses()
+_ER_FIELDS = ("subscription_id", "raw", "event_time", "symbol", "client_order_id", "orig_client_order_id",
+              "order_id", "order_list_id", "side", "order_type", "time_in_force", "quantity", "price",
+              "execution_type", "status", "reject_reason", "last_qty", "cum_qty", "last_price", "commission",
+              "commission_asset", "transaction_time", "trade_id", "execution_id", "is_maker", "on_book",
+              "cum_quote", "last_quote", "order_time", "working_time", "expiry_reason")
+if tuple(f.name for f in fields(ExecutionReport)) != _ER_FIELDS:  # pragma: no cover - a guard for editors
+    raise RuntimeError("ExecutionReport changed: update _ER_FIELDS and _fast_execution_report")
+# Eight comma-joined money texts, each plain decimal notation (money.is_plain_decimal) of 1 to
+# MAX_DECIMAL_TEXT characters (the lookahead bounds each one; a comma inside a value would
+# make a ninth element and fail the match).
+_ONE_DECIMAL = rf"(?=[^,]{{1,{MAX_DECIMAL_TEXT}}}(?:,|\Z)){PLAIN_DECIMAL_PATTERN}"
+_eight_plain_decimals = re.compile(",".join([_ONE_DECIMAL] * 8), re.ASCII).fullmatch
+_new_object = object.__new__
+_set_attr = object.__setattr__
+
+
+def _fast_execution_report(obj: object) -> ExecutionReport | None:
+    """The executionReport in ``obj`` (bare or WS API-wrapped) if it is plainly well-formed, else None."""
+    if type(obj) is not dict:
+        return None
+    sub = None
+    if "e" not in obj:
+        d = obj.get("event")
+        if type(d) is not dict:
+            return None
+        sub = obj.get("subscriptionId")
+        if sub is not None and type(sub) is not int:
+            return None
+    else:
+        d = obj
+    try:
+        if d["e"] != "executionReport":
+            return None
+        e_time, symbol, cid, orig_cid, order_id = d["E"], d["s"], d["c"], d["C"], d["i"]
+        side, status = _SIDE_BY_TEXT[d["S"]], _STATUS_BY_TEXT[d["X"]]
+        otype, tif, xtype, reject = d["o"], d["f"], d["x"], d["r"]
+        t_time, trade_id, exec_id, o_time, maker, on_book = d["T"], d["t"], d["I"], d["O"], d["m"], d["w"]
+        q, p, last, cum, last_px, comm, cum_quote, last_quote = (
+            d["q"], d["p"], d["l"], d["z"], d["L"], d["n"], d["Z"], d["Y"])
+    except (KeyError, TypeError):  # TypeError: an unhashable S or X
+        return None
+    g, asset, w_time, expiry = d.get("g"), d.get("N"), d.get("W"), d.get("eR")
+    if not (type(e_time) is int and type(order_id) is int and type(t_time) is int and type(trade_id) is int
+            and type(exec_id) is int and type(o_time) is int and type(maker) is bool
+            and type(on_book) is bool and type(symbol) is str and symbol and type(otype) is str and otype
+            and type(xtype) is str and xtype and type(cid) is str and type(orig_cid) is str
+            and type(tif) is str and type(reject) is str
+            and (g is None or type(g) is int) and (asset is None or type(asset) is str)
+            and (w_time is None or type(w_time) is int) and (expiry is None or type(expiry) is str)):
+        return None
+    try:  # one regex over all eight money fields (a non-string makes join raise)
+        if not _eight_plain_decimals(",".join((q, p, last, cum, last_px, comm, cum_quote, last_quote))):
+            return None
+    except TypeError:
+        return None
+    ev = _new_object(ExecutionReport)
+    _set_attr(ev, "__dict__", {
+        "subscription_id": sub, "raw": d, "event_time": e_time, "symbol": symbol, "client_order_id": cid,
+        "orig_client_order_id": orig_cid, "order_id": order_id, "order_list_id": -1 if g is None else g,
+        "side": side, "order_type": otype, "time_in_force": tif, "quantity": Decimal(q), "price": Decimal(p),
+        "execution_type": xtype, "status": status, "reject_reason": reject, "last_qty": Decimal(last),
+        "cum_qty": Decimal(cum), "last_price": Decimal(last_px), "commission": Decimal(comm),
+        "commission_asset": asset, "transaction_time": t_time, "trade_id": trade_id, "execution_id": exec_id,
+        "is_maker": maker, "on_book": on_book, "cum_quote": Decimal(cum_quote),
+        "last_quote": Decimal(last_quote), "order_time": o_time, "working_time": w_time,
+        "expiry_reason": expiry})
+    return ev
+
+
 def parse_user_event(obj: object) -> Event:
     """Parse a decoded user-data event, bare or inside the WS API ``{subscriptionId, event}``."""
+    fast = _fast_execution_report(obj)
+    if fast is not None:
+        return fast
+    return parse_user_event_strict(obj)
+
+
+def parse_user_event_strict(obj: object) -> Event:
+    """``parse_user_event`` without the executionReport fast path: the reference behaviour
+    (and the one that names the offending field when a payload is malformed)."""
     sub: int | None = None
     if isinstance(obj, Mapping) and "event" in obj and "e" not in obj:
         wrapper = _Reader(obj, "frame")

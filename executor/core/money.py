@@ -12,18 +12,26 @@ and "1E+2", and "0.00100" vs "0.001" must not change a signature or a comparison
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation, localcontext
 
 __all__ = [
-    "ZERO", "exact_mul", "format_decimal", "parse_decimal", "parse_optional_decimal", "require_decimal",
+    "MAX_DECIMAL_TEXT", "PLAIN_DECIMAL_PATTERN", "ZERO", "exact_mul", "format_decimal", "is_plain_decimal",
+    "parse_decimal", "parse_optional_decimal", "require_decimal",
 ]
 
 ZERO = Decimal(0)
 
 # Plain decimal notation only: optional sign, digits, optional fraction. No exponent,
 # no whitespace, no underscores. 60 characters is far beyond any Binance value.
-_DECIMAL_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)", re.ASCII)
-_MAX_LEN = 60
+PLAIN_DECIMAL_PATTERN = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+_DECIMAL_RE = re.compile(PLAIN_DECIMAL_PATTERN, re.ASCII)
+MAX_DECIMAL_TEXT = 60
+_MAX_LEN = MAX_DECIMAL_TEXT
+# ``is_plain_decimal(text)``: truthy iff ``text`` is plain decimal notation (check the
+# length against MAX_DECIMAL_TEXT separately). A bound method, for parsers' hot loops:
+# ``Decimal(text)`` of such a text is exactly what ``parse_decimal`` returns.
+is_plain_decimal: Callable[[str], re.Match[str] | None] = _DECIMAL_RE.fullmatch
 
 
 def parse_decimal(value: object, field: str) -> Decimal:
@@ -33,7 +41,7 @@ def parse_decimal(value: object, field: str) -> Decimal:
     empty or garbage strings, and any other type.
     """
     # Fast path first: the reconciler parses a dozen of these per executionReport.
-    if type(value) is str and len(value) <= _MAX_LEN and _DECIMAL_RE.fullmatch(value):
+    if type(value) is str and len(value) <= _MAX_LEN and is_plain_decimal(value):
         return Decimal(value)
     if isinstance(value, bool):
         raise ValueError(f"{field}: expected a decimal string, got a boolean")

@@ -578,6 +578,7 @@ class StreamConnection:
         apply = self.state.apply_book
         on_other = self._on_other
         ready = self._ready
+        is_ready = ready.is_set()
         sleep0 = asyncio.sleep
         count = 0
         while True:
@@ -610,8 +611,9 @@ class StreamConnection:
             result = apply(s, u, b, bq, a, aq, now, _wall())
             if result == 1:  # APPLIED
                 health.applied += 1
-                if not ready.is_set():
+                if not is_ready:
                     ready.set()
+                    is_ready = True
             elif result == 2:  # CONFLATED
                 health.applied += 1
                 health.conflated += 1

@@ -41,7 +41,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -66,7 +65,7 @@ from executor.core.events import (
 )
 from executor.core.ids import IdKind, parse_client_id, validate_prefix
 from executor.core.money import ZERO
-from executor.core.orders import Observation, OrderState, OrderStatus, apply
+from executor.core.orders import Observation, OrderState, OrderStatus, Side, apply
 from executor.persistence.models import NOT_PLACED, PENDING_SEND, SENT, UNKNOWN
 from executor.persistence.store import (
     BalanceEventIn,
@@ -127,12 +126,28 @@ def core_state(rec: OrderRecord) -> OrderState:
     return OrderState(status, rec.executed_qty, rec.cum_quote_qty, rec.exchange_order_id)
 
 
-@functools.lru_cache(maxsize=64)
 def _event_status(status: OrderStatus, executed: bool) -> str:
-    # One observation through the pure machine (memoised: it only depends on these two):
-    # NEW with executed > 0 reads PARTIALLY_FILLED, whichever fact arrived first.
+    # One observation through the pure machine (it only depends on these two): NEW with
+    # executed > 0 reads PARTIALLY_FILLED, whichever fact arrived first.
     obs = Observation(status, Decimal(1) if executed else ZERO)
     return ledger_status(apply(OrderState(), obs).status)
+
+
+def _exchange_statuses() -> list[OrderStatus]:
+    out = []
+    for status in OrderStatus:
+        try:
+            Observation(status)
+        except ValueError:
+            continue  # a local status: never observed from the exchange
+        out.append(status)
+    return out
+
+
+# ``_event_status`` for every (exchange status, executed > 0), computed once.
+_EVENT_STATUS = {(st, ex): _event_status(st, ex) for st in _exchange_statuses() for ex in (False, True)}
+_SIDE_TEXT = {Side.BUY: "BUY", Side.SELL: "SELL"}
+_STREAM = FillSource.STREAM.value
 
 
 @dataclass(frozen=True)
@@ -326,7 +341,7 @@ class Reconciler:
             fold.event_ms = event_ms
         if reject:
             fold.reject = reject
-        status = _event_status(obs.status, obs.executed_qty > 0)
+        status = _EVENT_STATUS[obs.status, obs.executed_qty > 0]
         if side is not None and order_type is not None:
             if not ours and fold.external is None:
                 fold.external = ExternalOrderIn(
@@ -372,20 +387,50 @@ class Reconciler:
                 exchange_order_id=order_id))
         plan.fills[key] = (carrier, client_id, (symbol, order_id))
 
+    def _plan_execution_report(self, plan: _Plan, ev: ExecutionReport) -> None:
+        """``_order_fact`` + ``_fill_fact`` for a spot executionReport, the stream's bulk,
+        specialised: positional item construction and no keyword plumbing (same items)."""
+        cid = ev.orig_client_order_id or ev.client_order_id
+        symbol, order_id, event_ms = ev.symbol, ev.order_id, ev.event_time
+        key = (symbol, order_id)
+        fold = plan.folds.get(key)
+        if fold is None:
+            fold = plan.folds[key] = _Fold(symbol, order_id, cid, self.is_ours(cid), "stream")
+        ours = fold.ours
+        obs = ev.observation()
+        fold.state = apply(fold.state, obs)
+        if fold.event_ms is None or event_ms > fold.event_ms:
+            fold.event_ms = event_ms
+        reject = ev.reject_reason if ev.reject_reason not in ("", "NONE") else ev.expiry_reason
+        if reject:
+            fold.reject = reject
+        cum, quote = ev.cum_qty, ev.cum_quote
+        status = _EVENT_STATUS[obs.status, cum > 0]
+        side = _SIDE_TEXT[ev.side]
+        if not ours:
+            if fold.external is None:
+                fold.external = ExternalOrderIn(
+                    symbol, order_id, cid, side, ev.order_type, status, "stream", ev.time_in_force or None,
+                    ev.price, ev.quantity, None, cum, quote, ev.order_time, event_ms)
+        elif fold.info is None:
+            fold.info = (symbol, side, ev.order_type, ev.time_in_force, ev.price, ev.quantity)
+        trade_id = ev.trade_id
+        # External orders are found by (symbol, orderId): their client id may clash with ours.
+        plan.items.append(OrderEventIn(
+            symbol, status, "stream", ev.raw, order_id, cid if ours else None, ev.client_order_id or None,
+            ev.execution_id, ev.execution_type, cum, quote, trade_id if trade_id >= 0 else None, event_ms))
+        if trade_id >= 0 and ev.execution_type == "TRADE":
+            fill_key = (symbol, trade_id)
+            if fill_key not in plan.fills:
+                plan.items.append(FillIn(
+                    symbol, trade_id, ev.last_price, ev.last_qty, _STREAM, ev.last_quote, ev.commission,
+                    ev.commission_asset, ev.is_maker, ev.transaction_time, side, cid if ours else None,
+                    order_id))
+                plan.fills[fill_key] = (ev, cid if ours else None, key)
+
     def _plan_event(self, plan: _Plan, ev: Event) -> None:
         if isinstance(ev, ExecutionReport):
-            cid = ev.original_client_id
-            reject = ev.reject_reason if ev.reject_reason not in ("", "NONE") else ev.expiry_reason
-            ours = self._order_fact(
-                plan, symbol=ev.symbol, order_id=ev.order_id, client_id=cid,
-                event_client_id=ev.client_order_id, obs=ev.observation(), source="stream", payload=ev.raw,
-                side=ev.side.value, order_type=ev.order_type, tif=ev.time_in_force, price=ev.price,
-                quantity=ev.quantity, event_ms=ev.event_time, created_ms=ev.order_time, reject=reject,
-                execution_id=ev.execution_id, execution_type=ev.execution_type,
-                trade_id=ev.trade_id if ev.trade_id >= 0 else None)
-            if ev.execution_type == "TRADE" and ev.trade_id >= 0:
-                self._fill_fact(plan, ev, symbol=ev.symbol, source=FillSource.STREAM.value,
-                                client_id=cid if ours else None)
+            self._plan_execution_report(plan, ev)
         elif isinstance(ev, FuturesOrderUpdate):
             sym = futures_symbol(ev.symbol)
             key = ev.dedupe_key

@@ -78,7 +78,9 @@ def lookup_key(accounts: Accounts, headers: Mapping[str, str]) -> tuple[Account,
     return found
 
 
-def check_timestamp(params: Mapping[str, str], now_ms: int) -> None:
+def check_timestamp(params: Mapping[str, str], now_ms: int, time_scale: float = 1.0) -> None:
+    """recvWindow and the 1 s lead are wall-clock spans on Binance; when the sim's clock runs
+    ``time_scale`` times faster they cover that many more exchange milliseconds."""
     raw_ts = params.get("timestamp")
     if raw_ts is None or raw_ts == "":
         raise errors.mandatory_missing("timestamp")
@@ -96,9 +98,10 @@ def check_timestamp(params: Mapping[str, str], now_ms: int) -> None:
         recv_window = Decimal(raw_rw)
         if recv_window > MAX_RECV_WINDOW:
             raise errors.bad_recv_window()
-    if ts > now_ms + 1000:
+    scale = Decimal(repr(max(1.0, time_scale)))
+    if ts > now_ms + 1000 * scale:
         raise errors.invalid_timestamp_ahead()
-    if now_ms - ts > recv_window:
+    if now_ms - ts > recv_window * scale:
         raise errors.invalid_timestamp_window()
 
 
@@ -125,13 +128,14 @@ def verify_signature(api: ApiKey, payload: str, signature: str) -> bool:
 
 
 def authenticate_signed(accounts: Accounts, headers: Mapping[str, str], query: str, body: str,
-                        params: Mapping[str, str], now_ms: int) -> tuple[Account, ApiKey]:
+                        params: Mapping[str, str], now_ms: int,
+                        time_scale: float = 1.0) -> tuple[Account, ApiKey]:
     """Full SIGNED check (TRADE / USER_DATA endpoints); returns the caller's account and key."""
     account, api = lookup_key(accounts, headers)
     q, sig_q = _strip_signature(query)
     b, sig_b = _strip_signature(body)
     signature = sig_q if sig_q is not None else sig_b
-    check_timestamp(params, now_ms)
+    check_timestamp(params, now_ms, time_scale)
     if signature is None or signature == "":
         raise errors.mandatory_missing("signature")
     if not verify_signature(api, q + b, signature):

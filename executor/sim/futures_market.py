@@ -22,7 +22,7 @@ INTEREST_RATE = Decimal("0.00010000")
 FUNDING_CLAMP = Decimal("0.0005")
 _Q8 = Decimal("0.00000001")
 _STEP_MS = 1000
-_MAX_GRID_STEPS = 86_400
+_MAX_GRID_STEPS = 100  # beyond this one exact OU transition replaces the loop
 
 
 def next_funding_time(now_ms: int) -> int:

@@ -55,7 +55,7 @@ async def _params(request: web.Request) -> tuple[dict[str, str], str, str]:
 async def _signed(request: web.Request, sim: Any) -> str:
     params, query, body = await _params(request)
     account, _ = auth.authenticate_signed(sim.accounts, request.headers, query, body, params,
-                                          sim.clock.now_ms())
+                                          sim.clock.now_ms(), sim.clock.time_scale)
     return str(account.id)
 
 

@@ -73,7 +73,7 @@ async def api_restrictions(request: web.Request) -> web.Response:
         body = await request.text() if request.can_read_body else ""
         params = auth.parse_params(query, body)
         _, api = auth.authenticate_signed(sim.accounts, request.headers, query, body, params,
-                                          sim.clock.now_ms())
+                                          sim.clock.now_ms(), sim.clock.time_scale)
     except errors.BinanceError as exc:
         return _json(exc.body(), exc.http_status, exc.headers)
     return _json(dict(api.api_restrictions))

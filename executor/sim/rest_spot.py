@@ -456,7 +456,7 @@ async def _dispatch(request: web.Request, sim: SimExchange, route: Route) -> web
         limiter.charge(ip, route.weight(params))
         if route.signed:
             ctx.account, ctx.api_key = authenticate_signed(sim.accounts, request.headers, raw_query, body,
-                                                           params, sim.clock.now_ms())
+                                                           params, sim.clock.now_ms(), sim.clock.time_scale)
         read = route.params | (AUTH_PARAMS if route.signed else frozenset())
         if any(k not in read for k in params):
             raise errors.unread_params(sum(1 for k in params if k in read), len(params))

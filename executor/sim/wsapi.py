@@ -165,7 +165,8 @@ class WsApiSession:
         if found is None:
             raise errors.rejected_key()
         account, api = found
-        auth.check_timestamp({k: str(v) for k, v in params.items()}, self.sim.clock.now_ms())
+        auth.check_timestamp({k: str(v) for k, v in params.items()}, self.sim.clock.now_ms(),
+                             self.sim.clock.time_scale)
         signature = params.get("signature")
         if not signature:
             raise errors.mandatory_missing("signature")

@@ -22,7 +22,6 @@ from executor.exchange.user_stream import SpotUserStream
 from executor.exchange.ws_sign import WsSigner
 from executor.market.state import MarketState
 from executor.scheduler import build_scheduler
-from executor.sim import auth as sim_auth
 from executor.sim.exchange import SimExchange
 from executor.sim.futures_account import attach
 from tests.conftest import build_client, start_sim
@@ -102,24 +101,7 @@ async def exchange_trades(client: Any) -> set[tuple[str, int]]:
     return out
 
 
-def widen_recv_window(monkeypatch: Any) -> None:
-    """The sim checks ``timestamp``/``recvWindow`` in exchange milliseconds: at 15,000x a
-    5 s window is 0.3 ms of wall time, which no client can meet (Binance measures real
-    time). Accept a request signed within 500 wall-ms of the exchange's now; every other
-    check of the sim's (format, signature, window bounds) still runs."""
-    real = sim_auth.check_timestamp
-
-    def scaled(params: Any, now_ms: int) -> None:
-        raw = params.get("timestamp")
-        if raw is not None and str(raw).isdigit() and abs(now_ms - int(raw)) <= 500 * TIME_SCALE:
-            now_ms = int(raw)
-        real(params, now_ms)
-
-    monkeypatch.setattr(sim_auth, "check_timestamp", scaled)
-
-
 async def test_several_simulated_days_with_no_gap_in_fills(monkeypatch: Any) -> None:
-    widen_recv_window(monkeypatch)
     # One book update per 1000 exchange seconds (25 a second of wall time) keeps the loop light.
     handle = await start_sim(SimExchange.for_tests(time_scale=TIME_SCALE, book_update_hz=0.001))
     clock = handle.exchange.clock
