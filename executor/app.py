@@ -48,7 +48,8 @@ from executor.shutdown import EXIT_FORCED, Shutdown
 from executor.status import StatusPrinter, StatusSources
 from executor.strategy.base import Strategy, StrategyContext
 
-__all__ = ["Bot", "BotOptions", "fetch_sim_venue", "run_bot", "run_command"]
+__all__ = ["Bot", "BotOptions", "FuturesReconciler", "fetch_sim_venue", "run_bot", "run_command",
+           "sim_ledger_url"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,9 @@ class BotOptions:
     ready_timeout_s: float = 15.0
     timer_s: float = 1.0
     poll_orders_s: float = 2.0  # REST polling of our resting orders when no user stream runs
+    futures_user_stream: bool | None = None  # None: on for profile sim, else when futures are used
+    stall_after_s: float = 10.0  # user streams: an expected event later than this = stalled
+    probe_every_s: float = 30.0  # spot user stream: session.status probe interval
     args: argparse.Namespace | None = None  # for the live confirmation (--live)
     log_setup: Any = None  # executor.logs.LogSetup: the log file is renamed to carry the run id
 
@@ -99,6 +103,8 @@ class Bot:
         self.ctx: StrategyContext | None = None
         self.streams: list[Any] = []
         self.user_streams: list[Any] = []
+        self.futures_streams: list[Any] = []
+        self.futures_recon: FuturesReconciler | None = None
         self.scheduler: Any = None
         self.status: StatusPrinter | None = None
         self.run_id: int | None = None
@@ -245,7 +251,9 @@ class Bot:
         signer = WsSigner(self.gateway._client, recv_window_ms=self.cfg.orders.recv_window_ms)
         stream = SpotUserStream(self.venue.orders.spot_ws_api, signer, reconciler_sink(self.reconciler),
                                 self.reconciler.gap_fill, gate=self.gateway.gate,
-                                resync_clock=self.gateway.sync_clock)
+                                resync_clock=self.gateway.sync_clock,
+                                stall_after_s=self.options.stall_after_s,
+                                probe_every_s=self.options.probe_every_s)
         self.user_streams = [stream]
         await stream.start()
         try:
@@ -257,6 +265,40 @@ class Bot:
                         self.options.ready_timeout_s)
             await self.reconciler.gap_fill("start")
         await self._adopt_open_orders()
+        await self._start_futures_user_data()
+
+    def _futures_wanted(self) -> bool:
+        if self.options.futures_user_stream is not None:
+            return self.options.futures_user_stream
+        if self.cfg.profile == "sim":
+            return True
+        from executor.preflight import futures_used
+
+        return futures_used(self.cfg)
+
+    async def _start_futures_user_data(self) -> None:
+        if not self.options.user_stream or not self._futures_wanted():
+            return
+        from executor.exchange.futures_user_stream import FuturesListenKeys, FuturesUserStream
+        from executor.exchange.user_stream import reconciler_sink
+
+        self.futures_recon = recon = FuturesReconciler(self.store, self.gateway)
+        sink = reconciler_sink(self.reconciler)
+
+        async def deliver(event: Any) -> None:
+            recon.note_event(event)
+            await sink(event)
+
+        stream = FuturesUserStream(self.venue.orders.futures_private_stream,
+                                   FuturesListenKeys(self.gateway._client, gate=self.gateway.gate),
+                                   deliver, recon.gap_fill, stall_after_s=self.options.stall_after_s)
+        self.futures_streams = [stream]
+        await stream.start()
+        try:
+            await stream.wait_ready(self.options.ready_timeout_s)
+        except TimeoutError:
+            log.warning("futures user stream not ready after %.0f s; its supervisor keeps trying",
+                        self.options.ready_timeout_s)
 
     async def _adopt_open_orders(self) -> None:
         """Our orders left open by an earlier run become tracked (so they are cancelled and
@@ -295,9 +337,12 @@ class Bot:
         # On the embedded exchange intervals are exchange seconds: a faster sim clock runs
         # the keepalives, reconciliations and daily reconnects faster too.
         scale = float(self.cfg.sim.time_scale) if self.cfg.profile == "sim" else 1.0
+        rec: Any = self.reconciler
+        if self.futures_recon is not None:
+            rec = _BothMarkets(self.reconciler, self.futures_recon)
         self.scheduler = build_scheduler(self.cfg.scheduler, time_scale=scale, market_streams=self.streams,
-                                         user_streams=self.user_streams, reconciler=self.reconciler,
-                                         gateway=self.gateway)
+                                         user_streams=self.user_streams, futures_streams=self.futures_streams,
+                                         reconciler=rec, gateway=self.gateway)
         self.scheduler.start()
 
     def _start_status(self) -> None:
@@ -322,10 +367,11 @@ class Bot:
 
     def _user_stream_texts(self) -> list[str]:
         out = []
-        for s in self.user_streams:
+        for s in [*self.user_streams, *self.futures_streams]:
             h = s.health
             out.append(f"{h.name} {h.state} {h.events}ev gap-fills {h.gap_fills}"
-                       + (f" r{h.reconnects}" if h.reconnects else ""))
+                       + (f" r{h.reconnects}" if h.reconnects else "")
+                       + (f" keys+{h.key_recreations}" if h.key_recreations else ""))
         return out
 
     def _job_counts(self) -> dict[str, int]:
@@ -364,7 +410,7 @@ class Bot:
             await step("stop scheduler", self.scheduler.shutdown(), 8)
         if self.reconciler is not None and self.gateway is not None and self.run_id is not None:
             await step("final reconciliation", self._final_reconcile(), 30)
-        for stream in self.user_streams:
+        for stream in [*self.user_streams, *self.futures_streams]:
             await step("close user stream", stream.close(), 5)
         if self.reconciler is not None:
             await step("stop reconciler", self.reconciler.stop(), 10)
@@ -399,6 +445,117 @@ class Bot:
         await self.reconciler.settle(0.3)
         report = await self.reconciler.gap_fill("shutdown")
         log.info("final reconciliation: %s", report)
+        if self.futures_recon is not None:
+            with contextlib.suppress(Exception):
+                await self.futures_recon.gap_fill("shutdown")
+
+
+# ---------------------------------------------------------------------- futures account
+
+
+FUTURES_ACCOUNT_COST = 5  # GET /fapi/v2/account weight
+
+
+class FuturesReconciler:
+    """The futures side's gap fill: the REST account against what the stream reported.
+
+    ``note_event`` sees every futures user event on its way to the reconciler and keeps
+    the latest wallet balance per asset and position amount per symbol. ``gap_fill``
+    (after every futures (re)connect, and from the periodic jobs) reads the account over
+    REST, stores it as a ``REST_SNAPSHOT`` futures account update, records a
+    reconciliation run with the differences found, and adopts the exchange's values.
+    """
+
+    def __init__(self, store: Any, gateway: Any) -> None:
+        self.store = store
+        self.gateway = gateway
+        self.wallet: dict[str, Decimal] = {}
+        self.positions: dict[str, Decimal] = {}
+        self.snapshots = 0
+        self.discrepancies = 0
+        self._lock = asyncio.Lock()
+
+    def note_event(self, event: Any) -> None:
+        from executor.core.events import FuturesAccountUpdate
+
+        if isinstance(event, FuturesAccountUpdate):
+            for b in event.balances:
+                self.wallet[b.asset] = b.wallet_balance
+            for p in event.positions:
+                self.positions[p.symbol] = p.amount
+
+    async def _account(self) -> dict[str, Any]:
+        from executor.exchange.ratelimit import Cost
+
+        client = self.gateway._client
+        return await self.gateway._read("futures.account", Cost(weight=FUTURES_ACCOUNT_COST),
+                                        lambda: client.futures_account(), "futures")
+
+    async def gap_fill(self, reason: str) -> dict[str, Any]:
+        async with self._lock:
+            label = reason if reason.startswith("futures_") else f"futures_{reason}"
+            recon_id = await self.store.start_reconciliation(label[:64])
+            found: list[dict[str, Any]] = []
+            error: str | None = None
+            try:
+                account = await self._account()
+                wallet = {str(a["asset"]): Decimal(str(a["walletBalance"]))
+                          for a in account.get("assets", [])}
+                positions = {str(p["symbol"]): Decimal(str(p["positionAmt"]))
+                             for p in account.get("positions", [])}
+                for asset, value in self.wallet.items():
+                    if wallet.get(asset, Decimal(0)) != value:
+                        found.append({"kind": "futures_wallet", "asset": asset, "stream": str(value),
+                                      "exchange": str(wallet.get(asset, Decimal(0)))})
+                for symbol, amount in self.positions.items():
+                    if positions.get(symbol, Decimal(0)) != amount:
+                        found.append({"kind": "futures_position", "symbol": symbol, "stream": str(amount),
+                                      "exchange": str(positions.get(symbol, Decimal(0)))})
+                for d in found:
+                    log.warning("futures discrepancy, exchange value wins: %s", d)
+                now_ms = int(time.time() * 1000)
+                balances = [{"asset": a, "wallet_balance": w, "cross_wallet_balance": None,
+                             "balance_change": None} for a, w in sorted(wallet.items())]
+                rows = [{"symbol": str(p["symbol"]), "amount": Decimal(str(p["positionAmt"])),
+                         "entry_price": Decimal(str(p.get("entryPrice", "0"))),
+                         "unrealized_pnl": Decimal(str(p.get("unrealizedProfit", "0")))}
+                        for p in account.get("positions", [])]
+                payload = {"source": "GET /fapi/v2/account", "reason": reason, "fetchedMs": now_ms,
+                           "assets": account.get("assets", []),
+                           "positions": [p for p in account.get("positions", [])
+                                         if Decimal(str(p.get("positionAmt", "0"))) != 0]}
+                await self.store.add_futures_update(payload, event_ms=now_ms, reason="REST_SNAPSHOT",
+                                                    balances=balances, positions=rows)
+                self.wallet, self.positions = wallet, positions
+                self.snapshots += 1
+                self.discrepancies += len(found)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"[:300]
+                raise
+            finally:
+                await self.store.finish_reconciliation(
+                    recon_id, found=len(found), fixed=len(found),
+                    counts={"futures_assets": len(self.wallet), "futures_positions": len(self.positions)},
+                    discrepancies=found, error=error)
+            return {"discrepancies": len(found)}
+
+
+class _BothMarkets:
+    """The scheduler's reconciler: the spot reconciliation, then the futures account."""
+
+    def __init__(self, spot: Any, futures: FuturesReconciler) -> None:
+        self.spot = spot
+        self.futures = futures
+
+    async def gap_fill(self, reason: str) -> Any:
+        report = await self.spot.gap_fill(reason)
+        await self.futures.gap_fill(reason)
+        return report
+
+    async def snapshot_balances(self) -> Any:
+        snap = await self.spot.snapshot_balances()
+        await self.futures.gap_fill("balance_snapshot")
+        return snap
 
 
 # ---------------------------------------------------------------------- venues

@@ -59,7 +59,7 @@ class MarketConnection:
 
     def on_book(self, book: Book) -> None:
         name = book.symbol.lower() + "@bookTicker"
-        if name not in self.subs or self.sock.closed:
+        if name not in self.subs or self.sock.closed or self.sock.stalled:
             return
         payload = book.ticker()
         self.sock.enqueue({"stream": name, "data": payload} if self.combined else payload)

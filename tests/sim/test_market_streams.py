@@ -211,3 +211,30 @@ async def test_too_many_streams_rejected(sim: Any) -> None:
         assert reply["error"]["code"] == 2 and reply["id"] == 1
         await ws.send(json.dumps({"method": "SUBSCRIBE", "params": names[:1024], "id": 2}))
         assert await recv_json(ws) == {"result": None, "id": 2}
+
+
+async def test_stalled_market_socket_stays_open_but_silent(sim: Any) -> None:
+    url = sim.urls.spot_stream + "ws/btcusdt@bookTicker"
+    async with websockets.connect(url) as stalled, websockets.connect(url) as healthy:
+        await recv_json(stalled)
+        await recv_json(healthy)
+        assert sim.exchange.faults.connections.stall("market") == 2
+        async with websockets.connect(url) as fresh:   # opened after the stall: not stalled
+            # Drain what was already on the wire, then publish and expect nothing more.
+            for _ in range(50):                            # a live feed would never go quiet
+                try:
+                    await recv_json(stalled, timeout=0.2)
+                except TimeoutError:
+                    break
+            else:
+                pytest.fail("the stalled socket kept delivering frames")
+            sim.exchange.market.set_book("BTCUSDT", bid=Decimal("50000"), ask=Decimal("50000.5"))
+            frame = await recv_json(fresh)
+            while Decimal(frame["b"]) != Decimal("50000"):
+                frame = await recv_json(fresh)
+            with pytest.raises(TimeoutError):
+                while True:
+                    if Decimal((await recv_json(stalled, timeout=0.3))["b"]) == Decimal("50000"):
+                        break
+            pong = await stalled.ping()
+            await asyncio.wait_for(pong, 2)             # the socket itself is alive

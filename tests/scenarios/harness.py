@@ -1,0 +1,188 @@
+"""Helpers for the bot-level scenarios: a bot on an exchange the test owns, and the check
+that, once settled, the bot's ledger equals the exchange's ground truth exactly.
+
+The exchange (``tests.conftest.start_sim``) is started by the test and outlives every bot
+run, so a restarted bot finds the same orders, trades and balances it left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import sqlite3
+from collections import Counter
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from executor.app import Bot, BotOptions
+from executor.config import Config, load_config
+from executor.orders.manager import ResolveTiming
+from executor.persistence.db import database_path
+from executor.profiles import Venue
+from executor.shutdown import Shutdown
+from executor.sim.accounts import DEFAULT_ID
+from tests.conftest import SimHandle
+
+SYMBOLS = ("BTCUSDT", "ETHUSDT")
+# Trades within a second or two on the synthetic market: buys while the spot ask is within
+# 3 bps above the mark, sells once the bid is more than 4 bps below it.
+FAST_PARAMS = {"entry_bps": "-3", "exit_bps": "4", "order_quote": "50", "max_inventory_quote": "200",
+               "post_only": False, "quote_ttl_s": "5"}
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def overrides(tmp_path: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"},
+        "logging": {"dir": str(tmp_path / "logs")},
+        "risk": {"kill_switch_file": str(tmp_path / "KILL")},
+        "orders": {"request_timeout_s": "2"},
+        "strategy": {"params": dict(FAST_PARAMS)},
+    }
+    return _merge(base, extra or {})
+
+
+def scenario_config(tmp_path: Path, extra: dict[str, Any] | None = None) -> Config:
+    return load_config(local=None, overrides=overrides(tmp_path, extra))
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_toml(path: Path, data: dict[str, Any]) -> Path:
+    """A config file for ``run.py --config`` (tables of scalars, nested one level deeper)."""
+    lines: list[str] = []
+
+    def table(name: str, node: dict[str, Any]) -> None:
+        scalars = {k: v for k, v in node.items() if not isinstance(v, dict)}
+        lines.append(f"[{name}]")
+        lines.extend(f"{k} = {_toml_value(v)}" for k, v in scalars.items())
+        for k, v in node.items():
+            if isinstance(v, dict):
+                table(f"{name}.{k}", v)
+
+    for name, node in data.items():
+        table(name, node)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+async def until(predicate: Callable[[], bool], timeout: float, what: str = "condition") -> None:
+    """Wait (polling the event loop) until ``predicate()``; fail with ``what`` after ``timeout``."""
+    async def poll() -> None:
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+    try:
+        await asyncio.wait_for(poll(), timeout)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
+
+
+def fills(bot: Bot) -> int:
+    assert bot.tracker is not None
+    return int(bot.tracker.stats.fills)
+
+
+class BotRun:
+    """Starts and stops bots (one at a time) on one ledger against the test's exchange."""
+
+    def __init__(self, sim: SimHandle, cfg: Config, **options: Any) -> None:
+        self.sim = sim
+        self.cfg = cfg
+        self.options = options
+        self.bot: Bot | None = None
+        self.status = io.StringIO()
+
+    async def start(self) -> Bot:
+        opts = dict(status_out=self.status, status_tty=False, status_interval_s=0.5, stall_after_s=1.0,
+                    probe_every_s=1.0, ready_timeout_s=10.0,
+                    resolve=ResolveTiming(first_s=0.05, max_s=0.5, not_found_grace_s=1.0))
+        opts.update(self.options)
+        self.bot = Bot(self.cfg, Venue("sim", self.sim.endpoints, self.sim.endpoints), self.sim.creds,
+                       BotOptions(**opts))
+        await asyncio.wait_for(self.bot.start(), 30)
+        return self.bot
+
+    async def stop(self, reason: str = "test over") -> str:
+        assert self.bot is not None
+        shutdown = Shutdown()
+        shutdown.request(reason)
+        ended = await asyncio.wait_for(self.bot.stop(shutdown, reason=reason), 60)
+        return ended
+
+    async def trade(self, more_fills: int, timeout: float = 15.0) -> None:
+        bot = self.bot
+        assert bot is not None
+        target = fills(bot) + more_fills
+        await until(lambda: fills(bot) >= target, timeout, f"{target} fills")
+
+
+async def ledger_equals_exchange(sim: SimHandle, ledger_url: str) -> tuple[int, int]:
+    """Orders, fills and balances in the ledger == the exchange's; nothing sent twice."""
+    from executor.persistence.store import Store
+
+    ex = sim.exchange
+    truth_orders = [o for s in SYMBOLS for o in ex.engine.orders[s] if o.account_id == DEFAULT_ID]
+    per_cid = Counter(o.client_order_id for o in truth_orders)
+    assert not [c for c, n in per_cid.items() if n > 1], f"orders sent twice: {per_cid.most_common(3)}"
+    truth_trades = {(t.symbol, t.id): t for s in SYMBOLS for t in ex.engine.trades[s]
+                    if t.account_id == DEFAULT_ID}
+    store = await Store.open(ledger_url)
+    try:
+        rows = await store.list_orders()
+        stored_fills = await store.fills()
+        balances = await store.get_balances()
+    finally:
+        await store.close()
+    by_cid = {r.client_order_id: r for r in rows}
+    assert len(by_cid) == len(rows)
+    for o in truth_orders:
+        r = by_cid.get(o.client_order_id)
+        assert r is not None, f"exchange order {o.client_order_id} missing from the ledger"
+        assert (r.status, r.executed_qty, r.cum_quote_qty, r.exchange_order_id) == \
+            (o.status, o.executed_qty, o.cum_quote, o.order_id), o.client_order_id
+        assert not r.external
+    on_exchange = set(per_cid)
+    for cid, r in by_cid.items():
+        if cid not in on_exchange:
+            assert r.status in ("NOT_PLACED", "REJECTED"), f"ledger order {cid} ({r.status}) not on exchange"
+    keys = [(f.symbol, f.trade_id) for f in stored_fills]
+    assert len(keys) == len(set(keys)), "a fill stored twice"
+    assert set(keys) == set(truth_trades), (set(truth_trades) ^ set(keys))
+    for f in stored_fills:
+        t = truth_trades[(f.symbol, f.trade_id)]
+        assert (f.price, f.qty, f.exchange_order_id, f.commission, f.commission_asset) == \
+            (t.price, t.qty, t.order_id, t.commission, t.commission_asset), (f.symbol, f.trade_id)
+    truth_bal = ex.balances(DEFAULT_ID)
+    for asset in set(truth_bal) | set(balances):
+        want = truth_bal.get(asset, (Decimal(0), Decimal(0)))
+        rec = balances.get(asset)
+        got = (rec.free, rec.locked) if rec is not None else (Decimal(0), Decimal(0))
+        assert got == want, f"balance {asset}: ledger {got} != exchange {want}"
+    return len(truth_orders), len(truth_trades)
+
+
+def futures_snapshots(ledger_url: str) -> list[tuple[str, str, str]]:
+    """(reason, balances json, positions json) of every futures account row, oldest first."""
+    with sqlite3.connect(database_path(ledger_url)) as conn:
+        return conn.execute("SELECT reason, balances, positions FROM futures_account_updates "
+                            "ORDER BY id").fetchall()
+
+
+def recon_reasons(ledger_url: str) -> list[str]:
+    with sqlite3.connect(database_path(ledger_url)) as conn:
+        return [r[0] for r in conn.execute("SELECT reason FROM reconciliation_runs ORDER BY id")]
