@@ -22,6 +22,7 @@ import asyncio
 import gc
 import os
 import random
+import resource
 import sqlite3
 import subprocess
 import sys
@@ -261,7 +262,9 @@ def build(path: Path, n_fills: int, seed: int = 1) -> None:
     conn.close()
 
 
-def timed_cli(url: str, *args: str) -> tuple[float, int, str]:
+def timed_cli(url: str, *args: str) -> tuple[float, float, int, str]:
+    """(wall s, CPU s of the command and its children, exit code, stdout)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     p = subprocess.run(
         [sys.executable, str(ROOT / "run.py"), "audit", *args, "--db", url],
@@ -269,7 +272,10 @@ def timed_cli(url: str, *args: str) -> tuple[float, int, str]:
         text=True,
         cwd=ROOT,
     )
-    return time.perf_counter() - start, p.returncode, p.stdout
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, p.returncode, p.stdout
 
 
 def in_process(path: Path) -> dict[str, float]:
@@ -331,9 +337,9 @@ def main() -> int:
         conn.close()
         print("rows: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
         for label, cmd in (("audit (report)", ()), ("audit verify", ("verify",))):
-            secs, rc, out = timed_cli(url, *cmd)
+            secs, cpu, rc, out = timed_cli(url, *cmd)
             first = out.splitlines()[0] if out else ""
-            print(f"{label:16s} {secs:6.2f} s wall  exit {rc}  {first[:100]}")
+            print(f"{label:16s} {secs:6.2f} s wall {cpu:6.2f} s CPU  exit {rc}  {first[:90]}")
         print(
             f"machine: 10M Python integer additions take {calibrate():.2f} s here "
             "(an idle 2024 laptop core: ~0.4 s); load average "

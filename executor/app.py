@@ -219,7 +219,12 @@ class Bot:
     def _expect_stream_event(self, client_id: str) -> None:
         # Armed before the request leaves (the stream's event can beat the HTTP answer): if
         # the exchange acts on it, its executionReport must follow on the user stream, or
-        # the stream is silently dead (its supervisor then replaces it).
+        # the stream is silently dead (its supervisor then replaces it). Not while the
+        # REST gate is closed (429/418): the request then waits, possibly for minutes,
+        # before it leaves, and a healthy stream would be declared stalled.
+        gate = getattr(self.gateway, "gate", None)
+        if gate is not None and not gate.is_open:
+            return
         for stream in self.user_streams:
             stream.expect_event(client_id)
 

@@ -31,11 +31,12 @@ import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, localcontext
+from decimal import Context, Decimal, localcontext
 from typing import Any
 
 from executor.audit.query import AuditDB, FillRow, OrderRow, Scope, split_symbol
-from executor.core.pnl import PnlResult, average_cost_pnl, fifo_pnl, slippage_bps
+from executor.core.orders import Side
+from executor.core.pnl import PnlResult, average_cost_pnl, fifo_pnl
 from executor.persistence.types import now_ms
 
 __all__ = [
@@ -100,7 +101,8 @@ class Stats:
             return cls(0, None, None, None)
         with localcontext() as ctx:
             ctx.prec = 50
-            mean = sum((Decimal(v) for v in vals), ZERO) / len(vals)
+            # ZERO + v is Decimal(v) + ... for ints and Decimals alike: no per-value copy needed.
+            mean = sum(vals, ZERO) / len(vals)
         return cls(len(vals), mean, percentile(vals, 50), percentile(vals, 99))
 
 
@@ -207,6 +209,18 @@ def _group_orders(orders: Iterable[OrderRow]) -> dict[str, list[OrderRow]]:
     return by
 
 
+_CTX50 = Context(prec=50)
+
+
+def _slip(side: Side, price: Decimal, reference: Decimal) -> Decimal:
+    """``executor.core.pnl.slippage_bps`` for a positive reference, without entering a local
+    context per call: the same three operations at the same precision, so the same result
+    (tests/audit/test_report_fast.py checks it)."""
+    c = _CTX50
+    diff = c.subtract(price, reference) if side is Side.BUY else c.subtract(reference, price)
+    return c.multiply(c.divide(diff, reference), 10000)
+
+
 def _stats_int(values: list[int]) -> Stats:
     vals = sorted(values)
     if not vals:
@@ -226,7 +240,7 @@ def _symbol_report(
     convert: _FeeConverter,
     opening: tuple[PnlResult, PnlResult] | None,
     per_fill: dict[int, tuple[Decimal | None, Decimal | None]] | None,
-    fifo_later: Callable[[], PnlResult] | None = None,
+    pnl_later: Callable[[], tuple[PnlResult, PnlResult]] | None = None,
 ) -> tuple[SymbolReport, PnlResult, PnlResult]:
     rep = SymbolReport(group, run_id, symbol, base, quote)
     counts = dict.fromkeys(OUTCOMES, 0)
@@ -283,10 +297,10 @@ def _symbol_report(
             if o is not None and not o.external:
                 bid, ask = o.decision_bid, o.decision_ask
                 if bid is not None and ask is not None and bid > 0 and ask > 0:
-                    mid = slippage_bps(f.side, f.price, (bid + ask) / 2)
+                    mid = _slip(f.side, f.price, (bid + ask) / 2)
                 ref = ask if f.side == "BUY" else bid
                 if ref is not None and ref > 0:
-                    touch = slippage_bps(f.side, f.price, ref)
+                    touch = _slip(f.side, f.price, ref)
             sl = cache[key] = (mid, touch)
         if sl[0] is not None:
             slip_mid.append(sl[0])
@@ -307,9 +321,14 @@ def _symbol_report(
         open_q = of.position_qty
         open_p_f = of.position_cost / of.position_qty if of.position_qty else ZERO
         open_p_a = oa.position_cost / oa.position_qty if oa.position_qty else ZERO
-    avg = average_cost_pnl(priced, symbol, base, quote, convert, open_q, open_p_a)
-    # FIFO may be running in a worker process meanwhile (see _start_parallel_fifo).
-    fifo = fifo_later() if fifo_later else fifo_pnl(priced, symbol, base, quote, convert, open_q, open_p_f)
+    # ``priced`` is one symbol's rows of a table unique on (symbol, trade_id), selected in
+    # (time, trade id) order (``AuditDB.fills``): pnl need not dedupe or sort them again.
+    # Both may be running in a worker process meanwhile (see _start_parallel_pnl).
+    if pnl_later is not None:
+        fifo, avg = pnl_later()
+    else:
+        avg = average_cost_pnl(priced, symbol, base, quote, convert, open_q, open_p_a, presorted=True)
+        fifo = fifo_pnl(priced, symbol, base, quote, convert, open_q, open_p_f, presorted=True)
     rep.bought_qty, rep.sold_qty = fifo.bought_qty, fifo.sold_qty
     rep.bought_quote, rep.sold_quote = fifo.bought_quote, fifo.sold_quote
     rep.fees_by_asset = dict(sorted(fifo.fees_by_asset.items()))
@@ -321,26 +340,31 @@ def _symbol_report(
     return rep, fifo, avg
 
 
-# Below this many fills the report runs in one process; above, FIFO runs in a forked worker
-# while this process does everything else (the two are the bulk of the time at 1M fills).
+# Below this many fills the report runs in one process; above, FIFO and average-cost PnL run
+# in a forked worker while this process loads orders and does everything else.
 PARALLEL_MIN_FILLS = 50_000
 _JOB: dict[str, Any] = {}
 
 
-def _fifo_job(symbol: str) -> PnlResult:
+def _pnl_job(symbol: str) -> tuple[PnlResult, PnlResult, dict[tuple[str, int], tuple[str, str, Decimal]]]:
     fills, (base, quote), convert = _JOB["fills"][symbol], _JOB["pairs"][symbol], _JOB["convert"]
-    return fifo_pnl([f for f in fills if f.side is not None], symbol, base, quote, convert)
+    priced = [f for f in fills if f.side is not None]
+    fifo = fifo_pnl(priced, symbol, base, quote, convert, presorted=True)
+    avg = average_cost_pnl(priced, symbol, base, quote, convert, presorted=True)
+    # The fees the worker could not convert: the parent's notes list them.
+    return fifo, avg, dict(convert.missing)
 
 
-def _start_parallel_fifo(
+def _start_parallel_pnl(
     fills_by: dict[str, list[FillRow]], pairs: dict[str, tuple[str, str]], convert: _FeeConverter
 ) -> dict[str, Any] | None:
-    """Start FIFO PnL per symbol in one forked worker; None where fork is not available."""
+    """Start FIFO and average-cost PnL per symbol in one forked worker; None where fork is not
+    available."""
     if (os.cpu_count() or 1) < 2 or "fork" not in multiprocessing.get_all_start_methods():
         return None
     _JOB.update(fills=fills_by, pairs=pairs, convert=convert)
     pool = multiprocessing.get_context("fork").Pool(1)
-    pending = {s: pool.apply_async(_fifo_job, (s,)) for s in sorted(fills_by)}
+    pending = {s: pool.apply_async(_pnl_job, (s,)) for s in sorted(fills_by)}
     pool.close()  # the worker exits when the queued jobs are done
     _JOB.clear()  # the worker has its own copy of memory from the fork
     pending["\0pool"] = pool
@@ -352,29 +376,41 @@ def build_report(db: AuditDB, scope: Scope, *, keep_rows: bool = False) -> Audit
     fill rows and each fill's slippage (for the CSV exports and charts)."""
     notes: list[str] = []
     runs = db.runs(scope)
-    orders = db.orders(scope, slim=not keep_rows)
     fills = db.fills(scope)
+    known = db.known_assets()
+    pairs = {s: split_symbol(s, known) for s in sorted({f.symbol for f in fills})}
+    convert = _FeeConverter(db, scope, pairs)
+    fills_by: dict[str, list[FillRow]] = defaultdict(list)
+    for f in fills:
+        fills_by[f.symbol].append(f)
+    # PnL starts in the worker now, so it overlaps loading the orders here.
+    pnl_pending = _start_parallel_pnl(fills_by, pairs, convert) if len(fills) >= PARALLEL_MIN_FILLS else None
+    orders = db.orders(scope, slim=not keep_rows)
     order_info = {o.id: o for o in orders}
     missing = sorted({f.order_id for f in fills if f.order_id is not None and f.order_id not in order_info})
     for o in db.orders_by_id(missing):
         order_info[o.id] = o
-    known = db.known_assets()
-    symbols = sorted({o.symbol for o in orders} | {f.symbol for f in fills})
-    pairs = {s: split_symbol(s, known) for s in symbols}
-    convert = _FeeConverter(db, scope, pairs)
+    symbols = sorted({o.symbol for o in orders} | set(fills_by))
+    for s in symbols:
+        if s not in pairs:
+            pairs[s] = split_symbol(s, known)
     orders_by = _group_orders(orders)
-    fills_by: dict[str, list[FillRow]] = defaultdict(list)
-    for f in fills:
-        fills_by[f.symbol].append(f)
     per_fill: dict[int, tuple[Decimal | None, Decimal | None]] | None = {} if keep_rows else None
 
-    fifo_pending = (
-        _start_parallel_fifo(fills_by, pairs, convert) if len(fills) >= PARALLEL_MIN_FILLS else None
-    )
+    def later(symbol: str) -> Callable[[], tuple[PnlResult, PnlResult]] | None:
+        if pnl_pending is None or symbol not in pnl_pending:
+            return None
+
+        def get() -> tuple[PnlResult, PnlResult]:
+            fifo, avg, missing = pnl_pending[symbol].get()
+            convert.missing.update(missing)
+            return fifo, avg
+
+        return get
+
     reports: list[SymbolReport] = []
     for s in symbols:
         base, quote = pairs[s]
-        later = fifo_pending[s].get if fifo_pending is not None and s in fifo_pending else None
         rep, _, _ = _symbol_report(
             "all",
             None,
@@ -387,7 +423,7 @@ def build_report(db: AuditDB, scope: Scope, *, keep_rows: bool = False) -> Audit
             convert,
             None,
             per_fill,
-            later,
+            later(s),
         )
         _mark(db, scope, rep)
         reports.append(rep)
@@ -411,8 +447,8 @@ def build_report(db: AuditDB, scope: Scope, *, keep_rows: bool = False) -> Audit
                 opening = (fifo, avg)
                 by_run.append(rep)
         notes.append("per-run PnL carries the inventory of earlier runs in scope at its average cost")
-    if fifo_pending is not None:
-        fifo_pending["\0pool"].join()
+    if pnl_pending is not None:
+        pnl_pending["\0pool"].join()
 
     for rep in reports:
         rep.fees_unconverted = convert.unconverted(rep.symbol)

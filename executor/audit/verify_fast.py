@@ -12,6 +12,10 @@ ledger needs, exactly the same way, with column-wise work:
   (every delta at or before ``t`` applied), or, as the reference allows, one of the totals
   within the millisecond ``t`` when the asset's last delta is at ``t``.
 
+Above ``PARALLEL_MIN_FILLS`` fills the assets are split between this process and one forked
+worker (the quote assets, which every fill moves, go to the worker); each reads the fills
+and checks its own assets' balances, and only small summaries come back.
+
 Anything it cannot confirm with certainty (a row that does not agree, a millisecond whose
 delta order the reference would apply differently, rounding at the context's precision)
 makes it return None, and the caller runs the reference: differences are always reported by
@@ -20,12 +24,14 @@ the reference, row by row. So the result is the reference's result, only sooner.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from bisect import bisect_left, bisect_right
 from decimal import Decimal, Inexact, localcontext
 from functools import partial
 from itertools import accumulate, chain, compress, repeat
 from operator import add, eq, is_not, itemgetter, lt, mul, ne, sub
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from executor.audit.query import AuditDB, Scope, split_symbol
 
@@ -66,6 +72,20 @@ class _Series:
         return recorded in cum[lo : hi + 1]
 
 
+class _Outcome(NamedTuple):
+    fills: int
+    balance_updates: int
+    checked: int
+    derived: dict[str, Decimal]
+    notes: list[str]
+
+
+# Above this many fills the assets are split between this process and one forked worker
+# (each reads the fills, each checks its own assets' balances); below, one process.
+PARALLEL_MIN_FILLS = 50_000
+_JOB: dict[str, Any] = {}
+
+
 def verify_fast(
     db: AuditDB,
     scope: Scope,
@@ -77,27 +97,98 @@ def verify_fast(
     table: list[dict[str, Any]],
 ) -> bool:
     """Fill ``res`` (fills, balance_updates, checked, derived, last_snapshot_ok, notes) and
-    return True when every recorded balance agrees; False (``res`` untouched but for notes
-    to discard) when the reference must decide."""
+    return True when every recorded balance agrees; False (``res`` untouched) when the
+    reference must decide."""
+    args = (scope, {a: (st.total, st.since_ms) for a, st in opening.items()}, opening_ids, base_ms, table)
+    split = _split(db, scope)
+    if split is None:
+        out = _guarded(db, *args, None)
+    else:
+        _JOB.update(path=db.path, args=args, part=(split, True))
+        pool = multiprocessing.get_context("fork").Pool(1)
+        try:
+            pending = pool.apply_async(_child_job)
+            _JOB.clear()
+            mine = _guarded(db, *args, (split, False))
+            theirs = pending.get()
+        finally:
+            pool.close()
+            pool.join()
+        out = None
+        if mine is not None and theirs is not None:
+            out = _Outcome(
+                mine.fills,
+                mine.balance_updates,
+                mine.checked + theirs.checked,
+                dict(sorted({**mine.derived, **theirs.derived}.items())),
+                mine.notes,
+            )
+    if out is None:
+        return False
+    res.fills, res.balance_updates, res.checked, res.derived = (
+        out.fills,
+        out.balance_updates,
+        out.checked,
+        out.derived,
+    )
+    if last_ids:
+        res.last_snapshot_ok = True
+    res.notes.extend(out.notes)
+    return True
+
+
+def _split(db: AuditDB, scope: Scope) -> frozenset[str] | None:
+    """The assets the worker checks (the quote assets: they move with every fill), or None to
+    run in one process (small ledger, one core, no fork, nothing to split)."""
+    if (os.cpu_count() or 1) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return None
+    where, params = scope.where("trade_ms")
+    if db.conn.execute(f"SELECT count(*) FROM fills{where}", params).fetchone()[0] < PARALLEL_MIN_FILLS:
+        return None
+    known = db.known_assets()
+    symbols = [r[0] for r in db.conn.execute(f"SELECT DISTINCT symbol FROM fills{where}", params)]
+    quotes = frozenset(split_symbol(sym, known)[1] for sym in symbols)
+    return quotes or None
+
+
+def _child_job() -> _Outcome | None:
+    # A forked worker never uses the parent's sqlite connection.
+    with AuditDB(_JOB["path"]) as db:
+        return _guarded(db, *_JOB["args"], _JOB["part"])
+
+
+def _guarded(
+    db: AuditDB,
+    scope: Scope,
+    opening: dict[str, tuple[Decimal, int | None]],
+    opening_ids: set[int],
+    base_ms: int | None,
+    table: list[dict[str, Any]],
+    part: tuple[frozenset[str], bool] | None,
+) -> _Outcome | None:
     with localcontext() as ctx:
         ctx.traps[Inexact] = True  # a rounded sum could differ from the reference's order
         try:
-            return _run(db, scope, res, opening, opening_ids, base_ms, last_ids, table)
+            return _run(db, scope, opening, opening_ids, base_ms, table, part)
         except Inexact:
-            return False
+            return None
 
 
 def _run(
     db: AuditDB,
     scope: Scope,
-    res: VerifyResult,
-    opening: dict[str, Any],
+    opening: dict[str, tuple[Decimal, int | None]],
     opening_ids: set[int],
     base_ms: int | None,
-    last_ids: set[int],
     table: list[dict[str, Any]],
-) -> bool:
-    series: dict[str, _Series] = {a: _Series(st.total, st.since_ms) for a, st in opening.items()}
+    part: tuple[frozenset[str], bool] | None,
+) -> _Outcome | None:
+    """Everything for the assets of ``part`` (``(assets, True)``: those; ``(assets, False)``:
+    all others; None: all); None when a balance does not agree."""
+    series: dict[str, _Series] = {a: _Series(total, since) for a, (total, since) in opening.items()}
+
+    def mine(asset: str) -> bool:
+        return part is None or (asset in part[0]) == part[1]
 
     def state(asset: str) -> _Series:
         s = series.get(asset)
@@ -166,7 +257,7 @@ def _run(
         (third_amt, fee_assets),
     ]
     assets_in_fills = {a for p in pairs.values() for a in p} | {fa for (_, fa), r in roles.items() if r == 2}
-    for asset in sorted(assets_in_fills):
+    for asset in sorted(a for a in assets_in_fills if mine(a)):
         parts: list[tuple[list[int], list[Decimal]]] = []
         for amounts, owner in by_role:
             idx = list(compress(range(n), map(eq, owner, repeat(asset))))
@@ -179,7 +270,7 @@ def _run(
             idx, amounts = parts[0]
             src = list(map(amounts.__getitem__, idx))
         else:  # e.g. BNB both traded and paid as fees: a fill changes an asset in one role only
-            merged = sorted(chain.from_iterable(zip(i, map(a.__getitem__, i)) for i, a in parts))
+            merged = sorted(chain.from_iterable(zip(i, map(a.__getitem__, i), strict=True) for i, a in parts))
             idx, src = [m[0] for m in merged], [m[1] for m in merged]
         s = state(asset)
         ts = list(map(times.__getitem__, idx))
@@ -198,7 +289,7 @@ def _run(
         n_updates += 1
         s = state(asset)
         ut = ems if ems is not None else rms
-        if s.since is None or ut > s.since:
+        if mine(asset) and (s.since is None or ut > s.since):
             extra.setdefault(asset, []).append((ut, 1, uid, dec(delta)))
     for asset, ups in extra.items():
         s = series[asset]
@@ -216,6 +307,9 @@ def _run(
     )
     if opening_ids:
         owhere += f" AND id NOT IN ({', '.join(str(int(i)) for i in opening_ids)})"
+    if part is not None:
+        owhere += f" AND asset {'' if part[1] else 'NOT '}IN ({', '.join('?' * len(part[0]))})"
+        oparams.extend(sorted(part[0]))
     # One scan (the (asset, event_ms) index would read the table in random order). A zero
     # ``locked`` (text of only 0s and a point) comes back as NULL: free alone is the same value.
     obs = db.conn.execute(
@@ -239,7 +333,7 @@ def _run(
         lockeds = list(map(itemgetter(3), rows))
         if None in frees:
             recorded = [
-                dec(f or lk) if lk is None or f is None else dec(f) + dec(lk)
+                dec(f or lk or 0) if lk is None or f is None else dec(f) + dec(lk)
                 for f, lk in zip(frees, lockeds, strict=True)
             ]
         else:
@@ -249,21 +343,17 @@ def _run(
         expected = map(s.cum.__getitem__, map(partial(bisect_right, s.times), ts))
         for k in compress(range(len(rows)), map(ne, recorded, expected)):
             if not s.agrees(recorded[k], ts[k]):
-                return False
+                return None
     for b in table:
+        if not mine(b["asset"]):
+            continue
         s = state(b["asset"])
         bt = b["event_ms"] if b["event_ms"] is not None else _NEVER
         if s.since is not None and bt <= s.since:
             continue
         checked += 1
         if not s.agrees(b["free"] + b["locked"], bt):
-            return False
+            return None
 
-    res.fills = n_fills
-    res.balance_updates = n_updates
-    res.checked = checked
-    res.derived = {a: s.cum[-1] for a, s in sorted(series.items())}
-    if last_ids:
-        res.last_snapshot_ok = True
-    res.notes.extend(notes)
-    return True
+    derived = {a: s.cum[-1] for a, s in sorted(series.items()) if mine(a)}
+    return _Outcome(n_fills, n_updates, checked, derived, notes)

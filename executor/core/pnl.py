@@ -65,10 +65,16 @@ class PnlResult:
         return self.position_qty * mark - self.position_cost
 
 
-def _ordered(fills: Iterable[Fill]) -> list[Fill]:
+def _ordered(fills: Iterable[Fill], symbol: str, presorted: bool = False) -> Iterable[Fill]:
+    """The fills of ``symbol``, once each, in (time, trade id) order. ``presorted``: the caller
+    guarantees that already (e.g. rows of one symbol from a table unique on (symbol, trade_id),
+    selected in that order), so the dedupe and the sort, which change nothing then, are skipped."""
+    if presorted:
+        return fills
     unique: dict[tuple[str, int], Fill] = {}
     for f in fills:
-        unique.setdefault(f.key, f)
+        if f.symbol == symbol:
+            unique.setdefault(f.key, f)
     return sorted(unique.values(), key=lambda f: (f.time_ms, f.trade_id))
 
 
@@ -114,8 +120,10 @@ class _Totals:
 
 
 def fifo_pnl(fills: Iterable[Fill], symbol: str, base: str, quote: str, convert: FeeConverter | None = None,
-             opening_qty: Decimal = ZERO, opening_price: Decimal = ZERO) -> PnlResult:
-    """Realized PnL matching each reduction against the oldest open lot first."""
+             opening_qty: Decimal = ZERO, opening_price: Decimal = ZERO, *,
+             presorted: bool = False) -> PnlResult:
+    """Realized PnL matching each reduction against the oldest open lot first. ``presorted``:
+    see ``_ordered`` (every fill must then be of ``symbol``)."""
     with localcontext() as ctx:
         ctx.prec = _PREC
         lots: deque[list[Decimal]] = deque()  # [signed qty, price]; all lots share one sign
@@ -123,7 +131,7 @@ def fifo_pnl(fills: Iterable[Fill], symbol: str, base: str, quote: str, convert:
             lots.append([opening_qty, opening_price])
         gross = ZERO
         totals = _Totals()
-        for fill in _ordered(f for f in fills if f.symbol == symbol):
+        for fill in _ordered(fills, symbol, presorted):
             dq, fee = _trade_and_fee(fill, base, quote, convert)
             totals.add(fill, fee)
             price = fill.price
@@ -145,14 +153,15 @@ def fifo_pnl(fills: Iterable[Fill], symbol: str, base: str, quote: str, convert:
 
 def average_cost_pnl(fills: Iterable[Fill], symbol: str, base: str, quote: str,
                      convert: FeeConverter | None = None, opening_qty: Decimal = ZERO,
-                     opening_price: Decimal = ZERO) -> PnlResult:
-    """Realized PnL against the running average cost of the inventory."""
+                     opening_price: Decimal = ZERO, *, presorted: bool = False) -> PnlResult:
+    """Realized PnL against the running average cost of the inventory. ``presorted``: see
+    ``_ordered`` (every fill must then be of ``symbol``)."""
     with localcontext() as ctx:
         ctx.prec = _PREC
         qty, cost = opening_qty, opening_qty * opening_price
         gross = ZERO
         totals = _Totals()
-        for fill in _ordered(f for f in fills if f.symbol == symbol):
+        for fill in _ordered(fills, symbol, presorted):
             dq, fee = _trade_and_fee(fill, base, quote, convert)
             totals.add(fill, fee)
             price = fill.price

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import Counter
@@ -437,10 +438,12 @@ class OrderManager:
         ``include_exchange`` also asks the exchange for its open orders and cancels those
         with our client-id prefix that this run does not track (an earlier run's).
         """
-        jobs: dict[str, Awaitable[str]] = {}
+        # Factories, not coroutines: a shutdown that times out while the open orders are
+        # being listed must not leave created-but-never-awaited cancel coroutines behind.
+        jobs: dict[str, Callable[[], Awaitable[str]]] = {}
         for order in self.tracker.working():
             if not order.cancel_requested or order.unresolved:
-                jobs[order.client_id] = self.cancel(order.client_id, reason)
+                jobs[order.client_id] = functools.partial(self.cancel, order.client_id, reason)
         if include_exchange:
             try:
                 open_rows = await self.gateway.open_orders()
@@ -458,10 +461,10 @@ class OrderManager:
                     self.tracker.adopt(cid, row["symbol"], Side(row["side"]), str(row.get("type", "LIMIT")),
                                        Decimal(row["price"]), Decimal(row["origQty"]), row["status"],
                                        Decimal(row["executedQty"]))
-                jobs[cid] = self._cancel_on_exchange(row["symbol"], cid, reason)
+                jobs[cid] = functools.partial(self._cancel_on_exchange, row["symbol"], cid, reason)
         if not jobs:
             return 0
-        results = await asyncio.gather(*jobs.values(), return_exceptions=True)
+        results = await asyncio.gather(*(job() for job in jobs.values()), return_exceptions=True)
         for cid, res in zip(jobs, results, strict=True):
             if isinstance(res, BaseException):
                 log.error("cancel of %s failed: %s", cid, res)

@@ -8,6 +8,7 @@ run, so a restarted bot finds the same orders, trades and balances it left behin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import sqlite3
 from collections import Counter
@@ -26,10 +27,14 @@ from executor.sim.accounts import DEFAULT_ID
 from tests.conftest import SimHandle
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
-# Trades within a second or two on the synthetic market: buys while the spot ask is within
-# 3 bps above the mark, sells once the bid is more than 4 bps below it.
-FAST_PARAMS = {"entry_bps": "-3", "exit_bps": "4", "order_quote": "50", "max_inventory_quote": "200",
+# Trades at once and keeps trading whatever the synthetic basis does: buys (IOC at the ask)
+# while the ask is within 50 bps above the mark (sells once the bid is 51 bps above it).
+# With ``SIM_OPTIONS`` (a few book updates a second, a large USDT balance) that is a few
+# orders a second, and no limit is reached within a scenario's seconds.
+FAST_PARAMS = {"entry_bps": "-50", "exit_bps": "51", "order_quote": "50", "max_inventory_quote": "50000",
                "post_only": False, "quote_ttl_s": "5"}
+SIM_OPTIONS = {"book_update_hz": 3, "balances": {"USDT": "100000", "BTC": "0.1", "ETH": "2"}}
+RISK = {"max_orders_per_minute": 600, "max_position": {"BTC": "2", "ETH": "40"}}
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -43,7 +48,7 @@ def overrides(tmp_path: Path, extra: dict[str, Any] | None = None) -> dict[str, 
     base: dict[str, Any] = {
         "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"},
         "logging": {"dir": str(tmp_path / "logs")},
-        "risk": {"kill_switch_file": str(tmp_path / "KILL")},
+        "risk": {"kill_switch_file": str(tmp_path / "KILL"), **RISK},
         "orders": {"request_timeout_s": "2"},
         "strategy": {"params": dict(FAST_PARAMS)},
     }
@@ -121,8 +126,14 @@ class BotRun:
         assert self.bot is not None
         shutdown = Shutdown()
         shutdown.request(reason)
-        ended = await asyncio.wait_for(self.bot.stop(shutdown, reason=reason), 60)
-        return ended
+        bot, self.bot = self.bot, None
+        return await asyncio.wait_for(bot.stop(shutdown, reason=reason), 60)
+
+    async def close(self) -> None:
+        """Stop a bot a failed test left running (before its exchange goes away)."""
+        if self.bot is not None:
+            with contextlib.suppress(Exception):
+                await self.stop("test failed")
 
     async def trade(self, more_fills: int, timeout: float = 15.0) -> None:
         bot = self.bot

@@ -1,0 +1,141 @@
+"""The fast path of ``audit verify`` gives exactly the reference's result: on the hand-made
+scenario (with balanceUpdates, several scopes), on a generated ledger (the bench's builder,
+small), and, through the fallback, on tampered copies of both."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import pytest
+
+from executor.audit.query import AuditDB, Scope
+from executor.audit.verify import verify, verify_reference
+from tests.audit.scenario import T0, Built, tamper
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("audit_scale", ROOT / "bench" / "audit_scale.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("verify-fast") / "ledger.db"
+    _bench().build(path, 3000)
+    return path
+
+
+def _both(path: Path, scope: Scope) -> tuple[object, object]:
+    with AuditDB(path) as db:
+        return verify(db, scope), verify_reference(db, scope)
+
+
+def _fast_used(path: Path, scope: Scope, monkeypatch: pytest.MonkeyPatch) -> bool:
+    import executor.audit.verify as v
+
+    called: list[bool] = []
+    real = v.verify_reference
+
+    def spy(db: AuditDB, sc: Scope):
+        called.append(True)
+        return real(db, sc)
+
+    monkeypatch.setattr(v, "verify_reference", spy)
+    with AuditDB(path) as db:
+        v.verify(db, scope)
+    monkeypatch.undo()
+    return not called
+
+
+@pytest.mark.parametrize(
+    "scope",
+    [
+        Scope(),
+        Scope(run_id=1),
+        Scope(since_ms=T0 + 2000),
+        Scope(until_ms=T0 + 3050),
+        Scope(since_ms=T0 + 3000),
+    ],
+)
+async def test_scenario_same_as_reference(scenario: Built, scope: Scope) -> None:
+    fast, ref = _both(scenario.path, scope)
+    assert fast == ref
+
+
+def test_generated_ledger_takes_the_fast_path(generated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fast, ref = _both(generated, Scope())
+    assert fast == ref and fast.ok and fast.fills == 3000  # type: ignore[attr-defined]
+    assert _fast_used(generated, Scope(), monkeypatch)
+    # exponents too: the derived text is the reference's text
+    assert {a: str(v) for a, v in fast.derived.items()} == {  # type: ignore[attr-defined]
+        a: str(v)
+        for a, v in ref.derived.items()  # type: ignore[attr-defined]
+    }
+
+
+@pytest.mark.parametrize("scope", [Scope(since_ms=T0 + 5000), Scope(until_ms=T0 + 20_000)])
+def test_generated_ledger_scoped(generated: Path, scope: Scope) -> None:
+    fast, ref = _both(generated, scope)
+    assert fast == ref
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "UPDATE balance_events SET free = '1.5' WHERE id = (SELECT id FROM balance_events WHERE "
+        "kind = 'outboundAccountPosition' AND asset = 'BTC' ORDER BY id LIMIT 1 OFFSET 100)",
+        "DELETE FROM fills WHERE id = 1234",
+        "UPDATE fills SET commission = '0' WHERE id = 77",
+        "UPDATE fills SET side = NULL WHERE id = 500",
+        "UPDATE balances SET locked = '0.00000001' WHERE asset = 'USDT'",
+        "UPDATE balance_events SET locked = '2' WHERE id = (SELECT id FROM balance_events WHERE "
+        "kind = 'outboundAccountPosition' AND asset = 'ETH' ORDER BY id DESC LIMIT 1)",
+    ],
+)
+def test_tampered_generated_ledger_same_as_reference(generated: Path, tmp_path: Path, sql: str) -> None:
+    path = tmp_path / "ledger.db"
+    shutil.copyfile(generated, path)
+    tamper(path, sql)
+    fast, ref = _both(path, Scope())
+    assert fast == ref
+    assert not fast.ok  # type: ignore[attr-defined]
+
+
+async def test_tampered_scenario_same_as_reference(scenario: Built) -> None:
+    tamper(scenario.path, "DELETE FROM fills WHERE trade_id = 5")
+    fast, ref = _both(scenario.path, Scope())
+    assert fast == ref and not fast.ok  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        None,
+        "UPDATE balance_events SET free = '1.5' WHERE id = (SELECT id FROM balance_events WHERE "
+        "kind = 'outboundAccountPosition' AND asset = 'USDT' ORDER BY id LIMIT 1 OFFSET 100)",
+        "UPDATE balance_events SET free = '1.5' WHERE id = (SELECT id FROM balance_events WHERE "
+        "kind = 'outboundAccountPosition' AND asset = 'BTC' ORDER BY id LIMIT 1 OFFSET 100)",
+    ],
+)
+def test_split_across_two_processes_same_as_reference(
+    generated: Path, tmp_path: Path, sql: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import executor.audit.verify_fast as vf
+
+    monkeypatch.setattr(vf, "PARALLEL_MIN_FILLS", 1)
+    path = tmp_path / "ledger.db"
+    shutil.copyfile(generated, path)
+    if sql:
+        tamper(path, sql)
+    with AuditDB(path) as db:
+        assert vf._split(db, Scope()) == frozenset({"USDT"})
+    fast, ref = _both(path, Scope())
+    assert fast == ref
+    assert fast.ok is (sql is None)  # type: ignore[attr-defined]
