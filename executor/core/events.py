@@ -73,6 +73,28 @@ class FillSource(StrEnum):
     GAP_FILL = "gap_fill"
 
 
+_new_object = object.__new__
+_set_attr = object.__setattr__
+_OBSERVATION_FIELDS = ("status", "executed_qty", "cum_quote", "order_id")
+if tuple(f.name for f in fields(Observation)) != _OBSERVATION_FIELDS:  # pragma: no cover - editors' guard
+    raise RuntimeError("core.orders.Observation changed: update ExecutionReport.observation")
+
+
+def _wire_statuses() -> frozenset[OrderStatus]:
+    """The statuses an Observation accepts (the exchange's; not our local ones)."""
+    out = set()
+    for status in OrderStatus:
+        try:
+            Observation(status)
+        except ValueError:
+            continue
+        out.add(status)
+    return frozenset(out)
+
+
+_WIRE_STATUSES = _wire_statuses()
+
+
 # --- strict field access ---------------------------------------------------------------
 
 
@@ -276,7 +298,15 @@ class ExecutionReport(UserEvent):
                     self.transaction_time, FillSource.STREAM, self.original_client_id)
 
     def observation(self) -> Observation:
-        return Observation(self.status, self.cum_qty, self.cum_quote, self.order_id)
+        status = self.status
+        if status in _WIRE_STATUSES and type(status) is OrderStatus:
+            # What Observation(...) builds, without its __post_init__ (an enum call and the
+            # local-status check, both settled here): this runs once per executionReport.
+            obs = _new_object(Observation)
+            _set_attr(obs, "__dict__", {"status": status, "executed_qty": self.cum_qty,
+                                        "cum_quote": self.cum_quote, "order_id": self.order_id})
+            return obs
+        return Observation(status, self.cum_qty, self.cum_quote, self.order_id)
 
 
 def _execution_report(r: _Reader, sub: int | None) -> ExecutionReport:
@@ -521,8 +551,6 @@ if tuple(f.name for f in fields(ExecutionReport)) != _ER_FIELDS:  # pragma: no c
 # make a ninth element and fail the match).
 _ONE_DECIMAL = rf"(?=[^,]{{1,{MAX_DECIMAL_TEXT}}}(?:,|\Z)){PLAIN_DECIMAL_PATTERN}"
 _eight_plain_decimals = re.compile(",".join([_ONE_DECIMAL] * 8), re.ASCII).fullmatch
-_new_object = object.__new__
-_set_attr = object.__setattr__
 
 
 def _fast_execution_report(obj: object) -> ExecutionReport | None:

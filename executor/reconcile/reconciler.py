@@ -318,6 +318,8 @@ class Reconciler:
 
     @staticmethod
     def parse(item: Incoming) -> Event:
+        if type(item) is dict:  # the common case first: a decoded frame (no ABC isinstance check)
+            return parse_user_event(item)
         if isinstance(item, bytes | str):
             return parse_user_frame(item)
         if isinstance(item, Mapping):
