@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -138,7 +139,9 @@ class StatusPrinter:
     def draw(self) -> None:
         lines = render(self.src)
         if self.tty:
-            width = 200
+            # A line that wraps takes two rows, and the cursor-up count would then land
+            # inside the previous frame: cut every line to the terminal's width.
+            width = max(20, shutil.get_terminal_size((120, 24)).columns - 1)
             text = _up(self._drawn) + _CLEAR_BELOW + "\n".join(line[:width] for line in lines) + "\n"
             self._drawn = len(lines)
         else:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
 import time
 from decimal import Decimal
+from typing import Any
 
 from executor.market.state import MarketState
 from executor.orders.tracker import OrderTracker
@@ -55,3 +57,11 @@ def test_terminal_redraws_in_place_and_pipes_get_plain_lines() -> None:
     StatusPrinter(sources(), plain, tty=False).draw()
     assert "\x1b" not in plain.getvalue()
     assert all(line.startswith("status ") for line in plain.getvalue().splitlines())
+
+
+def test_terminal_lines_are_cut_to_the_width_so_redraws_do_not_drift(monkeypatch: Any) -> None:
+    monkeypatch.setattr("shutil.get_terminal_size", lambda fallback=(120, 24): os.terminal_size((40, 24)))
+    out = io.StringIO()
+    StatusPrinter(sources(), out, tty=True).draw()
+    rows = out.getvalue().replace("\x1b[J", "").replace("\r", "").split("\n")
+    assert max(len(r) for r in rows) <= 39   # one wrapped line would break the cursor-up count
