@@ -38,6 +38,14 @@ class StrategyConfig:
 
 
 @dataclass(frozen=True)
+class FuturesConfig:
+    """USD-M futures user data. Mark prices are public and always streamed; the account's
+    listenKey stream (ORDER_TRADE_UPDATE / ACCOUNT_UPDATE) needs a key with futures enabled."""
+
+    user_stream: bool = False
+
+
+@dataclass(frozen=True)
 class RiskConfig:
     max_order_notional: Decimal
     max_open_orders: int
@@ -118,6 +126,7 @@ class SimConfig:
 class Config:
     profile: str
     symbols: Symbols
+    futures: FuturesConfig
     strategy: StrategyConfig
     risk: RiskConfig
     orders: OrdersConfig

@@ -75,9 +75,9 @@ class LiveRefused(Exception):
 def futures_used(cfg: Config) -> bool:
     """Whether this configuration trades or streams futures *user data* (needs enableFutures).
 
-    Public mark prices need no key permission; a future ``symbols.futures`` list does.
+    Public mark prices need no key permission; the futures account's listenKey does.
     """
-    return bool(getattr(cfg.symbols, "futures", None))
+    return cfg.futures.user_stream
 
 
 def _client_of(source: Any) -> Any:

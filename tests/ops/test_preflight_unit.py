@@ -104,6 +104,15 @@ async def test_futures_permission_checked_only_when_futures_are_used(cfg) -> Non
     assert "Enable Futures" in report.failures[0].fix
 
 
+async def test_futures_user_stream_in_config_makes_preflight_check_futures(cfg, tmp_path) -> None:
+    extra = tmp_path / "futures.toml"
+    extra.write_text("[futures]\nuser_stream = true\n")
+    client = FakeClient()
+    client.restrictions["enableFutures"] = False
+    report = await run_preflight(client, load_config(extra, local=None))
+    assert [c.name for c in report.failures] == ["enableFutures"]
+
+
 async def test_unreadable_restrictions_is_a_refusal_naming_the_ip_whitelist(cfg) -> None:
     client = FakeClient(restrictions=_api_error(-2015, "Invalid API-key, IP, or permissions for action."))
     report = await run_preflight(client, cfg)
