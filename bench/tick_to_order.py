@@ -61,8 +61,10 @@ class BenchStrategy(Strategy):
         self.quote = Decimal(str(params.get("order_quote", "20")))
         self.enabled = False
         self.idle: Any = lambda: True  # the bench sets: nothing of the last order still being written
+        self.called_at = 0.0  # when the last handler call began (for the breakdown)
 
     def on_book_ticker(self, symbol: str, view: StrategyContext) -> list[Intent]:
+        self.called_at = time.monotonic()
         if not self.enabled:
             return []
         st = view.market(symbol)
@@ -84,7 +86,7 @@ def pct(values: list[float], p: float) -> float:
 
 def summary(name: str, values_s: list[float]) -> str:
     ms = [v * 1000 for v in values_s]
-    return (f"{name:<44} n={len(ms):>5}  p50 {pct(ms, 50):6.3f} ms  p90 {pct(ms, 90):6.3f} ms  "
+    return (f"{name:<48} n={len(ms):>5}  p50 {pct(ms, 50):6.3f} ms  p90 {pct(ms, 90):6.3f} ms  "
             f"p99 {pct(ms, 99):6.3f} ms  mean {statistics.fmean(ms):6.3f} ms")
 
 
@@ -164,12 +166,17 @@ async def main(orders: int, rate: float, bare: int, blocks: int, switch_ms: floa
     # Which frame each order came from: the decision is synchronous from the frame's wake-up
     # to tracker.add, so the symbol's receipt time at add() is the triggering frame's.
     decided: dict[str, float] = {}
+    handler_at: dict[str, float] = {}  # strategy handler entered
+    tracked_at: dict[str, float] = {}  # rounded, risk-checked, tracked: the send task is spawned next
     add = bot.tracker.add
+    bench_strategy: Any = bot.strategy
 
     def add_and_note(request: Any, placed_at: float | None = None) -> Any:
         st = bot.market.get(request.symbol)
         if st is not None and st.book_recv_mono is not None:
             decided[request.client_order_id] = st.book_recv_mono
+            handler_at[request.client_order_id] = bench_strategy.called_at
+            tracked_at[request.client_order_id] = time.monotonic()
         return add(request, placed_at)
 
     bot.tracker.add = add_and_note  # type: ignore[method-assign]
@@ -235,6 +242,10 @@ async def main(orders: int, rate: float, bare: int, blocks: int, switch_ms: floa
           f"interleaved in {blocks} blocks; exchange in its own process")
     print(summary("frame arrival -> order at exchange (bot)", pipeline))
     print(summary("  frame arrival -> ledger record starts", [started_rec[c] - decided[c] for c in both]))
+    print(summary("    frame arrival -> strategy handler called", [handler_at[c] - decided[c] for c in both]))
+    print(summary("    handler -> tracked (strategy, rounding, risk)",
+                  [tracked_at[c] - handler_at[c] for c in both]))
+    print(summary("    tracked -> ledger record starts", [started_rec[c] - tracked_at[c] for c in both]))
     print(summary("  ledger record (record-before-send)", [recorded[c] - started_rec[c] for c in both]))
     print(summary("  record committed -> order at exchange", [arrivals[c] - recorded[c] for c in both]))
     print(summary("bare create_order round trip", rtt))

@@ -42,7 +42,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from executor.core.filters import SymbolRules
 from executor.core.ids import ClientIdFactory, is_ours
@@ -61,6 +61,9 @@ from executor.exchange.rest import GatewayError
 from executor.market.state import MarketState
 from executor.orders.tracker import OrderTracker, TrackedOrder
 from executor.risk import ALLOWED, Decision, Refused, RiskChecker, RiskView
+
+if TYPE_CHECKING:
+    from executor.strategy.base import OrderView
 
 __all__ = ["OrderManager", "ResolveTiming"]
 
@@ -90,6 +93,42 @@ class ResolveTiming:
 
 def _ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+class _DecisionView:
+    """The risk view for one synchronous decision: our working orders are listed once.
+
+    The tracker keeps final orders for a while (status display, late updates), so each
+    listing walks all of them; the filters and several risk checks each asked for it, which
+    was most of the tick-to-order path. Nothing can change between the checks of one decision
+    (no awaits), so one listing is exact. Everything else is the app's view.
+    """
+
+    __slots__ = ("_open", "_view")
+
+    def __init__(self, view: RiskView) -> None:
+        self._view = view
+        self._open: list[OrderView] | None = None
+
+    def market(self, symbol: str) -> Any:
+        return self._view.market(symbol)
+
+    def rules(self, symbol: str) -> SymbolRules:
+        return self._view.rules(symbol)
+
+    def inventory(self, asset: str) -> Decimal:
+        return self._view.inventory(asset)
+
+    def open_orders(self, symbol: str | None = None, side: Side | None = None) -> list[OrderView]:
+        if self._open is None:
+            self._open = self._view.open_orders()
+        if symbol is None and side is None:
+            return list(self._open)
+        return [o for o in self._open
+                if (symbol is None or o.symbol == symbol) and (side is None or o.side is side)]
+
+    def __getattr__(self, name: str) -> Any:  # anything else a custom check may read
+        return getattr(self._view, name)
 
 
 class OrderManager:
@@ -182,13 +221,16 @@ class OrderManager:
         st = self.market.get(place.symbol)
         mid = st.mid if st is not None else None
         client_id = self.ids.next_order_id()
+        # One listing of our working orders serves the filters (MAX_NUM_ORDERS) and every
+        # risk check; ``view`` is the app's context over this manager's tracker.
+        view = _DecisionView(self.view)
         try:
             request = build_order_request(place, rules, client_id, ref_price=mid,
-                                          open_orders=len(self.tracker.working(place.symbol)))
+                                          open_orders=len(view.open_orders(place.symbol)))
         except OrderRejected as exc:
             names = ",".join(dict.fromkeys(v.filter for v in exc.violations))
             return self._refuse(place, "; ".join(map(str, exc.violations)), f"filters:{names}")
-        decision = self.risk.check(request, self.view)
+        decision = self.risk.check(request, view)
         if isinstance(decision, Refused):
             return self._refuse(request, decision.reason, decision.check)
         self.tracker.add(request, placed_at=self._clock())
@@ -235,7 +277,7 @@ class OrderManager:
         params["newOrderRespType"] = self._resp_type
         self._sent_at[cid] = self._clock()
         self.counts["sent"] += 1
-        mark_sent = asyncio.ensure_future(self.store.mark_order_sent(cid))
+        sent_ms = _ms()
         self._hook(self.on_sending, cid)
         try:
             outcome = await self.gateway.place_order(params)
@@ -249,8 +291,12 @@ class OrderManager:
             log.exception("order %s: send failed unexpectedly", cid)
             outcome = Unknown(f"{type(exc).__name__}")
         finally:
+            # SENT (with the time it left) is written once the request is out, not beside it:
+            # a ledger write in flight during the send competes with it for this thread and
+            # the GIL. Record-before-send is the intent above; PENDING_SEND and SENT are both
+            # "maybe on the wire" to recovery (a restart queries either by client id).
             with contextlib.suppress(Exception):
-                await mark_sent
+                await self.store.mark_order_sent(cid, at_ms=sent_ms)
         await self._outcome(req, outcome)
 
     async def _outcome(self, req: OrderRequest, outcome: Any) -> None:

@@ -32,8 +32,10 @@ Times are UTC epoch ms; when not given, the store's ``clock`` supplies them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, fields
@@ -1138,6 +1140,65 @@ class _Flush:
 # ---------------------------------------------------------------- the store
 
 
+class _WriteLock:
+    """The store's in-process write lock, with a fast lane for the order path.
+
+    Waiters are served first come, first served, except that ``urgent`` ones (the
+    record-before-send statements: one short autocommit each) go ahead of every waiting
+    batch. A batch that already holds the lock is never interrupted, so every write stays
+    its own whole transaction; an urgent write waits for at most the one transaction in
+    progress (the reconciler caps its batches with ``batch_max``) instead of the whole
+    queue behind it. Release hands the lock straight to the next waiter, so a late
+    arrival cannot slip in between.
+    """
+
+    __slots__ = ("_held", "_normal", "_urgent")
+
+    def __init__(self) -> None:
+        self._held = False
+        self._urgent: deque[asyncio.Future[None]] = deque()
+        self._normal: deque[asyncio.Future[None]] = deque()
+
+    def locked(self) -> bool:
+        return self._held
+
+    async def acquire(self, urgent: bool = False) -> None:
+        if not self._held and not self._urgent and (urgent or not self._normal):
+            self._held = True
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._urgent if urgent else self._normal
+        queue.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # handed over just as we were cancelled: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    queue.remove(fut)
+            raise
+
+    def release(self) -> None:
+        if not self._held:
+            raise RuntimeError("store write lock released while not held")
+        for queue in (self._urgent, self._normal):
+            while queue:
+                fut = queue.popleft()
+                if not fut.done():
+                    fut.set_result(None)  # ownership passes over; the lock stays held
+                    return
+        self._held = False
+
+    @asynccontextmanager
+    async def hold(self, urgent: bool = False) -> AsyncIterator[None]:
+        await self.acquire(urgent)
+        try:
+            yield
+        finally:
+            self.release()
+
+
 class Store:
     """The ledger. Create with ``await Store.open(url)`` (which also upgrades the schema)."""
 
@@ -1145,7 +1206,7 @@ class Store:
         self.engine = engine
         self.clock = clock
         self.run_id: int | None = None
-        self._write_lock = asyncio.Lock()
+        self._write_lock = _WriteLock()
         self._wconn: AsyncConnection | None = None
 
     @classmethod
@@ -1166,7 +1227,7 @@ class Store:
         return cls(create_engine(url, synchronous=synchronous), clock=clock)
 
     async def close(self) -> None:
-        async with self._write_lock:
+        async with self._write_lock.hold():
             if self._wconn is not None:
                 await self._wconn.close()
                 self._wconn = None
@@ -1189,14 +1250,17 @@ class Store:
         return self._wconn
 
     async def _write(self, fn: Callable[..., T], *args: Any) -> T:
-        async with self._write_lock:
+        async with self._write_lock.hold():
             conn = await self._writer()
             async with conn.begin():
                 return await conn.run_sync(fn, *args)
 
     async def _autocommit(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        """One statement as its own transaction, executed and fetched in one thread hop."""
-        async with self._write_lock:
+        """One statement as its own transaction, executed and fetched in one thread hop.
+
+        Only the order path uses this, and it jumps the queue of waiting batches (see
+        ``_WriteLock``): the order is on hold until its record is committed."""
+        async with self._write_lock.hold(urgent=True):
             conn = await self._writer()
             if conn.in_transaction():  # never expected; keep the invariant rather than corrupt it
                 raise StoreError("write connection unexpectedly inside a transaction")
