@@ -110,6 +110,9 @@ class OrderTracker:
         self.keep_final_s = keep_final_s
         self.max_final = max_final
         self._orders: dict[str, TrackedOrder] = {}
+        # Working orders only: every decision lists them, and walking the kept final orders
+        # (up to ``max_final``) on each tick was the largest part of tick-to-order latency.
+        self._working: dict[str, TrackedOrder] = {}
         self._final: OrderedDict[str, float] = OrderedDict()  # client id -> when it became final
         self._inventory: dict[str, Decimal] = {}
         self._counted: set[tuple[str, int]] = set()
@@ -131,11 +134,19 @@ class OrderTracker:
         return list(self._orders.values())
 
     def working(self, symbol: str | None = None) -> list[TrackedOrder]:
-        return [o for o in self._orders.values() if o.working and (symbol is None or o.symbol == symbol)]
+        if symbol is None:
+            return list(self._working.values())
+        return [o for o in self._working.values() if o.symbol == symbol]
 
     def views(self) -> list[OrderView]:
-        """Every tracked order as an ``OrderView`` (the strategy context filters working ones)."""
-        return [o.view() for o in self._orders.values() if o.working]
+        """Every working order as an ``OrderView``."""
+        return [o.view() for o in self._working.values()]
+
+    def _index(self, order: TrackedOrder) -> None:
+        if order.working:
+            self._working[order.client_id] = order
+        else:
+            self._working.pop(order.client_id, None)
 
     def inventory(self, asset: str) -> Decimal:
         return self._inventory.get(asset, ZERO)
@@ -155,6 +166,7 @@ class OrderTracker:
             qty=request.quantity, placed_at=self._clock() if placed_at is None else placed_at,
             reason=request.reason)
         self._orders[order.client_id] = order
+        self._index(order)
         self.stats.orders += 1
         return order
 
@@ -166,6 +178,7 @@ class OrderTracker:
             order = TrackedOrder(client_id=client_id, symbol=symbol, side=Side(side), order_type=order_type,
                                  price=price, qty=qty, placed_at=self._clock(), reason="adopted at start")
             self._orders[client_id] = order
+            self._index(order)
         self.set_status(client_id, status, filled=filled)
         return order
 
@@ -194,6 +207,7 @@ class OrderTracker:
             order.status = OrderStatus.PARTIALLY_FILLED
         if note:
             order.note = note
+        self._index(order)
         if changed:
             if not order.working and order.final_at is None:
                 order.final_at = self._clock()
@@ -263,6 +277,7 @@ class OrderTracker:
                 break
             self._final.popitem(last=False)
             self._orders.pop(cid, None)
+            self._working.pop(cid, None)
             dropped += 1
         return dropped
 

@@ -82,3 +82,26 @@ def test_views_show_working_orders_and_prune_forgets_old_finals() -> None:
     assert [v.client_id for v in t.views()] == ["bx-r1-o1"]
     clock.t += 11
     assert t.prune() == 1 and t.get("bx-r1-o2") is None and t.get("bx-r1-o1") is not None
+
+
+STATUSES = [s.value for s in OrderStatus]
+
+
+@given(st.lists(st.tuples(st.integers(0, 4), st.sampled_from(STATUSES), st.booleans()), max_size=40))
+def test_working_index_always_equals_a_full_scan(steps: list[tuple[int, str, bool]]) -> None:
+    clock = Clock()
+    tracker = OrderTracker(BASES, clock=clock, keep_final_s=5.0)
+    symbols = ["BTCUSDT", "ETHUSDT"]
+    for i in range(5):
+        tracker.add(request(f"bx-r1-o{i}", symbols[i % 2]))
+    for n, status, prune in steps:
+        tracker.set_status(f"bx-r1-o{n}", status)
+        if prune:
+            clock.t += 3.0
+            tracker.prune()
+        scan = [o for o in tracker.all() if o.working]
+        assert sorted(o.client_id for o in tracker.working()) == sorted(o.client_id for o in scan)
+        for sym in symbols:
+            expected = {o.client_id for o in scan if o.symbol == sym}
+            assert {o.client_id for o in tracker.working(sym)} == expected
+        assert {v.client_id for v in tracker.views()} == {o.client_id for o in scan}
