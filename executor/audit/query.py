@@ -26,6 +26,7 @@ import orjson
 
 from executor.core.orders import Side
 from executor.persistence.db import database_path
+from executor.persistence.records import OrderRecord
 
 __all__ = [
     "AuditDB",
@@ -137,36 +138,7 @@ def _d(text: Any) -> Decimal | None:
     return None if text is None else Decimal(text)
 
 
-ORDER_COLUMNS = (
-    "id",
-    "client_order_id",
-    "exchange_order_id",
-    "run_id",
-    "symbol",
-    "side",
-    "type",
-    "time_in_force",
-    "price",
-    "quantity",
-    "quote_order_qty",
-    "status",
-    "status_source",
-    "executed_qty",
-    "cum_quote_qty",
-    "created_ms",
-    "sent_ms",
-    "acked_ms",
-    "updated_ms",
-    "exchange_update_ms",
-    "decision_bid",
-    "decision_ask",
-    "decision_mark",
-    "decision_ms",
-    "reason",
-    "external",
-    "resolved_from_unknown",
-    "reject_reason",
-)
+ORDER_COLUMNS: tuple[str, ...] = OrderRecord._fields
 ORDER_DECIMALS = frozenset(
     {
         "price",
@@ -182,35 +154,7 @@ ORDER_DECIMALS = frozenset(
 ORDER_BOOLS = frozenset({"external", "resolved_from_unknown"})
 
 
-class OrderRow(NamedTuple):
-    id: int
-    client_order_id: str
-    exchange_order_id: int | None
-    run_id: int | None
-    symbol: str
-    side: str
-    type: str
-    time_in_force: str | None
-    price: Decimal | None
-    quantity: Decimal | None
-    quote_order_qty: Decimal | None
-    status: str
-    status_source: str
-    executed_qty: Decimal
-    cum_quote_qty: Decimal
-    created_ms: int
-    sent_ms: int | None
-    acked_ms: int | None
-    updated_ms: int
-    exchange_update_ms: int | None
-    decision_bid: Decimal | None
-    decision_ask: Decimal | None
-    decision_mark: Decimal | None
-    decision_ms: int | None
-    reason: str | None
-    external: bool
-    resolved_from_unknown: bool
-    reject_reason: str | None
+OrderRow = OrderRecord  # one row type for the store and the audit
 
 
 FILL_COLUMNS = (

@@ -68,6 +68,20 @@ def _snap(value: Decimal, anchor: Decimal, step: Decimal, rounding: str) -> Deci
         return anchor + steps * step
 
 
+def _range_violations(what: str, value: Decimal, low: tuple[str, Decimal], high: tuple[str, Decimal],
+                      grid: tuple[str, Decimal]) -> list[str]:
+    """PRICE_FILTER and LOT_SIZE share one rule shape: bounds and a grid anchored at the
+    minimum, each disabled by 0 as on Binance."""
+    out = []
+    if low[1] and value < low[1]:
+        out.append(f"{what} {value} below {low[0]} {low[1]}")
+    if high[1] and value > high[1]:
+        out.append(f"{what} {value} above {high[0]} {high[1]}")
+    if not _on_grid(value, low[1], grid[1]):
+        out.append(f"{what} {value} not a multiple of {grid[0]} {grid[1]}")
+    return out
+
+
 @dataclass(frozen=True)
 class PriceFilter:
     min_price: Decimal
@@ -75,14 +89,8 @@ class PriceFilter:
     tick_size: Decimal
 
     def violations(self, price: Decimal) -> list[str]:
-        out = []
-        if self.min_price and price < self.min_price:
-            out.append(f"price {price} below minPrice {self.min_price}")
-        if self.max_price and price > self.max_price:
-            out.append(f"price {price} above maxPrice {self.max_price}")
-        if not _on_grid(price, self.min_price, self.tick_size):
-            out.append(f"price {price} not a multiple of tickSize {self.tick_size}")
-        return out
+        return _range_violations("price", price, ("minPrice", self.min_price),
+                                 ("maxPrice", self.max_price), ("tickSize", self.tick_size))
 
 
 @dataclass(frozen=True)
@@ -92,14 +100,8 @@ class LotSize:
     step_size: Decimal
 
     def violations(self, qty: Decimal) -> list[str]:
-        out = []
-        if self.min_qty and qty < self.min_qty:
-            out.append(f"quantity {qty} below minQty {self.min_qty}")
-        if self.max_qty and qty > self.max_qty:
-            out.append(f"quantity {qty} above maxQty {self.max_qty}")
-        if not _on_grid(qty, self.min_qty, self.step_size):
-            out.append(f"quantity {qty} not a multiple of stepSize {self.step_size}")
-        return out
+        return _range_violations("quantity", qty, ("minQty", self.min_qty),
+                                 ("maxQty", self.max_qty), ("stepSize", self.step_size))
 
 
 @dataclass(frozen=True)

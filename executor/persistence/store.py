@@ -68,6 +68,7 @@ from executor.persistence.models import (
     RiskRefusal,
     Run,
 )
+from executor.persistence.records import OrderRecord
 from executor.persistence.types import decimal_to_text, json_dumps, now_ms, payload_text, to_decimal
 
 T = TypeVar("T")
@@ -99,42 +100,6 @@ class DuplicateClientOrderId(StoreError):
 
 
 # ---------------------------------------------------------------- records returned by reads
-
-
-@dataclass(frozen=True, slots=True)
-class OrderRecord:
-    id: int
-    client_order_id: str
-    exchange_order_id: int | None
-    run_id: int | None
-    symbol: str
-    side: str
-    type: str
-    time_in_force: str | None
-    price: Decimal | None
-    quantity: Decimal | None
-    quote_order_qty: Decimal | None
-    status: str
-    status_source: str
-    executed_qty: Decimal
-    cum_quote_qty: Decimal
-    created_ms: int
-    sent_ms: int | None
-    acked_ms: int | None
-    updated_ms: int
-    exchange_update_ms: int | None
-    decision_bid: Decimal | None
-    decision_ask: Decimal | None
-    decision_mark: Decimal | None
-    decision_ms: int | None
-    reason: str | None
-    external: bool
-    resolved_from_unknown: bool
-    reject_reason: str | None
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in FINAL_STATUSES
 
 
 @dataclass(frozen=True, slots=True)
@@ -489,7 +454,8 @@ def merge_status(cur: _OrderState, upd: StatusUpdateIn, at_ms: int) -> StatusCha
 
 def _record(cls: type[T], row: Any) -> T:
     m = row._mapping
-    return cls(**{f.name: m[f.name] for f in fields(cls)})  # type: ignore[arg-type]
+    names = cls._fields if hasattr(cls, "_fields") else [f.name for f in fields(cls)]
+    return cls(**{name: m[name] for name in names})  # type: ignore[arg-type]
 
 
 def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterable[Sequence[T]]:

@@ -1,0 +1,48 @@
+"""Read-side row types shared by the store and the audit.
+
+An ``OrderRecord`` is one row of ``orders`` as both the bot (through the store) and the
+offline audit (through plain sqlite3, built positionally with ``_make`` for speed) read it:
+one definition so the two can never drift apart.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import NamedTuple
+
+from executor.persistence.models import FINAL_STATUSES
+
+
+class OrderRecord(NamedTuple):
+    id: int
+    client_order_id: str
+    exchange_order_id: int | None
+    run_id: int | None
+    symbol: str
+    side: str
+    type: str
+    time_in_force: str | None
+    price: Decimal | None
+    quantity: Decimal | None
+    quote_order_qty: Decimal | None
+    status: str
+    status_source: str
+    executed_qty: Decimal
+    cum_quote_qty: Decimal
+    created_ms: int
+    sent_ms: int | None
+    acked_ms: int | None
+    updated_ms: int
+    exchange_update_ms: int | None
+    decision_bid: Decimal | None
+    decision_ask: Decimal | None
+    decision_mark: Decimal | None
+    decision_ms: int | None
+    reason: str | None
+    external: bool
+    resolved_from_unknown: bool
+    reject_reason: str | None
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
