@@ -11,8 +11,15 @@ table, and a few reconciliation runs. The ledger is consistent, so verify must s
     .venv/bin/python bench/audit_scale.py              # 1,000,000 fills
     .venv/bin/python bench/audit_scale.py --fills 100000 --keep /tmp/ledger.db
 
+Then the audit checkpoints are written as the bot writes them (``run.py db checkpoint``,
+which the bot's ``audit_checkpoint`` job runs every 15 minutes in a child process), with the
+cut ``--tail`` fills before the end (default 10,000): the newest fills stay unfolded, as
+they would be after the bot's last checkpoint. The first checkpoint of a ledger folds it
+from the start (timed and reported: a bot pays that once, in slices, as the ledger grows).
+
 Each command is timed as a user runs it (``python run.py audit ...`` in a subprocess,
-wall clock, output to /dev/null) and, separately, in-process by phase.
+wall clock, output to /dev/null) and, separately, in-process by phase; ``--no-checkpoint``
+times them folding every row instead.
 """
 
 from __future__ import annotations
@@ -262,12 +269,12 @@ def build(path: Path, n_fills: int, seed: int = 1) -> None:
     conn.close()
 
 
-def timed_cli(url: str, *args: str) -> tuple[float, float, int, str]:
+def timed_cli(url: str, *args: str, command: str = "audit") -> tuple[float, float, int, str]:
     """(wall s, CPU s of the command and its children, exit code, stdout)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     p = subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), "audit", *args, "--db", url],
+        [sys.executable, str(ROOT / "run.py"), *command.split(), *args, "--db", url],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -287,20 +294,17 @@ def in_process(path: Path) -> dict[str, float]:
     out: dict[str, float] = {}
     gc.disable()  # as the audit command does
     with AuditDB(path) as db:
-        t = time.perf_counter()
-        fills = db.fills(Scope())
-        out["load fills"] = time.perf_counter() - t
-        del fills
-        t = time.perf_counter()
-        rep = build_report(db, Scope())
-        out["report (load + metrics)"] = time.perf_counter() - t
-        t = time.perf_counter()
-        render_table(rep)
-        out["render"] = time.perf_counter() - t
-        t = time.perf_counter()
-        res = verify(db, Scope())
-        out["verify"] = time.perf_counter() - t
-        assert res.ok, res.differences[:3]
+        for label, use in (("from the checkpoint", True), ("folding every row", False)):
+            t = time.perf_counter()
+            rep = build_report(db, Scope(), use_checkpoint=use)
+            out[f"report, {label}"] = time.perf_counter() - t
+            t = time.perf_counter()
+            render_table(rep)
+            out[f"render, {label}"] = time.perf_counter() - t
+            t = time.perf_counter()
+            res = verify(db, Scope(), use_checkpoint=use)
+            out[f"verify, {label}"] = time.perf_counter() - t
+            assert res.ok, res.differences[:3]
     return out
 
 
@@ -318,6 +322,8 @@ def main() -> int:
     ap.add_argument("--fills", type=int, default=1_000_000)
     ap.add_argument("--keep", type=Path, help="build (or reuse) the ledger at this path and keep it")
     ap.add_argument("--phases", action="store_true", help="also time the phases in-process")
+    ap.add_argument("--tail", type=int, default=10_000, help="fills left after the checkpoint's cut")
+    ap.add_argument("--no-checkpoint", action="store_true", help="remove the checkpoints: fold every row")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = args.keep or Path(tmp) / "ledger.db"
@@ -336,6 +342,21 @@ def main() -> int:
         }
         conn.close()
         print("rows: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+        conn = sqlite3.connect(path)
+        if args.no_checkpoint:
+            conn.execute("DELETE FROM audit_checkpoints")
+            conn.commit()
+        else:
+            # The cut: the time of the fill --tail fills before the last one.
+            cut = conn.execute(
+                "SELECT coalesce(trade_ms, received_ms) FROM fills ORDER BY id DESC LIMIT 1 OFFSET ?",
+                (args.tail,),
+            ).fetchone()[0]
+            secs, cpu, rc, out = timed_cli(url, "--cut-ms", str(cut), command="db checkpoint")
+            print(f"{'db checkpoint':16s} {secs:6.2f} s wall {cpu:6.2f} s CPU  exit {rc}")
+            for line in out.splitlines():
+                print(f"  {line}")
+        conn.close()
         for label, cmd in (("audit (report)", ()), ("audit verify", ("verify",))):
             secs, cpu, rc, out = timed_cli(url, *cmd)
             first = out.splitlines()[0] if out else ""
@@ -347,7 +368,7 @@ def main() -> int:
         )
         if args.phases:
             for k, v in in_process(path).items():
-                print(f"  in-process {k:26s} {v:6.2f} s")
+                print(f"  in-process {k:34s} {v:6.2f} s")
     return 0
 
 

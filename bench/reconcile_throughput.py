@@ -237,7 +237,8 @@ async def main() -> None:
                   f"{ev['events_per_cpu_s']:,.0f} events per CPU-second; event loop thread "
                   f"{1e6 * ev['main_thread_cpu_seconds'] / ev['events']:.1f} us/event, SQLite worker thread "
                   f"{1e6 * other / ev['events']:.1f} us/event); fills stored {ev['fills_stored']}, "
-                  f"orders FILLED {ev['orders_filled']}, suspects {ev['suspects']}")
+                  f"orders FILLED {ev['orders_filled']}, suspects {ev['suspects']}; "
+                  f"load average after: {os.getloadavg()[0]:.2f}")
         if args.trades <= 0:
             return
         cu = await bench_catch_up(args.trades, args.orders, Path(tmp))

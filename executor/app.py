@@ -1,7 +1,8 @@
 """The main job: ``python run.py`` wires every part into the running bot and stops it cleanly.
 
 Start, in order: the venue (the embedded exchange in-process for profile ``sim``, or an
-already running one with ``--exchange URL``, or the profile's real endpoints with keys),
+already running one with ``--exchange URL``, or the profile's real endpoints with keys;
+on testnet/demo the futures account has keys of its own, ``keys.load_futures_credentials``),
 the ledger (migrated, a run row opened), the REST gateway (clock synced), the live gate
 (``preflight.ensure_live_ready``, before anything can be sent), exchangeInfo (the traded
 symbols' filters), the market streams (spot bookTicker and USDⓈ-M markPrice@1s), the
@@ -12,7 +13,10 @@ Stop (SIGINT/SIGTERM, ``--duration`` or an error), each step bounded by ``shutdo
 strategy off, orders in flight settled, our open orders cancelled (``orders.cancel_on_shutdown``),
 a final reconciliation, the run row closed with how it ended, streams and connections
 closed. A second signal abandons the remaining steps; the ledger stays consistent because
-every write is its own transaction.
+every write is its own transaction. While a 429/418 holds REST closed longer than a step
+may take, the REST steps (cancels, final reconciliation) are skipped at once with one
+WARNING (until when, what was skipped, which of our orders stay on the book) noted in the
+run row; the next start's gap fill reconciles.
 
 The embedded exchange restarts its order and trade ids with every start, so a run on a
 freshly started one gets its own ledger file next to the configured one
@@ -48,8 +52,8 @@ from executor.shutdown import EXIT_FORCED, Shutdown
 from executor.status import StatusPrinter, StatusSources
 from executor.strategy.base import Strategy, StrategyContext
 
-__all__ = ["Bot", "BotOptions", "FuturesReconciler", "fetch_sim_venue", "run_bot", "run_command",
-           "sim_ledger_url"]
+__all__ = ["Bot", "BotOptions", "FuturesReconciler", "fetch_sim_venue", "futures_keys_needed",
+           "futures_user_data_wanted", "run_bot", "run_command", "sim_ledger_url"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,9 @@ VERSION = "0.1.0"
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_LIVE_REFUSED = 3
+# stop() during a 429/418: how long in-flight work (and scheduler jobs) may still settle;
+# whatever waits on the closed REST gate cannot finish anyway.
+BANNED_SETTLE_S = 1.0
 
 
 @dataclass
@@ -84,10 +91,15 @@ class Bot:
     """One run of the bot on one venue. ``start()``, then ``stop(reason)``."""
 
     def __init__(self, cfg: Config, venue: Venue, credentials: Credentials | None,
-                 options: BotOptions | None = None) -> None:
+                 options: BotOptions | None = None, *,
+                 futures_credentials: Credentials | None = None) -> None:
         self.cfg = cfg
         self.venue = venue
         self.credentials = credentials
+        # The futures account's own key (testnet/demo: ``keys.load_futures_credentials``);
+        # None: the order client's key serves futures too (live, sim).
+        self.futures_credentials = futures_credentials
+        self.futures_client: Any = None
         self.options = options or BotOptions()
         self.symbols = list(dict.fromkeys(cfg.symbols.spot))
         self.market = MarketState(self.symbols)
@@ -121,6 +133,7 @@ class Bot:
         cfg = self.cfg
         # The strategy first: a bad parameter must stop us before anything connects.
         self.strategy = load_strategy(cfg.strategy)
+        self._check_futures_keys()
         await self._open_ledger()
         await self._open_gateway()
         await self._load_rules()
@@ -273,21 +286,42 @@ class Bot:
         await self._start_futures_user_data()
 
     def _futures_wanted(self) -> bool:
-        if self.options.futures_user_stream is not None:
-            return self.options.futures_user_stream
-        if self.cfg.profile == "sim":
-            return True
-        from executor.preflight import futures_used
+        return futures_user_data_wanted(self.cfg, self.options)
 
-        return futures_used(self.cfg)
+    def _check_futures_keys(self) -> None:
+        """Testnet/demo futures hosts take only their own keys: refuse to start without them
+        rather than send the spot key to the futures host."""
+        if self.futures_credentials is None and futures_keys_needed(self.cfg, self.options):
+            from executor.keys import KeysError, default_env_files, futures_missing_message
+
+            raise KeysError(futures_missing_message(self.cfg.profile,
+                                                    [f for f in default_env_files() if f.is_file()]))
+
+    def _make_futures_client(self) -> Any:
+        """The client for the futures listenKey and account calls: its own key where the
+        venue issues one (testnet/demo), else the order client."""
+        if self.futures_credentials is None:
+            self._check_futures_keys()
+            self.futures_client = self.gateway._client
+            return self.futures_client
+        from executor.profiles import make_client
+
+        client = make_client(self.venue.orders, self.futures_credentials,
+                             timeout_s=float(self.cfg.orders.request_timeout_s),
+                             recv_window_ms=self.cfg.orders.recv_window_ms)
+        client.timestamp_offset = self.gateway.clock.offset_ms
+        self._clients.append(client)  # closed with the others at stop
+        self.futures_client = client
+        return client
 
     async def _start_futures_user_data(self) -> None:
-        if not self.options.user_stream or not self._futures_wanted():
+        if not self._futures_wanted():
             return
         from executor.exchange.futures_user_stream import FuturesListenKeys, FuturesUserStream
         from executor.exchange.user_stream import reconciler_sink
 
-        self.futures_recon = recon = FuturesReconciler(self.store, self.gateway)
+        client = self._make_futures_client()
+        self.futures_recon = recon = FuturesReconciler(self.store, self.gateway, client=client)
         sink = reconciler_sink(self.reconciler)
 
         async def deliver(event: Any) -> None:
@@ -295,7 +329,7 @@ class Bot:
             await sink(event)
 
         stream = FuturesUserStream(self.venue.orders.futures_private_stream,
-                                   FuturesListenKeys(self.gateway._client, gate=self.gateway.gate),
+                                   FuturesListenKeys(client, gate=self.gateway.gate),
                                    deliver, recon.gap_fill, stall_after_s=self.options.stall_after_s)
         self.futures_streams = [stream]
         await stream.start()
@@ -345,9 +379,16 @@ class Bot:
         rec: Any = self.reconciler
         if self.futures_recon is not None:
             rec = _BothMarkets(self.reconciler, self.futures_recon)
+        url, settle_s = self.cfg.database.url, self.cfg.scheduler.audit_settle_s
+
+        async def checkpoint() -> str:
+            from executor.audit.checkpoint_job import run_in_child
+
+            return await run_in_child(url, settle_s)
+
         self.scheduler = build_scheduler(self.cfg.scheduler, time_scale=scale, market_streams=self.streams,
                                          user_streams=self.user_streams, futures_streams=self.futures_streams,
-                                         reconciler=rec, gateway=self.gateway)
+                                         reconciler=rec, gateway=self.gateway, checkpoint=checkpoint)
         self.scheduler.start()
 
     def _start_status(self) -> None:
@@ -403,18 +444,35 @@ class Bot:
             if not ok and not shutdown.forced.is_set():
                 log.warning("shutdown: %s did not complete", name)
 
+        # During a 429/418 nothing can be sent (sending extends the ban), so a REST step
+        # the gate holds longer than the step may take is skipped, not waited out.
+        skipped: list[str] = []
+
+        def rest_closed(*names: str, wait_s: float) -> bool:
+            if self._rest_closed_s() <= wait_s:
+                return False
+            skipped.extend(names)
+            return True
+
         if self.loop is not None:
             await step("stop strategy", self.loop.stop(), 5)
         if self.manager is not None:
             self.manager.accepting = False
-            await step("settle orders in flight", self.manager.drain(15), 20)
-            if self.cfg.orders.cancel_on_shutdown and self.gateway is not None:
+            # What still waits for REST cannot finish during a ban; the rest settles quickly.
+            settle_s = BANNED_SETTLE_S if self._rest_closed_s() > 20 else 15
+            await step("settle orders in flight", self.manager.drain(settle_s), settle_s + 5)
+            if self.cfg.orders.cancel_on_shutdown and self.gateway is not None and \
+                    not rest_closed("cancel our open orders", "settle cancels", wait_s=20):
                 await step("cancel our open orders", self.manager.cancel_all_ours("shutdown"), 20)
                 await step("settle cancels", self.manager.drain(10), 15)
         if self.scheduler is not None:
-            await step("stop scheduler", self.scheduler.shutdown(), 8)
-        if self.reconciler is not None and self.gateway is not None and self.run_id is not None:
+            grace = {"grace_s": BANNED_SETTLE_S} if self._rest_closed_s() > 8 else {}
+            await step("stop scheduler", self.scheduler.shutdown(**grace), 8)
+        if self.reconciler is not None and self.gateway is not None and self.run_id is not None and \
+                not rest_closed("final reconciliation", wait_s=30):
             await step("final reconciliation", self._final_reconcile(), 30)
+        if skipped:
+            reason = (reason + "; " if reason else "") + self._log_rest_skipped(skipped)
         for stream in [*self.user_streams, *self.futures_streams]:
             await step("close user stream", stream.close(), 5)
         if self.reconciler is not None:
@@ -445,6 +503,33 @@ class Bot:
                 await self.store.close()
         return ended
 
+    def _rest_closed_s(self) -> float:
+        """Seconds the REST gate (429/418 Retry-After) stays closed from now; 0 when open."""
+        gate = getattr(self.gateway, "gate", None)
+        return 0.0 if gate is None else float(gate.remaining())
+
+    def _log_rest_skipped(self, skipped: list[str]) -> str:
+        """One WARNING for the REST steps a ban made stop() skip; returns the run row's note."""
+        gate = getattr(self.gateway, "gate", None)
+        kind = "banned (418)" if gate is not None and gate.banned else "rate limited (429)"
+        left = self._rest_closed_s()
+        until = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=left)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        working = self.tracker.working() if self.tracker is not None else []
+        on_book = [o for o in working if not o.unresolved]
+        unresolved = [o for o in working if o.unresolved]
+        left_text = ", ".join(f"{o.client_id} ({o.symbol} {o.side.value} {o.qty} @ {o.price})"
+                              for o in on_book) or "none"
+        log.warning("shutdown: REST is %s until %s (%.0f s more; sending now would extend it): skipped %s. "
+                    "Open orders of ours left on the book: %s.%s The next start reconciles "
+                    "(start-up gap fill) and cancels or adopts what is left.",
+                    kind, until, left, ", ".join(skipped), left_text,
+                    f" Not yet sent or unresolved (the next start queries them by client id): "
+                    f"{', '.join(o.client_id for o in unresolved)}." if unresolved else "")
+        note = f"REST {kind} until {until}: skipped {', '.join(skipped)}"
+        if on_book:
+            note += f"; {len(on_book)} open order(s) left: {', '.join(o.client_id for o in on_book)}"
+        return note
+
     async def _final_reconcile(self) -> None:
         # Events already on the wire (fills of the last orders, cancels) land first.
         await self.reconciler.settle(0.3)
@@ -456,6 +541,26 @@ class Bot:
 
 
 # ---------------------------------------------------------------------- futures account
+
+
+def futures_user_data_wanted(cfg: Config, options: BotOptions) -> bool:
+    """Whether this run streams and reconciles the USDⓈ-M futures account."""
+    if not options.user_stream:
+        return False
+    if options.futures_user_stream is not None:
+        return options.futures_user_stream
+    if cfg.profile == "sim":
+        return True
+    from executor.preflight import futures_used
+
+    return futures_used(cfg)
+
+
+def futures_keys_needed(cfg: Config, options: BotOptions) -> bool:
+    """Whether this run needs the futures account's own keys (testnet/demo with futures)."""
+    from executor.keys import separate_futures_keys
+
+    return separate_futures_keys(cfg.profile) and futures_user_data_wanted(cfg, options)
 
 
 FUTURES_ACCOUNT_COST = 5  # GET /fapi/v2/account weight
@@ -471,9 +576,10 @@ class FuturesReconciler:
     reconciliation run with the differences found, and adopts the exchange's values.
     """
 
-    def __init__(self, store: Any, gateway: Any) -> None:
+    def __init__(self, store: Any, gateway: Any, client: Any = None) -> None:
         self.store = store
         self.gateway = gateway
+        self.client = client  # None: the gateway's own client (one key for spot and futures)
         self.wallet: dict[str, Decimal] = {}
         self.positions: dict[str, Decimal] = {}
         self.snapshots = 0
@@ -492,7 +598,11 @@ class FuturesReconciler:
     async def _account(self) -> dict[str, Any]:
         from executor.exchange.ratelimit import Cost
 
-        client = self.gateway._client
+        client = self.client if self.client is not None else self.gateway._client
+        if client is not self.gateway._client:
+            # A futures-only client is never clock-synced itself; Binance's spot and futures
+            # servers keep the same time, so the gateway's measured offset signs for it too.
+            client.timestamp_offset = self.gateway.clock.offset_ms
         return await self.gateway._read("futures.account", Cost(weight=FUTURES_ACCOUNT_COST),
                                         lambda: client.futures_account(), "futures")
 
@@ -626,6 +736,7 @@ async def run_bot(cfg: Config, args: argparse.Namespace | None = None, *, option
         shutdown.install()
     server = None
     bot: Bot | None = None
+    futures_creds: Credentials | None = None
     code = EXIT_OK
     try:
         exchange_url = getattr(args, "exchange", None)
@@ -650,15 +761,17 @@ async def run_bot(cfg: Config, args: argparse.Namespace | None = None, *, option
                 log.info("embedded exchange up: admin %s/state; ledger %s", urls.admin,
                          cfg.database.url.split("///", 1)[-1])
         else:
-            from executor.keys import load_credentials
+            from executor.keys import load_credentials, load_futures_credentials
             from executor.profiles import venue_for
 
             if exchange_url:
                 raise ConfigError("--exchange only works with profile sim")
             creds = load_credentials(cfg.profile)
             venue = venue_for(cfg)
-        register_secrets(creds)
-        bot = Bot(cfg, venue, creds, options)
+            if futures_keys_needed(cfg, options):
+                futures_creds = load_futures_credentials(cfg.profile)
+        register_secrets(creds, futures_creds)
+        bot = Bot(cfg, venue, creds, options, futures_credentials=futures_creds)
         start = asyncio.ensure_future(bot.start())
         stop_wait = asyncio.ensure_future(shutdown.stopping.wait())
         done, _ = await asyncio.wait({start, stop_wait}, return_when=asyncio.FIRST_COMPLETED)

@@ -62,6 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     _common(db_sub.add_parser("upgrade", help="apply Alembic migrations up to the newest version"))
     _common(db_sub.add_parser("current", help="print the database's schema version"))
+    ck = db_sub.add_parser("checkpoint", help="bring the audit checkpoints up to date",
+                           description="Fold the ledger into its audit checkpoints (the bot does this "
+                           "every [scheduler] audit_checkpoint_s), so `audit` reads only newer rows.")
+    _common(ck)
+    ck.add_argument("--db", help="database URL (default: the config's)")
+    ck.add_argument("--settle-s", type=float, default=600.0,
+                    help="leave the newest rows, this many seconds, to the audit (default 600)")
+    ck.add_argument("--all", action="store_true",
+                    help="fold every row recorded (for a ledger no bot is writing to)")
+    ck.add_argument("--cut-ms", type=int, help="fold the rows up to this time (UTC epoch ms)")
 
     audit = sub.add_parser("audit", help="post-trade audit from the database",
                            description="Reports, ledger verification and exports, from the "
@@ -121,6 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from executor.sim.standalone import serve
 
             return asyncio.run(serve(cfg))
+        if command == "db" and args.db_command == "checkpoint":
+            from executor.audit.checkpoint_job import checkpoint_command
+
+            return checkpoint_command(cfg, args)
         if command == "db":
             from executor.persistence.migrate import db_command
 

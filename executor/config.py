@@ -76,6 +76,9 @@ class SchedulerConfig:
     reconcile_s: int
     balance_snapshot_s: int
     clock_sync_s: int
+    # Wall seconds (not scaled by the sim's time_scale: it is this machine's CPU work).
+    audit_checkpoint_s: int = 900
+    audit_settle_s: int = 600  # rows newer than this stay out of the checkpoint (the audit folds them)
 
 
 @dataclass(frozen=True)
@@ -246,6 +249,12 @@ def _validate(cfg: Config, where: Any) -> None:
                  "clock_sync_s"):
         if getattr(cfg.scheduler, name) <= 0:
             raise ConfigError(f"{where('scheduler.' + name)}: 'scheduler.{name}' must be positive")
+    if cfg.scheduler.audit_settle_s < 0:
+        key = "scheduler.audit_settle_s"
+        raise ConfigError(f"{where(key)}: '{key}' must be 0 or positive")
+    if cfg.scheduler.audit_checkpoint_s < 0:
+        key = "scheduler.audit_checkpoint_s"
+        raise ConfigError(f"{where(key)}: '{key}' must be 0 (never) or positive")
     if cfg.scheduler.daily_reconnect_s >= 86400:
         key = "scheduler.daily_reconnect_s"
         raise ConfigError(f"{where(key)}: '{key}' must be under 86400 (Binance cuts at 24 h)")

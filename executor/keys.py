@@ -5,6 +5,12 @@ Each venue class has its own variable names (``BX_TESTNET_*``, ``BX_DEMO_*``,
 live by a mix-up. A key is either HMAC (``*_API_SECRET``) or a PEM private key file
 (``*_PRIVATE_KEY_FILE``, Ed25519 or RSA, optional ``*_PRIVATE_KEY_PASS``).
 
+The USDⓈ-M futures testnet (testnet.binancefuture.com) issues its own keys, separate from
+the spot testnet's, and the demo futures host may too, so testnet and demo read a second
+set for the futures account (``BX_TESTNET_FUTURES_*``, ``BX_DEMO_FUTURES_*``, same shape)
+whenever the futures user stream runs: a spot key is never sent to the futures host. On
+live one key serves both markets.
+
 ``.env`` files are read with ``dotenv_values`` and never copied into ``os.environ``, so
 child processes and crash dumps of the environment do not inherit the secrets. Real
 environment variables win over ``.env`` values. The sim profile needs no keys (the
@@ -16,7 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +35,8 @@ log = logging.getLogger(__name__)
 
 PREFIXES = {"testnet": "BX_TESTNET_", "demo": "BX_DEMO_", "live": "BX_LIVE_"}
 SUFFIXES = ("API_KEY", "API_SECRET", "PRIVATE_KEY_FILE", "PRIVATE_KEY_PASS")
+# Profiles whose futures host issues keys of its own (live: one key serves spot and futures).
+FUTURES_PREFIXES = {"testnet": "BX_TESTNET_FUTURES_", "demo": "BX_DEMO_FUTURES_"}
 
 
 class KeysError(ConfigError):
@@ -49,6 +57,13 @@ class KeyVars:
         if profile not in PREFIXES:
             raise KeysError(f"profile {profile!r} takes no API keys")
         p = PREFIXES[profile]
+        return cls(*(p + s for s in SUFFIXES))
+
+    @classmethod
+    def for_futures(cls, profile: str) -> KeyVars:
+        if profile not in FUTURES_PREFIXES:
+            raise KeysError(f"profile {profile!r} has no separate futures keys")
+        p = FUTURES_PREFIXES[profile]
         return cls(*(p + s for s in SUFFIXES))
 
     def names(self) -> tuple[str, ...]:
@@ -125,16 +140,27 @@ def _read_private_key(path_text: str, var: str, passphrase: str | None) -> str:
     return pem
 
 
-def load_credentials(profile: str, environ: Mapping[str, str] | None = None,
-                     env_files: Sequence[Path] | None = None) -> Credentials | None:
-    """The credentials for ``profile`` (None for ``sim``); ``KeysError`` when missing or bad.
+def separate_futures_keys(profile: str) -> bool:
+    """Whether ``profile``'s futures account needs its own key set (testnet, demo)."""
+    return profile in FUTURES_PREFIXES
 
-    Only the profile's own variables are read, from ``environ`` (default ``os.environ``)
-    and then the ``.env`` files (default: repo root and working directory).
-    """
-    if profile == "sim":
-        return None
-    names = KeyVars.for_profile(profile)
+
+def futures_missing_message(profile: str, looked_in: Sequence[Path]) -> str:
+    v = KeyVars.for_futures(profile)
+    spot = KeyVars.for_profile(profile)
+    where = ", ".join(str(p) for p in looked_in) or "no .env file"
+    host = "testnet.binancefuture.com" if profile == "testnet" else "demo-fapi.binance.com"
+    return (f"profile {profile!r} with the futures user stream ([futures] user_stream) needs futures "
+            f"API credentials: the futures {profile} ({host}) issues its own keys, separate from the "
+            f"spot ones in {spot.api_key}, and those are never sent to the futures host. Set "
+            f"{v.api_key} and either {v.api_secret} (HMAC secret) or {v.private_key_file} (path to "
+            f"an Ed25519 or RSA PEM private key; {v.private_key_pass} if it is encrypted), in the "
+            f"environment or in a .env file (looked in: {where}); or set [futures] user_stream = "
+            f"false.")
+
+
+def _load(profile: str, names: KeyVars, missing: Callable[[str, Sequence[Path]], str],
+          environ: Mapping[str, str] | None, env_files: Sequence[Path] | None) -> Credentials:
     files = list(default_env_files() if env_files is None else env_files)
     file_values = read_env_files(files)
     env = os.environ if environ is None else environ
@@ -150,7 +176,7 @@ def load_credentials(profile: str, environ: Mapping[str, str] | None = None,
     key_file = get(names.private_key_file)
     passphrase = get(names.private_key_pass)
     if not api_key or not (secret or key_file):
-        raise KeysError(missing_message(profile, [f for f in files if f.is_file()]))
+        raise KeysError(missing(profile, [f for f in files if f.is_file()]))
     if secret and key_file:
         raise KeysError(f"both {names.api_secret} and {names.private_key_file} are set for profile "
                         f"{profile!r}; set only one (HMAC secret or private key file)")
@@ -161,3 +187,28 @@ def load_credentials(profile: str, environ: Mapping[str, str] | None = None,
     # The passphrase stays in the value even for a decrypted Ed25519 PEM (python-binance
     # ignores it there) so that log redaction still knows it.
     return Credentials(api_key=api_key, private_key_pem=pem, private_key_pass=passphrase)
+
+
+def load_credentials(profile: str, environ: Mapping[str, str] | None = None,
+                     env_files: Sequence[Path] | None = None) -> Credentials | None:
+    """The credentials for ``profile`` (None for ``sim``); ``KeysError`` when missing or bad.
+
+    Only the profile's own variables are read, from ``environ`` (default ``os.environ``)
+    and then the ``.env`` files (default: repo root and working directory).
+    """
+    if profile == "sim":
+        return None
+    return _load(profile, KeyVars.for_profile(profile), missing_message, environ, env_files)
+
+
+def load_futures_credentials(profile: str, environ: Mapping[str, str] | None = None,
+                             env_files: Sequence[Path] | None = None) -> Credentials | None:
+    """The futures account's own credentials for ``profile``: ``BX_<PROFILE>_FUTURES_*``.
+
+    None where one key serves both markets (``live``) or the venue issues its own
+    (``sim``); ``KeysError`` naming the variables when testnet's or demo's are missing.
+    Never falls back to the spot key set.
+    """
+    if not separate_futures_keys(profile):
+        return None
+    return _load(profile, KeyVars.for_futures(profile), futures_missing_message, environ, env_files)

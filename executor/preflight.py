@@ -152,6 +152,18 @@ async def _check_account(client: Any) -> Check:
                  "verification steps, and the key's 'Enable Spot & Margin Trading' permission")
 
 
+async def _check_futures_key(client: Any) -> Check:
+    """The futures account's own key (testnet/demo issue separate ones): can it read it?"""
+    name = "futures key"
+    try:
+        account = await client.futures_account()
+    except Exception as exc:
+        return Check(name, False, f"could not read the futures account ({_describe_error(exc)})",
+                     "the futures testnet/demo issues its own keys: create one there and set the "
+                     "BX_<PROFILE>_FUTURES_* variables, or set [futures] user_stream = false")
+    return Check(name, True, f"futures account readable (canTrade={account.get('canTrade')})")
+
+
 async def measure_clock_offset(fetch_server_ms: Callable[[], Awaitable[int]],
                                local_ms: Callable[[], float] = lambda: time.time() * 1000.0,
                                samples: int = CLOCK_SAMPLES) -> tuple[float, float]:
@@ -210,9 +222,10 @@ def _has_sapi(client: Any) -> bool:
 
 
 async def run_preflight(gateway_or_client: Any, cfg: Config, *, venue: str | None = None,
-                        futures: bool | None = None) -> PreflightReport:
+                        futures: bool | None = None, futures_client: Any = None) -> PreflightReport:
     """Run every check against the venue ``gateway_or_client`` talks to; never raises for a
-    failed check (each becomes a FAIL line). ``venue`` names it in the report."""
+    failed check (each becomes a FAIL line). ``venue`` names it in the report;
+    ``futures_client`` (signed with the futures account's own key) adds its check."""
     client = _client_of(gateway_or_client)
     report = PreflightReport(venue or cfg.profile)
     use_futures = futures_used(cfg) if futures is None else futures
@@ -225,6 +238,8 @@ async def run_preflight(gateway_or_client: Any, cfg: Config, *, venue: str | Non
     report.checks.append(await _check_clock(client))
     for symbol in cfg.symbols.spot:
         report.checks.append(await _check_symbol(client, symbol))
+    if futures_client is not None:
+        report.checks.append(await _check_futures_key(futures_client))
     return report
 
 
@@ -278,18 +293,28 @@ async def preflight_command(cfg: Config, args: argparse.Namespace) -> int:
     if cfg.profile == "sim":
         return await _preflight_sim(cfg)
     from executor.exchange.client import make_client
-    from executor.keys import load_credentials
+    from executor.keys import load_credentials, load_futures_credentials
     from executor.profiles import venue_for
 
     creds = load_credentials(cfg.profile)   # KeysError (a ConfigError) names what to set
     register_secrets(creds)
+    # Testnet/demo futures accounts have keys of their own: missing ones are named here too.
+    fcreds = load_futures_credentials(cfg.profile) if futures_used(cfg) else None
+    if fcreds is not None:
+        register_secrets(fcreds)
     venue = venue_for(cfg)
     client = make_client(venue.orders, creds, timeout_s=float(cfg.orders.request_timeout_s),
                          recv_window_ms=cfg.orders.recv_window_ms)
+    fclient = None
+    if fcreds is not None:
+        fclient = make_client(venue.orders, fcreds, timeout_s=float(cfg.orders.request_timeout_s),
+                              recv_window_ms=cfg.orders.recv_window_ms)
     try:
-        report = await run_preflight(client, cfg, venue=venue.orders.name)
+        report = await run_preflight(client, cfg, venue=venue.orders.name, futures_client=fclient)
     finally:
         await client.close_connection()
+        if fclient is not None:
+            await fclient.close_connection()
     print(report.render())
     return 0 if report.ok else EXIT_REFUSED
 

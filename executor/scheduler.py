@@ -9,7 +9,10 @@ components given:
   (new connection and subscription first, gap fill, then the old connection closes);
 * ``reconcile`` (``reconcile_s``, 5 min): ``reconciler.gap_fill("periodic")``;
 * ``balance_snapshot`` (``balance_snapshot_s``, 15 min): ``reconciler.snapshot_balances()``;
-* ``clock_sync`` (``clock_sync_s``): ``gateway.sync_clock()``.
+* ``clock_sync`` (``clock_sync_s``): ``gateway.sync_clock()``;
+* ``audit_checkpoint`` (``audit_checkpoint_s``, 15 min of *wall* time, not scaled: it is
+  this machine's CPU work): the given ``checkpoint()`` (``run.py db checkpoint`` in a child
+  process, see ``executor.audit.checkpoint_job``).
 
 Every run is logged and counted (runs, errors, skips, last start/end/duration/error) in
 ``JobStats`` for the status output. ``max_instances=1`` with ``coalesce`` means a slow job
@@ -201,7 +204,8 @@ class ReconnectFailed(Exception):
 def build_scheduler(cfg: SchedulerConfig, *, time_scale: float = 1.0,
                     futures_streams: Iterable[_FuturesUser] = (), market_streams: Iterable[_Rotates] = (),
                     user_streams: Iterable[_Rotates] = (), reconciler: _Reconciles | None = None,
-                    gateway: _SyncsClock | None = None) -> JobScheduler:
+                    gateway: _SyncsClock | None = None,
+                    checkpoint: Callable[[], Awaitable[Any]] | None = None) -> JobScheduler:
     """The bot's jobs for whichever components are given (see the module docstring)."""
     sched = JobScheduler(time_scale=time_scale)
     futures = list(futures_streams)
@@ -253,4 +257,7 @@ def build_scheduler(cfg: SchedulerConfig, *, time_scale: float = 1.0,
             return f"offset {await gw.sync_clock()} ms"
 
         sched.add("clock_sync", cfg.clock_sync_s, clock_sync)
+
+    if checkpoint is not None and cfg.audit_checkpoint_s > 0:
+        sched.add("audit_checkpoint", cfg.audit_checkpoint_s * time_scale, checkpoint)
     return sched

@@ -26,7 +26,7 @@ import orjson
 
 from executor.core.orders import Side
 from executor.persistence.db import database_path
-from executor.persistence.records import OrderRecord
+from executor.persistence.records import FillRow, OrderRecord
 
 __all__ = [
     "AuditDB",
@@ -179,38 +179,6 @@ FILL_COLUMNS = (
 FILL_DECIMALS = frozenset({"price", "qty", "quote_qty", "commission"})
 
 
-class FillRow(NamedTuple):
-    """A stored fill. It also quacks like ``executor.core.events.Fill`` (``side`` is a
-    ``Side``, ``key``, ``time_ms``) so ``executor.core.pnl`` takes it without a copy."""
-
-    id: int
-    symbol: str
-    trade_id: int
-    order_id: int | None
-    client_order_id: str | None
-    exchange_order_id: int | None
-    side: Side | None
-    price: Decimal
-    qty: Decimal
-    quote_qty: Decimal
-    commission: Decimal
-    commission_asset: str | None
-    is_maker: bool | None
-    trade_ms: int | None
-    source: str
-    received_ms: int
-    run_id: int | None
-
-    @property
-    def key(self) -> tuple[str, int]:
-        return (self.symbol, self.trade_id)
-
-    @property
-    def time_ms(self) -> int:
-        # Exchange time when known; a fill without T is placed by when we received it.
-        return self.trade_ms if self.trade_ms is not None else self.received_ms
-
-
 class BalanceEventRow(NamedTuple):
     id: int
     kind: str
@@ -308,11 +276,12 @@ class AuditDB:
         """Orders in scope. ``slim`` reads only what the metrics use (the rest is None)."""
         where, params = scope.where("created_ms")
         if slim:
-            return self._slim_orders(where, params)
+            return self.slim_orders(where, params)
         sql = f"SELECT {', '.join(ORDER_COLUMNS)} FROM orders{where} ORDER BY id"
         return self._order_rows(self.conn.execute(sql, params))
 
-    def _slim_orders(self, where: str, params: list[Any]) -> list[OrderRow]:
+    def slim_orders(self, where: str, params: list[Any]) -> list[OrderRow]:
+        """Orders matching a WHERE clause, with only what the metrics use (the rest is None)."""
         # One comprehension, no per-column loop: this is most of the order loading time at scale.
         sql = (
             "SELECT id, run_id, symbol, side, quantity, status, executed_qty, created_ms, acked_ms, "
@@ -386,6 +355,10 @@ class AuditDB:
     def fills(self, scope: Scope) -> list[FillRow]:
         """Fills in scope, in (time, trade id) order: the order PnL is computed in."""
         where, params = scope.where("trade_ms")
+        return self.fills_where(where, params)
+
+    def fills_where(self, where: str, params: list[Any]) -> list[FillRow]:
+        """Fills matching a WHERE clause (with its leading `` WHERE``), in (time, trade id) order."""
         sql = (
             f"SELECT {', '.join(FILL_COLUMNS)} FROM fills{where} "
             "ORDER BY coalesce(trade_ms, received_ms), trade_id"
@@ -435,6 +408,18 @@ class AuditDB:
                 run,
             ) in self.conn.execute(sql, params)
         ]
+
+    def first_fills(self, order_ids: list[int] | None = None) -> dict[int, int]:
+        """When each order's first fill was received (``received_ms``), over every fill of the
+        ledger; for ``order_ids`` only, or for every order when None."""
+        sql = "SELECT order_id, min(received_ms) FROM fills WHERE order_id {} GROUP BY order_id"
+        if order_ids is None:
+            return dict(self.conn.execute(sql.format("IS NOT NULL")))
+        out: dict[int, int] = {}
+        for i in range(0, len(order_ids), 500):
+            part = order_ids[i : i + 500]
+            out.update(self.conn.execute(sql.format(f"IN ({', '.join('?' * len(part))})"), part))
+        return out
 
     def iter_fill_deltas(self, scope: Scope) -> Iterator[tuple[Any, ...]]:
         """Raw (id, symbol, trade_id, side, qty, quote_qty, commission, commission_asset, time)

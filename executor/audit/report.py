@@ -10,33 +10,42 @@ Definitions (the rendered report repeats the short forms):
   counts orders whose outcome was once UNKNOWN and was later settled by a query.
 * realized PnL: ``executor.core.pnl`` (FIFO and average cost), net of fees; fees in quote
   are taken as is, base fees at the fill price, third-asset fees (BNB) at the latest known
-  price of ``<asset><quote>`` at the fill's time (fills and decision marks in the ledger);
-  a fee with no such price is listed as unconverted.
+  price of ``<asset><quote>`` at or before the fill's time (fills and decision marks in the
+  ledger); a fee with no such price is listed as unconverted.
 * closing inventory is marked to the last known price (last fill or decision mark).
 * slippage (bps, positive = cost) of each fill against the decision-time mid
   ((bid+ask)/2) and touch (ask for a BUY, bid for a SELL); external orders have none.
 * fill ratio: executed / ordered base quantity over our orders the exchange accepted.
 * maker share: maker quote volume / quote volume of fills whose maker flag is known.
 * latency: decision (``decision_ms``, else the order's creation) to acknowledgement
-  (``acked_ms``, first exchange status seen) and to first fill (when the first fill was
-  received); both on the bot's clock. Percentiles are nearest-rank.
+  (``acked_ms``, first exchange status seen) and to first fill (when the order's first fill
+  was received); both on the bot's clock. Percentiles are nearest-rank; slippage's are taken
+  to 0.001 bps (``executor.audit.fold``).
+
+Everything is folded by ``executor.audit.fold``; an audit of the whole ledger starts from the
+stored checkpoint when there is a valid one (``executor.audit.checkpoints``) and folds only
+the rows after it.
 """
 
 from __future__ import annotations
 
 import bisect
-import math
-import multiprocessing
-import os
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from decimal import Context, Decimal, localcontext
+from decimal import Decimal, localcontext
 from typing import Any
 
+from executor.audit.fold import (
+    _CTX,
+    OUTCOMES,
+    GroupFold,
+    LedgerFold,
+    OrderRef,
+    Stats,
+    order_outcome,
+    percentile,
+)
 from executor.audit.query import AuditDB, FillRow, OrderRow, Scope, split_symbol
-from executor.core.orders import Side
-from executor.core.pnl import PnlResult, average_cost_pnl, fifo_pnl
 from executor.persistence.types import now_ms
 
 __all__ = [
@@ -45,65 +54,13 @@ __all__ = [
     "Stats",
     "SymbolReport",
     "build_report",
+    "fold_scope",
     "order_outcome",
     "percentile",
 ]
 
 ZERO = Decimal(0)
-OUTCOMES = (
-    "filled",
-    "partly filled",
-    "cancelled",
-    "expired",
-    "rejected",
-    "never placed",
-    "open",
-    "unresolved",
-)
-_ACCEPTED_OUT = frozenset({"never placed", "rejected", "unresolved"})
-
-
-def order_outcome(status: str, executed_qty: Decimal) -> str:
-    if status == "FILLED":
-        return "filled"
-    if status in ("CANCELED", "EXPIRED", "EXPIRED_IN_MATCH"):
-        if executed_qty > 0:
-            return "partly filled"
-        return "cancelled" if status == "CANCELED" else "expired"
-    if status == "REJECTED":
-        return "rejected"
-    if status == "NOT_PLACED":
-        return "never placed"
-    if status in ("PENDING_SEND", "SENT", "UNKNOWN"):
-        return "unresolved"
-    return "open"
-
-
-def percentile(sorted_values: Sequence[Any], p: float) -> Any:
-    """Nearest-rank percentile of already sorted values (None when empty)."""
-    if not sorted_values:
-        return None
-    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
-
-
-@dataclass(frozen=True)
-class Stats:
-    n: int
-    mean: Decimal | None
-    p50: Any
-    p99: Any
-
-    @classmethod
-    def of(cls, values: Iterable[Any]) -> Stats:
-        vals = sorted(values)
-        if not vals:
-            return cls(0, None, None, None)
-        with localcontext() as ctx:
-            ctx.prec = 50
-            # ZERO + v is Decimal(v) + ... for ints and Decimals alike: no per-value copy needed.
-            mean = sum(vals, ZERO) / len(vals)
-        return cls(len(vals), mean, percentile(vals, 50), percentile(vals, 99))
+_NO_STATS = Stats(0, None, None, None)
 
 
 @dataclass
@@ -139,13 +96,13 @@ class SymbolReport:
     market_value: Decimal | None = None
     unrealized_fifo: Decimal | None = None
     unrealized_avg: Decimal | None = None
-    slippage_mid_bps: Stats = field(default_factory=lambda: Stats(0, None, None, None))
-    slippage_touch_bps: Stats = field(default_factory=lambda: Stats(0, None, None, None))
+    slippage_mid_bps: Stats = _NO_STATS
+    slippage_touch_bps: Stats = _NO_STATS
     fill_ratio: Decimal | None = None
     maker_share: Decimal | None = None
     maker_fills: int = 0
-    latency_ack_ms: Stats = field(default_factory=lambda: Stats(0, None, None, None))
-    latency_first_fill_ms: Stats = field(default_factory=lambda: Stats(0, None, None, None))
+    latency_ack_ms: Stats = _NO_STATS
+    latency_first_fill_ms: Stats = _NO_STATS
 
 
 @dataclass
@@ -164,294 +121,102 @@ class AuditReport:
     fill_slippage: dict[int, tuple[Decimal | None, Decimal | None]] = field(default_factory=dict, repr=False)
 
 
-class _FeeConverter:
-    """Values third-asset fees in quote at the latest known price at the fill's time."""
+class Pairs:
+    """(base, quote) of each symbol, split once (``split_symbol`` with the ledger's assets)."""
 
-    def __init__(self, db: AuditDB, scope: Scope, pairs: dict[str, tuple[str, str]]) -> None:
+    def __init__(self, known: frozenset[str]) -> None:
+        self.known = known
+        self.cache: dict[str, tuple[str, str]] = {}
+
+    def __call__(self, symbol: str) -> tuple[str, str]:
+        p = self.cache.get(symbol)
+        if p is None:
+            p = self.cache[symbol] = split_symbol(symbol, self.known)
+        return p
+
+
+class PriceSeries:
+    """``price_at(symbol, t)``: the latest price the ledger knows of ``symbol`` at or before
+    ``t`` (fills and decision marks), for valuing third-asset fees; read once per symbol."""
+
+    def __init__(self, db: AuditDB, until_ms: int | None = None) -> None:
         self.db = db
-        self.pid = os.getpid()
-        self.until_ms = scope.until_ms
-        self.pairs = pairs
+        self.until_ms = until_ms
         self.points: dict[str, tuple[list[int], list[Decimal]]] = {}
-        # Keyed by fill: PnL is computed twice (FIFO, average) and per run too.
-        self.missing: dict[tuple[str, int], tuple[str, str, Decimal]] = {}
 
-    def _series(self, symbol: str) -> tuple[list[int], list[Decimal]]:
-        if symbol not in self.points:
-            if os.getpid() != self.pid:
-                # In the forked FIFO worker: never share the parent's sqlite connection.
-                self.db, self.pid = AuditDB(self.db.path), os.getpid()
+    def __call__(self, symbol: str, t: int) -> Decimal | None:
+        series = self.points.get(symbol)
+        if series is None:
             pts = self.db.price_points(symbol, self.until_ms)
-            self.points[symbol] = ([t for t, _ in pts], [p for _, p in pts])
-        return self.points[symbol]
-
-    def __call__(self, asset: str, amount: Decimal, fill: Any) -> Decimal:
-        times, prices = self._series(asset + self.pairs[fill.symbol][1])
-        if not times:
-            self.missing[fill.key] = (fill.symbol, asset, amount)
-            return ZERO
-        # Latest price at or before the fill; the first one after it if none came before.
-        i = bisect.bisect_right(times, fill.time_ms) - 1
-        return amount * prices[max(i, 0)]
-
-    def unconverted(self, symbol: str | None = None) -> dict[str, Decimal]:
-        out: dict[str, Decimal] = defaultdict(lambda: ZERO)
-        for sym, asset, amount in self.missing.values():
-            if symbol is None or sym == symbol:
-                out[asset] += amount
-        return dict(sorted(out.items()))
+            series = self.points[symbol] = ([p[0] for p in pts], [p[1] for p in pts])
+        i = bisect.bisect_right(series[0], t) - 1
+        return series[1][i] if i >= 0 else None
 
 
-def _group_orders(orders: Iterable[OrderRow]) -> dict[str, list[OrderRow]]:
-    by: dict[str, list[OrderRow]] = defaultdict(list)
-    for o in orders:
-        by[o.symbol].append(o)
-    return by
+def order_refs(orders: list[OrderRow]) -> dict[int, OrderRef]:
+    return {o.id: (o.external, o.decision_bid, o.decision_ask) for o in orders}
 
 
-_CTX50 = Context(prec=50)
-
-
-def _slip(side: Side, price: Decimal, reference: Decimal) -> Decimal:
-    """``executor.core.pnl.slippage_bps`` for a positive reference, without entering a local
-    context per call: the same three operations at the same precision, so the same result
-    (tests/audit/test_report_fast.py checks it)."""
-    c = _CTX50
-    diff = c.subtract(price, reference) if side is Side.BUY else c.subtract(reference, price)
-    return c.multiply(c.divide(diff, reference), 10000)
-
-
-def _stats_int(values: list[int]) -> Stats:
-    vals = sorted(values)
-    if not vals:
-        return Stats(0, None, None, None)
-    return Stats(len(vals), Decimal(sum(vals)) / len(vals), percentile(vals, 50), percentile(vals, 99))
-
-
-def _symbol_report(
-    group: str,
-    run_id: int | None,
-    symbol: str,
-    base: str,
-    quote: str,
-    orders: list[OrderRow],
-    fills: list[FillRow],
-    order_info: dict[int, OrderRow],
-    convert: _FeeConverter,
-    opening: tuple[PnlResult, PnlResult] | None,
-    per_fill: dict[int, tuple[Decimal | None, Decimal | None]] | None,
-    pnl_later: Callable[[], tuple[PnlResult, PnlResult]] | None = None,
-) -> tuple[SymbolReport, PnlResult, PnlResult]:
-    rep = SymbolReport(group, run_id, symbol, base, quote)
-    counts = dict.fromkeys(OUTCOMES, 0)
-    ordered = executed = ZERO
-    ack_lat: list[int] = []
-    decided: dict[int, int] = {}
-    for o in orders:
-        oc = order_outcome(o.status, o.executed_qty)
-        counts[oc] += 1
-        rep.external_orders += o.external
-        rep.resolved_from_unknown += o.resolved_from_unknown
-        if o.external:
-            continue
-        if oc not in _ACCEPTED_OUT and o.quantity:
-            ordered += o.quantity
-            executed += o.executed_qty
-        t0 = o.decision_ms if o.decision_ms is not None else o.created_ms
-        decided[o.id] = t0
-        if o.acked_ms is not None:
-            ack_lat.append(o.acked_ms - t0)
-    rep.orders = counts
-    rep.orders_total = len(orders)
-    rep.fill_ratio = executed / ordered if ordered else None
-    rep.latency_ack_ms = _stats_int(ack_lat)
-
-    # One pass over the fills for what pnl does not compute: slippage, maker share, first fills.
-    slip_mid: list[Decimal] = []
-    slip_touch: list[Decimal] = []
-    cache: dict[tuple[int, Decimal], tuple[Decimal | None, Decimal | None]] = {}
-    first_fill: dict[int, int] = {}
-    maker_quote = known_quote = ZERO
-    maker_n = 0
-    priced: list[FillRow] = []
-    for f in fills:
-        if f.side is None:
-            rep.fills_without_side += 1
-            continue
-        priced.append(f)
-        if f.is_maker is not None:
-            known_quote += f.quote_qty
-            if f.is_maker:
-                maker_quote += f.quote_qty
-                maker_n += 1
-        oid = f.order_id
-        if oid is None:
-            continue
-        if oid in decided and (oid not in first_fill or f.received_ms < first_fill[oid]):
-            first_fill[oid] = f.received_ms
-        key = (oid, f.price)
-        sl = cache.get(key)
-        if sl is None:
-            o = order_info.get(oid)
-            mid = touch = None
-            if o is not None and not o.external:
-                bid, ask = o.decision_bid, o.decision_ask
-                if bid is not None and ask is not None and bid > 0 and ask > 0:
-                    mid = _slip(f.side, f.price, (bid + ask) / 2)
-                ref = ask if f.side == "BUY" else bid
-                if ref is not None and ref > 0:
-                    touch = _slip(f.side, f.price, ref)
-            sl = cache[key] = (mid, touch)
-        if sl[0] is not None:
-            slip_mid.append(sl[0])
-        if sl[1] is not None:
-            slip_touch.append(sl[1])
-        if per_fill is not None:
-            per_fill[f.id] = sl
-    rep.fills = len(fills)
-    rep.maker_fills = maker_n
-    rep.maker_share = maker_quote / known_quote if known_quote else None
-    rep.slippage_mid_bps = Stats.of(slip_mid)
-    rep.slippage_touch_bps = Stats.of(slip_touch)
-    rep.latency_first_fill_ms = _stats_int([t - decided[oid] for oid, t in first_fill.items()])
-
-    open_q = open_p_f = open_p_a = ZERO
-    if opening is not None:
-        of, oa = opening
-        open_q = of.position_qty
-        open_p_f = of.position_cost / of.position_qty if of.position_qty else ZERO
-        open_p_a = oa.position_cost / oa.position_qty if oa.position_qty else ZERO
-    # ``priced`` is one symbol's rows of a table unique on (symbol, trade_id), selected in
-    # (time, trade id) order (``AuditDB.fills``): pnl need not dedupe or sort them again.
-    # Both may be running in a worker process meanwhile (see _start_parallel_pnl).
-    if pnl_later is not None:
-        fifo, avg = pnl_later()
-    else:
-        avg = average_cost_pnl(priced, symbol, base, quote, convert, open_q, open_p_a, presorted=True)
-        fifo = fifo_pnl(priced, symbol, base, quote, convert, open_q, open_p_f, presorted=True)
-    rep.bought_qty, rep.sold_qty = fifo.bought_qty, fifo.sold_qty
-    rep.bought_quote, rep.sold_quote = fifo.bought_quote, fifo.sold_quote
-    rep.fees_by_asset = dict(sorted(fifo.fees_by_asset.items()))
-    rep.fees_quote = fifo.fees
-    rep.realized_fifo, rep.realized_fifo_gross = fifo.realized, fifo.realized_gross
-    rep.realized_avg, rep.realized_avg_gross = avg.realized, avg.realized_gross
-    rep.position_qty = fifo.position_qty
-    rep.position_cost_fifo, rep.position_cost_avg = fifo.position_cost, avg.position_cost
-    return rep, fifo, avg
-
-
-# Below this many fills the report runs in one process; above, FIFO and average-cost PnL run
-# in a forked worker while this process loads orders and does everything else.
-PARALLEL_MIN_FILLS = 50_000
-_JOB: dict[str, Any] = {}
-
-
-def _pnl_job(symbol: str) -> tuple[PnlResult, PnlResult, dict[tuple[str, int], tuple[str, str, Decimal]]]:
-    fills, (base, quote), convert = _JOB["fills"][symbol], _JOB["pairs"][symbol], _JOB["convert"]
-    priced = [f for f in fills if f.side is not None]
-    fifo = fifo_pnl(priced, symbol, base, quote, convert, presorted=True)
-    avg = average_cost_pnl(priced, symbol, base, quote, convert, presorted=True)
-    # The fees the worker could not convert: the parent's notes list them.
-    return fifo, avg, dict(convert.missing)
-
-
-def _start_parallel_pnl(
-    fills_by: dict[str, list[FillRow]], pairs: dict[str, tuple[str, str]], convert: _FeeConverter
-) -> dict[str, Any] | None:
-    """Start FIFO and average-cost PnL per symbol in one forked worker; None where fork is not
-    available."""
-    if (os.cpu_count() or 1) < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        return None
-    _JOB.update(fills=fills_by, pairs=pairs, convert=convert)
-    pool = multiprocessing.get_context("fork").Pool(1)
-    pending = {s: pool.apply_async(_pnl_job, (s,)) for s in sorted(fills_by)}
-    pool.close()  # the worker exits when the queued jobs are done
-    _JOB.clear()  # the worker has its own copy of memory from the fork
-    pending["\0pool"] = pool
-    return pending
-
-
-def build_report(db: AuditDB, scope: Scope, *, keep_rows: bool = False) -> AuditReport:
-    """Everything the audit report shows, for ``scope``. ``keep_rows`` also keeps the order and
-    fill rows and each fill's slippage (for the CSV exports and charts)."""
-    notes: list[str] = []
-    runs = db.runs(scope)
-    fills = db.fills(scope)
-    known = db.known_assets()
-    pairs = {s: split_symbol(s, known) for s in sorted({f.symbol for f in fills})}
-    convert = _FeeConverter(db, scope, pairs)
-    fills_by: dict[str, list[FillRow]] = defaultdict(list)
-    for f in fills:
-        fills_by[f.symbol].append(f)
-    # PnL starts in the worker now, so it overlaps loading the orders here.
-    pnl_pending = _start_parallel_pnl(fills_by, pairs, convert) if len(fills) >= PARALLEL_MIN_FILLS else None
+def fold_scope(
+    db: AuditDB, scope: Scope, fold: LedgerFold, *, keep_rows: bool = False
+) -> tuple[list[OrderRow], list[FillRow], dict[int, tuple[Decimal | None, Decimal | None]]]:
+    """Fold every order and fill in ``scope`` into ``fold``; returns the rows when kept."""
     orders = db.orders(scope, slim=not keep_rows)
-    order_info = {o.id: o for o in orders}
-    missing = sorted({f.order_id for f in fills if f.order_id is not None and f.order_id not in order_info})
-    for o in db.orders_by_id(missing):
-        order_info[o.id] = o
-    symbols = sorted({o.symbol for o in orders} | set(fills_by))
-    for s in symbols:
-        if s not in pairs:
-            pairs[s] = split_symbol(s, known)
-    orders_by = _group_orders(orders)
-    per_fill: dict[int, tuple[Decimal | None, Decimal | None]] | None = {} if keep_rows else None
+    fills = db.fills(scope)
+    refs = order_refs(orders)
+    missing = sorted({f.order_id for f in fills if f.order_id is not None and f.order_id not in refs})
+    refs.update(order_refs(db.orders_by_id(missing)))
+    everything = scope.since_ms is None and scope.until_ms is None and scope.run_id is None
+    fold.add_orders(orders, db.first_fills(None if everything else [o.id for o in orders]))
+    per_fill: dict[int, tuple[Decimal | None, Decimal | None]] = {}
+    fold.add_fills(fills, refs.get, per_fill if keep_rows else None)
+    if keep_rows:
+        return orders, fills, per_fill
+    return [], [], {}
 
-    def later(symbol: str) -> Callable[[], tuple[PnlResult, PnlResult]] | None:
-        if pnl_pending is None or symbol not in pnl_pending:
-            return None
 
-        def get() -> tuple[PnlResult, PnlResult]:
-            fifo, avg, missing = pnl_pending[symbol].get()
-            convert.missing.update(missing)
-            return fifo, avg
+def build_report(
+    db: AuditDB, scope: Scope, *, keep_rows: bool = False, use_checkpoint: bool = True
+) -> AuditReport:
+    """Everything the audit report shows, for ``scope``. ``keep_rows`` also keeps the order and
+    fill rows and each fill's slippage (for the CSV exports and charts). The whole ledger is
+    folded from its checkpoint when one is valid (``use_checkpoint``)."""
+    from executor.audit.checkpoints import resume_report
 
-        return get
+    notes: list[str] = []
+    pairs = Pairs(db.known_assets())
+    prices = PriceSeries(db, scope.until_ms)
+    fold: LedgerFold | None = None
+    orders: list[OrderRow] = []
+    fills: list[FillRow] = []
+    per_fill: dict[int, tuple[Decimal | None, Decimal | None]] = {}
+    whole = scope.since_ms is None and scope.until_ms is None and scope.run_id is None
+    if use_checkpoint and whole and not keep_rows:
+        fold, note = resume_report(db, pairs, prices)
+        if note:
+            notes.append(note)
+    if fold is None:
+        several = db.conn.execute("SELECT count(*) FROM runs").fetchone()[0] > 1
+        fold = LedgerFold(pairs, prices, per_run=scope.run_id is None and several)
+        orders, fills, per_fill = fold_scope(db, scope, fold, keep_rows=keep_rows)
 
+    groups = {k: g for k, g in fold.groups.items() if scope.symbol is None or k[1] == scope.symbol}
     reports: list[SymbolReport] = []
-    for s in symbols:
-        base, quote = pairs[s]
-        rep, _, _ = _symbol_report(
-            "all",
-            None,
-            s,
-            base,
-            quote,
-            orders_by.get(s, []),
-            fills_by.get(s, []),
-            order_info,
-            convert,
-            None,
-            per_fill,
-            later(s),
-        )
-        _mark(db, scope, rep)
-        reports.append(rep)
-
+    for (rid, sym), g in sorted(groups.items(), key=lambda kv: kv[0][1]):
+        if rid is None:
+            rep = _symbol_report("all", None, sym, pairs(sym), g)
+            rep.fees_unconverted = dict(sorted(fold.unconverted.get(sym, {}).items()))
+            _mark(db, scope, rep)
+            reports.append(rep)
+    run_ids = sorted({rid for rid, _ in groups if rid is not None})
     by_run: list[SymbolReport] = []
-    run_ids = sorted(
-        {o.run_id for o in orders if o.run_id is not None} | {f.run_id for f in fills if f.run_id is not None}
-    )
     if len(run_ids) > 1:
-        for s in symbols:
-            base, quote = pairs[s]
-            opening: tuple[PnlResult, PnlResult] | None = None
-            for rid in run_ids:
-                ro = [o for o in orders_by.get(s, []) if o.run_id == rid]
-                rf = [f for f in fills_by.get(s, []) if f.run_id == rid]
-                if not ro and not rf:
-                    continue
-                rep, fifo, avg = _symbol_report(
-                    f"run {rid}", rid, s, base, quote, ro, rf, order_info, convert, opening, None
-                )
-                opening = (fifo, avg)
-                by_run.append(rep)
-        notes.append("per-run PnL carries the inventory of earlier runs in scope at its average cost")
-    if pnl_pending is not None:
-        pnl_pending["\0pool"].join()
+        for (rid, sym), g in sorted(
+            ((k, g) for k, g in groups.items() if k[0] is not None), key=lambda kv: (kv[0][1], kv[0][0])
+        ):
+            by_run.append(_symbol_report(f"run {rid}", rid, sym, pairs(sym), g))
+        notes.append("per-run PnL carries the inventory held when the run's first fill came, at its cost")
 
-    for rep in reports:
-        rep.fees_unconverted = convert.unconverted(rep.symbol)
     totals: dict[str, dict[str, Decimal]] = {}
     for rep in reports:
         t = totals.setdefault(rep.quote, defaultdict(lambda: ZERO))
@@ -465,26 +230,60 @@ def build_report(db: AuditDB, scope: Scope, *, keep_rows: bool = False) -> Audit
         notes.append("PnL counts only fills in scope: inventory held before the scope starts is not included")
     if any(r.fills_without_side for r in reports):
         notes.append("fills without a side (not linked to an order) are counted but left out of PnL")
-    if convert.missing:
+    unconverted: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    for rep in reports:
+        for a, v in rep.fees_unconverted.items():
+            unconverted[a] += v
+    if unconverted:
         notes.append(
             "fees with no known price to convert them to quote (left out of fees in quote): "
-            + ", ".join(f"{v} {a}" for a, v in convert.unconverted().items())
+            + ", ".join(f"{v} {a}" for a, v in sorted(unconverted.items()))
         )
-    recon = db.reconciliations(scope)
     return AuditReport(
         database=str(db.path),
         scope=scope.describe(),
         generated_ms=now_ms(),
-        runs=runs,
+        runs=db.runs(scope),
         symbols=reports,
         by_run=by_run,
-        reconciliations=recon,
+        reconciliations=db.reconciliations(scope),
         totals_by_quote={q: dict(v) for q, v in totals.items()},
         notes=notes,
-        orders=orders if keep_rows else [],
-        fills=fills if keep_rows else [],
-        fill_slippage=per_fill or {},
+        orders=orders,
+        fills=fills,
+        fill_slippage=per_fill,
     )
+
+
+def _symbol_report(
+    group: str, run_id: int | None, symbol: str, pair: tuple[str, str], g: GroupFold
+) -> SymbolReport:
+    rep = SymbolReport(group, run_id, symbol, *pair)
+    rep.orders = dict(g.counts)
+    rep.orders_total = g.orders_total
+    rep.external_orders = g.external
+    rep.resolved_from_unknown = g.resolved_from_unknown
+    rep.fill_ratio = g.executed / g.ordered if g.ordered else None
+    rep.latency_ack_ms = g.ack.stats()
+    rep.latency_first_fill_ms = g.first_fill.stats()
+    rep.fills = g.fills
+    rep.fills_without_side = g.fills_without_side
+    rep.maker_fills = g.maker_n
+    rep.maker_share = g.maker_quote / g.known_quote if g.known_quote else None
+    rep.slippage_mid_bps = g.slip_mid.stats(3)
+    rep.slippage_touch_bps = g.slip_touch.stats(3)
+    t = g.totals
+    rep.bought_qty, rep.sold_qty = t.bought_qty, t.sold_qty
+    rep.bought_quote, rep.sold_quote = t.bought_quote, t.sold_quote
+    rep.fees_by_asset = dict(sorted(t.by_asset.items()))
+    rep.fees_quote = t.fees
+    with localcontext(_CTX):
+        rep.realized_fifo_gross, rep.realized_avg_gross = g.fifo.gross, g.avg.gross
+        rep.realized_fifo = g.fifo.gross - t.fees
+        rep.realized_avg = g.avg.gross - t.fees
+        rep.position_qty, rep.position_cost_fifo = g.fifo.position()
+        rep.position_cost_avg = g.avg.position()[1]
+    return rep
 
 
 def _mark(db: AuditDB, scope: Scope, rep: SymbolReport) -> None:

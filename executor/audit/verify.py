@@ -23,6 +23,7 @@ moves amounts between free and locked.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -161,25 +162,42 @@ def _opening(db: AuditDB, scope: Scope) -> tuple[dict[str, _Asset], set[int], st
     return assets, ids, ref, None, notes
 
 
-def verify(db: AuditDB, scope: Scope) -> VerifyResult:
-    """Re-derive and check every balance. A clean ledger is confirmed by the column-wise fast
-    path (``verify_fast``); anything it cannot confirm goes through ``verify_reference``, which
-    names every difference. Both give the same result on a clean ledger (tests/audit)."""
+def verify(db: AuditDB, scope: Scope, *, use_checkpoint: bool = True) -> VerifyResult:
+    """Re-derive and check every balance. The whole ledger resumes from the verify checkpoint
+    when there is a valid one (``verify_checkpoint``: only the rows after its cut are walked).
+    Otherwise a clean ledger is confirmed by the column-wise fast path (``verify_fast``);
+    anything it cannot confirm goes through ``verify_reference``, which names every
+    difference. All give the same result (tests/audit)."""
     from executor.audit.verify_fast import verify_fast
 
     scope = Scope(scope.run_id, scope.since_ms, scope.until_ms)  # balances are account-wide
+    note = None
+    if use_checkpoint and scope == Scope():
+        from executor.audit.verify_checkpoint import resume_verify
+
+        resumed, note = resume_verify(db)
+        if resumed is not None:
+            return resumed
     assets, opening_ids, opening_ref, base_ms, notes = _opening(db, scope)
     res = VerifyResult(opening_ref, {a: s.total for a, s in sorted(assets.items())}, notes=notes)
     res.unchecked = db.count_untimed_observations(scope)
+    res.last_snapshot, last_ids = _last_snapshot(db, scope)
+    table = _table(db, scope)
+    if not verify_fast(db, scope, res, assets, opening_ids, base_ms, last_ids, table):
+        res = verify_reference(db, scope)
+    if note:
+        res.notes.append(note)
+    return res
+
+
+def _last_snapshot(db: AuditDB, scope: Scope) -> tuple[str | None, set[int]]:
+    """The last REST snapshot in scope: its description and row ids."""
     last_group = db.snapshot_rows(scope, last=True)
     last_ids = {e.id for e in last_group}
-    if last_group:
-        at = fmt_ms(last_group[0].event_ms)
-        res.last_snapshot = f"REST snapshot balance_events #{min(last_ids)}-#{max(last_ids)} at {at}"
-    table = _table(db, scope)
-    if verify_fast(db, scope, res, assets, opening_ids, base_ms, last_ids, table):
-        return res
-    return verify_reference(db, scope)
+    if not last_group:
+        return None, last_ids
+    at = fmt_ms(last_group[0].event_ms)
+    return f"REST snapshot balance_events #{min(last_ids)}-#{max(last_ids)} at {at}", last_ids
 
 
 def _table(db: AuditDB, scope: Scope) -> list[dict[str, Any]]:
@@ -200,32 +218,72 @@ def verify_reference(db: AuditDB, scope: Scope) -> VerifyResult:
     assets, opening_ids, opening_ref, base_ms, notes = _opening(db, scope)
     res = VerifyResult(opening_ref, {a: s.total for a, s in sorted(assets.items())}, notes=notes)
     res.unchecked = db.count_untimed_observations(scope)
-    last_group = db.snapshot_rows(scope, last=True)
-    last_ids = {e.id for e in last_group}
-    if last_group:
-        at = fmt_ms(last_group[0].event_ms)
-        res.last_snapshot = f"REST snapshot balance_events #{min(last_ids)}-#{max(last_ids)} at {at}"
-
-    def state(asset: str) -> _Asset:
-        st = assets.get(asset)
-        if st is None:
-            st = assets[asset] = _Asset(ZERO, base_ms)
-        return st
-
+    res.last_snapshot, last_ids = _last_snapshot(db, scope)
     updates = sorted(
         (e for e in db.balance_events(scope, kind=_DELTA) if e.delta is not None),
         key=lambda e: (e.event_ms if e.event_ms is not None else e.received_ms, e.id),
     )
-    res.balance_updates = len(updates)
-    known = db.known_assets()
-    pairs: dict[str, tuple[str, str]] = {}
-    fills = db.iter_fill_deltas(scope)
+    derive(
+        db,
+        res,
+        assets,
+        base_ms,
+        db.iter_fill_deltas(scope),
+        updates,
+        db.iter_observations(scope),
+        _table(db, scope),
+        opening_ids,
+        last_ids,
+        start_ms=base_ms if base_ms is not None else -_NEVER,
+    )
+    return res
+
+
+def derive(
+    db: AuditDB,
+    res: VerifyResult,
+    assets: dict[str, _Asset],
+    base_ms: int | None,
+    fills: Iterator[tuple[Any, ...]],
+    updates: Sequence[BalanceEventRow],
+    observations: Iterable[tuple[int, int, str, str, str | None, str | None]],
+    table: list[dict[str, Any]],
+    opening_ids: set[int],
+    last_ids: set[int],
+    *,
+    start_ms: int,
+    end_ms: int | None = _NEVER,
+    new_asset: Callable[[Decimal, int | None], _Asset] = _Asset,
+    track: bool = False,
+    pairs: dict[str, tuple[str, str]] | None = None,
+    known: frozenset[str] | None = None,
+) -> int:
+    """The reference's walk from ``assets`` (every delta at or before ``start_ms`` already in
+    them): apply ``fills`` (``iter_fill_deltas`` rows) and ``updates`` in time order, check
+    each of ``observations`` (``iter_observations`` rows) and ``table`` rows, adding to
+    ``res``'s counts, differences and notes. The last deltas applied are those at or before
+    ``end_ms`` (None: the last observation's time). Returns that time.
+
+    ``verify_reference`` runs it over the whole scope; ``verify_checkpoint`` over the rows up
+    to a cut and, resuming, over the rows after it. With ``track`` the assets (made by
+    ``new_asset``) are told of every delta applied (``tracked``) and every agreeing check
+    (``checked_at``): what a later check of the balances table needs."""
+    never = _NEVER
+
+    def state(asset: str) -> _Asset:
+        st = assets.get(asset)
+        if st is None:
+            st = assets[asset] = new_asset(ZERO, base_ms)
+        return st
+
+    known = db.known_assets() if known is None else known
+    pairs = {} if pairs is None else pairs
     pending = next(fills, None)
     # Time of the next delta to apply (fill or balanceUpdate); observations before it need no work.
     ui = 0
     n_fills = 0
     bad_ids: set[int] = set()
-    never = 1 << 62
+    notes = res.notes
 
     def apply_until(t: int) -> int:
         """Apply every delta at or before ``t``; return the time of the next one."""
@@ -249,6 +307,8 @@ def verify_reference(db: AuditDB, scope: Scope) -> VerifyResult:
                         st.fill_count += 1
                         if len(st.fill_ids) < _MAX_IDS:
                             st.fill_ids.append(fid)
+                        if track:
+                            st.tracked(ft, fid, amount, False)  # type: ignore[attr-defined]
         while ui < len(updates):
             u = updates[ui]
             ut = u.event_ms if u.event_ms is not None else u.received_ms
@@ -259,6 +319,8 @@ def verify_reference(db: AuditDB, scope: Scope) -> VerifyResult:
                 assert u.delta is not None
                 st.add(u.delta, ut)
                 st.update_ids.append(u.id)
+                if track:
+                    st.tracked(ut, u.id, u.delta, True)  # type: ignore[attr-defined]
             ui += 1
         nxt = pending[8] if pending is not None else never
         if ui < len(updates):
@@ -291,6 +353,8 @@ def verify_reference(db: AuditDB, scope: Scope) -> VerifyResult:
             ok = False
         else:
             ok = True
+            if track:
+                st.checked_at(t)  # type: ignore[attr-defined]
         if st.fill_count or st.update_ids:
             st.fill_ids.clear()
             st.fill_count = 0
@@ -299,7 +363,6 @@ def verify_reference(db: AuditDB, scope: Scope) -> VerifyResult:
 
     # The balances table (latest value per asset) when the scope reaches the end of the ledger:
     # each row is checked at its exchange time, after the observations of that millisecond.
-    table = _table(db, scope)
     bi = 0
 
     def check_table(before: int) -> None:
@@ -321,11 +384,13 @@ def verify_reference(db: AuditDB, scope: Scope) -> VerifyResult:
             )
             bi += 1
 
-    next_delta = apply_until(base_ms if base_ms is not None else -never)
+    next_delta = apply_until(start_ms)
+    last_t = start_ms
     dec = Decimal
-    for t, oid, kind, asset, free, locked in db.iter_observations(scope):
+    for t, oid, kind, asset, free, locked in observations:
         if oid in opening_ids:
             continue
+        last_t = t
         if bi < len(table):
             check_table(t)
         if t >= next_delta:
@@ -334,12 +399,14 @@ def verify_reference(db: AuditDB, scope: Scope) -> VerifyResult:
         if not check(t, asset, recorded, f"balance_events #{oid}", kind) and oid in last_ids:
             bad_ids.add(oid)
     check_table(never + 1)
-    apply_until(never)
-    res.fills = n_fills
+    end = max(start_ms, last_t) if end_ms is None else end_ms
+    apply_until(end)
+    res.fills += n_fills
+    res.balance_updates += ui
     res.derived = {a: s.total for a, s in sorted(assets.items())}
     if last_ids:
         res.last_snapshot_ok = not bad_ids
-    return res
+    return end
 
 
 def _last_run(db: AuditDB) -> int | None:

@@ -56,7 +56,9 @@ class _Series:
         self.times: list[int] = []
         self.amounts: list[Decimal] = []
         self.has_updates = False
-        self.cum: list[Decimal] = []
+        # Set from the deltas once they are laid out; an asset first met later (in a balance or
+        # the balances table) has none: its total is the opening.
+        self.cum: list[Decimal] = [opening]
 
     def agrees(self, recorded: Decimal, t: int) -> bool:
         """The reference's ``explains`` for an observation at ``t`` (after every delta <= t)."""

@@ -32,7 +32,7 @@ manager's policy, not this module's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from decimal import Decimal
 from enum import StrEnum
 
@@ -49,6 +49,7 @@ __all__ = [
     "SendUnknown",
     "Side",
     "apply",
+    "observe",
     "parse_side",
     "parse_status",
 ]
@@ -80,6 +81,8 @@ EXCHANGE_FINAL = frozenset(
 FINAL = EXCHANGE_FINAL | {OrderStatus.NEVER_PLACED}
 OPEN = frozenset({OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING_CANCEL})
 _LOCAL_UNRESOLVED = frozenset({OrderStatus.PENDING_SEND, OrderStatus.UNKNOWN})
+# What an Observation may carry: the exchange's statuses, not our local ones.
+_OBSERVABLE = frozenset(OrderStatus) - _LOCAL_UNRESOLVED - {OrderStatus.NEVER_PLACED}
 
 _RANK = {
     OrderStatus.PENDING_SEND: 0,
@@ -139,9 +142,12 @@ class Observation:
     order_id: int | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "status", OrderStatus(self.status))
-        if self.status in _LOCAL_UNRESOLVED or self.status is OrderStatus.NEVER_PLACED:
-            raise ValueError(f"status: {self.status} is local, not an exchange status")
+        status = self.status
+        if type(status) is not OrderStatus:  # already the member: no enum lookup (hot path)
+            status = OrderStatus(status)
+            object.__setattr__(self, "status", status)
+        if status in _LOCAL_UNRESOLVED or status is OrderStatus.NEVER_PLACED:
+            raise ValueError(f"status: {status} is local, not an exchange status")
 
 
 @dataclass(frozen=True)
@@ -182,7 +188,8 @@ class OrderState:
     def __post_init__(self) -> None:
         # Rebuilt from the database a status may arrive as a plain string; identity checks
         # (``is OrderStatus.X``) below need the enum member.
-        object.__setattr__(self, "status", OrderStatus(self.status))
+        if type(self.status) is not OrderStatus:
+            object.__setattr__(self, "status", OrderStatus(self.status))
 
     @property
     def is_final(self) -> bool:
@@ -222,14 +229,41 @@ def apply(state: OrderState, event: Event) -> OrderState:
     raise TypeError(f"not an order event: {event!r}")
 
 
+_new_state = object.__new__
+_set_state = object.__setattr__
+if tuple(f.name for f in fields(OrderState)) != ("status", "executed_qty", "cum_quote", "order_id"):
+    raise RuntimeError("OrderState changed: update _observe")  # pragma: no cover - a guard for editors
+
+
+def observe(state: OrderState, status: OrderStatus, executed_qty: Decimal, cum_quote: Decimal,
+            order_id: int | None) -> OrderState:
+    """``apply(state, Observation(status, executed_qty, cum_quote, order_id))`` without
+    building the Observation (the reconciler folds every executionReport through this).
+    A status that is not an exchange status member is refused as ``Observation`` refuses it."""
+    if type(status) is not OrderStatus or status not in _OBSERVABLE:
+        return apply(state, Observation(status, executed_qty, cum_quote, order_id))
+    return _merge(state, status, executed_qty, cum_quote, order_id)
+
+
 def _observe(state: OrderState, obs: Observation) -> OrderState:
-    executed = max(state.executed_qty, obs.executed_qty)
-    quote = max(state.cum_quote, obs.cum_quote)
-    order_id = state.order_id if state.order_id is not None else obs.order_id
-    if state.status in EXCHANGE_FINAL or _rank(obs.status) <= _rank(state.status):
-        status = state.status
-    else:
-        status = obs.status
+    return _merge(state, obs.status, obs.executed_qty, obs.cum_quote, obs.order_id)
+
+
+def _merge(state: OrderState, obs_status: OrderStatus, obs_executed: Decimal, obs_quote: Decimal,
+           obs_order_id: int | None) -> OrderState:
+    executed = max(state.executed_qty, obs_executed)
+    quote = max(state.cum_quote, obs_quote)
+    order_id = state.order_id if state.order_id is not None else obs_order_id
+    cur = state.status
+    status = cur if cur in EXCHANGE_FINAL or _rank(obs_status) <= _rank(cur) else obs_status
     if status is OrderStatus.NEW and executed > 0:
         status = OrderStatus.PARTIALLY_FILLED
-    return OrderState(status=status, executed_qty=executed, cum_quote=quote, order_id=order_id)
+    if (status is cur and executed is state.executed_qty and quote is state.cum_quote
+            and order_id is state.order_id):
+        return state  # nothing moved (a replay, or a late lower status): frozen, so shareable
+    # What OrderState(...) builds; both statuses are members already, so __post_init__ has
+    # nothing to do (this runs once per executionReport).
+    new = _new_state(OrderState)
+    _set_state(new, "__dict__", {"status": status, "executed_qty": executed, "cum_quote": quote,
+                                 "order_id": order_id})
+    return new

@@ -27,10 +27,21 @@ from executor.core.events import Fill
 from executor.core.money import ZERO
 from executor.core.orders import Side
 
-__all__ = ["FeeConverter", "PnlResult", "average_cost_pnl", "fifo_pnl", "slippage_bps"]
+__all__ = [
+    "PREC",
+    "AverageBook",
+    "FeeConverter",
+    "FifoBook",
+    "PnlResult",
+    "TradeTotals",
+    "average_cost_pnl",
+    "fifo_pnl",
+    "slippage_bps",
+    "trade_and_fee",
+]
 
 FeeConverter = Callable[[str, Decimal, Fill], Decimal]
-_PREC = 50
+PREC = 50
 
 
 @dataclass(frozen=True)
@@ -78,7 +89,7 @@ def _ordered(fills: Iterable[Fill], symbol: str, presorted: bool = False) -> Ite
     return sorted(unique.values(), key=lambda f: (f.time_ms, f.trade_id))
 
 
-def _trade_and_fee(fill: Fill, base: str, quote: str,
+def trade_and_fee(fill: Fill, base: str, quote: str,
                    convert: FeeConverter | None) -> tuple[Decimal, Decimal]:
     """(signed base change, fee in quote) for one fill."""
     dq = fill.qty if fill.side is Side.BUY else -fill.qty
@@ -95,7 +106,11 @@ def _trade_and_fee(fill: Fill, base: str, quote: str,
     return dq, convert(fill.commission_asset, fee, fill)
 
 
-class _Totals:
+class TradeTotals:
+    """Volumes and fees of a run of fills (the part of PnL that is a plain sum)."""
+
+    __slots__ = ("bought_qty", "bought_quote", "by_asset", "count", "fees", "sold_qty", "sold_quote")
+
     def __init__(self) -> None:
         self.bought_qty = self.sold_qty = self.bought_quote = self.sold_quote = self.fees = ZERO
         self.by_asset: dict[str, Decimal] = {}
@@ -118,37 +133,107 @@ class _Totals:
         return PnlResult(symbol, method, gross, self.fees, qty, cost, self.bought_qty, self.sold_qty,
                          self.bought_quote, self.sold_quote, dict(self.by_asset), self.count)
 
+    def state(self) -> dict[str, object]:
+        return {"q": [str(v) for v in (self.bought_qty, self.sold_qty, self.bought_quote, self.sold_quote,
+                                       self.fees)],
+                "a": {k: str(v) for k, v in self.by_asset.items()}, "n": self.count}
+
+    @classmethod
+    def from_state(cls, st: Mapping[str, object]) -> TradeTotals:
+        t = cls()
+        q = [Decimal(v) for v in st["q"]]  # type: ignore[attr-defined]
+        t.bought_qty, t.sold_qty, t.bought_quote, t.sold_quote, t.fees = q
+        t.by_asset = {k: Decimal(v) for k, v in st["a"].items()}  # type: ignore[attr-defined]
+        t.count = int(st["n"])  # type: ignore[call-overload]
+        return t
+
+
+class FifoBook:
+    """Open lots matched oldest first; ``apply`` a signed base change at a price. Call it inside
+    a context of ``PREC`` digits (the functions below do)."""
+
+    __slots__ = ("gross", "lots")
+
+    def __init__(self, opening_qty: Decimal = ZERO, opening_price: Decimal = ZERO) -> None:
+        self.lots: deque[list[Decimal]] = deque()  # [signed qty, price]; all lots share one sign
+        if opening_qty:
+            self.lots.append([opening_qty, opening_price])
+        self.gross = ZERO
+
+    def apply(self, dq: Decimal, price: Decimal) -> None:
+        lots = self.lots
+        while dq and lots and (lots[0][0] > 0) != (dq > 0):
+            lot = lots[0]
+            matched = min(abs(dq), abs(lot[0]))
+            sign = 1 if lot[0] > 0 else -1
+            self.gross += matched * (price - lot[1]) * sign
+            lot[0] -= matched * sign
+            dq += matched * sign
+            if not lot[0]:
+                lots.popleft()
+        if dq:
+            lots.append([dq, price])
+
+    def position(self) -> tuple[Decimal, Decimal]:
+        """(signed quantity, cost) of the open lots."""
+        return sum((lot[0] for lot in self.lots), ZERO), sum((lot[0] * lot[1] for lot in self.lots), ZERO)
+
+    def state(self) -> list[str]:
+        return [str(self.gross), *(f"{q} {p}" for q, p in self.lots)]
+
+    @classmethod
+    def from_state(cls, st: list[str]) -> FifoBook:
+        b = cls()
+        b.gross = Decimal(st[0])
+        b.lots.extend([Decimal(x) for x in lot.split()] for lot in st[1:])
+        return b
+
+
+class AverageBook:
+    """Inventory at its running average cost; ``apply`` as for ``FifoBook``."""
+
+    __slots__ = ("cost", "gross", "qty")
+
+    def __init__(self, opening_qty: Decimal = ZERO, opening_price: Decimal = ZERO) -> None:
+        self.qty, self.cost = opening_qty, opening_qty * opening_price
+        self.gross = ZERO
+
+    def apply(self, dq: Decimal, price: Decimal) -> None:
+        qty = self.qty
+        if not dq:
+            return
+        if not qty or (qty > 0) == (dq > 0):
+            self.qty, self.cost = qty + dq, self.cost + dq * price
+            return
+        avg = self.cost / qty
+        closed = min(abs(dq), abs(qty))
+        sign = 1 if qty > 0 else -1
+        self.gross += closed * (price - avg) * sign
+        remainder = dq + closed * sign  # what is left after closing (opposite sign to old qty)
+        if closed == abs(qty):
+            self.qty, self.cost = remainder, remainder * price
+        else:
+            self.qty, self.cost = qty - closed * sign, self.cost - closed * sign * avg
+
+    def position(self) -> tuple[Decimal, Decimal]:
+        return self.qty, self.cost
+
+    def state(self) -> list[str]:
+        return [str(self.gross), str(self.qty), str(self.cost)]
+
+    @classmethod
+    def from_state(cls, st: list[str]) -> AverageBook:
+        b = cls()
+        b.gross, b.qty, b.cost = (Decimal(x) for x in st)
+        return b
+
 
 def fifo_pnl(fills: Iterable[Fill], symbol: str, base: str, quote: str, convert: FeeConverter | None = None,
              opening_qty: Decimal = ZERO, opening_price: Decimal = ZERO, *,
              presorted: bool = False) -> PnlResult:
     """Realized PnL matching each reduction against the oldest open lot first. ``presorted``:
     see ``_ordered`` (every fill must then be of ``symbol``)."""
-    with localcontext() as ctx:
-        ctx.prec = _PREC
-        lots: deque[list[Decimal]] = deque()  # [signed qty, price]; all lots share one sign
-        if opening_qty:
-            lots.append([opening_qty, opening_price])
-        gross = ZERO
-        totals = _Totals()
-        for fill in _ordered(fills, symbol, presorted):
-            dq, fee = _trade_and_fee(fill, base, quote, convert)
-            totals.add(fill, fee)
-            price = fill.price
-            while dq and lots and (lots[0][0] > 0) != (dq > 0):
-                lot = lots[0]
-                matched = min(abs(dq), abs(lot[0]))
-                sign = 1 if lot[0] > 0 else -1
-                gross += matched * (price - lot[1]) * sign
-                lot[0] -= matched * sign
-                dq += matched * sign
-                if not lot[0]:
-                    lots.popleft()
-            if dq:
-                lots.append([dq, price])
-        qty = sum((lot[0] for lot in lots), ZERO)
-        cost = sum((lot[0] * lot[1] for lot in lots), ZERO)
-        return totals.result(symbol, "fifo", gross, qty, cost)
+    return _run(FifoBook(opening_qty, opening_price), "fifo", fills, symbol, base, quote, convert, presorted)
 
 
 def average_cost_pnl(fills: Iterable[Fill], symbol: str, base: str, quote: str,
@@ -156,30 +241,21 @@ def average_cost_pnl(fills: Iterable[Fill], symbol: str, base: str, quote: str,
                      opening_price: Decimal = ZERO, *, presorted: bool = False) -> PnlResult:
     """Realized PnL against the running average cost of the inventory. ``presorted``: see
     ``_ordered`` (every fill must then be of ``symbol``)."""
+    return _run(AverageBook(opening_qty, opening_price), "average", fills, symbol, base, quote, convert,
+                presorted)
+
+
+def _run(book: FifoBook | AverageBook, method: str, fills: Iterable[Fill], symbol: str, base: str, quote: str,
+         convert: FeeConverter | None, presorted: bool) -> PnlResult:
     with localcontext() as ctx:
-        ctx.prec = _PREC
-        qty, cost = opening_qty, opening_qty * opening_price
-        gross = ZERO
-        totals = _Totals()
+        ctx.prec = PREC
+        totals = TradeTotals()
         for fill in _ordered(fills, symbol, presorted):
-            dq, fee = _trade_and_fee(fill, base, quote, convert)
+            dq, fee = trade_and_fee(fill, base, quote, convert)
             totals.add(fill, fee)
-            price = fill.price
-            if not dq:
-                continue
-            if not qty or (qty > 0) == (dq > 0):
-                qty, cost = qty + dq, cost + dq * price
-                continue
-            avg = cost / qty
-            closed = min(abs(dq), abs(qty))
-            sign = 1 if qty > 0 else -1
-            gross += closed * (price - avg) * sign
-            remainder = dq + closed * sign  # what is left after closing (opposite sign to old qty)
-            if closed == abs(qty):
-                qty, cost = remainder, remainder * price
-            else:
-                qty, cost = qty - closed * sign, cost - closed * sign * avg
-        return totals.result(symbol, "average", gross, qty, cost)
+            book.apply(dq, fill.price)
+        qty, cost = book.position()
+        return totals.result(symbol, method, book.gross, qty, cost)
 
 
 def slippage_bps(side: Side, price: Decimal, reference: Decimal) -> Decimal:
@@ -190,6 +266,6 @@ def slippage_bps(side: Side, price: Decimal, reference: Decimal) -> Decimal:
     if reference <= 0:
         raise ValueError(f"slippage: reference price must be positive, got {reference}")
     with localcontext() as ctx:
-        ctx.prec = _PREC
+        ctx.prec = PREC
         diff = price - reference if Side(side) is Side.BUY else reference - price
         return diff / reference * 10000

@@ -56,6 +56,9 @@ class Gate(Protocol):
 
     async def wait(self) -> None: ...
 
+    @property
+    def is_open(self) -> bool: ...
+
 
 @dataclass
 class UserStreamHealth:

@@ -276,9 +276,12 @@ class SpotUserStream(SupervisedUserStream[_Session]):
         if session.shutdown_seen:
             return None if await self._rotate_for_shutdown(session) else "serverShutdown"
         if not session.dead and reason in ("eventStreamTerminated", "subscription lost"):
-            # The connection is fine, only the subscription went: subscribe again on it.
+            # The connection is fine, only the subscription went: subscribe again on it
+            # (after any Retry-After: a request inside it earns a 418).
             self.health.terminated += 1
             try:
+                if self.gate is not None:
+                    await self.gate.wait()
                 await self._subscribe(session)
             except Exception as exc:
                 log.warning("%s: resubscribe after %s failed (%s); reconnecting",
@@ -300,6 +303,10 @@ class SpotUserStream(SupervisedUserStream[_Session]):
         return not session.dead and session.sub_id is not None
 
     async def _watch(self, session: _Session) -> None:
+        if self.gate is not None and not self.gate.is_open:
+            # The WS API shares the IP's request limits: a probe inside a Retry-After window
+            # earns a 418 ban. The probe waits; the expected-event watchdog still runs.
+            return
         if _monotonic() - session.last_probe_mono >= self.probe_every_s:
             session.last_probe_mono = _monotonic()
             await self._probe(session)

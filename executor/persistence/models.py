@@ -121,10 +121,13 @@ class Order(Base):
 class OrderEvent(Base):
     """Every observed change of an order: stream executionReports and REST observations.
 
-    ``dedupe_key`` makes every observation idempotent. Stream events:
-    ``exec:<symbol>:<orderId>:<executionId>`` (also enforced by the unique
-    (symbol, exchange_order_id, execution_id)). REST observations (order response, order
-    query, gap fill) have no execution id, so their key is the observed state itself:
+    Every observation is stored once. Stream executionReports are unique by
+    (symbol, exchange_order_id, execution_id); their ``dedupe_key`` is
+    ``exec:<symbol>:<orderId>:<executionId>``, derived from that triple, so it needs no
+    index of its own. Rows without an execution id (REST observations: order response,
+    order query, gap fill; futures events) are unique by ``dedupe_key`` through a partial
+    unique index (SQLite treats NULLs as distinct, so the triple cannot cover them). A REST
+    observation's key is the observed state itself:
     ``obs:<symbol>:<orderId or c:clientId>:<status>:<executedQty>:<updateTime>``. Polling an
     unchanged order adds nothing; any real change (status, quantity, time) is a new row.
     """
@@ -133,10 +136,11 @@ class OrderEvent(Base):
     __table_args__ = (
         sa.UniqueConstraint("symbol", "exchange_order_id", "execution_id"),
         sa.Index(None, "order_id"),
+        sa.Index(None, "dedupe_key", unique=True, sqlite_where=sa.text("execution_id IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
-    dedupe_key: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    dedupe_key: Mapped[str] = mapped_column(sa.String(200))
     order_id: Mapped[int | None] = mapped_column(sa.ForeignKey("orders.id"))
     symbol: Mapped[str] = mapped_column(sa.String(32))
     exchange_order_id: Mapped[int | None] = mapped_column(sa.BigInteger)
@@ -295,3 +299,21 @@ class RiskRefusal(Base):
     rule: Mapped[str | None] = mapped_column(sa.String(40))
     reason: Mapped[str] = mapped_column(sa.Text)
     details: Mapped[Any] = mapped_column(JsonText, nullable=True)
+
+
+class AuditCheckpoint(Base):
+    """The audit's folded state of the ledger up to ``cut_ms`` (``executor.audit.checkpoints``):
+    one row per kind ("report", "verify"), replaced as the ledger grows, so an audit folds only
+    the rows after the cut. A cache: deleting it changes no result, only the time taken."""
+
+    __tablename__ = "audit_checkpoints"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(16), unique=True)
+    version: Mapped[int] = mapped_column(sa.Integer)  # format of ``state``; another is ignored
+    cut_ms: Mapped[int] = mapped_column(sa.BigInteger)  # rows at or before this time are folded
+    max_fill_id: Mapped[int] = mapped_column(sa.Integer)  # ids seen when it was written
+    max_order_id: Mapped[int] = mapped_column(sa.Integer)
+    max_balance_event_id: Mapped[int] = mapped_column(sa.Integer)
+    created_ms: Mapped[int] = mapped_column(sa.BigInteger)
+    state: Mapped[bytes] = mapped_column(sa.LargeBinary)  # zlib-compressed JSON

@@ -2,7 +2,8 @@
 
 An ``OrderRecord`` is one row of ``orders`` as both the bot (through the store) and the
 offline audit (through plain sqlite3, built positionally with ``_make`` for speed) read it:
-one definition so the two can never drift apart.
+one definition so the two can never drift apart. ``FillRow`` is a row of ``fills`` as the
+audit reads it (``side`` as a ``Side``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import NamedTuple
 
+__all__ = ["FINAL_STATUSES", "FillRow", "OrderRecord"]
+
+from executor.core.orders import Side
 from executor.persistence.models import FINAL_STATUSES
 
 
@@ -46,3 +50,35 @@ class OrderRecord(NamedTuple):
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
+
+
+class FillRow(NamedTuple):
+    """A stored fill. It also quacks like ``executor.core.events.Fill`` (``side`` is a
+    ``Side``, ``key``, ``time_ms``) so ``executor.core.pnl`` takes it without a copy."""
+
+    id: int
+    symbol: str
+    trade_id: int
+    order_id: int | None
+    client_order_id: str | None
+    exchange_order_id: int | None
+    side: Side | None
+    price: Decimal
+    qty: Decimal
+    quote_qty: Decimal
+    commission: Decimal
+    commission_asset: str | None
+    is_maker: bool | None
+    trade_ms: int | None
+    source: str
+    received_ms: int
+    run_id: int | None
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.symbol, self.trade_id)
+
+    @property
+    def time_ms(self) -> int:
+        # Exchange time when known; a fill without T is placed by when we received it.
+        return self.trade_ms if self.trade_ms is not None else self.received_ms

@@ -3,7 +3,8 @@
 Every write is idempotent, so the reconciler can apply the same event twice (a duplicated
 stream frame, a gap fill overlapping the stream) without changing the result:
 
-* order events are unique by ``dedupe_key`` (see ``models.OrderEvent``);
+* order events are unique by (symbol, exchange order id, execution id), or by
+  ``dedupe_key`` when they have no execution id (see ``models.OrderEvent``);
 * fills are unique by (symbol, trade_id), whichever source (stream, order response, gap
   fill) brings them first;
 * an order's status and cumulative quantities only move forward (``merge_status``): a
@@ -47,6 +48,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.util import await_
 
 from executor.persistence.db import create_engine
 from executor.persistence.models import (
@@ -534,15 +536,21 @@ def _multi_insert_sql(table: str, cols: tuple[str, ...], n_rows: int) -> str:
     )
 
 
-def _insert_rows(conn: Connection, table: str, cols: tuple[str, ...], rows: list[tuple[Any, ...]]) -> int:
+def _insert_returning(
+    fetch: Callable[[str, Sequence[Any]], Iterable[Sequence[Any]]],
+    table: str,
+    cols: tuple[str, ...],
+    rows: list[tuple[Any, ...]],
+    returning: str,
+) -> list[Sequence[Any]]:
     """INSERT ... ON CONFLICT DO NOTHING of driver-value tuples (see ``_insert_many`` for what
-    driver values means), ``_ROWS_PER_INSERT`` rows per statement; returns rows inserted."""
-    added = 0
+    driver values means), ``_ROWS_PER_INSERT`` rows per statement, returning the
+    ``returning`` columns of the rows actually inserted (RETURNING leaves out the rows that
+    DO NOTHING skipped), so no lookup of what is already stored is needed first."""
+    added: list[Sequence[Any]] = []
     for part in _chunks(rows, _ROWS_PER_INSERT):
-        res = conn.exec_driver_sql(
-            _multi_insert_sql(table, cols, len(part)), tuple(chain.from_iterable(part))
-        )
-        added += res.rowcount if res.rowcount is not None and res.rowcount >= 0 else len(part)
+        sql = _multi_insert_sql(table, cols, len(part)) + " RETURNING " + returning
+        added.extend(fetch(sql, tuple(chain.from_iterable(part))))
     return added
 
 
@@ -656,6 +664,18 @@ class _Flush:
         self.result = BatchResult()
         self.by_client: dict[str, _OrderState] = {}
         self.by_exchange: dict[tuple[str, int], _OrderState] = {}
+        driver = conn.connection.driver_connection
+        # The aiosqlite connection under SQLAlchemy's adapter, for the batch's bulk
+        # statements: its execute_fetchall is one hop to SQLite's thread, where the adapter's
+        # cursor makes three or four (open, execute, fetch, close). Each hop waits for a thread
+        # switch, which on a busy machine costs more than the statement.
+        self._aio = driver if hasattr(driver, "execute_fetchall") else None
+
+    def _fetch(self, sql: str, params: Sequence[Any]) -> Iterable[Sequence[Any]]:
+        """Rows of one statement, on this batch's transaction (same connection either way)."""
+        if self._aio is not None:
+            return await_(self._aio.execute_fetchall(sql, params))  # type: ignore[no-any-return]
+        return self.conn.exec_driver_sql(sql, tuple(params))
 
     # -- orders
 
@@ -663,7 +683,7 @@ class _Flush:
         need = sorted({c for c in client_ids if c not in self.by_client})
         for part in _chunks(need):
             sql = f"SELECT {_STATE_SQL} FROM orders WHERE client_order_id IN ({_marks(len(part))})"
-            for row in self.conn.exec_driver_sql(sql, tuple(part)):
+            for row in self._fetch(sql, tuple(part)):
                 self._remember(_state_from_row(row))
 
     def _load_orders_by_exchange_id(self, exchange_ids: Iterable[tuple[str, int]]) -> None:
@@ -679,7 +699,7 @@ class _Flush:
                     f"SELECT {_STATE_SQL} FROM orders WHERE symbol = ? "
                     f"AND exchange_order_id IN ({_marks(len(part))})"
                 )
-                for row in self.conn.exec_driver_sql(sql, (symbol, *part)):
+                for row in self._fetch(sql, (symbol, *part)):
                     st = _state_from_row(row)
                     if st.client_order_id not in self.by_client:
                         self._remember(st)
@@ -778,40 +798,34 @@ class _Flush:
             self.by_client.setdefault(ext.client_order_id, st)
             self.result.external_orders_added.append(client_id)
 
-    def _existing_keys(self, table: str, keys: set[str]) -> set[str]:
-        found: set[str] = set()
-        for part in _chunks(sorted(keys)):
-            sql = f"SELECT dedupe_key FROM {table} WHERE dedupe_key IN ({_marks(len(part))})"
-            found.update(r[0] for r in self.conn.exec_driver_sql(sql, tuple(part)))
-        return found
-
     # -- events and fills
 
     def _order_events(self, items: list[OrderEventIn]) -> None:
-        keyed = [
-            (
-                ev.dedupe_key
-                or (
-                    f"exec:{ev.symbol}:{ev.exchange_order_id}:{ev.execution_id}"
-                    if ev.execution_id is not None and ev.exchange_order_id is not None
-                    else order_event_key(ev)
-                ),
-                ev,
-            )
-            for ev in items
-        ]
-        existing = self._existing_keys("order_events", {k for k, _ in keyed})
+        # No lookup of stored keys first: the INSERT's ON CONFLICT DO NOTHING is the
+        # dedupe (by (symbol, exchange_order_id, execution_id) for stream events, by the
+        # partial unique index on dedupe_key for the rest), and RETURNING names the rows it
+        # added. Only duplicates within this batch are skipped here.
         rows = []
-        find, now, new_keys, result = self._find, self.now, self.result.new_event_keys, self.result
-        for key, ev in keyed:
-            if key in existing:
+        seen: set[str] = set()
+        find, now, result = self._find, self.now, self.result
+        for ev in items:
+            key = ev.dedupe_key
+            if not key:
+                xid, eid = ev.exchange_order_id, ev.execution_id
+                key = (
+                    f"exec:{ev.symbol}:{xid}:{eid}"
+                    if eid is not None and xid is not None
+                    else order_event_key(ev)
+                )
+            if key in seen:
                 result.events_duplicate += 1
                 continue
-            existing.add(key)
-            if ev.status not in STATUS_RANK:
-                _check_status(ev.status)
+            seen.add(key)
+            status = ev.status
+            if status not in STATUS_RANK:
+                _check_status(status)
             st = find(ev.client_order_id, ev.symbol, ev.exchange_order_id)
-            qty, quote = ev.executed_qty, ev.cum_quote_qty
+            qty, quote, payload = ev.executed_qty, ev.cum_quote_qty, ev.payload
             rows.append(
                 (
                     key,
@@ -822,46 +836,38 @@ class _Flush:
                     ev.event_client_id,
                     ev.execution_id,
                     ev.execution_type,
-                    ev.status,
+                    status,
                     None if qty is None else _money_text(qty),
                     None if quote is None else _money_text(quote),
                     ev.trade_id,
                     ev.source,
                     ev.event_ms,
                     ev.received_ms if ev.received_ms is not None else now,
-                    payload_text(ev.payload),
+                    # payload_text's common case (a decoded frame) without its type checks.
+                    json_dumps(payload) if type(payload) is dict else payload_text(payload),
                 )
             )
-            new_keys.append(key)
         if rows:
-            # DO NOTHING also covers the (symbol, orderId, executionId) constraint for a
-            # caller-supplied dedupe_key that differs from the derived one.
-            added = _insert_rows(self.conn, "order_events", _EVENT_COLS, rows)
-            result.events_added += added
-            result.events_duplicate += len(rows) - added
+            stored = _insert_returning(self._fetch, "order_events", _EVENT_COLS, rows, "dedupe_key")
+            added = {r[0] for r in stored}
+            result.events_added += len(added)
+            result.events_duplicate += len(rows) - len(added)
+            result.new_event_keys.extend(r[0] for r in rows if r[0] in added)
 
     def _fills(self, items: list[FillIn]) -> None:
-        by_symbol: dict[str, set[int]] = {}
-        for f in items:
-            ids = by_symbol.get(f.symbol)
-            if ids is None:
-                ids = by_symbol[f.symbol] = set()
-            ids.add(int(f.trade_id))
-        existing: set[tuple[str, int]] = set()
-        for symbol, ids in by_symbol.items():
-            for part in _chunks(sorted(ids)):
-                sql = f"SELECT trade_id FROM fills WHERE symbol = ? AND trade_id IN ({_marks(len(part))})"
-                existing.update((symbol, r[0]) for r in self.conn.exec_driver_sql(sql, (symbol, *part)))
+        # Like _order_events: ON CONFLICT DO NOTHING on (symbol, trade_id) is the dedupe and
+        # RETURNING names what was added; only duplicates within the batch are skipped here.
         rows = []
+        keys: list[tuple[str, int]] = []
+        seen: set[tuple[str, int]] = set()
         find, now, run_id, result = self._find, self.now, self.run_id, self.result
-        added = result.fills_added
         for f in items:
             trade_id = int(f.trade_id)
             key = (f.symbol, trade_id)
-            if key in existing:
+            if key in seen:
                 result.fills_duplicate += 1
                 continue
-            existing.add(key)
+            seen.add(key)
             if f.source not in FILL_SOURCES:
                 raise StoreError(f"fill source must be one of {', '.join(FILL_SOURCES)}, got {f.source!r}")
             if trade_id < 0:
@@ -903,9 +909,15 @@ class _Flush:
                     run_id,
                 )
             )
-            added.append(key)
+            keys.append(key)
         if rows:
-            _insert_rows(self.conn, "fills", _FILL_COLS, rows)
+            stored = _insert_returning(self._fetch, "fills", _FILL_COLS, rows, "symbol, trade_id")
+            if len(stored) == len(keys):
+                result.fills_added.extend(keys)
+            else:
+                new_keys = {(r[0], r[1]) for r in stored}
+                result.fills_added.extend(k for k in keys if k in new_keys)
+                result.fills_duplicate += len(keys) - len(new_keys)
 
     def _statuses(self, items: list[StatusUpdateIn]) -> None:
         for upd in items:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from executor.persistence.migrate import ensure_schema
 from tests.audit.scenario import Built, build_scenario
 
 
@@ -30,3 +31,11 @@ def scenario(scenario_template: Built, tmp_path: Path) -> Built:
     path = tmp_path / "ledger.db"
     shutil.copyfile(scenario_template.path, path)
     return Built(f"sqlite+aiosqlite:///{path}", path, scenario_template.run_id)
+
+
+@pytest.fixture(scope="session")
+def empty_ledger(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated ledger with no rows, for tests that write their own (copy it first)."""
+    path = tmp_path_factory.mktemp("empty-ledger") / "empty.db"
+    asyncio.run(ensure_schema(f"sqlite+aiosqlite:///{path}"))
+    return path

@@ -120,12 +120,3 @@ def test_outcomes_and_percentiles() -> None:
     assert percentile([1, 2, 3, 4], 50) == 2
     assert percentile(list(range(1, 101)), 99) == 99
     assert percentile([], 50) is None
-
-
-async def test_parallel_fifo_gives_the_same_report(scenario: Built, monkeypatch) -> None:
-    from executor.audit import report
-
-    _, serial = _btc(scenario)
-    monkeypatch.setattr(report, "PARALLEL_MIN_FILLS", 0)
-    _, parallel = _btc(scenario)
-    assert parallel == serial

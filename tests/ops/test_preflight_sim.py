@@ -137,3 +137,24 @@ def test_cli_preflight_on_the_sim_profile_passes(capsys) -> None:
     assert main(["preflight"]) == 0
     out = capsys.readouterr().out
     assert "preflight on sim: all checks passed" in out and "PASS  ipRestrict" in out
+
+
+async def test_futures_key_check(exchange, cfg) -> None:
+    # Testnet/demo futures accounts have keys of their own; preflight reads the futures account
+    # with that key, and a key the futures host does not know is a named failure.
+    sim, urls = exchange
+    client = make_client(urls.endpoints(), sim.credentials("HMAC"))
+    good = make_client(urls.endpoints(), sim.credentials("Ed25519"))
+    from executor.exchange.credentials import Credentials
+
+    bad = make_client(urls.endpoints(), Credentials("nope" * 8, api_secret="secret" * 8))
+    try:
+        ok = await run_preflight(client, cfg, venue="sim", futures_client=good)
+        assert ok.check("futures key").ok, ok.render()
+        refused = await run_preflight(client, cfg, venue="sim", futures_client=bad)
+        c = refused.check("futures key")
+        assert not c.ok and "could not read the futures account" in c.detail
+        assert "BX_<PROFILE>_FUTURES_*" in c.fix
+    finally:
+        for c_ in (client, good, bad):
+            await c_.close_connection()

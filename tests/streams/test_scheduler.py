@@ -143,3 +143,18 @@ async def test_only_jobs_for_given_components_and_failed_rotation_is_an_error() 
     assert "1 of 2" in (sched.stats["daily_reconnect"].last_error or "")
     empty: Any = build_scheduler(CFG)
     assert empty.stats == {}
+
+
+async def test_audit_checkpoint_runs_on_wall_time_whatever_the_sim_speed() -> None:
+    calls: list[str] = []
+
+    async def checkpoint() -> str:
+        calls.append("checkpoint")
+        return "report checkpoint at ..."
+
+    sched = build_scheduler(CFG, time_scale=1000, checkpoint=checkpoint)
+    st = sched.stats["audit_checkpoint"]
+    assert st.wall_interval_s == pytest.approx(900)  # not 0.9 s: folding the ledger is this machine's work
+    assert await sched.run_now("audit_checkpoint") and calls == ["checkpoint"]
+    off = SchedulerConfig(**{**CFG.__dict__, "audit_checkpoint_s": 0})
+    assert "audit_checkpoint" not in build_scheduler(off, checkpoint=checkpoint).stats

@@ -264,3 +264,27 @@ def _report(cid: str, orig: str = "") -> ExecutionReport:
         execution_type="NEW", status=OrderStatus.NEW, reject_reason="NONE", last_qty=zero, cum_qty=zero,
         last_price=zero, commission=zero, commission_asset=None, transaction_time=1, trade_id=-1,
         execution_id=1, is_maker=False, on_book=True, cum_quote=zero, last_quote=zero, order_time=1)
+
+
+async def test_no_probe_inside_a_retry_after_window(sim: Any, client: Any) -> None:
+    # The WS API shares the IP's limits with REST: a session.status probe while the gateway
+    # waits out a 429 would earn a 418 ban. The probe holds off until the gate opens.
+    from executor.exchange.ratelimit import BanGate
+
+    now = [0.0]
+    gate = BanGate(now=lambda: now[0])
+    rec = Recorder()
+    stream = SpotUserStream(sim.endpoints.spot_ws_api, WsSigner(client), rec.deliver, rec.gap_fill,
+                            probe_every_s=0.05, response_timeout_s=1.0, stall_after_s=30, limiter=None,
+                            gate=gate)
+    await stream.start()
+    try:
+        await stream.wait_ready(5)
+        gate.trip(60, banned=False, source="test")
+        before = stream.health.probes
+        await asyncio.sleep(0.5)  # ten probe intervals: none may go out while the gate is shut
+        assert stream.health.probes == before
+        now[0] = 61.0
+        await wait_until(lambda: stream.health.probes > before, 5)
+    finally:
+        await stream.close()
