@@ -157,25 +157,7 @@ ORDER_BOOLS = frozenset({"external", "resolved_from_unknown"})
 OrderRow = OrderRecord  # one row type for the store and the audit
 
 
-FILL_COLUMNS = (
-    "id",
-    "symbol",
-    "trade_id",
-    "order_id",
-    "client_order_id",
-    "exchange_order_id",
-    "side",
-    "price",
-    "qty",
-    "quote_qty",
-    "commission",
-    "commission_asset",
-    "is_maker",
-    "trade_ms",
-    "source",
-    "received_ms",
-    "run_id",
-)
+FILL_COLUMNS: tuple[str, ...] = FillRow._fields
 FILL_DECIMALS = frozenset({"price", "qty", "quote_qty", "commission"})
 
 

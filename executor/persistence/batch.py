@@ -34,6 +34,7 @@ from executor.persistence.models import (
     RiskRefusal,
     Run,
 )
+from executor.persistence.records import FillRow
 from executor.persistence.status_merge import _OrderState, merge_status
 from executor.persistence.store_records import (
     SIDES,
@@ -186,24 +187,7 @@ _EVENT_COLS = (
     "received_ms",
     "payload",
 )
-_FILL_COLS = (
-    "symbol",
-    "trade_id",
-    "order_id",
-    "client_order_id",
-    "exchange_order_id",
-    "side",
-    "price",
-    "qty",
-    "quote_qty",
-    "commission",
-    "commission_asset",
-    "is_maker",
-    "trade_ms",
-    "source",
-    "received_ms",
-    "run_id",
-)
+_FILL_COLS = FillRow._fields[1:]  # every column of a fill row but its id
 
 
 # ---------------------------------------------------------------- the batch (unit of work)
