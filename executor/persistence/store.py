@@ -43,6 +43,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from executor.core.orders import Side
 from executor.persistence.batch import _ROWS_PER_INSERT as _ROWS_PER_INSERT  # re-exported for tests
 from executor.persistence.batch import (
     Batch,
@@ -103,6 +104,15 @@ def _record(cls: type[T], row: Any) -> T:
     m = row._mapping
     names = cls._fields if hasattr(cls, "_fields") else [f.name for f in fields(cls)]
     return cls(**{name: m[name] for name in names})  # type: ignore[arg-type]
+
+
+_SIDES = {"BUY": Side.BUY, "SELL": Side.SELL}
+
+
+def _fill(row: Any) -> FillRecord:
+    """A fills row with its side as a ``Side`` (the audit's ``FillRow``)."""
+    f = _record(FillRecord, row)
+    return f._replace(side=_SIDES.get(f.side))  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- the store
@@ -463,7 +473,7 @@ class Store:
     async def recent_fills(self, limit: int = 10) -> list[FillRecord]:
         def fn(conn: Connection) -> list[FillRecord]:
             q = sa.select(fills_t).order_by(fills_t.c.id.desc()).limit(limit)
-            return [_record(FillRecord, r) for r in conn.execute(q)]
+            return [_fill(r) for r in conn.execute(q)]
 
         return await self._read(fn)
 
@@ -517,7 +527,7 @@ class Store:
             if oid is not None:
                 cond = sa.or_(cond, fills_t.c.order_id == oid)
             q = sa.select(fills_t).where(cond).order_by(fills_t.c.trade_id)
-            return [_record(FillRecord, r) for r in conn.execute(q)]
+            return [_fill(r) for r in conn.execute(q)]
 
         return await self._read(fn)
 
@@ -533,7 +543,7 @@ class Store:
             if until_ms is not None:
                 q = q.where(fills_t.c.trade_ms < until_ms)
             return [
-                _record(FillRecord, r) for r in conn.execute(q.order_by(fills_t.c.trade_ms, fills_t.c.id))
+                _fill(r) for r in conn.execute(q.order_by(fills_t.c.trade_ms, fills_t.c.id))
             ]
 
         return await self._read(fn)

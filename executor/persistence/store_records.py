@@ -12,6 +12,7 @@ from typing import Any
 from executor.persistence.models import (
     STATUS_RANK,
 )
+from executor.persistence.records import FillRow
 from executor.persistence.types import to_decimal
 
 SIDES = ("BUY", "SELL")
@@ -29,25 +30,8 @@ class DuplicateClientOrderId(StoreError):
 # ---------------------------------------------------------------- records returned by reads
 
 
-@dataclass(frozen=True, slots=True)
-class FillRecord:
-    id: int
-    symbol: str
-    trade_id: int
-    order_id: int | None
-    client_order_id: str | None
-    exchange_order_id: int | None
-    side: str | None
-    price: Decimal
-    qty: Decimal
-    quote_qty: Decimal
-    commission: Decimal
-    commission_asset: str | None
-    is_maker: bool | None
-    trade_ms: int | None
-    source: str
-    received_ms: int
-    run_id: int | None
+# A stored fill, as the store and the audit read it (one row type: ``records.FillRow``).
+FillRecord = FillRow
 
 
 @dataclass(frozen=True, slots=True)
