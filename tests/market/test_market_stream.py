@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import tracemalloc
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -139,6 +140,17 @@ async def test_stalled_socket_is_detected_and_replaced() -> None:
             await conn.close()
 
 
+def _recording_sleep() -> tuple[list[float], Callable[[float], Awaitable[None]]]:
+    """A sleep that records each backoff delay and only yields (no wall-clock wait)."""
+    delays: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        delays.append(seconds)
+        await asyncio.sleep(0)
+
+    return delays, sleep
+
+
 async def test_server_close_reconnects_with_exponential_backoff_and_never_gives_up() -> None:
     async def handler(conn: FakeConn) -> None:
         if conn.index < 6:
@@ -147,11 +159,7 @@ async def test_server_close_reconnects_with_exponential_backoff_and_never_gives_
         await conn.send(book("BTCUSDT", 1))
         await hold_open(conn)
 
-    delays: list[float] = []
-
-    async def recording_sleep(seconds: float) -> None:
-        delays.append(seconds)
-        await asyncio.sleep(0)
+    delays, recording_sleep = _recording_sleep()
 
     state = MarketState()
     async with FakeStreamServer(handler) as server:
@@ -415,11 +423,7 @@ async def test_backoff_resets_after_a_healthy_connection() -> None:
         await conn.send(book("BTCUSDT", 100))
         await hold_open(conn)
 
-    delays: list[float] = []
-
-    async def recording_sleep(seconds: float) -> None:
-        delays.append(seconds)
-        await asyncio.sleep(0)
+    delays, recording_sleep = _recording_sleep()
 
     state = MarketState()
     async with FakeStreamServer(handler) as server:
