@@ -317,3 +317,48 @@ class AuditCheckpoint(Base):
     max_balance_event_id: Mapped[int] = mapped_column(sa.Integer)
     created_ms: Mapped[int] = mapped_column(sa.BigInteger)
     state: Mapped[bytes] = mapped_column(sa.LargeBinary)  # zlib-compressed JSON
+
+
+class LedgerMeta(Base):
+    """What this ledger is, written once when it is created (``executor.persistence.identity``):
+    ``client_prefix`` (this ledger's order namespace), ``venue_profile``, ``venue_rest``,
+    ``venue_account`` (the account's identity, e.g. ``uid``, where the venue gives one),
+    ``bot_name``, ``created_ms``. Opening a ledger for another venue is refused."""
+
+    __tablename__ = "ledger_meta"
+
+    key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(sa.Text)
+    set_ms: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class LedgerLease(Base):
+    """The one process allowed to trade on this ledger (one row per bot name): who holds it
+    and its last heartbeat. A second bot is refused while the holder lives; a lease whose
+    holder is gone (pid dead on this host, or heartbeat older than its TTL) is taken over."""
+
+    __tablename__ = "ledger_leases"
+
+    bot: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    run_id: Mapped[int | None] = mapped_column(sa.ForeignKey("runs.id"))
+    pid: Mapped[int] = mapped_column(sa.Integer)
+    host: Mapped[str] = mapped_column(sa.String(255))
+    token: Mapped[str] = mapped_column(sa.String(64))  # random per holder: a heartbeat checks it
+    acquired_ms: Mapped[int] = mapped_column(sa.BigInteger)
+    heartbeat_ms: Mapped[int] = mapped_column(sa.BigInteger)
+    ttl_ms: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class OperatorAction(Base):
+    """An operator's action on a running bot (pause, resume, cancel-all, kill), with when,
+    from where (``web``, ``terminal``, ``signal``, ``kill_file``) and what came of it."""
+
+    __tablename__ = "operator_actions"
+    __table_args__ = (sa.Index(None, "at_ms"), sa.Index(None, "run_id"))
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    run_id: Mapped[int | None] = mapped_column(sa.ForeignKey("runs.id"))
+    at_ms: Mapped[int] = mapped_column(sa.BigInteger)
+    action: Mapped[str] = mapped_column(sa.String(32))
+    source: Mapped[str] = mapped_column(sa.String(32))
+    detail: Mapped[str | None] = mapped_column(sa.Text)

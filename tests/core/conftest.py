@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-FIXTURES_FILE = Path(__file__).resolve().parents[2].parent / "shared" / "binance" / "fixtures.json"
+from tests.fixtures import FIXTURES_FILE
 
 
 def load_fixtures() -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -13,8 +12,9 @@ from hypothesis import strategies as st
 
 from executor.exchange.market_stream import MalformedFrame, parse_book_ticker, parse_mark_price
 from executor.market import APPLIED, CONFLATED, DROPPED, MarketState
+from tests.fixtures import FIXTURES_FILE
 
-FIXTURES = json.loads(Path("/work/shared/binance/fixtures.json").read_text())
+FIXTURES = json.loads(FIXTURES_FILE.read_text())
 D = Decimal
 
 

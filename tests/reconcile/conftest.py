@@ -18,9 +18,8 @@ import sqlalchemy as sa
 from executor.persistence.migrate import ensure_schema
 from executor.persistence.store import Store
 from executor.reconcile import OrderUpdate, Reconciler
+from tests.fixtures import FIXTURES_FILE
 
-# Relative to the repository root: ../shared/binance/fixtures.json
-FIXTURES_FILE = Path(__file__).resolve().parents[2].parent / "shared" / "binance" / "fixtures.json"
 PREFIX = "bx"
 
 

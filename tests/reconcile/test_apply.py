@@ -1,6 +1,6 @@
 """Applying user events and REST order answers to a real (temporary) ledger.
 
-Payloads come from the authoritative samples in ../shared/binance/fixtures.json. Their
+Payloads come from the authoritative samples in tests/fixtures/binance.json. Their
 client ids ("bot-20260801-0001") lack our prefix, so a test makes them ours the way the
 order manager does: by recording the intent before the events arrive.
 """

@@ -1,5 +1,5 @@
 """What the sim produces has exactly the key sets of Binance's documented payloads in
-``../shared/binance/fixtures.json`` (spot REST responses, stream payloads, user events).
+``tests/fixtures/binance.json`` (spot REST responses, stream payloads, user events).
 
 The futures fixtures (markPrice, ORDER_TRADE_UPDATE, ACCOUNT_UPDATE, listenKeyExpired)
 belong to the futures part of the sim and are checked with it.
@@ -10,20 +10,17 @@ from __future__ import annotations
 import asyncio
 import json
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 import websockets
 from binance.exceptions import BinanceAPIException
 
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "binance" / "fixtures.json"
+from tests.fixtures import FIXTURES_FILE as FIXTURES
 
 
 @pytest.fixture(scope="module")
 def fixtures() -> dict[str, Any]:
-    if not FIXTURES.exists():
-        pytest.skip(f"Binance fixtures not found at {FIXTURES.resolve()} (shared/ is laid beside the repo)")
     return json.loads(FIXTURES.read_text())
 
 

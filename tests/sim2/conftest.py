@@ -8,15 +8,15 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 import websockets
 
 from executor.endpoints import apply_to_socket_manager
+from tests.fixtures import FIXTURES_FILE
 
-FIXTURES: dict[str, Any] = json.loads(Path("/work/shared/binance/fixtures.json").read_text())
+FIXTURES: dict[str, Any] = json.loads(FIXTURES_FILE.read_text())
 
 
 def fixture_event(name: str) -> dict[str, Any]:
