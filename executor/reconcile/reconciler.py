@@ -709,14 +709,16 @@ class Reconciler:
             self._writer_task = asyncio.create_task(self._writer(), name="reconciler-writer")
 
     async def stop(self) -> None:
-        """Apply what is queued, then stop the writer and the suspect check."""
+        """Apply what is queued, then stop the writer, the suspect check and any gap fill
+        still running in the background (the next start reconciles whatever it missed)."""
         await self.drain()
-        for task in (self._writer_task, self._suspect_task):
+        for task in (self._writer_task, self._suspect_task, *self._background):
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._writer_task = self._suspect_task = None
+        self._background.clear()
 
     async def _writer(self) -> None:
         while True:
@@ -764,10 +766,20 @@ class Reconciler:
         # The events are lost to the ledger, not to the exchange: a gap fill restores them.
         self.write_errors += 1
         log.exception("reconciler: could not apply %d stream events; requesting a gap fill", n)
-        if self.gateway is not None:
-            task = asyncio.get_running_loop().create_task(self._gap_fill_quietly("apply_error"))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+        self.request_background_gap_fill("apply_error")
+
+    def request_background_gap_fill(self, reason: str) -> None:
+        """Start a gap fill that nobody waits for (its failure is logged); ``stop`` cancels it."""
+        if self.gateway is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._gap_fill_quietly(reason),
+                                                      name=f"gap-fill {reason}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    @property
+    def background_tasks(self) -> frozenset[asyncio.Task[None]]:
+        return frozenset(t for t in self._background if not t.done())
 
     async def _gap_fill_quietly(self, reason: str) -> None:
         try:
@@ -838,19 +850,43 @@ class Reconciler:
                 self._followup[1].append(reason)
             return await asyncio.shield(self._followup[0])
         async with self._gap_lock:
-            report = await run_gap_fill(self, reason)
-            while self._followup is not None:
-                future, reasons = self._followup
-                self._followup = None
-                try:
-                    follow = await run_gap_fill(self, "+".join(dict.fromkeys(reasons))[:64])
-                except Exception as exc:
-                    future.set_exception(exc)
-                    future.exception()  # retrieved: waiters re-raise it, no "never retrieved" noise
-                else:
-                    future.set_result(follow)
+            try:
+                report = await run_gap_fill(self, reason)
+            except asyncio.CancelledError:
+                self._abort_followup("the gap fill it waited behind was cancelled")
+                raise
+            except Exception:
+                # The waiters asked for a run that starts after this one: they get it, and
+                # its own outcome, whatever became of this one (never left waiting).
+                await self._serve_followup()
+                raise
             self.last_gap_fill = report
+            await self._serve_followup()
             return report
+
+    async def _serve_followup(self) -> None:
+        """Run the follow-up gap fill(s) requested meanwhile and settle every waiter."""
+        from executor.reconcile.gapfill import run_gap_fill
+
+        while self._followup is not None:
+            future, reasons = self._followup
+            self._followup = None
+            try:
+                follow = await run_gap_fill(self, "+".join(dict.fromkeys(reasons))[:64])
+            except asyncio.CancelledError:
+                _settle(future, GapFillAborted("gap fill cancelled (the bot is stopping)"))
+                self._abort_followup("the gap fill it waited behind was cancelled")
+                raise
+            except Exception as exc:
+                _settle(future, exc)
+            else:
+                self.last_gap_fill = follow
+                future.set_result(follow)
+
+    def _abort_followup(self, why: str) -> None:
+        if self._followup is not None:
+            _settle(self._followup[0], GapFillAborted(why))
+            self._followup = None
 
     async def snapshot_balances(self) -> SnapshotResult:
         """Compare a REST account snapshot with stored balances; the exchange wins."""
@@ -863,6 +899,16 @@ class Reconciler:
         """Give the stream a moment (events in flight), then apply what arrived."""
         await asyncio.sleep(seconds)
         await self.drain()
+
+
+class GapFillAborted(RuntimeError):
+    """A waiter's gap fill will not run: the bot is stopping."""
+
+
+def _settle(future: asyncio.Future[GapFillReport], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+        future.exception()  # retrieved: waiters re-raise it, no "never retrieved" noise
 
 
 _FINAL_LEDGER = frozenset({"FILLED", "CANCELED", "REJECTED", "EXPIRED", "EXPIRED_IN_MATCH", NOT_PLACED})
