@@ -47,12 +47,13 @@ from executor.market.state import MarketState
 from executor.orders.manager import OrderManager, ResolveTiming
 from executor.orders.tracker import OrderTracker
 from executor.profiles import Venue
+from executor.reconcile.futures_account import FuturesAccountReconciler
 from executor.risk import RiskChecker
 from executor.shutdown import EXIT_FORCED, Shutdown
 from executor.status import StatusPrinter, StatusSources
 from executor.strategy.base import Strategy, StrategyContext
 
-__all__ = ["Bot", "BotOptions", "FuturesReconciler", "fetch_sim_venue", "futures_keys_needed",
+__all__ = ["Bot", "BotOptions", "fetch_sim_venue", "futures_keys_needed",
            "futures_user_data_wanted", "run_bot", "run_command", "sim_ledger_url"]
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ class Bot:
         self.streams: list[Any] = []
         self.user_streams: list[Any] = []
         self.futures_streams: list[Any] = []
-        self.futures_recon: FuturesReconciler | None = None
+        self.futures_recon: FuturesAccountReconciler | None = None
         self.scheduler: Any = None
         self.status: StatusPrinter | None = None
         self.run_id: int | None = None
@@ -321,7 +322,7 @@ class Bot:
         from executor.exchange.user_stream import reconciler_sink
 
         client = self._make_futures_client()
-        self.futures_recon = recon = FuturesReconciler(self.store, self.gateway, client=client)
+        self.futures_recon = recon = FuturesAccountReconciler(self.store, self.gateway, client=client)
         sink = reconciler_sink(self.reconciler)
 
         async def deliver(event: Any) -> None:
@@ -563,102 +564,10 @@ def futures_keys_needed(cfg: Config, options: BotOptions) -> bool:
     return separate_futures_keys(cfg.profile) and futures_user_data_wanted(cfg, options)
 
 
-FUTURES_ACCOUNT_COST = 5  # GET /fapi/v2/account weight
-
-
-class FuturesReconciler:
-    """The futures side's gap fill: the REST account against what the stream reported.
-
-    ``note_event`` sees every futures user event on its way to the reconciler and keeps
-    the latest wallet balance per asset and position amount per symbol. ``gap_fill``
-    (after every futures (re)connect, and from the periodic jobs) reads the account over
-    REST, stores it as a ``REST_SNAPSHOT`` futures account update, records a
-    reconciliation run with the differences found, and adopts the exchange's values.
-    """
-
-    def __init__(self, store: Any, gateway: Any, client: Any = None) -> None:
-        self.store = store
-        self.gateway = gateway
-        self.client = client  # None: the gateway's own client (one key for spot and futures)
-        self.wallet: dict[str, Decimal] = {}
-        self.positions: dict[str, Decimal] = {}
-        self.snapshots = 0
-        self.discrepancies = 0
-        self._lock = asyncio.Lock()
-
-    def note_event(self, event: Any) -> None:
-        from executor.core.events import FuturesAccountUpdate
-
-        if isinstance(event, FuturesAccountUpdate):
-            for b in event.balances:
-                self.wallet[b.asset] = b.wallet_balance
-            for p in event.positions:
-                self.positions[p.symbol] = p.amount
-
-    async def _account(self) -> dict[str, Any]:
-        from executor.exchange.ratelimit import Cost
-
-        client = self.client if self.client is not None else self.gateway._client
-        if client is not self.gateway._client:
-            # A futures-only client is never clock-synced itself; Binance's spot and futures
-            # servers keep the same time, so the gateway's measured offset signs for it too.
-            client.timestamp_offset = self.gateway.clock.offset_ms
-        return await self.gateway._read("futures.account", Cost(weight=FUTURES_ACCOUNT_COST),
-                                        lambda: client.futures_account(), "futures")
-
-    async def gap_fill(self, reason: str) -> dict[str, Any]:
-        async with self._lock:
-            label = reason if reason.startswith("futures_") else f"futures_{reason}"
-            recon_id = await self.store.start_reconciliation(label[:64])
-            found: list[dict[str, Any]] = []
-            error: str | None = None
-            try:
-                account = await self._account()
-                wallet = {str(a["asset"]): Decimal(str(a["walletBalance"]))
-                          for a in account.get("assets", [])}
-                positions = {str(p["symbol"]): Decimal(str(p["positionAmt"]))
-                             for p in account.get("positions", [])}
-                for asset, value in self.wallet.items():
-                    if wallet.get(asset, Decimal(0)) != value:
-                        found.append({"kind": "futures_wallet", "asset": asset, "stream": str(value),
-                                      "exchange": str(wallet.get(asset, Decimal(0)))})
-                for symbol, amount in self.positions.items():
-                    if positions.get(symbol, Decimal(0)) != amount:
-                        found.append({"kind": "futures_position", "symbol": symbol, "stream": str(amount),
-                                      "exchange": str(positions.get(symbol, Decimal(0)))})
-                for d in found:
-                    log.warning("futures discrepancy, exchange value wins: %s", d)
-                now_ms = int(time.time() * 1000)
-                balances = [{"asset": a, "wallet_balance": w, "cross_wallet_balance": None,
-                             "balance_change": None} for a, w in sorted(wallet.items())]
-                rows = [{"symbol": str(p["symbol"]), "amount": Decimal(str(p["positionAmt"])),
-                         "entry_price": Decimal(str(p.get("entryPrice", "0"))),
-                         "unrealized_pnl": Decimal(str(p.get("unrealizedProfit", "0")))}
-                        for p in account.get("positions", [])]
-                payload = {"source": "GET /fapi/v2/account", "reason": reason, "fetchedMs": now_ms,
-                           "assets": account.get("assets", []),
-                           "positions": [p for p in account.get("positions", [])
-                                         if Decimal(str(p.get("positionAmt", "0"))) != 0]}
-                await self.store.add_futures_update(payload, event_ms=now_ms, reason="REST_SNAPSHOT",
-                                                    balances=balances, positions=rows)
-                self.wallet, self.positions = wallet, positions
-                self.snapshots += 1
-                self.discrepancies += len(found)
-            except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"[:300]
-                raise
-            finally:
-                await self.store.finish_reconciliation(
-                    recon_id, found=len(found), fixed=len(found),
-                    counts={"futures_assets": len(self.wallet), "futures_positions": len(self.positions)},
-                    discrepancies=found, error=error)
-            return {"discrepancies": len(found)}
-
-
 class _BothMarkets:
     """The scheduler's reconciler: the spot reconciliation, then the futures account."""
 
-    def __init__(self, spot: Any, futures: FuturesReconciler) -> None:
+    def __init__(self, spot: Any, futures: FuturesAccountReconciler) -> None:
         self.spot = spot
         self.futures = futures
 

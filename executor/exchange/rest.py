@@ -57,6 +57,8 @@ COSTS: dict[str, Cost] = {
     "time": Cost(weight=1),
 }
 
+FUTURES_ACCOUNT_COST = Cost(weight=5)  # GET /fapi/v2/account
+
 MAX_TRADES_LIMIT = 1000
 _REQUIRED_ORDER_PARAMS = ("symbol", "side", "type", "newClientOrderId")
 
@@ -284,6 +286,19 @@ class RestGateway:
 
     async def account(self) -> dict[str, Any]:
         return await self._read("account", COSTS["account"], self._client.get_account)
+
+    async def futures_account(self, client: Any | None = None) -> dict[str, Any]:
+        """GET /fapi/v2/account, through this gateway's gates (ban, weight budget, rate cap).
+
+        ``client``: the futures account's own python-binance client where it has its own
+        key (testnet/demo); it is never clock-synced itself, and Binance's spot and futures
+        servers keep the same time, so this gateway's measured offset signs for it too."""
+        if client is None:
+            client = self._client
+        else:
+            client.timestamp_offset = self.clock.offset_ms
+        return await self._read("futures.account", FUTURES_ACCOUNT_COST, lambda: client.futures_account(),
+                                "futures")
 
     async def exchange_info(self, symbols: Iterable[str] | None = None) -> dict[str, Any]:
         """GET /api/v3/exchangeInfo (optionally for some symbols); adopts its rateLimits."""
