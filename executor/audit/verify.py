@@ -10,7 +10,9 @@ reverse, the commission out of its asset: ``executor.core.ledger.fill_deltas``) 
 balanceUpdate adds its delta. Each later observation, stream ``outboundAccountPosition``
 or REST snapshot row (free + locked at its exchange time ``event_ms``; an event reflects
 every change up to and including that millisecond) and, for an unbounded scope, the
-``balances`` table's row, must equal the derived total exactly. A difference is reported
+``balances`` table's row, must equal the derived total exactly, or, when it shares the
+millisecond of the asset's last deltas, a total those deltas pass through in some order
+(the exchange's order within a millisecond is not in the ledger). A difference is reported
 with the observation's row id and the fills and balanceUpdates applied to that asset
 since its previous agreeing observation; the derivation then continues from the recorded
 value, so one unexplained change (a missing fill, a deposit with no balanceUpdate) is
@@ -38,6 +40,7 @@ ZERO = Decimal(0)
 _MAX_IDS = 20
 _SNAPSHOT = "rest_snapshot"
 _DELTA = "balanceUpdate"
+_SAME_MS_MAX = 4096  # totals kept for one asset's millisecond (see ``_Asset.same_ms``)
 
 
 @dataclass
@@ -109,9 +112,14 @@ class _Asset:
         self.fill_ids: list[int] = []
         self.fill_count = 0
         self.update_ids: list[int] = []
-        # The totals after each delta of the millisecond ``last_ms`` (and before the first):
-        # an observation of that same millisecond may come from before or between them (an
-        # order's lock and its immediate fill share E/u), so any of these explains it.
+        # The totals the deltas of the millisecond ``last_ms`` can pass through, in *any*
+        # order: the total before them plus every subset sum of them. An observation of that
+        # same millisecond may come from before or between them (an order's lock and its
+        # immediate fill share E/u), and the ledger cannot know the exchange's order within
+        # a millisecond: trade ids are per symbol, so two symbols filling in one millisecond
+        # have no common order. Any subset is a prefix of some order, so any of these totals
+        # explains it. Past ``_SAME_MS_MAX`` totals (many deltas in one millisecond) only the
+        # totals along the applied order are added.
         self.last_ms: int | None = None
         self.same_ms: list[Decimal] = []
 
@@ -120,7 +128,12 @@ class _Asset:
             self.last_ms = t
             self.same_ms = [self.total]
         self.total += amount
-        self.same_ms.append(self.total)
+        same = self.same_ms
+        if len(same) * 2 <= _SAME_MS_MAX:
+            seen = set(same)
+            same.extend(v for v in (s + amount for s in list(same)) if not (v in seen or seen.add(v)))
+        elif self.total not in same:
+            same.append(self.total)
 
     def explains(self, recorded: Decimal, t: int) -> bool:
         if recorded == self.total:

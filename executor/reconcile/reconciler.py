@@ -42,6 +42,7 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
+import hashlib
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -65,7 +66,7 @@ from executor.core.events import (
     parse_user_frame,
 )
 from executor.core.ids import IdKind, parse_client_id, validate_prefix
-from executor.core.money import ZERO
+from executor.core.money import ZERO, format_decimal
 from executor.core.orders import Observation, OrderState, OrderStatus, Side, apply, observe
 from executor.persistence.models import NOT_PLACED, PENDING_SEND, SENT, UNKNOWN
 from executor.persistence.store import (
@@ -475,14 +476,15 @@ class Reconciler:
                 self._fill_fact(plan, ev, symbol=sym, source=FillSource.STREAM.value,
                                 client_id=ev.client_order_id if ours else None)
         elif isinstance(ev, AccountPosition):
+            rows = tuple(BalanceRow(b.asset, b.free, b.locked) for b in ev.balances)
             plan.items.append(BalancesIn(
-                tuple(BalanceRow(b.asset, b.free, b.locked) for b in ev.balances), "stream",
-                f"E={ev.event_time},u={ev.last_update_time}", event_ms=ev.last_update_time,
-                kind="outboundAccountPosition", payload=ev.raw))
+                rows, "stream", f"E={ev.event_time},u={ev.last_update_time},{balance_identity(rows)}",
+                event_ms=ev.last_update_time, kind="outboundAccountPosition", payload=ev.raw))
         elif isinstance(ev, BalanceUpdate):
             plan.items.append(BalanceEventIn(
                 "balanceUpdate", ev.asset, "stream", delta=ev.delta, event_ms=ev.event_time,
-                event_ref=f"E={ev.event_time},T={ev.clear_time}", payload=ev.raw))
+                event_ref=f"E={ev.event_time},T={ev.clear_time},d={format_decimal(ev.delta)}",
+                payload=ev.raw))
         elif isinstance(ev, FuturesAccountUpdate):
             plan.items.append(FuturesUpdateIn(
                 ev.raw, event_ms=ev.event_time, transaction_ms=ev.transaction_time, reason=ev.reason,
@@ -899,6 +901,20 @@ class Reconciler:
         """Give the stream a moment (events in flight), then apply what arrived."""
         await asyncio.sleep(seconds)
         await self.drain()
+
+
+def balance_identity(rows: Sequence[BalanceRow]) -> str:
+    """What tells one ``outboundAccountPosition`` from another of the same millisecond.
+
+    Binance stamps an event with its time (E) and the account's last update (u), both in
+    milliseconds: two different events in one millisecond (two symbols filling at once)
+    share them, and keyed by time alone the second one's rows would be taken for a
+    duplicate and lost. The balances an event carries are its identity: a redelivered event
+    has the same ones (and is deduplicated), a different event of the same millisecond
+    has others (and is kept)."""
+    text = ";".join(f"{r.asset}={format_decimal(r.free)}/{format_decimal(r.locked)}"
+                    for r in sorted(rows, key=lambda r: r.asset))
+    return "h=" + hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
 class GapFillAborted(RuntimeError):
