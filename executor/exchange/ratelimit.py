@@ -205,6 +205,9 @@ class BanGate:
         self._until = float("-inf")
         self.banned = False
         self.trips = 0
+        # Set by a trip, cleared by the first request answered without a 429 after the gate
+        # reopened: until then senders go one at a time (``RestGateway._send``).
+        self.recovering = False
 
     @property
     def is_open(self) -> bool:
@@ -217,6 +220,7 @@ class BanGate:
         """Close the gate for ``retry_after_s`` from now (never shortens a longer close)."""
         until = self._now() + max(0.0, retry_after_s)
         self.trips += 1
+        self.recovering = True
         if until > self._until:
             self._until = until
         self.banned = banned or (self.banned and not self.is_open)
@@ -226,6 +230,12 @@ class BanGate:
         else:
             log.warning("rate limited (429)%s: all REST sending paused for %.1f s",
                         f" on {source}" if source else "", retry_after_s)
+
+    def recovered(self) -> None:
+        """A request was answered without a 429 after the gate reopened: release the queue."""
+        if self.recovering:
+            self.recovering = False
+            log.info("rate-limit gate: first request after reopening answered; resuming at the weight budget")
 
     async def wait(self) -> None:
         """Return once the gate is open; re-checks after each sleep in case it was extended."""

@@ -116,6 +116,7 @@ class RestGateway:
         self.budget = budget or WeightBudget(now=self.clock.server_now_s)
         self.gate = gate or BanGate(sleep=sleep)
         self._throttler = Throttler(rate_limit=max_requests_per_s, period=1.0)
+        self._probe = asyncio.Lock()  # one request at a time while the gate is recovering
         self.sent = 0
         self.skew_retries = 0
 
@@ -149,37 +150,59 @@ class RestGateway:
         # Only for clients not built by make_client (no per-request tap): best effort.
         return getattr(getattr(self._client, "response", None), "headers", None)
 
+    async def _admitted(self, cost: Cost) -> None:
+        """Wait for the gate, the weight budget and the rate cap (after the gate, so senders
+        released together are still spaced)."""
+        while True:
+            await self._admit(cost)
+            await self._throttler.acquire()
+            if self.gate.is_open:
+                return
+
+    async def _call(self, name: str, cost: Cost, call: Callable[[], Awaitable[Any]]) -> Outcome:
+        """One request on the wire: reserve its cost, send, settle the budget from the answer."""
+        self.budget.reserve(cost)
+        self.sent += 1
+        with capture_response() as seen:
+            try:
+                response = await call()
+            except asyncio.CancelledError:
+                self.budget.settle(cost, seen.headers if seen.seen else None)
+                raise
+            except Exception as exc:
+                headers = seen.headers if seen.seen else getattr(
+                    getattr(exc, "response", None), "headers", None)
+                self.budget.settle(cost, headers)
+                outcome = classify(exc, now_ms=int(self.clock.server_now_ms()))
+                if outcome is None:
+                    raise
+                if isinstance(outcome, RateLimited):
+                    self.gate.trip(outcome.retry_after_s, banned=outcome.banned, source=name)
+                return outcome
+            self.budget.settle(cost, seen.headers if seen.seen else self._fallback_headers())
+            return Accepted(response)
+
     async def _send(self, name: str, cost: Cost, call: Callable[[], Awaitable[Any]],
                     what: str = "") -> Outcome:
         for attempt in (0, 1):
-            while True:
-                await self._admit(cost)
-                # Rate cap after the gate, so senders released together are still spaced.
-                await self._throttler.acquire()
-                if self.gate.is_open:
-                    break
+            await self._admitted(cost)
             generation = self.clock.generation
-            self.budget.reserve(cost)
-            self.sent += 1
-            with capture_response() as seen:
-                try:
-                    response = await call()
-                except asyncio.CancelledError:
-                    self.budget.settle(cost, seen.headers if seen.seen else None)
-                    raise
-                except Exception as exc:
-                    headers = seen.headers if seen.seen else getattr(
-                        getattr(exc, "response", None), "headers", None)
-                    self.budget.settle(cost, headers)
-                    outcome = classify(exc, now_ms=int(self.clock.server_now_ms()))
-                    if outcome is None:
-                        raise
-                else:
-                    self.budget.settle(cost, seen.headers if seen.seen else self._fallback_headers())
-                    return Accepted(response)
-            if isinstance(outcome, RateLimited):
-                self.gate.trip(outcome.retry_after_s, banned=outcome.banned, source=name)
-            elif isinstance(outcome, Rejected) and outcome.code == INVALID_TIMESTAMP and attempt == 0:
+            if self.gate.recovering:
+                # The gate has just reopened after a 429/418. Requests queued behind it do
+                # not leave together: if the first of a burst met another 429, the rest would
+                # arrive inside its Retry-After and earn a 418 ban. One request probes; the
+                # others wait for its answer, and leave one after another, each admitted by
+                # the weight budget, until one has been answered without a 429.
+                async with self._probe:
+                    await self._admitted(cost)
+                    outcome = await self._call(name, cost, call)
+                    if not isinstance(outcome, RateLimited):
+                        self.gate.recovered()
+            else:
+                outcome = await self._call(name, cost, call)
+            if isinstance(outcome, Accepted):
+                return outcome
+            if isinstance(outcome, Rejected) and outcome.code == INVALID_TIMESTAMP and attempt == 0:
                 try:
                     await self.clock.resync_after(generation)
                 except GatewayError as exc:
@@ -196,10 +219,17 @@ class RestGateway:
 
     async def _read(self, name: str, cost: Cost, call: Callable[[], Awaitable[Any]],
                     what: str = "") -> Any:
-        outcome = await self._send(name, cost, call, what)
-        if isinstance(outcome, Accepted):
-            return outcome.response
-        raise GatewayError(name, outcome)
+        """A read: repeated after a 429/418 once the gate reopens (a read changes nothing on
+        the exchange, so asking again is safe), so a bot started or reconciling during a ban
+        waits it out instead of failing. Orders are never repeated (``_send``)."""
+        while True:
+            outcome = await self._send(name, cost, call, what)
+            if isinstance(outcome, Accepted):
+                return outcome.response
+            if not isinstance(outcome, RateLimited):
+                raise GatewayError(name, outcome)
+            log.warning("%s: REST %s for %.0f s; waiting it out, then asking again", name,
+                        "banned (418)" if outcome.banned else "rate limited (429)", self.gate.remaining())
 
     # ------------------------------------------------------------------ orders
 

@@ -61,6 +61,12 @@ class RateLimiter:
     def used_weight(self, ip: str) -> int:
         return self._ip(ip).used
 
+    def bans(self, ip: str | None = None) -> int:
+        """418 bans handed out (to ``ip``, or to every IP): ground truth for tests and chaos runs."""
+        states = [self._ips[ip]] if ip is not None and ip in self._ips else (
+            [] if ip is not None else list(self._ips.values()))
+        return sum(st.bans for st in states)
+
     def gate(self, ip: str) -> None:
         """Before a request: 418 while banned; a request inside a 429's Retry-After earns a ban."""
         now = self.clock.now_ms()

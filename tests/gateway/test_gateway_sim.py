@@ -18,7 +18,7 @@ from binance.exceptions import BinanceAPIException
 
 from executor.exchange.client import make_client
 from executor.exchange.ratelimit import WEIGHT, BanGate, WeightBudget
-from executor.exchange.rest import Accepted, GatewayError, RateLimited, RestGateway, Unknown
+from executor.exchange.rest import Accepted, RateLimited, RestGateway, Unknown
 from executor.sim.exchange import SimExchange
 from tests.conftest import SimHandle
 from tests.gateway.fakes import until
@@ -187,10 +187,9 @@ async def test_429_then_418_stop_all_sending_until_retry_after(rig: tuple[Rig, E
     r, clock = rig
     gate = r.gateway.gate
     r.exchange.faults.rate_limit_burst = 1
-    with pytest.raises(GatewayError) as info:
-        await r.gateway.account()
-    limited = info.value.outcome
+    limited = await r.gateway.place_order(r.order("gw-429-0"))
     assert isinstance(limited, RateLimited) and not limited.banned and limited.retry_after_s == 60
+    assert r.open_client_ids() == []  # a 429 is a definite no: nothing was placed
 
     # Everything waits at the gate: an order and a read, nothing reaches the exchange.
     sent_before = r.gateway.sent
@@ -207,22 +206,47 @@ async def test_429_then_418_stop_all_sending_until_retry_after(rig: tuple[Rig, E
         await r.client.get_account()
     assert raw.value.status_code == 418
     clock.advance(30)
+    # The gate reopens: one request probes (the order, first in line) and meets the 418;
+    # the read, queued behind it, never reaches the exchange inside the ban.
     placed = await asyncio.wait_for(order, 2)
-    with pytest.raises(GatewayError):
-        await asyncio.wait_for(read, 2)
     assert isinstance(placed, RateLimited) and placed.banned
     assert gate.banned and gate.remaining() == pytest.approx(90, abs=1)  # 120 s ban, 30 s ago
+    assert r.gateway.sent == sent_before + 1
     assert r.open_client_ids() == []
+    assert not read.done()
 
-    # Banned: all sending stops until the ban's Retry-After has passed, then resumes.
+    # Banned: all sending stops until the ban's Retry-After has passed, then resumes; the
+    # read, safe to repeat, is answered then.
     retry = asyncio.create_task(r.gateway.place_order(r.order("gw-418-1")))
-    await until(lambda: clock.sleepers == 1)
+    await until(lambda: clock.sleepers == 2)
     clock.advance(89)
-    await until(lambda: clock.sleepers == 1)
-    assert not retry.done() and r.open_client_ids() == []
+    await until(lambda: clock.sleepers == 2)
+    assert not retry.done() and not read.done() and r.open_client_ids() == []
     clock.advance(1.5)
     assert isinstance(await asyncio.wait_for(retry, 2), Accepted)
+    assert await asyncio.wait_for(read, 2) == []
     assert r.open_client_ids() == ["gw-418-1"]
+    assert not gate.recovering
+
+
+async def test_orders_queued_behind_a_429_do_not_leave_as_a_burst(rig: tuple[Rig, ExchangeTime]) -> None:
+    """Five orders wait behind a 429; when the gate reopens the first probes, meets a second
+    429, and the four behind it stay put: none arrives inside the Retry-After (which would
+    earn a 418 ban). Then they leave and are placed, one after another."""
+    r, clock = rig
+    r.exchange.faults.rate_limit_burst = 2
+    assert isinstance(await r.gateway.place_order(r.order("gw-q-0")), RateLimited)
+    queued = [asyncio.create_task(r.gateway.place_order(r.order(f"gw-q-{i}"))) for i in range(1, 6)]
+    await until(lambda: clock.sleepers == 5)
+    clock.advance(60)
+    assert isinstance(await asyncio.wait_for(queued[0], 2), RateLimited)
+    await until(lambda: clock.sleepers >= 1)
+    assert not any(t.done() for t in queued[1:])
+    clock.advance(60)
+    placed = await asyncio.wait_for(asyncio.gather(*queued[1:]), 5)
+    assert all(isinstance(o, Accepted) for o in placed)
+    assert sorted(r.open_client_ids()) == [f"gw-q-{i}" for i in range(2, 6)]
+    assert r.exchange.ratelimiter.bans() == 0
 
 
 async def test_low_weight_limit_is_paced_never_hit(rig: tuple[Rig, ExchangeTime]) -> None:

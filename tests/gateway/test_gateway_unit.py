@@ -105,20 +105,46 @@ async def test_minus_1021_resyncs_and_retries_exactly_once() -> None:
 async def test_429_closes_the_gate_for_every_request_until_retry_after() -> None:
     t = ManualTime()
     gw, client = make(t)
-    client.script("get_account", api_error(429, -1003, "Too many requests.", {"Retry-After": "30"}))
-    with pytest.raises(GatewayError) as info:
-        await gw.account()
-    assert isinstance(info.value.outcome, RateLimited) and not info.value.outcome.banned
+    client.script("get_account", api_error(429, -1003, "Too many requests.", {"Retry-After": "30"}),
+                  {"balances": []})
+    # A read met by a 429 is asked again once the gate reopens (it changes nothing).
+    account = asyncio.create_task(gw.account())
+    await until(lambda: not gw.gate.is_open)
+    assert gw.gate.remaining() == pytest.approx(30)
 
     order = asyncio.create_task(gw.place_order(ORDER))
     read = asyncio.create_task(gw.open_orders("BTCUSDT"))
-    await until(lambda: len(t.sleepers) == 2)
+    await until(lambda: len(t.sleepers) == 3)
     t.advance(29.5)
-    await until(lambda: len(t.sleepers) == 2)
+    await until(lambda: len(t.sleepers) == 3)
     assert client.called("create_order") == 0 and client.called("get_open_orders") == 0
+    assert client.called("get_account") == 1
     t.advance(0.5)
-    await asyncio.wait_for(asyncio.gather(order, read), 2)
+    await asyncio.wait_for(asyncio.gather(account, order, read), 2)
     assert client.called("create_order") == 1 and client.called("get_open_orders") == 1
+    assert client.called("get_account") == 2
+    assert not gw.gate.recovering
+
+
+async def test_after_reopening_one_request_probes_before_the_queue_leaves() -> None:
+    t = ManualTime()
+    gw, client = make(t)
+    retry = {"Retry-After": "30"}
+    client.script("create_order", api_error(429, -1003, "Too many requests.", retry),
+                  api_error(429, -1003, "Too many requests.", retry), *({"status": "NEW"} for _ in range(3)))
+    assert isinstance(await gw.place_order(ORDER), RateLimited)
+    queued = [asyncio.create_task(gw.place_order(ORDER)) for _ in range(3)]
+    await until(lambda: len(t.sleepers) == 3)
+    t.advance(30)
+    # The first in line probes and meets another 429; the other two never left.
+    first = await asyncio.wait_for(queued[0], 2)
+    assert isinstance(first, RateLimited)
+    assert client.called("create_order") == 2
+    await until(lambda: len(t.sleepers) >= 1)
+    t.advance(30)
+    rest = await asyncio.wait_for(asyncio.gather(*queued[1:]), 2)
+    assert all(isinstance(o, Accepted) for o in rest)
+    assert client.called("create_order") == 4
 
 
 async def test_418_ban_from_an_order_is_returned_and_logged(caplog: pytest.LogCaptureFixture) -> None:
