@@ -87,6 +87,17 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--plot", action="store_true", help="draw a PNG chart per symbol")
     audit.add_argument("--db", help="database URL (default: the config's)")
 
+    chaos = sub.add_parser("chaos", help="prove exactly-once on this install under faults and SIGKILLs",
+                           description="Start the embedded exchange, run the bot against it while "
+                           "switching random faults on and off and SIGKILLing and restarting it, then "
+                           "compare the ledger with the exchange's ground truth and run audit verify. "
+                           "Exit 0 when everything matches, 1 on any difference.")
+    _common(chaos)
+    chaos.add_argument("--minutes", type=float, default=10.0, help="how long to torment the bot (default 10)")
+    chaos.add_argument("--seed", type=int, help="reproduce a run's schedule of faults and kills")
+    chaos.add_argument("--keep", type=Path,
+                       help="work folder for the ledger and bot logs (default: a temp dir)")
+
     pre = sub.add_parser("preflight", help="check keys and account before a live run",
                          description="Check API key restrictions, account, clock and symbols.")
     _common(pre)
@@ -143,6 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from executor.audit.cli import audit_command
 
             return audit_command(cfg, args)
+        if command == "chaos":
+            from executor.chaos.runner import chaos_command
+
+            return chaos_command(args.minutes, args.seed, args.keep)
         if command == "preflight":
             from executor.preflight import preflight_command
 

@@ -1,0 +1,64 @@
+"""``run.py chaos``: a short run passes (the real bot as child processes, SIGKILLed and
+restarted under random faults, its ledger equal to the exchange's ground truth), and the
+comparison it relies on reports each kind of difference a broken ledger would have."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from executor.chaos.runner import ChaosOptions, run_chaos
+from executor.chaos.truth import compare_ledger
+from executor.persistence.db import database_path
+from executor.sim.accounts import DEFAULT_ID
+from tests.conftest import SimHandle
+from tests.scenarios.harness import SIM_OPTIONS, BotRun, scenario_config
+
+pytestmark = pytest.mark.timeout(180)
+
+
+async def test_a_short_chaos_run_passes(tmp_path: Path) -> None:
+    out = io.StringIO()
+    opts = ChaosOptions(minutes=0.25, seed=11, workdir=tmp_path, up_s=(2.0, 5.0), fault_gap_s=(0.5, 1.5),
+                        down_s=(0.1, 0.5), final_run_s=6.0)
+    report = await run_chaos(opts, out)
+    text = report.render()
+    assert report.ok, text + "\n" + out.getvalue()[-3000:]
+    assert report.cycles >= 3 and report.kills + report.graceful == report.cycles - 1
+    assert sum(report.faults.values()) >= 3
+    assert report.comparison is not None and report.comparison.trades > 0
+    assert "RESULT: PASS" in text
+
+
+@pytest.fixture
+async def runs() -> AsyncIterator[list[BotRun]]:
+    made: list[BotRun] = []
+    yield made
+    for run in made:
+        await run.close()
+
+
+@pytest.mark.sim_options(**SIM_OPTIONS)
+async def test_the_comparison_finds_every_kind_of_difference(sim: SimHandle, tmp_path: Path,
+                                                             runs: list[BotRun]) -> None:
+    cfg = scenario_config(tmp_path)
+    run = BotRun(sim, cfg)
+    runs.append(run)
+    await run.start()
+    await run.trade(3)
+    assert await run.stop() == "clean"
+    url = cfg.database.url
+    clean = await compare_ledger(sim.exchange, url, DEFAULT_ID)
+    assert clean.ok, clean.examples
+    with sqlite3.connect(database_path(url)) as conn:
+        first, second = [r[0] for r in conn.execute("SELECT id FROM fills ORDER BY id LIMIT 2")]
+        conn.execute("DELETE FROM fills WHERE id = ?", (first,))
+        conn.execute("UPDATE fills SET price = '1' WHERE id = ?", (second,))
+        conn.execute("UPDATE balances SET free = '0.5' WHERE asset = 'BTC'")
+    broken = await compare_ledger(sim.exchange, url, DEFAULT_ID)
+    assert (broken.missing, broken.mismatched, broken.balance_diffs) == (1, 1, 1), broken.examples
+    assert not broken.ok
