@@ -47,6 +47,11 @@ class Endpoints:
         return self.futures_stream + "market/"
 
     @property
+    def futures_public_stream(self) -> str:
+        """High-frequency futures book data (bookTicker, depth) since the 2026 split."""
+        return self.futures_stream + "public/"
+
+    @property
     def futures_private_stream(self) -> str:
         return self.futures_stream + "private/"
 

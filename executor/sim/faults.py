@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from executor.sim.bus import UserEventBus
     from executor.sim.clock import SimClock
 
-WS_KINDS = ("market", "ws_api", "futures_market", "private")
+WS_KINDS = ("market", "ws_api", "futures_market", "futures_public", "private")
 Event = dict[str, Any]
 
 
@@ -51,7 +51,7 @@ class _Conn:
 
 @dataclass
 class ConnectionRegistry:
-    """Every open WebSocket, by kind ("market", "ws_api", "futures_market", "private")."""
+    """Every open WebSocket, by kind ("market", "ws_api", "futures_market", "futures_public", "private")."""
 
     _conns: dict[str, dict[int, _Conn]] = field(default_factory=dict)
 

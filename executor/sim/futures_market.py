@@ -59,6 +59,25 @@ class MarkState:
                 "time": self.time_ms}
 
 
+@dataclass(frozen=True)
+class BookTouch:
+    symbol: str
+    time_ms: int
+    bid: Decimal
+    bid_qty: Decimal
+    ask: Decimal
+    ask_qty: Decimal
+
+    def key(self) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+        return self.bid, self.bid_qty, self.ask, self.ask_qty
+
+    def payload(self, update_id: int) -> dict[str, object]:
+        """The USDⓈ-M ``bookTicker`` stream payload, keys exactly as Binance sends them."""
+        return {"e": "bookTicker", "u": update_id, "E": self.time_ms, "T": self.time_ms, "s": self.symbol,
+                "b": f"{self.bid:.8f}", "B": f"{self.bid_qty:.8f}", "a": f"{self.ask:.8f}",
+                "A": f"{self.ask_qty:.8f}"}
+
+
 class _Basis:
     """OU basis (as a fraction of index) for one symbol on a fixed 1-second grid."""
 
@@ -115,6 +134,20 @@ class FuturesMarket:
             return self._override[symbol]
         now = self._now_ms() if now_ms is None else now_ms
         return Decimal(repr(round(self._basis[symbol].at(now), 8)))
+
+    def touch(self, symbol: str, now_ms: int | None = None) -> BookTouch | None:
+        """The perpetual's best bid and ask: one tick either side of the mark (the perpetual
+        trades around its mark), with a seeded, slowly changing size; None without a mark."""
+        state = self.state(symbol, now_ms)
+        if state is None:
+            return None
+        tick = self._ticks.get(symbol, Decimal("0.01"))
+        # Sizes change once a second, deterministically per (symbol, second).
+        second = state.time_ms // 1000
+        rng = random.Random(zlib.crc32(f"{symbol}:{second}".encode()))
+        size = Decimal(rng.randint(1_000, 40_000)) / Decimal(1000)
+        return BookTouch(symbol, state.time_ms, state.mark - tick, size, state.mark + tick,
+                         size + Decimal(rng.randint(0, 5_000)) / Decimal(1000))
 
     def state(self, symbol: str, now_ms: int | None = None) -> MarkState | None:
         """Current prices for ``symbol``; None if unknown or the spot side has no mid yet."""

@@ -1,14 +1,21 @@
-"""The USDⓈ-M futures stream host: ``/market`` (markPrice) and ``/private`` (user data).
+"""The USDⓈ-M futures stream host, split into Binance's three routes (2026):
 
-Binance split fstream into routes in 2026; this host serves the two the bot uses:
+* ``/market``: regular market data, here ``<symbol>@markPrice`` (every 3 s) and
+  ``<symbol>@markPrice@1s`` (every 1 s), stamped on exchange-time boundaries;
+* ``/public``: high-frequency book data, here ``<symbol>@bookTicker`` (the perpetual's
+  touch, sent when it changes);
+* ``/private``: user data (ORDER_TRADE_UPDATE / ACCOUNT_UPDATE from the bus's "futures"
+  channel; when a key lapses one bare ``listenKeyExpired``, then silence for that key; a
+  deleted key ends its subscription).
 
-* ``/market/ws/<stream>`` and ``/market/stream?streams=a/b``: ``<symbol>@markPrice``
-  (every 3 s) and ``<symbol>@markPrice@1s`` (every 1 s), on exchange-time boundaries,
-  raw or in the combined ``{"stream","data"}`` wrapper, with SUBSCRIBE/UNSUBSCRIBE/
-  LIST_SUBSCRIPTIONS.
-* ``/private/ws/<listenKey>`` and ``/private/ws?listenKey=<key>`` (python-binance 1.0.37
-  builds the latter): ORDER_TRADE_UPDATE / ACCOUNT_UPDATE from the bus's "futures" channel;
-  when the key lapses one bare ``listenKeyExpired`` and then silence; a deleted key closes.
+Every route has Binance's access modes: ``/<route>/ws/<streams>`` (raw payloads),
+``/<route>/stream?streams=a/b`` (the combined ``{"stream","data"}`` wrapper), and a bare
+``/<route>/ws`` or ``/<route>/stream`` that starts empty and takes ``SUBSCRIBE`` /
+``UNSUBSCRIBE`` / ``LIST_SUBSCRIPTIONS``. On ``/private`` the "streams" are listenKeys:
+``/private/ws/<listenKey>``, ``/private/ws?listenKey=<key>`` (what python-binance 1.0.37
+builds), or a listenKey SUBSCRIBEd on a bare ``/private/stream`` (events wrapped with the
+key as the stream name) or ``/private/ws``. A stream name that belongs to another route is
+refused (-1121 in a URL, an error answer to a SUBSCRIBE).
 
 The host also drives ``FuturesSide.tick`` (listenKey lapses, funding settlements).
 """
@@ -19,8 +26,9 @@ import asyncio
 import contextlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -29,6 +37,7 @@ from executor.sim.faults import FUTURES_RULES, ServerSocket, SocketRules, shutdo
 from executor.sim.futures_account import FuturesSide, attach
 
 _MARK_STREAM = re.compile(r"^([a-z0-9]+)@markPrice(@1s)?$")
+_BOOK_STREAM = re.compile(r"^([a-z0-9]+)@bookTicker$")
 TICK_WALL_S = 0.05
 MAX_STREAMS = 1024
 
@@ -50,8 +59,20 @@ def _error(code: int, msg: str, status: int = 400) -> web.Response:
     return web.json_response({"code": code, "msg": msg}, status=status)
 
 
+class _Subscriptions(Protocol):
+    combined: bool
+
+    def add(self, streams: list[str], now: int) -> str | None: ...
+
+    def remove(self, streams: list[str]) -> None: ...
+
+    def names(self) -> list[str]: ...
+
+    def frames(self, now: int) -> list[Any]: ...
+
+
 class _MarkSubscriptions:
-    """The markPrice streams of one connection and when each is next due."""
+    """The markPrice streams of one ``/market`` connection and when each is next due."""
 
     def __init__(self, side: FuturesSide, combined: bool) -> None:
         self.side = side
@@ -71,6 +92,13 @@ class _MarkSubscriptions:
                 self.due[stream] = (symbol, period, now - now % period + period)
         return None
 
+    def remove(self, streams: list[str]) -> None:
+        for stream in streams:
+            self.due.pop(stream, None)
+
+    def names(self) -> list[str]:
+        return list(self.due)
+
     def frames(self, now: int) -> list[Any]:
         out: list[Any] = []
         for stream, (symbol, period, due) in list(self.due.items()):
@@ -88,43 +116,89 @@ class _MarkSubscriptions:
         return out
 
 
-async def _market_socket(request: web.Request, streams: list[str], combined: bool) -> web.StreamResponse:
+class _BookSubscriptions:
+    """The bookTicker streams of one ``/public`` connection: a frame whenever the touch changed."""
+
+    def __init__(self, side: FuturesSide, combined: bool, update_ids: dict[str, int]) -> None:
+        self.side = side
+        self.combined = combined
+        self._ids = update_ids  # shared by the host: one update-id sequence per symbol
+        self.last: dict[str, tuple[str, Any]] = {}  # stream -> (symbol, last touch key)
+
+    def add(self, streams: list[str], now: int) -> str | None:
+        symbols = []
+        for stream in streams:
+            match = _BOOK_STREAM.match(stream)
+            if match is None or match.group(1).upper() not in self.side.market.symbols:
+                return stream
+            symbols.append((stream, match.group(1).upper()))
+        for stream, symbol in symbols:
+            if stream not in self.last and len(self.last) < MAX_STREAMS:
+                self.last[stream] = (symbol, None)
+        return None
+
+    def remove(self, streams: list[str]) -> None:
+        for stream in streams:
+            self.last.pop(stream, None)
+
+    def names(self) -> list[str]:
+        return list(self.last)
+
+    def frames(self, now: int) -> list[Any]:
+        out: list[Any] = []
+        for stream, (symbol, seen) in list(self.last.items()):
+            touch = self.side.market.touch(symbol, now)
+            if touch is None or touch.key() == seen:
+                continue
+            self.last[stream] = (symbol, touch.key())
+            self._ids[symbol] = self._ids.get(symbol, 0) + 1
+            payload = touch.payload(self._ids[symbol])
+            out.append({"stream": stream, "data": payload} if self.combined else payload)
+        return out
+
+
+def _parse_request(text: str) -> tuple[str, Any, list[Any]] | None:
+    try:
+        req = json.loads(text)
+        return str(req["method"]), req.get("id"), list(req.get("params") or [])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+async def _stream_socket(request: web.Request, kind: str, subs: _Subscriptions,
+                         streams: list[str], *, bare: bool) -> web.StreamResponse:
     sim = request.app[SIM]
-    side = attach(sim)
-    subs = _MarkSubscriptions(side, combined)
     bad = subs.add(streams, sim.clock.now_ms())
-    if bad is not None or not streams:
+    if bad is not None or (not streams and not bare):
         return _error(-1121, f"Invalid stream name {bad!r}." if bad else "No stream given.")
+    combined = subs.combined
 
     def shutdown_frame(now: int) -> Any:
         event = shutdown_event(now)
         return {"stream": "!serverShutdown", "data": event} if combined else event
 
-    sock = ServerSocket(request, "futures_market", sim.clock, sim.faults, rules=_rules(sim),
+    sock = ServerSocket(request, kind, sim.clock, sim.faults, rules=_rules(sim),
                         shutdown_frame=shutdown_frame)
     await sock.prepare()
 
     async def on_text(text: str) -> None:
-        try:
-            req = json.loads(text)
-            method, req_id = req["method"], req.get("id")
-            params = req.get("params") or []
-        except (ValueError, KeyError, TypeError):
+        parsed = _parse_request(text)
+        if parsed is None:
             sock.enqueue({"error": {"code": 2, "msg": "Invalid request"}, "id": None})
             return
+        method, req_id, params = parsed
         if method == "SUBSCRIBE":
-            bad_name = subs.add(list(params), sim.clock.now_ms())
+            bad_name = subs.add([str(p) for p in params], sim.clock.now_ms())
             if bad_name:
                 sock.enqueue({"error": {"code": 2, "msg": f"Invalid request: unknown stream {bad_name}"},
                               "id": req_id})
             else:
                 sock.enqueue({"result": None, "id": req_id})
         elif method == "UNSUBSCRIBE":
-            for stream in params:
-                subs.due.pop(stream, None)
+            subs.remove([str(p) for p in params])
             sock.enqueue({"result": None, "id": req_id})
         elif method == "LIST_SUBSCRIPTIONS":
-            sock.enqueue({"result": list(subs.due), "id": req_id})
+            sock.enqueue({"result": subs.names(), "id": req_id})
         else:
             sock.enqueue({"error": {"code": 2, "msg": "Invalid request: unknown method"}, "id": req_id})
 
@@ -138,51 +212,129 @@ async def _market_socket(request: web.Request, streams: list[str], combined: boo
     return sock.ws
 
 
-async def market_raw(request: web.Request) -> web.StreamResponse:
-    return await _market_socket(request, request.match_info["streams"].split("/"), combined=False)
-
-
-async def market_combined(request: web.Request) -> web.StreamResponse:
+def _url_streams(request: web.Request) -> tuple[list[str], bool, bool]:
+    """(streams, combined, bare) from a ``/ws/<streams>``, ``/stream?streams=``, bare path."""
+    raw = request.match_info.get("streams")
+    if raw is not None:
+        return [s for s in raw.split("/") if s], False, False
+    combined = request.path.endswith("/stream")
     streams = [s for s in request.query.get("streams", "").split("/") if s]
-    return await _market_socket(request, streams, combined=True)
+    return streams, combined, not streams
+
+
+async def market_socket(request: web.Request) -> web.StreamResponse:
+    streams, combined, bare = _url_streams(request)
+    subs = _MarkSubscriptions(attach(request.app[SIM]), combined)
+    return await _stream_socket(request, "futures_market", subs, streams, bare=bare)
+
+
+def _public_socket(update_ids: dict[str, int]) -> Callable[[web.Request], Any]:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        streams, combined, bare = _url_streams(request)
+        subs = _BookSubscriptions(attach(request.app[SIM]), combined, update_ids)
+        return await _stream_socket(request, "futures_public", subs, streams, bare=bare)
+    return handler
+
+
+class _KeySubscription:
+    """One listenKey's events on a ``/private`` connection."""
+
+    def __init__(self, sim: Any, side: FuturesSide, sock: ServerSocket, key: str, account: str,
+                 stream: str | None) -> None:
+        self.live = True
+        self._sock = sock
+        self._stream = stream  # the combined wrapper's stream name (None: raw frames)
+        self._unsubscribe = sim.bus.subscribe(account, "futures", self.on_event)
+        self._unwatch = side.listen_keys.watch(key, self.on_expired, self.on_closed)
+        self._now = sim.clock.now_ms
+
+    def _send(self, event: dict[str, Any]) -> None:
+        if not self._sock.stalled:
+            self._sock.enqueue(event if self._stream is None else {"stream": self._stream, "data": event})
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        if self.live:
+            self._send(event)
+
+    def on_expired(self, lapsed: str) -> None:
+        if self.live:
+            self._send({"e": "listenKeyExpired", "E": self._now(), "listenKey": lapsed})
+        self.end()
+
+    def on_closed(self, _: str) -> None:
+        self.end()
+
+    def end(self) -> None:
+        self.live = False
+        self._unsubscribe()
+        self._unwatch()
 
 
 async def private_socket(request: web.Request) -> web.StreamResponse:
     sim = request.app[SIM]
     side = attach(sim)
+    combined = request.path.endswith("/stream")
     key = request.match_info.get("listen_key") or request.query.get("listenKey", "")
-    account = side.listen_keys.account_of(key)
-    if account is None:
+    if key and side.listen_keys.account_of(key) is None:
         return _error(-1125, "This listenKey does not exist.")
-    sock = ServerSocket(request, "private", sim.clock, sim.faults, rules=_rules(sim), account=account)
+    sock = ServerSocket(request, "private", sim.clock, sim.faults, rules=_rules(sim),
+                        account=side.listen_keys.account_of(key) if key else None)
     await sock.prepare()
-    live = True
+    subs: dict[str, _KeySubscription] = {}
+    # A key in the URL owns the connection: deleting it closes the socket, as before the split.
+    url_key = key or None
 
-    def on_event(event: dict[str, Any]) -> None:
-        if live and not sock.stalled:
-            sock.enqueue(event)
+    def subscribe(k: str) -> bool:
+        account = side.listen_keys.account_of(k)
+        if account is None:
+            return False
+        if k not in subs:
+            if not subs:
+                sock.set_account(account)  # faults aimed at the account (stall) find this socket
+            subs[k] = _KeySubscription(sim, side, sock, k, account, k if combined else None)
+        return True
 
-    unsubscribe = sim.bus.subscribe(account, "futures", on_event)
+    if url_key is not None:
+        subscribe(url_key)
 
-    def on_expired(lapsed: str) -> None:
-        nonlocal live
-        if live and not sock.stalled:
-            sock.enqueue({"e": "listenKeyExpired", "E": sim.clock.now_ms(), "listenKey": lapsed})
-        live = False
-        unsubscribe()
+        def close_on_delete(_: str) -> None:
+            asyncio.get_running_loop().create_task(sock.close())
 
-    def on_closed(_: str) -> None:
-        nonlocal live
-        live = False
-        unsubscribe()
-        asyncio.get_running_loop().create_task(sock.close())
+        unwatch_url = side.listen_keys.watch(url_key, lambda _k: None, close_on_delete)
+    else:
+        def unwatch_url() -> None:
+            return None
 
-    unwatch = side.listen_keys.watch(key, on_expired, on_closed)
+    async def on_text(text: str) -> None:
+        parsed = _parse_request(text)
+        if parsed is None:
+            sock.enqueue({"error": {"code": 2, "msg": "Invalid request"}, "id": None})
+            return
+        method, req_id, params = parsed
+        if method == "SUBSCRIBE":
+            unknown = [str(p) for p in params if not subscribe(str(p))]
+            if unknown:
+                sock.enqueue({"error": {"code": 2, "msg": f"Invalid request: unknown listenKey {unknown[0]}"},
+                              "id": req_id})
+            else:
+                sock.enqueue({"result": None, "id": req_id})
+        elif method == "UNSUBSCRIBE":
+            for p in params:
+                sub = subs.pop(str(p), None)
+                if sub is not None:
+                    sub.end()
+            sock.enqueue({"result": None, "id": req_id})
+        elif method == "LIST_SUBSCRIPTIONS":
+            sock.enqueue({"result": [k for k, sub in subs.items() if sub.live], "id": req_id})
+        else:
+            sock.enqueue({"error": {"code": 2, "msg": "Invalid request: unknown method"}, "id": req_id})
+
     try:
-        await sock.run()
+        await sock.run(on_text)
     finally:
-        unsubscribe()
-        unwatch()
+        for sub in subs.values():
+            sub.end()
+        unwatch_url()
     return sock.ws
 
 
@@ -196,10 +348,14 @@ async def _ticker(side: FuturesSide) -> None:
 
 def add_routes(app: web.Application, sim: Any) -> None:
     side = attach(sim)
-    app.router.add_get("/market/ws/{streams:.+}", market_raw)
-    app.router.add_get("/market/stream", market_combined)
-    app.router.add_get("/private/ws/{listen_key}", private_socket)
-    app.router.add_get("/private/ws", private_socket)
+    update_ids: dict[str, int] = {}
+    public = _public_socket(update_ids)
+    for path in ("/market/ws/{streams:.+}", "/market/ws", "/market/stream"):
+        app.router.add_get(path, market_socket)
+    for path in ("/public/ws/{streams:.+}", "/public/ws", "/public/stream"):
+        app.router.add_get(path, public)
+    for path in ("/private/ws/{listen_key}", "/private/ws", "/private/stream"):
+        app.router.add_get(path, private_socket)
 
     tasks: list[asyncio.Task[None]] = []
 
@@ -207,7 +363,7 @@ def add_routes(app: web.Application, sim: Any) -> None:
         tasks.append(asyncio.get_running_loop().create_task(_ticker(side)))
 
     async def close_sockets(app: web.Application) -> None:
-        for kind in ("futures_market", "private"):
+        for kind in ("futures_market", "futures_public", "private"):
             await sim.faults.connections.drop(kind)
 
     async def stop_ticker(app: web.Application) -> None:

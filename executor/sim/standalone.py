@@ -29,7 +29,7 @@ def banner(sim: SimExchange, urls: SimUrls) -> str:
         f"  spot streams     {urls.spot_stream}",
         f"  spot WS API      {urls.spot_ws_api}",
         f"  futures REST     {urls.futures_rest}",
-        f"  futures streams  {urls.futures_stream}  (routes /market and /private)",
+        f"  futures streams  {urls.futures_stream}  (routes /market, /public and /private)",
         f"  admin            {urls.admin}/state",
         f"  symbols          {', '.join(sim.specs)}",
         "Test credentials of account 'default' (local to this sim, not Binance keys):",
