@@ -240,7 +240,8 @@ class Oversight:
                 await self.bot.store.add_operator_action("kill", "kill_file", reason or None)
         elif not engaged and self._kill_known:
             self._kill_known = False
-            self.alerter.send("kill_released", "kill switch released (its file is gone)", run_id=self.bot.run_id)
+            self.alerter.send("kill_released", "kill switch released (its file is gone)",
+                              run_id=self.bot.run_id)
 
     async def _monitor(self) -> None:
         while True:

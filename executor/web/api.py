@@ -80,7 +80,8 @@ def _int_arg(request: web.Request, name: str, default: int | None, lo: int, hi: 
 
 def order_json(o: OrderRecord) -> dict[str, Any]:
     return {"client_order_id": o.client_order_id, "exchange_order_id": o.exchange_order_id,
-            "run_id": o.run_id, "symbol": o.symbol, "side": o.side, "type": o.type, "time_in_force": o.time_in_force,
+            "run_id": o.run_id, "symbol": o.symbol, "side": o.side, "type": o.type,
+            "time_in_force": o.time_in_force,
             "price": o.price, "quantity": o.quantity, "status": o.status, "executed_qty": o.executed_qty,
             "cum_quote_qty": o.cum_quote_qty, "created_ms": o.created_ms, "updated_ms": o.updated_ms,
             "reason": o.reason, "external": o.external, "reject_reason": o.reject_reason}
