@@ -18,8 +18,10 @@ TOKEN = "test-token-0123456789abcdef"
 
 
 def web_config(tmp_path: Path, web: dict[str, Any] | None = None, **extra: Any) -> Any:
+    # A short quote TTL: the basis strategy asks again this soon after a refused order.
     over: dict[str, Any] = {"web": {"enabled": True, "port": 0, "token_file": str(tmp_path / "web-token"),
-                                    "update_ms": 200, **(web or {})}, **extra}
+                                    "update_ms": 200, **(web or {})},
+                            "strategy": {"params": {"quote_ttl_s": "0.5"}}, **extra}
     return scenario_config(tmp_path, over)
 
 

@@ -99,8 +99,8 @@ async def test_routes_tokens_controls_and_metrics(sim, tmp_path: Path, monkeypat
         before = exchange_orders(sim)
         asked = bot.manager.counts["paused"]
         books = bot.loop.counts["book"]
-        await wait_until(lambda: bot.manager.counts["paused"] >= asked + 5 and bot.loop.counts["book"] >= books + 10,
-                         20, "the strategy to try 5 orders while paused")
+        await wait_until(lambda: bot.manager.counts["paused"] >= asked + 4 and bot.loop.counts["book"] >= books + 6,
+                         20, "the strategy to try 4 orders while paused")
         await bot.manager.drain(10)
         assert exchange_orders(sim) == before
         _, st, _ = await w.get("/api/v1/status")
@@ -116,7 +116,7 @@ async def test_routes_tokens_controls_and_metrics(sim, tmp_path: Path, monkeypat
         await bot.manager.drain(10)
         killed_at = exchange_orders(sim)
         refused = bot.manager.refusals["kill_switch"]
-        await wait_until(lambda: bot.manager.refusals["kill_switch"] >= refused + 3, 20, "kill-switch refusals")
+        await wait_until(lambda: bot.manager.refusals["kill_switch"] >= refused + 4, 20, "kill-switch refusals")
         await bot.manager.drain(10)
         assert exchange_orders(sim) == killed_at
         run_id = bot.run_id
