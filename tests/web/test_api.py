@@ -28,7 +28,8 @@ def _is_decimal_text(value: object) -> bool:
 
 
 @pytest.mark.sim_options(**SIM_OPTIONS)
-async def test_routes_tokens_controls_and_metrics(sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_routes_tokens_controls_and_metrics(sim, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BX_WEB_TOKEN", TOKEN)
     cfg = web_config(tmp_path, {"max_auth_failures": 1000})
     async with WebBot(sim, cfg) as w:
@@ -90,7 +91,7 @@ async def test_routes_tokens_controls_and_metrics(sim, tmp_path: Path, monkeypat
             assert count and count[0].value >= 1, name
         assert {s.labels["stream"] for s in families["bx_stream_last_message_age_seconds"].samples}
         assert "bx_stream_reconnects" in families and "bx_gap_fills" in families
-        assert [s.value for s in families["bx_request_weight_used"].samples][0] > 0
+        assert next(s.value for s in families["bx_request_weight_used"].samples) > 0
 
         # Pause: no new order reaches the exchange while the strategy keeps asking.
         status, res, _ = await w.post("/api/v1/pause")
@@ -99,8 +100,9 @@ async def test_routes_tokens_controls_and_metrics(sim, tmp_path: Path, monkeypat
         before = exchange_orders(sim)
         asked = bot.manager.counts["paused"]
         books = bot.loop.counts["book"]
-        await wait_until(lambda: bot.manager.counts["paused"] >= asked + 4 and bot.loop.counts["book"] >= books + 6,
-                         20, "the strategy to try 4 orders while paused")
+        await wait_until(lambda: bot.manager.counts["paused"] >= asked + 4
+                         and bot.loop.counts["book"] >= books + 6, 20,
+                         "the strategy to try 4 orders while paused")
         await bot.manager.drain(10)
         assert exchange_orders(sim) == before
         _, st, _ = await w.get("/api/v1/status")
@@ -116,7 +118,8 @@ async def test_routes_tokens_controls_and_metrics(sim, tmp_path: Path, monkeypat
         await bot.manager.drain(10)
         killed_at = exchange_orders(sim)
         refused = bot.manager.refusals["kill_switch"]
-        await wait_until(lambda: bot.manager.refusals["kill_switch"] >= refused + 4, 20, "kill-switch refusals")
+        await wait_until(lambda: bot.manager.refusals["kill_switch"] >= refused + 4, 20,
+                         "kill-switch refusals")
         await bot.manager.drain(10)
         assert exchange_orders(sim) == killed_at
         run_id = bot.run_id
@@ -131,8 +134,8 @@ async def test_routes_tokens_controls_and_metrics(sim, tmp_path: Path, monkeypat
     assert all(a["at_ms"] > 0 and a["detail"] for a in actions)
 
 
-async def test_token_file_rate_limit_and_non_loopback_warning(sim, tmp_path: Path, caplog: pytest.LogCaptureFixture,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_token_file_rate_limit_and_non_loopback_warning(
+        sim, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BX_WEB_TOKEN", raising=False)
     caplog.set_level(logging.INFO)
     # 127.0.0.2 is loopback on Linux but not the default address: configured explicitly, it warns.
