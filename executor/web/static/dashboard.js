@@ -107,7 +107,7 @@ function renderChart(series, quote) {
   label(L - 4, H - B, y0.toFixed(2), "end");
   label(L, H - 4, fmtTime(x0));
   label(W - 4, H - 4, fmtTime(x1), "end");
-  label(L + 6, T + 12, quote);
+  label(W - 4, T + 12, quote, "end");
 }
 
 function render(s) {
