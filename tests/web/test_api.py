@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from executor.audit.query import AuditDB, Scope
+from executor.audit.render import render_table, report_dict
+from executor.audit.report import build_report
 from executor.persistence.store import Store
 from tests.scenarios.harness import SIM_OPTIONS
 from tests.web.harness import TOKEN, WebBot, exchange_orders, wait_until, web_config
@@ -132,6 +135,15 @@ async def test_routes_tokens_controls_and_metrics(sim, tmp_path: Path,
     assert [(a["action"], a["source"]) for a in actions] == [
         ("pause", "web"), ("resume", "web"), ("cancel-all", "web"), ("kill", "web")]
     assert all(a["at_ms"] > 0 and a["detail"] for a in actions)
+    # ... and `audit` shows them.
+    with AuditDB.from_url(cfg.database.url) as db:
+        rep = build_report(db, Scope())
+    text = render_table(rep)
+    assert "OPERATOR ACTIONS (4)" in text
+    assert [ln.split()[4:6] for ln in text.split("OPERATOR ACTIONS (4)")[1].splitlines()[3:7]] == [
+        ["pause", "web"], ["resume", "web"], ["cancel-all", "web"], ["kill", "web"]]
+    assert [a["action"] for a in report_dict(rep)["operator_actions"]] == \
+        ["pause", "resume", "cancel-all", "kill"]
 
 
 async def test_token_file_rate_limit_and_non_loopback_warning(
