@@ -45,6 +45,9 @@ class Operator:
         self.manager = manager
         self.risk = risk
         self.notify = notify
+        # Set the moment this operator engages the kill switch (before any await), so whoever
+        # watches the kill-switch file can tell an operator's kill from the file appearing.
+        self.killed = False
 
     @property
     def paused(self) -> bool:
@@ -71,6 +74,7 @@ class Operator:
             detail = f"{n} cancel(s) sent"
         elif action == "kill":
             self.risk.kill_switch.engage(f"operator kill ({source})")
+            self.killed = True
             n = await self.manager.cancel_all_ours(f"kill switch ({source})")
             detail = f"kill switch engaged ({self.risk.kill_switch.path}); {n} cancel(s) sent"
         else:

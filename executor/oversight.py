@@ -47,7 +47,9 @@ class Oversight:
     def __init__(self, bot: Any) -> None:
         self.bot = bot
         cfg = bot.cfg
-        env = _env()
+        # .env is read only when something here needs a secret from it.
+        needed = cfg.web.enabled or cfg.alerts.webhook or cfg.alerts.telegram
+        env = _env() if needed else dict(os.environ)
         self.alerter = Alerter(channels_from_config(cfg.alerts, env), settings_from_config(cfg.alerts))
         self.token: str | None = None
         self.token_file: Any = None
@@ -78,8 +80,9 @@ class Oversight:
             await self.watch.start()
             self.watch.on_fill.append(self._on_fill)
             self.watch.on_reconciliation.append(self._on_reconciliation)
+        # The monitor also records a kill switch engaged from its file as an operator action.
+        self._tasks.append(asyncio.create_task(self._monitor(), name="oversight-monitor"))
         if self.alerter.enabled:
-            self._tasks.append(asyncio.create_task(self._monitor(), name="oversight-monitor"))
             if cfg.alerts.daily_summary:
                 self._tasks.append(asyncio.create_task(self._daily(), name="oversight-daily"))
             await self._check_previous_run()
@@ -231,6 +234,8 @@ class Oversight:
                 self.alerter.send("stream_recovered", f"stream {name} is receiving again", stream=name)
         assert self.operator is not None
         engaged = self.operator.kill_switch_engaged
+        if engaged and self.operator.killed:
+            self._kill_known = True  # engaged through the controls: announced and recorded there
         if engaged and not self._kill_known:
             self._kill_known = True
             reason = self.bot.risk.kill_switch.reason()
@@ -240,6 +245,7 @@ class Oversight:
                 await self.bot.store.add_operator_action("kill", "kill_file", reason or None)
         elif not engaged and self._kill_known:
             self._kill_known = False
+            self.operator.killed = False
             self.alerter.send("kill_released", "kill switch released (its file is gone)",
                               run_id=self.bot.run_id)
 
