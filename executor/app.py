@@ -139,6 +139,7 @@ class Bot:
         from executor.oversight import Oversight
 
         self.oversight = Oversight(self)  # alert secrets and the web token are checked here
+        await self.oversight.bind()  # the web port, if configured: in use -> ConfigError now
         await self._open_ledger()
         await self._open_gateway()
         await self._load_rules()

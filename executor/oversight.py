@@ -86,24 +86,28 @@ class Oversight:
             if cfg.alerts.daily_summary:
                 self._tasks.append(asyncio.create_task(self._daily(), name="oversight-daily"))
             await self._check_previous_run()
-        if cfg.web.enabled:
-            await self._start_web()
+        if self.web is not None:
+            from executor.web.api import BotSource
 
-    async def _start_web(self) -> None:
-        from executor.web.api import BotSource
+            self.web.attach(BotSource(run_id=bot.run_id, profile=cfg.profile, venue=bot.venue.describe(),
+                                      symbols=list(bot.symbols), started_ms=self.started_ms, store=bot.store,
+                                      watch=self.watch, operator=self.operator, streams=self.streams,
+                                      jobs=self.jobs, metrics=self.metrics_sample))
+            where = f"in {self.token_file.resolve()}" if self.token_file is not None else "from BX_WEB_TOKEN"
+            log.info("web dashboard at %s/ (bearer token %s; /metrics for Prometheus)", self.web.url, where)
+
+    async def bind(self) -> None:
+        """Bind the web server's port (``[web]`` on) before the bot connects anywhere: a port in
+        use is a ``ConfigError`` then, not a failure after trading started."""
+        if not self.bot.cfg.web.enabled:
+            return
         from executor.web.server import WebServer
 
-        bot, web_cfg = self.bot, self.bot.cfg.web
-        assert self.operator is not None and self.token is not None
-        src = BotSource(run_id=bot.run_id, profile=bot.cfg.profile, venue=bot.venue.describe(),
-                        symbols=list(bot.symbols), started_ms=self.started_ms, store=bot.store,
-                        watch=self.watch, operator=self.operator, streams=self.streams, jobs=self.jobs,
-                        metrics=self.metrics_sample)
-        self.web = WebServer(src, self.token, host=web_cfg.host, port=web_cfg.port,
+        web_cfg = self.bot.cfg.web
+        assert self.token is not None
+        self.web = WebServer(self.token, host=web_cfg.host, port=web_cfg.port,
                              max_auth_failures=web_cfg.max_auth_failures, update_ms=web_cfg.update_ms)
-        url = await self.web.start()
-        where = f"in {self.token_file}" if self.token_file is not None else "from BX_WEB_TOKEN"
-        log.info("web dashboard at %s/ (bearer token %s; /metrics for Prometheus)", url, where)
+        await self.web.start()
 
     async def stop(self, ended: str = "clean", reason: str = "") -> None:
         if ended != "clean" and self.alerter.enabled:

@@ -152,20 +152,27 @@ async def snapshot(src: BotSource, *, fills: int = 20, orders: int = 50, equity_
 # ---------------------------------------------------------------- routes
 
 
-def add_routes(app: web.Application, src: BotSource) -> None:
+def add_routes(app: web.Application, get_src: Callable[[], BotSource]) -> None:
+    """The API routes; ``get_src()`` is the bot's source at request time (the server binds its
+    port before the bot is running, and answers 503 until then)."""
+
     async def ping(_: web.Request) -> web.Response:
         return _json({"ok": True})
 
     async def status(_: web.Request) -> web.Response:
+        src = get_src()
         return _json(status_json(src))
 
     async def balances(_: web.Request) -> web.Response:
+        src = get_src()
         return _json(balances_json(src))
 
     async def positions(_: web.Request) -> web.Response:
+        src = get_src()
         return _json(positions_json(src))
 
     async def orders(request: web.Request) -> web.Response:
+        src = get_src()
         state = request.query.get("state", "open")
         if state not in ("open", "all"):
             return _bad("state must be open or all")
@@ -176,6 +183,7 @@ def add_routes(app: web.Application, src: BotSource) -> None:
         return _json({"state": state, "orders": [order_json(o) for o in rows]})
 
     async def fills(request: web.Request) -> web.Response:
+        src = get_src()
         limit = _int_arg(request, "limit", 100, 1, MAX_LIMIT) or 100
         since = _int_arg(request, "since", None, 0, 2**62)
         if since is None:
@@ -185,6 +193,7 @@ def add_routes(app: web.Application, src: BotSource) -> None:
         return _json({"since_ms": since, "fills": [fill_json(f) for f in last_fills(rows, limit, since)]})
 
     async def pnl(request: web.Request) -> web.Response:
+        src = get_src()
         period = request.query.get("period", "run")
         if period not in PERIODS:
             return _bad(f"period must be one of {', '.join(PERIODS)}")
@@ -192,18 +201,22 @@ def add_routes(app: web.Application, src: BotSource) -> None:
         return _json(pnl_json(src.watch.pnl(period)))
 
     async def runs(request: web.Request) -> web.Response:
+        src = get_src()
         limit = _int_arg(request, "limit", 50, 1, MAX_LIMIT) or 50
         return _json({"runs": await src.store.runs(limit)})
 
     async def reconciliations(request: web.Request) -> web.Response:
+        src = get_src()
         limit = _int_arg(request, "limit", 50, 1, MAX_LIMIT) or 50
         return _json({"reconciliations": await src.store.recent_reconciliations(limit)})
 
     async def live(_: web.Request) -> web.Response:
+        src = get_src()
         return web.Response(body=await snapshot(src), content_type="application/json")
 
     def control(action: str) -> Callable[[web.Request], Any]:
         async def handler(_: web.Request) -> web.Response:
+            src = get_src()
             res = await src.operator.act(action, "web")
             return _json({"action": res.action, "detail": res.detail, "recorded": res.recorded,
                           "paused": src.operator.paused, "kill_switch": src.operator.kill_switch_engaged})

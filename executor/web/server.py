@@ -1,7 +1,9 @@
 """The web server inside the bot: routes, the guard on every request, live updates.
 
-``WebServer(src, token, host=..., port=...)``; ``await start()`` binds (port 0: a free one;
-``url`` then names it), ``await stop()`` closes it. Routes: the JSON API (``api``),
+``WebServer(token, host=..., port=...)``; ``await start()`` binds (port 0: a free one;
+``url`` then names it) -- the bot does that before it connects anywhere, so a port in use
+stops it at once -- and ``attach(src)`` hands it the running bot (until then every guarded
+route answers 503); ``await stop()`` closes it. Routes: the JSON API (``api``),
 ``GET /api/v1/events`` (server-sent events: the dashboard's snapshot at most every
 ``update_ms``, one computation shared by every listener), ``GET /metrics`` (Prometheus text
 format, bearer token like the rest) and the dashboard page and its files from ``static/``.
@@ -44,9 +46,9 @@ _EMPTY_STATUS = {Verdict.UNAUTHORIZED: 401, Verdict.LIMITED: 429, Verdict.BAD_TY
 
 
 class WebServer:
-    def __init__(self, src: BotSource, token: str, *, host: str = "127.0.0.1", port: int = 0,
+    def __init__(self, token: str, *, host: str = "127.0.0.1", port: int = 0,
                  max_auth_failures: int = 20, update_ms: int = 500) -> None:
-        self.src = src
+        self.src: BotSource | None = None
         self.host = host
         self.port = port
         self.guard = Guard(token, max_failures=max_auth_failures)
@@ -57,11 +59,18 @@ class WebServer:
         self._snap: tuple[float, bytes] = (0.0, b"")
         self._snap_lock = asyncio.Lock()
         self._closing = asyncio.Event()
-        self._registry = metrics.registry(src.metrics)
+        self._registry = metrics.registry(lambda: self._src().metrics())
+
+    def attach(self, src: BotSource) -> None:
+        self.src = src
+
+    def _src(self) -> BotSource:
+        assert self.src is not None  # the middleware answers 503 before a source is attached
+        return self.src
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024)
-        add_routes(app, self.src)
+        add_routes(app, self._src)
         app.router.add_get("/api/v1/events", self._events)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/", self._index)
@@ -69,6 +78,9 @@ class WebServer:
         return app
 
     async def start(self) -> str:
+        """Bind and serve; ``ConfigError`` (one line) when the address cannot be used."""
+        from executor.config import ConfigError
+
         if self.host not in LOOPBACK:
             log.warning("web: listening on %s, which is not loopback: anyone who can reach it can try the "
                         "token, and the token and data travel in clear text. Put it behind TLS or reach it "
@@ -76,7 +88,13 @@ class WebServer:
         self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            self._runner = None
+            raise ConfigError(f"web: cannot listen on {self.host}:{self.port}: "
+                              f"{exc.strerror or type(exc).__name__}") from None
         addresses = self._runner.addresses
         port = addresses[0][1] if addresses else self.port
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -101,6 +119,8 @@ class WebServer:
             if verdict == Verdict.UNAUTHORIZED:
                 resp.headers["WWW-Authenticate"] = "Bearer"
             return resp
+        if self.src is None and verdict == Verdict.OK:
+            return web.Response(status=503, text="starting", headers=_HEADERS)
         try:
             resp = await handler(request)
         except web.HTTPException as exc:
@@ -124,7 +144,7 @@ class WebServer:
         async with self._snap_lock:
             at, body = self._snap
             if time.monotonic() - at >= self.update_s * 0.9 or not body:
-                body = await snapshot(self.src)
+                body = await snapshot(self._src())
                 self._snap = (time.monotonic(), body)
             return body
 

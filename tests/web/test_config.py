@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import socket
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from executor.alerts import channels_from_config
+from executor.app import Bot
 from executor.cli import _overrides, build_parser, main
 from executor.config import AlertsConfig, ConfigError, load_config
+from executor.endpoints import Endpoints
+from executor.exchange.credentials import Credentials
+from executor.profiles import Venue
+from tests.web.harness import TOKEN, web_config
 
 
 def cfg_for(*argv: str):  # type: ignore[no-untyped-def]
@@ -51,3 +58,19 @@ def test_alert_channels_need_their_secrets_and_name_only_the_variable() -> None:
     both = SimpleNamespace(webhook=True, telegram=True, telegram_base_url="http://127.0.0.1:1")
     names = [c.name for c in channels_from_config(both, env)]
     assert names == ["webhook", "telegram"]
+
+
+async def test_a_web_port_in_use_stops_the_bot_before_it_connects(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BX_WEB_TOKEN", TOKEN)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = web_config(tmp_path, {"port": port})
+        ep = Endpoints("sim", "http://127.0.0.1:9/api", "ws://127.0.0.1:9/", "ws://127.0.0.1:9/ws-api/v3",
+                       "http://127.0.0.1:9/fapi", "ws://127.0.0.1:9/")
+        bot = Bot(cfg, Venue("sim", ep, ep), Credentials(api_key="k", api_secret="s"))
+        with pytest.raises(ConfigError, match=f"web: cannot listen on 127.0.0.1:{port}"):
+            await bot.start()
+    assert not (tmp_path / "ledger.db").exists()  # nothing was opened, nothing connected
