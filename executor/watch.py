@@ -118,9 +118,8 @@ class LedgerWatch:
         fills.sort(key=lambda f: (f.time_ms, f.trade_id))
         marks = self.marks()
         self.folds = self._new_folds()
-        for f in fills:
-            for fold in self.folds.values():
-                fold.add(f, marks)
+        for fold in self.folds.values():
+            fold.add_many(fills, marks)
         self.positions = positions(fills, self.pairs)
         self.recent.clear()
         self.recent.extend(sorted(fills, key=lambda f: (f.time_ms, f.id))[-(self.recent.maxlen or 0):])
@@ -156,9 +155,8 @@ class LedgerWatch:
         marks = self.marks()
         ordered = sorted(new, key=lambda f: (f.time_ms, f.trade_id))
         stale = False
-        for f in ordered:
-            for fold in self.folds.values():
-                stale = (not fold.add(f, marks)) or stale
+        for fold in self.folds.values():
+            stale = (not fold.add_many(ordered, marks)) or stale
         for asset, change in positions(new, self.pairs).items():
             self.positions[asset] = self.positions.get(asset, ZERO) + change
         self.recent.extend(sorted(new, key=lambda f: (f.time_ms, f.id)))

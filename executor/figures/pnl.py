@@ -96,6 +96,19 @@ class PnlFold:
     def add(self, fill: FillRow, marks: Mapping[str, Decimal] | None = None) -> bool:
         """Take one fill (ignored when outside the period, or without a side or known pair).
         False: it sorts before a fill already taken; fold the period afresh."""
+        return self.add_many((fill,), marks)
+
+    def add_many(self, fills: Iterable[FillRow], marks: Mapping[str, Decimal] | None = None) -> bool:
+        """``add`` for each fill, in the order given; False if any sorted before one already
+        taken (that one is skipped; fold the period afresh)."""
+        ok = True
+        with localcontext() as ctx:
+            ctx.prec = PREC
+            for fill in fills:
+                ok = self._add(fill, marks) and ok
+        return ok
+
+    def _add(self, fill: FillRow, marks: Mapping[str, Decimal] | None) -> bool:
         if not self.wants(fill) or fill.side is None or fill.symbol not in self.pairs:
             return True
         f = self._folds.get(fill.symbol)
@@ -105,22 +118,21 @@ class PnlFold:
         if f.last is not None and order <= f.last:
             return order == f.last  # the same fill again is harmless; an older one is not
         base, quote = self.pairs[fill.symbol]
-        unconverted: list[tuple[str, Decimal]] = []
-
-        def convert(asset: str, amount: Decimal, _fill: object) -> Decimal:
+        asset = fill.commission_asset
+        unconverted = None
+        if fill.commission and asset and asset not in (base, quote):
             price = (marks or {}).get(f"{asset}{quote}")
             if price is None:
-                unconverted.append((asset, amount))
-                return ZERO
-            return amount * price
-
-        with localcontext() as ctx:
-            ctx.prec = PREC
-            dq, fee = trade_and_fee(fill, base, quote, convert)  # type: ignore[arg-type]
-            f.totals.add(fill, fee)  # type: ignore[arg-type]
-            f.book.apply(dq, fill.price)
-        for asset, amount in unconverted:
-            f.unconverted[asset] = f.unconverted.get(asset, ZERO) + amount
+                unconverted = fill.commission
+                dq, fee = trade_and_fee(fill, base, quote, lambda *_: ZERO)  # type: ignore[arg-type]
+            else:
+                dq, fee = trade_and_fee(fill, base, quote, lambda _a, amount, _f: amount * price)  # type: ignore[arg-type]
+        else:
+            dq, fee = trade_and_fee(fill, base, quote, None)  # type: ignore[arg-type]
+        f.totals.add(fill, fee)  # type: ignore[arg-type]
+        f.book.apply(dq, fill.price)
+        if unconverted is not None and asset:
+            f.unconverted[asset] = f.unconverted.get(asset, ZERO) + unconverted
         f.last = order
         self.count += 1
         return True
@@ -156,6 +168,5 @@ def pnl(fills: Iterable[FillRow], marks: Mapping[str, Decimal], pairs: Mapping[s
     """PnL of the fills in the period (``run_id`` and/or ``since_ms`` select it), at ``marks``."""
     fold = PnlFold(pairs, period=period, since_ms=since_ms, run_id=run_id)
     unique = {f.key: f for f in fills}
-    for fill in sorted(unique.values(), key=lambda f: (f.time_ms, f.trade_id)):
-        fold.add(fill, marks)
+    fold.add_many(sorted(unique.values(), key=lambda f: (f.time_ms, f.trade_id)), marks)
     return fold.figures(marks)
