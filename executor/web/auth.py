@@ -111,9 +111,10 @@ class Guard:
             given = authorization[7:].strip().encode()
         if not hmac.compare_digest(given, self._token):
             recent.append(now)
-            if len(self.failures) > 10_000:  # bounded: forget the quietest addresses
-                for key in [k for k, v in self.failures.items() if not v][:5000]:
-                    del self.failures[key]
+            if len(self.failures) > 10_000:  # bounded: forget addresses with no failure this minute
+                for key in list(self.failures):
+                    if not self._recent(key, now):
+                        del self.failures[key]
             return Verdict.UNAUTHORIZED
         if method not in _SAFE_METHODS and content_type != "application/json":
             return Verdict.BAD_TYPE
