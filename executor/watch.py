@@ -4,7 +4,8 @@
 finished reconciliation runs, the balances. It keeps a ``figures.PnlFold`` per period
 (``run``, ``day``, ``all``), the positions per base asset, the last fills and a bounded series
 of equity at mark, and tells listeners of each new fill and reconciliation (the alerts).
-Memory stays bounded: the folds keep only their books, not the fills.
+Memory stays bounded: the folds keep only their books, not the fills, and folding afresh
+reads the ledger a page at a time per symbol.
 
 A fill that arrives out of (time, trade id) order for its symbol, or a new UTC day, makes
 the affected fold start again from the ledger, so the figures always equal ``figures.pnl``
@@ -18,7 +19,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -103,27 +104,55 @@ class LedgerWatch:
                 "day": PnlFold(self.pairs, period="day", since_ms=period_start_ms("day", now)),
                 "all": PnlFold(self.pairs, period="all")}
 
-    async def _all_fills(self) -> list[FillRow]:
-        out: list[FillRow] = []
-        after = 0
+    async def _timed_pages(self, symbol: str) -> AsyncIterator[list[FillRow]]:
+        after: tuple[int, int] | None = None
         while True:
-            page = await self.store.fills_after(after, limit=PAGE)
-            out.extend(page)
+            page = await self.store.fills_in_time_order(symbol, after, limit=PAGE)
+            if page:
+                yield page
             if len(page) < PAGE:
-                return out
-            after = page[-1].id
+                return
+            last = page[-1]
+            after = (last.time_ms, last.trade_id)
 
     async def _rebuild_all(self) -> None:
-        fills = await self._all_fills()
-        fills.sort(key=lambda f: (f.time_ms, f.trade_id))
+        """Fold every fill again, one symbol at a time, a page at a time (memory stays bounded
+        by the page size whatever the ledger's size)."""
         marks = self.marks()
-        self.folds = self._new_folds()
-        for fold in self.folds.values():
-            fold.add_many(fills, marks)
-        self.positions = positions(fills, self.pairs)
+        watermark = await self.store.max_fill_id()
+        folds = self._new_folds()
+        held: dict[str, Decimal] = {}
+        untimed: dict[str, list[FillRow]] = {}
+        for f in await self.store.untimed_fills():
+            untimed.setdefault(f.symbol, []).append(f)
+        for symbol in self.pairs:
+            extra = sorted(untimed.get(symbol, []), key=lambda f: (f.time_ms, f.trade_id))
+            pages = self._timed_pages(symbol)
+            async for page in pages:
+                # Fills without a trade time are ordered by arrival among the timed ones.
+                merged = page
+                if extra:
+                    cut = (page[-1].time_ms, page[-1].trade_id)
+                    early = [f for f in extra if (f.time_ms, f.trade_id) <= cut]
+                    extra = extra[len(early):]
+                    merged = sorted([*page, *early], key=lambda f: (f.time_ms, f.trade_id))
+                self._fold_page(folds, held, merged, marks, watermark)
+            self._fold_page(folds, held, extra, marks, watermark)
+        self.folds = folds
+        self.positions = held
         self.recent.clear()
-        self.recent.extend(sorted(fills, key=lambda f: (f.time_ms, f.id))[-(self.recent.maxlen or 0):])
-        self.last_fill_id = max((f.id for f in fills), default=self.last_fill_id)
+        latest = [f for f in await self.store.recent_fills(self.recent.maxlen or 0) if f.id <= watermark]
+        self.recent.extend(sorted(latest, key=lambda f: (f.time_ms, f.id)))
+        self.last_fill_id = max(watermark, self.last_fill_id)
+
+    def _fold_page(self, folds: dict[str, PnlFold], held: dict[str, Decimal], page: list[FillRow],
+                   marks: Mapping[str, Decimal], watermark: int) -> None:
+        # Rows stored after the watermark are left to the next poll (it reads by id).
+        rows = [f for f in page if f.id <= watermark]
+        for fold in folds.values():
+            fold.add_many(rows, marks)
+        for asset, change in positions(rows, self.pairs).items():
+            held[asset] = held.get(asset, ZERO) + change
 
     async def poll(self) -> None:
         """One round: new fills, finished reconciliations, balances and the equity series."""

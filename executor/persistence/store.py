@@ -793,6 +793,39 @@ class Store:
 
         return await self._read(fn)
 
+    async def fills_in_time_order(
+        self, symbol: str, after: tuple[int, int] | None = None, *, limit: int = 5000
+    ) -> list[FillRecord]:
+        """One page of ``symbol``'s fills in (trade time, trade id) order, after the key
+        ``after`` (keyset paging on the (symbol, trade_ms) index; fills without a trade time
+        are left out: ``untimed_fills`` has them)."""
+
+        def fn(conn: Connection) -> list[FillRecord]:
+            c = fills_t.c
+            q = sa.select(fills_t).where(c.symbol == symbol, c.trade_ms.is_not(None))
+            if after is not None:
+                t, trade = after
+                q = q.where(sa.or_(c.trade_ms > t, sa.and_(c.trade_ms == t, c.trade_id > trade)))
+            q = q.order_by(c.trade_ms, c.trade_id).limit(limit)
+            return [_fill(r) for r in conn.execute(q)]
+
+        return await self._read(fn)
+
+    async def untimed_fills(self) -> list[FillRecord]:
+        """Fills stored without an exchange trade time (rare: placed by when they arrived)."""
+
+        def fn(conn: Connection) -> list[FillRecord]:
+            q = sa.select(fills_t).where(fills_t.c.trade_ms.is_(None)).order_by(fills_t.c.id)
+            return [_fill(r) for r in conn.execute(q)]
+
+        return await self._read(fn)
+
+    async def max_fill_id(self) -> int:
+        def fn(conn: Connection) -> int:
+            return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(fills_t.c.id), 0))).scalar_one())
+
+        return await self._read(fn)
+
     async def recent_orders(self, limit: int = 100, *, open_only: bool = False) -> list[OrderRecord]:
         """The newest orders first (``open_only``: those whose outcome is still open)."""
 
