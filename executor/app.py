@@ -7,7 +7,8 @@ the ledger (migrated, a run row opened), the REST gateway (clock synced), the li
 (``preflight.ensure_live_ready``, before anything can be sent), exchangeInfo (the traded
 symbols' filters), the market streams (spot bookTicker and USDⓈ-M markPrice@1s), the
 reconciler and the spot user stream (whose first subscription runs the start-up gap fill),
-the scheduler's jobs, then the strategy loop and the live status.
+the scheduler's jobs, then the strategy loop, the live status, and the oversight
+(``executor.oversight``: operator controls, alerts and the web server when configured).
 
 Stop (SIGINT/SIGTERM, ``--duration`` or an error), each step bounded by ``shutdown.Shutdown``:
 strategy off, orders in flight settled, our open orders cancelled (``orders.cancel_on_shutdown``),
@@ -124,6 +125,7 @@ class Bot:
         self._clients: list[Any] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._status_stop = asyncio.Event()
+        self.oversight: Any = None  # executor.oversight.Oversight: controls, alerts, web
         self.started = False
 
     # ------------------------------------------------------------------ start
@@ -135,6 +137,10 @@ class Bot:
         # The strategy first: a bad parameter must stop us before anything connects.
         self.strategy = load_strategy(cfg.strategy)
         self._check_futures_keys()
+        from executor.oversight import Oversight
+
+        self.oversight = Oversight(self)  # alert secrets and the web token are checked here
+        await self.oversight.bind()  # the web port, if configured: in use -> ConfigError now
         await self._open_ledger()
         await self._open_gateway()
         await self._load_rules()
@@ -145,6 +151,7 @@ class Bot:
         assert self.loop is not None
         self.loop.start()
         self._start_status()
+        await self.oversight.start()
         self.started = True
         log.info("bot running: run %s, %s, symbols %s, strategy %s", self.run_id, self.venue.describe(),
                  ", ".join(self.symbols), cfg.strategy.path)
@@ -485,6 +492,8 @@ class Bot:
         if self.store is not None and self.run_id is not None:
             await step("close run row",
                        self.store.finish_run(self.run_id, ended=ended, reason=reason or None), 5)
+        if self.oversight is not None:
+            await step("stop web and alerts", self.oversight.stop(ended, reason), 8)
         self._status_stop.set()
         for task in self._tasks:
             if task.get_name() == "status":

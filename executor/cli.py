@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--live", action="store_true", help="confirm a live-money run")
         p.add_argument("--log-json", action="store_true", help="write JSON log lines")
         p.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
+        p.add_argument("--web", metavar="HOST:PORT",
+                       help="serve the dashboard, control API and /metrics here (e.g. 127.0.0.1:8787); "
+                       "see [web] in the config")
 
     sim = sub.add_parser("sim", help="run the embedded exchange standalone",
                          description="Start the embedded Binance-compatible exchange and print "
@@ -126,7 +129,18 @@ def _overrides(args: argparse.Namespace) -> dict:
         log["level"] = args.log_level.upper()
     if log:
         over["logging"] = log
+    if getattr(args, "web", None):
+        over["web"] = _web_address(args.web)
     return over
+
+
+def _web_address(text: str) -> dict:
+    """``--web HOST:PORT`` (``[::1]:PORT`` for IPv6) as ``[web]`` overrides."""
+    host, sep, port = text.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"--web: expected HOST:PORT such as 127.0.0.1:8787, got {text!r}")
+    return {"enabled": True, "host": host, "port": int(port)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -104,6 +104,34 @@ MARKET_DATA_VENUES = ("same", "sim", "testnet", "demo", "live")
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """The dashboard and control API (``executor.web``); off unless enabled or ``--web``."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"          # another address is allowed, with a warning at start
+    port: int = 8787                 # 0: a free port
+    token_file: str = "data/web-token"  # used when BX_WEB_TOKEN is not set (written 0600)
+    max_auth_failures: int = 20      # per client address and minute; more answer 429
+    update_ms: int = 500             # live updates to the dashboard at most this often
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """Alerts (``executor.alerts``). Secrets come from the environment: BX_ALERT_WEBHOOK_URL,
+    BX_TELEGRAM_BOT_TOKEN, BX_TELEGRAM_CHAT_ID."""
+
+    webhook: bool = False
+    telegram: bool = False
+    telegram_base_url: str = "https://api.telegram.org"
+    fills: bool = False              # one alert per fill
+    stale_after_s: int = 30          # a stream silent this long is reported (once until it recovers)
+    daily_summary: bool = True       # at 00:00 UTC: the day's PnL, fills and orders
+    retries: int = 4                 # delivery attempts after the first
+    dead_log_interval_s: int = 300   # a failing channel is logged at most once per interval
+    queue_size: int = 1000
+
+
+@dataclass(frozen=True)
 class SimPorts:
     spot_rest: int
     spot_stream: int
@@ -138,6 +166,8 @@ class Config:
     logging: LoggingConfig
     sim: SimConfig
     market_data: MarketDataConfig = field(default_factory=MarketDataConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
     sources: tuple[str, ...] = ()
 
 
@@ -267,6 +297,17 @@ def _validate(cfg: Config, where: Any) -> None:
             raise ConfigError(f"{where('logging.levels.' + name)}: 'logging.levels.{name}' must be "
                               "DEBUG, INFO, WARNING or ERROR")
     _validate_market_data(cfg, where)
+    if not 0 <= cfg.web.port <= 65535:
+        raise ConfigError(f"{where('web.port')}: 'web.port' must be 0..65535")
+    if not cfg.web.host.strip():
+        raise ConfigError(f"{where('web.host')}: 'web.host' must name an address, e.g. \"127.0.0.1\"")
+    if cfg.web.update_ms < 100:
+        raise ConfigError(f"{where('web.update_ms')}: 'web.update_ms' must be at least 100")
+    if cfg.web.max_auth_failures < 1:
+        raise ConfigError(f"{where('web.max_auth_failures')}: 'web.max_auth_failures' must be at least 1")
+    if cfg.alerts.stale_after_s < 1 or cfg.alerts.queue_size < 1 or cfg.alerts.retries < 0:
+        raise ConfigError(f"{where('alerts')}: 'alerts.stale_after_s' and 'alerts.queue_size' must be "
+                          "at least 1, 'alerts.retries' 0 or more")
 
 
 def _validate_market_data(cfg: Config, where: Any) -> None:

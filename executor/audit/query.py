@@ -191,6 +191,7 @@ class AuditDB:
             tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.Error as exc:
             raise AuditError(f"cannot read {path}: {exc}") from None
+        self.tables = tables
         missing = {"orders", "fills", "balance_events", "reconciliation_runs", "runs"} - tables
         if missing:
             raise AuditError(
@@ -251,6 +252,15 @@ class AuditDB:
                 row[k] = orjson.loads(row[k]) if row[k] else ([] if k == "discrepancies" else {})
             out.append(row)
         return out
+
+    def operator_actions(self, scope: Scope) -> list[dict[str, Any]]:
+        """Pause, resume, cancel-all and kill, with when and from where (none before 0004)."""
+        if "operator_actions" not in self.tables:
+            return []
+        where, params = scope.where("at_ms", symbol_col=None)
+        cols = ("id", "run_id", "at_ms", "action", "source", "detail")
+        sql = f"SELECT {', '.join(cols)} FROM operator_actions{where} ORDER BY id"
+        return [dict(zip(cols, r, strict=True)) for r in self.conn.execute(sql, params)]
 
     # -- orders and fills
 

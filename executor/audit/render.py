@@ -239,6 +239,8 @@ def render_table(rep: AuditReport) -> str:
         )
     out.append("")
     out.extend(_recon_lines(rep.reconciliations))
+    out.append("")
+    out.extend(_operator_lines(rep.operator_actions))
     if rep.notes:
         out.append("")
         out.extend(f"note: {n}" for n in rep.notes)
@@ -274,6 +276,17 @@ def _recon_lines(recon: Sequence[dict[str, Any]]) -> list[str]:
         out.append(f"  discrepancies ({len(disc)}):")
         out.extend(f"    #{rid}: {_disc_text(d)}" for rid, d in disc)
     out.extend(f"  error in #{rid}: {e}" for rid, e in errors)
+    return out
+
+
+def _operator_lines(actions: Sequence[dict[str, Any]]) -> list[str]:
+    if not actions:
+        return ["OPERATOR ACTIONS: none recorded"]
+    rows = [[str(a["id"]), str(a["run_id"] or "-"), fmt_ms(a["at_ms"]), a["action"], a["source"],
+             a["detail"] or ""] for a in actions]
+    out = [f"OPERATOR ACTIONS ({len(actions)})"]
+    out.extend("  " + line for line in _table(rows, ["id", "run", "at", "action", "source", "detail"],
+                                              right_from=99))
     return out
 
 
@@ -313,6 +326,7 @@ def report_dict(rep: AuditReport) -> dict[str, Any]:
         "by_run": [_symbol_dict(r) for r in rep.by_run],
         "totals_by_quote": _plain(rep.totals_by_quote),
         "reconciliations": _plain(rep.reconciliations),
+        "operator_actions": _plain(rep.operator_actions),
         "notes": rep.notes,
     }
 

@@ -116,6 +116,7 @@ class AuditReport:
     reconciliations: list[dict[str, Any]]
     totals_by_quote: dict[str, dict[str, Decimal]]
     notes: list[str]
+    operator_actions: list[dict[str, Any]] = field(default_factory=list)
     orders: list[OrderRow] = field(default_factory=list, repr=False)
     fills: list[FillRow] = field(default_factory=list, repr=False)
     fill_slippage: dict[int, tuple[Decimal | None, Decimal | None]] = field(default_factory=dict, repr=False)
@@ -249,6 +250,7 @@ def build_report(
         reconciliations=db.reconciliations(scope),
         totals_by_quote={q: dict(v) for q, v in totals.items()},
         notes=notes,
+        operator_actions=db.operator_actions(scope),
         orders=orders,
         fills=fills,
         fill_slippage=per_fill,

@@ -26,6 +26,9 @@ For each ``Place`` (``submit`` decides synchronously, then one task does the I/O
 cancel is resolved by querying the order. ``Replace`` cancels first and places the new order
 only once the old one is confirmed CANCELED (if it filled meanwhile, nothing is placed).
 
+Pause (``paused``, set by ``executor.control``): Place and Replace are refused at intake,
+quietly (counted under ``counts["paused"]``); cancels and the orders already working go on.
+
 Kill switch: ``cancel_all_ours`` cancels every working order of ours (tracked ones and any
 open order on the exchange whose client id has our prefix) and never touches others; the
 risk checks refuse new orders while the switch is engaged.
@@ -44,6 +47,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
+from executor import metrics
 from executor.core.filters import SymbolRules
 from executor.core.ids import ClientIdFactory, is_ours
 from executor.core.intents import (
@@ -89,6 +93,9 @@ class ResolveTiming:
     first_s: float = 0.1
     max_s: float = 5.0
     not_found_grace_s: float = 3.0
+
+
+_PAUSED = Refused("paused by the operator", "paused")
 
 
 def _ms() -> int:
@@ -159,6 +166,9 @@ class OrderManager:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._resolving: set[str] = set()
         self.accepting = True
+        # An operator's pause (executor.control): new orders are refused quietly (counted, not
+        # logged or recorded per intent: the pause itself is in the ledger); cancels still go.
+        self.paused = False
         self.counts: Counter[str] = Counter()
         self.refusals: Counter[str] = Counter()
         # Last send per order (monotonic), for the -2013 grace.
@@ -177,6 +187,9 @@ class OrderManager:
         Returns ``ALLOWED`` when the intent was taken (a Place is then tracked, PENDING_SEND)
         or ``Refused`` (logged, recorded in the ledger by a task, nothing sent).
         """
+        if isinstance(intent, Place | Replace) and self.paused:
+            self.counts["paused"] += 1
+            return _PAUSED
         if isinstance(intent, Place):
             if not self.accepting:
                 return self._refuse(intent, "the order manager is stopping", "stopping")
@@ -275,6 +288,9 @@ class OrderManager:
             return
         params = req.params()
         params["newOrderRespType"] = self._resp_type
+        st = self.market.get(req.symbol)
+        if st is not None and st.book_recv_mono is not None:
+            metrics.observe_tick_to_order(time.monotonic() - st.book_recv_mono)
         self._sent_at[cid] = self._clock()
         self.counts["sent"] += 1
         sent_ms = _ms()
@@ -303,6 +319,9 @@ class OrderManager:
         cid = req.client_order_id
         if isinstance(outcome, Accepted):
             self.counts["accepted"] += 1
+            order = self.tracker.get(cid)
+            if order is not None:
+                metrics.observe_decision_to_ack(self._clock() - order.placed_at)
             await self._apply_response(outcome.response, cid)
         elif isinstance(outcome, Rejected):
             self.counts["rejected"] += 1
@@ -475,7 +494,7 @@ class OrderManager:
             log.info("replace of %s: old order is %s, new order not placed", intent.client_order_id,
                      old.status.value if old else "gone")
             return
-        if self.accepting:
+        if self.accepting and not self.paused:
             await self.place(intent.place)
 
     async def cancel_all_ours(self, reason: str, *, include_exchange: bool = True) -> int:

@@ -66,6 +66,7 @@ from executor.persistence.models import (
     PENDING_SEND,
     SENT,
     STATUS_RANK,
+    OperatorAction,
 )
 from executor.persistence.records import OrderRecord
 from executor.persistence.status_merge import _OrderState as _OrderState  # re-exported for tests
@@ -95,6 +96,8 @@ from executor.persistence.types import json_dumps, now_ms
 from executor.persistence.write_lock import _WriteLock
 
 T = TypeVar("T")
+
+operator_t = OperatorAction.__table__
 
 # IN (open statuses) rather than NOT IN (finals): the former seeks ix_orders_status.
 _OPEN_STATUSES = sorted(s for s in STATUS_RANK if s not in FINAL_STATUSES)
@@ -753,6 +756,117 @@ class Store:
             ).scalar_one()
 
         return await self._write(fn)
+
+
+    # -- operator actions and the live views (executor.watch, executor.web)
+
+    async def add_operator_action(
+        self, action: str, source: str, detail: str | None = None, *, at_ms: int | None = None
+    ) -> int:
+        """Record an operator's action (pause, resume, cancel-all, kill) on this run."""
+        at = at_ms if at_ms is not None else self.clock()
+
+        def fn(conn: Connection) -> int:
+            return conn.execute(
+                sa.insert(operator_t)
+                .values(run_id=self.run_id, at_ms=at, action=action, source=source, detail=detail)
+                .returning(operator_t.c.id)
+            ).scalar_one()
+
+        return await self._write(fn)
+
+    async def operator_actions(self, *, run_id: int | None = None) -> list[dict[str, Any]]:
+        def fn(conn: Connection) -> list[dict[str, Any]]:
+            q = sa.select(operator_t)
+            if run_id is not None:
+                q = q.where(operator_t.c.run_id == run_id)
+            return [dict(r._mapping) for r in conn.execute(q.order_by(operator_t.c.id))]
+
+        return await self._read(fn)
+
+    async def fills_after(self, after_id: int = 0, *, limit: int = 5000) -> list[FillRecord]:
+        """Fills stored after row id ``after_id``, in id order (a live reader pages with this)."""
+
+        def fn(conn: Connection) -> list[FillRecord]:
+            q = sa.select(fills_t).where(fills_t.c.id > after_id).order_by(fills_t.c.id).limit(limit)
+            return [_fill(r) for r in conn.execute(q)]
+
+        return await self._read(fn)
+
+    async def fills_in_time_order(
+        self, symbol: str, after: tuple[int, int] | None = None, *, limit: int = 5000
+    ) -> list[FillRecord]:
+        """One page of ``symbol``'s fills in (trade time, trade id) order, after the key
+        ``after`` (keyset paging on the (symbol, trade_ms) index; fills without a trade time
+        are left out: ``untimed_fills`` has them)."""
+
+        def fn(conn: Connection) -> list[FillRecord]:
+            c = fills_t.c
+            q = sa.select(fills_t).where(c.symbol == symbol, c.trade_ms.is_not(None))
+            if after is not None:
+                t, trade = after
+                q = q.where(sa.or_(c.trade_ms > t, sa.and_(c.trade_ms == t, c.trade_id > trade)))
+            q = q.order_by(c.trade_ms, c.trade_id).limit(limit)
+            return [_fill(r) for r in conn.execute(q)]
+
+        return await self._read(fn)
+
+    async def untimed_fills(self) -> list[FillRecord]:
+        """Fills stored without an exchange trade time (rare: placed by when they arrived)."""
+
+        def fn(conn: Connection) -> list[FillRecord]:
+            q = sa.select(fills_t).where(fills_t.c.trade_ms.is_(None)).order_by(fills_t.c.id)
+            return [_fill(r) for r in conn.execute(q)]
+
+        return await self._read(fn)
+
+    async def max_fill_id(self) -> int:
+        def fn(conn: Connection) -> int:
+            return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(fills_t.c.id), 0))).scalar_one())
+
+        return await self._read(fn)
+
+    async def recent_orders(self, limit: int = 100, *, open_only: bool = False) -> list[OrderRecord]:
+        """The newest orders first (``open_only``: those whose outcome is still open)."""
+
+        def fn(conn: Connection) -> list[OrderRecord]:
+            q = sa.select(orders_t)
+            if open_only:
+                q = q.where(orders_t.c.status.in_(_OPEN_STATUSES))
+            q = q.order_by(orders_t.c.id.desc()).limit(limit)
+            return [_record(OrderRecord, r) for r in conn.execute(q)]
+
+        return await self._read(fn)
+
+    async def runs(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest runs first."""
+
+        def fn(conn: Connection) -> list[dict[str, Any]]:
+            q = sa.select(runs_t).order_by(runs_t.c.id.desc()).limit(limit)
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+        return await self._read(fn)
+
+    async def reconciliations_after(self, after_id: int = 0, *, limit: int = 100) -> list[dict[str, Any]]:
+        """Finished reconciliation runs after row id ``after_id``, oldest first."""
+
+        def fn(conn: Connection) -> list[dict[str, Any]]:
+            q = (
+                sa.select(recon_t)
+                .where(recon_t.c.id > after_id, recon_t.c.outcome != "running")
+                .order_by(recon_t.c.id)
+                .limit(limit)
+            )
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+        return await self._read(fn)
+
+    async def recent_reconciliations(self, limit: int = 50) -> list[dict[str, Any]]:
+        def fn(conn: Connection) -> list[dict[str, Any]]:
+            q = sa.select(recon_t).order_by(recon_t.c.id.desc()).limit(limit)
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+        return await self._read(fn)
 
 
 def config_hash(obj: Any) -> str:
