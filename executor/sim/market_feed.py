@@ -213,6 +213,11 @@ class MarketFeed:
         self._subscribers.append(sub)
         return lambda: self._subscribers.remove(sub) if sub in self._subscribers else None
 
+    @property
+    def subscriber_count(self) -> int:
+        """Connections attached now (tests wait for theirs before trading)."""
+        return len(self._subscribers)
+
     def _wanted(self) -> dict[str, StreamSpec]:
         out: dict[str, StreamSpec] = {}
         for sub in self._subscribers:

@@ -414,16 +414,18 @@ class Tape:
         open time within [start, end]; neither: the most recent ``limit``."""
         if interval not in INTERVALS:
             raise ValueError(f"unknown interval {interval!r}")
+        # ``end`` bounds candle open times: the candle opening at ``end`` is taken whole.
+        hi = bucket_close(interval, bucket_open(interval, end, offset_ms), offset_ms) if end is not None else None
         if interval == "1s":
             lo = bucket_open("1s", start) if start is not None else None
             trades = [t for t in self.symbols[symbol].trades
-                      if (lo is None or t.time >= lo) and (end is None or t.time <= end)]
+                      if (lo is None or t.time >= lo) and (hi is None or t.time <= hi)]
             out = candles_from_trades(trades, "1s", offset_ms)
         else:
             minutes = self.symbols[symbol].minutes
             lo = bucket_open(interval, start, offset_ms) if start is not None else None
             rows = [m for m in minutes
-                    if (lo is None or m.open_time >= lo) and (end is None or m.open_time <= end)]
+                    if (lo is None or m.open_time >= lo) and (hi is None or m.open_time <= hi)]
             out = []
             for m in rows:
                 b = bucket_open(interval, m.open_time, offset_ms)
