@@ -415,7 +415,7 @@ class Tape:
         if interval not in INTERVALS:
             raise ValueError(f"unknown interval {interval!r}")
         # ``end`` bounds candle open times: the candle opening at ``end`` is taken whole.
-        hi = bucket_close(interval, bucket_open(interval, end, offset_ms), offset_ms) if end is not None else None
+        hi = None if end is None else bucket_close(interval, bucket_open(interval, end, offset_ms), offset_ms)
         if interval == "1s":
             lo = bucket_open("1s", start) if start is not None else None
             trades = [t for t in self.symbols[symbol].trades

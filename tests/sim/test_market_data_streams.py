@@ -65,7 +65,7 @@ async def test_trade_and_agg_trade_streams_follow_the_tape(sim: Any) -> None:
     by_id = {r.id: r for r in rows}
     for a in aggs:
         assert D(a["q"]) == sum(by_id[i].qty for i in range(a["f"], a["l"] + 1))
-    assert [a["f"] for a in aggs][0] == rows[0].id and aggs[-1]["l"] == rows[-1].id
+    assert aggs[0]["f"] == rows[0].id and aggs[-1]["l"] == rows[-1].id
 
 
 async def recv_until_registered(sim: Any, timeout: float = 5.0) -> None:
@@ -118,8 +118,9 @@ async def test_tickers_and_avg_price_streams(sim: Any, client: Any) -> None:
     same_keys(got["avgPrice"], "stream_avgPrice")
     rest = await client.get_ticker(symbol="BTCUSDT")
     t = got["ticker"]
-    assert (t["c"], t["o"], t["h"], t["l"], t["v"], t["n"]) == (
-        rest["lastPrice"], rest["openPrice"], rest["highPrice"], rest["lowPrice"], rest["volume"], rest["count"])
+    assert (t["c"], t["o"], t["h"], t["l"], t["v"], t["n"]) == (rest["lastPrice"], rest["openPrice"],
+                                                               rest["highPrice"], rest["lowPrice"],
+                                                               rest["volume"], rest["count"])
     assert got["miniTicker"]["q"] == rest["quoteVolume"]
     assert got["avgPrice"]["w"] == (await client.get_avg_price(symbol="BTCUSDT"))["price"]
 
@@ -136,7 +137,8 @@ async def test_partial_depth_stream(sim: Any) -> None:
 
 
 @pytest.mark.sim_options(book_update_hz=0, time_scale=10)
-async def test_local_book_from_diff_stream_equals_the_exchange_after_10000_updates(sim: Any, client: Any) -> None:
+async def test_local_book_from_diff_stream_equals_the_exchange_after_10000_updates(sim: Any,
+                                                                                   client: Any) -> None:
     ex = sim.exchange
     buffered: list[dict[str, Any]] = []
     local_u = -1
