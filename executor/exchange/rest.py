@@ -53,6 +53,7 @@ COSTS: dict[str, Cost] = {
     "openOrders.all": Cost(weight=80),
     "myTrades": Cost(weight=20),
     "account": Cost(weight=20),
+    "account.commission": Cost(weight=20),
     "exchangeInfo": Cost(weight=20),
     "time": Cost(weight=1),
 }
@@ -284,6 +285,12 @@ class RestGateway:
 
     async def account(self) -> dict[str, Any]:
         return await self._read("account", COSTS["account"], self._client.get_account)
+
+    async def commission(self, symbol: str) -> dict[str, Any]:
+        """GET /api/v3/account/commission: the account's commission rates on ``symbol``."""
+        return await self._read("account.commission", COSTS["account.commission"],
+                                lambda: self._client._request_api("get", "account/commission", signed=True,
+                                                                  data={"symbol": symbol}, version="v3"))
 
     async def exchange_info(self, symbols: Iterable[str] | None = None) -> dict[str, Any]:
         """GET /api/v3/exchangeInfo (optionally for some symbols); adopts its rateLimits."""

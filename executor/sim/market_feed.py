@@ -303,9 +303,11 @@ class MarketFeed:
         if candle is None:
             # No trade yet in this interval: Binance shows it flat at the last price, empty.
             prev = self.tape.last_trade(spec.symbol)
-            if prev is None:
-                return
-            p = prev.price
+            if prev is not None:
+                p = prev.price
+            else:
+                book = self.market.book(spec.symbol)
+                p = (book.bid + book.ask) / 2
             start = current_open
             candle = Candle(start, bucket_close(spec.interval, start, spec.offset_ms), p, p, p, p)
         self._kline_open[spec.name] = candle
