@@ -51,6 +51,7 @@ STREAM_RE = re.compile(
     r"|kline_(?P<iv>1s|1m|3m|5m|15m|30m|1h|2h|4h|6h|8h|12h|1d|3d|1w|1M)(?:@(?P<tz>[+-]\d{2}:\d{2}))?"
     r"|depth(?P<levels>5|10|20)?(?:@(?P<speed>100ms|1000ms))?)$")
 MIN_WALL_S = 0.01
+MAX_PENDING_LEVELS = 20_000
 
 
 class Subscriber(Protocol):
@@ -121,6 +122,12 @@ class DepthTracker:
 
     def on_book(self, book: Book) -> None:
         old_bids, old_asks, _ = self.levels.get(book.symbol, ({}, {}, book.u - 1))
+        for fast in (False, True):
+            acc = self.pending.get((book.symbol, fast))
+            if acc is not None and len(acc.bids) + len(acc.asks) > MAX_PENDING_LEVELS:
+                # Nobody has taken these diffs for long (the pusher is not running): drop them.
+                # A subscriber then sees U jump past its book and resyncs, as documented.
+                del self.pending[(book.symbol, fast)]
         bids, asks = _levels(book, "bid"), _levels(book, "ask")
         self.levels[book.symbol] = (bids, asks, book.u)
         for fast in (False, True):

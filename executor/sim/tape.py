@@ -418,9 +418,8 @@ class Tape:
         hi = None if end is None else bucket_close(interval, bucket_open(interval, end, offset_ms), offset_ms)
         if interval == "1s":
             lo = bucket_open("1s", start) if start is not None else None
-            trades = [t for t in self.symbols[symbol].trades
-                      if (lo is None or t.time >= lo) and (hi is None or t.time <= hi)]
-            out = candles_from_trades(trades, "1s", offset_ms)
+            out = candles_from_trades(self._trades_between(symbol, lo, hi, limit if start is None else None),
+                                      "1s", offset_ms)
         else:
             minutes = self.symbols[symbol].minutes
             lo = bucket_open(interval, start, offset_ms) if start is not None else None
@@ -438,6 +437,29 @@ class Tape:
         if start is None:
             return out[-limit:]
         return out[:limit]
+
+    def _trades_between(self, symbol: str, lo: int | None, hi: int | None,
+                        newest_seconds: int | None) -> list[TapeTrade]:
+        """Trades with time in [lo, hi], scanned from the newest back (recent queries stay
+        cheap however long the tape); ``newest_seconds`` stops after that many distinct
+        seconds (the most recent 1s candles)."""
+        out: list[TapeTrade] = []
+        seconds = 0
+        last_second = None
+        for t in reversed(self.symbols[symbol].trades):
+            if hi is not None and t.time > hi:
+                continue
+            if lo is not None and t.time < lo:
+                break
+            second = t.time // SECOND_MS
+            if second != last_second:
+                if newest_seconds is not None and seconds >= newest_seconds:
+                    break
+                seconds += 1
+                last_second = second
+            out.append(t)
+        out.reverse()
+        return out
 
     def current_candle(self, symbol: str, interval: str, offset_ms: int = 0,
                        now: int | None = None) -> Candle | None:
