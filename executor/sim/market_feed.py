@@ -23,6 +23,7 @@ computed once per push for all subscribers.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from executor.sim.tape import (
     parse_time_zone,
 )
 
+log = logging.getLogger(__name__)
 PARTIAL_LEVELS = (5, 10, 20)
 STREAM_RE = re.compile(
     r"^(?P<sym>[a-z0-9]+)@(?P<kind>trade|aggTrade|miniTicker|ticker|avgPrice|bookTicker"
@@ -324,7 +326,11 @@ class MarketFeed:
         """Background pusher: every 100 ms of sim time (at least 10 ms of wall time)."""
         while True:
             await asyncio.sleep(max(self.clock.wall_seconds(0.1), MIN_WALL_S))
-            self.push()
+            try:
+                self.push()
+            except Exception:
+                # A bug in one payload must not silence every stream for the rest of the run.
+                log.exception("market feed: push failed; carrying on")
 
 
 __all__ = ["INTERVALS", "MarketFeed", "StreamSpec", "parse_stream"]

@@ -107,11 +107,15 @@ async def test_tickers_and_avg_price_streams(sim: Any, client: Any) -> None:
     async with websockets.connect(sim.urls.spot_stream + "stream?streams=" + names) as ws:
         await recv_until_registered(sim)
         ticks(sim, 80)
+        tape = sim.exchange.tape.recent("BTCUSDT", 1000)
+        volume = sum(t.qty for t in tape)
         got: dict[str, dict[str, Any]] = {}
 
         def collect(msg: dict[str, Any]) -> bool:
+            # Frames pushed before the trades above may still be in flight: wait for current ones.
             got[msg["stream"].split("@")[1]] = msg["data"]
-            return len(got) == 3
+            return len(got) == 3 and got["ticker"]["n"] == len(tape) and \
+                D(got["miniTicker"]["v"]) == volume and got["avgPrice"]["T"] == tape[-1].time
         await recv_until(ws, collect)
     same_keys(got["miniTicker"], "stream_miniTicker")
     same_keys(got["ticker"], "stream_ticker")
@@ -125,11 +129,24 @@ async def test_tickers_and_avg_price_streams(sim: Any, client: Any) -> None:
     assert got["avgPrice"]["w"] == (await client.get_avg_price(symbol="BTCUSDT"))["price"]
 
 
-async def test_partial_depth_stream(sim: Any) -> None:
-    async with websockets.connect(sim.urls.spot_stream + "ws/btcusdt@depth5@100ms") as ws:
+@pytest.mark.sim_options(book_update_hz=0, time_scale=5)
+async def test_partial_depth_and_1000ms_diff_depth_streams(sim: Any) -> None:
+    url = sim.urls.spot_stream + "stream?streams=btcusdt@depth5@100ms/btcusdt@depth"
+    async with websockets.connect(url) as ws:
         await recv_until_registered(sim)
         ticks(sim, 3)
-        msg = await recv_until(ws, lambda m: "lastUpdateId" in m)
+        got: dict[str, dict[str, Any]] = {}
+
+        def both(m: dict[str, Any]) -> bool:
+            got.setdefault(m["stream"], m["data"])      # the first frame of each stream
+            return len(got) == 2
+        await recv_until(ws, both)
+        msg, first = got["btcusdt@depth5@100ms"], got["btcusdt@depth"]
+        ticks(sim, 2)
+        second = (await recv_until(ws, lambda m: m["stream"] == "btcusdt@depth"))["data"]
+    same_keys(first, "stream_depthUpdate")
+    assert first["e"] == "depthUpdate" and first["s"] == "BTCUSDT" and first["U"] <= first["u"]
+    assert second["U"] == first["u"] + 1 and second["u"] == sim.exchange.market.book("BTCUSDT").u
     same_keys(msg, "stream_depth_partial")
     prices = [D(p) for p, _ in msg["bids"]]
     assert prices == sorted(prices, reverse=True) and 1 <= len(prices) <= 5
