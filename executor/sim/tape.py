@@ -57,6 +57,10 @@ INTERVALS: dict[str, int] = {
     "8h": 8 * HOUR_MS, "12h": 12 * HOUR_MS, "1d": DAY_MS, "3d": 3 * DAY_MS, "1w": WEEK_MS, "1M": 0,
 }
 AVG_PRICE_MINS = 5
+# Memory bounds per symbol: about 2 h of trades at the default pace (6 a second), and 8 days
+# of minute candles (the 7 d rolling window plus a day).
+MAX_TRADES = 50_000
+MAX_MINUTES = 60 * 24 * 8
 
 
 @dataclass(slots=True)
@@ -248,8 +252,8 @@ class Tape:
     """Per-symbol trade tape of the embedded exchange (see the module docstring)."""
 
     def __init__(self, clock: SimClock, market: Market, next_trade_id: Callable[[str], int], *,
-                 seed: int = 7, trades_per_update: float = 0.3, max_trades: int = 100_000,
-                 max_minutes: int = 60 * 24 * 35) -> None:
+                 seed: int = 7, trades_per_update: float = 0.3, max_trades: int = MAX_TRADES,
+                 max_minutes: int = MAX_MINUTES) -> None:
         self.clock = clock
         self.market = market
         self._next_trade_id = next_trade_id
