@@ -112,17 +112,29 @@ class _DepthDiff:
 
 
 class DepthTracker:
-    """Per symbol: the book's levels as of its last update and the diffs not yet pushed
-    (one accumulator per push speed)."""
+    """Per symbol with a diff-depth subscriber (``active``): the book's levels as of its last
+    update and the diffs not yet pushed (one accumulator per push speed). Symbols nobody
+    follows cost nothing; a symbol becoming active starts from its book at that moment."""
 
     def __init__(self, market: Market) -> None:
         self.market = market
         self.levels: dict[str, tuple[dict[Decimal, Decimal], dict[Decimal, Decimal], int]] = {}
         self.pending: dict[tuple[str, bool], _DepthDiff] = {}
-        for sym, book in market.books.items():
+        self.active: set[str] = set()
+
+    def set_active(self, symbols: set[str]) -> None:
+        for sym in symbols - self.active:
+            book = self.market.book(sym)
             self.levels[sym] = (_levels(book, "bid"), _levels(book, "ask"), book.u)
+        for sym in self.active - symbols:
+            self.levels.pop(sym, None)
+            self.pending.pop((sym, True), None)
+            self.pending.pop((sym, False), None)
+        self.active = set(symbols)
 
     def on_book(self, book: Book) -> None:
+        if book.symbol not in self.active:
+            return
         old_bids, old_asks, _ = self.levels.get(book.symbol, ({}, {}, book.u - 1))
         for fast in (False, True):
             acc = self.pending.get((book.symbol, fast))
@@ -219,8 +231,22 @@ class MarketFeed:
 
     # -- subscribers ----------------------------------------------------------------------------
     def attach(self, sub: Subscriber) -> Callable[[], None]:
+        """Register a connection; call ``refresh`` after its subscriptions change (``push``
+        also does, every 100 ms)."""
         self._subscribers.append(sub)
-        return lambda: self._subscribers.remove(sub) if sub in self._subscribers else None
+        self.refresh()
+
+        def detach() -> None:
+            if sub in self._subscribers:
+                self._subscribers.remove(sub)
+            self.refresh()
+        return detach
+
+    def refresh(self) -> dict[str, StreamSpec]:
+        """Re-read every connection's subscriptions; start or stop following diff depth."""
+        wanted = self._wanted() if self._subscribers else {}
+        self.depth.set_active({s.symbol for s in wanted.values() if s.kind == "depth"})
+        return wanted
 
     @property
     def subscriber_count(self) -> int:
@@ -263,8 +289,8 @@ class MarketFeed:
         """One round: push every periodic stream whose period has come round."""
         now = self.clock.now_ms() if now is None else now
         fast, second, two = self._due(100, now), self._due(1000, now), self._due(2000, now)
-        wanted = self._wanted() if self._subscribers else {}
-        depth_symbols = {s.symbol for s in wanted.values() if s.kind == "depth"}
+        wanted = self.refresh()
+        depth_symbols = self.depth.active
         for sym in self._symbols:
             # Diffs accumulate whether or not anyone listens; an unheard push is dropped.
             for speed, due in ((True, fast), (False, second)):
@@ -280,9 +306,10 @@ class MarketFeed:
                 continue
             if spec.kind == "partial":
                 if (spec.fast and fast) or (not spec.fast and second):
-                    bids, asks, u = self.depth.levels[spec.symbol]
-                    self._deliver(name, {"lastUpdateId": u, "bids": _pairs(bids, True, spec.levels),
-                                         "asks": _pairs(asks, False, spec.levels)})
+                    book = self.market.book(spec.symbol)
+                    self._deliver(name, {"lastUpdateId": book.u,
+                                         "bids": _pairs(_levels(book, "bid"), True, spec.levels),
+                                         "asks": _pairs(_levels(book, "ask"), False, spec.levels)})
             elif spec.kind == "kline":
                 self._push_kline(spec, now, second if spec.interval == "1s" else two)
             elif second and spec.kind in ("miniTicker", "ticker"):

@@ -126,6 +126,7 @@ class MarketConnection:
                 self.subs.extend(new)
             else:
                 self.subs = [s for s in self.subs if s not in params]
+            self.sim.feed.refresh()
             return {"result": None, "id": req_id}
         if not isinstance(params, list) or not params or not isinstance(params[0], str):
             return _err(2, "Invalid request: property name must be a string", req_id)

@@ -224,3 +224,23 @@ async def test_local_book_from_diff_stream_equals_the_exchange_after_10000_updat
 async def _until(predicate: Any) -> None:
     while not predicate():
         await asyncio.sleep(0.005)
+
+
+@pytest.mark.sim_options(book_update_hz=0, time_scale=10)
+async def test_subscribe_control_message_starts_diff_depth_and_trades(sim: Any) -> None:
+    async with websockets.connect(sim.urls.spot_stream + "ws") as ws:
+        await recv_until_registered(sim)
+        await ws.send(json.dumps({"method": "SUBSCRIBE", "params": ["ethusdt@depth@100ms", "ethusdt@trade"],
+                                  "id": 1}))
+        assert await recv_until(ws, lambda m: m.get("id") == 1) == {"result": None, "id": 1}
+        start_u = sim.exchange.market.book("ETHUSDT").u
+        ticks(sim, 40)
+        first: dict[str, dict[str, Any]] = {}
+
+        def both(m: dict[str, Any]) -> bool:
+            first.setdefault(m.get("e", ""), m)
+            return "depthUpdate" in first and "trade" in first
+        await recv_until(ws, both)
+        event, trade = first["depthUpdate"], first["trade"]
+    assert event["s"] == "ETHUSDT" and event["U"] == start_u + 1
+    assert trade["s"] == "ETHUSDT"
