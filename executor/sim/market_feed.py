@@ -253,6 +253,10 @@ class MarketFeed:
         """Connections attached now (tests wait for theirs before trading)."""
         return len(self._subscribers)
 
+    def is_subscribed(self, stream: str) -> bool:
+        """Some attached connection listens to ``stream``."""
+        return any(stream in sub.subs for sub in self._subscribers)
+
     def _wanted(self) -> dict[str, StreamSpec]:
         out: dict[str, StreamSpec] = {}
         for sub in self._subscribers:

@@ -68,10 +68,12 @@ async def test_trade_and_agg_trade_streams_follow_the_tape(sim: Any) -> None:
     assert aggs[0]["f"] == rows[0].id and aggs[-1]["l"] == rows[-1].id
 
 
-async def recv_until_registered(sim: Any, timeout: float = 5.0) -> None:
-    """Wait until the stream host has attached our connection to the market feed."""
+async def recv_until_registered(sim: Any, stream: str | None = None, timeout: float = 5.0) -> None:
+    """Wait until the stream host has attached our connection (listening to ``stream``)."""
+    feed = sim.exchange.feed
+
     async def loop() -> None:
-        while not sim.exchange.feed.subscriber_count:
+        while not (feed.is_subscribed(stream) if stream else feed.subscriber_count):
             await asyncio.sleep(0.005)
     await asyncio.wait_for(loop(), timeout)
 
@@ -244,3 +246,26 @@ async def test_subscribe_control_message_starts_diff_depth_and_trades(sim: Any) 
         event, trade = first["depthUpdate"], first["trade"]
     assert event["s"] == "ETHUSDT" and event["U"] == start_u + 1
     assert trade["s"] == "ETHUSDT"
+
+
+async def test_python_binance_socket_manager_reads_the_new_streams(sim: Any, client: Any) -> None:
+    from binance import BinanceSocketManager
+
+    from executor.endpoints import apply_to_socket_manager
+
+    bsm = BinanceSocketManager(client)
+    apply_to_socket_manager(bsm, sim.endpoints)
+    async with bsm.kline_socket("BTCUSDT", interval="1m") as stream:
+        await recv_until_registered(sim, "btcusdt@kline_1m")
+        ticks(sim, 40)
+        msg = await asyncio.wait_for(stream.recv(), 5)
+    assert msg["e"] == "kline" and msg["k"]["i"] == "1m"
+    async with bsm.aggtrade_socket("BTCUSDT") as stream:
+        await recv_until_registered(sim, "btcusdt@aggTrade")
+        ticks(sim, 40)
+        msg = await asyncio.wait_for(stream.recv(), 5)
+    assert msg["e"] == "aggTrade" and msg["s"] == "BTCUSDT"
+    async with bsm.depth_socket("BTCUSDT", depth="5") as stream:
+        await recv_until_registered(sim, "btcusdt@depth5")
+        msg = await asyncio.wait_for(stream.recv(), 5)
+    assert set(msg) == {"lastUpdateId", "bids", "asks"}
