@@ -192,8 +192,13 @@ def agg_payload(symbol: str, a: AggTrade, now: int) -> dict[str, Any]:
 
 
 def day_stats(tape: Tape, symbol: str, now: int) -> Stats:
-    """The 24 h rolling statistics (opening on a minute, like the rolling-window ticker)."""
-    return tape.stats(symbol, (now - DAY_MS) // MINUTE_MS * MINUTE_MS, now)
+    """The 24 h rolling statistics: reported over exactly [now - 24 h, now] as Binance does;
+    the trades counted are those of the minute candles from the one holding now - 24 h
+    (the tape keeps minutes, not every trade of a day; up to 59.999 s more, as the
+    rolling-window ticker documents for itself)."""
+    st = tape.stats(symbol, (now - DAY_MS) // MINUTE_MS * MINUTE_MS, now)
+    st.open_time = now - DAY_MS
+    return st
 
 
 def ticker_payload(tape: Tape, market: Market, symbol: str, now: int, mini: bool) -> dict[str, Any]:

@@ -124,6 +124,7 @@ async def test_tickers_full_mini_windows_and_weights(sim: Any, client: Any) -> N
     one = await client.get_ticker(symbol="BTCUSDT")
     same_keys(one, "ticker_24hr_FULL")
     assert one["count"] == len(tape) and one["firstId"] == tape[0].id and one["lastId"] == tape[-1].id
+    assert one["closeTime"] - one["openTime"] == 86_400_000
     assert D(one["lastPrice"]) == tape[-1].price and D(one["volume"]) == sum(t.qty for t in tape)
     assert D(one["highPrice"]) == max(t.price for t in tape) and D(one["openPrice"]) == tape[0].price
     mini = await client.get_ticker(symbol="BTCUSDT", type="MINI")
