@@ -12,8 +12,9 @@ REQUEST_WEIGHT limiter, unread parameters are -1104 and every error is Binance-s
 The answers are built by transport-neutral functions taking the exchange and the request
 parameters as strings; the WS API (``wsapi.py``) calls the same ones.
 
-Data comes from ``sim.tape`` (see ``tape.py``): statistics windows open on a minute (the
-rolling-window rule of rest-api.md, applied to the 24 h tickers too), and ``uiKlines``
+Data comes from ``sim.tape`` (see ``tape.py``): statistics count the trades of whole minute
+candles from the one holding the window's start (the rolling-window rule of rest-api.md;
+the 24 h tickers still report ``openTime`` = ``closeTime`` - 24 h), and ``uiKlines``
 differs from ``klines`` by filling intervals without trades with a flat candle at the
 previous close (Binance only says uiKlines is "modified ... for presentation").
 ``myPreventedMatches`` is always empty: the sim's matching never triggers self-trade
