@@ -40,7 +40,12 @@ from executor.core.money import ZERO
 from executor.core.orders import FINAL, OrderStatus, Side
 from executor.market.state import Candle, MarketState, SymbolState
 
-__all__ = ["OrderView", "ParamError", "Params", "Strategy", "StrategyContext"]
+__all__ = ["KLINE_INTERVALS", "OrderView", "ParamError", "Params", "Strategy", "StrategyContext"]
+
+
+# Binance's kline intervals (case-sensitive), what ``Strategy.candle_intervals`` may list.
+KLINE_INTERVALS = ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d",
+                   "1w", "1M")
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,11 @@ from decimal import Decimal
 
 import pytest
 
+from executor.config import ConfigError
 from executor.exchange.market_stream import MalformedFrame, parse_kline
 from executor.market.state import APPLIED, DROPPED, MarketState
-from executor.strategy.base import StrategyContext
+from executor.strategy.base import Strategy, StrategyContext
+from executor.strategy.loader import resolve_strategy_class
 from tests.fixtures import load
 
 KLINE = load()["stream_kline"]
@@ -68,3 +70,12 @@ def test_view_candles_only_for_streamed_intervals() -> None:
     with pytest.raises(ValueError, match="candle_intervals"):
         view.candles("BNBBTC", "5m", 3)
     assert view.fees("BNBBTC") is None
+
+
+class _BadCandles(Strategy):
+    candle_intervals = ("1m", "2m")
+
+
+def test_a_strategy_asking_for_an_interval_binance_lacks_stops_at_start() -> None:
+    with pytest.raises(ConfigError, match=r"candle_intervals has '2m'"):
+        resolve_strategy_class("tests.market.test_candles:_BadCandles")
