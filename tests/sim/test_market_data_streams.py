@@ -155,7 +155,7 @@ async def test_partial_depth_and_1000ms_diff_depth_streams(sim: Any) -> None:
     assert [D(p) for p, _ in msg["asks"]] == sorted(D(p) for p, _ in msg["asks"])
 
 
-@pytest.mark.sim_options(book_update_hz=0, time_scale=10)
+@pytest.mark.sim_options(book_update_hz=0, time_scale=10, symbols=("BTCUSDT",))
 async def test_local_book_from_diff_stream_equals_the_exchange_after_10000_updates(sim: Any,
                                                                                    client: Any) -> None:
     ex = sim.exchange
