@@ -289,8 +289,7 @@ class RestGateway:
     async def commission(self, symbol: str) -> dict[str, Any]:
         """GET /api/v3/account/commission: the account's commission rates on ``symbol``."""
         return await self._read("account.commission", COSTS["account.commission"],
-                                lambda: self._client._request_api("get", "account/commission", signed=True,
-                                                                  data={"symbol": symbol}, version="v3"))
+                                lambda: self._client.v3_get_account_commission(symbol=symbol))
 
     async def exchange_info(self, symbols: Iterable[str] | None = None) -> dict[str, Any]:
         """GET /api/v3/exchangeInfo (optionally for some symbols); adopts its rateLimits."""

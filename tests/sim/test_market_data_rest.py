@@ -161,13 +161,11 @@ async def test_tickers_full_mini_windows_and_weights(sim: Any, client: Any) -> N
     assert await weight_of(client, lambda: client.get_symbol_ticker_window(
         symbols='["BTCUSDT","ETHUSDT"]')) == 8
 
-    day = await client._request_api("get", "ticker/tradingDay", signed=False, version="v3",
-                                    data={"symbol": "BTCUSDT", "timeZone": "-1:00"})
+    day = await client.v3_get_ticker_trading_day(symbol="BTCUSDT", timeZone="-1:00")
     same_keys(day, "ticker_tradingDay_FULL")
     assert (day["openTime"] - 3_600_000) % 86_400_000 == 0          # midnight at UTC-1
     assert day["closeTime"] == day["openTime"] + 86_399_999
-    day_mini = await client._request_api("get", "ticker/tradingDay", signed=False, version="v3",
-                                         data={"symbol": "BTCUSDT", "type": "MINI"})
+    day_mini = await client.v3_get_ticker_trading_day(symbol="BTCUSDT", type="MINI")
     same_keys(day_mini, "ticker_tradingDay_MINI")
 
 
@@ -194,15 +192,13 @@ async def test_avg_price_and_depth_limits(sim: Any, client: Any) -> None:
 async def test_account_fee_and_status_endpoints(sim: Any, client: Any) -> None:
     acct = sim.exchange.default_account
     acct.maker_rate, acct.taker_rate = D("0.0002"), D("0.0004")
-    rates = await client._request_api("get", "account/commission", signed=True, version="v3",
-                                      data={"symbol": "BTCUSDT"})
+    rates = await client.v3_get_account_commission(symbol="BTCUSDT")
     same_keys(rates, "account_commission")
     for part in ("standardCommission", "specialCommission", "taxCommission", "discount"):
         assert set(rates[part]) == set(FX["account_commission"][part])
     assert rates["standardCommission"]["maker"] == "0.00020000"
     assert rates["standardCommission"]["taker"] == "0.00040000"
-    assert await weight_of(client, lambda: client._request_api(
-        "get", "account/commission", signed=True, version="v3", data={"symbol": "BTCUSDT"})) == 20
+    assert await weight_of(client, lambda: client.v3_get_account_commission(symbol="BTCUSDT")) == 20
 
     fees = await client.get_trade_fee(symbol="BTCUSDT")
     same_keys(fees[0], "sapi_tradeFee")
