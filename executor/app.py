@@ -39,6 +39,7 @@ from decimal import Decimal
 from typing import IO, Any
 
 from executor.config import Config, ConfigError
+from executor.core.fees import FeeRates
 from executor.core.filters import SymbolRules
 from executor.core.ids import ClientIdFactory, is_ours, make_run_tag
 from executor.endpoints import Endpoints
@@ -110,6 +111,7 @@ class Bot:
         self.gateway: Any = None
         self.reconciler: Any = None
         self.rules: dict[str, SymbolRules] = {}
+        self.fees: dict[str, FeeRates] = {}
         self.tracker: OrderTracker | None = None
         self.manager: OrderManager | None = None
         self.risk: RiskChecker | None = None
@@ -144,6 +146,7 @@ class Bot:
         await self._open_ledger()
         await self._open_gateway()
         await self._load_rules()
+        await self._load_fees()
         await self._start_market()
         self._build_trading()
         await self._start_user_data()
@@ -194,13 +197,32 @@ class Bot:
         if not_trading:
             log.warning("symbols not TRADING (orders on them will be refused): %s", ", ".join(not_trading))
 
+    async def _load_fees(self) -> None:
+        """The fee model: the account's commission rates per symbol, read from the exchange."""
+        from executor.core.fees import parse_commission
+        from executor.exchange.rest import GatewayError
+
+        for symbol in self.symbols:
+            try:
+                self.fees[symbol] = parse_commission(await self.gateway.commission(symbol))
+            except (GatewayError, ValueError) as exc:  # the bot trades on without a fee estimate
+                log.warning("%s: commission rates unavailable (%s); strategies see fees() None", symbol, exc)
+                continue
+            rates = self.fees[symbol]
+            log.info("%s commission: maker %s, taker %s (+ buyer %s / seller %s)", symbol, rates.maker,
+                     rates.taker, rates.buyer, rates.seller)
+
     async def _start_market(self) -> None:
-        from executor.exchange.market_stream import book_ticker_stream, mark_price_stream
+        from executor.exchange.market_stream import book_ticker_stream, kline_stream, mark_price_stream
 
         stale = max(float(self.cfg.risk.stale_after_s) * 2, 10.0)
         market_ep: Endpoints = self.venue.market
         self.streams = [book_ticker_stream(market_ep, self.symbols, self.market, stale_after_s=stale),
                         mark_price_stream(market_ep, self.symbols, self.market, stale_after_s=stale)]
+        intervals = tuple(getattr(self.strategy, "candle_intervals", ()))
+        if intervals:
+            self.streams.append(kline_stream(market_ep, self.symbols, self.market, intervals,
+                                             stale_after_s=stale))
         for stream in self.streams:
             await stream.start()
         for stream in self.streams:
@@ -222,7 +244,7 @@ class Bot:
         ids = ClientIdFactory(cfg.orders.client_id_prefix, run_tag)
         self.risk = RiskChecker(cfg.risk)
         self.ctx = StrategyContext(self.market, rules, tracker.views, tracker.inventory,
-                                   stale_after_s=float(cfg.risk.stale_after_s))
+                                   stale_after_s=float(cfg.risk.stale_after_s), fees=self.fees)
         self.manager = OrderManager(gateway=self.gateway, store=self.store, reconciler=self.reconciler,
                                     tracker=tracker, risk=self.risk, view=self.ctx, rules=rules, ids=ids,
                                     market=self.market, timing=self.options.resolve)

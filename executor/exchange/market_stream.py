@@ -1,4 +1,5 @@
-"""Supervised market-stream client: spot bookTicker and USD-M markPrice into MarketState.
+"""Supervised market-stream client: spot bookTicker, spot klines and USD-M markPrice into
+MarketState.
 
 Owns the websocket connections for market data and their supervision. It is a thin
 reader on ``websockets`` + orjson rather than python-binance's socket manager, which is
@@ -47,6 +48,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from executor.core.money import parse_decimal
 from executor.endpoints import Endpoints
 from executor.exchange.stream_limits import (
     MAX_STREAMS_PER_CONNECTION,
@@ -54,11 +56,11 @@ from executor.exchange.stream_limits import (
     ConnectionAttemptLimiter,
     split_streams,
 )
-from executor.market.state import CONFLATED, DROPPED, MarketState
+from executor.market.state import CONFLATED, DROPPED, Candle, MarketState
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["book", "mark"]
+Kind = Literal["book", "mark", "kline"]
 Sleep = Callable[[float], Awaitable[None]]
 
 _loads = orjson.loads
@@ -138,9 +140,32 @@ def parse_mark_price(data: dict[str, Any]) -> tuple[str, int, Decimal, Decimal |
     return args
 
 
-def stream_name(kind: Kind, symbol: str) -> str:
+def parse_kline(data: dict[str, Any]) -> tuple[str, int, str, Candle]:
+    """A ``<symbol>@kline_<interval>`` payload -> (symbol, event time, interval, candle)."""
+    try:
+        k = data["k"]
+        symbol = data["s"]
+        candle = Candle(open_time=_int(k["t"], "k.t"), close_time=_int(k["T"], "k.T"),
+                        open=parse_decimal(k["o"], "k.o"), high=parse_decimal(k["h"], "k.h"),
+                        low=parse_decimal(k["l"], "k.l"), close=parse_decimal(k["c"], "k.c"),
+                        volume=parse_decimal(k["v"], "k.v"), quote_volume=parse_decimal(k["q"], "k.q"),
+                        trades=_int(k["n"], "k.n"), closed=k["x"] is True)
+        interval = k["i"]
+        event_ms = _int(data["E"], "E")
+    except KeyError as exc:
+        raise MalformedFrame(f"kline without field {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise MalformedFrame(f"kline with a bad value: {exc}") from None
+    if symbol.__class__ is not str or not symbol or interval.__class__ is not str:
+        raise MalformedFrame(f"kline with a bad symbol/interval {symbol!r}/{interval!r}")
+    return symbol, event_ms, interval, candle
+
+
+def stream_name(kind: Kind, symbol: str, interval: str = "1m") -> str:
     if kind == "book":
         return f"{symbol.lower()}@bookTicker"
+    if kind == "kline":
+        return f"{symbol.lower()}@kline_{interval}"
     return f"{symbol.lower()}@markPrice@1s"
 
 
@@ -327,8 +352,10 @@ class StreamConnection:
         self._sleep = sleep
         self.health = StreamHealth(name=name or f"{kind}:{self.streams[0]}+{len(self.streams) - 1}",
                                    url=self.url, streams=len(self.streams))
-        self._parse = parse_book_ticker if kind == "book" else parse_mark_price
-        self._apply = state.apply_book if kind == "book" else state.apply_mark
+        parsers: dict[str, tuple[Callable[..., Any], Callable[..., int]]] = {
+            "book": (parse_book_ticker, state.apply_book), "mark": (parse_mark_price, state.apply_mark),
+            "kline": (parse_kline, state.apply_kline)}
+        self._parse, self._apply = parsers[kind]
         self._current: _Leg | None = None
         self._lock = asyncio.Lock()  # one connect at a time: supervisor reconnect vs rotate
         self._closing = False
@@ -517,8 +544,11 @@ class StreamConnection:
         symbol, seq = new.first
         while not old.finished and _monotonic() < deadline:
             st = self.state.get(symbol)
-            held = st.update_id if (st is not None and self.kind == "book") else (
-                st.mark_event_ms if st is not None else -1)
+            if self.kind == "kline":
+                held = self.state.kline_event_ms(symbol)
+            else:
+                held = st.update_id if (st is not None and self.kind == "book") else (
+                    st.mark_event_ms if st is not None else -1)
             if held >= seq:
                 return
             await asyncio.sleep(0.001)
@@ -681,8 +711,13 @@ class MarketStream:
     """All connections for one kind of market stream over a symbol list (split at 1024)."""
 
     def __init__(self, kind: Kind, base_url: str, symbols: Iterable[str], state: MarketState, *,
-                 per_connection: int = MAX_STREAMS_PER_CONNECTION, **options: Any) -> None:
-        streams = [stream_name(kind, s) for s in symbols]
+                 per_connection: int = MAX_STREAMS_PER_CONNECTION, intervals: Sequence[str] = ("1m",),
+                 **options: Any) -> None:
+        names = list(symbols)
+        if kind == "kline":
+            streams = [stream_name(kind, s, iv) for s in names for iv in intervals]
+        else:
+            streams = [stream_name(kind, s) for s in names]
         if not streams:
             raise ValueError("no symbols to stream")
         self.kind = kind
@@ -722,6 +757,13 @@ def book_ticker_stream(endpoints: Endpoints, symbols: Iterable[str], state: Mark
                        **options: Any) -> MarketStream:
     """Spot ``<symbol>@bookTicker`` over combined streams on ``endpoints.spot_stream``."""
     return MarketStream("book", endpoints.spot_stream, symbols, state, **options)
+
+
+def kline_stream(endpoints: Endpoints, symbols: Iterable[str], state: MarketState,
+                 intervals: Sequence[str], **options: Any) -> MarketStream:
+    """Spot ``<symbol>@kline_<interval>`` for every symbol and interval, into ``state``'s candles."""
+    state.track_candles(intervals)
+    return MarketStream("kline", endpoints.spot_stream, symbols, state, intervals=intervals, **options)
 
 
 def mark_price_stream(endpoints: Endpoints, symbols: Iterable[str], state: MarketState,

@@ -53,6 +53,7 @@ COSTS: dict[str, Cost] = {
     "openOrders.all": Cost(weight=80),
     "myTrades": Cost(weight=20),
     "account": Cost(weight=20),
+    "account.commission": Cost(weight=20),
     "exchangeInfo": Cost(weight=20),
     "time": Cost(weight=1),
 }
@@ -329,6 +330,11 @@ class RestGateway:
             client.timestamp_offset = self.clock.offset_ms
         return await self._read("futures.account", FUTURES_ACCOUNT_COST, lambda: client.futures_account(),
                                 "futures")
+
+    async def commission(self, symbol: str) -> dict[str, Any]:
+        """GET /api/v3/account/commission: the account's commission rates on ``symbol``."""
+        return await self._read("account.commission", COSTS["account.commission"],
+                                lambda: self._client.v3_get_account_commission(symbol=symbol))
 
     async def exchange_info(self, symbols: Iterable[str] | None = None) -> dict[str, Any]:
         """GET /api/v3/exchangeInfo (optionally for some symbols); adopts its rateLimits."""

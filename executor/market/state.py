@@ -7,6 +7,10 @@ and the "something changed" signal. Both feeds are latest-value: when the strate
 slower than the feed, a newer update overwrites one it has not looked at yet and is counted
 as conflated; nothing is ever queued, so memory does not grow with the feed rate.
 
+Candles (``apply_kline``, from ``<symbol>@kline_<interval>`` streams) are kept per symbol
+and interval, the newest ``CANDLES_KEPT``, for strategies that ask for them
+(``StrategyContext.candles``); they do not wake the strategy loop.
+
 No I/O: the only asyncio object is one Event. Timestamps are what the caller passes
 (monotonic seconds and wall seconds at receipt). Book prices and sizes may be stored as
 the exchange's decimal strings and are turned into Decimal on first read: most book
@@ -18,13 +22,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Iterable, Set
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
 log = logging.getLogger(__name__)
 
-# Results of MarketState.apply_book / apply_mark.
+CANDLES_KEPT = 1000  # per symbol and interval
+
+
+@dataclass(frozen=True, slots=True)
+class Candle:
+    """One kline as the stream reported it; ``closed`` once its interval has ended (``x``)."""
+
+    open_time: int
+    close_time: int
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+    quote_volume: Decimal
+    trades: int
+    closed: bool
+
+
+# Results of MarketState.apply_book / apply_mark / apply_kline.
 DROPPED = 0  # not newer than what is held (overlap duplicate or late frame): nothing changed
 APPLIED = 1  # stored; the strategy had already seen the previous value
 CONFLATED = 2  # stored over a value the strategy never saw
@@ -173,6 +197,10 @@ class MarketState:
         self.dropped = 0
         self.conflated = 0
         self.takes = 0
+        self.candle_intervals: set[str] = set()
+        self._candles: dict[tuple[str, str], deque[Candle]] = {}
+        self._kline_event_ms: dict[str, int] = {}
+        self.kline_updates = 0
 
     # -- reading -----------------------------------------------------------------------
 
@@ -289,6 +317,47 @@ class MarketState:
             self._changed.set()
         dirty.add(symbol)
         return APPLIED
+
+    # -- candles -------------------------------------------------------------------------
+
+    def track_candles(self, intervals: Iterable[str]) -> None:
+        """Declare the kline intervals streamed into this state (``candles`` of others raise)."""
+        self.candle_intervals.update(intervals)
+
+    def apply_kline(self, symbol: str, event_ms: int, interval: str, candle: Candle, recv_mono: float,
+                    recv_wall: float) -> int:
+        """Store a kline update: it replaces the held candle with the same open time, or
+        follows it; an older candle is DROPPED. Returns DROPPED or APPLIED."""
+        rows = self._candles.get((symbol, interval))
+        if rows is None:
+            rows = self._candles[(symbol, interval)] = deque(maxlen=CANDLES_KEPT)
+        if rows and candle.open_time < rows[-1].open_time:
+            self.dropped += 1
+            return DROPPED
+        if rows and candle.open_time == rows[-1].open_time:
+            last = rows[-1]
+            # A closed candle is final; an update never takes back trades already counted.
+            if last.closed or candle.trades < last.trades:
+                self.dropped += 1
+                return DROPPED
+            rows[-1] = candle
+        else:
+            rows.append(candle)
+        if event_ms > self._kline_event_ms.get(symbol, -1):
+            self._kline_event_ms[symbol] = event_ms
+        self.kline_updates += 1
+        return APPLIED
+
+    def kline_event_ms(self, symbol: str) -> int:
+        """Event time of the newest kline update applied for ``symbol`` (-1: none)."""
+        return self._kline_event_ms.get(symbol, -1)
+
+    def candles(self, symbol: str, interval: str, n: int) -> list[Candle]:
+        """The newest ``n`` candles, oldest first (the last may still be open)."""
+        rows = self._candles.get((symbol, interval))
+        if not rows or n <= 0:
+            return []
+        return list(rows)[-n:]
 
     def resync(self, symbols: Iterable[str], *, book: bool = False, mark: bool = False) -> None:
         """Accept the next update per symbol whatever its sequence (after a hard reconnect)."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
@@ -375,7 +375,16 @@ class SpotEngine:
         self._auto_id = 0
         self._seed = seed
         self._matching = False
+        # Called with (symbol, trade_id, price, qty, time, buyer_maker, taker) for every fill:
+        # the public trade tape (``executor.sim.tape``) listens here.
+        self.trade_listeners: list[Callable[..., None]] = []
         market.subscribe(self.on_book)
+
+    def allocate_trade_id(self, symbol: str) -> int:
+        """The next trade id of ``symbol`` (shared by our fills and the market's trades)."""
+        trade_id = self._next_trade_id[symbol]
+        self._next_trade_id[symbol] += 1
+        return trade_id
 
     # -- helpers ----------------------------------------------------------------------------------
     @property
@@ -563,7 +572,7 @@ class SpotEngine:
         return plan
 
     def _fill(self, order: Order, account: Account, spec: SymbolSpec, price: Decimal, qty: Decimal, *,
-              maker: bool, now: int) -> None:
+              maker: bool, now: int, taker: Any = None) -> None:
         quote_amt = price * qty
         rate = account.maker_rate if maker else account.taker_rate
         cp, fees = self.accounts.counterparty, self.accounts.fees
@@ -591,8 +600,7 @@ class SpotEngine:
             cp.debit(spec.quote, quote_amt, allow_negative=True)
             cp.credit(spec.base, qty)
         fees.credit(fee_asset, fee)
-        trade_id = self._next_trade_id[order.symbol]
-        self._next_trade_id[order.symbol] += 1
+        trade_id = self.allocate_trade_id(order.symbol)
         fill = Fill(price=price, qty=qty, commission=fee, commission_asset=fee_asset, trade_id=trade_id)
         order.fills.append(fill)
         order.executed_qty += qty
@@ -606,6 +614,10 @@ class SpotEngine:
             symbol=order.symbol, id=trade_id, order_id=order.order_id, account_id=order.account_id,
             price=price, qty=qty, quote_qty=quote_amt, commission=fee, commission_asset=fee_asset, time=now,
             is_buyer=order.side == "BUY", is_maker=maker))
+        buyer_maker = (order.side == "BUY") == maker
+        for listener in list(self.trade_listeners):
+            listener(order.symbol, trade_id, price, qty, now, buyer_maker,
+                     taker if taker is not None else ("order", order.symbol, order.order_id))
         self._exec_report(order, "TRADE", now, fill=fill, maker=maker)
         self._position(account, [spec.base, spec.quote], now)
 
@@ -656,7 +668,8 @@ class SpotEngine:
                             break
                         q = min(o.remaining, avail)
                         book.take(side, price, q)
-                        self._fill(o, self.accounts.get(o.account_id), spec, o.price, q, maker=True, now=now)
+                        self._fill(o, self.accounts.get(o.account_id), spec, o.price, q, maker=True, now=now,
+                                   taker=("book", book.symbol, book.u))
         finally:
             self._matching = False
 

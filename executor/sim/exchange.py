@@ -1,7 +1,8 @@
 """``SimExchange``: the embedded exchange's in-process ground truth.
 
 One object holds the clock, the accounts (balances, keys), the market (books per symbol,
-symbol rules and status), the spot matching engine, the futures side (``sim.futures``), the
+symbol rules and status), the spot matching engine, the public trade tape and market-data
+streams (``sim.tape``, ``sim.feed``), the futures side (``sim.futures``), the
 user-event bus, the fault switchboard and the REST rate limiter. Transports (``server.py``
 and its route modules) only translate wire requests into calls on it; tests read and steer
 it directly.
@@ -25,7 +26,9 @@ from executor.sim.engine import SYMBOL_STATUSES, SpotEngine
 from executor.sim.faults import Faults
 from executor.sim.futures_account import FuturesSide, attach
 from executor.sim.market import Market, SymbolSpec
+from executor.sim.market_feed import MarketFeed
 from executor.sim.ratelimit import RateLimiter, RateLimits
+from executor.sim.tape import Tape
 
 COUNTERPARTY_FUNDS = Decimal("1000000000000")
 
@@ -78,6 +81,13 @@ class SimExchange:
         for account_id, balances in (extra_accounts or {}).items():
             self.accounts.add(account_id, {a: Decimal(v) for a, v in balances.items()}, now_ms=now)
         self.engine = SpotEngine(self.accounts, self.market, self.clock, self.bus, seed=cfg.seed)
+        # The public tape and streams listen after the engine, so they see each book update
+        # with the liquidity our orders took already gone.
+        self.tape = Tape(self.clock, self.market, self.engine.allocate_trade_id, seed=cfg.seed)
+        self.engine.trade_listeners.append(self.tape.record_fill)
+        self.market.subscribe(self.tape.on_book)
+        self.feed = MarketFeed(self.clock, self.market, self.tape)
+        self.system_status = 0          # GET /sapi/v1/system/status: 0 normal, 1 maintenance
         self.max_connection_age_s = cfg.max_connection_age_s
         self._tasks: list[asyncio.Task[None]] = []
         # The futures side exists from the start, so ``sim.futures`` works before any server.
@@ -141,6 +151,7 @@ class SimExchange:
             return
         if self.market.hz > 0 or self.market._replay:
             self._tasks.append(asyncio.create_task(self.market.run(), name="sim-market"))
+        self._tasks.append(asyncio.create_task(self.feed.run(), name="sim-market-feed"))
 
     async def stop(self) -> None:
         tasks, self._tasks = self._tasks, []

@@ -8,8 +8,11 @@ lifecycle — pings every 20 sim-seconds, close on a missing pong after 1 sim-mi
 maximum connection age, drop and ``serverShutdown`` — is ``faults.ServerSocket``'s; each
 connection is registered in ``sim.faults.connections`` under kind "market".
 
-Only ``<symbol>@bookTicker`` streams carry data; other well-formed names are accepted and
-stay silent (as a stream for an unlisted symbol does on Binance).
+``<symbol>@bookTicker`` is pushed here on every book update; ``@trade``, ``@aggTrade``,
+``@kline_<interval>``, ``@miniTicker``, ``@ticker``, ``@avgPrice``, ``@depth<n>[@100ms]`` and
+``@depth[@100ms]`` come from ``market_feed.MarketFeed`` through ``deliver``. Other
+well-formed names are accepted and stay silent (as a stream for an unlisted symbol does
+on Binance).
 """
 
 from __future__ import annotations
@@ -56,6 +59,12 @@ class MarketConnection:
         for s in streams:
             if s and s not in self.subs:
                 self.subs.append(s)
+
+    def deliver(self, stream: str, payload: dict[str, Any]) -> None:
+        """A market-feed payload for ``stream`` (the feed checked that we subscribed to it)."""
+        if self.sock.closed or self.sock.stalled:
+            return
+        self.sock.enqueue({"stream": stream, "data": payload} if self.combined else payload)
 
     def on_book(self, book: Book) -> None:
         name = book.symbol.lower() + "@bookTicker"
@@ -117,6 +126,7 @@ class MarketConnection:
                 self.subs.extend(new)
             else:
                 self.subs = [s for s in self.subs if s not in params]
+            self.sim.feed.refresh()
             return {"result": None, "id": req_id}
         if not isinstance(params, list) or not params or not isinstance(params[0], str):
             return _err(2, "Invalid request: property name must be a string", req_id)
@@ -152,10 +162,12 @@ def add_routes(app: web.Application, sim: SimExchange) -> None:
         conn = MarketConnection(sim, sock, streams, combined)
         await sock.prepare()
         unsubscribe = sim.market.subscribe(conn.on_book)
+        detach = sim.feed.attach(conn)
         try:
             await sock.run(on_text=conn.on_text)
         finally:
             unsubscribe()
+            detach()
         return sock.ws
 
     app.router.add_get("/ws", handle)

@@ -205,12 +205,19 @@ def _depth_weight(params: Mapping[str, str]) -> int:
         limit = int(params.get("limit") or 100)
     except ValueError:
         return 5
-    return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
+    return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250  # >5000: as 5000
 
 
 async def depth(ctx: Ctx) -> Any:
     spec = _sym(ctx)
-    limit = _limit(ctx.params, 100, 5000)
+    status = ctx.params.get("symbolStatus")
+    if status is not None:
+        if status not in ("TRADING", "HALT", "BREAK"):
+            raise errors.invalid_symbol_status()
+        if spec.status != status:
+            raise errors.BinanceError(-1220, "The symbol's status does not match the requested symbolStatus.")
+    # rest-api.md: default 100, maximum 5000; a larger limit returns 5000 entries.
+    limit = min(_limit(ctx.params, 100, 1_000_000), 5000)
     book = ctx.sim.market.book(spec.symbol)
     n = min(limit, DEPTH_LEVELS)
     return {"lastUpdateId": book.u,
@@ -409,7 +416,8 @@ ROUTES: dict[tuple[str, str], Route] = {
         False, _const(20)),
     ("GET", "/api/v3/ticker/bookTicker"): Route(book_ticker, frozenset({"symbol", "symbols"}), False,
                                                 _symbols_weight(2, 4)),
-    ("GET", "/api/v3/depth"): Route(depth, frozenset({"symbol", "limit"}), False, _depth_weight),
+    ("GET", "/api/v3/depth"): Route(depth, frozenset({"symbol", "limit", "symbolStatus"}), False,
+                                    _depth_weight),
     ("GET", "/api/v3/account"): Route(account, frozenset({"omitZeroBalances"}), True, _const(20)),
     ("POST", "/api/v3/order"): Route(new_order, NEW_ORDER_PARAMS, True, _const(0), failure_weight=1),
     ("POST", "/api/v3/order/test"): Route(test_order, NEW_ORDER_PARAMS | {"computeCommissionRates"}, True,
@@ -472,8 +480,15 @@ async def _dispatch(request: web.Request, sim: SimExchange, route: Route) -> web
 
 
 def add_routes(app: web.Application, sim: SimExchange) -> None:
+    serve_routes(app, sim, ROUTES)
+    app.middlewares.append(_hold_middleware)
+
+
+def serve_routes(app: web.Application, sim: SimExchange, table: Mapping[tuple[str, str], Route]) -> None:
+    """Serve ``table``'s routes through this module's dispatcher (weight, faults, auth,
+    Binance-shaped errors); other route modules (``rest_market``) use it for theirs."""
     routes: dict[str, dict[str, Route]] = {}
-    for (method, path), route in ROUTES.items():
+    for (method, path), route in table.items():
         routes.setdefault(path, {})[method] = route
 
     def make(path: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -486,7 +501,6 @@ def add_routes(app: web.Application, sim: SimExchange) -> None:
 
     for path in routes:
         app.router.add_route("*", path, make(path))
-    app.middlewares.append(_hold_middleware)
 
 
 @web.middleware

@@ -22,7 +22,7 @@ HOSTS = ("spot_rest", "spot_stream", "spot_ws_api", "futures_rest", "futures_str
 # host -> route modules (each has add_routes(app, sim)). Admin lives under /sim/ on the
 # spot REST host: a path real Binance does not have.
 ROUTE_MODULES: dict[str, tuple[str, ...]] = {
-    "spot_rest": ("executor.sim.rest_spot", "executor.sim.admin",
+    "spot_rest": ("executor.sim.rest_spot", "executor.sim.rest_market", "executor.sim.admin",
                   "executor.sim.rest_sapi", "executor.sim.admin_faults"),
     "spot_stream": ("executor.sim.market_ws",),
     "spot_ws_api": ("executor.sim.wsapi",),

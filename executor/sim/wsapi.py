@@ -7,7 +7,10 @@ charged to the same per-IP REQUEST_WEIGHT budget as REST. Methods: ``ping``, ``t
 ``session.subscriptions``, ``userDataStream.subscribe.signature`` (any key type; the
 signature covers the other params sorted by name and joined as a query string),
 ``userDataStream.subscribe`` (after logon), ``userDataStream.unsubscribe``, and
-``order.place`` / ``order.cancel`` / ``order.status`` sharing the spot engine.
+``order.place`` / ``order.cancel`` / ``order.status`` sharing the spot engine, and the
+market-data and account methods ``ticker.24hr``, ``klines``, ``trades.recent`` (public) and
+``account.rateLimits.orders``, ``account.commission`` (signed), answered by the same
+functions as their REST endpoints (``rest_market``).
 
 User events arrive as ``{"subscriptionId": N, "event": {...}}``; ending a subscription
 sends ``eventStreamTerminated``. One subscription per account per connection. The
@@ -26,7 +29,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from executor.sim import auth, errors
+from executor.sim import auth, errors, rest_market
 from executor.sim.accounts import Account, ApiKey
 from executor.sim.appkeys import SIM
 from executor.sim.engine import (
@@ -43,7 +46,11 @@ from executor.sim.faults import SPOT_RULES, ServerSocket
 WEIGHTS = {"ping": 1, "time": 1, "session.logon": 2, "session.status": 2, "session.logout": 2,
            "session.subscriptions": 2, "userDataStream.subscribe": 2,
            "userDataStream.subscribe.signature": 2, "userDataStream.unsubscribe": 2,
-           "order.place": 0, "order.cancel": 0, "order.status": 4}
+           "order.place": 0, "order.cancel": 0, "order.status": 4,
+           "ticker.24hr": 2, "klines": 2, "trades.recent": 25, "account.rateLimits.orders": 40,
+           "account.commission": 20}
+# Methods whose weight depends on their parameters (ticker.24hr: by the number of symbols).
+PARAM_WEIGHTS: dict[str, Callable[[dict[str, Any]], int]] = {"ticker.24hr": rest_market.ticker_24hr_weight}
 # Since 2026-04-02 a successful placement or cancel weighs 0; a failed one its documented 1.
 FAILURE_WEIGHTS = {"order.place": 1, "order.cancel": 1}
 CONNECT_WEIGHT = 2
@@ -125,7 +132,8 @@ class WsApiSession:
         try:
             limiter = self.sim.ratelimiter
             limiter.gate(self.ip)
-            limiter.charge(self.ip, WEIGHTS.get(method, 1))
+            weigh = PARAM_WEIGHTS.get(method)
+            limiter.charge(self.ip, weigh(params) if weigh is not None else WEIGHTS.get(method, 1))
             if method not in WEIGHTS:
                 raise UNKNOWN_METHOD
             handler = getattr(self, "m_" + method.replace(".", "_"))
@@ -314,6 +322,41 @@ class WsApiSession:
         if order_id is not None and client_id and order.client_order_id != client_id:
             raise errors.order_id_mismatch()      # as REST GET /api/v3/order (CHANGELOG 2025-04-08)
         return query_response(order), []
+
+
+    # -- market data and account (same answers as REST, rest_market) --------------------------
+
+    @staticmethod
+    def _market_params(params: dict[str, Any]) -> dict[str, str]:
+        """WS API params as REST strings (``symbols`` is a JSON array on the WS API)."""
+        out: dict[str, str] = {}
+        for key, value in params.items():
+            if key in ("apiKey", "signature", "timestamp", "recvWindow"):
+                continue
+            if isinstance(value, list):
+                out[key] = json.dumps(value, separators=(",", ":"))
+            elif isinstance(value, bool):
+                out[key] = "true" if value else "false"
+            else:
+                out[key] = str(value)
+        return out
+
+    def m_ticker_24hr(self, params: dict[str, Any]) -> tuple[Any, list[Any]]:
+        return rest_market.ticker_24hr(self.sim, self._market_params(params)), []
+
+    def m_klines(self, params: dict[str, Any]) -> tuple[Any, list[Any]]:
+        return rest_market.klines(self.sim, self._market_params(params)), []
+
+    def m_trades_recent(self, params: dict[str, Any]) -> tuple[Any, list[Any]]:
+        return rest_market.recent_trades(self.sim, self._market_params(params)), []
+
+    def m_account_rateLimits_orders(self, params: dict[str, Any]) -> tuple[Any, list[Any]]:
+        account = self._signed_account(params)
+        return rest_market.order_rate_limits(self.sim, account), []
+
+    def m_account_commission(self, params: dict[str, Any]) -> tuple[Any, list[Any]]:
+        account = self._signed_account(params)
+        return rest_market.commission(self.sim, account, self._market_params(params)), []
 
 
 def _ws_api_shutdown(now_ms: int) -> dict[str, Any]:

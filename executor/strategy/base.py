@@ -9,9 +9,12 @@ A strategy is a class with four handlers, each returning a list of intents
 * ``on_timer(now)`` -- periodic tick (for time-based decisions such as quote expiry).
 
 ``view`` is a ``StrategyContext``: read-only access to market state, our working orders,
-our inventory per asset and the symbols' trading rules, plus ``now``. The same context is
-bound once before the first event (``bind``) and stays available as ``self.ctx`` in every
-handler, so ``on_order_update`` and ``on_timer`` can look at the market too.
+our inventory per asset, the symbols' trading rules, the account's commission rates
+(``fees``, read from the exchange at start) and recent candles (``candles``, fed from the
+kline streams of the intervals the strategy class lists in ``candle_intervals``), plus
+``now``. The same context is bound once before the first event (``bind``) and stays
+available as ``self.ctx`` in every handler, so ``on_order_update`` and ``on_timer`` can
+look at the market too.
 
 The app owns everything else: intents go through the risk checks and the order manager,
 which rounds them to the symbol's filters, records them (with the strategy's ``reason``)
@@ -30,13 +33,19 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from executor.core.fees import FeeRates
 from executor.core.filters import SymbolRules
 from executor.core.intents import Intent
 from executor.core.money import ZERO
 from executor.core.orders import FINAL, OrderStatus, Side
-from executor.market.state import MarketState, SymbolState
+from executor.market.state import Candle, MarketState, SymbolState
 
-__all__ = ["OrderView", "ParamError", "Params", "Strategy", "StrategyContext"]
+__all__ = ["KLINE_INTERVALS", "OrderView", "ParamError", "Params", "Strategy", "StrategyContext"]
+
+
+# Binance's kline intervals (case-sensitive), what ``Strategy.candle_intervals`` may list.
+KLINE_INTERVALS = ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d",
+                   "1w", "1M")
 
 
 @dataclass(frozen=True)
@@ -95,8 +104,10 @@ class StrategyContext:
         *,
         stale_after_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        fees: Mapping[str, FeeRates] | None = None,
     ) -> None:
         self._market = market
+        self._fees: Mapping[str, FeeRates] = fees if fees is not None else {}
         self._rules = rules
         self._orders = orders
         self._inventory = inventory
@@ -124,6 +135,19 @@ class StrategyContext:
     def is_stale(self, symbol: str, *, book: bool = True, mark: bool = True) -> bool:
         """Book and/or mark missing or older than ``stale_after_s`` (risk refuses then)."""
         return self._market.is_stale(symbol, self.now, self._stale_after_s, book=book, mark=mark)
+
+    def fees(self, symbol: str) -> FeeRates | None:
+        """The account's commission rates on ``symbol`` as the exchange reported them at start
+        (``GET /api/v3/account/commission``); None if they could not be read."""
+        return self._fees.get(symbol)
+
+    def candles(self, symbol: str, interval: str, n: int) -> list[Candle]:
+        """The newest ``n`` candles of ``interval`` for ``symbol``, oldest first; the last one
+        may still be open (``closed`` False). Only intervals listed in the strategy's
+        ``candle_intervals`` are streamed; others raise ValueError."""
+        if interval not in self._market.candle_intervals:
+            raise ValueError(f"no {interval} candles: list {interval!r} in the strategy's candle_intervals")
+        return self._market.candles(symbol, interval, n)
 
     def rules(self, symbol: str) -> SymbolRules:
         """Trading rules (tick, step, min notional, base/quote asset). KeyError if not traded."""
@@ -154,6 +178,10 @@ class Strategy:
     recorded, and the strategy may ask again later); ``on_order_update`` follows every
     change of one of our orders; ``on_timer`` runs about once a second.
     """
+
+    # Kline intervals ("1m", "5m", ...) the app streams for every traded symbol so that
+    # ``ctx.candles(symbol, interval, n)`` has them; empty: no kline streams.
+    candle_intervals: tuple[str, ...] = ()
 
     def __init__(self, params: Mapping[str, Any]) -> None:
         self.params: Mapping[str, Any] = dict(params)

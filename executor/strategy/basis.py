@@ -17,6 +17,10 @@ in basis points:
 * at most one working order per symbol and side: no new order on a side while one is
   working or was just handed to the order manager.
 
+When the account's commission rates are known (``ctx.fees``, read from the exchange at
+start), every reason also states the fee this order pays (maker rate with ``post_only``,
+taker rate otherwise), so the audit shows what the edge had to cover.
+
 Nothing is done for a symbol whose book or mark is missing or stale. Every intent's
 ``reason`` carries the numbers that triggered it. The strategy reads inventory from the
 context: what the bot itself has bought and not yet sold.
@@ -175,6 +179,14 @@ class BasisStrategy(Strategy):
                                      f"({o.side} {_num(o.remaining)} {o.symbol} @ {_num(o.price)})"))
         return out
 
+    def _fee_note(self, ctx: StrategyContext, symbol: str, side: Side) -> str:
+        rates = ctx.fees(symbol)
+        if rates is None:
+            return ""
+        role = "maker" if self.post_only else "taker"
+        bps = rates.rate_bps(maker=self.post_only, buy=side is Side.BUY)
+        return f"; {role} fee {_bps(bps)} bps"
+
     def _order(self, symbol: str, side: Side, qty: Decimal, price: Decimal, reason: str) -> Place:
         if self.post_only:
             return Place(symbol=symbol, side=side, type=OrderType.LIMIT_MAKER, qty=qty, price=price,
@@ -193,7 +205,8 @@ class BasisStrategy(Strategy):
         if not self._valid(rules, Side.BUY, price, qty):
             return None
         why = (f"ask {_num(ask)} is {_bps(edge)} bps below mark {_num(mark)} (entry {self.entry_bps} bps); "
-               f"inventory {_num(held)} {rules.base_asset}; buy {_num(qty)} @ {_num(price)}")
+               f"inventory {_num(held)} {rules.base_asset}; buy {_num(qty)} @ {_num(price)}"
+               f"{self._fee_note(ctx, symbol, Side.BUY)}")
         return self._order(symbol, Side.BUY, qty, price, why)
 
     def _exit(self, symbol: str, rules: SymbolRules, ctx: StrategyContext, bid: Decimal, ask: Decimal,
@@ -210,7 +223,8 @@ class BasisStrategy(Strategy):
             return None
         where = f"{_bps(premium)} bps above" if premium >= 0 else f"only {_bps(-premium)} bps below"
         why = (f"bid {_num(bid)} is {where} mark {_num(mark)} (exit {self.exit_bps} bps); "
-               f"inventory {_num(held)} {rules.base_asset}; sell {_num(qty)} @ {_num(price)}")
+               f"inventory {_num(held)} {rules.base_asset}; sell {_num(qty)} @ {_num(price)}"
+               f"{self._fee_note(ctx, symbol, Side.SELL)}")
         return self._order(symbol, Side.SELL, qty, price, why)
 
     def _valid(self, rules: SymbolRules, side: Side, price: Decimal, qty: Decimal) -> bool:

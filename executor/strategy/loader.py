@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from executor.config import ConfigError, StrategyConfig
-from executor.strategy.base import ParamError, Strategy
+from executor.strategy.base import KLINE_INTERVALS, ParamError, Strategy
 
 __all__ = ["load_strategy", "resolve_strategy_class"]
 
@@ -49,6 +49,10 @@ def resolve_strategy_class(path: str) -> type[Strategy]:
     if not isinstance(cls, type) or not issubclass(cls, Strategy):
         raise ConfigError(f"strategy.path: {path!r} is not a subclass of "
                           "executor.strategy.base.Strategy")
+    wrong = ", ".join(repr(iv) for iv in cls.candle_intervals if iv not in KLINE_INTERVALS)
+    if wrong:
+        raise ConfigError(f"strategy.path: {cls.__name__}.candle_intervals has {wrong}; "
+                          f"Binance's kline intervals are {', '.join(KLINE_INTERVALS)}")
     return cls
 
 
