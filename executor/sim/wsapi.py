@@ -10,7 +10,10 @@ signature covers the other params sorted by name and joined as a query string),
 ``order.place`` / ``order.cancel`` / ``order.status`` sharing the spot engine, and the
 market-data and account methods ``ticker.24hr``, ``klines``, ``trades.recent`` (public) and
 ``account.rateLimits.orders``, ``account.commission`` (signed), answered by the same
-functions as their REST endpoints (``rest_market``).
+functions as their REST endpoints (``rest_market``), and the REST twins ``account.status``,
+``openOrders.status``, ``openOrders.cancelAll``, ``allOrders``, ``myTrades``, ``exchangeInfo``,
+``depth``, ``ticker.book`` and ``avgPrice``, answered by their REST routes' own handlers with
+the same parameter checks and weights (``REST_TWINS``).
 
 User events arrive as ``{"subscriptionId": N, "event": {...}}``; ending a subscription
 sends ``eventStreamTerminated``. One subscription per account per connection. The
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -29,7 +33,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from executor.sim import auth, errors, rest_market
+from executor.sim import auth, errors, rest_market, rest_spot
 from executor.sim.accounts import Account, ApiKey
 from executor.sim.appkeys import SIM
 from executor.sim.engine import (
@@ -49,8 +53,35 @@ WEIGHTS = {"ping": 1, "time": 1, "session.logon": 2, "session.status": 2, "sessi
            "order.place": 0, "order.cancel": 0, "order.status": 4,
            "ticker.24hr": 2, "klines": 2, "trades.recent": 25, "account.rateLimits.orders": 40,
            "account.commission": 20}
+# The WS API twins of REST endpoints, answered by the same handlers (``rest_spot.ROUTES``):
+# method -> (REST route, signed). Their weights are the REST routes' (by the same params).
+REST_TWINS: dict[str, tuple[str, str]] = {
+    "account.status": ("GET", "/api/v3/account"),
+    "openOrders.status": ("GET", "/api/v3/openOrders"),
+    "openOrders.cancelAll": ("DELETE", "/api/v3/openOrders"),
+    "allOrders": ("GET", "/api/v3/allOrders"),
+    "myTrades": ("GET", "/api/v3/myTrades"),
+    "exchangeInfo": ("GET", "/api/v3/exchangeInfo"),
+    "depth": ("GET", "/api/v3/depth"),
+    "ticker.book": ("GET", "/api/v3/ticker/bookTicker"),
+    "avgPrice": ("GET", "/api/v3/avgPrice"),
+}
+WEIGHTS.update(dict.fromkeys(REST_TWINS, 1))  # replaced per request by the REST route's weight
+_REST_ROUTES = {**rest_spot.ROUTES, **rest_market.ROUTES}
+
+
+def _twin_weight(method: str) -> Callable[[dict[str, Any]], int]:
+    def weigh(params: dict[str, Any]) -> int:
+        route = _REST_ROUTES.get(REST_TWINS[method])
+        return route.weight(WsApiSession.rest_params(params)) if route is not None else 1
+    return weigh
+
+
 # Methods whose weight depends on their parameters (ticker.24hr: by the number of symbols).
-PARAM_WEIGHTS: dict[str, Callable[[dict[str, Any]], int]] = {"ticker.24hr": rest_market.ticker_24hr_weight}
+PARAM_WEIGHTS: dict[str, Callable[[dict[str, Any]], int]] = {
+    "ticker.24hr": rest_market.ticker_24hr_weight,
+    **{m: _twin_weight(m) for m in REST_TWINS},
+}
 # Since 2026-04-02 a successful placement or cancel weighs 0; a failed one its documented 1.
 FAILURE_WEIGHTS = {"order.place": 1, "order.cancel": 1}
 CONNECT_WEIGHT = 2
@@ -137,7 +168,8 @@ class WsApiSession:
             if method not in WEIGHTS:
                 raise UNKNOWN_METHOD
             handler = getattr(self, "m_" + method.replace(".", "_"))
-            result, after = handler(params)
+            answer = handler(params)
+            result, after = (await answer) if inspect.isawaitable(answer) else answer
         except errors.BinanceError as exc:
             if method in FAILURE_WEIGHTS:
                 with contextlib.suppress(errors.BinanceError):
@@ -325,6 +357,50 @@ class WsApiSession:
 
 
     # -- market data and account (same answers as REST, rest_market) --------------------------
+
+    async def _rest_twin(self, method: str, params: dict[str, Any]) -> tuple[Any, list[Any]]:
+        """Answer ``method`` with its REST twin's handler, parameters checked the same way."""
+        route = _REST_ROUTES[REST_TWINS[method]]
+        rest = self.rest_params(params)
+        ctx = rest_spot.Ctx(sim=self.sim, request=self.sock.request, params=rest)
+        if route.signed:
+            ctx.account = self._signed_account(params)
+            self._order_account = str(ctx.account.id)
+        read = route.params
+        if any(k not in read for k in rest):
+            raise errors.unread_params(sum(1 for k in rest if k in read), len(rest))
+        return await route.handler(ctx), []
+
+    async def m_account_status(self, params: dict[str, Any]) -> tuple[Any, list[Any]]:
+        return await self._rest_twin("account.status", params)
+
+    async def m_openOrders_status(self, params: dict[str, Any]) -> tuple[Any, list[Any]]:
+        return await self._rest_twin("openOrders.status", params)
+
+    async def m_openOrders_cancelAll(self, params: dict[str, Any]) -> tuple[Any, list[Any]]:
+        return await self._rest_twin("openOrders.cancelAll", params)
+
+    async def m_allOrders(self, params: dict[str, Any]) -> tuple[Any, list[Any]]:
+        return await self._rest_twin("allOrders", params)
+
+    async def m_myTrades(self, params: dict[str, Any]) -> tuple[Any, list[Any]]:
+        return await self._rest_twin("myTrades", params)
+
+    async def m_exchangeInfo(self, params: dict[str, Any]) -> tuple[Any, list[Any]]:
+        return await self._rest_twin("exchangeInfo", params)
+
+    async def m_depth(self, params: dict[str, Any]) -> tuple[Any, list[Any]]:
+        return await self._rest_twin("depth", params)
+
+    async def m_ticker_book(self, params: dict[str, Any]) -> tuple[Any, list[Any]]:
+        return await self._rest_twin("ticker.book", params)
+
+    async def m_avgPrice(self, params: dict[str, Any]) -> tuple[Any, list[Any]]:
+        return await self._rest_twin("avgPrice", params)
+
+    @staticmethod
+    def rest_params(params: dict[str, Any]) -> dict[str, str]:
+        return WsApiSession._market_params(params)
 
     @staticmethod
     def _market_params(params: dict[str, Any]) -> dict[str, str]:
