@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 from typing import Any
 
-from executor.core.orders import Side
+from executor.core.orders import UNRESOLVED, Side
 from executor.core.pnl import PREC, AverageBook, FifoBook, TradeTotals, trade_and_fee
 from executor.persistence.records import FillRow, OrderRecord
 
@@ -70,7 +70,7 @@ def order_outcome(status: str, executed_qty: Decimal) -> str:
         return "rejected"
     if status == "NOT_PLACED":
         return "never placed"
-    if status in ("PENDING_SEND", "SENT", "UNKNOWN"):
+    if status in UNRESOLVED:
         return "unresolved"
     return "open"
 

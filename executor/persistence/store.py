@@ -67,7 +67,7 @@ from executor.persistence.models import (
     SENT,
     STATUS_RANK,
 )
-from executor.persistence.records import OrderRecord
+from executor.persistence.records import OrderRecord, PositionRow
 from executor.persistence.status_merge import _OrderState as _OrderState  # re-exported for tests
 from executor.persistence.status_merge import merge_status
 from executor.persistence.store_records import (
@@ -97,7 +97,7 @@ from executor.persistence.write_lock import _WriteLock
 T = TypeVar("T")
 
 # IN (open statuses) rather than NOT IN (finals): the former seeks ix_orders_status.
-_OPEN_STATUSES = sorted(s for s in STATUS_RANK if s not in FINAL_STATUSES)
+_OPEN_STATUSES = sorted(str(s.value) for s in STATUS_RANK if s not in FINAL_STATUSES)  # type: ignore[attr-defined]
 
 
 def _record(cls: type[T], row: Any) -> T:
@@ -528,6 +528,24 @@ class Store:
                 cond = sa.or_(cond, fills_t.c.order_id == oid)
             q = sa.select(fills_t).where(cond).order_by(fills_t.c.trade_id)
             return [_fill(r) for r in conn.execute(q)]
+
+        return await self._read(fn)
+
+    async def own_fills(self) -> list[PositionRow]:
+        """Every fill of the bot's own orders (orders the ledger does not mark external),
+        for ``executor.core.positions``. A fill stored before its order row was linked is
+        matched by its client order id."""
+
+        def fn(conn: Connection) -> list[PositionRow]:
+            cols = (fills_t.c.symbol, fills_t.c.trade_id, fills_t.c.side, fills_t.c.qty,
+                    fills_t.c.commission, fills_t.c.commission_asset)
+            linked = (sa.select(*cols).join(orders_t, orders_t.c.id == fills_t.c.order_id)
+                      .where(orders_t.c.external.is_(False)))
+            unlinked = (sa.select(*cols)
+                        .join(orders_t, orders_t.c.client_order_id == fills_t.c.client_order_id)
+                        .where(fills_t.c.order_id.is_(None), orders_t.c.external.is_(False)))
+            return [PositionRow(r[0], r[1], _SIDES.get(r[2]), r[3], r[4], r[5])
+                    for r in conn.execute(sa.union_all(linked, unlinked))]
 
         return await self._read(fn)
 

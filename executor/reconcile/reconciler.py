@@ -33,7 +33,10 @@ order_events row. While a gap fill runs, submitted events are held
 in ``gapfill.py``; this class serialises runs (one at a time; requests during a run
 coalesce into one follow-up run).
 
-Order updates go to ``on_order_update`` after each commit, only for our orders.
+Order updates go to ``on_order_update`` after each commit, only for our orders; the free
+balances an account update reported go to ``on_balances``. After every gap fill and balance
+snapshot ``on_resync`` runs under the apply lock (no commit interleaves), so a consumer can
+reload what it derives from the ledger (the tracker's position) consistently.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ import dataclasses
 import gc
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -66,8 +69,16 @@ from executor.core.events import (
 )
 from executor.core.ids import IdKind, parse_client_id, validate_prefix
 from executor.core.money import ZERO
-from executor.core.orders import Observation, OrderState, OrderStatus, Side, apply, observe
-from executor.persistence.models import NOT_PLACED, PENDING_SEND, SENT, UNKNOWN
+from executor.core.orders import (
+    FINAL_STATUSES,
+    Observation,
+    OrderState,
+    OrderStatus,
+    Side,
+    apply,
+    observe,
+    stored_status,
+)
 from executor.persistence.store import (
     BalanceEventIn,
     BalanceRow,
@@ -136,18 +147,13 @@ def raise_gc_threshold(young: int = GC_YOUNG_THRESHOLD) -> bool:
 
 
 def ledger_status(status: OrderStatus) -> str:
-    """Core status -> the ledger's status text (the ledger names NEVER_PLACED ``NOT_PLACED``)."""
-    return NOT_PLACED if status is OrderStatus.NEVER_PLACED else status.value
+    """Core status -> the ledger's status text (the same name: the core defines both)."""
+    return status.value
 
 
 def core_state(rec: OrderRecord) -> OrderState:
-    """The core state machine's view of a stored order. SENT (on the wire, no answer yet)
-    is unresolved, like UNKNOWN."""
-    status = {PENDING_SEND: OrderStatus.PENDING_SEND, SENT: OrderStatus.UNKNOWN, UNKNOWN: OrderStatus.UNKNOWN,
-              NOT_PLACED: OrderStatus.NEVER_PLACED, "PENDING_NEW": OrderStatus.NEW}.get(rec.status)
-    if status is None:
-        status = OrderStatus(rec.status)
-    return OrderState(status, rec.executed_qty, rec.cum_quote_qty, rec.exchange_order_id)
+    """The core state machine's view of a stored order."""
+    return OrderState(stored_status(rec.status), rec.executed_qty, rec.cum_quote_qty, rec.exchange_order_id)
 
 
 def _event_status(status: OrderStatus, executed: bool) -> str:
@@ -244,6 +250,7 @@ class _Plan:
     # (symbol, trade id) -> (the fill or the event carrying it, our client id, its order)
     fills: dict[tuple[str, int], tuple[Fill | ExecutionReport | FuturesOrderUpdate, str | None, OrderKey]] = \
         field(default_factory=dict)
+    free: dict[str, Decimal] = field(default_factory=dict)  # free balances reported, latest last
     result: ApplyResult = field(default_factory=ApplyResult)
 
     def status_items(self) -> list[BatchItem]:
@@ -265,9 +272,9 @@ class Reconciler:
     ``prefix`` is our client-id prefix (config ``orders.client_id_prefix``).
     ``on_order_update`` is called synchronously after each commit, for our orders only; it
     must not block (an async consumer puts the update on its own queue).
-    ``not_found_grace_ms``: a periodic/stream-gap run does not conclude NEVER_PLACED from a
-    -2013 for an order sent less than this long ago (it may still be in flight); the
-    start-up run does (nothing of ours can be in flight then).
+    ``not_found_grace_ms``: a reconciliation (start-up included) does not conclude anything
+    from a -2013 for an order whose outcome became unknown less than this long ago (it may
+    still be in flight; see ``gapfill``). At least the request timeout.
     ``gc_young_threshold``: ``start`` raises the garbage collector's youngest threshold to
     this (``raise_gc_threshold``; a process-wide setting); None leaves the collector alone.
     """
@@ -284,6 +291,8 @@ class Reconciler:
         self.prefix = validate_prefix(prefix)
         self.symbols = tuple(dict.fromkeys(symbols))
         self.on_order_update = on_order_update
+        self.on_balances: Callable[[Mapping[str, Decimal]], None] | None = None
+        self.on_resync: Callable[[], Awaitable[None]] | None = None
         self.batch_max = batch_max
         self.not_found_grace_ms = not_found_grace_ms
         self.suspect_delay_s = suspect_delay_s
@@ -475,6 +484,8 @@ class Reconciler:
                 self._fill_fact(plan, ev, symbol=sym, source=FillSource.STREAM.value,
                                 client_id=ev.client_order_id if ours else None)
         elif isinstance(ev, AccountPosition):
+            for b in ev.balances:
+                plan.free[b.asset] = b.free
             plan.items.append(BalancesIn(
                 tuple(BalanceRow(b.asset, b.free, b.locked) for b in ev.balances), "stream",
                 f"E={ev.event_time},u={ev.last_update_time}", event_ms=ev.last_update_time,
@@ -590,6 +601,11 @@ class Reconciler:
         if missing:
             await self._adopt(missing)
         self._emit(res.updates)
+        if plan.free and self.on_balances is not None:
+            try:
+                self.on_balances(plan.free)
+            except Exception:
+                log.exception("reconciler: balance callback failed for %s", ", ".join(plan.free))
 
     async def _adopt(self, folds: Sequence[_Fold]) -> None:
         """An id with our prefix that the ledger does not hold (another run's database,
@@ -737,7 +753,7 @@ class Reconciler:
                     batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.batch_max))]
                     try:
                         plan = await self._prepare(batch)
-                    except Exception:
+                    except Exception:  # noqa: BLE001 - _lost logs the traceback and requests a gap fill
                         self._lost(len(batch))
                         continue
                     if pending is not None:
@@ -751,13 +767,13 @@ class Reconciler:
         async with self._apply_lock:
             try:
                 await self._commit(plan)
-            except Exception:
+            except Exception:  # noqa: BLE001 - _lost logs the traceback and requests a gap fill
                 self._lost(n)
 
     async def _apply_guarded(self, batch: Sequence[Incoming]) -> None:
         try:
             await self._apply_unlocked(batch)
-        except Exception:
+        except Exception:  # noqa: BLE001 - _lost logs the traceback and requests a gap fill
             self._lost(len(batch))
 
     def _lost(self, n: int) -> None:
@@ -844,20 +860,34 @@ class Reconciler:
                 self._followup = None
                 try:
                     follow = await run_gap_fill(self, "+".join(dict.fromkeys(reasons))[:64])
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - handed to every waiter of the follow-up run (run_gap_fill logged it)
                     future.set_exception(exc)
                     future.exception()  # retrieved: waiters re-raise it, no "never retrieved" noise
                 else:
                     future.set_result(follow)
             self.last_gap_fill = report
+            await self._resync(report.reason)
             return report
+
+    async def _resync(self, why: str) -> None:
+        """``on_resync`` under the apply lock, after a gap fill or snapshot (``why``)."""
+        if self.on_resync is None:
+            return
+        async with self._apply_lock:
+            try:
+                await self.on_resync()
+            except Exception:
+                # The consumer keeps its incremental figures; the next gap fill tries again.
+                log.exception("reconciler: reloading from the ledger after %s failed", why)
 
     async def snapshot_balances(self) -> SnapshotResult:
         """Compare a REST account snapshot with stored balances; the exchange wins."""
         from executor.reconcile.gapfill import run_balance_snapshot
 
         async with self._gap_lock:
-            return await run_balance_snapshot(self)
+            snap = await run_balance_snapshot(self)
+            await self._resync("balance_snapshot")
+            return snap
 
     async def settle(self, seconds: float = 0.3) -> None:
         """Give the stream a moment (events in flight), then apply what arrived."""
@@ -865,4 +895,4 @@ class Reconciler:
         await self.drain()
 
 
-_FINAL_LEDGER = frozenset({"FILLED", "CANCELED", "REJECTED", "EXPIRED", "EXPIRED_IN_MATCH", NOT_PLACED})
+_FINAL_LEDGER = FINAL_STATUSES
