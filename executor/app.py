@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 import secrets
 import sys
@@ -208,16 +209,23 @@ class Bot:
         cfg = self.cfg
         rules = self.rules
         self.tracker = tracker = OrderTracker(lambda s: rules[s].base_asset)
+        # The -2013 grace is at least the request timeout, for the manager and gap fills alike.
+        timing = replace(self.options.resolve, request_timeout_s=float(cfg.orders.request_timeout_s))
         self.reconciler = Reconciler(self.store, self.gateway, prefix=cfg.orders.client_id_prefix,
-                                     symbols=self.symbols, on_order_update=tracker.apply_update)
+                                     symbols=self.symbols, on_order_update=tracker.apply_update,
+                                     not_found_grace_ms=int(timing.grace_s * 1000))
+        # Position and free balances from the ledger after every gap fill (start included).
+        self.reconciler.on_resync = functools.partial(tracker.load, self.store)
+        self.reconciler.on_balances = tracker.set_balances
         run_tag = make_run_tag(time.time_ns() // 1_000_000, secrets.randbits(20))
         ids = ClientIdFactory(cfg.orders.client_id_prefix, run_tag)
         self.risk = RiskChecker(cfg.risk)
         self.ctx = StrategyContext(self.market, rules, tracker.views, tracker.inventory,
-                                   stale_after_s=float(cfg.risk.stale_after_s))
+                                   stale_after_s=float(cfg.risk.stale_after_s),
+                                   free_balance=tracker.free_balance)
         self.manager = OrderManager(gateway=self.gateway, store=self.store, reconciler=self.reconciler,
                                     tracker=tracker, risk=self.risk, view=self.ctx, rules=rules, ids=ids,
-                                    market=self.market, timing=self.options.resolve)
+                                    market=self.market, timing=timing)
         assert self.strategy is not None
         self.loop = StrategyLoop(self.market, self.strategy, self.ctx, self.manager, self.risk,
                                  timer_s=self.options.timer_s, on_timer_extra=self._on_timer)
@@ -346,12 +354,16 @@ class Bot:
         for rec in await self.store.orders_not_final(include_external=False):
             if rec.symbol not in self.rules or rec.client_order_id in self.tracker:
                 continue
-            if rec.status not in ("NEW", "PARTIALLY_FILLED", "PENDING_NEW"):
-                continue
             if not is_ours(rec.client_order_id, self.cfg.orders.client_id_prefix):
                 continue
             self.tracker.adopt(rec.client_order_id, rec.symbol, rec.side, rec.type, rec.price or Decimal(0),
                                rec.quantity or Decimal(0), rec.status, rec.executed_qty)
+            adopted = self.tracker.get(rec.client_order_id)
+            if adopted is not None and adopted.unresolved and self.manager is not None:
+                # Left unresolved by a crash, inside the -2013 grace: it counts against the
+                # limits and is resolved by query (the grace from its last recorded change).
+                self.manager.resume(rec.symbol, rec.client_order_id,
+                                    (self.store.clock() - rec.updated_ms) / 1000)
 
     async def _poll_orders(self) -> None:
         """Without a user stream: ask the exchange about our resting orders now and then."""

@@ -133,6 +133,10 @@ class _DecisionView:
     def inventory(self, asset: str) -> Decimal:
         return self._view.inventory(asset)
 
+    def free_balance(self, asset: str) -> Decimal | None:
+        free_of = getattr(self._view, "free_balance", None)
+        return free_of(asset) if free_of is not None else None
+
     def open_orders(self, symbol: str | None = None, side: Side | None = None) -> list[OrderView]:
         if self._open is None:
             self._open = self._view.open_orders()

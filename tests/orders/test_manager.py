@@ -139,10 +139,12 @@ async def test_503_on_a_filled_ioc_order_stores_its_fill_once(h: Harness) -> Non
     order = await h.manager.place(place)
     assert not isinstance(order, Refused)
     (ex,) = h.exchange_orders(order.client_id)
-    # The query says FILLED; the reconciler fetches the trades the query did not carry.
-    await asyncio.wait_for(_until(lambda: h.tracker.inventory("BTC") == ex.executed_qty), 5)
-    fills = await h.store.fills_for_order(order.client_id)
     trades = [t for t in h.sim.exchange.engine.trades["BTCUSDT"] if t.order_id == ex.order_id]
+    # The query says FILLED; the reconciler fetches the trades the query did not carry. The
+    # position is net of the commission the exchange charged in BTC.
+    net = ex.executed_qty - sum((t.commission for t in trades if t.commission_asset == "BTC"), Decimal(0))
+    await asyncio.wait_for(_until(lambda: h.tracker.inventory("BTC") == net), 5)
+    fills = await h.store.fills_for_order(order.client_id)
     assert sorted(f.trade_id for f in fills) == sorted(t.id for t in trades)
     assert (await row(h, order.client_id)).status == ex.status
 
@@ -151,10 +153,13 @@ async def test_minus_1007_not_placed_becomes_never_placed_and_is_not_resent(h: H
     h.sim.exchange.faults.order_failures.append(OrderFailure(http_status=408, code=-1007, placed=False))
     order = await h.manager.place(resting_buy(h))
     assert not isinstance(order, Refused)
-    assert order.status is OrderStatus.NEVER_PLACED
+    # First NOT_FOUND after the grace, then NOT_PLACED once a later query confirms it.
+    assert order.status is OrderStatus.NOT_PLACED
     assert h.exchange_orders() == []
     rec = await row(h, order.client_id)
     assert rec.status == "NOT_PLACED" and rec.sent_ms is not None and "-2013" in (rec.reject_reason or "")
+    statuses = [e["status"] for e in await h.store.order_events(order.client_id)]
+    assert "NOT_PLACED" in statuses or rec.resolved_from_unknown
     assert h.manager.counts["sent"] == 1 and h.manager.counts["never_placed"] == 1
     await asyncio.sleep(0.3)
     assert h.exchange_orders() == []
@@ -209,7 +214,7 @@ async def test_an_order_that_cannot_be_recorded_is_not_sent(h: Harness,
     monkeypatch.setattr(h.store, "record_order_intent", broken)
     monkeypatch.setattr(h.gateway, "place_order", place_order)
     order = await h.manager.place(resting_buy(h))
-    assert not isinstance(order, Refused) and order.status is OrderStatus.NEVER_PLACED
+    assert not isinstance(order, Refused) and order.status is OrderStatus.NOT_PLACED
     assert sent == [] and h.exchange_orders() == []
 
 

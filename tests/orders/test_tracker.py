@@ -51,7 +51,7 @@ def test_exchange_facts_overrule_never_placed_but_nothing_overrules_a_final_stat
     t = OrderTracker(BASES)
     t.add(request())
     t.set_status("bx-r1-o1", "NOT_PLACED")
-    assert t.get("bx-r1-o1").status is OrderStatus.NEVER_PLACED  # type: ignore[union-attr]
+    assert t.get("bx-r1-o1").status is OrderStatus.NOT_PLACED  # type: ignore[union-attr]
     t.set_status("bx-r1-o1", "NEW")  # the exchange had it after all: never lose a live order
     assert t.get("bx-r1-o1").status is OrderStatus.NEW  # type: ignore[union-attr]
     t.set_status("bx-r1-o1", "CANCELED")
