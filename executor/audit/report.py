@@ -88,6 +88,7 @@ class SymbolReport:
     realized_avg: Decimal = ZERO
     realized_avg_gross: Decimal = ZERO
     position_qty: Decimal = ZERO
+    own_position_qty: Decimal = ZERO  # fills of our own orders only: what the bot's risk checks see
     position_cost_fifo: Decimal = ZERO
     position_cost_avg: Decimal = ZERO
     mark_price: Decimal | None = None
@@ -283,6 +284,7 @@ def _symbol_report(
         rep.realized_avg = g.avg.gross - t.fees
         rep.position_qty, rep.position_cost_fifo = g.fifo.position()
         rep.position_cost_avg = g.avg.position()[1]
+    rep.own_position_qty = g.own_qty
     return rep
 
 

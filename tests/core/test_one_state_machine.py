@@ -28,7 +28,8 @@ ALL = list(OrderStatus)
 
 
 def _ledger_state(status: str) -> _OrderState:
-    return _OrderState(1, "c", "BTCUSDT", "BUY", None, status, "local", D(0), D(0), None, None, False, None, 0)
+    return _OrderState(1, "c", "BTCUSDT", "BUY", None, status, "local", D(0), D(0), None, None, False, None,
+                       0)
 
 
 def _tracker_with(status: OrderStatus) -> OrderTracker:
