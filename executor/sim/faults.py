@@ -190,6 +190,7 @@ class Faults:
     # (due exchange ms, the placement to run then).
     _late: list[tuple[int, Callable[[], Any]]] = field(default_factory=list)
     _late_pump: asyncio.TimerHandle | None = None
+    late_accepted: list[tuple[str, int]] = field(default_factory=list)  # (client id, exchange ms)
     late_placed: int = 0
 
     def take_order_failure(self) -> OrderFailure | None:
@@ -198,12 +199,14 @@ class Faults:
     def take_late_order(self) -> LateOrder | None:
         return self.late_orders.popleft() if self.late_orders else None
 
-    def place_later(self, delay_ms: int, place: Callable[[], Any]) -> None:
+    def place_later(self, delay_ms: int, place: Callable[[], Any], client_id: str = "") -> None:
         """Run ``place`` (the engine placement of an accepted order) ``delay_ms`` of
-        exchange time from now."""
+        exchange time from now; ``late_accepted`` notes the order and when it came."""
         if self._clock is None:
             raise RuntimeError("faults are not bound to an exchange (call bind(sim))")
-        self._late.append((self._clock.now_ms() + delay_ms, place))
+        now = self._clock.now_ms()
+        self.late_accepted.append((client_id, now))
+        self._late.append((now + delay_ms, place))
         self._schedule_late()
 
     def _schedule_late(self) -> None:

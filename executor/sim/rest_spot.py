@@ -302,7 +302,7 @@ def _late_order(ctx: Ctx, req: Any, late: LateOrder) -> web.Response:
         except errors.BinanceError:
             pass  # refused when it finally arrives (e.g. the market moved): nothing was placed
 
-    sim.faults.place_later(late.delay_ms, place)
+    sim.faults.place_later(late.delay_ms, place, req.client_order_id or "")
     if late.http_status is None:
         transport = ctx.request.transport
         if transport is not None:
