@@ -34,6 +34,7 @@ import logging
 import secrets
 import sys
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import IO, Any
@@ -57,6 +58,15 @@ __all__ = ["Bot", "BotOptions", "FuturesReconciler", "fetch_sim_venue", "futures
            "futures_user_data_wanted", "run_bot", "run_command", "sim_ledger_url"]
 
 log = logging.getLogger(__name__)
+
+
+async def _logged(what: str, work: Awaitable[Any]) -> None:
+    """Await ``work`` on a path that must go on (shutdown, housekeeping); a failure is
+    logged with ``what`` and its traceback, never dropped. Cancellation propagates."""
+    try:
+        await work
+    except Exception:
+        log.exception("%s failed", what)
 
 VERSION = "0.1.0"
 EXIT_OK = 0
@@ -419,8 +429,10 @@ class Bot:
 
     async def _refresh_balances(self) -> None:
         while True:
-            with contextlib.suppress(Exception):
+            try:
                 self._balances = await self.store.get_balances()
+            except Exception:
+                log.exception("status: could not read balances from the ledger; keeping the last ones")
             await asyncio.sleep(2.0)
 
     def _user_stream_texts(self) -> list[str]:
@@ -499,8 +511,7 @@ class Bot:
         self._status_stop.set()
         for task in self._tasks:
             if task.get_name() == "status":
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(asyncio.shield(task), 2)
+                await _logged("final status line", asyncio.wait_for(asyncio.shield(task), 2))
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
@@ -508,11 +519,9 @@ class Bot:
             await step("close market stream", stream.close(), 5)
         if self.gateway is not None:
             for client in self._clients:
-                with contextlib.suppress(Exception):
-                    await client.close_connection()
+                await _logged("closing an HTTP client", client.close_connection())
         if self.store is not None:
-            with contextlib.suppress(Exception):
-                await self.store.close()
+            await _logged("closing the ledger", self.store.close())
         return ended
 
     def _rest_closed_s(self) -> float:
@@ -548,8 +557,7 @@ class Bot:
         report = await self.reconciler.gap_fill("shutdown")
         log.info("final reconciliation: %s", report)
         if self.futures_recon is not None:
-            with contextlib.suppress(Exception):
-                await self.futures_recon.gap_fill("shutdown")
+            await _logged("final futures reconciliation", self.futures_recon.gap_fill("shutdown"))
 
 
 # ---------------------------------------------------------------------- futures account
@@ -790,8 +798,9 @@ async def run_bot(cfg: Config, args: argparse.Namespace | None = None, *, option
         stop_wait.cancel()
         if start not in done:
             start.cancel()
-            with contextlib.suppress(BaseException):
-                await start
+            await asyncio.wait({start})  # our own cancellation still propagates
+            if not start.cancelled() and start.exception() is not None:
+                log.warning("start-up failed while being stopped", exc_info=start.exception())
         else:
             start.result()
             duration = getattr(args, "duration", None)
@@ -814,12 +823,11 @@ async def run_bot(cfg: Config, args: argparse.Namespace | None = None, *, option
             log.exception("the bot stopped on an error")
             code = EXIT_ERROR
         if bot is not None:
-            with contextlib.suppress(Exception):
-                await bot.stop(shutdown, ended="error", reason=f"{type(exc).__name__}: {exc}"[:500])
+            await _logged("stopping after the error",
+                          bot.stop(shutdown, ended="error", reason=f"{type(exc).__name__}: {exc}"[:500]))
     finally:
         if server is not None:
-            with contextlib.suppress(Exception):
-                await server.stop()
+            await _logged("stopping the embedded exchange", server.stop())
         if install_signals:
             shutdown.uninstall()
     return code

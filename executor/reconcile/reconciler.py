@@ -42,7 +42,6 @@ reload what it derives from the ledger (the tracker's position) consistently.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import gc
 import logging
@@ -616,10 +615,14 @@ class Reconciler:
                 continue
             symbol, side, otype, tif, price, qty = fold.info
             log.warning("reconciler: order %s has our prefix but no ledger row; adopting it", fold.client_id)
-            with contextlib.suppress(Exception):
+            try:
                 await self.store.record_order_intent(
                     fold.client_id, symbol, side, otype, quantity=qty, price=price, time_in_force=tif or None,
                     reason="adopted: seen on the exchange without a recorded intent")
+            except Exception:
+                # Most likely recorded meanwhile by another path; the status update below
+                # finds the row either way (and reports a missing one as not found).
+                log.exception("reconciler: could not record adopted order %s", fold.client_id)
             st = fold.state
             again.append(StatusUpdateIn(
                 fold.client_id, ledger_status(st.status), fold.source, symbol=fold.symbol,
@@ -730,8 +733,10 @@ class Reconciler:
         for task in (self._writer_task, self._suspect_task):
             if task is not None and not task.done():
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await asyncio.wait({task})  # a cancellation of stop() itself still propagates
+                if not task.cancelled() and task.exception() is not None:
+                    log.error("reconciler: %s ended with an error", task.get_name(),
+                              exc_info=task.exception())
         self._writer_task = self._suspect_task = None
 
     async def _writer(self) -> None:

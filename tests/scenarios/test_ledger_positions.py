@@ -64,7 +64,8 @@ async def test_base_commission_keeps_tracker_exchange_and_audit_equal_and_overse
         held = bot.tracker.inventory("BTC")
         market = bot.market.get("BTCUSDT")
         assert market is not None and market.bid is not None
-        too_much = Place("BTCUSDT", Side.SELL, OrderType.LIMIT, held + D("0.001"), market.bid, TimeInForce.IOC,
+        too_much = Place("BTCUSDT", Side.SELL, OrderType.LIMIT, held + D("0.001"), market.bid,
+                         TimeInForce.IOC,
                          reason="more than held")
         decision = bot.manager.submit(too_much)
         assert isinstance(decision, Refused) and decision.check == "sell_position"
