@@ -6,7 +6,7 @@ Definitions (the rendered report repeats the short forms):
 * outcome of an order: filled (FILLED); partly filled (ended CANCELED/EXPIRED with a
   non-zero executed quantity); cancelled / expired (ended with nothing executed);
   rejected; never placed (NOT_PLACED: the exchange never had it); open (still on the book
-  when the data ends); unresolved (PENDING_SEND/SENT/UNKNOWN). "resolved from unknown"
+  when the data ends); unresolved (PENDING_SEND/SENT/UNKNOWN/NOT_FOUND). "resolved from unknown"
   counts orders whose outcome was once UNKNOWN and was later settled by a query.
 * realized PnL: ``executor.core.pnl`` (FIFO and average cost), net of fees; fees in quote
   are taken as is, base fees at the fill price, third-asset fees (BNB) at the latest known

@@ -269,11 +269,10 @@ class OrderTracker:
         before = dict(self._inventory)
         self.replace_positions(rows, [r.key for r in rows])
         self._free = {asset: b.free for asset, b in balances.items()}
-        moved = {a: (before.get(a, ZERO), q) for a, q in self._inventory.items() if before.get(a, ZERO) != q}
+        moved = {a: q for a, q in self._inventory.items() if before.get(a, ZERO) != q}
         if moved:
             log.info("position from the ledger (%d fills of our orders): %s", len(rows),
-                     ", ".join(f"{a} {q}" + (f" (was {b})" if self.stats.fills else "")
-                               for a, (b, q) in sorted(moved.items())))
+                     ", ".join(f"{a} {q}" for a, q in sorted(moved.items())))
 
     def prune(self, now: float | None = None) -> int:
         """Forget final orders older than ``keep_final_s`` (and beyond ``max_final``)."""
