@@ -276,3 +276,28 @@ async def test_replace_cancels_first_then_places(h: Harness) -> None:
     assert list(statuses.values()) == ["NEW"]
     cancels = [c for c in h.sim.exchange.engine.orders["BTCUSDT"] if c.client_order_id == old.client_id]
     assert cancels[0].cancel_client_id.startswith("bx-test1-c")  # the cancel carried its own id
+
+
+def test_the_not_found_grace_is_at_least_the_request_timeout() -> None:
+    from executor.orders.manager import ResolveTiming
+
+    assert ResolveTiming(not_found_grace_s=3.0, request_timeout_s=10.0).grace_s == 10.0
+    assert ResolveTiming(not_found_grace_s=3.0, request_timeout_s=2.0).grace_s == 3.0
+
+
+async def test_the_grace_runs_from_the_unknown_outcome_not_from_the_send(h: Harness) -> None:
+    # The answer takes 1 s (longer than the 0.3 s grace) and is a 503 for an order that was
+    # never placed. Counted from the send, the grace would be over at the first query; it
+    # must run from the moment the outcome became unknown.
+    seen: list[tuple[OrderStatus, float]] = []
+    h.tracker.on_change = lambda o: seen.append((o.status, asyncio.get_running_loop().time()))
+    h.sim.exchange.faults.order_failures.append(OrderFailure(http_status=503, placed=False))
+    h.sim.exchange.faults.hold(1, 1.0)
+    order = await h.manager.place(resting_buy(h))
+    assert not isinstance(order, Refused) and order.status is OrderStatus.NOT_PLACED
+    at = {status: t for status, t in reversed(seen)}  # first time each status was reached
+    grace = h.manager.timing.grace_s
+    assert at[OrderStatus.NOT_FOUND] - at[OrderStatus.UNKNOWN] >= grace
+    # ...and the absence is confirmed only a grace after it was first not found.
+    assert at[OrderStatus.NOT_PLACED] - at[OrderStatus.NOT_FOUND] >= grace
+    assert h.exchange_orders() == []
