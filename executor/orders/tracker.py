@@ -107,6 +107,7 @@ class OrderTracker:
         self._counted: set[tuple[str, int]] = set()
         self._free: dict[str, Decimal] = {}  # free balance per asset, as the exchange last reported it
         self.positions_loaded = False
+        self._fill_watermark = 0  # the highest fills row id a load has read
         self.stats = TrackerStats()
         self.on_change: Callable[[TrackedOrder], None] | None = None
 
@@ -262,16 +263,29 @@ class OrderTracker:
 
     async def load(self, store: Any) -> None:
         """Position and free balances from the ledger (``store.own_fills``,
-        ``store.get_balances``). Run it where no commit can interleave (the reconciler's
-        apply lock), or a fill committed meanwhile could be counted twice or not at all."""
-        rows = await store.own_fills()
+        ``store.get_balances``). The first load derives the position from every fill of our
+        orders; later ones add only the fills stored since (by fills row id) that were not
+        counted yet -- e.g. those a gap fill stored from myTrades, which no order update
+        carries -- so a long ledger is not re-read every gap fill. Run it where no commit
+        can interleave (the reconciler's apply lock), or a fill committed meanwhile could be
+        counted twice or not at all."""
+        first = not self.positions_loaded
+        rows = await store.own_fills(after_id=None if first else self._fill_watermark)
         balances = await store.get_balances()
         before = dict(self._inventory)
-        self.replace_positions(rows, [r.key for r in rows])
+        if first:
+            self.replace_positions(rows, [r.key for r in rows])
+        else:
+            fresh = [r for r in rows if r.key not in self._counted]
+            for asset, delta in positions(fresh, self._base_or_none).items():
+                self._inventory[asset] = self._inventory.get(asset, ZERO) + delta
+            self._counted.update(r.key for r in fresh)
+        self._fill_watermark = max((r.fill_id for r in rows), default=self._fill_watermark)
         self._free = {asset: b.free for asset, b in balances.items()}
         moved = {a: q for a, q in self._inventory.items() if before.get(a, ZERO) != q}
         if moved:
-            log.info("position from the ledger (%d fills of our orders): %s", len(rows),
+            log.info("position from the ledger (%d fills of our orders %s): %s", len(rows),
+                     "in all" if first else "stored since the last load",
                      ", ".join(f"{a} {q}" for a, q in sorted(moved.items())))
 
     def prune(self, now: float | None = None) -> int:

@@ -94,6 +94,7 @@ class PositionRow(NamedTuple):
     qty: Decimal
     commission: Decimal
     commission_asset: str | None
+    fill_id: int = 0  # the fills row id: a later load asks only for newer rows
 
     @property
     def key(self) -> tuple[str, int]:

@@ -531,20 +531,21 @@ class Store:
 
         return await self._read(fn)
 
-    async def own_fills(self) -> list[PositionRow]:
+    async def own_fills(self, *, after_id: int | None = None) -> list[PositionRow]:
         """Every fill of the bot's own orders (orders the ledger does not mark external),
-        for ``executor.core.positions``. A fill stored before its order row was linked is
-        matched by its client order id."""
+        for ``executor.core.positions``; with ``after_id`` only rows stored after that fills
+        row id. A fill stored before its order row was linked is matched by its client id."""
 
         def fn(conn: Connection) -> list[PositionRow]:
             cols = (fills_t.c.symbol, fills_t.c.trade_id, fills_t.c.side, fills_t.c.qty,
-                    fills_t.c.commission, fills_t.c.commission_asset)
+                    fills_t.c.commission, fills_t.c.commission_asset, fills_t.c.id)
+            newer = fills_t.c.id > after_id if after_id is not None else sa.true()
             linked = (sa.select(*cols).join(orders_t, orders_t.c.id == fills_t.c.order_id)
-                      .where(orders_t.c.external.is_(False)))
+                      .where(orders_t.c.external.is_(False), newer))
             unlinked = (sa.select(*cols)
                         .join(orders_t, orders_t.c.client_order_id == fills_t.c.client_order_id)
-                        .where(fills_t.c.order_id.is_(None), orders_t.c.external.is_(False)))
-            return [PositionRow(r[0], r[1], _SIDES.get(r[2]), r[3], r[4], r[5])
+                        .where(fills_t.c.order_id.is_(None), orders_t.c.external.is_(False), newer))
+            return [PositionRow(r[0], r[1], _SIDES.get(r[2]), r[3], r[4], r[5], r[6])
                     for r in conn.execute(sa.union_all(linked, unlinked))]
 
         return await self._read(fn)
