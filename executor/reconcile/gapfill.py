@@ -79,12 +79,14 @@ class GapFillReport:
     @property
     def found(self) -> int:
         c = self.counts
-        return len(self.discrepancies) + c["orders_updated"] + c["fills_added"] + c["orders_not_placed"]
+        return (len(self.discrepancies) + c["orders_updated"] + c["fills_added"] + c["orders_not_placed"]
+                + c["orders_marked_not_found"])
 
     @property
     def fixed(self) -> int:
         c = self.counts
-        return c["orders_updated"] + c["fills_added"] + c["orders_not_placed"] + c["balances_corrected"]
+        return (c["orders_updated"] + c["fills_added"] + c["orders_not_placed"] + c["orders_marked_not_found"]
+                + c["balances_corrected"])
 
 
 # ---------------------------------------------------------------------- REST helpers
