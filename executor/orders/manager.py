@@ -504,7 +504,9 @@ class OrderManager:
         for _ in range(8):
             try:
                 found = await self.gateway.get_order(symbol, client_id)
-            except GatewayError:
+            except GatewayError as exc:
+                log.info("order %s: query after its cancel failed (%s); asking again in %.1f s",
+                         client_id, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.timing.max_s)
                 continue
