@@ -30,10 +30,12 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 import secrets
 import sys
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import IO, Any
@@ -59,6 +61,15 @@ __all__ = ["Bot", "BotOptions", "fetch_sim_venue", "futures_keys_needed",
            "futures_user_data_wanted", "run_bot", "run_command", "sim_ledger_url"]
 
 log = logging.getLogger(__name__)
+
+
+async def _logged(what: str, work: Awaitable[Any]) -> None:
+    """Await ``work`` on a path that must go on (shutdown, housekeeping); a failure is
+    logged with ``what`` and its traceback, never dropped. Cancellation propagates."""
+    try:
+        await work
+    except Exception:
+        log.exception("%s failed", what)
 
 VERSION = "0.1.0"
 EXIT_OK = 0
@@ -238,16 +249,23 @@ class Bot:
         cfg = self.cfg
         rules = self.rules
         self.tracker = tracker = OrderTracker(lambda s: rules[s].base_asset)
+        # The -2013 grace is at least the request timeout, for the manager and gap fills alike.
+        timing = replace(self.options.resolve, request_timeout_s=float(cfg.orders.request_timeout_s))
         self.reconciler = Reconciler(self.store, self.gateway, prefix=cfg.orders.client_id_prefix,
-                                     symbols=self.symbols, on_order_update=tracker.apply_update)
+                                     symbols=self.symbols, on_order_update=tracker.apply_update,
+                                     not_found_grace_ms=int(timing.grace_s * 1000))
+        # Position and free balances from the ledger after every gap fill (start included).
+        self.reconciler.on_resync = functools.partial(tracker.load, self.store)
+        self.reconciler.on_balances = tracker.set_balances
         run_tag = make_run_tag(time.time_ns() // 1_000_000, secrets.randbits(20))
         ids = ClientIdFactory(cfg.orders.client_id_prefix, run_tag)
         self.risk = RiskChecker(cfg.risk)
         self.ctx = StrategyContext(self.market, rules, tracker.views, tracker.inventory,
-                                   stale_after_s=float(cfg.risk.stale_after_s), fees=self.fees)
+                                   stale_after_s=float(cfg.risk.stale_after_s),
+                                   free_balance=tracker.free_balance, fees=self.fees)
         self.manager = OrderManager(gateway=self.gateway, store=self.store, reconciler=self.reconciler,
                                     tracker=tracker, risk=self.risk, view=self.ctx, rules=rules, ids=ids,
-                                    market=self.market, timing=self.options.resolve)
+                                    market=self.market, timing=timing)
         assert self.strategy is not None
         self.loop = StrategyLoop(self.market, self.strategy, self.ctx, self.manager, self.risk,
                                  timer_s=self.options.timer_s, on_timer_extra=self._on_timer)
@@ -376,12 +394,16 @@ class Bot:
         for rec in await self.store.orders_not_final(include_external=False):
             if rec.symbol not in self.rules or rec.client_order_id in self.tracker:
                 continue
-            if rec.status not in ("NEW", "PARTIALLY_FILLED", "PENDING_NEW"):
-                continue
             if not is_ours(rec.client_order_id, self.cfg.orders.client_id_prefix):
                 continue
             self.tracker.adopt(rec.client_order_id, rec.symbol, rec.side, rec.type, rec.price or Decimal(0),
                                rec.quantity or Decimal(0), rec.status, rec.executed_qty)
+            adopted = self.tracker.get(rec.client_order_id)
+            if adopted is not None and adopted.unresolved and self.manager is not None:
+                # Left unresolved by a crash, inside the -2013 grace: it counts against the
+                # limits and is resolved by query (the grace from its last recorded change).
+                self.manager.resume(rec.symbol, rec.client_order_id,
+                                    (self.store.clock() - rec.updated_ms) / 1000)
 
     async def _poll_orders(self) -> None:
         """Without a user stream: ask the exchange about our resting orders now and then."""
@@ -395,7 +417,7 @@ class Bot:
                     found = await self.gateway.get_order(order.symbol, order.client_id)
                     if found is not None:
                         await self.reconciler.apply_order_response(found, source="rest_query")
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - a failed poll is logged and retried next round; gap fills cover the rest
                     log.info("order poll of %s failed: %s", order.client_id, exc)
 
     async def _start_scheduler(self) -> None:
@@ -437,8 +459,10 @@ class Bot:
 
     async def _refresh_balances(self) -> None:
         while True:
-            with contextlib.suppress(Exception):
+            try:
                 self._balances = await self.store.get_balances()
+            except Exception:
+                log.exception("status: could not read balances from the ledger; keeping the last ones")
             await asyncio.sleep(2.0)
 
     def _user_stream_texts(self) -> list[str]:
@@ -519,8 +543,7 @@ class Bot:
         self._status_stop.set()
         for task in self._tasks:
             if task.get_name() == "status":
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(asyncio.shield(task), 2)
+                await _logged("final status line", asyncio.wait_for(asyncio.shield(task), 2))
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
@@ -528,11 +551,9 @@ class Bot:
             await step("close market stream", stream.close(), 5)
         if self.gateway is not None:
             for client in self._clients:
-                with contextlib.suppress(Exception):
-                    await client.close_connection()
+                await _logged("closing an HTTP client", client.close_connection())
         if self.store is not None:
-            with contextlib.suppress(Exception):
-                await self.store.close()
+            await _logged("closing the ledger", self.store.close())
         return ended
 
     def _rest_closed_s(self) -> float:
@@ -568,8 +589,7 @@ class Bot:
         report = await self.reconciler.gap_fill("shutdown")
         log.info("final reconciliation: %s", report)
         if self.futures_recon is not None:
-            with contextlib.suppress(Exception):
-                await self.futures_recon.gap_fill("shutdown")
+            await _logged("final futures reconciliation", self.futures_recon.gap_fill("shutdown"))
 
 
 # ---------------------------------------------------------------------- futures account
@@ -718,8 +738,9 @@ async def run_bot(cfg: Config, args: argparse.Namespace | None = None, *, option
         stop_wait.cancel()
         if start not in done:
             start.cancel()
-            with contextlib.suppress(BaseException):
-                await start
+            await asyncio.wait({start})  # our own cancellation still propagates
+            if not start.cancelled() and start.exception() is not None:
+                log.warning("start-up failed while being stopped", exc_info=start.exception())
         else:
             start.result()
             duration = getattr(args, "duration", None)
@@ -742,12 +763,11 @@ async def run_bot(cfg: Config, args: argparse.Namespace | None = None, *, option
             log.exception("the bot stopped on an error")
             code = EXIT_ERROR
         if bot is not None:
-            with contextlib.suppress(Exception):
-                await bot.stop(shutdown, ended="error", reason=f"{type(exc).__name__}: {exc}"[:500])
+            await _logged("stopping after the error",
+                          bot.stop(shutdown, ended="error", reason=f"{type(exc).__name__}: {exc}"[:500]))
     finally:
         if server is not None:
-            with contextlib.suppress(Exception):
-                await server.stop()
+            await _logged("stopping the embedded exchange", server.stop())
         if install_signals:
             shutdown.uninstall()
     return code

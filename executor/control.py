@@ -83,7 +83,7 @@ class Operator:
         recorded = True
         try:
             await self.store.add_operator_action(action, source, detail)
-        except Exception as exc:  # the action stands; only its record is missing
+        except Exception as exc:  # noqa: BLE001 - the action stands; only its record is missing
             recorded = False
             log.error("operator %s could not be recorded in the ledger: %s", action, type(exc).__name__)
         if self.notify is not None:

@@ -110,7 +110,7 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
-        except Exception:  # a malformed %-format must not hide the record
+        except Exception:  # noqa: BLE001 - a malformed %-format must not hide the record
             message = f"{record.msg!s} {record.args!r}"
         record.msg = self.redactor.redact(message)
         record.args = None

@@ -213,7 +213,7 @@ class Oversight:
     async def _check_previous_run(self) -> None:
         try:
             runs = await self.bot.store.runs(2)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - best effort: the alert about the previous run is optional
             log.info("oversight: could not read the previous run (%s)", type(exc).__name__)
             return
         if len(runs) > 1 and runs[1].get("ended") in ("abandoned", "error", "killed"):

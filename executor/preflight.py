@@ -117,7 +117,7 @@ async def _check_restrictions(client: Any, futures: bool) -> list[Check]:
     name = "key restrictions"
     try:
         r = await client.get_account_api_permissions()
-    except Exception as exc:  # any failure to read them is a refusal, named
+    except Exception as exc:  # noqa: BLE001 - any failure to read them is a refusal, named
         return [Check(name, False, f"could not read apiRestrictions ({_describe_error(exc)})",
                       _key_rejected_fix(exc))]
     checks = [
@@ -143,7 +143,7 @@ async def _check_account(client: Any) -> Check:
     name = "account canTrade"
     try:
         account = await client.get_account()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure to read the account is a named FAIL line
         return Check(name, False, f"could not read the account ({_describe_error(exc)})",
                      _key_rejected_fix(exc))
     can = account.get("canTrade")
@@ -157,7 +157,7 @@ async def _check_futures_key(client: Any) -> Check:
     name = "futures key"
     try:
         account = await client.futures_account()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure to read the futures account is a named FAIL line
         return Check(name, False, f"could not read the futures account ({_describe_error(exc)})",
                      "the futures testnet/demo issues its own keys: create one there and set the "
                      "BX_<PROFILE>_FUTURES_* variables, or set [futures] user_stream = false")
@@ -188,7 +188,7 @@ async def _check_clock(client: Any) -> Check:
 
     try:
         offset, rtt = await measure_clock_offset(fetch)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure to read the server time is a named FAIL line
         return Check(name, False, f"could not read the server time ({_describe_error(exc)})",
                      "check network access to the venue")
     return Check(name, abs(offset) < MAX_CLOCK_OFFSET_MS,
@@ -200,7 +200,7 @@ async def _check_symbol(client: Any, symbol: str) -> Check:
     name = f"symbol {symbol}"
     try:
         info = await client._get("exchangeInfo", data={"symbol": symbol})
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure to read exchangeInfo is a named FAIL line
         if getattr(exc, "code", None) == -1121:
             return Check(name, False, "not listed on this venue",
                          f"remove {symbol} from [symbols] spot or fix its spelling")

@@ -10,7 +10,14 @@ one intent, before the order manager sends it. The checks, in order:
 * ``max_order_notional``: price x quantity above ``max_order_notional``;
 * ``max_position``: for a buy, the bot's position in the base asset plus the unfilled part
   of its working buys (all symbols with that base asset) plus this order above
-  ``max_position[asset]``; an asset without a configured limit is refused (fail closed);
+  ``max_position[asset]``; an asset without a configured limit is refused (fail closed).
+  The position is the ledger's (``executor.core.positions``: our fills net of commissions
+  charged in the base asset), so it survives restarts; "working" includes orders whose
+  outcome is unknown and NOT_FOUND ones (not yet confirmed never placed);
+* ``sell_position``: a sell whose quantity plus our other working sells of that base asset
+  exceeds the position held (the bot never sells what it did not buy);
+* ``sell_balance``: a sell larger than the free balance of the base asset the exchange
+  last reported (the ledger's ``balances``), when one was reported;
 * ``max_open_orders``: our working orders would exceed ``max_open_orders``;
 * ``max_orders_per_minute``: new orders allowed in the last 60 s (sliding window).
 
@@ -86,6 +93,8 @@ class RiskView(Protocol):
     def open_orders(self, symbol: str | None = None, side: Side | None = None) -> list[OrderView]: ...
 
     def inventory(self, asset: str) -> Decimal: ...
+
+    def free_balance(self, asset: str) -> Decimal | None: ...
 
 
 class KillSwitch:
@@ -230,8 +239,10 @@ class RiskChecker:
 
         if side is Side.BUY:
             refused = self._position(rules.base_asset, qty, view, replacing)
-            if refused is not None:  # a Refused is falsy by design
-                return refused
+        else:
+            refused = self._sell(rules.base_asset, qty, view, replacing)
+        if refused is not None:  # a Refused is falsy by design
+            return refused
 
         open_count = len(view.open_orders()) - (1 if replacing is not None else 0)
         if open_count + 1 > cfg.max_open_orders:
@@ -258,14 +269,11 @@ class RiskChecker:
             return f"{symbol} mark price is {mark_age:.1f} s old (stale_after_s {self.cfg.stale_after_s})"
         return ""
 
-    def _position(self, asset: str, qty: Decimal, view: RiskView,
-                  replacing: OrderView | None) -> Refused | None:
-        limit = self.cfg.max_position.get(asset)
-        if limit is None:
-            return Refused(f"no max_position configured for {asset}", "max_position")
-        held = view.inventory(asset)
-        open_buys = ZERO
-        for o in view.open_orders(side=Side.BUY):
+    @staticmethod
+    def _working(asset: str, side: Side, view: RiskView, replacing: OrderView | None) -> Decimal:
+        """Unfilled quantity of our working orders on ``side`` in symbols with base ``asset``."""
+        total = ZERO
+        for o in view.open_orders(side=side):
             if replacing is not None and o.client_id == replacing.client_id:
                 continue
             try:
@@ -273,7 +281,29 @@ class RiskChecker:
             except KeyError:
                 continue
             if base == asset:
-                open_buys += o.remaining
+                total += o.remaining
+        return total
+
+    def _sell(self, asset: str, qty: Decimal, view: RiskView, replacing: OrderView | None) -> Refused | None:
+        held = view.inventory(asset)
+        open_sells = self._working(asset, Side.SELL, view, replacing)
+        if open_sells + qty > held:
+            return Refused(f"sell {qty} {asset} + open sells {open_sells} = {open_sells + qty} exceeds the "
+                           f"position held {held}", "sell_position")
+        free_of = getattr(view, "free_balance", None)
+        free = free_of(asset) if free_of is not None else None
+        if free is not None and qty > free:
+            return Refused(f"sell {qty} {asset} exceeds the free balance {free} the exchange last reported",
+                           "sell_balance")
+        return None
+
+    def _position(self, asset: str, qty: Decimal, view: RiskView,
+                  replacing: OrderView | None) -> Refused | None:
+        limit = self.cfg.max_position.get(asset)
+        if limit is None:
+            return Refused(f"no max_position configured for {asset}", "max_position")
+        held = view.inventory(asset)
+        open_buys = self._working(asset, Side.BUY, view, replacing)
         total = held + open_buys + qty
         if total > limit:
             return Refused(f"{asset} position {held} + open buys {open_buys} + order {qty} = {total} "

@@ -150,7 +150,7 @@ class JobScheduler:
         except asyncio.CancelledError:
             stats.cancelled += 1  # shutdown, not a failure of the job
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a job's failure is logged and counted; the next interval runs it again
             stats.errors += 1
             stats.last_error = f"{type(exc).__name__}: {exc}"[:300]
             log.warning("job %s run %d failed: %s", name, stats.runs, stats.last_error)

@@ -89,9 +89,7 @@ class Shutdown:
         """Run one shutdown step unless forced; raises ``StepSkipped`` if it cannot finish."""
         task: asyncio.Future[T] = asyncio.ensure_future(work)
         if self.forced.is_set():
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+            await _cancel_step(name, task)
             raise StepSkipped(f"{name}: skipped (forced exit)")
         forced = asyncio.ensure_future(self.forced.wait())
         try:
@@ -100,9 +98,7 @@ class Shutdown:
             forced.cancel()
         if task in done:
             return task.result()
-        task.cancel()
-        with contextlib.suppress(BaseException):
-            await task
+        await _cancel_step(name, task)
         why = "forced exit" if self.forced.is_set() else f"no result within {timeout:g} s"
         log.warning("shutdown step %s abandoned: %s", name, why)
         raise StepSkipped(f"{name}: {why}")
@@ -117,3 +113,13 @@ class Shutdown:
             log.exception("shutdown step %s failed", name)
             return False
         return True
+
+
+async def _cancel_step(name: str, task: asyncio.Future[Any]) -> None:
+    """Cancel an abandoned step and wait for it to unwind. Its own end (cancelled, or an
+    error while unwinding) is logged, never swallowed; a cancellation of the caller
+    propagates (``asyncio.wait`` does not absorb it)."""
+    task.cancel()
+    await asyncio.wait({task})
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("shutdown step %s failed while being cancelled", name, exc_info=task.exception())

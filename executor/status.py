@@ -87,7 +87,7 @@ def render(src: StatusSources, now: float | None = None) -> list[str]:
         f"{src.title} · up {now - src.started:.0f}s · orders {stats.orders} "
         f"(open {len(tracker.working())}, filled {finals.get('FILLED', 0)}, "
         f"canceled {finals.get('CANCELED', 0)}, expired {finals.get('EXPIRED', 0)}, "
-        f"rejected {finals.get('REJECTED', 0)}, never placed {finals.get('NEVER_PLACED', 0)}, "
+        f"rejected {finals.get('REJECTED', 0)}, never placed {finals.get('NOT_PLACED', 0)}, "
         f"unknown {counts.get('unknown', 0)}) · fills {stats.fills} · refused {refused}"
         + (" · PAUSED (new orders refused)" if getattr(manager, "paused", False) is True else ""),
     ]

@@ -93,7 +93,7 @@ class LedgerWatch:
             await asyncio.sleep(self.interval_s)
             try:
                 await self.poll()
-            except Exception as exc:  # the ledger may be busy or closing; next poll tries again
+            except Exception as exc:  # noqa: BLE001 - the ledger may be busy or closing; next poll tries again
                 log.info("ledger watch: poll failed (%s); retrying", type(exc).__name__)
 
     # -- reading the ledger

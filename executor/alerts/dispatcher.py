@@ -133,7 +133,7 @@ class Alerter:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, s.max_backoff_s)
                 continue
-            except Exception as exc:  # a bug in a channel must not end its task
+            except Exception as exc:  # noqa: BLE001 - a bug in a channel must not end its task
                 lane.failed += 1
                 self._note_failure(lane, type(exc).__name__)
                 return

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 from typing import Any
 
-from executor.core.orders import Side
+from executor.core.orders import UNRESOLVED, Side
 from executor.core.pnl import PREC, AverageBook, FifoBook, TradeTotals, trade_and_fee
 from executor.persistence.records import FillRow, OrderRecord
 
@@ -41,7 +41,7 @@ __all__ = [
     "percentile",
 ]
 
-FOLD_VERSION = 1  # bump when the state's meaning or shape changes: old checkpoints are then ignored
+FOLD_VERSION = 2  # bump when the state's meaning or shape changes: old checkpoints are then ignored
 ZERO = Decimal(0)
 SLIP_STEP = Decimal("0.001")
 _SLIP_SCALE = 3
@@ -70,7 +70,7 @@ def order_outcome(status: str, executed_qty: Decimal) -> str:
         return "rejected"
     if status == "NOT_PLACED":
         return "never placed"
-    if status in ("PENDING_SEND", "SENT", "UNKNOWN"):
+    if status in UNRESOLVED:
         return "unresolved"
     return "open"
 
@@ -177,6 +177,7 @@ class GroupFold:
         "opened",
         "ordered",
         "orders_total",
+        "own_qty",
         "resolved_from_unknown",
         "slip_mid",
         "slip_touch",
@@ -197,6 +198,9 @@ class GroupFold:
         self.fifo = FifoBook()
         self.avg = AverageBook()
         self.opened = False  # a per-run group takes its opening inventory at its first fill
+        # The bot's own position from this group's fills of its own (not external) orders:
+        # ``core.positions.fill_delta`` per fill, as the tracker and the risk checks count it.
+        self.own_qty = ZERO
 
     def add_order(self, o: OrderRecord, first_fill_ms: int | None) -> None:
         oc = order_outcome(o.status, o.executed_qty)
@@ -228,8 +232,11 @@ class GroupFold:
         slips: tuple[Decimal | None, Decimal | None] | None,
         dq: Decimal,
         fee_quote: Decimal,
+        own: bool = False,
     ) -> None:
         self.fills += 1
+        if own and f.side is not None:
+            self.own_qty += dq
         if f.side is None:
             self.fills_without_side += 1
             return
@@ -281,6 +288,7 @@ class GroupFold:
             "fifo": self.fifo.state(),
             "avg": self.avg.state(),
             "opened": self.opened,
+            "own": str(self.own_qty),
         }
 
     @classmethod
@@ -298,6 +306,7 @@ class GroupFold:
         g.fifo = FifoBook.from_state(st["fifo"])
         g.avg = AverageBook.from_state(st["avg"])
         g.opened = bool(st["opened"])
+        g.own_qty = Decimal(st["own"])
         return g
 
 
@@ -379,12 +388,13 @@ class LedgerFold:
         if f.side is not None:
             dq, fee = trade_and_fee(f, *self.pairs(f.symbol), self._convert)  # type: ignore[arg-type]
         whole = self.group(None, f.symbol)
+        own = ref is not None and not ref[0]  # a fill of one of our orders (not external)
         if self.per_run and f.run_id is not None:
             g = self.group(f.run_id, f.symbol)
             if not g.opened and f.side is not None:
                 g.open_from(whole)
-            g.add_fill(f, slips, dq, fee)
-        whole.add_fill(f, slips, dq, fee)
+            g.add_fill(f, slips, dq, fee, own)
+        whole.add_fill(f, slips, dq, fee, own)
         return slips
 
     def _convert(self, asset: str, amount: Decimal, fill: FillRow) -> Decimal:

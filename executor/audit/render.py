@@ -162,6 +162,7 @@ def _metric_rows(reps: Sequence[SymbolReport]) -> list[tuple[str, list[tuple[str
                 row("realized average cost", lambda r: _q(r.realized_avg, 4)),
                 row("realized FIFO before fees", lambda r: _q(r.realized_fifo_gross, 4)),
                 row("closing inventory (base)", lambda r: _qty(r.position_qty)),
+                row("bot position (own orders, base)", lambda r: _qty(r.own_position_qty)),
                 row("mark price", lambda r: "-" if r.mark_price is None else f"{_qty(r.mark_price)}"),
                 row("inventory value at mark", lambda r: _q(r.market_value, 4)),
                 row("unrealized FIFO at mark", lambda r: _q(r.unrealized_fifo, 4)),

@@ -6,7 +6,7 @@ Definitions (the rendered report repeats the short forms):
 * outcome of an order: filled (FILLED); partly filled (ended CANCELED/EXPIRED with a
   non-zero executed quantity); cancelled / expired (ended with nothing executed);
   rejected; never placed (NOT_PLACED: the exchange never had it); open (still on the book
-  when the data ends); unresolved (PENDING_SEND/SENT/UNKNOWN). "resolved from unknown"
+  when the data ends); unresolved (PENDING_SEND/SENT/UNKNOWN/NOT_FOUND). "resolved from unknown"
   counts orders whose outcome was once UNKNOWN and was later settled by a query.
 * realized PnL: ``executor.core.pnl`` (FIFO and average cost), net of fees; fees in quote
   are taken as is, base fees at the fill price, third-asset fees (BNB) at the latest known
@@ -88,6 +88,7 @@ class SymbolReport:
     realized_avg: Decimal = ZERO
     realized_avg_gross: Decimal = ZERO
     position_qty: Decimal = ZERO
+    own_position_qty: Decimal = ZERO  # fills of our own orders only: what the bot's risk checks see
     position_cost_fifo: Decimal = ZERO
     position_cost_avg: Decimal = ZERO
     mark_price: Decimal | None = None
@@ -285,6 +286,7 @@ def _symbol_report(
         rep.realized_avg = g.avg.gross - t.fees
         rep.position_qty, rep.position_cost_fifo = g.fifo.position()
         rep.position_cost_avg = g.avg.position()[1]
+    rep.own_position_qty = g.own_qty
     return rep
 
 

@@ -534,7 +534,7 @@ def _exchange_statuses() -> dict[str, OrderStatus]:
         try:
             out[text] = parse_status(text)
         except ValueError:
-            continue  # a local status (PENDING_SEND, UNKNOWN, NEVER_PLACED): not on the wire
+            continue  # a local status (PENDING_SEND, SENT, UNKNOWN, NOT_FOUND, NOT_PLACED): not on the wire
     return out
 
 

@@ -1,14 +1,40 @@
-"""The order vocabulary (side, status) and the order state machine.
+"""The order vocabulary (side, status) and the one order state machine.
+
+Every order status the bot knows is defined here once, with its rank; the tracker, the
+reconciler, the ledger's merge (``persistence/status_merge.py``) and the audit use these
+names and ranks, and the ledger stores exactly these names (each means one thing):
+
+=================  =====  ==================================================================
+status             rank   meaning
+=================  =====  ==================================================================
+PENDING_SEND       0      recorded before the send; not (known to be) on the wire yet
+SENT               1      on the wire, no answer yet
+UNKNOWN            2      sent, outcome unknown (5xx, -1007, timeout, reset): resolve by query
+NOT_FOUND          3      a query by client id answered -2013 after the grace; absence not yet
+                          confirmed, so it still counts against every limit
+NOT_PLACED         4      confirmed never placed (refused before it left, or absent again at a
+                          later reconciliation); final, but the exchange's word overrules it
+NEW                5      on the book (the exchange's PENDING_NEW reads NEW)
+PENDING_CANCEL     6      documented by Binance as unused; open
+PARTIALLY_FILLED   7      on the book, partly filled
+FILLED, CANCELED,  8      the exchange's final statuses (REJECTED also for a definitive
+REJECTED, EXPIRED,        refusal of our send)
+EXPIRED_IN_MATCH
+=================  =====  ==================================================================
+
+``may_move(old, new)`` is the one transition rule: nothing leaves an exchange-final status;
+otherwise a status only moves to a higher rank. Local inferences (NOT_FOUND, NOT_PLACED)
+rank below every exchange status, so if the order shows up after all, the exchange's word
+wins (we must never lose a live order or its fills) and the rank still only rises.
 
 ``apply(state, observation) -> state`` is a pure, monotonic transition function. The
 exchange can deliver the same fact twice or out of order (a stream event and a REST query
 racing, a reconnect replaying), so the machine never goes backwards:
 
-* statuses are ranked PENDING_SEND < UNKNOWN < NEW < PENDING_CANCEL < PARTIALLY_FILLED < final;
-  a lower-ranked observation never lowers the status (a late NEW after FILLED is ignored);
+* a lower-ranked observation never lowers the status (a late NEW after FILLED is ignored);
 * cumulative executed quantity and quote quantity only ever take the maximum seen;
-* the first exchange-final status (FILLED, CANCELED, REJECTED, EXPIRED, EXPIRED_IN_MATCH)
-  is final; later different statuses are ignored (only its cumulative figures can still grow);
+* the first exchange-final status is final; later different statuses are ignored (only its
+  cumulative figures can still grow);
 * NEW with a non-zero executed quantity is shown as PARTIALLY_FILLED, so the result does not
   depend on which of the two facts arrived first.
 
@@ -17,17 +43,19 @@ the same state as the ordered sequence.
 
 Local observations, which come from our own send attempt rather than the exchange:
 
-* ``SendUnknown`` (5xx, -1007, timeout, reset): PENDING_SEND -> UNKNOWN. Ignored once the
-  exchange has told us anything (the stream event can beat the HTTP response).
-* ``SendRejected`` (a definitive 4xx such as -2010/-1013): PENDING_SEND/UNKNOWN -> REJECTED,
-  final like the exchange's own REJECTED (a definitive refusal means nothing was placed).
-* ``NotFound`` (-2013 when querying our client id): PENDING_SEND/UNKNOWN -> NEVER_PLACED.
-  NEVER_PLACED is our inference, not the exchange's word: if the exchange later shows the
-  order after all, that exchange observation wins (we must never lose a live order or fill).
-  A NotFound after the order was seen on the exchange is ignored.
+* ``Sent``: PENDING_SEND -> SENT (the request left).
+* ``SendUnknown`` (5xx, -1007, timeout, reset): PENDING_SEND/SENT -> UNKNOWN. Ignored once
+  the exchange has told us anything (the stream event can beat the HTTP response).
+* ``SendRejected`` (a definitive 4xx such as -2010/-1013): unresolved -> REJECTED, final
+  like the exchange's own REJECTED (a definitive refusal means nothing was placed).
+* ``NotSent`` (refused before it left: rate-limit gate, not recorded): unresolved ->
+  NOT_PLACED.
+* ``NotFound`` (-2013 when querying our client id, after the grace): PENDING_SEND/SENT/
+  UNKNOWN -> NOT_FOUND. Ignored after the exchange has shown the order.
+* ``AbsenceConfirmed`` (-2013 again at a later reconciliation): NOT_FOUND -> NOT_PLACED.
 
 Deciding *when* a -2013 is trustworthy (the order may still be in flight) is the order
-manager's policy, not this module's.
+manager's and the reconciliation's policy, not this module's.
 """
 
 from __future__ import annotations
@@ -41,17 +69,28 @@ from executor.core.money import ZERO
 __all__ = [
     "EXCHANGE_FINAL",
     "FINAL",
+    "FINAL_STATUSES",
+    "OPEN",
+    "STATUS_RANK",
+    "UNRESOLVED",
+    "AbsenceConfirmed",
     "NotFound",
+    "NotSent",
     "Observation",
     "OrderState",
     "OrderStatus",
     "SendRejected",
     "SendUnknown",
+    "Sent",
     "Side",
     "apply",
+    "is_exchange_status",
+    "may_move",
     "observe",
     "parse_side",
     "parse_status",
+    "rank",
+    "stored_status",
 ]
 
 
@@ -61,38 +100,48 @@ class Side(StrEnum):
 
 
 class OrderStatus(StrEnum):
-    PENDING_SEND = "PENDING_SEND"  # recorded locally, not yet (known to be) sent
-    UNKNOWN = "UNKNOWN"  # sent, outcome unknown (5xx, -1007, timeout, reset)
+    PENDING_SEND = "PENDING_SEND"
+    SENT = "SENT"
+    UNKNOWN = "UNKNOWN"
+    NOT_FOUND = "NOT_FOUND"
+    NOT_PLACED = "NOT_PLACED"
     NEW = "NEW"
+    PENDING_CANCEL = "PENDING_CANCEL"
     PARTIALLY_FILLED = "PARTIALLY_FILLED"
-    PENDING_CANCEL = "PENDING_CANCEL"  # documented by Binance as unused; ranked as open
     FILLED = "FILLED"
     CANCELED = "CANCELED"
     REJECTED = "REJECTED"
     EXPIRED = "EXPIRED"
     EXPIRED_IN_MATCH = "EXPIRED_IN_MATCH"
-    NEVER_PLACED = "NEVER_PLACED"  # local: the exchange does not know our client id (-2013)
 
 
 EXCHANGE_FINAL = frozenset(
     {OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED,
      OrderStatus.EXPIRED_IN_MATCH}
 )
-FINAL = EXCHANGE_FINAL | {OrderStatus.NEVER_PLACED}
+FINAL = EXCHANGE_FINAL | {OrderStatus.NOT_PLACED}
+FINAL_STATUSES = FINAL  # the ledger's name for the same set (members compare equal to their text)
 OPEN = frozenset({OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING_CANCEL})
-_LOCAL_UNRESOLVED = frozenset({OrderStatus.PENDING_SEND, OrderStatus.UNKNOWN})
+# Maybe on the exchange, maybe not: resolved only by querying our client id.
+UNRESOLVED = frozenset({OrderStatus.PENDING_SEND, OrderStatus.SENT, OrderStatus.UNKNOWN,
+                        OrderStatus.NOT_FOUND})
+_LOCAL = UNRESOLVED | {OrderStatus.NOT_PLACED}
 # What an Observation may carry: the exchange's statuses, not our local ones.
-_OBSERVABLE = frozenset(OrderStatus) - _LOCAL_UNRESOLVED - {OrderStatus.NEVER_PLACED}
+_OBSERVABLE = frozenset(OrderStatus) - _LOCAL
 
-_RANK = {
+_FINAL_RANK = 8
+STATUS_RANK: dict[str, int] = {
     OrderStatus.PENDING_SEND: 0,
-    OrderStatus.UNKNOWN: 1,
-    OrderStatus.NEVER_PLACED: 1,  # below anything the exchange says: exchange facts win
-    OrderStatus.NEW: 2,
-    OrderStatus.PENDING_CANCEL: 3,
-    OrderStatus.PARTIALLY_FILLED: 4,
+    OrderStatus.SENT: 1,
+    OrderStatus.UNKNOWN: 2,
+    OrderStatus.NOT_FOUND: 3,
+    OrderStatus.NOT_PLACED: 4,  # below anything the exchange says: exchange facts win
+    OrderStatus.NEW: 5,
+    OrderStatus.PENDING_CANCEL: 6,
+    OrderStatus.PARTIALLY_FILLED: 7,
+    **dict.fromkeys(EXCHANGE_FINAL, _FINAL_RANK),
 }
-_FINAL_RANK = 5
+_RANK: dict[OrderStatus, int] = dict(STATUS_RANK)  # type: ignore[arg-type]
 
 # Exchange status strings (spot X, futures X, REST status) -> our status.
 # PENDING_NEW (order lists waiting on a working order) is an open, unfilled order to us.
@@ -107,6 +156,8 @@ _EXCHANGE_STATUS = {
     "EXPIRED": OrderStatus.EXPIRED,
     "EXPIRED_IN_MATCH": OrderStatus.EXPIRED_IN_MATCH,
 }
+# Stored names an older ledger may hold, read as today's status.
+_LEGACY = {"PENDING_NEW": OrderStatus.NEW, "NEVER_PLACED": OrderStatus.NOT_PLACED}
 
 
 def parse_status(value: object, field: str = "status") -> OrderStatus:
@@ -114,6 +165,14 @@ def parse_status(value: object, field: str = "status") -> OrderStatus:
     if isinstance(value, str) and value in _EXCHANGE_STATUS:
         return _EXCHANGE_STATUS[value]
     raise ValueError(f"{field}: unknown order status {value!r}")
+
+
+def stored_status(value: str | OrderStatus) -> OrderStatus:
+    """A status as the ledger (or a caller) spells it -> ``OrderStatus``; ValueError if unknown."""
+    if type(value) is OrderStatus:
+        return value
+    legacy = _LEGACY.get(value)
+    return legacy if legacy is not None else OrderStatus(value)
 
 
 def parse_side(value: object, field: str = "side") -> Side:
@@ -124,8 +183,20 @@ def parse_side(value: object, field: str = "side") -> Side:
     raise ValueError(f"{field}: expected BUY or SELL, got {value!r}")
 
 
-def _rank(status: OrderStatus) -> int:
-    return _FINAL_RANK if status in EXCHANGE_FINAL else _RANK[status]
+def rank(status: str | OrderStatus) -> int:
+    """The status's rank (see the table in the module docstring)."""
+    return _RANK[stored_status(status)]
+
+
+def is_exchange_status(status: str | OrderStatus) -> bool:
+    """A status only the exchange's word can set (open or exchange-final)."""
+    return stored_status(status) in _OBSERVABLE
+
+
+def may_move(old: str | OrderStatus, new: str | OrderStatus) -> bool:
+    """The one transition rule: never out of an exchange-final status, else only upwards."""
+    o, n = stored_status(old), stored_status(new)
+    return o not in EXCHANGE_FINAL and _RANK[n] > _RANK[o]
 
 
 @dataclass(frozen=True)
@@ -146,8 +217,13 @@ class Observation:
         if type(status) is not OrderStatus:  # already the member: no enum lookup (hot path)
             status = OrderStatus(status)
             object.__setattr__(self, "status", status)
-        if status in _LOCAL_UNRESOLVED or status is OrderStatus.NEVER_PLACED:
+        if status in _LOCAL:
             raise ValueError(f"status: {status} is local, not an exchange status")
+
+
+@dataclass(frozen=True)
+class Sent:
+    """The request left (PENDING_SEND -> SENT)."""
 
 
 @dataclass(frozen=True)
@@ -165,11 +241,34 @@ class SendRejected:
 
 
 @dataclass(frozen=True)
+class NotSent:
+    """The order never left (rate-limit gate closed, could not be recorded first)."""
+
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class NotFound:
-    """A query by our client order id answered -2013 (no such order)."""
+    """A query by our client order id answered -2013 (no such order), after the grace."""
 
 
-Event = Observation | SendUnknown | SendRejected | NotFound
+@dataclass(frozen=True)
+class AbsenceConfirmed:
+    """A later reconciliation found a NOT_FOUND order absent again: it was never placed."""
+
+
+Event = Observation | Sent | SendUnknown | SendRejected | NotSent | NotFound | AbsenceConfirmed
+
+# Local event -> (the status it sets, the statuses it may set it from).
+_LOCAL_MOVES: dict[type, tuple[OrderStatus, frozenset[OrderStatus]]] = {
+    Sent: (OrderStatus.SENT, frozenset({OrderStatus.PENDING_SEND})),
+    SendUnknown: (OrderStatus.UNKNOWN, frozenset({OrderStatus.PENDING_SEND, OrderStatus.SENT})),
+    SendRejected: (OrderStatus.REJECTED, UNRESOLVED),
+    NotSent: (OrderStatus.NOT_PLACED, UNRESOLVED),
+    NotFound: (OrderStatus.NOT_FOUND, frozenset({OrderStatus.PENDING_SEND, OrderStatus.SENT,
+                                                 OrderStatus.UNKNOWN})),
+    AbsenceConfirmed: (OrderStatus.NOT_PLACED, frozenset({OrderStatus.NOT_FOUND})),
+}
 
 
 @dataclass(frozen=True)
@@ -189,7 +288,7 @@ class OrderState:
         # Rebuilt from the database a status may arrive as a plain string; identity checks
         # (``is OrderStatus.X``) below need the enum member.
         if type(self.status) is not OrderStatus:
-            object.__setattr__(self, "status", OrderStatus(self.status))
+            object.__setattr__(self, "status", stored_status(self.status))
 
     @property
     def is_final(self) -> bool:
@@ -202,8 +301,8 @@ class OrderState:
 
     @property
     def is_unresolved(self) -> bool:
-        """PENDING_SEND or UNKNOWN: must be resolved by querying the client order id."""
-        return self.status in _LOCAL_UNRESOLVED
+        """PENDING_SEND, SENT, UNKNOWN or NOT_FOUND: resolved only by querying the client id."""
+        return self.status in UNRESOLVED
 
     @property
     def avg_price(self) -> Decimal | None:
@@ -214,19 +313,13 @@ def apply(state: OrderState, event: Event) -> OrderState:
     """Return the state after ``event``; never goes backwards (see module docstring)."""
     if isinstance(event, Observation):
         return _observe(state, event)
-    if isinstance(event, SendUnknown):
-        if state.status is OrderStatus.PENDING_SEND:
-            return replace(state, status=OrderStatus.UNKNOWN)
-        return state
-    if isinstance(event, SendRejected):
-        if state.status in _LOCAL_UNRESOLVED:
-            return replace(state, status=OrderStatus.REJECTED)
-        return state
-    if isinstance(event, NotFound):
-        if state.status in _LOCAL_UNRESOLVED:
-            return replace(state, status=OrderStatus.NEVER_PLACED)
-        return state
-    raise TypeError(f"not an order event: {event!r}")
+    move = _LOCAL_MOVES.get(type(event))
+    if move is None:
+        raise TypeError(f"not an order event: {event!r}")
+    target, sources = move
+    if state.status in sources and may_move(state.status, target):
+        return replace(state, status=target)
+    return state
 
 
 _new_state = object.__new__
@@ -255,7 +348,7 @@ def _merge(state: OrderState, obs_status: OrderStatus, obs_executed: Decimal, ob
     quote = max(state.cum_quote, obs_quote)
     order_id = state.order_id if state.order_id is not None else obs_order_id
     cur = state.status
-    status = cur if cur in EXCHANGE_FINAL or _rank(obs_status) <= _rank(cur) else obs_status
+    status = obs_status if cur not in EXCHANGE_FINAL and _RANK[obs_status] > _RANK[cur] else cur
     if status is OrderStatus.NEW and executed > 0:
         status = OrderStatus.PARTIALLY_FILLED
     if (status is cur and executed is state.executed_qty and quote is state.cum_quote

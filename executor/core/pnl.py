@@ -26,6 +26,7 @@ from decimal import Decimal, localcontext
 from executor.core.events import Fill
 from executor.core.money import ZERO
 from executor.core.orders import Side
+from executor.core.positions import fill_delta
 
 __all__ = [
     "PREC",
@@ -91,15 +92,16 @@ def _ordered(fills: Iterable[Fill], symbol: str, presorted: bool = False) -> Ite
 
 def trade_and_fee(fill: Fill, base: str, quote: str,
                    convert: FeeConverter | None) -> tuple[Decimal, Decimal]:
-    """(signed base change, fee in quote) for one fill."""
-    dq = fill.qty if fill.side is Side.BUY else -fill.qty
+    """(signed base change, fee in quote) for one fill. The base change is
+    ``core.positions.fill_delta``: the position the tracker and risk see moves the same."""
+    dq = fill_delta(fill.side, fill.qty, fill.commission, fill.commission_asset, base)
     fee = fill.commission
     if not fee or not fill.commission_asset:
         return dq, ZERO
     if fill.commission_asset == quote:
         return dq, fee
     if fill.commission_asset == base:
-        return dq - fee, fee * fill.price
+        return dq, fee * fill.price
     if convert is None:
         raise ValueError(f"pnl: fee in {fill.commission_asset} on {fill.symbol} trade {fill.trade_id} "
                          "needs a conversion to quote")

@@ -439,7 +439,7 @@ class StreamConnection:
                 return await self._open_leg(hold=False)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - logged; backoff and reconnect (CancelledError re-raised above)
                 self.health.last_error = f"{exc.__class__.__name__}: {exc}"
                 self._errors.warning("connect", "market stream %s connect failed: %s", self.health.name,
                                      self.health.last_error)
@@ -485,7 +485,7 @@ class StreamConnection:
             leg.closed_reason = reason
         try:
             await asyncio.wait_for(leg.ws.close(), 1.5)
-        except Exception:
+        except Exception:  # noqa: BLE001 - closing a leg being dropped: any failure aborts its transport instead
             leg.abort(reason)
         if leg.task is not None and not leg.task.done():
             leg.task.cancel()
@@ -512,7 +512,7 @@ class StreamConnection:
                 if new is not None:
                     new.abort("cancelled")
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - logged and counted; the old connection keeps serving
                 self.health.failed_rotations += 1
                 self.health.last_error = f"rotate: {exc.__class__.__name__}: {exc}"
                 log.warning("market stream %s rotation failed (%s); keeping the old connection",
@@ -635,7 +635,7 @@ class StreamConnection:
                 if (u.__class__ is not int or b.__class__ is not str or bq.__class__ is not str
                         or a.__class__ is not str or aq.__class__ is not str or s.__class__ is not str):
                     _check_book((s, u, b, bq, a, aq))  # raises with the details
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a malformed frame goes to on_other, which counts and logs it
                 on_other(leg, msg, raw, exc)
                 continue
             result = apply(s, u, b, bq, a, aq, now, _wall())
@@ -667,7 +667,7 @@ class StreamConnection:
             try:
                 msg = _loads(raw)
                 args = parse(msg["data"])
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a malformed frame goes to on_other, which counts and logs it
                 on_other(leg, msg, raw, exc)
                 continue
             result = apply(*args, now, _wall())
@@ -692,7 +692,7 @@ class StreamConnection:
             try:
                 msg = _loads(raw)
                 args = self._parse(msg["data"])
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a malformed frame goes to on_other, which counts and logs it
                 self._on_other(leg, msg, raw, exc)
                 continue
             leg.held = args

@@ -159,7 +159,7 @@ class GapFillRunner:
             await self._gap_fill(reason)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - logged, counted and retried (CancelledError re-raised above)
             self._health.gap_fill_errors += 1
             self._health.last_error = f"gap fill ({reason}): {type(exc).__name__}: {exc}"
             log.warning("%s: gap fill (%s) failed, will retry: %s", self._health.name, reason, exc)
@@ -340,7 +340,7 @@ class SupervisedUserStream(Generic[S]):
             self.health.state = "rotating"
             try:
                 new = await self._open(rotating=True)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - logged and counted; the old connection keeps serving
                 self.health.failed_rotations += 1
                 self.health.last_error = f"rotate: {self._error_text(exc)}"
                 self.health.state = "open"
@@ -410,7 +410,7 @@ class SupervisedUserStream(Generic[S]):
                     self._current = await self._open(rotating=False)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - logged, then backoff and reconnect (CancelledError re-raised above)
                 delay = self.backoff.next_delay()
                 self.health.state = "backoff"
                 self.health.last_backoff_s = delay

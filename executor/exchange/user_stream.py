@@ -283,7 +283,7 @@ class SpotUserStream(SupervisedUserStream[_Session]):
                 if self.gate is not None:
                     await self.gate.wait()
                 await self._subscribe(session)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - logged; the supervisor reconnects and gap-fills
                 log.warning("%s: resubscribe after %s failed (%s); reconnecting",
                             self.health.name, reason, exc)
             else:

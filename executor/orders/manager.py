@@ -16,9 +16,13 @@ For each ``Place`` (``submit`` decides synchronously, then one task does the I/O
      brings it first;
    * ``Rejected``: REJECTED with the code and message recorded;
    * ``Unknown`` (5xx, -1007, timeout, reset): UNKNOWN, then resolved by querying its
-     client order id with backoff until the exchange answers: found -> its status;
-     -2013 once ``not_found_grace_s`` has passed since the send -> NOT_PLACED (the
-     ledger's NEVER_PLACED). It is NEVER sent again;
+     client order id with backoff until the exchange answers: found -> its status (an
+     order that shows up late is adopted: its status from the exchange, its fills
+     reconciled). A -2013 means nothing until the grace has passed since the outcome
+     became unknown (``ResolveTiming.grace_s``: ``not_found_grace_s``, at least the request
+     timeout): then NOT_FOUND, which still counts against the open-order and position
+     limits (the strategy sees it working, so it sends no replacement), and only a -2013
+     again a full grace later confirms NOT_PLACED. It is NEVER sent again;
    * ``RateLimited`` (429/418): the gateway's gate now holds every sender; this order was
      refused before it acted, so it is NOT_PLACED with the limiter's answer recorded.
 
@@ -37,7 +41,6 @@ risk checks refuse new orders while the switch is engaged.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
@@ -73,7 +76,8 @@ __all__ = ["OrderManager", "ResolveTiming"]
 
 log = logging.getLogger(__name__)
 
-NOT_PLACED = "NOT_PLACED"  # the ledger's name for core NEVER_PLACED
+NOT_PLACED = OrderStatus.NOT_PLACED.value
+NOT_FOUND = OrderStatus.NOT_FOUND.value
 UNKNOWN_ORDER = -2011  # cancel of an order the exchange does not have (filled, cancelled, never placed)
 
 
@@ -86,13 +90,23 @@ class Gateway(Protocol):
 
 @dataclass(frozen=True)
 class ResolveTiming:
-    """How an unknown outcome is chased: first query after ``first_s``, doubling to ``max_s``;
-    a -2013 only counts once ``not_found_grace_s`` has passed since the send (the order may
-    still be in flight inside the exchange before that)."""
+    """How an unknown outcome is chased: first query after ``first_s``, doubling to ``max_s``.
+
+    A -2013 only counts once ``grace_s`` has passed since the outcome became unknown (the
+    order may still be in flight inside the exchange before that), and the absence is
+    confirmed only by a second -2013 a further ``grace_s`` later. ``grace_s`` is
+    ``not_found_grace_s`` but never less than ``request_timeout_s`` (``[orders]
+    request_timeout_s``): a request the client gave up on may still be processed.
+    """
 
     first_s: float = 0.1
     max_s: float = 5.0
     not_found_grace_s: float = 3.0
+    request_timeout_s: float = 0.0
+
+    @property
+    def grace_s(self) -> float:
+        return max(self.not_found_grace_s, self.request_timeout_s)
 
 
 _PAUSED = Refused("paused by the operator", "paused")
@@ -125,6 +139,10 @@ class _DecisionView:
 
     def inventory(self, asset: str) -> Decimal:
         return self._view.inventory(asset)
+
+    def free_balance(self, asset: str) -> Decimal | None:
+        free_of = getattr(self._view, "free_balance", None)
+        return free_of(asset) if free_of is not None else None
 
     def open_orders(self, symbol: str | None = None, side: Side | None = None) -> list[OrderView]:
         if self._open is None:
@@ -171,8 +189,9 @@ class OrderManager:
         self.paused = False
         self.counts: Counter[str] = Counter()
         self.refusals: Counter[str] = Counter()
-        # Last send per order (monotonic), for the -2013 grace.
-        self._sent_at: dict[str, float] = {}
+        # When each unresolved order's outcome became unknown, or when it was first not
+        # found (monotonic): the -2013 grace runs from there.
+        self._unknown_at: dict[str, float] = {}
         # Hooks for the user stream's silent-stall check: ``on_sending(id)`` just before a
         # placement or cancel leaves (an executionReport should follow), ``on_no_effect(id)``
         # once the exchange definitely did not act on it (none will).
@@ -282,16 +301,15 @@ class OrderManager:
                 decision_ask=ask, decision_mark=mark, decision_ms=_ms(), reason=req.reason or None)
         except Exception as exc:
             # Not recorded means not sent: an order the ledger cannot explain must not exist.
-            log.error("order %s not sent: could not record it first: %s", cid, exc)
+            log.exception("order %s %s not sent: could not record it first", cid, req.symbol)
             self.counts["not_recorded"] += 1
-            self.tracker.set_status(cid, OrderStatus.NEVER_PLACED, note=f"not recorded: {exc}")
+            self.tracker.set_status(cid, OrderStatus.NOT_PLACED, note=f"not recorded: {exc}")
             return
         params = req.params()
         params["newOrderRespType"] = self._resp_type
         st = self.market.get(req.symbol)
         if st is not None and st.book_recv_mono is not None:
             metrics.observe_tick_to_order(time.monotonic() - st.book_recv_mono)
-        self._sent_at[cid] = self._clock()
         self.counts["sent"] += 1
         sent_ms = _ms()
         self._hook(self.on_sending, cid)
@@ -300,19 +318,24 @@ class OrderManager:
         except asyncio.CancelledError:
             # Torn down mid-send: the request may be on the wire. UNKNOWN is the honest
             # state; the next start's gap fill queries it (never re-sends).
-            with contextlib.suppress(Exception):
+            log.warning("order %s %s: send cancelled mid-flight; recording UNKNOWN", cid, req.symbol)
+            try:
                 await asyncio.shield(self.store.update_order_status(cid, "UNKNOWN", source="local"))
+            except Exception:
+                log.exception("order %s: could not record UNKNOWN after a cancelled send", cid)
             raise
-        except Exception as exc:  # a programming error in the client stack: outcome unknown
-            log.exception("order %s: send failed unexpectedly", cid)
+        except Exception as exc:
+            log.exception("order %s %s: send failed unexpectedly; outcome unknown", cid, req.symbol)
             outcome = Unknown(f"{type(exc).__name__}")
         finally:
             # SENT (with the time it left) is written once the request is out, not beside it:
             # a ledger write in flight during the send competes with it for this thread and
             # the GIL. Record-before-send is the intent above; PENDING_SEND and SENT are both
             # "maybe on the wire" to recovery (a restart queries either by client id).
-            with contextlib.suppress(Exception):
+            try:
                 await self.store.mark_order_sent(cid, at_ms=sent_ms)
+            except Exception:
+                log.exception("order %s: could not record it as SENT", cid)
         await self._outcome(req, outcome)
 
     async def _outcome(self, req: OrderRequest, outcome: Any) -> None:
@@ -337,12 +360,14 @@ class OrderManager:
             log.warning("order %s %s %s", cid, req.symbol, why)
             self._hook(self.on_no_effect, cid)
             await self.store.update_order_status(cid, NOT_PLACED, source="order_response", reject_reason=why)
-            self.tracker.set_status(cid, OrderStatus.NEVER_PLACED, note=why)
+            self.tracker.set_status(cid, OrderStatus.NOT_PLACED, note=why)
         else:
             reason = outcome.reason if isinstance(outcome, Unknown) else str(outcome)
             self.counts["unknown"] += 1
             log.warning("order %s %s outcome UNKNOWN (%s): resolving by query, never re-sending",
                         cid, req.symbol, reason)
+            # The grace before a -2013 may mean "never placed" starts now, not at the send.
+            self._unknown_at[cid] = self._clock()
             await self.store.update_order_status(cid, "UNKNOWN", source="local")
             self.tracker.set_status(cid, OrderStatus.UNKNOWN, note=reason)
             await self.resolve(req.symbol, cid)
@@ -367,16 +392,21 @@ class OrderManager:
 
     # ------------------------------------------------------------------ unknown outcomes
 
-    async def resolve(self, symbol: str, client_id: str) -> str:
+    async def resolve(self, symbol: str, client_id: str, *, unknown_since: float | None = None) -> str:
         """Query ``client_id`` until the exchange says what became of it; returns the status.
 
         Never sends the order again. Stops early if another path (stream, gap fill)
-        resolves it first.
+        resolves it first. ``unknown_since`` (monotonic) is when its outcome became unknown,
+        if earlier than now (an order an earlier run left unresolved).
         """
         if client_id in self._resolving:
             return "RESOLVING"
         self._resolving.add(client_id)
+        if unknown_since is not None:
+            self._unknown_at[client_id] = unknown_since
+        self._unknown_at.setdefault(client_id, self._clock())
         delay = self.timing.first_s
+        grace = self.timing.grace_s
         try:
             while True:
                 order = self.tracker.get(client_id)
@@ -391,26 +421,47 @@ class OrderManager:
                     continue
                 if found is not None:
                     self.counts["resolved_found"] += 1
+                    late = order is not None and order.status is OrderStatus.NOT_FOUND
                     await self.reconciler.apply_order_response(found, source="rest_query")
                     status = str(found.get("status", ""))
-                    log.info("order %s resolved by query: %s", client_id, status)
+                    log.log(logging.WARNING if late else logging.INFO, "order %s resolved by query: %s%s",
+                            client_id, status, " (it appeared late: adopted)" if late else "")
                     # The reconciler's update reaches the tracker; make sure even if not ours by prefix.
                     self.tracker.set_status(client_id, status or OrderStatus.NEW,
                                             exchange_id=int(found["orderId"]))
+                    self._unknown_at.pop(client_id, None)
                     return status
-                sent = self._sent_at.get(client_id)
-                if sent is not None and self._clock() - sent < self.timing.not_found_grace_s:
+                waited = self._clock() - self._unknown_at[client_id]
+                if waited < grace:
                     continue  # -2013 may mean "not arrived yet"
+                if order is None or order.status is not OrderStatus.NOT_FOUND:
+                    # Not yet "never placed": it keeps counting against the limits until a
+                    # later query confirms the absence.
+                    why = (f"-2013: the exchange does not know this client order id {waited:.1f} s after "
+                           "its outcome became unknown; confirming later")
+                    await self.store.update_order_status(client_id, NOT_FOUND, source="rest_query",
+                                                         reject_reason=why)
+                    self.tracker.set_status(client_id, OrderStatus.NOT_FOUND, note=why)
+                    self._unknown_at[client_id] = self._clock()
+                    log.warning("order %s not found (%s)", client_id, why)
+                    continue
                 self.counts["never_placed"] += 1
-                why = "-2013: the exchange does not know this client order id (outcome was unknown)"
+                why = "-2013 again a grace after it was first not found: never placed"
                 change = await self.store.update_order_status(client_id, NOT_PLACED, source="rest_query",
                                                               reject_reason=why)
                 log.warning("order %s resolved: never placed (%s)", client_id, why)
                 self._hook(self.on_no_effect, client_id)
-                self.tracker.set_status(client_id, OrderStatus.NEVER_PLACED, note=why)
+                self.tracker.set_status(client_id, OrderStatus.NOT_PLACED, note=why)
+                self._unknown_at.pop(client_id, None)
                 return change.status or NOT_PLACED
         finally:
             self._resolving.discard(client_id)
+
+    def resume(self, symbol: str, client_id: str, unknown_for_s: float) -> None:
+        """Resolve an order an earlier run left unresolved (tracked already), in a task;
+        its outcome became unknown ``unknown_for_s`` ago (the grace counts from then)."""
+        since = self._clock() - max(unknown_for_s, 0.0)
+        self._spawn(self.resolve(symbol, client_id, unknown_since=since), f"resolve {client_id}")
 
     # ------------------------------------------------------------------ cancels
 
@@ -423,7 +474,7 @@ class OrderManager:
         if order.unresolved:
             # Its own fate is unknown yet: find out first (cancelling a PENDING_SEND order
             # the exchange never saw would just answer -2011).
-            if order.status is OrderStatus.UNKNOWN:
+            if order.status in (OrderStatus.UNKNOWN, OrderStatus.NOT_FOUND):
                 await self.resolve(symbol, client_id)
             order = self.tracker.get(client_id)
             if order is None or not order.working or order.unresolved:
@@ -441,8 +492,10 @@ class OrderManager:
         outcome = await self.gateway.cancel_order(symbol, client_id, cancel_id)
         if isinstance(outcome, Accepted):
             await self.store.resolve_cancel(cancel_id, "CANCELED")
-            with contextlib.suppress(Exception):
+            try:
                 await self.reconciler.apply_order_response(outcome.response, source="order_response")
+            except Exception:
+                log.exception("cancel of %s: could not apply the exchange's answer", client_id)
             if client_id in self.tracker:
                 self.tracker.set_status(client_id, OrderStatus.CANCELED)
             return "CANCELED"
@@ -470,7 +523,9 @@ class OrderManager:
         for _ in range(8):
             try:
                 found = await self.gateway.get_order(symbol, client_id)
-            except GatewayError:
+            except GatewayError as exc:
+                log.info("order %s: query after its cancel failed (%s); asking again in %.1f s",
+                         client_id, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.timing.max_s)
                 continue

@@ -1,14 +1,19 @@
-"""The in-memory view of our own orders and inventory, for the strategy and the risk checks.
+"""The in-memory view of our own orders and position, for the strategy and the risk checks.
 
 The ledger is the truth; this is its fast, synchronous mirror for one run. An order enters
 when the order manager accepts an intent (status PENDING_SEND, before any I/O, so the
 strategy sees it before its next handler call) and moves forward only on facts: the
 reconciler's ``OrderUpdate`` after each commit, and the manager's local outcomes (sent,
-rejected, unknown, never placed). Like the ledger, a status never moves backwards.
+rejected, unknown, not found, not placed). Statuses and the one transition rule are the
+core state machine's (``executor.core.orders``); a status never moves backwards.
 
-Inventory is the net of our own fills (buys add, sells subtract, per base asset), counted
-once per (symbol, tradeId): the reconciler reports each fill in the commit that first
-stored it, and the tracker also keeps the keys it has counted so a replay cannot count twice.
+The position per base asset is derived from the ledger (``executor.core.positions``: the
+fills of our own orders, net of commissions charged in the base asset). ``load`` reads it
+from the ledger at start and after every gap fill (the reconciler runs it under its apply
+lock, so no commit interleaves); between loads each new fill the reconciler reports moves
+it by the same ``fill_delta``, counted once per (symbol, tradeId). ``load`` also takes the
+free balance per asset the exchange last reported (the ledger's ``balances``), which the
+reconciler then keeps current (``set_balances``), for the sell checks.
 
 Final orders are kept for a while (the status display, late updates) and then pruned, so
 memory does not grow with the run's length.
@@ -16,6 +21,7 @@ memory does not grow with the run's length.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -26,31 +32,13 @@ from typing import Any
 from executor.core.events import Fill
 from executor.core.intents import OrderRequest
 from executor.core.money import ZERO
-from executor.core.orders import FINAL, OrderStatus, Side
+from executor.core.orders import FINAL, UNRESOLVED, OrderStatus, Side, may_move, stored_status
+from executor.core.positions import PositionFill, fill_delta, positions
 from executor.strategy.base import OrderView
 
-__all__ = ["OrderTracker", "TrackedOrder", "core_status"]
+__all__ = ["OrderTracker", "TrackedOrder"]
 
-# Ledger status text -> the core vocabulary the strategy sees. SENT (on the wire, no answer
-# yet) is still "not known to be placed"; NOT_PLACED is the ledger's name for NEVER_PLACED.
-_LEDGER_TO_CORE = {"SENT": OrderStatus.PENDING_SEND, "NOT_PLACED": OrderStatus.NEVER_PLACED,
-                   "PENDING_NEW": OrderStatus.NEW}
-_RANK = {OrderStatus.PENDING_SEND: 0, OrderStatus.UNKNOWN: 1, OrderStatus.NEVER_PLACED: 1,
-         OrderStatus.NEW: 2, OrderStatus.PENDING_CANCEL: 3, OrderStatus.PARTIALLY_FILLED: 4}
-_FINAL_RANK = 5
-_EXCHANGE_FINAL = FINAL - {OrderStatus.NEVER_PLACED}
-
-
-def core_status(status: str | OrderStatus) -> OrderStatus:
-    """Map a ledger status (or a core one) to ``OrderStatus``."""
-    if isinstance(status, OrderStatus):
-        return status
-    return _LEDGER_TO_CORE.get(status) or OrderStatus(status)
-
-
-def _rank(status: OrderStatus) -> int:
-    return _FINAL_RANK if status in _EXCHANGE_FINAL else _RANK[status]
-
+log = logging.getLogger(__name__)
 
 @dataclass
 class TrackedOrder:
@@ -78,7 +66,8 @@ class TrackedOrder:
 
     @property
     def unresolved(self) -> bool:
-        return self.status in (OrderStatus.PENDING_SEND, OrderStatus.UNKNOWN)
+        """Maybe on the exchange, maybe not (PENDING_SEND, SENT, UNKNOWN, NOT_FOUND)."""
+        return self.status in UNRESOLVED
 
     def view(self) -> OrderView:
         return OrderView(client_id=self.client_id, symbol=self.symbol, side=self.side, price=self.price,
@@ -116,6 +105,9 @@ class OrderTracker:
         self._final: OrderedDict[str, float] = OrderedDict()  # client id -> when it became final
         self._inventory: dict[str, Decimal] = {}
         self._counted: set[tuple[str, int]] = set()
+        self._free: dict[str, Decimal] = {}  # free balance per asset, as the exchange last reported it
+        self.positions_loaded = False
+        self._fill_watermark = 0  # the highest fills row id a load has read
         self.stats = TrackerStats()
         self.on_change: Callable[[TrackedOrder], None] | None = None
 
@@ -154,6 +146,10 @@ class OrderTracker:
     def inventories(self) -> dict[str, Decimal]:
         return dict(self._inventory)
 
+    def free_balance(self, asset: str) -> Decimal | None:
+        """The free balance of ``asset`` the exchange last reported (None: never reported)."""
+        return self._free.get(asset)
+
     # -- writing -------------------------------------------------------------------------
 
     def add(self, request: OrderRequest, placed_at: float | None = None) -> TrackedOrder:
@@ -189,7 +185,7 @@ class OrderTracker:
         order = self._orders.get(client_id)
         if order is None:
             return False
-        new = core_status(status)
+        new = stored_status(status)
         changed = False
         if exchange_id is not None and order.exchange_id is None:
             order.exchange_id = exchange_id
@@ -200,7 +196,7 @@ class OrderTracker:
         if cum_quote is not None and cum_quote > order.cum_quote:
             order.cum_quote = cum_quote
             changed = True
-        if new is not order.status and self._may_move(order.status, new):
+        if new is not order.status and may_move(order.status, new):
             order.status = new
             changed = True
         if order.status is OrderStatus.NEW and order.filled > 0:
@@ -218,17 +214,6 @@ class OrderTracker:
                 self.on_change(order)
         return changed
 
-    @staticmethod
-    def _may_move(old: OrderStatus, new: OrderStatus) -> bool:
-        if old in _EXCHANGE_FINAL:
-            return False
-        if old is OrderStatus.NEVER_PLACED:
-            # Our inference; the exchange's word overrules it (never lose a live order).
-            return _rank(new) >= _RANK[OrderStatus.NEW]
-        if new is OrderStatus.NEVER_PLACED:
-            return old in (OrderStatus.PENDING_SEND, OrderStatus.UNKNOWN)
-        return _rank(new) > _rank(old)
-
     def apply_update(self, update: Any) -> None:
         """A reconciler ``OrderUpdate`` (one of our orders changed, maybe with new fills)."""
         self.add_fills(update.fills)
@@ -241,8 +226,14 @@ class OrderTracker:
         if order is not None and order.cancel_requested != value:
             order.cancel_requested = value
 
+    def _base_or_none(self, symbol: str) -> str | None:
+        try:
+            return self._base(symbol)
+        except KeyError:
+            return None  # not a traded symbol: its fills are not part of a tracked position
+
     def add_fills(self, fills: Iterable[Fill]) -> int:
-        """Count our fills into inventory, once per (symbol, tradeId); returns how many were new."""
+        """Count our fills into the position, once per (symbol, tradeId); returns how many were new."""
         n = 0
         for f in fills:
             key = (f.symbol, f.trade_id)
@@ -250,22 +241,52 @@ class OrderTracker:
                 continue
             self._counted.add(key)
             n += 1
-            try:
-                asset = self._base(f.symbol)
-            except KeyError:
+            asset = self._base_or_none(f.symbol)
+            if asset is None:
                 continue
-            delta = f.qty if f.side is Side.BUY else -f.qty
+            delta = fill_delta(f.side, f.qty, f.commission, f.commission_asset, asset)
             self._inventory[asset] = self._inventory.get(asset, ZERO) + delta
             self.stats.fills += 1
             self.stats.filled_quote += f.quote_qty
         return n
 
-    def seed_inventory(self, inventory: Mapping[str, Decimal],
-                       counted: Iterable[tuple[str, int]] = ()) -> None:
-        """Start from the position earlier runs built (their fills are already counted)."""
-        for asset, qty in inventory.items():
-            self._inventory[asset] = self._inventory.get(asset, ZERO) + qty
-        self._counted.update(counted)
+    def replace_positions(self, fills: Iterable[PositionFill], keys: Iterable[tuple[str, int]]) -> None:
+        """The position as the ledger derives it from every fill of our orders (``keys``
+        are those fills' (symbol, tradeId): counted, so a late report of one adds nothing)."""
+        self._inventory = positions(fills, self._base_or_none)
+        self._counted.update(keys)
+        self.positions_loaded = True
+
+    def set_balances(self, free: Mapping[str, Decimal]) -> None:
+        """Free balances the exchange reported (an account update or a REST snapshot)."""
+        self._free.update(free)
+
+    async def load(self, store: Any) -> None:
+        """Position and free balances from the ledger (``store.own_fills``,
+        ``store.get_balances``). The first load derives the position from every fill of our
+        orders; later ones add only the fills stored since (by fills row id) that were not
+        counted yet -- e.g. those a gap fill stored from myTrades, which no order update
+        carries -- so a long ledger is not re-read every gap fill. Run it where no commit
+        can interleave (the reconciler's apply lock), or a fill committed meanwhile could be
+        counted twice or not at all."""
+        first = not self.positions_loaded
+        rows = await store.own_fills(after_id=None if first else self._fill_watermark)
+        balances = await store.get_balances()
+        before = dict(self._inventory)
+        if first:
+            self.replace_positions(rows, [r.key for r in rows])
+        else:
+            fresh = [r for r in rows if r.key not in self._counted]
+            for asset, delta in positions(fresh, self._base_or_none).items():
+                self._inventory[asset] = self._inventory.get(asset, ZERO) + delta
+            self._counted.update(r.key for r in fresh)
+        self._fill_watermark = max((r.fill_id for r in rows), default=self._fill_watermark)
+        self._free = {asset: b.free for asset, b in balances.items()}
+        moved = {a: q for a, q in self._inventory.items() if before.get(a, ZERO) != q}
+        if moved:
+            log.info("position from the ledger (%d fills of our orders %s): %s", len(rows),
+                     "in all" if first else "stored since the last load",
+                     ", ".join(f"{a} {q}" for a, q in sorted(moved.items())))
 
     def prune(self, now: float | None = None) -> int:
         """Forget final orders older than ``keep_final_s`` (and beyond ``max_final``)."""

@@ -22,6 +22,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+# Re-exported (``as``): the store and its callers import them from here.
+from executor.core.orders import FINAL_STATUSES as FINAL_STATUSES
+from executor.core.orders import STATUS_RANK as STATUS_RANK
+from executor.core.orders import OrderStatus
 from executor.persistence.types import DecimalText, JsonText
 
 NAMING = {
@@ -37,27 +41,13 @@ class Base(DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING)
 
 
-# Order statuses. The exchange's statuses plus three of our own that exist before or
-# around the send: PENDING_SEND (recorded, not yet on the wire), SENT (on the wire, no
-# answer yet), UNKNOWN (5xx / -1007 / timeout: resolve by querying, never by resending),
-# and NOT_PLACED (the exchange answered that the order does not exist / was refused
-# before it reached the book, so it definitely never traded).
-PENDING_SEND = "PENDING_SEND"
-SENT = "SENT"
-UNKNOWN = "UNKNOWN"
-NOT_PLACED = "NOT_PLACED"
-FINAL_STATUSES = frozenset({"FILLED", "CANCELED", "REJECTED", "EXPIRED", "EXPIRED_IN_MATCH", NOT_PLACED})
-# Rank of every status along an order's life; a status change never lowers it.
-STATUS_RANK: dict[str, int] = {
-    PENDING_SEND: 0,
-    SENT: 1,
-    UNKNOWN: 2,
-    "PENDING_NEW": 3,
-    "NEW": 4,
-    "PARTIALLY_FILLED": 5,
-    "PENDING_CANCEL": 5,
-    **{s: 9 for s in FINAL_STATUSES},
-}
+# Order statuses and their ranks are defined once, in the core state machine
+# (``executor.core.orders``: its module docstring says what each stored name means).
+PENDING_SEND = OrderStatus.PENDING_SEND.value
+SENT = OrderStatus.SENT.value
+UNKNOWN = OrderStatus.UNKNOWN.value
+NOT_FOUND = OrderStatus.NOT_FOUND.value
+NOT_PLACED = OrderStatus.NOT_PLACED.value
 
 FILL_SOURCES = ("stream", "order_response", "gap_fill")
 

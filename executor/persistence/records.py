@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import NamedTuple
 
-__all__ = ["FINAL_STATUSES", "FillRow", "OrderRecord"]
+__all__ = ["FINAL_STATUSES", "FillRow", "OrderRecord", "PositionRow"]
 
 from executor.core.orders import Side
 from executor.persistence.models import FINAL_STATUSES
@@ -82,3 +82,20 @@ class FillRow(NamedTuple):
     def time_ms(self) -> int:
         # Exchange time when known; a fill without T is placed by when we received it.
         return self.trade_ms if self.trade_ms is not None else self.received_ms
+
+
+class PositionRow(NamedTuple):
+    """The part of a fill of one of our orders that moves the bot's position
+    (``executor.core.positions``); ``Store.own_fills`` reads these."""
+
+    symbol: str
+    trade_id: int
+    side: Side | None
+    qty: Decimal
+    commission: Decimal
+    commission_asset: str | None
+    fill_id: int = 0  # the fills row id: a later load asks only for newer rows
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.symbol, self.trade_id)

@@ -6,12 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from executor.persistence.models import (
-    FINAL_STATUSES,
-    NOT_PLACED,
-    STATUS_RANK,
-    UNKNOWN,
-)
+from executor.core.orders import FINAL_STATUSES, OrderStatus, is_exchange_status, may_move
 from executor.persistence.store_records import StatusChange, StatusUpdateIn, _check_status, _dec
 
 
@@ -38,9 +33,10 @@ def merge_status(cur: _OrderState, upd: StatusUpdateIn, at_ms: int) -> StatusCha
     """Apply ``upd`` to ``cur`` in place, never moving backwards; return what happened.
 
     Rules: the cumulative executed quantity is the maximum ever seen, and the quote
-    quantity follows it; the status rank (``models.STATUS_RANK``) never decreases; a final
-    status is kept, except NOT_PLACED (our own inference) which the exchange may overrule;
-    a differing exchange order id is a conflict and is not written.
+    quantity follows it; the status moves only as the core state machine's ``may_move``
+    allows (its rank never decreases; an exchange-final status is kept; NOT_FOUND and
+    NOT_PLACED, our own inferences, rank below the exchange's statuses so the exchange may
+    overrule them); a differing exchange order id is a conflict and is not written.
     """
     _check_status(upd.status)
     prev_status = cur.status
@@ -84,24 +80,18 @@ def merge_status(cur: _OrderState, upd: StatusUpdateIn, at_ms: int) -> StatusCha
             cur.cum_quote_qty = new_quote
             changed = True
 
-    old_rank = STATUS_RANK[cur.status]
-    new_rank = STATUS_RANK[upd.status]
-    exchange_status = new_rank >= STATUS_RANK["PENDING_NEW"] and upd.status != NOT_PLACED
+    exchange_status = is_exchange_status(upd.status)
     if upd.status != cur.status:
-        overrule_not_placed = cur.status == NOT_PLACED and exchange_status
-        if cur.status in FINAL_STATUSES and not overrule_not_placed:
-            if upd.status in FINAL_STATUSES:
-                conflict = f"final status {cur.status} kept; {upd.source} reported {upd.status}"
-            else:
-                stale = True
-        elif new_rank >= old_rank or overrule_not_placed:
+        if may_move(cur.status, upd.status):
             cur.status = upd.status
             changed = True
+        elif cur.status in FINAL_STATUSES and upd.status in FINAL_STATUSES:
+            conflict = f"final status {cur.status} kept; {upd.source} reported {upd.status}"
         else:
             stale = True
 
     resolved = False
-    if prev_status == UNKNOWN and cur.status != UNKNOWN:
+    if prev_status == OrderStatus.UNKNOWN and cur.status != OrderStatus.UNKNOWN:
         cur.resolved_from_unknown = True
         resolved = True
     if exchange_status and cur.acked_ms is None:

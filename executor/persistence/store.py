@@ -68,7 +68,7 @@ from executor.persistence.models import (
     STATUS_RANK,
     OperatorAction,
 )
-from executor.persistence.records import OrderRecord
+from executor.persistence.records import OrderRecord, PositionRow
 from executor.persistence.status_merge import _OrderState as _OrderState  # re-exported for tests
 from executor.persistence.status_merge import merge_status
 from executor.persistence.store_records import (
@@ -100,7 +100,7 @@ T = TypeVar("T")
 operator_t = OperatorAction.__table__
 
 # IN (open statuses) rather than NOT IN (finals): the former seeks ix_orders_status.
-_OPEN_STATUSES = sorted(s for s in STATUS_RANK if s not in FINAL_STATUSES)
+_OPEN_STATUSES = sorted(str(s.value) for s in STATUS_RANK if s not in FINAL_STATUSES)  # type: ignore[attr-defined]
 
 
 def _record(cls: type[T], row: Any) -> T:
@@ -531,6 +531,25 @@ class Store:
                 cond = sa.or_(cond, fills_t.c.order_id == oid)
             q = sa.select(fills_t).where(cond).order_by(fills_t.c.trade_id)
             return [_fill(r) for r in conn.execute(q)]
+
+        return await self._read(fn)
+
+    async def own_fills(self, *, after_id: int | None = None) -> list[PositionRow]:
+        """Every fill of the bot's own orders (orders the ledger does not mark external),
+        for ``executor.core.positions``; with ``after_id`` only rows stored after that fills
+        row id. A fill stored before its order row was linked is matched by its client id."""
+
+        def fn(conn: Connection) -> list[PositionRow]:
+            cols = (fills_t.c.symbol, fills_t.c.trade_id, fills_t.c.side, fills_t.c.qty,
+                    fills_t.c.commission, fills_t.c.commission_asset, fills_t.c.id)
+            newer = fills_t.c.id > after_id if after_id is not None else sa.true()
+            linked = (sa.select(*cols).join(orders_t, orders_t.c.id == fills_t.c.order_id)
+                      .where(orders_t.c.external.is_(False), newer))
+            unlinked = (sa.select(*cols)
+                        .join(orders_t, orders_t.c.client_order_id == fills_t.c.client_order_id)
+                        .where(fills_t.c.order_id.is_(None), orders_t.c.external.is_(False), newer))
+            return [PositionRow(r[0], r[1], _SIDES.get(r[2]), r[3], r[4], r[5], r[6])
+                    for r in conn.execute(sa.union_all(linked, unlinked))]
 
         return await self._read(fn)
 

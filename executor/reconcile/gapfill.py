@@ -6,10 +6,15 @@ it runs, stream events are held (``Reconciler.holding``); then, in this order:
 1. open orders per configured symbol (our orders get their status; orders we did not
    place are recorded as external);
 2. every order the ledger holds as not final and that step 1 did not cover is queried by
-   client id. Found: its real status. -2013 (not found): our PENDING_SEND/SENT/UNKNOWN
-   order becomes NOT_PLACED through the core state machine (never re-sent). Outside the
-   start-up run an order sent less than ``not_found_grace_ms`` ago is left for later (it
-   may still be in flight);
+   client id. Found: its real status (a NOT_FOUND order that shows up after all is adopted
+   with the exchange's status; step 4 reconciles its fills). -2013 (not found), through the
+   core state machine and never re-sent: our PENDING_SEND/SENT/UNKNOWN order becomes
+   NOT_FOUND (it still counts against every limit), and a NOT_FOUND order found absent
+   again becomes NOT_PLACED (confirmed). Either only once ``not_found_grace_ms`` (at
+   least the request timeout) has passed since the order's last recorded change -- when
+   its outcome became unknown, or when it was first not found; until then it is left for
+   later (it may still be in flight inside the exchange). The start-up run after a crash
+   applies the same grace;
 3. myTrades from the last stored trade id of each symbol, page by page, every page
    passing the gateway's weight budget;
 4. any order (ours or external) whose stored fills fall short of its executed quantity
@@ -40,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from executor.core.events import Fill, parse_my_trade, parse_order_snapshot
 from executor.core.money import ZERO
-from executor.core.orders import NotFound, OrderStatus, apply
+from executor.core.orders import AbsenceConfirmed, NotFound, OrderStatus, apply
 from executor.exchange.outcome import NO_SUCH_ORDER, Rejected
 from executor.exchange.ratelimit import Cost
 from executor.exchange.rest import GatewayError
@@ -74,12 +79,14 @@ class GapFillReport:
     @property
     def found(self) -> int:
         c = self.counts
-        return len(self.discrepancies) + c["orders_updated"] + c["fills_added"] + c["orders_not_placed"]
+        return (len(self.discrepancies) + c["orders_updated"] + c["fills_added"] + c["orders_not_placed"]
+                + c["orders_marked_not_found"])
 
     @property
     def fixed(self) -> int:
         c = self.counts
-        return c["orders_updated"] + c["fills_added"] + c["orders_not_placed"] + c["balances_corrected"]
+        return (c["orders_updated"] + c["fills_added"] + c["orders_not_placed"] + c["orders_marked_not_found"]
+                + c["balances_corrected"])
 
 
 # ---------------------------------------------------------------------- REST helpers
@@ -175,7 +182,7 @@ async def _query_not_final(rec: Reconciler, not_final: list[OrderRecord], seen_o
     now = store.clock()
     found: list[dict[str, Any]] = []
     items: list[Any] = []
-    resolved: list[OrderRecord] = []
+    resolved: list[tuple[OrderRecord, str]] = []
     for o in not_final:
         if o.client_order_id in seen_open:
             continue
@@ -194,22 +201,29 @@ async def _query_not_final(rec: Reconciler, not_final: list[OrderRecord], seen_o
             report.discrepancies.append({"kind": "order_not_found", "client_order_id": o.client_order_id,
                                          "symbol": o.symbol, "stored_status": o.status, "external": True})
             continue
-        after = apply(core_state(o), NotFound())
-        if after.status is not OrderStatus.NEVER_PLACED:
+        state = core_state(o)
+        confirm = state.status is OrderStatus.NOT_FOUND
+        after = apply(state, AbsenceConfirmed() if confirm else NotFound())
+        if after.status is state.status:
             # The exchange showed this order before; -2013 now is a contradiction, not a resolution.
             report.discrepancies.append({"kind": "order_not_found", "client_order_id": o.client_order_id,
                                          "symbol": o.symbol, "stored_status": o.status, "external": False})
             continue
-        since = o.sent_ms if o.sent_ms is not None else o.created_ms
-        if report.reason != START_REASON and now - since < rec.not_found_grace_ms:
+        # The grace runs from the order's last recorded change: when its outcome became
+        # unknown (or it was first not found), not from before the send.
+        since = max(o.updated_ms, o.sent_ms or 0, o.created_ms)
+        if now - since < rec.not_found_grace_ms:
             report.counts["orders_deferred"] += 1
             continue
-        items.append(OrderEventIn(o.symbol, NOT_PLACED, "gap_fill",
+        new_status = after.status.value
+        items.append(OrderEventIn(o.symbol, new_status, "gap_fill",
                                   {"code": -2013, "msg": "Order does not exist.",
                                    "origClientOrderId": o.client_order_id},
                                   client_order_id=o.client_order_id, event_ms=now))
-        items.append(StatusUpdateIn(o.client_order_id, NOT_PLACED, "gap_fill", symbol=o.symbol))
-        resolved.append(o)
+        items.append(StatusUpdateIn(o.client_order_id, new_status, "gap_fill", symbol=o.symbol,
+                                    reject_reason="-2013: absent again at a later reconciliation"
+                                    if confirm else "-2013: not found after the grace"))
+        resolved.append((o, new_status))
     if found:
         res = await rec.apply_order_snapshots(found, source="gap_fill")
         report.counts["orders_updated"] += res.status_changes
@@ -218,10 +232,11 @@ async def _query_not_final(rec: Reconciler, not_final: list[OrderRecord], seen_o
     if items:
         batch = await rec.apply_items(items)
         updates = []
-        for change, o in zip(batch.status_changes, resolved, strict=True):
+        for change, (o, new_status) in zip(batch.status_changes, resolved, strict=True):
             if change.applied:
-                report.counts["orders_not_placed"] += 1
-                updates.append(OrderUpdate(o.client_order_id, o.symbol, o.exchange_order_id, NOT_PLACED,
+                name = "orders_not_placed" if new_status == NOT_PLACED else "orders_marked_not_found"
+                report.counts[name] += 1
+                updates.append(OrderUpdate(o.client_order_id, o.symbol, o.exchange_order_id, new_status,
                                            o.executed_qty, o.cum_quote_qty, (), "gap_fill"))
         rec._emit(updates)
         report.updates.extend(updates)

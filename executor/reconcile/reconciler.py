@@ -33,19 +33,21 @@ order_events row. While a gap fill runs, submitted events are held
 in ``gapfill.py``; this class serialises runs (one at a time; requests during a run
 coalesce into one follow-up run).
 
-Order updates go to ``on_order_update`` after each commit, only for our orders.
+Order updates go to ``on_order_update`` after each commit, only for our orders; the free
+balances an account update reported go to ``on_balances``. After every gap fill and balance
+snapshot ``on_resync`` runs under the apply lock (no commit interleaves), so a consumer can
+reload what it derives from the ledger (the tracker's position) consistently.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import gc
 import hashlib
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -67,8 +69,16 @@ from executor.core.events import (
 )
 from executor.core.ids import IdKind, parse_client_id, validate_prefix
 from executor.core.money import ZERO, format_decimal
-from executor.core.orders import Observation, OrderState, OrderStatus, Side, apply, observe
-from executor.persistence.models import NOT_PLACED, PENDING_SEND, SENT, UNKNOWN
+from executor.core.orders import (
+    FINAL_STATUSES,
+    Observation,
+    OrderState,
+    OrderStatus,
+    Side,
+    apply,
+    observe,
+    stored_status,
+)
 from executor.persistence.store import (
     BalanceEventIn,
     BalanceRow,
@@ -137,18 +147,13 @@ def raise_gc_threshold(young: int = GC_YOUNG_THRESHOLD) -> bool:
 
 
 def ledger_status(status: OrderStatus) -> str:
-    """Core status -> the ledger's status text (the ledger names NEVER_PLACED ``NOT_PLACED``)."""
-    return NOT_PLACED if status is OrderStatus.NEVER_PLACED else status.value
+    """Core status -> the ledger's status text (the same name: the core defines both)."""
+    return status.value
 
 
 def core_state(rec: OrderRecord) -> OrderState:
-    """The core state machine's view of a stored order. SENT (on the wire, no answer yet)
-    is unresolved, like UNKNOWN."""
-    status = {PENDING_SEND: OrderStatus.PENDING_SEND, SENT: OrderStatus.UNKNOWN, UNKNOWN: OrderStatus.UNKNOWN,
-              NOT_PLACED: OrderStatus.NEVER_PLACED, "PENDING_NEW": OrderStatus.NEW}.get(rec.status)
-    if status is None:
-        status = OrderStatus(rec.status)
-    return OrderState(status, rec.executed_qty, rec.cum_quote_qty, rec.exchange_order_id)
+    """The core state machine's view of a stored order."""
+    return OrderState(stored_status(rec.status), rec.executed_qty, rec.cum_quote_qty, rec.exchange_order_id)
 
 
 def _event_status(status: OrderStatus, executed: bool) -> str:
@@ -245,6 +250,7 @@ class _Plan:
     # (symbol, trade id) -> (the fill or the event carrying it, our client id, its order)
     fills: dict[tuple[str, int], tuple[Fill | ExecutionReport | FuturesOrderUpdate, str | None, OrderKey]] = \
         field(default_factory=dict)
+    free: dict[str, Decimal] = field(default_factory=dict)  # free balances reported, latest last
     result: ApplyResult = field(default_factory=ApplyResult)
 
     def status_items(self) -> list[BatchItem]:
@@ -266,9 +272,9 @@ class Reconciler:
     ``prefix`` is our client-id prefix (config ``orders.client_id_prefix``).
     ``on_order_update`` is called synchronously after each commit, for our orders only; it
     must not block (an async consumer puts the update on its own queue).
-    ``not_found_grace_ms``: a periodic/stream-gap run does not conclude NEVER_PLACED from a
-    -2013 for an order sent less than this long ago (it may still be in flight); the
-    start-up run does (nothing of ours can be in flight then).
+    ``not_found_grace_ms``: a reconciliation (start-up included) does not conclude anything
+    from a -2013 for an order whose outcome became unknown less than this long ago (it may
+    still be in flight; see ``gapfill``). At least the request timeout.
     ``gc_young_threshold``: ``start`` raises the garbage collector's youngest threshold to
     this (``raise_gc_threshold``; a process-wide setting); None leaves the collector alone.
     """
@@ -285,6 +291,8 @@ class Reconciler:
         self.prefix = validate_prefix(prefix)
         self.symbols = tuple(dict.fromkeys(symbols))
         self.on_order_update = on_order_update
+        self.on_balances: Callable[[Mapping[str, Decimal]], None] | None = None
+        self.on_resync: Callable[[], Awaitable[None]] | None = None
         self.batch_max = batch_max
         self.not_found_grace_ms = not_found_grace_ms
         self.suspect_delay_s = suspect_delay_s
@@ -477,6 +485,8 @@ class Reconciler:
                                 client_id=ev.client_order_id if ours else None)
         elif isinstance(ev, AccountPosition):
             rows = tuple(BalanceRow(b.asset, b.free, b.locked) for b in ev.balances)
+            for b in ev.balances:
+                plan.free[b.asset] = b.free
             plan.items.append(BalancesIn(
                 rows, "stream", f"E={ev.event_time},u={ev.last_update_time},{balance_identity(rows)}",
                 event_ms=ev.last_update_time, kind="outboundAccountPosition", payload=ev.raw))
@@ -592,6 +602,11 @@ class Reconciler:
         if missing:
             await self._adopt(missing)
         self._emit(res.updates)
+        if plan.free and self.on_balances is not None:
+            try:
+                self.on_balances(plan.free)
+            except Exception:
+                log.exception("reconciler: balance callback failed for %s", ", ".join(plan.free))
 
     async def _adopt(self, folds: Sequence[_Fold]) -> None:
         """An id with our prefix that the ledger does not hold (another run's database,
@@ -602,10 +617,14 @@ class Reconciler:
                 continue
             symbol, side, otype, tif, price, qty = fold.info
             log.warning("reconciler: order %s has our prefix but no ledger row; adopting it", fold.client_id)
-            with contextlib.suppress(Exception):
+            try:
                 await self.store.record_order_intent(
                     fold.client_id, symbol, side, otype, quantity=qty, price=price, time_in_force=tif or None,
                     reason="adopted: seen on the exchange without a recorded intent")
+            except Exception:
+                # Most likely recorded meanwhile by another path; the status update below
+                # finds the row either way (and reports a missing one as not found).
+                log.exception("reconciler: could not record adopted order %s", fold.client_id)
             st = fold.state
             again.append(StatusUpdateIn(
                 fold.client_id, ledger_status(st.status), fold.source, symbol=fold.symbol,
@@ -717,8 +736,10 @@ class Reconciler:
         for task in (self._writer_task, self._suspect_task, *self._background):
             if task is not None and not task.done():
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await asyncio.wait({task})  # a cancellation of stop() itself still propagates
+                if not task.cancelled() and task.exception() is not None:
+                    log.error("reconciler: %s ended with an error", task.get_name(),
+                              exc_info=task.exception())
         self._writer_task = self._suspect_task = None
         self._background.clear()
 
@@ -741,7 +762,7 @@ class Reconciler:
                     batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.batch_max))]
                     try:
                         plan = await self._prepare(batch)
-                    except Exception:
+                    except Exception:  # noqa: BLE001 - _lost logs the traceback and requests a gap fill
                         self._lost(len(batch))
                         continue
                     if pending is not None:
@@ -755,13 +776,13 @@ class Reconciler:
         async with self._apply_lock:
             try:
                 await self._commit(plan)
-            except Exception:
+            except Exception:  # noqa: BLE001 - _lost logs the traceback and requests a gap fill
                 self._lost(n)
 
     async def _apply_guarded(self, batch: Sequence[Incoming]) -> None:
         try:
             await self._apply_unlocked(batch)
-        except Exception:
+        except Exception:  # noqa: BLE001 - _lost logs the traceback and requests a gap fill
             self._lost(len(batch))
 
     def _lost(self, n: int) -> None:
@@ -864,6 +885,7 @@ class Reconciler:
                 raise
             self.last_gap_fill = report
             await self._serve_followup()
+            await self._resync(report.reason)
             return report
 
     async def _serve_followup(self) -> None:
@@ -879,7 +901,7 @@ class Reconciler:
                 _settle(future, GapFillAborted("gap fill cancelled (the bot is stopping)"))
                 self._abort_followup("the gap fill it waited behind was cancelled")
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - handed to every waiter of the follow-up run (run_gap_fill logged it)
                 _settle(future, exc)
             else:
                 self.last_gap_fill = follow
@@ -890,12 +912,25 @@ class Reconciler:
             _settle(self._followup[0], GapFillAborted(why))
             self._followup = None
 
+    async def _resync(self, why: str) -> None:
+        """``on_resync`` under the apply lock, after a gap fill or snapshot (``why``)."""
+        if self.on_resync is None:
+            return
+        async with self._apply_lock:
+            try:
+                await self.on_resync()
+            except Exception:
+                # The consumer keeps its incremental figures; the next gap fill tries again.
+                log.exception("reconciler: reloading from the ledger after %s failed", why)
+
     async def snapshot_balances(self) -> SnapshotResult:
         """Compare a REST account snapshot with stored balances; the exchange wins."""
         from executor.reconcile.gapfill import run_balance_snapshot
 
         async with self._gap_lock:
-            return await run_balance_snapshot(self)
+            snap = await run_balance_snapshot(self)
+            await self._resync("balance_snapshot")
+            return snap
 
     async def settle(self, seconds: float = 0.3) -> None:
         """Give the stream a moment (events in flight), then apply what arrived."""
@@ -927,4 +962,4 @@ def _settle(future: asyncio.Future[GapFillReport], exc: BaseException) -> None:
         future.exception()  # retrieved: waiters re-raise it, no "never retrieved" noise
 
 
-_FINAL_LEDGER = frozenset({"FILLED", "CANCELED", "REJECTED", "EXPIRED", "EXPIRED_IN_MATCH", NOT_PLACED})
+_FINAL_LEDGER = FINAL_STATUSES

@@ -6,7 +6,9 @@ Bodies and answers are JSON. Every switch here is also callable in-process on
 
 Faults (``/sim/faults/...``, POST): ``drop`` {kind?}, ``shutdown`` {kind?}, ``stall``
 {kind, account?}, ``unstall`` {kind?}, ``expire-listen-key`` {listenKey?, account?},
-``orders`` {count, status=503, code?, placed=true}, ``hold`` {count, seconds}, ``429``
+``orders`` {count, status=503, code?, placed=true}, ``late-orders`` {count, delayMs, status?}
+(accepted, answer lost -- connection cut, or ``status`` -- and on the book only ``delayMs``
+exchange ms later), ``hold`` {count, seconds}, ``429``
 {count}, ``waf`` {count} (HTTP 403 HTML), ``skew`` {ms},
 ``events`` {duplicate?, reorder?, delay?, delayMs?, channel?},
 ``flush``, ``reset``; ``GET /sim/faults/state`` shows the state.
@@ -86,7 +88,9 @@ def _bool(body: dict[str, Any], name: str, default: bool) -> bool:
 
 async def state(sim: Any, body: dict[str, Any]) -> Any:
     f = sim.faults
-    return {"orderFailures": [vars(o) for o in f.order_failures], "holdResponses": f.hold_responses,
+    return {"orderFailures": [vars(o) for o in f.order_failures],
+            "lateOrders": [{"delayMs": o.delay_ms, "status": o.http_status} for o in f.late_orders],
+            "latePlaced": f.late_placed, "holdResponses": f.hold_responses,
             "holdSeconds": f.hold_seconds, "rateLimitBurst": f.rate_limit_burst,
             "wafBlocks": f.waf_blocks, "skewMs": sim.clock.skew_ms,
             "events": {"duplicate": f.events.duplicate, "reorder": f.events.reorder, "delay": f.events.delay,
@@ -126,6 +130,17 @@ async def orders(sim: Any, body: dict[str, Any]) -> Any:
     sim.faults.fail_orders(_int(body, "count"), http_status=status,
                            code=None if code is None else int(code), placed=_bool(body, "placed", True))
     return {"pending": len(sim.faults.order_failures)}
+
+
+async def late_orders(sim: Any, body: dict[str, Any]) -> Any:
+    delay = _int(body, "delayMs")
+    if delay < 0:
+        raise AdminError("delayMs must not be negative")
+    status = body.get("status")
+    if status is not None and _int(body, "status") < 500:
+        raise AdminError("status must be a 5xx (or absent: the connection is cut)")
+    sim.faults.late_order(_int(body, "count"), delay, http_status=None if status is None else int(status))
+    return {"pending": len(sim.faults.late_orders)}
 
 
 async def hold(sim: Any, body: dict[str, Any]) -> Any:
@@ -234,7 +249,8 @@ def add_routes(app: web.Application, sim: Any) -> None:
     r = app.router
     r.add_get("/sim/faults/state", _route(state))
     for path, fn in (("drop", drop), ("shutdown", shutdown), ("stall", stall), ("unstall", unstall),
-                     ("expire-listen-key", expire_listen_key), ("orders", orders), ("hold", hold),
+                     ("expire-listen-key", expire_listen_key), ("orders", orders),
+                     ("late-orders", late_orders), ("hold", hold),
                      ("429", burst_429), ("waf", waf), ("skew", skew), ("events", events), ("flush", flush),
                      ("reset", reset)):
         r.add_post(f"/sim/faults/{path}", _route(fn))

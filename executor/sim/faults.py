@@ -2,9 +2,12 @@
 
 The exchange's transports consult this object at fixed points (order placement, every
 REST response, event publication, open connections) so a test can make the next order
-answer 503 after it was placed, hold a response past the client's timeout, answer a
-burst of 429s, cut or stall every WebSocket of one kind, send ``serverShutdown``, or
-duplicate, reorder and delay user events. Everything here is plain state plus the one
+answer 503 after it was placed, accept the next order but lose its answer and let it
+reach the book only N ms later (``late_orders``: until then every query -- GET order,
+openOrders, allOrders -- answers as if it did not exist, and its user events come when it
+is placed), hold a response past the client's timeout, answer a burst of 429s, cut or
+stall every WebSocket of one kind, send ``serverShutdown``, or duplicate, reorder and
+delay user events. Everything here is plain state plus the one
 socket lifecycle (``ServerSocket``) every sim WebSocket shares, so the switchboard can act
 on any connection the same way. Nothing is random: a fault happens exactly when and as
 often as it was asked for, so runs are reproducible given the seed.
@@ -39,6 +42,17 @@ class OrderFailure:
     http_status: int = 503          # 503 (or any 5xx), or 400 with code -1007
     code: int | None = None         # e.g. -1007 TIMEOUT; None means a bare 5xx body
     placed: bool = True
+
+
+@dataclass(frozen=True)
+class LateOrder:
+    """The next order request is accepted but its answer is lost -- ``http_status`` None
+    cuts the connection without a response, else that status (e.g. 503) with a bare body --
+    and the order reaches the engine only ``delay_ms`` of exchange time later. Until then
+    nothing on the exchange knows it (queries answer -2013, no user event)."""
+
+    delay_ms: int
+    http_status: int | None = None
 
 
 @dataclass
@@ -162,6 +176,7 @@ class EventFaults:
 @dataclass
 class Faults:
     order_failures: deque[OrderFailure] = field(default_factory=deque)
+    late_orders: deque[LateOrder] = field(default_factory=deque)
     hold_responses: int = 0          # how many REST responses to hold
     hold_seconds: float = 0.0        # wall seconds to hold each one
     rate_limit_burst: int = 0        # answer this many REST requests with 429
@@ -171,9 +186,45 @@ class Faults:
     _bus: UserEventBus | None = None
     _clock: SimClock | None = None
     _pump: asyncio.TimerHandle | None = None
+    # Orders accepted under a LateOrder fault, waiting to reach the engine:
+    # (due exchange ms, the placement to run then).
+    _late: list[tuple[int, Callable[[], Any]]] = field(default_factory=list)
+    _late_pump: asyncio.TimerHandle | None = None
+    late_accepted: list[tuple[str, int]] = field(default_factory=list)  # (client id, exchange ms)
+    late_placed: int = 0
 
     def take_order_failure(self) -> OrderFailure | None:
         return self.order_failures.popleft() if self.order_failures else None
+
+    def take_late_order(self) -> LateOrder | None:
+        return self.late_orders.popleft() if self.late_orders else None
+
+    def place_later(self, delay_ms: int, place: Callable[[], Any], client_id: str = "") -> None:
+        """Run ``place`` (the engine placement of an accepted order) ``delay_ms`` of
+        exchange time from now; ``late_accepted`` notes the order and when it came."""
+        if self._clock is None:
+            raise RuntimeError("faults are not bound to an exchange (call bind(sim))")
+        now = self._clock.now_ms()
+        self.late_accepted.append((client_id, now))
+        self._late.append((now + delay_ms, place))
+        self._schedule_late()
+
+    def _schedule_late(self) -> None:
+        if self._late_pump is not None or not self._late:
+            return
+        self._late_pump = asyncio.get_running_loop().call_later(0.005, self._release_late)
+
+    def _release_late(self) -> None:
+        self._late_pump = None
+        if self._clock is None:
+            return
+        now = self._clock.now_ms()
+        due = [item for item in self._late if item[0] <= now]
+        for item in due:
+            self._late.remove(item)
+            self.late_placed += 1
+            item[1]()
+        self._schedule_late()
 
     def take_hold(self) -> float | None:
         if self.hold_responses > 0:
@@ -201,6 +252,14 @@ class Faults:
         after placing the order when ``placed``, without when not."""
         for _ in range(n):
             self.order_failures.append(OrderFailure(http_status, code, placed))
+
+    def late_order(self, n: int, delay_ms: int, *, http_status: int | None = None) -> None:
+        """The next ``n`` orders are accepted, their answers lost (connection cut, or
+        ``http_status``), and they reach the book ``delay_ms`` exchange ms later."""
+        if delay_ms < 0:
+            raise ValueError("delay_ms must not be negative")
+        for _ in range(n):
+            self.late_orders.append(LateOrder(delay_ms, http_status))
 
     def hold(self, n: int, seconds: float) -> None:
         self.hold_responses, self.hold_seconds = n, seconds
@@ -239,6 +298,7 @@ class Faults:
     def reset(self) -> None:
         """Switch every fault off (held events are delivered, stalls lifted)."""
         self.order_failures.clear()
+        self.late_orders.clear()  # orders already accepted still reach the book when due
         self.hold_responses, self.hold_seconds, self.rate_limit_burst = 0, 0.0, 0
         self.waf_blocks = 0
         self.flush_events()

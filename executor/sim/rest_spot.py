@@ -37,6 +37,7 @@ from executor.sim.engine import (
     trade_row,
 )
 from executor.sim.exchange import SimExchange
+from executor.sim.faults import LateOrder
 from executor.sim.market import DEPTH_LEVELS, SymbolSpec, fmt8
 
 DAY_MS = 86_400_000
@@ -274,6 +275,9 @@ async def new_order(ctx: Ctx) -> Any:
     sim = ctx.sim
     req = parse_new_order(ctx.params, sim.specs)
     sim.ratelimiter.check_order(ctx.account.id)
+    late = sim.faults.take_late_order()
+    if late is not None:
+        return _late_order(ctx, req, late)
     failure = sim.faults.take_order_failure()
     if failure is not None:
         if failure.placed:
@@ -291,6 +295,26 @@ async def new_order(ctx: Ctx) -> Any:
         raise
     ctx.headers.update(sim.ratelimiter.count_order(ctx.account.id))
     return order_response(order, req.resp_type, transact)
+
+
+def _late_order(ctx: Ctx, req: Any, late: LateOrder) -> web.Response:
+    """Fault: accepted, but the answer is lost and the order reaches the engine later."""
+    sim, account = ctx.sim, ctx.account
+    assert account is not None
+
+    def place() -> None:
+        try:
+            sim.engine.place(account, req)
+            sim.ratelimiter.count_order(account.id)
+        except errors.BinanceError:
+            pass  # refused when it finally arrives (e.g. the market moved): nothing was placed
+
+    sim.faults.place_later(late.delay_ms, place, req.client_order_id or "")
+    if late.http_status is None:
+        transport = ctx.request.transport
+        if transport is not None:
+            transport.abort()  # the connection drops: the client never sees an answer
+    return _failure_response(ctx, late.http_status or 503, None)
 
 
 async def test_order(ctx: Ctx) -> Any:

@@ -91,8 +91,10 @@ class StrategyContext:
     source at call time, so one context object serves the whole run.
 
     ``inventory(asset)`` is the position the bot itself has built in ``asset`` (the net of
-    its own fills), not the account balance: a strategy sells what it bought, and starting
-    balances held for other purposes are never touched.
+    its own fills in the ledger, across runs, less commissions charged in that asset:
+    ``executor.core.positions``), not the account balance: a strategy sells what it bought,
+    and starting balances held for other purposes are never touched. ``free_balance(asset)``
+    is what the exchange last reported free (None until it has).
     """
 
     def __init__(
@@ -105,7 +107,9 @@ class StrategyContext:
         stale_after_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         fees: Mapping[str, FeeRates] | None = None,
+        free_balance: Callable[[str], Decimal | None] | None = None,
     ) -> None:
+        self._free_balance = free_balance
         self._market = market
         self._fees: Mapping[str, FeeRates] = fees if fees is not None else {}
         self._rules = rules
@@ -163,6 +167,10 @@ class StrategyContext:
         if callable(self._inventory):
             return self._inventory(asset)
         return self._inventory.get(asset, ZERO)
+
+    def free_balance(self, asset: str) -> Decimal | None:
+        """The free balance of ``asset`` the exchange last reported; None if unknown."""
+        return self._free_balance(asset) if self._free_balance is not None else None
 
 
 class Strategy:

@@ -4,8 +4,9 @@ For each symbol, with ``edge = (mark - ask) / mark`` and ``premium = (bid - mark
 in basis points:
 
 * **enter** -- buy ``order_quote`` worth when the spot ask is more than ``entry_bps`` below
-  the mark, as long as the bot's inventory (valued at the mark) plus this order stays
-  within ``max_inventory_quote``;
+  the mark, as long as the bot's inventory plus its working buys (valued at the mark) plus
+  this order stays within ``max_inventory_quote``; the inventory is the ledger's position
+  (``view.inventory``), so it holds across restarts;
 * **exit** -- sell up to ``order_quote`` worth of inventory when the spot bid is more than
   ``exit_bps`` above the mark. ``exit_bps`` may be negative: ``-2`` sells once the
   discount has narrowed to 2 bps, so ``entry_bps + exit_bps`` is the round-trip edge
@@ -197,7 +198,10 @@ class BasisStrategy(Strategy):
     def _entry(self, symbol: str, rules: SymbolRules, ctx: StrategyContext, bid: Decimal, ask: Decimal,
                mark: Decimal, edge: Decimal) -> Place | None:
         held = ctx.inventory(rules.base_asset)
-        room = self.max_inventory_quote - held * mark  # inventory is valued at the mark
+        # Working buys of this base asset (any symbol; unresolved ones included) may still fill.
+        buying = sum((o.remaining for o in ctx.open_orders(side=Side.BUY)
+                      if ctx.rules(o.symbol).base_asset == rules.base_asset), ZERO)
+        room = self.max_inventory_quote - (held + buying) * mark  # inventory is valued at the mark
         if room <= 0:
             return None
         price = bid if self.post_only else ask

@@ -40,7 +40,7 @@ def resolve_strategy_class(path: str) -> type[Strategy]:
         if exc.name is not None and (module_name == exc.name or module_name.startswith(exc.name + ".")):
             raise ConfigError(f"strategy.path: no module named {module_name!r} (from {path!r})") from None
         raise ConfigError(f"strategy.path: module {module_name!r} failed to import: {exc}") from None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a user's module may raise anything on import: one config line, exit 2
         raise ConfigError(f"strategy.path: module {module_name!r} failed to import: "
                           f"{type(exc).__name__}: {exc}") from None
     cls = getattr(module, class_name, None)
@@ -77,6 +77,6 @@ def load_strategy(cfg: StrategyConfig | str, params: Mapping[str, Any] | None = 
         raise ConfigError(f"strategy.params.{exc.key}: {exc.message}") from None
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"strategy.params: {cls.__name__} refused its parameters: {exc}") from None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a user's strategy may raise anything in __init__: one config line
         raise ConfigError(f"strategy.path: {cls.__name__} failed to start: "
                           f"{type(exc).__name__}: {exc}") from None

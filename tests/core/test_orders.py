@@ -5,6 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from executor.core.orders import (
+    AbsenceConfirmed,
     NotFound,
     Observation,
     OrderState,
@@ -55,11 +56,18 @@ def test_unknown_outcome_resolution() -> None:
     assert unknown.status is S.UNKNOWN and unknown.is_unresolved
     # resolves to whatever the exchange says...
     assert apply(unknown, Observation(S.FILLED, D(1), D(1), 9)).status is S.FILLED
-    # ...or to NEVER_PLACED when the client id is unknown to the exchange
-    gone = apply(unknown, NotFound())
-    assert gone.status is S.NEVER_PLACED and gone.is_final
-    # a late appearance still wins: the exchange's word beats our inference
+    # ...or to NOT_FOUND when the client id is unknown to the exchange: not final yet
+    missing = apply(unknown, NotFound())
+    assert missing.status is S.NOT_FOUND and missing.is_unresolved and not missing.is_final
+    # a late appearance wins: the exchange's word beats our inference
+    assert apply(missing, Observation(S.NEW, order_id=9)).status is S.NEW
+    # absent again at a later reconciliation: confirmed never placed (final)
+    gone = apply(missing, AbsenceConfirmed())
+    assert gone.status is S.NOT_PLACED and gone.is_final
+    # ...and still the exchange's word wins if it shows up after all
     assert apply(gone, Observation(S.NEW, order_id=9)).status is S.NEW
+    # confirmation needs a first not-found
+    assert apply(unknown, AbsenceConfirmed()).status is S.UNKNOWN
 
 
 def test_stream_event_beating_the_http_error() -> None:
@@ -75,7 +83,7 @@ def test_send_rejected() -> None:
 
 
 def test_local_statuses_are_not_observations() -> None:
-    for status in (S.PENDING_SEND, S.UNKNOWN, S.NEVER_PLACED):
+    for status in (S.PENDING_SEND, S.SENT, S.UNKNOWN, S.NOT_FOUND, S.NOT_PLACED):
         with pytest.raises(ValueError, match="local"):
             Observation(status)
     with pytest.raises(TypeError):

@@ -49,7 +49,7 @@ def test_observe_folds_like_apply(seq: list[tuple[object, Decimal, Decimal, int 
 
 
 def test_local_status_is_refused_like_observation() -> None:
-    for status in (OrderStatus.PENDING_SEND, OrderStatus.UNKNOWN, OrderStatus.NEVER_PLACED, "nope"):
+    for status in (OrderStatus.PENDING_SEND, OrderStatus.UNKNOWN, OrderStatus.NOT_PLACED, "nope"):
         try:
             observe(OrderState(), status, Decimal(0), Decimal(0), None)  # type: ignore[arg-type]
         except ValueError:

@@ -139,10 +139,12 @@ async def test_503_on_a_filled_ioc_order_stores_its_fill_once(h: Harness) -> Non
     order = await h.manager.place(place)
     assert not isinstance(order, Refused)
     (ex,) = h.exchange_orders(order.client_id)
-    # The query says FILLED; the reconciler fetches the trades the query did not carry.
-    await asyncio.wait_for(_until(lambda: h.tracker.inventory("BTC") == ex.executed_qty), 5)
-    fills = await h.store.fills_for_order(order.client_id)
     trades = [t for t in h.sim.exchange.engine.trades["BTCUSDT"] if t.order_id == ex.order_id]
+    # The query says FILLED; the reconciler fetches the trades the query did not carry. The
+    # position is net of the commission the exchange charged in BTC.
+    net = ex.executed_qty - sum((t.commission for t in trades if t.commission_asset == "BTC"), Decimal(0))
+    await asyncio.wait_for(_until(lambda: h.tracker.inventory("BTC") == net), 5)
+    fills = await h.store.fills_for_order(order.client_id)
     assert sorted(f.trade_id for f in fills) == sorted(t.id for t in trades)
     assert (await row(h, order.client_id)).status == ex.status
 
@@ -151,10 +153,13 @@ async def test_minus_1007_not_placed_becomes_never_placed_and_is_not_resent(h: H
     h.sim.exchange.faults.order_failures.append(OrderFailure(http_status=408, code=-1007, placed=False))
     order = await h.manager.place(resting_buy(h))
     assert not isinstance(order, Refused)
-    assert order.status is OrderStatus.NEVER_PLACED
+    # First NOT_FOUND after the grace, then NOT_PLACED once a later query confirms it.
+    assert order.status is OrderStatus.NOT_PLACED
     assert h.exchange_orders() == []
     rec = await row(h, order.client_id)
     assert rec.status == "NOT_PLACED" and rec.sent_ms is not None and "-2013" in (rec.reject_reason or "")
+    statuses = [e["status"] for e in await h.store.order_events(order.client_id)]
+    assert "NOT_PLACED" in statuses or rec.resolved_from_unknown
     assert h.manager.counts["sent"] == 1 and h.manager.counts["never_placed"] == 1
     await asyncio.sleep(0.3)
     assert h.exchange_orders() == []
@@ -209,7 +214,7 @@ async def test_an_order_that_cannot_be_recorded_is_not_sent(h: Harness,
     monkeypatch.setattr(h.store, "record_order_intent", broken)
     monkeypatch.setattr(h.gateway, "place_order", place_order)
     order = await h.manager.place(resting_buy(h))
-    assert not isinstance(order, Refused) and order.status is OrderStatus.NEVER_PLACED
+    assert not isinstance(order, Refused) and order.status is OrderStatus.NOT_PLACED
     assert sent == [] and h.exchange_orders() == []
 
 
@@ -271,3 +276,28 @@ async def test_replace_cancels_first_then_places(h: Harness) -> None:
     assert list(statuses.values()) == ["NEW"]
     cancels = [c for c in h.sim.exchange.engine.orders["BTCUSDT"] if c.client_order_id == old.client_id]
     assert cancels[0].cancel_client_id.startswith("bx-test1-c")  # the cancel carried its own id
+
+
+def test_the_not_found_grace_is_at_least_the_request_timeout() -> None:
+    from executor.orders.manager import ResolveTiming
+
+    assert ResolveTiming(not_found_grace_s=3.0, request_timeout_s=10.0).grace_s == 10.0
+    assert ResolveTiming(not_found_grace_s=3.0, request_timeout_s=2.0).grace_s == 3.0
+
+
+async def test_the_grace_runs_from_the_unknown_outcome_not_from_the_send(h: Harness) -> None:
+    # The answer takes 1 s (longer than the 0.3 s grace) and is a 503 for an order that was
+    # never placed. Counted from the send, the grace would be over at the first query; it
+    # must run from the moment the outcome became unknown.
+    seen: list[tuple[OrderStatus, float]] = []
+    h.tracker.on_change = lambda o: seen.append((o.status, asyncio.get_running_loop().time()))
+    h.sim.exchange.faults.order_failures.append(OrderFailure(http_status=503, placed=False))
+    h.sim.exchange.faults.hold(1, 1.0)
+    order = await h.manager.place(resting_buy(h))
+    assert not isinstance(order, Refused) and order.status is OrderStatus.NOT_PLACED
+    at = {status: t for status, t in reversed(seen)}  # first time each status was reached
+    grace = h.manager.timing.grace_s
+    assert at[OrderStatus.NOT_FOUND] - at[OrderStatus.UNKNOWN] >= grace
+    # ...and the absence is confirmed only a grace after it was first not found.
+    assert at[OrderStatus.NOT_PLACED] - at[OrderStatus.NOT_FOUND] >= grace
+    assert h.exchange_orders() == []

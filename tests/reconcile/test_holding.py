@@ -120,24 +120,47 @@ async def test_gap_fill_requests_during_a_run_coalesce_into_one_follow_up(
 
 
 async def test_unknown_order_not_found_becomes_not_placed_and_is_never_resent(
-        store: Store, grec: Reconciler, gw: FakeGateway, updates: Updates) -> None:
+        store: Store, gw: FakeGateway, updates: Updates) -> None:
+    # Grace over (0 ms here): the first reconciliation marks it NOT_FOUND (it still counts
+    # against the limits), a later one confirms the absence: NOT_PLACED.
+    grec = Reconciler(store, gw, prefix=PREFIX, symbols=["BTCUSDT"], on_order_update=updates,
+                      not_found_grace_ms=0)
     cid = f"{PREFIX}-r1-o1"
+    await store.record_order_intent(cid, "BTCUSDT", "BUY", "LIMIT", quantity=Decimal("0.001"),
+                                    price=Decimal("50000"), time_in_force="GTC")
+    await store.mark_order_sent(cid)
+    await store.update_order_status(cid, "UNKNOWN", source="local")
+    first = await grec.gap_fill("start")
+    order = await store.get_order_by_client_id(cid)
+    assert order is not None and order.status == "NOT_FOUND" and not order.is_final
+    assert first.counts["orders_marked_not_found"] == 1 and first.counts["orders_not_placed"] == 0
+    report = await grec.gap_fill("periodic")
+    order = await store.get_order_by_client_id(cid)
+    assert order is not None and order.status == "NOT_PLACED" and order.resolved_from_unknown
+    assert report.counts["orders_not_placed"] == 1
+    assert gw.calls.count(f"get_order:{cid}") == 2
+    assert [(u.client_order_id, u.status) for u in updates] == [(cid, "NOT_FOUND"), (cid, "NOT_PLACED")]
+    runs = await store.reconciliation_runs()
+    assert runs[-1]["counts"]["orders_not_placed"] == 1
+
+
+async def test_start_up_applies_the_grace_to_an_order_left_unknown(
+        store: Store, grec: Reconciler, gw: FakeGateway) -> None:
+    # A crash a moment ago left this order UNKNOWN: the start-up run gives it the same grace
+    # (it may still be in flight inside the exchange), so nothing is concluded yet.
+    cid = f"{PREFIX}-r1-o3"
     await store.record_order_intent(cid, "BTCUSDT", "BUY", "LIMIT", quantity=Decimal("0.001"),
                                     price=Decimal("50000"), time_in_force="GTC")
     await store.mark_order_sent(cid)
     await store.update_order_status(cid, "UNKNOWN", source="local")
     report = await grec.gap_fill("start")
     order = await store.get_order_by_client_id(cid)
-    assert order is not None and order.status == "NOT_PLACED" and order.resolved_from_unknown
-    assert report.counts["orders_not_placed"] == 1
-    assert gw.calls.count(f"get_order:{cid}") == 1
-    assert [(u.client_order_id, u.status) for u in updates] == [(cid, "NOT_PLACED")]
-    (run,) = await store.reconciliation_runs()
-    assert run["counts"]["orders_not_placed"] == 1
+    assert order is not None and order.status == "UNKNOWN"
+    assert report.counts["orders_deferred"] == 1
 
 
 async def test_a_recent_send_is_not_judged_by_a_not_found(store: Store, gw: FakeGateway) -> None:
-    # Outside the start-up run a -2013 may just mean "still in flight".
+    # A -2013 soon after the outcome became unknown may just mean "still in flight".
     rec = Reconciler(store, gw, prefix=PREFIX, not_found_grace_ms=60_000)
     cid = f"{PREFIX}-r1-o2"
     await store.record_order_intent(cid, "BTCUSDT", "BUY", "LIMIT", quantity=Decimal("0.001"),

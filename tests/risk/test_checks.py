@@ -150,7 +150,44 @@ def test_asset_without_position_limit_is_refused(tmp_path: Path, world: World) -
     d = r.check(buy(), world.ctx)
     assert isinstance(d, Refused) and d.check == "max_position"
     assert "no max_position configured for BTC" in d.reason
+    world.held["BTC"] = D("0.001")
     assert r.check(sell(), world.ctx) == ALLOWED
+
+
+def test_a_sell_larger_than_the_position_held_is_refused(tmp_path: Path, world: World) -> None:
+    r = checker(tmp_path, world, max_open_orders=100)
+    d = r.check(sell(), world.ctx)
+    assert isinstance(d, Refused) and d.check == "sell_position"
+    assert d.reason == "sell 0.001 BTC + open sells 0 = 0.001 exceeds the position held 0"
+    world.held["BTC"] = D("0.003")
+    assert r.check(sell(qty="0.003"), world.ctx) == ALLOWED
+    # Our working sells (an unresolved one too) already claim part of the position.
+    world.order(side=Side.SELL, qty="0.002", status=OrderStatus.NOT_FOUND)
+    d = r.check(sell(qty="0.002"), world.ctx)
+    assert isinstance(d, Refused) and d.check == "sell_position"
+    assert d.reason == "sell 0.002 BTC + open sells 0.002 = 0.004 exceeds the position held 0.003"
+    assert r.check(sell(qty="0.001"), world.ctx) == ALLOWED
+
+
+def test_a_sell_larger_than_the_free_balance_reported_is_refused(tmp_path: Path, world: World) -> None:
+    r = checker(tmp_path, world, max_open_orders=100)
+    world.held["BTC"] = D("0.005")
+    world.free["BTC"] = D("0.002")  # e.g. the rest is locked elsewhere, or moved out by hand
+    d = r.check(sell(qty="0.003"), world.ctx)
+    assert isinstance(d, Refused) and d.check == "sell_balance"
+    assert d.reason == "sell 0.003 BTC exceeds the free balance 0.002 the exchange last reported"
+    assert r.check(sell(qty="0.002"), world.ctx) == ALLOWED
+
+
+def test_unconfirmed_not_found_buys_count_against_max_position(tmp_path: Path, world: World) -> None:
+    r = checker(tmp_path, world, max_open_orders=100)
+    world.held["BTC"] = D("0.04")
+    world.order(qty="0.009", status=OrderStatus.NOT_FOUND)
+    d = r.check(buy(qty="0.002"), world.ctx)
+    assert isinstance(d, Refused) and d.check == "max_position"
+    assert "open buys 0.009" in d.reason
+    world.orders[-1] = replace(world.orders[-1], status=OrderStatus.NOT_PLACED)  # confirmed absent
+    assert r.check(buy(qty="0.002"), world.ctx) == ALLOWED
 
 
 def test_orders_per_minute_sliding_window(tmp_path: Path, world: World) -> None:

@@ -300,3 +300,41 @@ async def test_ws_api_drop_leaves_python_binance_user_socket_silent(sim: Any, cl
             seen.append(await asyncio.wait_for(sock._queue.get(), 0.3))
     assert all(m["e"] == "error" for m in seen)
     await close_quickly(sim, "ws_api", client.ws_api, client.close_connection())
+
+
+async def test_late_order_answer_lost_and_invisible_until_it_arrives(sim: Any, client: Any) -> None:
+    """Accepted, the connection cut before an answer, and nothing on the exchange knows the
+    order (GET order, openOrders, allOrders, the user stream) until ``delayMs`` later."""
+    events: list[dict[str, Any]] = []
+    unsubscribe = sim.exchange.bus.subscribe("default", "spot", events.append)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(sim.urls.admin + "/faults/late-orders", json={"count": 1, "delayMs": 800}) as r:
+            assert (await r.json()) == {"pending": 1}
+        async with http.post(sim.urls.admin + "/faults/late-orders", json={"count": 1, "delayMs": 5,
+                                                                          "status": 400}) as r:
+            assert r.status == 400
+    started = sim.exchange.clock.now_ms()
+    with pytest.raises(aiohttp.ClientConnectionError):  # the answer is lost: a dropped connection
+        await client.create_order(symbol="BTCUSDT", side="BUY", type="LIMIT", timeInForce="GTC",
+                                  quantity="0.001", price="50000", newClientOrderId="late-1")
+    with pytest.raises(BinanceAPIException) as missing:
+        await client.get_order(symbol="BTCUSDT", origClientOrderId="late-1")
+    assert missing.value.code == -2013
+    assert await client.get_open_orders(symbol="BTCUSDT") == []
+    assert await client.get_all_orders(symbol="BTCUSDT") == []
+    assert not [e for e in events if e.get("c") == "late-1"]
+    await wait_for(lambda: sim.exchange.faults.late_placed == 1, 5)
+    assert sim.exchange.clock.now_ms() - started >= 800
+    order = await client.get_order(symbol="BTCUSDT", origClientOrderId="late-1")
+    assert order["status"] == "NEW"
+    assert [o["clientOrderId"] for o in await client.get_open_orders(symbol="BTCUSDT")] == ["late-1"]
+    assert [o["clientOrderId"] for o in await client.get_all_orders(symbol="BTCUSDT")] == ["late-1"]
+    await wait_for(lambda: any(e.get("c") == "late-1" for e in events), 5)
+    unsubscribe()
+    # A 5xx answer instead of a cut connection, in-process.
+    sim.exchange.faults.late_order(1, 0, http_status=503)
+    with pytest.raises(BinanceAPIException) as err:
+        await client.create_order(symbol="BTCUSDT", side="BUY", type="LIMIT", timeInForce="GTC",
+                                  quantity="0.001", price="50000", newClientOrderId="late-2")
+    assert err.value.status_code == 503
+    await wait_for(lambda: sim.exchange.faults.late_placed == 2, 5)

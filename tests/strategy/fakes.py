@@ -48,6 +48,7 @@ class World:
         "BTCUSDT": make_rules(), "ETHUSDT": make_rules("ETHUSDT", "ETH")})
     orders: list[OrderView] = field(default_factory=list)
     held: dict[str, Decimal] = field(default_factory=dict)
+    free: dict[str, Decimal] = field(default_factory=dict)  # free balances the exchange reported
     stale_after_s: float = 5.0
 
     def __post_init__(self) -> None:
@@ -55,7 +56,8 @@ class World:
         self._u = itertools.count(1)
         self._e = itertools.count(1)
         self.ctx = StrategyContext(self.market, self.rules, lambda: list(self.orders), self.held,
-                                   stale_after_s=self.stale_after_s, clock=self.clock)
+                                   stale_after_s=self.stale_after_s, clock=self.clock,
+                                   free_balance=self.free.get)
 
     def book(self, symbol: str, bid: str, ask: str, age: float = 0.0, bid_qty: str = "2",
              ask_qty: str = "2") -> None:

@@ -20,7 +20,7 @@ def test_open_orders_filters_by_symbol_side_and_finality() -> None:
     a = w.order("BTCUSDT", Side.BUY)
     b = w.order("BTCUSDT", Side.SELL, status=OrderStatus.PENDING_SEND)
     c = w.order("ETHUSDT", Side.BUY, status=OrderStatus.PARTIALLY_FILLED)
-    for status in (OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.NEVER_PLACED, OrderStatus.REJECTED):
+    for status in (OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.NOT_PLACED, OrderStatus.REJECTED):
         w.order(status=status)
     assert w.ctx.open_orders() == [a, b, c]
     assert w.ctx.open_orders("BTCUSDT") == [a, b]
