@@ -49,13 +49,11 @@ async def _order_unknown(sim: SimExchange, rng: random.Random) -> str:
 
 
 async def _late_order(sim: SimExchange, rng: random.Random) -> str:
-    late = getattr(sim.faults, "late_orders", None)
-    if late is None:  # an exchange without the fault: the nearest kind instead
-        sim.faults.fail_orders(1, http_status=503, placed=True)
-        return "next order answers 503 (placed)"
     delay_ms = rng.randint(500, 4000)
-    late(1, delay_ms=delay_ms)
-    return f"next order accepted, response lost, visible only after {delay_ms} ms"
+    status = rng.choice((None, 503))
+    sim.faults.late_order(1, delay_ms, http_status=status)
+    lost = "connection cut" if status is None else f"answered {status}"
+    return f"next order accepted, its answer lost ({lost}), visible only after {delay_ms} ms"
 
 
 async def _hold(sim: SimExchange, rng: random.Random) -> str:
