@@ -36,12 +36,8 @@ def run(seed: int, seconds: int, tmp_path: Path) -> tuple[list[Place], int]:
     specs = {s: SymbolSpec.for_symbol(s, p) for s, p in prices.items()}
     market = Market(clock, specs, prices, seed=seed)
 
-    def mid(symbol: str) -> Decimal:
-        book = market.books[symbol]
-        return (book.bid + book.ask) / 2
-
     ticks = {s: sp.tick for s, sp in specs.items()}
-    futures = FuturesMarket(clock.now_ms, mid, list(specs), seed, tick=ticks)
+    futures = FuturesMarket(clock.now_ms, market.index, list(specs), seed, tick=ticks)
     rules = {s: SymbolRules(s, "TRADING", sp.base, sp.quote, PriceFilter(sp.min_price, sp.max_price, sp.tick),
                             LotSize(sp.min_qty, sp.max_qty, sp.step),
                             notional=NotionalRule(sp.min_notional, D(0), True, False, 5))
