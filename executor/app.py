@@ -43,12 +43,13 @@ from executor.core.ids import ClientIdFactory, is_ours, make_run_tag
 from executor.endpoints import Endpoints
 from executor.engine_loop import StrategyLoop
 from executor.exchange.credentials import Credentials
+from executor.failures import EXIT_OK, classify, exit_code_for_ending
 from executor.market.state import MarketState
 from executor.orders.manager import OrderManager, ResolveTiming
 from executor.orders.tracker import OrderTracker
 from executor.profiles import Venue
 from executor.risk import RiskChecker
-from executor.shutdown import EXIT_FORCED, Shutdown
+from executor.shutdown import Shutdown
 from executor.status import StatusPrinter, StatusSources
 from executor.strategy.base import Strategy, StrategyContext
 
@@ -58,9 +59,6 @@ __all__ = ["Bot", "BotOptions", "FuturesReconciler", "fetch_sim_venue", "futures
 log = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_LIVE_REFUSED = 3
 # stop() during a 429/418: how long in-flight work (and scheduler jobs) may still settle;
 # whatever waits on the closed REST gate cannot finish anyway.
 BANNED_SETTLE_S = 1.0
@@ -434,14 +432,20 @@ class Bot:
     # ------------------------------------------------------------------ stop
 
     async def stop(self, shutdown: Shutdown, *, ended: str = "clean", reason: str = "") -> str:
-        """Stop in order (see the module docstring); returns how the run ended."""
+        """Stop in order (see the module docstring); returns how the run ended.
+
+        ``clean`` only when every step finished; ``unclean`` (the run row names the steps
+        that failed or were skipped) otherwise; ``forced`` after a second signal, written to
+        the run row before the process exits; ``error`` when called after a failure."""
         forced = False
+        failed: list[str] = []
 
         async def step(name: str, work: Any, timeout: float) -> None:
             nonlocal forced
             ok = await shutdown.try_step(name, work, timeout)
             forced = forced or shutdown.forced.is_set()
-            if not ok and not shutdown.forced.is_set():
+            if not ok and not forced:
+                failed.append(name)
                 log.warning("shutdown: %s did not complete", name)
 
         # During a 429/418 nothing can be sent (sending extends the ban), so a REST step
@@ -479,11 +483,17 @@ class Bot:
             await step("stop reconciler", self.reconciler.stop(), 10)
         if self.manager is not None:
             await step("stop order manager", self.manager.stop(2), 5)
-        if forced or shutdown.forced.is_set():
-            ended, reason = "killed", (reason + "; " if reason else "") + "forced exit on a second signal"
+        forced = forced or shutdown.forced.is_set()
+        ended, reason = run_ending(ended, reason, failed=failed, skipped=skipped, forced=forced)
         if self.store is not None and self.run_id is not None:
-            await step("close run row",
-                       self.store.finish_run(self.run_id, ended=ended, reason=reason or None), 5)
+            # Not a ``step``: after a second signal every step is skipped, and the run row
+            # must still say how the run ended before the process exits.
+            try:
+                await asyncio.wait_for(
+                    self.store.finish_run(self.run_id, ended=ended, reason=reason or None), 5)
+            except Exception as exc:
+                log.warning("shutdown: could not close the run row: %s", classify(exc).line)
+        log.info("run %s ended %s%s", self.run_id, ended, f": {reason}" if reason else "")
         self._status_stop.set()
         for task in self._tasks:
             if task.get_name() == "status":
@@ -534,10 +544,37 @@ class Bot:
         # Events already on the wire (fills of the last orders, cancels) land first.
         await self.reconciler.settle(0.3)
         report = await self.reconciler.gap_fill("shutdown")
-        log.info("final reconciliation: %s", report)
+        log.info("final reconciliation: %s", gap_fill_summary(report))
         if self.futures_recon is not None:
-            with contextlib.suppress(Exception):
-                await self.futures_recon.gap_fill("shutdown")
+            await self.futures_recon.gap_fill("shutdown")
+
+
+def run_ending(ended: str, reason: str, *, failed: list[str], skipped: list[str],
+               forced: bool) -> tuple[str, str]:
+    """How a run ended, for its run row: ``forced`` beats everything, then a run asked to end
+    ``clean`` becomes ``unclean`` when a shutdown step failed or was skipped (named in the
+    reason); ``error`` stays ``error``."""
+    notes = [reason] if reason else []
+    if forced:
+        return "forced", "; ".join([*notes, "forced exit on a second signal"])
+    if failed:
+        notes.append(f"shutdown steps failed: {', '.join(dict.fromkeys(failed))}")
+    # Skipped steps (REST closed by a 429/418) are already named in ``reason``.
+    if ended == "clean" and (failed or skipped):
+        ended = "unclean"
+    return ended, "; ".join(notes)
+
+
+def gap_fill_summary(report: Any) -> str:
+    """A gap fill report as one readable line (not the dataclass repr)."""
+    counts = getattr(report, "counts", {}) or {}
+    parts = [f"{k.replace('_', ' ')} {v}" for k, v in sorted(counts.items()) if v]
+    found = len(getattr(report, "discrepancies", []) or [])
+    text = f"{found} discrepanc{'y' if found == 1 else 'ies'}"
+    if parts:
+        text += " (" + ", ".join(parts) + ")"
+    error = getattr(report, "error", None)
+    return text + (f"; error: {error}" if error else "")
 
 
 # ---------------------------------------------------------------------- futures account
@@ -738,7 +775,10 @@ async def run_bot(cfg: Config, args: argparse.Namespace | None = None, *, option
     bot: Bot | None = None
     futures_creds: Credentials | None = None
     code = EXIT_OK
+    venue_url: str | None = getattr(args, "exchange", None)
     try:
+        if cfg.profile == "live":
+            _confirm_live_first(args)
         exchange_url = getattr(args, "exchange", None)
         if cfg.profile == "sim":
             from executor.profiles import venue_for
@@ -750,7 +790,10 @@ async def run_bot(cfg: Config, args: argparse.Namespace | None = None, *, option
                 from executor.sim.exchange import SimExchange
                 from executor.sim.server import SimServer
 
-                sim = SimExchange.from_config(cfg.sim, symbols=cfg.symbols.spot)
+                try:
+                    sim = SimExchange.from_config(cfg.sim, symbols=cfg.symbols.spot)
+                except ValueError as exc:  # e.g. a symbol whose quote asset it cannot tell
+                    raise ConfigError(f"symbols.spot: the embedded exchange cannot list it: {exc}") from None
                 ports = {n: getattr(cfg.sim.ports, n) for n in
                          ("spot_rest", "spot_stream", "spot_ws_api", "futures_rest", "futures_stream")}
                 server = SimServer(sim, host=cfg.sim.host, ports=ports)
@@ -758,8 +801,7 @@ async def run_bot(cfg: Config, args: argparse.Namespace | None = None, *, option
                 venue = venue_for(cfg, urls)
                 creds = sim.credentials("HMAC")
                 cfg = replace(cfg, database=replace(cfg.database, url=sim_ledger_url(cfg)))
-                log.info("embedded exchange up: admin %s/state; ledger %s", urls.admin,
-                         cfg.database.url.split("///", 1)[-1])
+                log.info("embedded exchange up: admin %s/state", urls.admin)
         else:
             from executor.keys import load_credentials, load_futures_credentials
             from executor.profiles import venue_for
@@ -770,6 +812,9 @@ async def run_bot(cfg: Config, args: argparse.Namespace | None = None, *, option
             venue = venue_for(cfg)
             if futures_keys_needed(cfg, options):
                 futures_creds = load_futures_credentials(cfg.profile)
+        venue_url = venue.orders.spot_rest
+        log.info("%s; exchange %s; ledger %s", venue.describe(), venue.orders.spot_rest,
+                 _ledger_text(cfg.database.url))
         register_secrets(creds, futures_creds)
         bot = Bot(cfg, venue, creds, options, futures_credentials=futures_creds)
         start = asyncio.ensure_future(bot.start())
@@ -789,21 +834,19 @@ async def run_bot(cfg: Config, args: argparse.Namespace | None = None, *, option
             else:
                 await shutdown.wait()
         ended = await bot.stop(shutdown, ended="clean", reason=shutdown.reason or "stopped")
-        code = EXIT_FORCED if ended == "killed" else EXIT_OK
-    except ConfigError:
-        raise
+        code = exit_code_for_ending(ended)
     except Exception as exc:
-        from executor.preflight import LiveRefused
-
-        if isinstance(exc, LiveRefused):
-            print(str(exc), file=sys.stderr)
-            code = EXIT_LIVE_REFUSED
-        else:
-            log.exception("the bot stopped on an error")
-            code = EXIT_ERROR
+        started = bot is not None and bot.started
+        failure = classify(exc, database=cfg.database.url, venue=venue_url)
+        # One line; the traceback only at DEBUG (--log-level DEBUG).
+        log.error("%s%s", "the bot stopped: " if started else "cannot start: ", failure.line)
+        log.debug("the failure in full", exc_info=exc)
+        code = failure.code
         if bot is not None:
-            with contextlib.suppress(Exception):
-                await bot.stop(shutdown, ended="error", reason=f"{type(exc).__name__}: {exc}"[:500])
+            try:
+                await bot.stop(shutdown, ended="error", reason=failure.line[:500])
+            except Exception as stop_exc:
+                log.warning("stopping after the failure also failed: %s", classify(stop_exc).line)
     finally:
         if server is not None:
             with contextlib.suppress(Exception):
@@ -811,6 +854,26 @@ async def run_bot(cfg: Config, args: argparse.Namespace | None = None, *, option
         if install_signals:
             shutdown.uninstall()
     return code
+
+
+def _confirm_live_first(args: argparse.Namespace) -> None:
+    """Before anything touches the venue or the ledger: ``--live`` or LIVE typed at a
+    terminal, else ``LiveRefused`` (exit 3). Confirmed once; the preflight does not ask again."""
+    from executor.preflight import LiveRefused, confirm_live
+
+    if not confirm_live(args):
+        raise LiveRefused("live run not confirmed: pass --live or type LIVE when asked; nothing "
+                          "was sent and the ledger was not touched")
+    args.live = True
+
+
+def _ledger_text(url: str) -> str:
+    from executor.persistence.db import database_path
+
+    try:
+        return str(database_path(url))
+    except ValueError:
+        return url
 
 
 def run_command(cfg: Config, args: argparse.Namespace) -> int:
