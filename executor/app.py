@@ -835,6 +835,13 @@ async def run_bot(cfg: Config, args: argparse.Namespace | None = None, *, option
                 await shutdown.wait()
         ended = await bot.stop(shutdown, ended="clean", reason=shutdown.reason or "stopped")
         code = exit_code_for_ending(ended)
+    except ConfigError as exc:
+        # The caller (``cli``) prints it as one line and exits 2; a run row already opened
+        # is closed first.
+        if bot is not None:
+            with contextlib.suppress(Exception):
+                await bot.stop(shutdown, ended="error", reason=f"config error: {exc}"[:500])
+        raise
     except Exception as exc:
         started = bot is not None and bot.started
         failure = classify(exc, database=cfg.database.url, venue=venue_url)
