@@ -199,7 +199,8 @@ def _convert(value: Any, tp: Any, key: str, where_fn: Any) -> Any:
         try:
             return parse_decimal(value, key)
         except ValueError:
-            raise ConfigError(f"{where}: '{key}' is not a decimal number: {value!r} (plain digits like \"500.5\")") from None
+            raise ConfigError(f"{where}: '{key}' is not a decimal number: {value!r} "
+                              "(plain digits like \"500.5\")") from None
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, list):
