@@ -46,6 +46,7 @@ from executor.exchange.credentials import Credentials
 from executor.failures import EXIT_OK, classify, exit_code_for_ending
 from executor.market.state import MarketState
 from executor.orders.manager import OrderManager, ResolveTiming
+from executor.orders.order_log import OrderLog
 from executor.orders.tracker import OrderTracker
 from executor.profiles import Venue
 from executor.risk import RiskChecker
@@ -117,6 +118,7 @@ class Bot:
         self.futures_recon: FuturesReconciler | None = None
         self.scheduler: Any = None
         self.status: StatusPrinter | None = None
+        self.order_log = OrderLog()  # one INFO line per order sent, acknowledged, filled, ended
         self.run_id: int | None = None
         self._clients: list[Any] = []
         self._tasks: list[asyncio.Task[Any]] = []
@@ -225,9 +227,13 @@ class Bot:
 
     def _on_order_change(self, order: Any) -> None:
         assert self.loop is not None
+        self.order_log.changed(order)
         self.loop.on_order(order)
 
     def _expect_stream_event(self, client_id: str) -> None:
+        order = self.tracker.get(client_id) if self.tracker is not None else None
+        if order is not None:
+            self.order_log.sent(order)
         # Armed before the request leaves (the stream's event can beat the HTTP answer): if
         # the exchange acts on it, its executionReport must follow on the user stream, or
         # the stream is silently dead (its supervisor then replaces it). Not while the
