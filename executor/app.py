@@ -43,7 +43,7 @@ from executor.core.ids import ClientIdFactory, is_ours, make_run_tag
 from executor.endpoints import Endpoints
 from executor.engine_loop import StrategyLoop
 from executor.exchange.credentials import Credentials
-from executor.failures import EXIT_OK, classify, exit_code_for_ending
+from executor.failures import EXIT_OK, VenueUnreachable, classify, exit_code_for_ending
 from executor.market.state import MarketState
 from executor.orders.manager import OrderManager, ResolveTiming
 from executor.orders.order_log import OrderLog
@@ -499,7 +499,10 @@ class Bot:
                     self.store.finish_run(self.run_id, ended=ended, reason=reason or None), 5)
             except Exception as exc:
                 log.warning("shutdown: could not close the run row: %s", classify(exc).line)
-        log.info("run %s ended %s%s", self.run_id, ended, f": {reason}" if reason else "")
+        if self.run_id is not None:
+            # After a failure the failure itself was the line; this one only closes the story.
+            log.info("run %s ended %s%s", self.run_id, ended,
+                     " (the failure above)" if ended == "error" else f": {reason}" if reason else "")
         self._status_stop.set()
         for task in self._tasks:
             if task.get_name() == "status":
@@ -740,8 +743,8 @@ async def fetch_sim_venue(url: str, timeout_s: float = 10.0) -> tuple[Endpoints,
             if resp.status != 200:
                 raise ConfigError(f"--exchange: {target} answered HTTP {resp.status}; is it `run.py sim`?")
             data = await resp.json()
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise ConfigError(f"--exchange: cannot reach {target}: {type(exc).__name__}: {exc}") from None
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise VenueUnreachable(f"--exchange: cannot reach {target}: {type(exc).__name__}: {exc}") from None
     try:
         endpoints = Endpoints(name="sim", spot_rest=data["spot_rest"], spot_stream=data["spot_stream"],
                               spot_ws_api=data["spot_ws_api"], futures_rest=data["futures_rest"],
@@ -785,6 +788,9 @@ async def run_bot(cfg: Config, args: argparse.Namespace | None = None, *, option
     try:
         if cfg.profile == "live":
             _confirm_live_first(args)
+        from executor.strategy.loader import load_strategy
+
+        load_strategy(cfg.strategy)  # a bad parameter stops us before anything starts
         exchange_url = getattr(args, "exchange", None)
         if cfg.profile == "sim":
             from executor.profiles import venue_for

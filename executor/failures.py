@@ -16,7 +16,7 @@ import sqlite3
 from dataclasses import dataclass
 
 __all__ = ["EXIT_CONFIG", "EXIT_DATABASE", "EXIT_ERROR", "EXIT_FORCED", "EXIT_OK", "EXIT_PREFLIGHT",
-           "EXIT_UNCLEAN", "EXIT_VENUE", "Failure", "classify", "exit_code_for_ending"]
+           "EXIT_UNCLEAN", "EXIT_VENUE", "Failure", "VenueUnreachable", "classify", "exit_code_for_ending"]
 
 EXIT_OK = 0          # the run ended clean (or the command did what it was asked)
 EXIT_ERROR = 1       # the bot stopped on an unexpected error (the run row says "error")
@@ -33,6 +33,10 @@ _ENDINGS = {"clean": EXIT_OK, "unclean": EXIT_UNCLEAN, "forced": EXIT_FORCED, "e
 def exit_code_for_ending(ended: str) -> int:
     """The exit code of a run that ended as ``ended`` (the run row's value)."""
     return _ENDINGS.get(ended, EXIT_ERROR)
+
+
+class VenueUnreachable(Exception):
+    """The exchange did not answer at all (the message names the URL and why)."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,8 @@ def classify(exc: BaseException, *, database: str | None = None, venue: str | No
     from executor.exchange.rest import GatewayError
 
     where = f" {venue}" if venue else ""
+    if isinstance(exc, VenueUnreachable):
+        return Failure(EXIT_VENUE, f"venue unreachable: {_one_line(str(exc))}")
     if isinstance(exc, GatewayError):
         if isinstance(exc.outcome, Rejected):
             return Failure(EXIT_PREFLIGHT, f"the venue{where} refused {exc.endpoint}: "
