@@ -124,6 +124,13 @@ def classify(exc: BaseException, *, database: str | None = None, venue: str | No
                            f"{_one_line(str(exc.outcome), 200)}; try again later")
         return Failure(EXIT_VENUE, f"venue unreachable{where}: {_one_line(_reason(exc), 300)} "
                        "(network, DNS or the exchange down?)")
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        return Failure(EXIT_CONFIG, f"config error: a port is already in use ({_one_line(str(exc), 200)}); "
+                       "choose other [sim.ports] or 0 for free ones")
+    if isinstance(exc, OSError) and exc.filename and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS,
+                                                                   errno.ENOENT, errno.ENOTDIR):
+        return Failure(EXIT_CONFIG, f"config error: cannot use {exc.filename}: {exc.strerror} "
+                       "(check --data-dir / data_dir and the paths in the config)")
     if _is_network(exc):
         return Failure(EXIT_VENUE, f"venue unreachable{where}: {type(exc).__name__}: "
                        f"{_one_line(str(exc), 300)} (network, DNS or the exchange down?)")

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from executor.config import Config
 
 MIGRATIONS_DIR = ROOT / "migrations"
-EXIT_DB_ERROR = 1
+EXIT_DB_ERROR = 5  # README "Exit codes": the ledger cannot be used
 
 
 class SchemaError(RuntimeError):
