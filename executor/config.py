@@ -359,7 +359,8 @@ def _resolve_paths(cfg: Config) -> Config:
         database=replace(cfg.database, url=database_url(cfg.database.url, data)),
         risk=replace(cfg.risk, kill_switch_file=str(data_path(replace(cfg, data_dir=str(data)),
                                                               cfg.risk.kill_switch_file))),
-        logging=replace(cfg.logging, dir=str(data / cfg.logging.dir)))
+        logging=replace(cfg.logging, dir=str(data / cfg.logging.dir)),
+        sim=replace(cfg.sim, market_file=str(data / cfg.sim.market_file) if cfg.sim.market_file else ""))
 
 
 def _validate_market_data(cfg: Config, where: Any) -> None:
