@@ -1,6 +1,8 @@
 """The main job: ``python run.py`` wires every part into the running bot and stops it cleanly.
 
-Start, in order: the venue (the embedded exchange in-process for profile ``sim``, or an
+Start, in order: the live confirmation (profile ``live``: ``--live`` or LIVE typed at a
+terminal, before any key is read, the venue contacted or the ledger opened), the strategy
+(its parameters checked), the venue (the embedded exchange in-process for profile ``sim``, or an
 already running one with ``--exchange URL``, or the profile's real endpoints with keys;
 on testnet/demo the futures account has keys of its own, ``keys.load_futures_credentials``),
 the ledger (migrated, a run row opened), the REST gateway (clock synced), the live gate
@@ -11,12 +13,17 @@ the scheduler's jobs, then the strategy loop and the live status.
 
 Stop (SIGINT/SIGTERM, ``--duration`` or an error), each step bounded by ``shutdown.Shutdown``:
 strategy off, orders in flight settled, our open orders cancelled (``orders.cancel_on_shutdown``),
-a final reconciliation, the run row closed with how it ended, streams and connections
-closed. A second signal abandons the remaining steps; the ledger stays consistent because
+a final reconciliation, the run row closed with how it ended (``clean``; ``unclean`` naming
+the steps that failed or were skipped; ``forced`` after a second signal, which abandons the
+remaining steps but still writes the row), streams and connections closed; the exit code
+follows the ending (``failures.exit_code_for_ending``). The ledger stays consistent because
 every write is its own transaction. While a 429/418 holds REST closed longer than a step
 may take, the REST steps (cancels, final reconciliation) are skipped at once with one
 WARNING (until when, what was skipped, which of our orders stay on the book) noted in the
 run row; the next start's gap fill reconciles.
+
+A failure at start or while running is one ERROR line (``failures.classify``: what failed,
+what to do) and its exit code; the traceback is logged at DEBUG only.
 
 The embedded exchange restarts its order and trade ids with every start, so a run on a
 freshly started one gets its own ledger file next to the configured one
