@@ -47,8 +47,8 @@ DEPTH_LEVELS = 5
 # index tracks: an average over venues) and arbitrage pulls it back: an Ornstein-Uhlenbeck
 # dislocation on top of the fair random walk. Without it spot and mark would move
 # independently and no spot strategy could have an edge to find on the sim.
-DISLOCATION_STD = 0.0015          # stationary standard deviation, as a fraction of the price
-DISLOCATION_HALF_LIFE_S = 15.0    # seconds of exchange time for half of it to close
+DISLOCATION_STD = 0.002           # stationary standard deviation, as a fraction of the price
+DISLOCATION_HALF_LIFE_S = 10.0    # seconds of exchange time for half of it to close
 
 
 @dataclass(frozen=True)

@@ -225,6 +225,8 @@ class Params:
         try:
             dec = parse_decimal(value, key)  # strict: no "5_00", " 5", exponents or NaN
         except ValueError:
+            if str(value).strip().lower().lstrip("+-") in ("nan", "snan", "inf", "infinity"):
+                raise ParamError(key, "must be finite") from None
             raise ParamError(key, f"not a decimal number: {value!r}") from None
         if positive and dec <= 0:
             raise ParamError(key, f"must be greater than 0, got {dec}")
