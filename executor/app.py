@@ -885,11 +885,16 @@ async def run_bot(cfg: Config, args: argparse.Namespace | None = None, *, option
 def _confirm_live_first(args: argparse.Namespace) -> None:
     """Before anything touches the venue or the ledger: ``--live`` or LIVE typed at a
     terminal, else ``LiveRefused`` (exit 3). Confirmed once; the preflight does not ask again."""
+    import io
+
     from executor.preflight import LiveRefused, confirm_live
 
-    if not confirm_live(args):
-        raise LiveRefused("live run not confirmed: pass --live or type LIVE when asked; nothing "
-                          "was sent and the ledger was not touched")
+    terminal = sys.stdin is not None and sys.stdin.isatty()
+    # At a terminal the question is asked there; otherwise the refusal is this one line.
+    if not confirm_live(args, out=None if terminal else io.StringIO()):
+        how = "type LIVE when asked" if terminal else "stdin is not a terminal to type LIVE on"
+        raise LiveRefused(f"live run not confirmed: pass --live ({how}); nothing was sent and "
+                          "the ledger was not touched")
     args.live = True
 
 
