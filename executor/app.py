@@ -1,6 +1,8 @@
 """The main job: ``python run.py`` wires every part into the running bot and stops it cleanly.
 
-Start, in order: the venue (the embedded exchange in-process for profile ``sim``, or an
+Start, in order: the live confirmation (profile ``live``: ``--live`` or LIVE typed at a
+terminal, before any key is read, the venue contacted or the ledger opened), the strategy
+(its parameters checked), the venue (the embedded exchange in-process for profile ``sim``, or an
 already running one with ``--exchange URL``, or the profile's real endpoints with keys;
 on testnet/demo the futures account has keys of its own, ``keys.load_futures_credentials``),
 the ledger (migrated, a run row opened), the REST gateway (clock synced), the live gate
@@ -12,12 +14,17 @@ the scheduler's jobs, then the strategy loop, the live status, and the oversight
 
 Stop (SIGINT/SIGTERM, ``--duration`` or an error), each step bounded by ``shutdown.Shutdown``:
 strategy off, orders in flight settled, our open orders cancelled (``orders.cancel_on_shutdown``),
-a final reconciliation, the run row closed with how it ended, streams and connections
-closed. A second signal abandons the remaining steps; the ledger stays consistent because
+a final reconciliation, the run row closed with how it ended (``clean``; ``unclean`` naming
+the steps that failed or were skipped; ``forced`` after a second signal, which abandons the
+remaining steps but still writes the row), streams and connections closed; the exit code
+follows the ending (``failures.exit_code_for_ending``). The ledger stays consistent because
 every write is its own transaction. While a 429/418 holds REST closed longer than a step
 may take, the REST steps (cancels, final reconciliation) are skipped at once with one
 WARNING (until when, what was skipped, which of our orders stay on the book) noted in the
 run row; the next start's gap fill reconciles.
+
+A failure at start or while running is one ERROR line (``failures.classify``: what failed,
+what to do) and its exit code; the traceback is logged at DEBUG only.
 
 The embedded exchange restarts its order and trade ids with every start, so a run on a
 freshly started one gets its own ledger file next to the configured one
@@ -47,13 +54,15 @@ from executor.core.ids import ClientIdFactory, is_ours, make_run_tag
 from executor.endpoints import Endpoints
 from executor.engine_loop import StrategyLoop
 from executor.exchange.credentials import Credentials
+from executor.failures import EXIT_OK, VenueUnreachable, classify, exit_code_for_ending
 from executor.market.state import MarketState
 from executor.orders.manager import OrderManager, ResolveTiming
+from executor.orders.order_log import OrderLog
 from executor.orders.tracker import OrderTracker
 from executor.profiles import Venue
 from executor.reconcile.futures_account import FuturesAccountReconciler
 from executor.risk import RiskChecker
-from executor.shutdown import EXIT_FORCED, Shutdown
+from executor.shutdown import Shutdown
 from executor.status import StatusPrinter, StatusSources
 from executor.strategy.base import Strategy, StrategyContext
 
@@ -72,9 +81,6 @@ async def _logged(what: str, work: Awaitable[Any]) -> None:
         log.exception("%s failed", what)
 
 VERSION = "0.1.0"
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_LIVE_REFUSED = 3
 # stop() during a 429/418: how long in-flight work (and scheduler jobs) may still settle;
 # whatever waits on the closed REST gate cannot finish anyway.
 BANNED_SETTLE_S = 1.0
@@ -134,6 +140,7 @@ class Bot:
         self.futures_recon: FuturesAccountReconciler | None = None
         self.scheduler: Any = None
         self.status: StatusPrinter | None = None
+        self.order_log = OrderLog()  # one INFO line per order sent, acknowledged, filled, ended
         self.run_id: int | None = None
         self._clients: list[Any] = []
         self._tasks: list[asyncio.Task[Any]] = []
@@ -275,9 +282,13 @@ class Bot:
 
     def _on_order_change(self, order: Any) -> None:
         assert self.loop is not None
+        self.order_log.changed(order)
         self.loop.on_order(order)
 
     def _expect_stream_event(self, client_id: str) -> None:
+        order = self.tracker.get(client_id) if self.tracker is not None else None
+        if order is not None:
+            self.order_log.sent(order)
         # Armed before the request leaves (the stream's event can beat the HTTP answer): if
         # the exchange acts on it, its executionReport must follow on the user stream, or
         # the stream is silently dead (its supervisor then replaces it). Not while the
@@ -488,14 +499,20 @@ class Bot:
     # ------------------------------------------------------------------ stop
 
     async def stop(self, shutdown: Shutdown, *, ended: str = "clean", reason: str = "") -> str:
-        """Stop in order (see the module docstring); returns how the run ended."""
+        """Stop in order (see the module docstring); returns how the run ended.
+
+        ``clean`` only when every step finished; ``unclean`` (the run row names the steps
+        that failed or were skipped) otherwise; ``forced`` after a second signal, written to
+        the run row before the process exits; ``error`` when called after a failure."""
         forced = False
+        failed: list[str] = []
 
         async def step(name: str, work: Any, timeout: float) -> None:
             nonlocal forced
             ok = await shutdown.try_step(name, work, timeout)
             forced = forced or shutdown.forced.is_set()
-            if not ok and not shutdown.forced.is_set():
+            if not ok and not forced:
+                failed.append(name)
                 log.warning("shutdown: %s did not complete", name)
 
         # During a 429/418 nothing can be sent (sending extends the ban), so a REST step
@@ -533,11 +550,20 @@ class Bot:
             await step("stop reconciler", self.reconciler.stop(), 10)
         if self.manager is not None:
             await step("stop order manager", self.manager.stop(2), 5)
-        if forced or shutdown.forced.is_set():
-            ended, reason = "killed", (reason + "; " if reason else "") + "forced exit on a second signal"
+        forced = forced or shutdown.forced.is_set()
+        ended, reason = run_ending(ended, reason, failed=failed, skipped=skipped, forced=forced)
         if self.store is not None and self.run_id is not None:
-            await step("close run row",
-                       self.store.finish_run(self.run_id, ended=ended, reason=reason or None), 5)
+            # Not a ``step``: after a second signal every step is skipped, and the run row
+            # must still say how the run ended before the process exits.
+            try:
+                await asyncio.wait_for(
+                    self.store.finish_run(self.run_id, ended=ended, reason=reason or None), 5)
+            except Exception as exc:  # noqa: BLE001 - logged as one line; the run row is best effort here
+                log.warning("shutdown: could not close the run row: %s", classify(exc).line)
+        if self.run_id is not None:
+            # After a failure the failure itself was the line; this one only closes the story.
+            log.info("run %s ended %s%s", self.run_id, ended,
+                     " (the failure above)" if ended == "error" else f": {reason}" if reason else "")
         if self.oversight is not None:
             await step("stop web and alerts", self.oversight.stop(ended, reason), 8)
         self._status_stop.set()
@@ -587,9 +613,37 @@ class Bot:
         # Events already on the wire (fills of the last orders, cancels) land first.
         await self.reconciler.settle(0.3)
         report = await self.reconciler.gap_fill("shutdown")
-        log.info("final reconciliation: %s", report)
+        log.info("final reconciliation: %s", gap_fill_summary(report))
         if self.futures_recon is not None:
             await _logged("final futures reconciliation", self.futures_recon.gap_fill("shutdown"))
+
+
+def run_ending(ended: str, reason: str, *, failed: list[str], skipped: list[str],
+               forced: bool) -> tuple[str, str]:
+    """How a run ended, for its run row: ``forced`` beats everything, then a run asked to end
+    ``clean`` becomes ``unclean`` when a shutdown step failed or was skipped (named in the
+    reason); ``error`` stays ``error``."""
+    notes = [reason] if reason else []
+    if forced:
+        return "forced", "; ".join([*notes, "forced exit on a second signal"])
+    if failed:
+        notes.append(f"shutdown steps failed: {', '.join(dict.fromkeys(failed))}")
+    # Skipped steps (REST closed by a 429/418) are already named in ``reason``.
+    if ended == "clean" and (failed or skipped):
+        ended = "unclean"
+    return ended, "; ".join(notes)
+
+
+def gap_fill_summary(report: Any) -> str:
+    """A gap fill report as one readable line (not the dataclass repr)."""
+    counts = getattr(report, "counts", {}) or {}
+    parts = [f"{k.replace('_', ' ')} {v}" for k, v in sorted(counts.items()) if v]
+    found = len(getattr(report, "discrepancies", []) or [])
+    text = f"{found} discrepanc{'y' if found == 1 else 'ies'}"
+    if parts:
+        text += " (" + ", ".join(parts) + ")"
+    error = getattr(report, "error", None)
+    return text + (f"; error: {error}" if error else "")
 
 
 # ---------------------------------------------------------------------- futures account
@@ -657,8 +711,8 @@ async def fetch_sim_venue(url: str, timeout_s: float = 10.0) -> tuple[Endpoints,
             if resp.status != 200:
                 raise ConfigError(f"--exchange: {target} answered HTTP {resp.status}; is it `run.py sim`?")
             data = await resp.json()
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise ConfigError(f"--exchange: cannot reach {target}: {type(exc).__name__}: {exc}") from None
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise VenueUnreachable(f"--exchange: cannot reach {target}: {type(exc).__name__}: {exc}") from None
     try:
         endpoints = Endpoints(name="sim", spot_rest=data["spot_rest"], spot_stream=data["spot_stream"],
                               spot_ws_api=data["spot_ws_api"], futures_rest=data["futures_rest"],
@@ -698,7 +752,13 @@ async def run_bot(cfg: Config, args: argparse.Namespace | None = None, *, option
     bot: Bot | None = None
     futures_creds: Credentials | None = None
     code = EXIT_OK
+    venue_url: str | None = getattr(args, "exchange", None)
     try:
+        if cfg.profile == "live":
+            _confirm_live_first(args)
+        from executor.strategy.loader import load_strategy
+
+        load_strategy(cfg.strategy)  # a bad parameter stops us before anything starts
         exchange_url = getattr(args, "exchange", None)
         if cfg.profile == "sim":
             from executor.profiles import venue_for
@@ -710,7 +770,10 @@ async def run_bot(cfg: Config, args: argparse.Namespace | None = None, *, option
                 from executor.sim.exchange import SimExchange
                 from executor.sim.server import SimServer
 
-                sim = SimExchange.from_config(cfg.sim, symbols=cfg.symbols.spot)
+                try:
+                    sim = SimExchange.from_config(cfg.sim, symbols=cfg.symbols.spot)
+                except ValueError as exc:  # e.g. a symbol whose quote asset it cannot tell
+                    raise ConfigError(f"symbols.spot: the embedded exchange cannot list it: {exc}") from None
                 ports = {n: getattr(cfg.sim.ports, n) for n in
                          ("spot_rest", "spot_stream", "spot_ws_api", "futures_rest", "futures_stream")}
                 server = SimServer(sim, host=cfg.sim.host, ports=ports)
@@ -718,8 +781,7 @@ async def run_bot(cfg: Config, args: argparse.Namespace | None = None, *, option
                 venue = venue_for(cfg, urls)
                 creds = sim.credentials("HMAC")
                 cfg = replace(cfg, database=replace(cfg.database, url=sim_ledger_url(cfg)))
-                log.info("embedded exchange up: admin %s/state; ledger %s", urls.admin,
-                         cfg.database.url.split("///", 1)[-1])
+                log.info("embedded exchange up: admin %s/state", urls.admin)
         else:
             from executor.keys import load_credentials, load_futures_credentials
             from executor.profiles import venue_for
@@ -730,6 +792,9 @@ async def run_bot(cfg: Config, args: argparse.Namespace | None = None, *, option
             venue = venue_for(cfg)
             if futures_keys_needed(cfg, options):
                 futures_creds = load_futures_credentials(cfg.profile)
+        venue_url = venue.orders.spot_rest
+        log.info("%s; exchange %s; ledger %s", venue.describe(), venue.orders.spot_rest,
+                 _ledger_text(cfg.database.url))
         register_secrets(creds, futures_creds)
         bot = Bot(cfg, venue, creds, options, futures_credentials=futures_creds)
         start = asyncio.ensure_future(bot.start())
@@ -750,27 +815,57 @@ async def run_bot(cfg: Config, args: argparse.Namespace | None = None, *, option
             else:
                 await shutdown.wait()
         ended = await bot.stop(shutdown, ended="clean", reason=shutdown.reason or "stopped")
-        code = EXIT_FORCED if ended == "killed" else EXIT_OK
-    except ConfigError:
+        code = exit_code_for_ending(ended)
+    except ConfigError as exc:
+        # The caller (``cli``) prints it as one line and exits 2; a run row already opened
+        # is closed first.
+        if bot is not None:
+            await _logged("stopping after the config error",
+                          bot.stop(shutdown, ended="error", reason=f"config error: {exc}"[:500]))
         raise
     except Exception as exc:
-        from executor.preflight import LiveRefused
-
-        if isinstance(exc, LiveRefused):
-            print(str(exc), file=sys.stderr)
-            code = EXIT_LIVE_REFUSED
-        else:
-            log.exception("the bot stopped on an error")
-            code = EXIT_ERROR
+        started = bot is not None and bot.started
+        failure = classify(exc, database=cfg.database.url, venue=venue_url)
+        # One line; the traceback only at DEBUG (--log-level DEBUG).
+        log.error("%s%s", "the bot stopped: " if started else "cannot start: ", failure.line)
+        log.debug("the failure in full", exc_info=exc)
+        code = failure.code
         if bot is not None:
-            await _logged("stopping after the error",
-                          bot.stop(shutdown, ended="error", reason=f"{type(exc).__name__}: {exc}"[:500]))
+            try:
+                await bot.stop(shutdown, ended="error", reason=failure.line[:500])
+            except Exception as stop_exc:  # noqa: BLE001 - logged as one line; the first failure decides the exit
+                log.warning("stopping after the failure also failed: %s", classify(stop_exc).line)
     finally:
         if server is not None:
             await _logged("stopping the embedded exchange", server.stop())
         if install_signals:
             shutdown.uninstall()
     return code
+
+
+def _confirm_live_first(args: argparse.Namespace) -> None:
+    """Before anything touches the venue or the ledger: ``--live`` or LIVE typed at a
+    terminal, else ``LiveRefused`` (exit 3). Confirmed once; the preflight does not ask again."""
+    import io
+
+    from executor.preflight import LiveRefused, confirm_live
+
+    terminal = sys.stdin is not None and sys.stdin.isatty()
+    # At a terminal the question is asked there; otherwise the refusal is this one line.
+    if not confirm_live(args, out=None if terminal else io.StringIO()):
+        how = "type LIVE when asked" if terminal else "stdin is not a terminal to type LIVE on"
+        raise LiveRefused(f"live run not confirmed: pass --live ({how}); nothing was sent and "
+                          "the ledger was not touched")
+    args.live = True
+
+
+def _ledger_text(url: str) -> str:
+    from executor.persistence.db import database_path
+
+    try:
+        return str(database_path(url))
+    except ValueError:
+        return url
 
 
 def run_command(cfg: Config, args: argparse.Namespace) -> int:

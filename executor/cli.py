@@ -8,13 +8,34 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
-from executor.config import ConfigError, load_config
+from executor.config import Config, ConfigError, database_url, load_config
+from executor.failures import EXIT_CONFIG, classify
 
-EXIT_CONFIG = 2
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a usage error as one line (the code stays 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_CONFIG, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _seconds(text: str) -> float:
+    """``--duration``: a finite number of seconds greater than 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds greater than 0, got {text!r}")
+    return value
 
 
 def _common(p: argparse.ArgumentParser, top: bool = False) -> None:
@@ -25,10 +46,13 @@ def _common(p: argparse.ArgumentParser, top: bool = False) -> None:
                    help="extra TOML file laid over config/default.toml")
     p.add_argument("--profile", choices=("sim", "testnet", "demo", "live"), default=default,
                    help="venue to trade on (default: the config's profile, normally sim)")
+    p.add_argument("--data-dir", default=default, metavar="DIR",
+                   help="folder for the ledgers, logs, kill switch and plots (default: the "
+                   "config's data_dir, normally the repository's data/)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="run.py",
         description="binance-executor: execution bot for Binance. With no subcommand it "
         "paper-trades on the embedded exchange.",
@@ -40,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Run the trading bot on the configured profile.")
     _common(run)
     for p in (parser, run):
-        p.add_argument("--duration", type=float, help="stop after this many seconds")
+        p.add_argument("--duration", type=_seconds, help="stop after this many seconds")
         p.add_argument("--exchange", metavar="URL",
                        help="use an embedded exchange already started with `run.py sim` "
                        "(its admin URL, e.g. http://127.0.0.1:PORT) instead of starting one")
@@ -69,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Fold the ledger into its audit checkpoints (the bot does this "
                            "every [scheduler] audit_checkpoint_s), so `audit` reads only newer rows.")
     _common(ck)
-    ck.add_argument("--db", help="database URL (default: the config's)")
+    ck.add_argument("--db", help="database file or URL (default: the config's)")
     ck.add_argument("--settle-s", type=float, default=600.0,
                     help="leave the newest rows, this many seconds, to the audit (default 600)")
     ck.add_argument("--all", action="store_true",
@@ -88,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--format", choices=("table", "csv", "json"), default="table")
     audit.add_argument("--out", type=Path, help="write files into this folder")
     audit.add_argument("--plot", action="store_true", help="draw a PNG chart per symbol")
-    audit.add_argument("--db", help="database URL (default: the config's)")
+    audit.add_argument("--db", help="database file or URL (default: the config's)")
 
     chaos = sub.add_parser("chaos", help="prove exactly-once on this install under faults and SIGKILLs",
                            description="Start the embedded exchange, run the bot against it while "
@@ -111,6 +135,9 @@ def _overrides(args: argparse.Namespace) -> dict:
     over: dict = {}
     if getattr(args, "profile", None):
         over["profile"] = args.profile
+    if getattr(args, "data_dir", None):
+        # A path typed on the command line is the user's, from where they typed it.
+        over["data_dir"] = os.path.abspath(os.path.expanduser(args.data_dir))
     sim: dict = {}
     if getattr(args, "time_scale", None):
         sim["time_scale"] = args.time_scale
@@ -145,42 +172,55 @@ def _web_address(text: str) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    debug = (getattr(args, "log_level", None) or "").upper() == "DEBUG"
     try:
         cfg = load_config(args.config, _overrides(args))
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    if getattr(args, "db", None):
+        # ``--db`` takes a file path (from the working directory, as typed) or a URL.
+        args.db = database_url(args.db, Path.cwd())
     command = args.command or "run"
     try:
-        if command == "sim":
-            from executor.sim.standalone import serve
-
-            return asyncio.run(serve(cfg))
-        if command == "db" and args.db_command == "checkpoint":
-            from executor.audit.checkpoint_job import checkpoint_command
-
-            return checkpoint_command(cfg, args)
-        if command == "db":
-            from executor.persistence.migrate import db_command
-
-            return db_command(cfg, args.db_command)
-        if command == "audit":
-            from executor.audit.cli import audit_command
-
-            return audit_command(cfg, args)
-        if command == "chaos":
-            from executor.chaos.runner import chaos_command
-
-            return chaos_command(args.minutes, args.seed, args.keep)
-        if command == "preflight":
-            from executor.preflight import preflight_command
-
-            return asyncio.run(preflight_command(cfg, args))
-        from executor.app import run_command
-
-        return run_command(cfg, args)
+        return _dispatch(command, cfg, args)
     except KeyboardInterrupt:
         return 130
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+    except Exception as exc:  # noqa: BLE001 - any failure: one line and its exit code (traceback at DEBUG)
+        # Whatever a subcommand did not handle: one line and its exit code; the traceback
+        # only when asked for with --log-level DEBUG.
+        failure = classify(exc, database=getattr(args, "db", None) or cfg.database.url)
+        if debug:
+            traceback.print_exc()
+        print(failure.line, file=sys.stderr)
+        return failure.code
+
+
+def _dispatch(command: str, cfg: Config, args: argparse.Namespace) -> int:
+    if command == "sim":
+        from executor.sim.standalone import serve
+
+        return asyncio.run(serve(cfg))
+    if command == "db" and args.db_command == "checkpoint":
+        from executor.audit.checkpoint_job import checkpoint_command
+
+        return checkpoint_command(cfg, args)
+    if command == "db":
+        from executor.persistence.migrate import db_command
+
+        return db_command(cfg, args.db_command)
+    if command == "audit":
+        from executor.audit.cli import audit_command
+
+        return audit_command(cfg, args)
+    if command == "chaos":
+        from executor.chaos.runner import chaos_command
+
+        return chaos_command(args.minutes, args.seed, args.keep)
+    if command == "preflight":
+        from executor.preflight import preflight_command
+
+        return asyncio.run(preflight_command(cfg, args))
+    from executor.app import run_command
+
+    return run_command(cfg, args)

@@ -11,12 +11,15 @@ from __future__ import annotations
 import tomllib
 import types
 import typing
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass
-from decimal import Decimal, InvalidOperation
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from executor.core.money import parse_decimal
+
 ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = ROOT / "data"
 DEFAULT_FILE = ROOT / "config" / "default.toml"
 LOCAL_FILE = ROOT / "config" / "local.toml"
 PROFILES = ("sim", "testnet", "demo", "live")
@@ -168,6 +171,8 @@ class Config:
     market_data: MarketDataConfig = field(default_factory=MarketDataConfig)
     web: WebConfig = field(default_factory=WebConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    # The data folder (ledgers, logs, kill switch, plots); after loading, an absolute path.
+    data_dir: str = "data"
     sources: tuple[str, ...] = ()
 
 
@@ -222,12 +227,10 @@ def _convert(value: Any, tp: Any, key: str, where_fn: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise ConfigError(f"{where}: '{key}' must be a decimal written as a string, e.g. \"0.5\"")
         try:
-            dec = Decimal(str(value))
-        except InvalidOperation:
-            raise ConfigError(f"{where}: '{key}' is not a decimal number: {value!r}") from None
-        if not dec.is_finite():
-            raise ConfigError(f"{where}: '{key}' must be finite")
-        return dec
+            return parse_decimal(value, key)
+        except ValueError:
+            raise ConfigError(f"{where}: '{key}' is not a decimal number: {value!r} "
+                              "(plain digits like \"500.5\")") from None
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, list):
@@ -308,6 +311,97 @@ def _validate(cfg: Config, where: Any) -> None:
     if cfg.alerts.stale_after_s < 1 or cfg.alerts.queue_size < 1 or cfg.alerts.retries < 0:
         raise ConfigError(f"{where('alerts')}: 'alerts.stale_after_s' and 'alerts.queue_size' must be "
                           "at least 1, 'alerts.retries' 0 or more")
+    _validate_values(cfg, where)
+
+
+def _positive(cfg: Config, where: Any, *keys: str, zero_ok: bool = False) -> None:
+    """Each dotted ``key`` of ``cfg`` must be > 0 (or >= 0 with ``zero_ok``)."""
+    for key in keys:
+        value: Any = cfg
+        for part in key.split("."):
+            value = getattr(value, part)
+        if value < 0 or (value == 0 and not zero_ok):
+            need = "0 or more" if zero_ok else "greater than 0"
+            raise ConfigError(f"{where(key)}: '{key}' must be {need}, got {value}")
+
+
+def _validate_values(cfg: Config, where: Any) -> None:
+    """Every value in range: a limit of 0 or below, an empty path or a port out of range
+    would otherwise be accepted and only show up as a bot that refuses everything."""
+    _positive(cfg, where, "risk.max_order_notional", "risk.max_open_orders", "risk.max_orders_per_minute",
+              "risk.price_band_bps", "risk.stale_after_s", "orders.request_timeout_s",
+              "sim.book_update_hz", "sim.max_connection_age_s")
+    _positive(cfg, where, "sim.seed", zero_ok=True)
+    for asset, limit in cfg.risk.max_position.items():
+        key = f"risk.max_position.{asset}"
+        if not asset.isalnum() or asset.upper() != asset:
+            raise ConfigError(f"{where(key)}: '{key}': asset {asset!r} must be upper-case letters/digits")
+        if limit <= 0:
+            raise ConfigError(f"{where(key)}: '{key}' must be greater than 0, got {limit}")
+    texts = {"risk.kill_switch_file": cfg.risk.kill_switch_file, "database.url": cfg.database.url,
+             "logging.dir": cfg.logging.dir, "sim.host": cfg.sim.host, "data_dir": cfg.data_dir}
+    for key, text in texts.items():
+        if not text.strip():
+            raise ConfigError(f"{where(key)}: '{key}' must not be empty")
+    prefix = cfg.orders.client_id_prefix
+    if not (1 <= len(prefix) <= 8 and prefix.isascii() and prefix.replace("_", "a").isalnum()):
+        raise ConfigError(f"{where('orders.client_id_prefix')}: 'orders.client_id_prefix' must be 1-8 "
+                          f"letters, digits or _, got {prefix!r}")
+    for name in ("spot_rest", "spot_stream", "spot_ws_api", "futures_rest", "futures_stream"):
+        port = getattr(cfg.sim.ports, name)
+        if not 0 <= port <= 65535:
+            key = f"sim.ports.{name}"
+            raise ConfigError(f"{where(key)}: '{key}' must be 0 (a free port) to 65535, got {port}")
+    for table in ("start_prices", "balances"):
+        for asset, value in getattr(cfg.sim, table).items():
+            key = f"sim.{table}.{asset}"
+            if value < 0 or (value == 0 and table == "start_prices"):
+                need = "greater than 0" if table == "start_prices" else "0 or more"
+                raise ConfigError(f"{where(key)}: '{key}' must be {need}, got {value}")
+
+
+def resolve_data_dir(value: str | Path) -> Path:
+    """The data folder: an absolute path as given; a relative one from the repository root
+    (never the working directory, so a run started elsewhere uses the same folder)."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else ROOT / path
+
+
+def data_path(cfg: Config, name: str | Path) -> Path:
+    """Where ``name`` lives: an absolute path as given, a relative one inside the data folder
+    (``data_dir``). The one rule for every file the bot keeps (ledgers, logs, kill switch,
+    plots), so a default file name is just a relative name."""
+    path = Path(name).expanduser()
+    return path if path.is_absolute() else resolve_data_dir(cfg.data_dir) / path
+
+
+def database_url(value: str, base: Path) -> str:
+    """A ``[database] url`` or ``--db`` value as a URL: a SQLAlchemy URL (``scheme://...``)
+    as given, except that a relative SQLite file path is taken from ``base``; a plain path
+    (``ledger.db``, ``/srv/bx/ledger.db``) becomes ``sqlite+aiosqlite:///<absolute path>``."""
+    text = value.strip()
+    if "://" not in text:
+        path = Path(text).expanduser()
+        return f"sqlite+aiosqlite:///{path if path.is_absolute() else base / path}"
+    scheme, _, rest = text.partition("://")
+    if scheme.startswith("sqlite") and rest.startswith("/") and not rest.startswith("//"):
+        file, sep, query = rest[1:].partition("?")
+        special = file.startswith((":", "file:"))  # :memory: and URI forms are left alone
+        if file and not special and not Path(file).is_absolute():
+            return f"{scheme}:///{base / file}{sep}{query}"
+    return text
+
+
+def _resolve_paths(cfg: Config) -> Config:
+    """Every relative file path made absolute inside the data folder."""
+    data = resolve_data_dir(cfg.data_dir)
+    return replace(
+        cfg, data_dir=str(data),
+        database=replace(cfg.database, url=database_url(cfg.database.url, data)),
+        risk=replace(cfg.risk, kill_switch_file=str(data_path(replace(cfg, data_dir=str(data)),
+                                                              cfg.risk.kill_switch_file))),
+        logging=replace(cfg.logging, dir=str(data / cfg.logging.dir)),
+        sim=replace(cfg.sim, market_file=str(data / cfg.sim.market_file) if cfg.sim.market_file else ""))
 
 
 def _validate_market_data(cfg: Config, where: Any) -> None:
@@ -363,4 +457,5 @@ def load_config(
 
     cfg = _build(Config, merged, "", where)
     _validate(cfg, where)
-    return Config(**{**cfg.__dict__, "sources": tuple(name for name, _ in layers)})
+    cfg = _resolve_paths(cfg)
+    return replace(cfg, sources=tuple(name for name, _ in layers))

@@ -40,8 +40,15 @@ _SIGNATURE_PATTERNS = (
 # Attributes every LogRecord has; anything else came in through ``extra=``.
 _STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
-_NOISY = {"websockets": "WARNING", "aiohttp.access": "WARNING", "apscheduler": "WARNING",
-          "asyncio": "WARNING", "sqlalchemy": "WARNING", "alembic": "WARNING"}
+# Third-party loggers stay at WARNING even at --log-level DEBUG (their DEBUG is every SQL
+# statement and every WebSocket frame, drowning ours); ``[logging.levels]`` can name one.
+_NOISY = {"websockets": "WARNING", "aiohttp": "WARNING", "apscheduler": "WARNING",
+          "asyncio": "WARNING", "sqlalchemy": "WARNING", "alembic": "WARNING", "aiosqlite": "WARNING",
+          "urllib3": "WARNING", "binance": "WARNING", "matplotlib": "WARNING", "PIL": "WARNING"}
+# websockets' DEBUG frame log elides the middle of long frames ("...<tail>"), so a signed
+# WS API request can show a signature's tail with no "signature" key in front of it: in
+# that logger's lines every long token (signatures, keys, listenKeys) is masked.
+_FRAME_TOKEN = re.compile(r"[A-Za-z0-9+/_=-]{16,}")
 
 
 class Redactor:
@@ -112,7 +119,10 @@ class RedactingFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a malformed %-format must not hide the record
             message = f"{record.msg!s} {record.args!r}"
-        record.msg = self.redactor.redact(message)
+        message = self.redactor.redact(message)
+        if record.name.startswith("websockets"):
+            message = _FRAME_TOKEN.sub(MASK, message)
+        record.msg = message
         record.args = None
         if record.exc_info and record.exc_info[0] is not None:
             text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
@@ -225,9 +235,8 @@ def setup_logging(cfg: Config, *, json: bool | None = None, level: str | None = 
     for handler in handlers:
         root.addHandler(handler)
     root.setLevel(level_name)
-    if level_name != "DEBUG":
-        for name, noisy_level in _NOISY.items():
-            logging.getLogger(name).setLevel(noisy_level)
+    for name, noisy_level in _NOISY.items():
+        logging.getLogger(name).setLevel(noisy_level)
     for name, override in cfg.logging.levels.items():
         logging.getLogger(name).setLevel(override.upper())
     logging.captureWarnings(True)

@@ -4,10 +4,10 @@
 ``--duration`` is up) sets ``stopping`` and names the reason; the app then stops the
 strategy, cancels our orders, reconciles and closes the run row, each step bounded by
 ``step``. A second signal sets ``forced``: every step still waiting is abandoned at once
-(its coroutine cancelled) and the app exits. That never leaves the database inconsistent,
-because every ledger write is its own transaction: an abandoned step has either committed
-or left nothing. A third signal exits the process immediately (``os._exit``), for a step
-that ignores cancellation.
+(its coroutine cancelled), the run row is closed as ``forced`` and the app exits. That
+never leaves the database inconsistent, because every ledger write is its own
+transaction: an abandoned step has either committed or left nothing. A third signal
+exits the process immediately (``os._exit``), for a step that ignores cancellation.
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ import signal
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
+from executor.failures import EXIT_FORCED
+
 __all__ = ["Shutdown", "StepSkipped"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-EXIT_FORCED = 130
 
 
 class StepSkipped(Exception):
@@ -109,8 +110,11 @@ class Shutdown:
             await self.step(name, work, timeout)
         except StepSkipped:
             return False
-        except Exception:
-            log.exception("shutdown step %s failed", name)
+        except Exception as exc:
+            from executor.failures import classify
+
+            log.warning("shutdown step %s failed: %s", name, classify(exc).line)
+            log.debug("shutdown step %s failed", name, exc_info=exc)
             return False
         return True
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from executor.audit.checkpoints import settled_cut, write_report_checkpoint
 from executor.audit.query import AuditDB, AuditError, fmt_ms
 from executor.audit.verify_checkpoint import write_verify_checkpoint
+from executor.config import ROOT
 from executor.persistence.db import database_path
 
 if TYPE_CHECKING:
@@ -85,11 +86,20 @@ def write_checkpoints(
 
 
 def checkpoint_command(cfg: Config, args: argparse.Namespace) -> int:
-    """``run.py db checkpoint``: 0 written, 2 the ledger cannot be read or written."""
+    """``run.py db checkpoint``: 0 written, 2 the ledger cannot be read or written, 5 the
+    ledger is from a newer version (refused, nothing written)."""
     from executor.audit.cli import default_url
 
     url = getattr(args, "db", None) or default_url(cfg)
     try:
+        from executor.persistence.migrate import SchemaTooNewError, refuse_newer_schema
+
+        try:
+            # Writing checkpoints into a newer version's ledger could contradict its own.
+            refuse_newer_schema(database_path(url))
+        except SchemaTooNewError as exc:
+            print(f"db checkpoint: {exc}", file=sys.stderr)
+            return 5
         for line in write_checkpoints(
             database_path(url),
             settle_s=getattr(args, "settle_s", DEFAULT_SETTLE_S),
@@ -115,6 +125,7 @@ async def run_in_child(url: str, settle_s: float = DEFAULT_SETTLE_S, timeout_s: 
         url,
         "--settle-s",
         str(settle_s),
+        cwd=str(ROOT),  # ``-m executor...`` must import this checkout, wherever the bot was started
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

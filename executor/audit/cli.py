@@ -65,10 +65,11 @@ def audit_command(cfg: Config, args: argparse.Namespace) -> int:
     try:
         scope = scope_from_args(args)
         url = getattr(args, "db", None) or default_url(cfg)
+        _warn_if_newer(url)
         with AuditDB.from_url(url) as db:
             if getattr(args, "audit_command", "report") == "verify":
                 return _verify(db, scope, args)
-            return _report(db, scope, args)
+            return _report(db, scope, args, cfg)
     except AuditError as exc:
         print(f"audit: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -78,6 +79,20 @@ def audit_command(cfg: Config, args: argparse.Namespace) -> int:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def _warn_if_newer(url: str) -> None:
+    """A ledger from a newer version is read as far as this version understands it: say so."""
+    from executor.persistence.migrate import unknown_revisions
+
+    try:
+        unknown = unknown_revisions(database_path(url))
+    except (ValueError, sqlite3.Error):
+        return  # AuditDB.from_url reports an unusable ledger
+    if unknown:
+        print(f"audit: warning: the ledger is at schema revision {', '.join(unknown)}, written by a newer "
+              "version of binance-executor; this version reads only what it knows, so figures may be "
+              "incomplete. Use the newer version for a full audit.", file=sys.stderr)
 
 
 def _verify(db: AuditDB, scope: Scope, args: argparse.Namespace) -> int:
@@ -102,7 +117,7 @@ def _verify(db: AuditDB, scope: Scope, args: argparse.Namespace) -> int:
     return EXIT_OK if res.ok else EXIT_MISMATCH
 
 
-def _report(db: AuditDB, scope: Scope, args: argparse.Namespace) -> int:
+def _report(db: AuditDB, scope: Scope, args: argparse.Namespace, cfg: Config | None = None) -> int:
     from executor.audit.render import render_csv, render_json, render_table, write_out_dir
     from executor.audit.report import build_report
 
@@ -126,7 +141,18 @@ def _report(db: AuditDB, scope: Scope, args: argparse.Namespace) -> int:
     if plot:
         from executor.audit.plot import plot_symbols
 
-        written += plot_symbols(rep, out if out is not None else Path("."))
+        written += plot_symbols(rep, out if out is not None else _plots_dir(cfg))
     for p in written:
         print(f"wrote {p}", file=sys.stderr)
     return EXIT_OK
+
+
+def _plots_dir(cfg: Config | None) -> Path:
+    """Plots without ``--out`` go to the data folder's ``plots/``, not the working directory."""
+    if cfg is None:
+        return Path("plots").absolute()
+    from executor.config import data_path
+
+    path = data_path(cfg, "plots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path

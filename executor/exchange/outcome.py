@@ -52,12 +52,19 @@ class Rejected:
     msg: str
     http_status: int | None = None
 
+    def __str__(self) -> str:  # log lines read "rejected: -2010 Account has insufficient balance"
+        http = f" (HTTP {self.http_status})" if self.http_status else ""
+        return f"rejected: {self.code} {self.msg}{http}"
+
 
 @dataclass(frozen=True)
 class Unknown:
     """The request may or may not have acted; only a query can tell."""
 
     reason: str
+
+    def __str__(self) -> str:
+        return f"outcome unknown: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,11 @@ class RateLimited:
     banned: bool
     code: int | None = None
     msg: str = ""
+
+    def __str__(self) -> str:
+        what = "IP banned (418)" if self.banned else "rate limited (429)"
+        code = f", {self.code} {self.msg}".rstrip() if self.code is not None else ""
+        return f"{what}, retry after {self.retry_after_s:g} s{code}"
 
 
 Failure = Rejected | Unknown | RateLimited

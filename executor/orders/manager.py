@@ -72,9 +72,13 @@ from executor.risk import ALLOWED, Decision, Refused, RiskChecker, RiskView
 if TYPE_CHECKING:
     from executor.strategy.base import OrderView
 
-__all__ = ["OrderManager", "ResolveTiming"]
+__all__ = ["CancelAllIncomplete", "OrderManager", "ResolveTiming"]
 
 log = logging.getLogger(__name__)
+
+
+class CancelAllIncomplete(Exception):
+    """``cancel_all_ours`` could not make sure every order of ours was cancelled."""
 
 NOT_PLACED = OrderStatus.NOT_PLACED.value
 NOT_FOUND = OrderStatus.NOT_FOUND.value
@@ -564,11 +568,13 @@ class OrderManager:
         for order in self.tracker.working():
             if not order.cancel_requested or order.unresolved:
                 jobs[order.client_id] = functools.partial(self.cancel, order.client_id, reason)
+        problems: list[str] = []
         if include_exchange:
             try:
                 open_rows = await self.gateway.open_orders()
             except GatewayError as exc:
                 log.warning("cancel_all_ours: could not list open orders: %s", exc)
+                problems.append(f"could not list open orders ({exc})")
                 open_rows = []
             for row in open_rows:
                 cid = str(row.get("clientOrderId", ""))
@@ -582,12 +588,14 @@ class OrderManager:
                                        Decimal(row["price"]), Decimal(row["origQty"]), row["status"],
                                        Decimal(row["executedQty"]))
                 jobs[cid] = functools.partial(self._cancel_on_exchange, row["symbol"], cid, reason)
-        if not jobs:
-            return 0
         results = await asyncio.gather(*(job() for job in jobs.values()), return_exceptions=True)
         for cid, res in zip(jobs, results, strict=True):
             if isinstance(res, BaseException):
                 log.error("cancel of %s failed: %s", cid, res)
+                problems.append(f"cancel of {cid} failed")
+        if problems:
+            # The caller (shutdown) must not report a clean stop when ours may be left open.
+            raise CancelAllIncomplete("; ".join(problems))
         return sum(1 for r in results if r in ("CANCELED", "REJECTED", "UNKNOWN"))
 
     # ------------------------------------------------------------------ lifecycle

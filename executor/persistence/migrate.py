@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from executor.config import Config
 
 MIGRATIONS_DIR = ROOT / "migrations"
-EXIT_DB_ERROR = 1
+EXIT_DB_ERROR = 5  # README "Exit codes": the ledger cannot be used
 
 
 class SchemaError(RuntimeError):
@@ -114,6 +114,35 @@ def _upgrade(conn: Connection, path: Path) -> SchemaState:
         command.upgrade(cfg, "head")
         return SchemaState(path=path, current=_current(conn), head=state.head, previous=state.current)
     return state
+
+
+def unknown_revisions(path: Path) -> tuple[str, ...]:
+    """The schema revisions of the ledger file at ``path`` that this version does not know
+    (empty: none, or no such file / no version table). Opens it read-only, writes nothing."""
+    import sqlite3
+
+    if not path.is_file():
+        return ()
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+    except sqlite3.OperationalError:
+        return ()  # no version table: a fresh or foreign file, reported by whoever opens it
+    finally:
+        conn.close()
+    known = {rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+    return tuple(str(r[0]) for r in rows if r[0] not in known)
+
+
+def refuse_newer_schema(path: Path) -> None:
+    """``SchemaTooNewError`` for a ledger migrated by a newer version (read-only check)."""
+    unknown = unknown_revisions(path)
+    if unknown:
+        raise SchemaTooNewError(
+            f"database {path} is at schema revision {', '.join(unknown)}, which this version of "
+            f"binance-executor does not know (it knows revisions up to {head_revision()}). It was "
+            "written by a newer version: use that version. Nothing was changed."
+        )
 
 
 async def ensure_schema(url: str | URL) -> SchemaState:

@@ -63,7 +63,7 @@ class Run(Base):
     config_hash: Mapped[str] = mapped_column(sa.String(64))
     started_ms: Mapped[int] = mapped_column(sa.BigInteger)
     stopped_ms: Mapped[int | None] = mapped_column(sa.BigInteger)
-    ended: Mapped[str | None] = mapped_column(sa.String(16))  # clean | error | killed | abandoned
+    ended: Mapped[str | None] = mapped_column(sa.String(16))  # clean | unclean | forced | error | abandoned
     end_reason: Mapped[str | None] = mapped_column(sa.Text)
 
 

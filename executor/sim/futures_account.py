@@ -374,8 +374,12 @@ class FuturesSide:
 # -- attaching to a SimExchange -------------------------------------------------------------
 
 def _spot_mid(sim: Any) -> Callable[[str], Decimal | None]:
-    """The index source: the spot book's mid of the same symbol."""
+    """The index source: the spot market's fair price of the same symbol (``Market.index``:
+    the book's mid without this venue's dislocation)."""
     def mid(symbol: str) -> Decimal | None:
+        index = getattr(sim.market, "index", None)
+        if index is not None:
+            return index(symbol)
         book = sim.market.books.get(symbol)
         return None if book is None else (Decimal(book.bid) + Decimal(book.ask)) / 2
     return mid

@@ -43,6 +43,12 @@ from executor.sim.clock import SimClock
 
 QUOTES = ("USDT", "USDC", "FDUSD", "TUSD", "BTC", "ETH", "BNB", "EUR")
 DEPTH_LEVELS = 5
+# The synthetic spot book of this one venue strays from the fair price (what the futures
+# index tracks: an average over venues) and arbitrage pulls it back: an Ornstein-Uhlenbeck
+# dislocation on top of the fair random walk. Without it spot and mark would move
+# independently and no spot strategy could have an edge to find on the sim.
+DISLOCATION_STD = 0.002           # stationary standard deviation, as a fraction of the price
+DISLOCATION_HALF_LIFE_S = 10.0    # seconds of exchange time for half of it to close
 
 
 @dataclass(frozen=True)
@@ -149,6 +155,10 @@ class Market:
         self._listeners: list[BookListener] = []
         self._rngs = {s: random.Random(_seed_for(seed, s)) for s in specs}
         self._mid: dict[str, float] = {}
+        self._fair: dict[str, float] = {}   # the synthetic walk; mid = fair * (1 + dislocation)
+        self._disloc_rngs = {s: random.Random(_seed_for(seed, s + ":dislocation")) for s in specs}
+        # Started from its stationary spread, as if the market had been running for a while.
+        self._disloc = {s: self._disloc_rngs[s].gauss(0.0, DISLOCATION_STD) for s in specs}
         self._replay: list[dict[str, Any]] = []
         self._replay_pos = 0
         self.frozen_symbols: set[str] = set()    # forced books that updates must not move
@@ -162,7 +172,7 @@ class Market:
                 self._mid[sym] = float((first["b"] + first["a"]) / 2)
                 continue
             price = start_prices.get(sym, Decimal(100))
-            self._mid[sym] = float(price)
+            self._mid[sym] = self._fair[sym] = float(price)
             self.books[sym] = self._synthetic(sym, spec, u=1_000_000 + rng.randrange(1_000_000))
 
     # -- listeners -----------------------------------------------------------------------------
@@ -206,10 +216,29 @@ class Market:
             if sym in self.frozen_symbols:
                 continue
             rng = self._rngs[sym]
-            self._mid[sym] *= math.exp(rng.gauss(0.0, 0.00003))
+            fair = self._fair[sym] = self._fair[sym] * math.exp(rng.gauss(0.0, 0.00003))
+            self._mid[sym] = fair * (1.0 + self._step_dislocation(sym))
             book = self._synthetic(sym, spec, self.books[sym].u + 1)
             self.books[sym] = book
             self._publish(book)
+
+    def _step_dislocation(self, sym: str) -> float:
+        decay = math.exp(-math.log(2) / (DISLOCATION_HALF_LIFE_S * max(self.hz, 0.001)))
+        noise = DISLOCATION_STD * math.sqrt(1 - decay * decay)
+        d = self._disloc[sym] * decay + noise * self._disloc_rngs[sym].gauss(0.0, 1.0)
+        self._disloc[sym] = d
+        return d
+
+    def index(self, symbol: str) -> Decimal | None:
+        """The fair price the futures index tracks: the synthetic walk without this venue's
+        dislocation; a replayed or forced book's own mid."""
+        book = self.books.get(symbol)
+        if book is None:
+            return None
+        fair = self._fair.get(symbol)
+        if fair is None or self._replay or symbol in self.frozen_symbols:
+            return (Decimal(book.bid) + Decimal(book.ask)) / 2
+        return Decimal(repr(fair))
 
     def set_book(self, symbol: str, *, bid: Decimal | str | None = None, ask: Decimal | str | None = None,
                  bid_qty: Decimal | str | None = None, ask_qty: Decimal | str | None = None,
@@ -228,6 +257,8 @@ class Market:
                     ask_qty=Decimal(ask_qty) if ask_qty is not None else old.ask_qty,
                     u=old.u + 1, gap=old.gap, depth_sizes=old.depth_sizes)
         self._mid[symbol] = float((nb + na) / 2)
+        if symbol in self._fair:  # a forced book is fair: the walk resumes from it, undislocated
+            self._fair[symbol], self._disloc[symbol] = self._mid[symbol], 0.0
         self.books[symbol] = book
         if freeze:
             self.frozen_symbols.add(symbol)

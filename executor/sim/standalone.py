@@ -53,8 +53,9 @@ async def serve(cfg: Config, out: TextIO | None = None) -> int:
     try:
         urls = await server.start()
     except OSError as exc:
-        print(f"sim: cannot listen on {cfg.sim.host}: {exc}", file=sys.stderr)
-        return 1
+        print(f"sim: cannot listen on {cfg.sim.host}: {exc} (choose other --port / [sim.ports], or 0)",
+              file=sys.stderr)
+        return 2  # README "Exit codes": a configuration problem
     print(banner(sim, urls), file=out, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

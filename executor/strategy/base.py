@@ -30,13 +30,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from executor.core.fees import FeeRates
 from executor.core.filters import SymbolRules
 from executor.core.intents import Intent
-from executor.core.money import ZERO
+from executor.core.money import ZERO, parse_decimal
 from executor.core.orders import FINAL, OrderStatus, Side
 from executor.market.state import Candle, MarketState, SymbolState
 
@@ -259,11 +259,11 @@ class Params:
         if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
             raise ParamError(key, f"must be a decimal written as a string, e.g. \"5\", got {value!r}")
         try:
-            dec = Decimal(str(value)) if not isinstance(value, Decimal) else value
-        except InvalidOperation:
+            dec = parse_decimal(value, key)  # strict: no "5_00", " 5", exponents or NaN
+        except ValueError:
+            if str(value).strip().lower().lstrip("+-") in ("nan", "snan", "inf", "infinity"):
+                raise ParamError(key, "must be finite") from None
             raise ParamError(key, f"not a decimal number: {value!r}") from None
-        if not dec.is_finite():
-            raise ParamError(key, "must be finite")
         if positive and dec <= 0:
             raise ParamError(key, f"must be greater than 0, got {dec}")
         if min is not None and dec < Decimal(min):

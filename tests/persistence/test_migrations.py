@@ -223,7 +223,7 @@ def test_cli_db_upgrade_and_refusal(tmp_path: Path) -> None:
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE alembic_version SET version_num = 'zzzz'")
     refused = _run_cli(tmp_path, db, "upgrade")
-    assert refused.returncode == 1
+    assert refused.returncode == 5  # README "Exit codes": the ledger cannot be used
     assert "zzzz" in refused.stderr and "newer version" in refused.stderr
     assert "Traceback" not in refused.stderr
 
@@ -235,7 +235,7 @@ def test_db_command_in_process(tmp_path: Path, capsys: pytest.CaptureFixture[str
     cfg_file = tmp_path / "t.toml"
     cfg_file.write_text(f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path / "d" / "x.db"}"\n')
     cfg = load_config(cfg_file, local=None)
-    assert db_command(cfg, "current") == 1
+    assert db_command(cfg, "current") == 5  # no ledger there: the database exit code
     assert "no database" in capsys.readouterr().err
     assert db_command(cfg, "upgrade") == 0
     assert "upgraded from empty" in capsys.readouterr().out

@@ -98,7 +98,7 @@ async def test_stop_during_429_skips_rest_and_next_start_reconciles(
     caplog.set_level(logging.WARNING, logger="executor.app")
     # Unfixed, the cancel, settle and reconciliation steps each wait out their 15-30 s bound.
     ended = await asyncio.wait_for(run.stop("test: ctrl-c during a 429"), 8)
-    assert ended == "clean"
+    assert ended == "unclean"  # orders of ours were left on the book: not a clean stop
     assert not gate.is_open, "stop() must not have waited the ban out"
     assert bot.gateway.sent == sent_before, "nothing may be sent while the gate is closed"
     # Nothing at all (REST or WS API) reached the exchange inside the Retry-After: no 418.
@@ -118,7 +118,7 @@ async def test_stop_during_429_skips_rest_and_next_start_reconciles(
         row = await store.get_run(run_id)
     finally:
         await store.close()
-    assert row is not None and row["ended"] == "clean"
+    assert row is not None and row["ended"] == "unclean"
     assert "REST rate limited (429) until" in row["end_reason"]
     assert "final reconciliation" in row["end_reason"] and resting.client_id in row["end_reason"]
 

@@ -36,12 +36,8 @@ def run(seed: int, seconds: int, tmp_path: Path) -> tuple[list[Place], int]:
     specs = {s: SymbolSpec.for_symbol(s, p) for s, p in prices.items()}
     market = Market(clock, specs, prices, seed=seed)
 
-    def mid(symbol: str) -> Decimal:
-        book = market.books[symbol]
-        return (book.bid + book.ask) / 2
-
     ticks = {s: sp.tick for s, sp in specs.items()}
-    futures = FuturesMarket(clock.now_ms, mid, list(specs), seed, tick=ticks)
+    futures = FuturesMarket(clock.now_ms, market.index, list(specs), seed, tick=ticks)
     rules = {s: SymbolRules(s, "TRADING", sp.base, sp.quote, PriceFilter(sp.min_price, sp.max_price, sp.tick),
                             LotSize(sp.min_qty, sp.max_qty, sp.step),
                             notional=NotionalRule(sp.min_notional, D(0), True, False, 5))
@@ -104,3 +100,50 @@ def test_default_parameters_round_trip_on_the_default_seed(tmp_path: Path) -> No
     sides = {p.side for p in filled}
     assert sides == {Side.BUY, Side.SELL}
     assert refused == 0
+
+
+def round_trips(filled: list[Place]) -> dict[str, tuple[int, Decimal]]:
+    """Per symbol: sells that closed inventory (round trips) and the FIFO gross edge in bps of
+    the closed cost, from the fills (at the orders' limit prices, as the harness fills them)."""
+    lots: dict[str, list[list[Decimal]]] = {}
+    out: dict[str, tuple[int, Decimal]] = {}
+    gross: dict[str, Decimal] = {}
+    cost: dict[str, Decimal] = {}
+    for p in filled:
+        assert p.price is not None
+        if p.side is Side.BUY:
+            lots.setdefault(p.symbol, []).append([p.qty, p.price])
+            continue
+        qty = p.qty
+        n, _ = out.get(p.symbol, (0, D(0)))
+        while qty > 0:
+            lot = lots[p.symbol][0]
+            take = min(qty, lot[0])
+            gross[p.symbol] = gross.get(p.symbol, D(0)) + take * (p.price - lot[1])
+            cost[p.symbol] = cost.get(p.symbol, D(0)) + take * lot[1]
+            lot[0] -= take
+            qty -= take
+            if lot[0] == 0:
+                lots[p.symbol].pop(0)
+        out[p.symbol] = (n + 1, gross[p.symbol] / cost[p.symbol] * 10000)
+    return out
+
+
+def test_default_target_edge_exceeds_the_embedded_exchanges_round_trip_fees() -> None:
+    from executor.sim.accounts import Account
+
+    params = load_config(local=None).strategy.params
+    fees_bps = (Account.taker_rate + Account.taker_rate) * 10000  # IOC takes on both legs
+    assert D(params["entry_bps"]) + D(params["exit_bps"]) > fees_bps
+
+
+@pytest.mark.parametrize("seed", [7, 1, 4])
+def test_defaults_trade_both_symbols_and_earn_more_than_the_fees(seed: int, tmp_path: Path) -> None:
+    """Five simulated minutes: both symbols close round trips, each symbol's mean gross edge
+    per round trip above the 20 bps a round trip pays the embedded exchange."""
+    filled, refused = run(seed, 300, tmp_path)
+    assert refused == 0
+    trips = round_trips(filled)
+    assert set(trips) == {"BTCUSDT", "ETHUSDT"}, trips
+    for symbol, (n, edge_bps) in trips.items():
+        assert n >= 2 and edge_bps > 20, (seed, symbol, n, edge_bps)
