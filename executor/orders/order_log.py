@@ -25,10 +25,10 @@ log = logging.getLogger("executor.orders")
 
 # Not (yet) accepted by the exchange: no "acknowledged" line for these.
 _NOT_ACKNOWLEDGED = (OrderStatus.PENDING_SEND, OrderStatus.UNKNOWN, OrderStatus.REJECTED,
-                     OrderStatus.NEVER_PLACED)
+                     OrderStatus.NOT_PLACED)
 _ENDINGS = {OrderStatus.CANCELED: "cancelled", OrderStatus.EXPIRED: "expired",
             OrderStatus.EXPIRED_IN_MATCH: "expired in match", OrderStatus.REJECTED: "rejected",
-            OrderStatus.NEVER_PLACED: "never placed"}
+            OrderStatus.NOT_PLACED: "never placed"}
 
 
 @dataclass
