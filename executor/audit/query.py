@@ -1,8 +1,9 @@
 """Reading the ledger for the audit: a read-only sqlite3 connection, the scope filters, and
 typed rows with exact Decimals.
 
-The audit never writes. It opens the database file with ``mode=ro`` (a WAL reader takes no
-lock the bot would wait on) through the plain ``sqlite3`` module: at a million fills the
+The audit never writes. It opens the database file read-only (``immutable=1`` when no WAL
+is beside it, else ``mode=ro``; see ``AuditDB``; a WAL reader takes no lock the bot would
+wait on) through the plain ``sqlite3`` module: at a million fills the
 async SQLAlchemy layer would cost more than the report itself. The schema is still the one
 the migrations made; column lists here name the columns explicitly so a later additive
 migration cannot shift them.
@@ -14,7 +15,10 @@ events by ``event_ms``, reconciliations by ``started_ms``), ``--symbol`` keeps o
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
+import sys
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -176,14 +180,30 @@ class BalanceEventRow(NamedTuple):
 
 
 class AuditDB:
-    """A read-only view of one ledger file."""
+    """A read-only view of one ledger file.
 
-    def __init__(self, path: Path) -> None:
+    How it is opened, so that a read-only ledger, or one in a read-only folder, can be
+    audited and nothing is ever written next to it:
+
+    * no ``-wal`` file beside it (no connection has it open: the last one to close removes
+      the WAL), and this process will not write to it (``immutable_ok``): ``immutable=1``. SQLite then takes no lock and creates no ``-shm``, so the
+      folder may be read-only; the file is not modified.
+    * a ``-wal`` file (a bot may be writing, or the last writer crashed): ``mode=ro``, which
+      reads the WAL too. If that fails because the folder or the WAL index cannot be written,
+      the ledger and its WAL are copied to a temporary folder and the copy is read (said on
+      stderr); the original is not touched.
+    """
+
+    def __init__(self, path: Path, *, immutable_ok: bool = True) -> None:
         if not path.exists():
             raise AuditError(f"no database at {path} (run the bot first, or give --db URL)")
         self.path = path
+        # False when this process writes to the ledger while reading it (the checkpoint job).
+        self.immutable_ok = immutable_ok
+        self.opened_as = "immutable"
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
         try:
-            self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+            self.conn = self._open(path)
             self.conn.execute("PRAGMA query_only=ON")
             # Sorts (ORDER BY over a million fills) in memory, not in temp files.
             self.conn.execute("PRAGMA temp_store=MEMORY")
@@ -199,6 +219,28 @@ class AuditDB:
                 "run `python run.py db upgrade` on it first"
             )
 
+    def _open(self, path: Path) -> sqlite3.Connection:
+        uri = path.resolve().as_uri()
+        wal = path.with_name(path.name + "-wal")
+        if not wal.exists() and self.immutable_ok:
+            return sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False)
+        self.opened_as = "read-only"
+        try:
+            conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False)
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # opening is lazy
+            return conn
+        except sqlite3.OperationalError as exc:
+            first = exc
+        # The WAL index cannot be created or written here (read-only folder): read a copy.
+        self._tmp = tempfile.TemporaryDirectory(prefix="bx-audit-")
+        copy = Path(self._tmp.name) / path.name
+        shutil.copyfile(path, copy)
+        shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
+        print(f"audit: cannot open {path} read-only in place ({first}); reading a copy of it and its WAL",
+              file=sys.stderr)
+        self.opened_as = "copy"
+        return sqlite3.connect(copy, check_same_thread=False)
+
     @classmethod
     def from_url(cls, url: str) -> AuditDB:
         try:
@@ -209,6 +251,9 @@ class AuditDB:
 
     def close(self) -> None:
         self.conn.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
 
     def __enter__(self) -> AuditDB:
         return self
