@@ -138,6 +138,13 @@ def fmt_ms(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
 
 
+def fmt_iso(ms: int | None) -> str:
+    """ISO-8601 UTC with milliseconds: 2026-01-01T00:00:01.015Z."""
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
 def _d(text: Any) -> Decimal | None:
     return None if text is None else Decimal(text)
 
@@ -186,8 +193,9 @@ class AuditDB:
     audited and nothing is ever written next to it:
 
     * no ``-wal`` file beside it (no connection has it open: the last one to close removes
-      the WAL), and this process will not write to it (``immutable_ok``): ``immutable=1``. SQLite then takes no lock and creates no ``-shm``, so the
-      folder may be read-only; the file is not modified.
+      the WAL), and this process will not write to it (``immutable_ok``): ``immutable=1``.
+      SQLite then takes no lock and creates no ``-shm``, so the folder may be read-only;
+      the file is not modified.
     * a ``-wal`` file (a bot may be writing, or the last writer crashed): ``mode=ro``, which
       reads the WAL too. If that fails because the folder or the WAL index cannot be written,
       the ledger and its WAL are copied to a temporary folder and the copy is read (said on
@@ -400,6 +408,10 @@ class AuditDB:
             f"SELECT {', '.join(FILL_COLUMNS)} FROM fills{where} "
             "ORDER BY coalesce(trade_ms, received_ms), trade_id"
         )
+        return self._fill_rows(self.conn.execute(sql, params))
+
+    @staticmethod
+    def _fill_rows(cursor: Iterable[Any]) -> list[FillRow]:
         dec = Decimal
         sides = _SIDES
         make = FillRow._make
@@ -443,8 +455,37 @@ class AuditDB:
                 src,
                 rms,
                 run,
-            ) in self.conn.execute(sql, params)
+            ) in cursor
         ]
+
+    def iter_fills(self, scope: Scope, page: int = 50_000) -> Iterator[FillRow]:
+        """Fills in scope in row id order, read a page at a time (memory stays bounded)."""
+        where, params = scope.where("trade_ms")
+        after = 0
+        while True:
+            cond = (where + " AND" if where else " WHERE") + " id > ?"
+            sql = f"SELECT {', '.join(FILL_COLUMNS)} FROM fills{cond} ORDER BY id LIMIT ?"
+            rows = self._fill_rows(self.conn.execute(sql, [*params, after, page]))
+            yield from rows
+            if len(rows) < page:
+                return
+            after = rows[-1].id
+
+    def fill_symbols(self, scope: Scope) -> list[str]:
+        where, params = scope.where("trade_ms")
+        return [r[0] for r in self.conn.execute(f"SELECT DISTINCT symbol FROM fills{where}", params)]
+
+    def market_context(self, symbol: str, scope: Scope) -> list[tuple[int, Decimal | None, Decimal | None,
+                                                                      Decimal | None]]:
+        """The market as the bot saw it when it decided each order of ``symbol`` in scope (any
+        outcome, placed or not): (time, bid, ask, mark) in time order. The ledger records no
+        other market data."""
+        where, params = Scope(scope.run_id, scope.since_ms, scope.until_ms, symbol).where("created_ms")
+        cond = (where + " AND" if where else " WHERE") + \
+            " (decision_bid IS NOT NULL OR decision_ask IS NOT NULL OR decision_mark IS NOT NULL)"
+        sql = ("SELECT coalesce(decision_ms, created_ms) AS t, decision_bid, decision_ask, decision_mark "
+               f"FROM orders{cond} ORDER BY t, id")
+        return [(t, _d(b), _d(a), _d(m)) for t, b, a, m in self.conn.execute(sql, params)]
 
     def first_fills(self, order_ids: list[int] | None = None) -> dict[int, int]:
         """When each order's first fill was received (``received_ms``), over every fill of the
