@@ -202,7 +202,7 @@ class AuditDB:
       stderr); the original is not touched.
     """
 
-    def __init__(self, path: Path, *, immutable_ok: bool = False) -> None:
+    def __init__(self, path: Path, *, immutable_ok: bool = True) -> None:
         if not path.exists():
             raise AuditError(f"no database at {path} (run the bot first, or give --db URL)")
         self.path = path
