@@ -14,6 +14,8 @@ from executor.audit.query import FillRow, OrderRow, fmt_iso
 
 __all__ = ["render_daily", "render_trades", "trade_rows"]
 
+REASON_CHARS = 72  # the table's last column; the full text is in the fills/orders CSV (--out)
+
 DAILY_NOTES = (
     "PnL: realized FIFO (positions carried across days) before and after the day's fees, in quote.",
     "round trip: a fill that closes (part of) a position; its fees are its own plus the opening "
@@ -41,6 +43,8 @@ def trade_rows(fills: Sequence[FillRow], orders: Mapping[int, OrderRow],
         fee = f"{quantity(f.commission)} {f.commission_asset or ''}".rstrip() if f.commission else "0"
         reason = (order.reason if order is not None else None) or ("external" if order is not None
                                                                    and order.external else "-")
+        if len(reason) > REASON_CHARS:
+            reason = reason[: REASON_CHARS - 1] + "…"
         rows.append([fmt_iso(f.time_ms), f.symbol, f.side.value if f.side is not None else "?",
                      quantity(f.qty), quantity(f.price), fee, amount(mid, 2, sign=True) if mid is not None
                      else "-", reason])
