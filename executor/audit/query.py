@@ -458,18 +458,33 @@ class AuditDB:
             ) in cursor
         ]
 
-    def iter_fills(self, scope: Scope, page: int = 50_000) -> Iterator[FillRow]:
-        """Fills in scope in row id order, read a page at a time (memory stays bounded)."""
+    def iter_fills(self, scope: Scope, page: int = 100_000, *, slim: bool = False) -> Iterator[FillRow]:
+        """Fills in scope in row id order, read a page at a time (memory stays bounded).
+        ``slim``: only symbol, trade id, side, qty, commission and its asset (what positions
+        need; the rest is None or zero), about three times faster to read."""
         where, params = scope.where("trade_ms")
         after = 0
+        cols = ("id, symbol, trade_id, side, qty, commission, commission_asset" if slim
+                else ", ".join(FILL_COLUMNS))
         while True:
             cond = (where + " AND" if where else " WHERE") + " id > ?"
-            sql = f"SELECT {', '.join(FILL_COLUMNS)} FROM fills{cond} ORDER BY id LIMIT ?"
-            rows = self._fill_rows(self.conn.execute(sql, [*params, after, page]))
+            sql = f"SELECT {cols} FROM fills{cond} ORDER BY id LIMIT ?"
+            cursor = self.conn.execute(sql, [*params, after, page])
+            rows = self._slim_fill_rows(cursor) if slim else self._fill_rows(cursor)
             yield from rows
             if len(rows) < page:
                 return
             after = rows[-1].id
+
+    @staticmethod
+    def _slim_fill_rows(cursor: Iterable[Any]) -> list[FillRow]:
+        dec = Decimal
+        sides = _SIDES
+        make = FillRow._make
+        zero = dec(0)
+        return [make((i, sym, tid, None, None, None, sides.get(side), zero, dec(q), zero,
+                      dec(c) if c != "0" else zero, ca, None, None, "", 0, None))
+                for (i, sym, tid, side, q, c, ca) in cursor]
 
     def fill_symbols(self, scope: Scope) -> list[str]:
         where, params = scope.where("trade_ms")

@@ -248,7 +248,7 @@ def build_report(
             "fees with no known price to convert them to quote (left out of fees in quote): "
             + ", ".join(f"{v} {a}" for a, v in sorted(unconverted.items()))
         )
-    held = positions(db.iter_fills(scope), {s: pairs(s) for s in db.fill_symbols(scope)})
+    held = positions(db.iter_fills(scope, slim=True), {s: pairs(s) for s in db.fill_symbols(scope)})
     rows = db.balances()
     return AuditReport(
         balances=balances([BalanceFigure(r["asset"], r["free"], r["locked"]) for r in rows]),
