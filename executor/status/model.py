@@ -252,6 +252,9 @@ def _streams(src: StatusSources, now: float) -> tuple[list[Row], bool]:
         extra = f" · {h.events} events"
         if h.gap_fills:
             extra += f", {h.gap_fills} gap fill{'s' if h.gap_fills != 1 else ''}"
+        renewed = getattr(h, "key_recreations", 0)  # futures listenKey streams only
+        if renewed:
+            extra += f", listen key recreated {renewed}x"
         rows.append(_stream_words(h.name, h.state, h.connected_since_mono, h.last_event_mono, now, None,
                                   h.reconnects, extra))
     for i, row in enumerate(rows):
