@@ -28,6 +28,9 @@ WARN = "yellow"
 GOOD = "green"
 DIM = "dim"
 MAX_ORDERS = 8  # open orders listed; the rest are counted
+_KINDS = {"book": "spot prices", "mark": "futures marks"}
+# Data flows in these states (``rotating``: the old connection serves until the new one is up).
+_FLOWING = frozenset({"open", "rotating"})
 
 
 @dataclass(frozen=True)
@@ -209,9 +212,9 @@ def _orders(src: StatusSources, now_ms: int) -> Row | Grid:
 def _stream_words(name: str, state: str, since: float | None, last: float | None, now: float,
                   stale_after: float | None, reconnects: int, extra: str = "") -> Row:
     pieces: list[Piece] = []
-    if state != "open":
-        words = {"backoff": "reconnecting", "connecting": "connecting", "rotating": "switching connection",
-                 "closed": "closed", "idle": "not started"}.get(state, state)
+    if state not in _FLOWING:
+        words = {"backoff": "reconnecting", "connecting": "connecting", "closed": "closed",
+                 "idle": "not started"}.get(state, state)
         pieces.append(Piece(f"DOWN ({words})", STALE))
         if last is not None:
             pieces.append(Piece(f", last update {ago(now - last)}"))
@@ -220,6 +223,8 @@ def _stream_words(name: str, state: str, since: float | None, last: float | None
         pieces.append(Piece(f"STALE: {age}", STALE))
     else:
         pieces.append(Piece(f"connected {duration(now - since) if since is not None else '-'}"))
+        if state == "rotating":
+            pieces.append(Piece(" (switching to a new connection)", DIM))
         if last is not None:
             pieces.append(Piece(f", last update {ago(now - last)}"))
     if reconnects:
@@ -228,8 +233,6 @@ def _stream_words(name: str, state: str, since: float | None, last: float | None
         pieces.append(Piece(extra, DIM))
     return Row(name, pieces)
 
-
-_KINDS = {"book": "spot prices", "mark": "futures marks"}
 
 
 def _stream_name(name: str) -> str:
@@ -246,7 +249,7 @@ def _streams(src: StatusSources, now: float) -> tuple[list[Row], bool]:
     for h in src.streams():
         row = _stream_words(_stream_name(h.name), h.state, h.connected_since_mono, h.last_message_mono, now,
                             src.stale_after_s, h.reconnects)
-        down = down or (h.name.startswith("book") and h.state != "open")
+        down = down or (h.name.startswith("book") and h.state not in _FLOWING)
         rows.append(row)
     for h in src.user_streams():
         extra = f" · {h.events} events"
