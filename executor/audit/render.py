@@ -337,6 +337,10 @@ def report_dict(rep: AuditReport) -> dict[str, Any]:
         "totals_by_quote": _plain(rep.totals_by_quote),
         "reconciliations": _plain(rep.reconciliations),
         "operator_actions": _plain(rep.operator_actions),
+        "balances": [{"asset": b.asset, "free": plain(b.free), "locked": plain(b.locked)}
+                     for b in rep.balances],
+        "balances_ms": rep.balances_ms,
+        "positions": _plain(rep.positions),
         "notes": rep.notes,
     }
 

@@ -83,6 +83,7 @@ def test_numbers_are_plain_in_json(scenario: Built) -> None:
     assert "E+" not in text and "E-" not in text
     # fill ratio 3.7 / 4 ... and the means are cut to 12 places, not 50 digits
     assert '"fill_ratio": "0.925"' in text
+    assert '"positions": {\n    "BTC": "0.298"' in text and '"asset": "USDT",\n      "free": "1081.9"' in text
     numbers = re.findall(r'"-?\d+\.(\d+)"', text)
     assert numbers and max(len(places) for places in numbers) <= 12
 
