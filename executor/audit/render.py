@@ -390,9 +390,9 @@ def _cell(value: Any) -> str:
 
 def write_orders_csv(rows: Iterable[OrderRow], out: TextIO) -> None:
     w = csv.writer(out, lineterminator="\n")
-    w.writerow([*ORDER_COLUMNS, "outcome"])
+    w.writerow([*ORDER_COLUMNS, "outcome", "created_utc"])
     for r in rows:
-        w.writerow([*(_cell(v) for v in r), order_outcome(r.status, r.executed_qty)])
+        w.writerow([*(_cell(v) for v in r), order_outcome(r.status, r.executed_qty), fmt_iso(r.created_ms)])
 
 
 def _bps(value: Decimal | None) -> str:
@@ -406,11 +406,11 @@ def write_fills_csv(
     slippage: dict[int, tuple[Decimal | None, Decimal | None]] | None = None,
 ) -> None:
     w = csv.writer(out, lineterminator="\n")
-    w.writerow([*FILL_COLUMNS, "slippage_mid_bps", "slippage_touch_bps"])
+    w.writerow([*FILL_COLUMNS, "slippage_mid_bps", "slippage_touch_bps", "time_utc"])
     slip = slippage or {}
     for r in rows:
         mid, touch = slip.get(r.id, (None, None))
-        w.writerow([*(_cell(v) for v in r), _bps(mid), _bps(touch)])
+        w.writerow([*(_cell(v) for v in r), _bps(mid), _bps(touch), fmt_iso(r.time_ms)])
 
 
 def _parse(col: str, text: str, decimals: frozenset[str], ints: frozenset[str], bools: frozenset[str]) -> Any:

@@ -5,6 +5,7 @@ numbers, an unknown run, read-only ledgers (nothing written beside them) and the
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import sqlite3
@@ -17,7 +18,7 @@ import pytest
 
 from executor.audit.daily import daily
 from executor.audit.query import AuditDB, Scope
-from executor.audit.render import render_json, render_table
+from executor.audit.render import render_json, render_table, write_fills_csv
 from executor.audit.report import Pairs, PriceSeries, build_report
 from executor.audit.tables import trade_rows
 from executor.cli import main
@@ -39,6 +40,10 @@ def test_trades_rows(scenario: Built, capsys: pytest.CaptureFixture[str]) -> Non
         ["2026-01-01T00:00:03.080Z", "BTCUSDT", "SELL", "1.5", "160", "0.002 BTC", "0.00", "-"],
         ["2026-01-01T00:00:04.035Z", "BTCUSDT", "SELL", "0.2", "100", "0.0003 BNB", "+234.38", "-"],
     ]
+    buf = io.StringIO()
+    write_fills_csv(rep.fills, buf, rep.fill_slippage)
+    header, first = buf.getvalue().splitlines()[:2]
+    assert header.endswith(",time_utc") and first.endswith(",2026-01-01T00:00:01.015Z")  # the exports too
     assert main(["audit", "trades", "--db", scenario.url]) == 0
     out = capsys.readouterr().out
     assert out.startswith("TRADES (5, everything)") and "2026-01-01T00:00:03.080Z  BTCUSDT  SELL" in out
