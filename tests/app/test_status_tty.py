@@ -15,7 +15,15 @@ from pathlib import Path
 import pyte
 
 from executor.config import ROOT
-from tests.app.test_run_cli import write_config
+
+
+def write_config(tmp_path: Path) -> Path:
+    cfg = tmp_path / "test.toml"
+    cfg.write_text(
+        f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path / "ledger.db"}"\n'
+        f'[logging]\ndir = "{tmp_path / "logs"}"\n'
+        f'[risk]\nkill_switch_file = "{tmp_path / "KILL"}"\n', encoding="utf-8")
+    return cfg
 
 
 def _read_all(fd: int) -> bytes:
