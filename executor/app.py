@@ -455,35 +455,45 @@ class Bot:
         self.scheduler.start()
 
     def _start_status(self) -> None:
+        from executor.figures import balances, open_orders
+
         opts = self.options
         out = opts.status_out if opts.status_out is not None else sys.stdout
         title = f"bx run {self.run_id} · {self.cfg.profile}"
+        self._balances: list[Any] = []
+        self._open_orders: list[Any] = []
+
+        def watch() -> Any:  # the oversight's LedgerWatch: the figures the web shows too
+            return getattr(self.oversight, "watch", None)
+
+        def pnl(period: str) -> Any:
+            w = watch()
+            return None if w is None or period not in w.folds else w.pnl(period)  # folds: after start()
+
+        async def refresh() -> None:
+            while True:
+                with contextlib.suppress(Exception):
+                    self._balances = balances(await self.store.get_balances())
+                    self._open_orders = open_orders(await self.store.recent_orders(50, open_only=True))
+                await asyncio.sleep(2.0)
+
+        kill = self.risk.kill_switch if self.risk is not None else None
+
+        def flags() -> list[str]:
+            return ["KILL SWITCH engaged"] if kill is not None and kill.is_engaged() else []
+
         src = StatusSources(title=title, symbols=self.symbols, market=self.market, tracker=self.tracker,
-                            manager=self.manager, balances=lambda: self._balances,
+                            manager=self.manager, balances=lambda: self._balances, pnl=pnl,
+                            positions=lambda: watch().positions if watch() is not None else {},
+                            open_orders=lambda: self._open_orders,
                             streams=lambda: [h for s in self.streams for h in s.health()],
-                            user_streams=self._user_stream_texts, jobs=self._job_counts,
-                            reconcile=self._reconcile_text)
+                            user_streams=lambda: [u.health for u in self.user_streams + self.futures_streams],
+                            jobs=self._job_counts, reconcile=self._reconcile_text,
+                            flags=flags,
+                            stale_after_s=float(self.cfg.risk.stale_after_s))
         self.status = StatusPrinter(src, out, tty=opts.status_tty, interval_s=opts.status_interval_s)
-        self._balances: dict[str, Any] = {}
-        self._tasks.append(asyncio.create_task(self._refresh_balances(), name="status-balances"))
+        self._tasks.append(asyncio.create_task(refresh(), name="status-figures"))
         self._tasks.append(asyncio.create_task(self.status.run(self._status_stop), name="status"))
-
-    async def _refresh_balances(self) -> None:
-        while True:
-            try:
-                self._balances = await self.store.get_balances()
-            except Exception:
-                log.exception("status: could not read balances from the ledger; keeping the last ones")
-            await asyncio.sleep(2.0)
-
-    def _user_stream_texts(self) -> list[str]:
-        out = []
-        for s in [*self.user_streams, *self.futures_streams]:
-            h = s.health
-            out.append(f"{h.name} {h.state} {h.events}ev gap-fills {h.gap_fills}"
-                       + (f" r{h.reconnects}" if h.reconnects else "")
-                       + (f" keys+{h.key_recreations}" if h.key_recreations else ""))
-        return out
 
     def _job_counts(self) -> dict[str, int]:
         if self.scheduler is None:
@@ -494,7 +504,7 @@ class Bot:
         if self.reconciler is None:
             return ""
         t = self.reconciler.totals
-        return f"ledger fills +{t.fills_added} dup {t.fills_duplicate}"
+        return f"ledger: {t.fills_added} fills stored, {t.fills_duplicate} seen twice (kept once)"
 
     # ------------------------------------------------------------------ stop
 

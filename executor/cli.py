@@ -104,14 +104,20 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Reports, ledger verification and exports, from the "
                            "database alone.")
     _common(audit)
-    audit.add_argument("audit_command", nargs="?", choices=("report", "verify"), default="report")
+    audit.add_argument("audit_command", nargs="?", choices=("report", "trades", "daily", "verify"),
+                       default="report", help="report (default), trades (one line per fill), daily "
+                       "(per UTC day), verify (balances against events)")
     audit.add_argument("--run", type=int, help="only this run id")
     audit.add_argument("--since", help="ISO time or date")
     audit.add_argument("--until", help="ISO time or date")
     audit.add_argument("--symbol", help="only this symbol")
     audit.add_argument("--format", choices=("table", "csv", "json"), default="table")
     audit.add_argument("--out", type=Path, help="write files into this folder")
-    audit.add_argument("--plot", action="store_true", help="draw a PNG chart per symbol")
+    audit.add_argument("--plot", action="store_true",
+                       help="draw a PNG per symbol: bid/ask, mark and fills, equity at mark below")
+    audit.add_argument("--plot-dir", type=Path,
+                       help="folder for --plot (default: --out, else beside a --db ledger, "
+                       "else the data folder's plots/)")
     audit.add_argument("--db", help="database file or URL (default: the config's)")
 
     chaos = sub.add_parser("chaos", help="prove exactly-once on this install under faults and SIGKILLs",

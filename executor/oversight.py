@@ -5,7 +5,7 @@ unusable token file stops the bot before it trades) and ``start()``-ed once the 
 
 * ``operator`` (``executor.control.Operator``): pause, resume, cancel-all, kill;
 * ``watch`` (``executor.watch.LedgerWatch``): PnL per period, positions, balances, equity,
-  fed from the ledger; only while the web server or the alerts need it;
+  fed from the ledger (the terminal status, the web server and the alerts show them);
 * ``alerter`` (``executor.alerts``): fills (optional), operator actions, the kill switch
   (also when its file appears from outside; recorded as an operator action from
   ``kill_file``), a market stream silent for ``[alerts] stale_after_s``, a reconciliation
@@ -72,14 +72,14 @@ class Oversight:
         self.operator = Operator(store=bot.store, manager=bot.manager, risk=bot.risk, notify=self._on_action)
         self._kill_known = self.operator.kill_switch_engaged
         self.alerter.start()
-        if cfg.web.enabled or self.alerter.enabled:
-            from executor.watch import LedgerWatch
+        # The terminal status, the web and the alerts all show the watch's figures.
+        from executor.watch import LedgerWatch
 
-            pairs = {s: (r.base_asset, r.quote_asset) for s, r in bot.rules.items()}
-            self.watch = LedgerWatch(bot.store, pairs, bot.run_id, self.marks)
-            await self.watch.start()
-            self.watch.on_fill.append(self._on_fill)
-            self.watch.on_reconciliation.append(self._on_reconciliation)
+        pairs = {s: (r.base_asset, r.quote_asset) for s, r in bot.rules.items()}
+        self.watch = LedgerWatch(bot.store, pairs, bot.run_id, self.marks)
+        await self.watch.start()
+        self.watch.on_fill.append(self._on_fill)
+        self.watch.on_reconciliation.append(self._on_reconciliation)
         # The monitor also records a kill switch engaged from its file as an operator action.
         self._tasks.append(asyncio.create_task(self._monitor(), name="oversight-monitor"))
         if self.alerter.enabled:

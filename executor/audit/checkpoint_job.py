@@ -50,7 +50,7 @@ def write_checkpoints(
     cut there."""
     now = int(time.time() * 1000)
     lines: list[str] = []
-    with AuditDB(path) as db:
+    with AuditDB(path, immutable_ok=False) as db:  # the writer below changes the file
         tables = {r[0] for r in db.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if "audit_checkpoints" not in tables:
             raise AuditError(

@@ -1,7 +1,16 @@
-"""``python run.py audit [report|verify]``: options to scope, then print or write files.
+"""``python run.py audit [report|trades|daily|verify]``: options to scope, then print or
+write files.
+
+* ``report`` (the default): the per-symbol metrics, balances and positions, reconciliations;
+  ``--plot`` draws a PNG per symbol into ``--plot-dir`` (default: ``--out`` when given, else
+  the ledger's folder);
+* ``trades``: one line per fill (``executor.audit.tables``);
+* ``daily``: per UTC day PnL, fees, volume, round trips and win rate (``executor.audit.daily``);
+* ``verify``: the ledger's balances against its events.
 
 Exit codes: 0 done (verify: every balance agrees); 1 verify found a difference; 2 the
-audit could not run (no database, bad filter, missing optional dependency).
+audit could not run (no database, unknown run, bad filter, missing optional dependency),
+with one line on stderr.
 """
 
 from __future__ import annotations
@@ -67,8 +76,14 @@ def audit_command(cfg: Config, args: argparse.Namespace) -> int:
         url = getattr(args, "db", None) or default_url(cfg)
         _warn_if_newer(url)
         with AuditDB.from_url(url) as db:
-            if getattr(args, "audit_command", "report") == "verify":
+            _check_run(db, scope)
+            command = getattr(args, "audit_command", "report")
+            if command == "verify":
                 return _verify(db, scope, args)
+            if command == "trades":
+                return _trades(db, scope)
+            if command == "daily":
+                return _daily(db, scope)
             return _report(db, scope, args, cfg)
     except AuditError as exc:
         print(f"audit: {exc}", file=sys.stderr)
@@ -93,6 +108,36 @@ def _warn_if_newer(url: str) -> None:
         print(f"audit: warning: the ledger is at schema revision {', '.join(unknown)}, written by a newer "
               "version of binance-executor; this version reads only what it knows, so figures may be "
               "incomplete. Use the newer version for a full audit.", file=sys.stderr)
+
+
+def _check_run(db: AuditDB, scope: Scope) -> None:
+    if scope.run_id is None or db.runs(scope):
+        return
+    ids = [r["id"] for r in db.runs(Scope())]
+    known = f"runs {ids[0]} to {ids[-1]}" if len(ids) > 1 else f"run {ids[0]}" if ids else "no runs"
+    raise AuditError(f"no run {scope.run_id} in {db.path} (it holds {known})")
+
+
+def _trades(db: AuditDB, scope: Scope) -> int:
+    from executor.audit.report import build_report
+    from executor.audit.tables import render_trades
+
+    rep = build_report(db, scope, keep_rows=True)
+    orders = {o.id: o for o in rep.orders}
+    missing = sorted({f.order_id for f in rep.fills if f.order_id is not None and f.order_id not in orders})
+    orders.update((o.id, o) for o in db.orders_by_id(missing))
+    sys.stdout.write(render_trades(rep.fills, orders, rep.fill_slippage, scope.describe()))
+    return EXIT_OK
+
+
+def _daily(db: AuditDB, scope: Scope) -> int:
+    from executor.audit.daily import daily
+    from executor.audit.report import Pairs, PriceSeries
+    from executor.audit.tables import render_daily
+
+    days = daily(db.fills(scope), Pairs(db.known_assets()), PriceSeries(db, scope.until_ms))
+    sys.stdout.write(render_daily(days, scope.describe()))
+    return EXIT_OK
 
 
 def _verify(db: AuditDB, scope: Scope, args: argparse.Namespace) -> int:
@@ -141,16 +186,21 @@ def _report(db: AuditDB, scope: Scope, args: argparse.Namespace, cfg: Config | N
     if plot:
         from executor.audit.plot import plot_symbols
 
-        written += plot_symbols(rep, out if out is not None else _plots_dir(cfg))
+        # A ledger named with --db gets its plots beside it; the configured one, in the data
+        # folder's plots/.
+        beside = db.path.parent if getattr(args, "db", None) else None
+        folder = getattr(args, "plot_dir", None) or out or beside or _plots_dir(cfg, db)
+        written += plot_symbols(rep, db, scope, folder)
     for p in written:
         print(f"wrote {p}", file=sys.stderr)
     return EXIT_OK
 
 
-def _plots_dir(cfg: Config | None) -> Path:
-    """Plots without ``--out`` go to the data folder's ``plots/``, not the working directory."""
+def _plots_dir(cfg: Config | None, db: AuditDB) -> Path:
+    """Plots without ``--plot-dir``/``--out`` go to the data folder's ``plots/`` (without a
+    config: beside the ledger), never to the working directory."""
     if cfg is None:
-        return Path("plots").absolute()
+        return db.path.parent
     from executor.config import data_path
 
     path = data_path(cfg, "plots")

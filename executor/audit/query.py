@@ -1,8 +1,9 @@
 """Reading the ledger for the audit: a read-only sqlite3 connection, the scope filters, and
 typed rows with exact Decimals.
 
-The audit never writes. It opens the database file with ``mode=ro`` (a WAL reader takes no
-lock the bot would wait on) through the plain ``sqlite3`` module: at a million fills the
+The audit never writes. It opens the database file read-only (``immutable=1`` when no WAL
+is beside it, else ``mode=ro``; see ``AuditDB``; a WAL reader takes no lock the bot would
+wait on) through the plain ``sqlite3`` module: at a million fills the
 async SQLAlchemy layer would cost more than the report itself. The schema is still the one
 the migrations made; column lists here name the columns explicitly so a later additive
 migration cannot shift them.
@@ -14,7 +15,10 @@ events by ``event_ms``, reconciliations by ``started_ms``), ``--symbol`` keeps o
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
+import sys
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -134,6 +138,13 @@ def fmt_ms(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
 
 
+def fmt_iso(ms: int | None) -> str:
+    """ISO-8601 UTC with milliseconds: 2026-01-01T00:00:01.015Z."""
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
 def _d(text: Any) -> Decimal | None:
     return None if text is None else Decimal(text)
 
@@ -176,14 +187,31 @@ class BalanceEventRow(NamedTuple):
 
 
 class AuditDB:
-    """A read-only view of one ledger file."""
+    """A read-only view of one ledger file.
 
-    def __init__(self, path: Path) -> None:
+    How it is opened, so that a read-only ledger, or one in a read-only folder, can be
+    audited and nothing is ever written next to it:
+
+    * no ``-wal`` file beside it (no connection has it open: the last one to close removes
+      the WAL), and this process will not write to it (``immutable_ok``): ``immutable=1``.
+      SQLite then takes no lock and creates no ``-shm``, so the folder may be read-only;
+      the file is not modified.
+    * a ``-wal`` file (a bot may be writing, or the last writer crashed): ``mode=ro``, which
+      reads the WAL too. If that fails because the folder or the WAL index cannot be written,
+      the ledger and its WAL are copied to a temporary folder and the copy is read (said on
+      stderr); the original is not touched.
+    """
+
+    def __init__(self, path: Path, *, immutable_ok: bool = True) -> None:
         if not path.exists():
             raise AuditError(f"no database at {path} (run the bot first, or give --db URL)")
         self.path = path
+        # False when this process writes to the ledger while reading it (the checkpoint job).
+        self.immutable_ok = immutable_ok
+        self.opened_as = "immutable"
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
         try:
-            self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+            self.conn = self._open(path)
             self.conn.execute("PRAGMA query_only=ON")
             # Sorts (ORDER BY over a million fills) in memory, not in temp files.
             self.conn.execute("PRAGMA temp_store=MEMORY")
@@ -199,6 +227,28 @@ class AuditDB:
                 "run `python run.py db upgrade` on it first"
             )
 
+    def _open(self, path: Path) -> sqlite3.Connection:
+        uri = path.resolve().as_uri()
+        wal = path.with_name(path.name + "-wal")
+        if not wal.exists() and self.immutable_ok:
+            return sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False)
+        self.opened_as = "read-only"
+        try:
+            conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False)
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # opening is lazy
+            return conn
+        except sqlite3.OperationalError as exc:
+            first = exc
+        # The WAL index cannot be created or written here (read-only folder): read a copy.
+        self._tmp = tempfile.TemporaryDirectory(prefix="bx-audit-")
+        copy = Path(self._tmp.name) / path.name
+        shutil.copyfile(path, copy)
+        shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
+        print(f"audit: cannot open {path} read-only in place ({first}); reading a copy of it and its WAL",
+              file=sys.stderr)
+        self.opened_as = "copy"
+        return sqlite3.connect(copy, check_same_thread=False)
+
     @classmethod
     def from_url(cls, url: str) -> AuditDB:
         try:
@@ -209,6 +259,9 @@ class AuditDB:
 
     def close(self) -> None:
         self.conn.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
 
     def __enter__(self) -> AuditDB:
         return self
@@ -355,6 +408,10 @@ class AuditDB:
             f"SELECT {', '.join(FILL_COLUMNS)} FROM fills{where} "
             "ORDER BY coalesce(trade_ms, received_ms), trade_id"
         )
+        return self._fill_rows(self.conn.execute(sql, params))
+
+    @staticmethod
+    def _fill_rows(cursor: Iterable[Any]) -> list[FillRow]:
         dec = Decimal
         sides = _SIDES
         make = FillRow._make
@@ -398,8 +455,52 @@ class AuditDB:
                 src,
                 rms,
                 run,
-            ) in self.conn.execute(sql, params)
+            ) in cursor
         ]
+
+    def iter_fills(self, scope: Scope, page: int = 100_000, *, slim: bool = False) -> Iterator[FillRow]:
+        """Fills in scope in row id order, read a page at a time (memory stays bounded).
+        ``slim``: only symbol, trade id, side, qty, commission and its asset (what positions
+        need; the rest is None or zero), about three times faster to read."""
+        where, params = scope.where("trade_ms")
+        after = 0
+        cols = ("id, symbol, trade_id, side, qty, commission, commission_asset" if slim
+                else ", ".join(FILL_COLUMNS))
+        while True:
+            cond = (where + " AND" if where else " WHERE") + " id > ?"
+            sql = f"SELECT {cols} FROM fills{cond} ORDER BY id LIMIT ?"
+            cursor = self.conn.execute(sql, [*params, after, page])
+            rows = self._slim_fill_rows(cursor) if slim else self._fill_rows(cursor)
+            yield from rows
+            if len(rows) < page:
+                return
+            after = rows[-1].id
+
+    @staticmethod
+    def _slim_fill_rows(cursor: Iterable[Any]) -> list[FillRow]:
+        dec = Decimal
+        sides = _SIDES
+        make = FillRow._make
+        zero = dec(0)
+        return [make((i, sym, tid, None, None, None, sides.get(side), zero, dec(q), zero,
+                      dec(c) if c != "0" else zero, ca, None, None, "", 0, None))
+                for (i, sym, tid, side, q, c, ca) in cursor]
+
+    def fill_symbols(self, scope: Scope) -> list[str]:
+        where, params = scope.where("trade_ms")
+        return [r[0] for r in self.conn.execute(f"SELECT DISTINCT symbol FROM fills{where}", params)]
+
+    def market_context(self, symbol: str, scope: Scope) -> list[tuple[int, Decimal | None, Decimal | None,
+                                                                      Decimal | None]]:
+        """The market as the bot saw it when it decided each order of ``symbol`` in scope (any
+        outcome, placed or not): (time, bid, ask, mark) in time order. The ledger records no
+        other market data."""
+        where, params = Scope(scope.run_id, scope.since_ms, scope.until_ms, symbol).where("created_ms")
+        cond = (where + " AND" if where else " WHERE") + \
+            " (decision_bid IS NOT NULL OR decision_ask IS NOT NULL OR decision_mark IS NOT NULL)"
+        sql = ("SELECT coalesce(decision_ms, created_ms) AS t, decision_bid, decision_ask, decision_mark "
+               f"FROM orders{cond} ORDER BY t, id")
+        return [(t, _d(b), _d(a), _d(m)) for t, b, a, m in self.conn.execute(sql, params)]
 
     def first_fills(self, order_ids: list[int] | None = None) -> dict[int, int]:
         """When each order's first fill was received (``received_ms``), over every fill of the

@@ -11,12 +11,14 @@ import csv
 import dataclasses
 import io
 from collections.abc import Iterable, Sequence
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
 
+from executor.audit.numbers import amount, pct, plain
+from executor.audit.numbers import quantity as _qty
 from executor.audit.query import (
     FILL_COLUMNS,
     FILL_DECIMALS,
@@ -25,6 +27,7 @@ from executor.audit.query import (
     ORDER_DECIMALS,
     FillRow,
     OrderRow,
+    fmt_iso,
     fmt_ms,
 )
 from executor.audit.report import OUTCOMES, AuditReport, Stats, SymbolReport, order_outcome
@@ -65,23 +68,7 @@ _INT_FILL = frozenset(
 
 
 def _q(value: Decimal | None, places: int) -> str:
-    if value is None:
-        return "-"
-    q = value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
-    return f"{q:,f}"
-
-
-def _qty(value: Decimal | None) -> str:
-    """A base quantity: up to 8 places, trailing zeros dropped."""
-    if value is None:
-        return "-"
-    q = value.quantize(Decimal("1e-8"), rounding=ROUND_HALF_EVEN).normalize()
-    text = format(q, "f")
-    return "0" if text in ("-0", "0") else text
-
-
-def _pct(value: Decimal | None) -> str:
-    return "-" if value is None else _q(value * 100, 1) + "%"
+    return amount(value, places)
 
 
 def _stats(s: Stats, places: int = 2, unit: str = "") -> str:
@@ -130,7 +117,7 @@ def _metric_rows(reps: Sequence[SymbolReport]) -> list[tuple[str, list[tuple[str
                 *[row(f"  {oc}", lambda r, oc=oc: str(r.orders.get(oc, 0))) for oc in OUTCOMES],
                 row("  resolved from unknown", lambda r: str(r.resolved_from_unknown)),
                 row("  external (not ours)", lambda r: str(r.external_orders)),
-                row("fill ratio (qty)", lambda r: _pct(r.fill_ratio)),
+                row("fill ratio (qty)", lambda r: pct(r.fill_ratio)),
             ],
         ),
         (
@@ -141,7 +128,7 @@ def _metric_rows(reps: Sequence[SymbolReport]) -> list[tuple[str, list[tuple[str
                 row("sold (base)", lambda r: _qty(r.sold_qty)),
                 row("bought (quote)", lambda r: _q(r.bought_quote, 4)),
                 row("sold (quote)", lambda r: _q(r.sold_quote, 4)),
-                row("maker share (quote vol)", lambda r: _pct(r.maker_share)),
+                row("maker share (quote vol)", lambda r: pct(r.maker_share)),
             ],
         ),
         (
@@ -163,9 +150,11 @@ def _metric_rows(reps: Sequence[SymbolReport]) -> list[tuple[str, list[tuple[str
                 row("realized FIFO before fees", lambda r: _q(r.realized_fifo_gross, 4)),
                 row("closing inventory (base)", lambda r: _qty(r.position_qty)),
                 row("bot position (own orders, base)", lambda r: _qty(r.own_position_qty)),
-                row("mark price", lambda r: "-" if r.mark_price is None else f"{_qty(r.mark_price)}"),
-                row("inventory value at mark", lambda r: _q(r.market_value, 4)),
-                row("unrealized FIFO at mark", lambda r: _q(r.unrealized_fifo, 4)),
+                row("last known price", lambda r: "-" if r.mark_price is None else f"{_qty(r.mark_price)}"),
+                row("  taken from", lambda r: r.mark_source or "-"),
+                row("  recorded at", lambda r: fmt_iso(r.mark_ms)),
+                row("inventory value at it", lambda r: _q(r.market_value, 4)),
+                row("unrealized FIFO at it", lambda r: _q(r.unrealized_fifo, 4)),
             ],
         ),
         (
@@ -239,6 +228,8 @@ def render_table(rep: AuditReport) -> str:
             )
         )
     out.append("")
+    out.extend(balance_lines(rep))
+    out.append("")
     out.extend(_recon_lines(rep.reconciliations))
     out.append("")
     out.extend(_operator_lines(rep.operator_actions))
@@ -246,6 +237,25 @@ def render_table(rep: AuditReport) -> str:
         out.append("")
         out.extend(f"note: {n}" for n in rep.notes)
     return "\n".join(out) + "\n"
+
+
+def balance_lines(rep: AuditReport) -> list[str]:
+    """Balances as the ledger last recorded them, and positions from the fills in scope."""
+    out: list[str] = []
+    if rep.balances:
+        out.append(f"BALANCES (as last recorded, {fmt_iso(rep.balances_ms)})")
+        rows = [[b.asset, _qty(b.free), _qty(b.locked), _qty(b.total)] for b in rep.balances]
+        out.extend("  " + line for line in _table(rows, ["asset", "free", "locked", "total"]))
+    else:
+        out.append("BALANCES: none recorded")
+    out.append("")
+    if rep.positions:
+        out.append("POSITIONS (net of our fills in scope, base-asset fees deducted)")
+        rows = [[a, _qty(q)] for a, q in rep.positions.items()]
+        out.extend("  " + line for line in _table(rows, ["asset", "position"]))
+    else:
+        out.append("POSITIONS: none (no fills in scope)")
+    return out
 
 
 def _recon_lines(recon: Sequence[dict[str, Any]]) -> list[str]:
@@ -302,7 +312,7 @@ def _disc_text(d: Any) -> str:
 
 def _plain(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return str(value)
+        return plain(value)
     if isinstance(value, Stats):
         return {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
     if isinstance(value, dict):
@@ -328,6 +338,10 @@ def report_dict(rep: AuditReport) -> dict[str, Any]:
         "totals_by_quote": _plain(rep.totals_by_quote),
         "reconciliations": _plain(rep.reconciliations),
         "operator_actions": _plain(rep.operator_actions),
+        "balances": [{"asset": b.asset, "free": plain(b.free), "locked": plain(b.locked)}
+                     for b in rep.balances],
+        "balances_ms": rep.balances_ms,
+        "positions": _plain(rep.positions),
         "notes": rep.notes,
     }
 
@@ -377,9 +391,9 @@ def _cell(value: Any) -> str:
 
 def write_orders_csv(rows: Iterable[OrderRow], out: TextIO) -> None:
     w = csv.writer(out, lineterminator="\n")
-    w.writerow([*ORDER_COLUMNS, "outcome"])
+    w.writerow([*ORDER_COLUMNS, "outcome", "created_utc"])
     for r in rows:
-        w.writerow([*(_cell(v) for v in r), order_outcome(r.status, r.executed_qty)])
+        w.writerow([*(_cell(v) for v in r), order_outcome(r.status, r.executed_qty), fmt_iso(r.created_ms)])
 
 
 def _bps(value: Decimal | None) -> str:
@@ -393,11 +407,11 @@ def write_fills_csv(
     slippage: dict[int, tuple[Decimal | None, Decimal | None]] | None = None,
 ) -> None:
     w = csv.writer(out, lineterminator="\n")
-    w.writerow([*FILL_COLUMNS, "slippage_mid_bps", "slippage_touch_bps"])
+    w.writerow([*FILL_COLUMNS, "slippage_mid_bps", "slippage_touch_bps", "time_utc"])
     slip = slippage or {}
     for r in rows:
         mid, touch = slip.get(r.id, (None, None))
-        w.writerow([*(_cell(v) for v in r), _bps(mid), _bps(touch)])
+        w.writerow([*(_cell(v) for v in r), _bps(mid), _bps(touch), fmt_iso(r.time_ms)])
 
 
 def _parse(col: str, text: str, decimals: frozenset[str], ints: frozenset[str], bools: frozenset[str]) -> Any:

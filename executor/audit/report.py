@@ -12,7 +12,11 @@ Definitions (the rendered report repeats the short forms):
   are taken as is, base fees at the fill price, third-asset fees (BNB) at the latest known
   price of ``<asset><quote>`` at or before the fill's time (fills and decision marks in the
   ledger); a fee with no such price is listed as unconverted.
-* closing inventory is marked to the last known price (last fill or decision mark).
+* closing inventory is valued at the last known price: the newer of the last fill's price
+  and the last decision-time mark (or mid) recorded with an order; the report says which
+  (the ledger records no market marks of its own).
+* positions (per base asset) are ``executor.figures.positions`` of the fills in scope (the
+  same function the live status and the web use); balances are the ledger's latest.
 * slippage (bps, positive = cost) of each fill against the decision-time mid
   ((bid+ask)/2) and touch (ask for a BUY, bid for a SELL); external orders have none.
 * fill ratio: executed / ordered base quantity over our orders the exchange accepted.
@@ -46,6 +50,7 @@ from executor.audit.fold import (
     percentile,
 )
 from executor.audit.query import AuditDB, FillRow, OrderRow, Scope, split_symbol
+from executor.figures import BalanceFigure, balances, positions
 from executor.persistence.types import now_ms
 
 __all__ = [
@@ -121,6 +126,9 @@ class AuditReport:
     orders: list[OrderRow] = field(default_factory=list, repr=False)
     fills: list[FillRow] = field(default_factory=list, repr=False)
     fill_slippage: dict[int, tuple[Decimal | None, Decimal | None]] = field(default_factory=dict, repr=False)
+    balances: list[BalanceFigure] = field(default_factory=list)  # as last recorded (account-wide)
+    balances_ms: int | None = None  # when the newest of them was recorded
+    positions: dict[str, Decimal] = field(default_factory=dict)  # figures.positions of the fills in scope
 
 
 class Pairs:
@@ -241,7 +249,12 @@ def build_report(
             "fees with no known price to convert them to quote (left out of fees in quote): "
             + ", ".join(f"{v} {a}" for a, v in sorted(unconverted.items()))
         )
+    held = positions(db.iter_fills(scope, slim=True), {s: pairs(s) for s in db.fill_symbols(scope)})
+    rows = db.balances()
     return AuditReport(
+        balances=balances([BalanceFigure(r["asset"], r["free"], r["locked"]) for r in rows]),
+        balances_ms=max((r["updated_ms"] for r in rows), default=None),
+        positions=dict(sorted(held.items())),
         database=str(db.path),
         scope=scope.describe(),
         generated_ms=now_ms(),

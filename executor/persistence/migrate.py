@@ -123,7 +123,10 @@ def unknown_revisions(path: Path) -> tuple[str, ...]:
 
     if not path.is_file():
         return ()
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    # Without a WAL beside it the file is complete as it stands: open it immutable, so not
+    # even SQLite's -wal/-shm files appear (a read-only folder, an audit that writes nothing).
+    wal = path.with_name(path.name + "-wal")
+    conn = sqlite3.connect(f"file:{path}?{'mode=ro' if wal.exists() else 'immutable=1'}", uri=True)
     try:
         rows = conn.execute("SELECT version_num FROM alembic_version").fetchall()
     except sqlite3.OperationalError:

@@ -24,7 +24,7 @@ from executor.audit.render import (
 )
 from executor.audit.report import build_report
 from executor.core.orders import Side
-from tests.audit.scenario import Built
+from tests.audit.scenario import T0, Built
 
 
 def _report(built: Built):
@@ -120,18 +120,27 @@ async def test_out_dir_and_formats(scenario: Built, tmp_path: Path) -> None:
 
 async def test_chart_png_is_written(scenario: Built, tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
-    from executor.audit.plot import equity_curve, plot_symbols
+    from executor.audit.plot import equity_at_mark, plot_symbols
+    from executor.audit.report import PriceSeries
 
     rep = _report(scenario)
-    files = plot_symbols(rep, tmp_path)
-    assert [p.name for p in files] == ["BTCUSDT.png"]  # BNBUSDT has no fills
+    with AuditDB(scenario.path) as db:
+        files = plot_symbols(rep, db, Scope(), tmp_path)
+        context = db.market_context("BTCUSDT", Scope())
+        btc = [f for f in rep.fills if f.symbol == "BTCUSDT"]
+        curve = {t - T0: v for t, v in equity_at_mark(btc, context, "BTC", "USDT", PriceSeries(db))}
+    assert [p.name for p in files] == ["ledger-BTCUSDT.png"]  # BNBUSDT has no fills
     assert files[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    btc = [f for f in rep.fills if f.symbol == "BTCUSDT"]
-    curve = equity_curve(btc, "BTC", "USDT")
-    # After A: cash -100 - 0.1 fee, 1 BTC at 100 -> -0.1
-    assert curve[0][1] == D("-0.1")
-    # At the end: cash -100.1 - 51.2 - 76.8 + 240 + 20 = 31.9; BTC 2 - 1.502 - 0.2 = 0.298 at 100 -> 61.7
-    assert curve[-1][1] == D("61.7")
+    # The market recorded with the orders: A, B, C, D (E and F have no decision quotes).
+    assert [(t - T0, b, a) for t, b, a, _ in context] == [
+        (1000, D("97.6"), D("102.4")), (2000, D("122"), D("128")), (3000, D("156.25"), D("163.75")),
+        (4000, D("100"), D("104.8"))]
+    # After A: cash -100 - 0.1 fee, 1 BTC at the mid 100 -> -0.1; at B's decision the mid is 125: 24.9
+    assert (curve[1015], curve[2000]) == (D("-0.1"), D("24.9"))
+    # B's BNB fees at 600 (0.24 + 0.36): cash -228.7, 2 BTC at 125 -> 21.3
+    assert curve[2055] == D("21.3")
+    # The end: cash 31.12, 0.298 BTC at the mid 102.4 = realized 69.264 + unrealized 0.298 x (102.4 - 128)
+    assert curve[4035] == D("61.6352") == D("69.264") + D("0.298") * (D("102.4") - D("128"))
 
 
 def test_plot_without_matplotlib_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

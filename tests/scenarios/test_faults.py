@@ -103,7 +103,7 @@ async def test_futures_listen_key_expiry(sim: SimHandle, tmp_path: Path, runs: R
     assert stored["USDT"] == Decimal("10124.95")
     stored_pos = {p["symbol"]: Decimal(p["amount"]) for p in json.loads(positions)}
     assert stored_pos == {p["symbol"]: Decimal(p["positionAmt"]) for p in truth["positions"]}
-    assert "futures-user open" in run.status.getvalue()  # the status shows the futures stream
+    assert "futures-user: connected" in run.status.getvalue()  # the status shows the futures stream
     assert "futures_futures_reconnect" not in recon_reasons(run.cfg.database.url)
     assert "futures_reconnect" in recon_reasons(run.cfg.database.url)
 
