@@ -33,9 +33,12 @@ import logging
 import secrets
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import IO, Any
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from executor.config import Config, ConfigError
 from executor.core.filters import SymbolRules
@@ -120,6 +123,13 @@ class Bot:
         self.scheduler: Any = None
         self.status: StatusPrinter | None = None
         self.run_id: int | None = None
+        # One owner per ledger, its namespace and venue (executor.persistence.lease/identity).
+        self.lease: Any = None
+        self.identity: Any = None
+        self.prefix = cfg.orders.client_id_prefix  # replaced by the ledger's own on start
+        self.lease_lost: str | None = None
+        self.on_lease_lost: Callable[[str], None] | None = None  # run_bot: ask for a stop
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._clients: list[Any] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._status_stop = asyncio.Event()
@@ -149,10 +159,27 @@ class Bot:
                  ", ".join(self.symbols), cfg.strategy.path)
 
     async def _open_ledger(self) -> None:
+        """The lease first (a second bot is refused before it writes anything), then the
+        ledger's identity (its prefix; another venue is refused), then our run row."""
+        from executor.persistence.db import synchronous_for
+        from executor.persistence.identity import VenueIdentity, establish, rest_host
+        from executor.persistence.lease import LedgerLease
         from executor.persistence.store import Store, config_hash
 
-        self.store = await Store.open(self.cfg.database.url)
+        url, sync = self.cfg.database.url, synchronous_for(self.cfg.profile)
+        self._loop = asyncio.get_running_loop()
+        self.store = await Store.open(url, synchronous=sync)
+        lease = LedgerLease(url, synchronous=sync)
+        await asyncio.to_thread(lease.acquire)  # LeaseHeld: refused, nothing written
+        self.lease = lease
+        lease.start_heartbeat(self._lease_lost_from_thread)
+        venue = VenueIdentity(self.cfg.profile, rest_host(self.venue.orders.spot_rest))
+        self.identity = await establish(self.store.engine, lease.path,
+                                        configured_prefix=self.cfg.orders.client_id_prefix, venue=venue)
+        self.prefix = self.identity.prefix
         self.run_id = await self.store.start_run(VERSION, self.cfg.profile, config_hash(self.cfg))
+        await asyncio.to_thread(lease.set_run, self.run_id)
+        log.info("ledger %s: %s", lease.path, self.identity.describe())
         if self.options.log_setup is not None:
             with contextlib.suppress(OSError):
                 self.options.log_setup.attach_run_id(self.run_id)
@@ -174,6 +201,29 @@ class Bot:
             # Nothing has been sent yet; LiveRefused (raised on any failure) ends the run here.
             await ensure_live_ready(self.cfg, self.options.args or argparse.Namespace(live=False),
                                     self.gateway._client)
+        await self._bind_account()
+
+    async def _bind_account(self) -> None:
+        """The ledger belongs to one account: record its uid once, refuse another one."""
+        from executor.persistence.identity import bind_account
+
+        uid = (await self.gateway.account()).get("uid")
+        if uid is not None and self.lease is not None:
+            await bind_account(self.store.engine, self.lease.path, str(uid))
+
+    def _lease_lost_from_thread(self, message: str) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._on_lease_lost, message)
+
+    def _on_lease_lost(self, message: str) -> None:
+        """Another process owns the ledger now: no order may leave from here any more."""
+        self.lease_lost = message
+        log.critical("%s; stopping trading NOW (no more orders, no shutdown cancels, the run row "
+                     "is left to the new owner)", message)
+        if self.manager is not None:
+            self.manager.accepting = False
+        if self.on_lease_lost is not None:
+            self.on_lease_lost(message)
 
     async def _load_rules(self) -> None:
         info = await self.gateway.exchange_info(self.symbols)
@@ -208,10 +258,10 @@ class Bot:
         cfg = self.cfg
         rules = self.rules
         self.tracker = tracker = OrderTracker(lambda s: rules[s].base_asset)
-        self.reconciler = Reconciler(self.store, self.gateway, prefix=cfg.orders.client_id_prefix,
+        self.reconciler = Reconciler(self.store, self.gateway, prefix=self.prefix,
                                      symbols=self.symbols, on_order_update=tracker.apply_update)
         run_tag = make_run_tag(time.time_ns() // 1_000_000, secrets.randbits(20))
-        ids = ClientIdFactory(cfg.orders.client_id_prefix, run_tag)
+        ids = ClientIdFactory(self.prefix, run_tag)
         self.risk = RiskChecker(cfg.risk)
         self.ctx = StrategyContext(self.market, rules, tracker.views, tracker.inventory,
                                    stale_after_s=float(cfg.risk.stale_after_s))
@@ -348,7 +398,7 @@ class Bot:
                 continue
             if rec.status not in ("NEW", "PARTIALLY_FILLED", "PENDING_NEW"):
                 continue
-            if not is_ours(rec.client_order_id, self.cfg.orders.client_id_prefix):
+            if not is_ours(rec.client_order_id, self.prefix):
                 continue
             self.tracker.adopt(rec.client_order_id, rec.symbol, rec.side, rec.type, rec.price or Decimal(0),
                                rec.quantity or Decimal(0), rec.status, rec.executed_qty)
@@ -456,12 +506,17 @@ class Bot:
 
         if self.loop is not None:
             await step("stop strategy", self.loop.stop(), 5)
+        # The ledger has a new owner: its orders carry our prefix too, so cancelling "ours"
+        # and the final reconciliation are its business now, and so is our run row.
+        lost = self.lease_lost is not None
+        if lost:
+            ended = "error"
         if self.manager is not None:
             self.manager.accepting = False
             # What still waits for REST cannot finish during a ban; the rest settles quickly.
             settle_s = BANNED_SETTLE_S if self._rest_closed_s() > 20 else 15
             await step("settle orders in flight", self.manager.drain(settle_s), settle_s + 5)
-            if self.cfg.orders.cancel_on_shutdown and self.gateway is not None and \
+            if self.cfg.orders.cancel_on_shutdown and self.gateway is not None and not lost and \
                     not rest_closed("cancel our open orders", "settle cancels", wait_s=20):
                 await step("cancel our open orders", self.manager.cancel_all_ours("shutdown"), 20)
                 await step("settle cancels", self.manager.drain(10), 15)
@@ -469,7 +524,7 @@ class Bot:
             grace = {"grace_s": BANNED_SETTLE_S} if self._rest_closed_s() > 8 else {}
             await step("stop scheduler", self.scheduler.shutdown(**grace), 8)
         if self.reconciler is not None and self.gateway is not None and self.run_id is not None and \
-                not rest_closed("final reconciliation", wait_s=30):
+                not lost and not rest_closed("final reconciliation", wait_s=30):
             await step("final reconciliation", self._final_reconcile(), 30)
         if skipped:
             reason = (reason + "; " if reason else "") + self._log_rest_skipped(skipped)
@@ -481,7 +536,7 @@ class Bot:
             await step("stop order manager", self.manager.stop(2), 5)
         if forced or shutdown.forced.is_set():
             ended, reason = "killed", (reason + "; " if reason else "") + "forced exit on a second signal"
-        if self.store is not None and self.run_id is not None:
+        if self.store is not None and self.run_id is not None and not lost:
             await step("close run row",
                        self.store.finish_run(self.run_id, ended=ended, reason=reason or None), 5)
         self._status_stop.set()
@@ -498,6 +553,11 @@ class Bot:
             for client in self._clients:
                 with contextlib.suppress(Exception):
                     await client.close_connection()
+        if self.lease is not None:
+            try:
+                await asyncio.to_thread(self.lease.release)
+            except (SQLAlchemyError, OSError) as exc:  # the next start takes a dead holder's lease over
+                log.warning("could not release the ledger lease: %s: %s", type(exc).__name__, exc)
         if self.store is not None:
             with contextlib.suppress(Exception):
                 await self.store.close()
@@ -772,6 +832,7 @@ async def run_bot(cfg: Config, args: argparse.Namespace | None = None, *, option
                 futures_creds = load_futures_credentials(cfg.profile)
         register_secrets(creds, futures_creds)
         bot = Bot(cfg, venue, creds, options, futures_credentials=futures_creds)
+        bot.on_lease_lost = lambda message: shutdown.request("ledger lease lost")
         start = asyncio.ensure_future(bot.start())
         stop_wait = asyncio.ensure_future(shutdown.stopping.wait())
         done, _ = await asyncio.wait({start, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
@@ -789,15 +850,20 @@ async def run_bot(cfg: Config, args: argparse.Namespace | None = None, *, option
             else:
                 await shutdown.wait()
         ended = await bot.stop(shutdown, ended="clean", reason=shutdown.reason or "stopped")
-        code = EXIT_FORCED if ended == "killed" else EXIT_OK
+        code = EXIT_FORCED if ended == "killed" else EXIT_ERROR if bot.lease_lost else EXIT_OK
     except ConfigError:
         raise
     except Exception as exc:
+        from executor.persistence.identity import LedgerMismatch
+        from executor.persistence.lease import EXIT_LEDGER_REFUSED, LeaseHeld
         from executor.preflight import LiveRefused
 
         if isinstance(exc, LiveRefused):
             print(str(exc), file=sys.stderr)
             code = EXIT_LIVE_REFUSED
+        elif isinstance(exc, LeaseHeld | LedgerMismatch):
+            print(str(exc), file=sys.stderr)  # one line naming the holder / the ledger's venue
+            code = EXIT_LEDGER_REFUSED
         else:
             log.exception("the bot stopped on an error")
             code = EXIT_ERROR

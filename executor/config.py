@@ -58,6 +58,8 @@ class RiskConfig:
 
 @dataclass(frozen=True)
 class OrdersConfig:
+    # "" (the default): the ledger's own prefix, generated when it is created
+    # (executor.persistence.identity); set it only to pin one (1-8 of [A-Za-z0-9_]).
     client_id_prefix: str
     recv_window_ms: int
     request_timeout_s: Decimal
@@ -66,7 +68,13 @@ class OrdersConfig:
 
 @dataclass(frozen=True)
 class DatabaseConfig:
-    url: str
+    url: str  # "" (the default): one ledger per profile, ``default_database_url``
+
+
+def default_database_url(profile: str) -> str:
+    """One ledger per venue: ``data/<profile>.db`` (sim: the standalone exchange reached with
+    ``--exchange``; the in-process one gets a fresh file per run, ``app.sim_ledger_url``)."""
+    return f"sqlite+aiosqlite:///data/{profile}.db"
 
 
 @dataclass(frozen=True)
@@ -258,6 +266,10 @@ def _validate(cfg: Config, where: Any) -> None:
     if cfg.scheduler.daily_reconnect_s >= 86400:
         key = "scheduler.daily_reconnect_s"
         raise ConfigError(f"{where(key)}: '{key}' must be under 86400 (Binance cuts at 24 h)")
+    prefix = cfg.orders.client_id_prefix
+    if prefix and not (len(prefix) <= 8 and all(c.isascii() and (c.isalnum() or c == "_") for c in prefix)):
+        raise ConfigError(f"{where('orders.client_id_prefix')}: 'orders.client_id_prefix' must be empty "
+                          f"(the ledger's own) or 1-8 of A-Z a-z 0-9 _, got {prefix!r}")
     if not 0 < cfg.orders.recv_window_ms <= 60000:
         raise ConfigError(f"{where('orders.recv_window_ms')}: 'orders.recv_window_ms' must be 1..60000")
     if cfg.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -322,4 +334,6 @@ def load_config(
 
     cfg = _build(Config, merged, "", where)
     _validate(cfg, where)
+    if not cfg.database.url:
+        cfg = Config(**{**cfg.__dict__, "database": DatabaseConfig(default_database_url(cfg.profile))})
     return Config(**{**cfg.__dict__, "sources": tuple(name for name, _ in layers)})
