@@ -73,7 +73,7 @@ async def test_another_profile_host_or_account_is_refused(store: Store) -> None:
     with pytest.raises(LedgerMismatch, match=r"^ledger L belongs to sim at 127.0.0.1:4000, not testnet at "):
         await establish(store.engine, "L", configured_prefix="",
                         venue=VenueIdentity("testnet", "testnet.binance.vision"))
-    with pytest.raises(LedgerMismatch, match="not sim at 127.0.0.1:5000"):
+    with pytest.raises(LedgerMismatch, match=r"not sim at 127\.0\.0\.1:5000"):
         await establish(store.engine, "L", configured_prefix="", venue=VenueIdentity("sim", "127.0.0.1:5000"))
     await bind_account(store.engine, "L", "354937868")
     await bind_account(store.engine, "L", "354937868")
@@ -91,7 +91,8 @@ async def test_a_ledger_from_before_the_identity_keeps_its_prefix(store: Store) 
 async def test_a_ledger_of_runs_on_another_profile_is_refused(store: Store) -> None:
     await store.start_run("0.1.0", "testnet", "h")
     with pytest.raises(LedgerMismatch, match="holds runs of profile testnet and no venue record"):
-        await establish(store.engine, "L", configured_prefix="", venue=VenueIdentity("live", "api.binance.com"))
+        await establish(store.engine, "L", configured_prefix="",
+                        venue=VenueIdentity("live", "api.binance.com"))
 
 
 def test_config_default_database_is_per_profile_and_prefix_is_checked(tmp_path: Path) -> None:
@@ -99,5 +100,5 @@ def test_config_default_database_is_per_profile_and_prefix_is_checked(tmp_path: 
         cfg = load_config(local=None, overrides={"profile": profile})
         assert cfg.database.url == f"sqlite+aiosqlite:///data/{profile}.db"
         assert cfg.orders.client_id_prefix == ""
-    with pytest.raises(ConfigError, match="'orders.client_id_prefix' must be empty"):
+    with pytest.raises(ConfigError, match=r"'orders\.client_id_prefix' must be empty"):
         load_config(local=None, overrides={"orders": {"client_id_prefix": "with-dash"}})

@@ -103,7 +103,7 @@ def test_other_host_holder_is_judged_by_its_heartbeat(url: str) -> None:
     remote = LedgerLease(url, host="elsewhere", pid=1, ttl_s=15, clock=lambda: now[0])
     remote.acquire()
     now[0] += 14_000  # silent, but within the TTL: it may be alive
-    with pytest.raises(LeaseHeld, match="on elsewhere, last heartbeat 14.0 s ago"):
+    with pytest.raises(LeaseHeld, match=r"on elsewhere, last heartbeat 14\.0 s ago"):
         LedgerLease(url, clock=lambda: now[0]).acquire()
     now[0] += 2_000  # past the TTL
     taker = LedgerLease(url, clock=lambda: now[0])
