@@ -231,3 +231,36 @@ async def test_ledger_opened_for_another_profile_is_refused(sim: SimHandle, tmp_
         await second.stop(Shutdown(), reason="test")
     assert query(path, "SELECT * FROM runs") == before
     assert query(path, "SELECT * FROM ledger_leases") == []
+
+
+@pytest.mark.sim_options(**SIM_OPTIONS)
+async def test_a_bot_whose_lease_is_taken_stops_trading_and_leaves_the_ledger(sim: SimHandle,
+                                                                                tmp_path: Path) -> None:
+    cfg = scenario_config(tmp_path, {"strategy": {"params": {"post_only": True, "quote_ttl_s": "60"}}})
+    path = database_path(cfg.database.url)
+    bot = Bot(cfg, Venue("sim", sim.endpoints, sim.endpoints), sim.creds,
+              BotOptions(status_out=io.StringIO()))
+    asked: list[str] = []
+    bot.on_lease_lost = asked.append
+    try:
+        await asyncio.wait_for(bot.start(), 30)
+        assert bot.prefix == prefix_of(path)
+        await until(lambda: bool(open_on_sim(sim, bot.prefix)), 30, "an order resting")
+        # Another process takes the ledger over (as after a takeover): the next heartbeat sees it.
+        # (From a thread: the bot's own writes need this event loop to finish their transactions.)
+        def take_over() -> None:
+            with sqlite3.connect(path, timeout=30) as conn:
+                conn.execute("UPDATE ledger_leases SET token = 'theirs', pid = 4242, host = 'otherbox', "
+                             "run_id = NULL")
+
+        await asyncio.to_thread(take_over)
+        await until(lambda: bot.lease_lost is not None, 15, "the lost lease noticed")
+        assert asked == [bot.lease_lost] and "pid 4242 on otherbox" in str(bot.lease_lost)
+        assert bot.manager is not None and not bot.manager.accepting
+    finally:
+        ended = await bot.stop(Shutdown(), reason="test")
+    assert ended == "error"
+    # The new owner's business now: no cancels of "ours", the run row and its lease untouched.
+    assert open_on_sim(sim, bot.prefix)
+    assert query(path, "SELECT ended FROM runs") == [(None,)]
+    assert query(path, "SELECT token FROM ledger_leases") == [("theirs",)]
