@@ -3,8 +3,10 @@
 Start, in order: the venue (the embedded exchange in-process for profile ``sim``, or an
 already running one with ``--exchange URL``, or the profile's real endpoints with keys;
 on testnet/demo the futures account has keys of its own, ``keys.load_futures_credentials``),
-the ledger (migrated, a run row opened), the REST gateway (clock synced), the live gate
-(``preflight.ensure_live_ready``, before anything can be sent), exchangeInfo (the traded
+the ledger (migrated, its lease taken (``persistence.lease``: a second bot is refused, exit 2),
+its identity checked (``persistence.identity``: this ledger's client-id prefix, its venue),
+a run row opened), the REST gateway (clock synced; the account's uid bound to the ledger), the
+live gate (``preflight.ensure_live_ready``, before anything can be sent), exchangeInfo (the traded
 symbols' filters), the market streams (spot bookTicker and USDⓈ-M markPrice@1s), the
 reconciler and the spot user stream (whose first subscription runs the start-up gap fill),
 the scheduler's jobs, then the strategy loop and the live status.
@@ -18,8 +20,10 @@ may take, the REST steps (cancels, final reconciliation) are skipped at once wit
 WARNING (until when, what was skipped, which of our orders stay on the book) noted in the
 run row; the next start's gap fill reconciles.
 
-The embedded exchange restarts its order and trade ids with every start, so a run on a
-freshly started one gets its own ledger file next to the configured one
+Without ``[database] url`` each profile has its own ledger (``config.default_database_url``);
+testnet, demo and live write it with ``synchronous=FULL``. The embedded exchange restarts its
+order and trade ids with every start, so a run on a freshly started one gets its own ledger
+file next to the configured one
 (``<db dir>/sim/<name>-<UTC time>.db``): two runs' ids must never meet in one ledger.
 """
 
