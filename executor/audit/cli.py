@@ -80,12 +80,16 @@ def audit_command(cfg: Config, args: argparse.Namespace) -> int:
             gc.enable()
 
 
-def _with_identity(db: AuditDB, text: str, *, after_lines: int) -> str:
-    """The ledger's client-id prefix and venue (``ledger_meta``) as a line of the table."""
+def _with_identity(db: AuditDB, text: str, *, after_lines: int | None) -> str:
+    """The ledger's client-id prefix and venue (``ledger_meta``) as a line of the table,
+    after ``after_lines`` lines (None: at the end, so verify's first line stays its verdict)."""
     from executor.persistence.identity import describe_meta, read_meta
 
+    line = describe_meta(read_meta(db.conn))
+    if after_lines is None:
+        return text + ("" if text.endswith("\n") or not text else "\n") + line + "\n"
     lines = text.split("\n")
-    lines.insert(min(after_lines, len(lines)), describe_meta(read_meta(db.conn)))
+    lines.insert(min(after_lines, len(lines)), line)
     return "\n".join(lines)
 
 
@@ -101,7 +105,7 @@ def _verify(db: AuditDB, scope: Scope, args: argparse.Namespace) -> int:
 
         sys.stdout.write(orjson.dumps(verify_dict(res), option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
-        sys.stdout.write(_with_identity(db, render_verify(res), after_lines=0))
+        sys.stdout.write(_with_identity(db, render_verify(res), after_lines=None))
     out: Path | None = getattr(args, "out", None)
     if out is not None:
         import orjson
