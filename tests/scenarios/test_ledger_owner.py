@@ -216,6 +216,8 @@ async def test_ledger_of_another_exchange_is_refused_exit_2(tmp_path: Path) -> N
                          f"{first_sim.exchange.default_account.uid}, not sim at {now}; give this venue "
                          "its own [database] url"], lines
         assert query(path, "SELECT * FROM runs") == before
+        # Even on the same port a restarted exchange is another account: its ids restarted.
+        assert other_sim.exchange.default_account.uid != first_sim.exchange.default_account.uid
     finally:
         await other_sim.server.stop()
 
