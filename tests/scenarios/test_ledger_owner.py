@@ -277,3 +277,22 @@ async def test_a_bot_whose_lease_is_taken_stops_trading_and_leaves_the_ledger(si
     assert open_on_sim(sim, bot.prefix)
     assert query(path, "SELECT ended FROM runs") == [(None,)]
     assert query(path, "SELECT token FROM ledger_leases") == [("theirs",)]
+
+
+async def test_two_bots_starting_at_once_on_a_new_ledger_exactly_one_wins(tmp_path: Path) -> None:
+    sim = await start_sim(SimExchange.for_tests(**SIM_OPTIONS))
+    bot_config(tmp_path)
+    path = ledger(tmp_path)
+    try:
+        # Long enough that the winner still holds the lease when the other (started at the same
+        # moment, however slowly on a loaded machine) asks for it.
+        bots = await asyncio.gather(*(spawn_bot(tmp_path, sim.urls.admin, name, "--duration", "8")
+                                      for name in ("one", "two")))
+        codes = sorted([await wait_exit(bot) for bot in bots])
+        assert codes == [0, 2], [bot.output()[-2000:] for bot in bots]
+        (loser,) = [bot for bot in bots if bot.proc.returncode == 2]
+        assert "is in use by" in loser.err.read_text()
+        assert query(path, "SELECT id, ended FROM runs") == [(1, "clean")]  # none for the loser
+        assert len(query(path, "SELECT key FROM ledger_meta WHERE key = 'client_prefix'")) == 1
+    finally:
+        await sim.server.stop()
