@@ -5,7 +5,7 @@ beside a bare python-binance signed POST round trip measured in the same run.
 
 Run from the repository root::
 
-    .venv/bin/python bench/tick_to_order.py [--orders 5000] [--rate 200] [--bare 2000]
+    .venv/bin/python bench/tick_to_order.py [--orders 5000] [--rate 200] [--bare 2000] [--synchronous FULL]
 
 Setup: one in-process embedded exchange (BTCUSDT, ``--rate`` bookTicker frames/s, order rate
 limits raised so 5,000+ orders pass), the real ``executor.app.Bot`` (user stream and
@@ -131,7 +131,8 @@ async def serve_sim(rate: float) -> int:
     return 0
 
 
-async def main(orders: int, rate: float, bare: int, blocks: int, switch_ms: float | None = None) -> int:
+async def main(orders: int, rate: float, bare: int, blocks: int, switch_ms: float | None = None,
+               synchronous: str = "NORMAL") -> int:
     from executor.app import Bot, BotOptions
     from executor.config import load_config
     from executor.endpoints import Endpoints
@@ -153,7 +154,8 @@ async def main(orders: int, rate: float, bare: int, blocks: int, switch_ms: floa
         "strategy": {"path": "bench.tick_to_order:BenchStrategy", "params": {}},
         "risk": {"max_orders_per_minute": 10**8, "max_open_orders": 100000,
                  "kill_switch_file": str(tmp / "KILL"), "max_position": {"BTC": "1000000"}},
-        "database": {"url": f"sqlite+aiosqlite:///{tmp / 'bench.db'}"},
+        # FULL is what testnet/demo/live run with (executor.persistence.db.synchronous_for).
+        "database": {"url": f"sqlite+aiosqlite:///{tmp / 'bench.db'}?synchronous={synchronous.lower()}"},
         "logging": {"dir": str(tmp / "logs")},
     })
     if switch_ms is not None:
@@ -263,8 +265,11 @@ if __name__ == "__main__":
     parser.add_argument("--bare", type=int, default=2000, help="bare round trips to measure")
     parser.add_argument("--blocks", type=int, default=10, help="alternating blocks of bot and bare")
     parser.add_argument("--switch-ms", type=float, help="GIL switch interval override (ms)")
+    parser.add_argument("--synchronous", choices=("NORMAL", "FULL"), default="NORMAL",
+                        help="the ledger's SQLite synchronous mode (testnet/demo/live run FULL)")
     parser.add_argument("--serve-sim", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_sim:
         sys.exit(asyncio.run(serve_sim(args.rate)))
-    sys.exit(asyncio.run(main(args.orders, args.rate, args.bare, args.blocks, args.switch_ms)))
+    sys.exit(asyncio.run(main(args.orders, args.rate, args.bare, args.blocks, args.switch_ms,
+                              args.synchronous)))

@@ -5,8 +5,10 @@ terminal, before any key is read, the venue contacted or the ledger opened), the
 (its parameters checked), the venue (the embedded exchange in-process for profile ``sim``, or an
 already running one with ``--exchange URL``, or the profile's real endpoints with keys;
 on testnet/demo the futures account has keys of its own, ``keys.load_futures_credentials``),
-the ledger (migrated, a run row opened), the REST gateway (clock synced), the live gate
-(``preflight.ensure_live_ready``, before anything can be sent), exchangeInfo (the traded
+the ledger (migrated, its lease taken (``persistence.lease``: a second bot is refused, exit 2),
+its identity checked (``persistence.identity``: this ledger's client-id prefix, its venue),
+a run row opened), the REST gateway (clock synced; the account's uid bound to the ledger), the
+live gate (``preflight.ensure_live_ready``, before anything can be sent), exchangeInfo (the traded
 symbols' filters), the market streams (spot bookTicker and USDⓈ-M markPrice@1s), the
 reconciler and the spot user stream (whose first subscription runs the start-up gap fill),
 the scheduler's jobs, then the strategy loop, the live status, and the oversight
@@ -26,8 +28,10 @@ run row; the next start's gap fill reconciles.
 A failure at start or while running is one ERROR line (``failures.classify``: what failed,
 what to do) and its exit code; the traceback is logged at DEBUG only.
 
-The embedded exchange restarts its order and trade ids with every start, so a run on a
-freshly started one gets its own ledger file next to the configured one
+Without ``[database] url`` each profile has its own ledger (``config.default_database_url``);
+testnet, demo and live write it with ``synchronous=FULL``. The embedded exchange restarts its
+order and trade ids with every start, so a run on a freshly started one gets its own ledger
+file next to the configured one
 (``<db dir>/sim/<name>-<UTC time>.db``): two runs' ids must never meet in one ledger.
 """
 
@@ -42,10 +46,12 @@ import logging
 import secrets
 import sys
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import IO, Any
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from executor.config import Config, ConfigError
 from executor.core.fees import FeeRates
@@ -54,11 +60,13 @@ from executor.core.ids import ClientIdFactory, is_ours, make_run_tag
 from executor.endpoints import Endpoints
 from executor.engine_loop import StrategyLoop
 from executor.exchange.credentials import Credentials
-from executor.failures import EXIT_OK, VenueUnreachable, classify, exit_code_for_ending
+from executor.failures import EXIT_ERROR, EXIT_OK, VenueUnreachable, classify, exit_code_for_ending
 from executor.market.state import MarketState
 from executor.orders.manager import OrderManager, ResolveTiming
 from executor.orders.order_log import OrderLog
 from executor.orders.tracker import OrderTracker
+from executor.persistence.identity import LedgerMismatch
+from executor.persistence.lease import EXIT_LEDGER_REFUSED, LeaseHeld
 from executor.profiles import Venue
 from executor.reconcile.futures_account import FuturesAccountReconciler
 from executor.risk import RiskChecker
@@ -142,6 +150,13 @@ class Bot:
         self.status: StatusPrinter | None = None
         self.order_log = OrderLog()  # one INFO line per order sent, acknowledged, filled, ended
         self.run_id: int | None = None
+        # One owner per ledger, its namespace and venue (executor.persistence.lease/identity).
+        self.lease: Any = None
+        self.identity: Any = None
+        self.prefix = cfg.orders.client_id_prefix  # replaced by the ledger's own on start
+        self.lease_lost: str | None = None
+        self.on_lease_lost: Callable[[str], None] | None = None  # run_bot: ask for a stop
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._clients: list[Any] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._status_stop = asyncio.Event()
@@ -178,10 +193,27 @@ class Bot:
                  ", ".join(self.symbols), cfg.strategy.path)
 
     async def _open_ledger(self) -> None:
+        """The lease first (a second bot is refused before it writes anything), then the
+        ledger's identity (its prefix; another venue is refused), then our run row."""
+        from executor.persistence.db import synchronous_for
+        from executor.persistence.identity import VenueIdentity, establish, rest_host
+        from executor.persistence.lease import LedgerLease
         from executor.persistence.store import Store, config_hash
 
-        self.store = await Store.open(self.cfg.database.url)
+        url, sync = self.cfg.database.url, synchronous_for(self.cfg.profile)
+        self._loop = asyncio.get_running_loop()
+        self.store = await Store.open(url, synchronous=sync)
+        lease = LedgerLease(url, synchronous=sync)
+        await asyncio.to_thread(lease.acquire)  # LeaseHeld: refused, nothing written
+        self.lease = lease
+        lease.start_heartbeat(self._lease_lost_from_thread)
+        venue = VenueIdentity(self.cfg.profile, rest_host(self.venue.orders.spot_rest))
+        self.identity = await establish(self.store.engine, lease.path,
+                                        configured_prefix=self.cfg.orders.client_id_prefix, venue=venue)
+        self.prefix = self.identity.prefix
         self.run_id = await self.store.start_run(VERSION, self.cfg.profile, config_hash(self.cfg))
+        await asyncio.to_thread(lease.set_run, self.run_id)
+        log.info("ledger %s: %s", lease.path, self.identity.describe())
         if self.options.log_setup is not None:
             with contextlib.suppress(OSError):
                 self.options.log_setup.attach_run_id(self.run_id)
@@ -203,6 +235,29 @@ class Bot:
             # Nothing has been sent yet; LiveRefused (raised on any failure) ends the run here.
             await ensure_live_ready(self.cfg, self.options.args or argparse.Namespace(live=False),
                                     self.gateway._client)
+        await self._bind_account()
+
+    async def _bind_account(self) -> None:
+        """The ledger belongs to one account: record its uid once, refuse another one."""
+        from executor.persistence.identity import bind_account
+
+        uid = (await self.gateway.account()).get("uid")
+        if uid is not None and self.lease is not None:
+            await bind_account(self.store.engine, self.lease.path, str(uid))
+
+    def _lease_lost_from_thread(self, message: str) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._on_lease_lost, message)
+
+    def _on_lease_lost(self, message: str) -> None:
+        """Another process owns the ledger now: no order may leave from here any more."""
+        self.lease_lost = message
+        log.critical("%s; stopping trading NOW (no more orders, no shutdown cancels, the run row "
+                     "is left to the new owner)", message)
+        if self.manager is not None:
+            self.manager.accepting = False
+        if self.on_lease_lost is not None:
+            self.on_lease_lost(message)
 
     async def _load_rules(self) -> None:
         info = await self.gateway.exchange_info(self.symbols)
@@ -258,14 +313,14 @@ class Bot:
         self.tracker = tracker = OrderTracker(lambda s: rules[s].base_asset)
         # The -2013 grace is at least the request timeout, for the manager and gap fills alike.
         timing = replace(self.options.resolve, request_timeout_s=float(cfg.orders.request_timeout_s))
-        self.reconciler = Reconciler(self.store, self.gateway, prefix=cfg.orders.client_id_prefix,
+        self.reconciler = Reconciler(self.store, self.gateway, prefix=self.prefix,
                                      symbols=self.symbols, on_order_update=tracker.apply_update,
                                      not_found_grace_ms=int(timing.grace_s * 1000))
         # Position and free balances from the ledger after every gap fill (start included).
         self.reconciler.on_resync = functools.partial(tracker.load, self.store)
         self.reconciler.on_balances = tracker.set_balances
         run_tag = make_run_tag(time.time_ns() // 1_000_000, secrets.randbits(20))
-        ids = ClientIdFactory(cfg.orders.client_id_prefix, run_tag)
+        ids = ClientIdFactory(self.prefix, run_tag)
         self.risk = RiskChecker(cfg.risk)
         self.ctx = StrategyContext(self.market, rules, tracker.views, tracker.inventory,
                                    stale_after_s=float(cfg.risk.stale_after_s),
@@ -405,7 +460,7 @@ class Bot:
         for rec in await self.store.orders_not_final(include_external=False):
             if rec.symbol not in self.rules or rec.client_order_id in self.tracker:
                 continue
-            if not is_ours(rec.client_order_id, self.cfg.orders.client_id_prefix):
+            if not is_ours(rec.client_order_id, self.prefix):
                 continue
             self.tracker.adopt(rec.client_order_id, rec.symbol, rec.side, rec.type, rec.price or Decimal(0),
                                rec.quantity or Decimal(0), rec.status, rec.executed_qty)
@@ -537,12 +592,17 @@ class Bot:
 
         if self.loop is not None:
             await step("stop strategy", self.loop.stop(), 5)
+        # The ledger has a new owner: its orders carry our prefix too, so cancelling "ours"
+        # and the final reconciliation are its business now, and so is our run row.
+        lost = self.lease_lost is not None
+        if lost:
+            ended = "error"
         if self.manager is not None:
             self.manager.accepting = False
             # What still waits for REST cannot finish during a ban; the rest settles quickly.
             settle_s = BANNED_SETTLE_S if self._rest_closed_s() > 20 else 15
             await step("settle orders in flight", self.manager.drain(settle_s), settle_s + 5)
-            if self.cfg.orders.cancel_on_shutdown and self.gateway is not None and \
+            if self.cfg.orders.cancel_on_shutdown and self.gateway is not None and not lost and \
                     not rest_closed("cancel our open orders", "settle cancels", wait_s=20):
                 await step("cancel our open orders", self.manager.cancel_all_ours("shutdown"), 20)
                 await step("settle cancels", self.manager.drain(10), 15)
@@ -550,7 +610,7 @@ class Bot:
             grace = {"grace_s": BANNED_SETTLE_S} if self._rest_closed_s() > 8 else {}
             await step("stop scheduler", self.scheduler.shutdown(**grace), 8)
         if self.reconciler is not None and self.gateway is not None and self.run_id is not None and \
-                not rest_closed("final reconciliation", wait_s=30):
+                not lost and not rest_closed("final reconciliation", wait_s=30):
             await step("final reconciliation", self._final_reconcile(), 30)
         if skipped:
             reason = (reason + "; " if reason else "") + self._log_rest_skipped(skipped)
@@ -562,7 +622,8 @@ class Bot:
             await step("stop order manager", self.manager.stop(2), 5)
         forced = forced or shutdown.forced.is_set()
         ended, reason = run_ending(ended, reason, failed=failed, skipped=skipped, forced=forced)
-        if self.store is not None and self.run_id is not None:
+        if self.store is not None and self.run_id is not None and not lost:
+            # (A lost lease: the new owner closes this run as abandoned.)
             # Not a ``step``: after a second signal every step is skipped, and the run row
             # must still say how the run ended before the process exits.
             try:
@@ -588,6 +649,11 @@ class Bot:
         if self.gateway is not None:
             for client in self._clients:
                 await _logged("closing an HTTP client", client.close_connection())
+        if self.lease is not None:
+            try:
+                await asyncio.to_thread(self.lease.release)
+            except (SQLAlchemyError, OSError) as exc:  # the next start takes a dead holder's lease over
+                log.warning("could not release the ledger lease: %s: %s", type(exc).__name__, exc)
         if self.store is not None:
             await _logged("closing the ledger", self.store.close())
         return ended
@@ -807,6 +873,7 @@ async def run_bot(cfg: Config, args: argparse.Namespace | None = None, *, option
                  _ledger_text(cfg.database.url))
         register_secrets(creds, futures_creds)
         bot = Bot(cfg, venue, creds, options, futures_credentials=futures_creds)
+        bot.on_lease_lost = lambda message: shutdown.request("ledger lease lost")
         start = asyncio.ensure_future(bot.start())
         stop_wait = asyncio.ensure_future(shutdown.stopping.wait())
         done, _ = await asyncio.wait({start, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
@@ -825,7 +892,7 @@ async def run_bot(cfg: Config, args: argparse.Namespace | None = None, *, option
             else:
                 await shutdown.wait()
         ended = await bot.stop(shutdown, ended="clean", reason=shutdown.reason or "stopped")
-        code = exit_code_for_ending(ended)
+        code = EXIT_ERROR if bot.lease_lost else exit_code_for_ending(ended)
     except ConfigError as exc:
         # The caller (``cli``) prints it as one line and exits 2; a run row already opened
         # is closed first.
@@ -833,6 +900,9 @@ async def run_bot(cfg: Config, args: argparse.Namespace | None = None, *, option
             await _logged("stopping after the config error",
                           bot.stop(shutdown, ended="error", reason=f"config error: {exc}"[:500]))
         raise
+    except (LeaseHeld, LedgerMismatch) as exc:
+        print(str(exc), file=sys.stderr)  # one line naming the holder / the ledger's venue
+        code = EXIT_LEDGER_REFUSED
     except Exception as exc:
         started = bot is not None and bot.started
         failure = classify(exc, database=cfg.database.url, venue=venue_url)

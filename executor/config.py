@@ -61,6 +61,8 @@ class RiskConfig:
 
 @dataclass(frozen=True)
 class OrdersConfig:
+    # "" (the default): the ledger's own prefix, generated when it is created
+    # (executor.persistence.identity); set it only to pin one (1-8 of [A-Za-z0-9_]).
     client_id_prefix: str
     recv_window_ms: int
     request_timeout_s: Decimal
@@ -69,7 +71,14 @@ class OrdersConfig:
 
 @dataclass(frozen=True)
 class DatabaseConfig:
-    url: str
+    url: str  # "" (the default): one ledger per profile, ``default_database_url``
+
+
+def default_database_url(profile: str) -> str:
+    """One ledger per venue: ``<profile>.db`` in the data folder (sim: the standalone exchange
+    reached with ``--exchange``; the in-process one gets a fresh file per run,
+    ``app.sim_ledger_url``)."""
+    return f"{profile}.db"
 
 
 @dataclass(frozen=True)
@@ -291,6 +300,10 @@ def _validate(cfg: Config, where: Any) -> None:
     if cfg.scheduler.daily_reconnect_s >= 86400:
         key = "scheduler.daily_reconnect_s"
         raise ConfigError(f"{where(key)}: '{key}' must be under 86400 (Binance cuts at 24 h)")
+    prefix = cfg.orders.client_id_prefix
+    if prefix and not (len(prefix) <= 8 and all(c.isascii() and (c.isalnum() or c == "_") for c in prefix)):
+        raise ConfigError(f"{where('orders.client_id_prefix')}: 'orders.client_id_prefix' must be empty "
+                          f"(the ledger's own) or 1-8 of A-Z a-z 0-9 _, got {prefix!r}")
     if not 0 < cfg.orders.recv_window_ms <= 60000:
         raise ConfigError(f"{where('orders.recv_window_ms')}: 'orders.recv_window_ms' must be 1..60000")
     if cfg.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -457,5 +470,7 @@ def load_config(
 
     cfg = _build(Config, merged, "", where)
     _validate(cfg, where)
+    if not cfg.database.url:
+        cfg = replace(cfg, database=replace(cfg.database, url=default_database_url(cfg.profile)))
     cfg = _resolve_paths(cfg)
     return replace(cfg, sources=tuple(name for name, _ in layers))

@@ -140,6 +140,19 @@ def _daily(db: AuditDB, scope: Scope) -> int:
     return EXIT_OK
 
 
+def _with_identity(db: AuditDB, text: str, *, after_lines: int | None) -> str:
+    """The ledger's client-id prefix and venue (``ledger_meta``) as a line of the table,
+    after ``after_lines`` lines (None: at the end, so verify's first line stays its verdict)."""
+    from executor.persistence.identity import describe_meta, read_meta
+
+    line = describe_meta(read_meta(db.conn))
+    if after_lines is None:
+        return text + ("" if text.endswith("\n") or not text else "\n") + line + "\n"
+    lines = text.split("\n")
+    lines.insert(min(after_lines, len(lines)), line)
+    return "\n".join(lines)
+
+
 def _verify(db: AuditDB, scope: Scope, args: argparse.Namespace) -> int:
     from executor.audit.verify import render_verify, verify, verify_dict
 
@@ -152,7 +165,7 @@ def _verify(db: AuditDB, scope: Scope, args: argparse.Namespace) -> int:
 
         sys.stdout.write(orjson.dumps(verify_dict(res), option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
-        sys.stdout.write(render_verify(res))
+        sys.stdout.write(_with_identity(db, render_verify(res), after_lines=None))
     out: Path | None = getattr(args, "out", None)
     if out is not None:
         import orjson
@@ -179,6 +192,8 @@ def _report(db: AuditDB, scope: Scope, args: argparse.Namespace, cfg: Config | N
     rep = build_report(db, scope, keep_rows=out is not None or plot)
     fmt = getattr(args, "format", "table")
     text = {"json": render_json, "csv": render_csv}.get(fmt, render_table)(rep)
+    if fmt == "table":
+        text = _with_identity(db, text, after_lines=2)
     sys.stdout.write(text)
     written: list[Path] = []
     if out is not None:

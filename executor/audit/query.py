@@ -516,11 +516,14 @@ class AuditDB:
 
     def iter_fill_deltas(self, scope: Scope) -> Iterator[tuple[Any, ...]]:
         """Raw (id, symbol, trade_id, side, qty, quote_qty, commission, commission_asset, time)
-        in time order, for ``audit verify`` (text money, converted by the caller)."""
+        in time order, for ``audit verify`` (text money, converted by the caller). Within a
+        millisecond, in the order the ledger received them (row id): trade ids are per symbol,
+        so across symbols only arrival order follows the exchange's (a balance observation of
+        that millisecond reflects the fills before it, ``verify._Asset.same_ms``)."""
         where, params = scope.where("trade_ms", symbol_col=None)
         sql = (
             "SELECT id, symbol, trade_id, side, qty, quote_qty, commission, commission_asset, "
-            f"coalesce(trade_ms, received_ms) AS t FROM fills{where} ORDER BY t, trade_id"
+            f"coalesce(trade_ms, received_ms) AS t FROM fills{where} ORDER BY t, id"
         )
         return self.conn.execute(sql, params)
 

@@ -152,7 +152,7 @@ def _fills(
             params.append(v)
     return db.conn.execute(
         "SELECT id, symbol, trade_id, side, qty, quote_qty, commission, commission_asset, "
-        f"{_FILL_TIME} AS t FROM fills WHERE {' AND '.join(where)} ORDER BY t, trade_id",
+        f"{_FILL_TIME} AS t FROM fills WHERE {' AND '.join(where)} ORDER BY t, id",
         params,
     )
 

@@ -200,11 +200,11 @@ def _run(
 
     notes: list[str] = []
     known = db.known_assets()
-    # Fills in (time, trade id) order, as the reference applies them, column by column: the
+    # Fills in (time, row id) order, as the reference applies them, column by column: the
     # amounts are ``executor.core.ledger.fill_deltas``'s own expressions (so the same Decimal
     # exponents), computed with map() over whole columns instead of a loop over rows.
     where, params = scope.where("trade_ms", symbol_col=None)
-    order = " ORDER BY coalesce(trade_ms, received_ms), trade_id"
+    order = " ORDER BY coalesce(trade_ms, received_ms), id"
     rows = db.conn.execute(
         "SELECT symbol, side, qty, quote_qty, commission, commission_asset, coalesce(trade_ms, received_ms) "
         f"FROM fills{where}{order}",

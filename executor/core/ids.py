@@ -2,8 +2,9 @@
 
 Format: ``<prefix>-<run>-<kind><seq>``, for example ``bx-mhx2k9q0a7f3-o42``:
 
-* ``prefix``: 1-8 of ``[A-Za-z0-9_]`` (config ``orders.client_id_prefix``); no ``-`` so the
-  id splits unambiguously;
+* ``prefix``: 1-8 of ``[A-Za-z0-9_]``: the ledger's own namespace, generated when the ledger
+  is created or pinned by config ``orders.client_id_prefix`` (``persistence.identity``); no
+  ``-`` so the id splits unambiguously;
 * ``run``: 1-14 of ``[a-z0-9]``, unique per bot start. ``make_run_tag(started_ms, nonce)``
   builds one from the start time and a random nonce (the caller supplies both: this module
   does no I/O and draws no randomness), so ids stay unique across runs, restarts after a

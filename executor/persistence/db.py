@@ -5,15 +5,14 @@ Every connection gets:
 * ``journal_mode=WAL``: readers (the audit, the status display) never block the writer
   and the writer never blocks them; a commit is one append to the WAL.
 * ``foreign_keys=ON``: SQLite leaves it off per connection unless asked.
-* ``synchronous=NORMAL`` by default. In WAL mode NORMAL never corrupts the database and
-  loses nothing when the *process* dies (crash, SIGKILL): a committed transaction is in the
-  WAL file and survives. Only an OS crash or power cut can drop the last few commits; the
-  ledger recovers fills, balances and order states from the exchange (gap fill from the
-  last stored tradeId, order status by client id), but an order intent lost that way would
-  come back only as an unexplained order with our prefix. FULL closes that hole with an
-  fsync per commit; measured here it takes an order intent from ~0.3 ms to ~0.85 ms p50,
-  which the tick-to-order target cannot afford, while batches barely notice it. Choose
-  with ``synchronous="FULL"`` or ``?synchronous=full`` on the URL.
+* ``synchronous``: FULL for the real-money profiles (testnet, demo, live:
+  ``synchronous_for(profile)``), NORMAL for the embedded exchange. In WAL mode NORMAL never
+  corrupts the database and loses nothing when the *process* dies (crash, SIGKILL): a
+  committed transaction is in the WAL file and survives. But an OS crash or power cut can
+  drop the last few commits, and an order intent recorded before its send could be lost
+  while the order itself is on the exchange; FULL fsyncs the WAL at every commit and closes
+  that hole (cost measured in bench/RESULTS.md, "synchronous=FULL"). Choose explicitly with
+  ``synchronous="FULL"`` or ``?synchronous=full`` on the URL.
 * ``busy_timeout``: another process (the audit, ``run.py db``) holding the lock makes us
   wait, not fail.
 
@@ -29,8 +28,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.engine.url import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -45,6 +45,15 @@ CACHE_KIB = 65_536
 # checkpoint is a copy plus an fsync, and at 10k events/s the default would checkpoint
 # several times a second. Crash safety is the same (the WAL is replayed on open).
 WAL_AUTOCHECKPOINT_PAGES = 10_000
+
+
+# Profiles where a lost commit could be a lost record of real (or real-venue) money.
+DURABLE_PROFILES = ("testnet", "demo", "live")
+
+
+def synchronous_for(profile: str) -> str | None:
+    """FULL on testnet, demo and live; None (the URL's choice, else NORMAL) on the sim."""
+    return "FULL" if profile in DURABLE_PROFILES else None
 
 
 class DatabaseUrlError(ValueError):
@@ -74,6 +83,37 @@ def _split_url(url: str | URL, base: Path) -> tuple[URL, str | None]:
     return u.set(database=str(path), query=query), (sync if isinstance(sync, str) else None)
 
 
+def _mode(synchronous: str | None, url_sync: str | None) -> str:
+    mode = (synchronous or url_sync or "NORMAL").upper()
+    if mode not in SYNCHRONOUS_MODES:
+        raise DatabaseUrlError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}, got {mode!r}")
+    return mode
+
+
+def _configure(dbapi_conn: Any, database: str, mode: str, busy_timeout_ms: int) -> None:
+    """The ledger's settings on a fresh DB-API connection (see the module docstring)."""
+    # Turn off pysqlite's own transaction handling; "begin" issues BEGIN itself.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    try:
+        cur.execute("PRAGMA journal_mode=WAL")
+        row = cur.fetchone()
+        if row is None or str(row[0]).lower() != "wal":
+            raise DatabaseUrlError(f"could not put {database} in WAL mode (got {row!r})")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA synchronous={mode}")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cur.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+        cur.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+    finally:
+        cur.close()
+
+
+def _begin(conn: Connection) -> None:
+    write = conn.get_execution_options().get("sqlite_write", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
 def create_engine(
     url: str | URL,
     *,
@@ -84,37 +124,44 @@ def create_engine(
 ) -> AsyncEngine:
     """An async engine for the ledger file at ``url``; creates the file's folder."""
     u, url_sync = _split_url(url, base)
-    mode = (synchronous or url_sync or "NORMAL").upper()
-    if mode not in SYNCHRONOUS_MODES:
-        raise DatabaseUrlError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}, got {mode!r}")
+    mode = _mode(synchronous, url_sync)
     assert u.database is not None
-    Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+    database = u.database
+    Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(u, echo=echo, connect_args={"timeout": busy_timeout_ms / 1000})
     sync_engine = engine.sync_engine
 
     @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # Turn off pysqlite's own transaction handling; "begin" below issues BEGIN itself.
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        try:
-            cur.execute("PRAGMA journal_mode=WAL")
-            row = cur.fetchone()
-            if row is None or str(row[0]).lower() != "wal":
-                raise DatabaseUrlError(f"could not put {u.database} in WAL mode (got {row!r})")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute(f"PRAGMA synchronous={mode}")
-            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-            cur.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
-            cur.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
-        finally:
-            cur.close()
+        _configure(dbapi_conn, database, mode, busy_timeout_ms)
 
-    @event.listens_for(sync_engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        write = conn.get_execution_options().get("sqlite_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+    event.listen(sync_engine, "begin", _begin)
+    return engine
 
+
+def create_sync_engine(
+    url: str | URL,
+    *,
+    synchronous: str | None = None,
+    busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+    base: Path = ROOT,
+) -> Engine:
+    """A blocking engine on the same file with the same settings, for work that must not
+    depend on the event loop (the ledger lease's heartbeat thread). No pooling: each use
+    opens its own connection, so any thread may use it."""
+    u, url_sync = _split_url(url, base)
+    mode = _mode(synchronous, url_sync)
+    assert u.database is not None
+    database = u.database
+    Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(u.set(drivername="sqlite"), poolclass=sa.NullPool,
+                              connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        _configure(dbapi_conn, database, mode, busy_timeout_ms)
+
+    event.listen(engine, "begin", _begin)
     return engine
 
 

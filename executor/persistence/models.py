@@ -313,7 +313,7 @@ class LedgerMeta(Base):
     """What this ledger is, written once when it is created (``executor.persistence.identity``):
     ``client_prefix`` (this ledger's order namespace), ``venue_profile``, ``venue_rest``,
     ``venue_account`` (the account's identity, e.g. ``uid``, where the venue gives one),
-    ``bot_name``, ``created_ms``. Opening a ledger for another venue is refused."""
+    ``created_ms``. Opening a ledger for another venue is refused."""
 
     __tablename__ = "ledger_meta"
 

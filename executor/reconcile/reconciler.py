@@ -269,7 +269,7 @@ class Reconciler:
 
     ``gateway`` (a ``RestGateway``) is needed for gap fills and snapshots only.
     ``symbols`` are the spot symbols a gap fill checks even with nothing stored for them.
-    ``prefix`` is our client-id prefix (config ``orders.client_id_prefix``).
+    ``prefix`` is our client-id prefix (the ledger's, ``persistence.identity``).
     ``on_order_update`` is called synchronously after each commit, for our orders only; it
     must not block (an async consumer puts the update on its own queue).
     ``not_found_grace_ms``: a reconciliation (start-up included) does not conclude anything

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -176,7 +177,10 @@ class Accounts:
         self.seed = seed
         self._by_id: dict[str, Account] = {}
         self._by_key: dict[str, ApiKey] = {}
-        self._next_uid = 354937868
+        # ``uid`` (GET /api/v3/account) is drawn per exchange start, not from the seed: a
+        # restarted exchange is a new venue (its order and trade ids restart), and a ledger
+        # bound to the old one's account must refuse it (executor.persistence.identity).
+        self._next_uid = 100_000_000 + secrets.randbelow(800_000_000)
 
     def __iter__(self) -> Iterator[Account]:
         return iter(self._by_id.values())

@@ -105,3 +105,38 @@ async def test_same_millisecond_lock_before_fill_is_explained(scenario: Built) -
     res = _verify(scenario)
     # (and, continuing from the recorded 950, the next USDT row is reported as well)
     assert [(d.asset, d.recorded) for d in res.differences] == [("USDT", D("950")), ("USDT", D("848.7"))]
+
+
+async def test_same_millisecond_fills_of_two_symbols_in_arrival_order(tmp_path) -> None:
+    """Two fills of one millisecond on different symbols (trade ids are per symbol, so they say
+    nothing of the order between them): the balance sent between them is explained, applying
+    them in the order the ledger received them (two bots on one account make this common)."""
+    from executor.persistence.store import Store
+
+    t0 = 1_800_000_000_000
+    url = f"sqlite+aiosqlite:///{tmp_path / 'l.db'}"
+    store = await Store.open(url)
+    try:
+        await store.start_run("t", "sim", "h", at_ms=t0)
+        await store.set_balances([("USDT", "1000", "0"), ("BTC", "0", "0"), ("ETH", "0", "0")],
+                                 "rest_snapshot", "open", event_ms=t0, kind="rest_snapshot", force=True)
+        # ETH's fill reached the ledger first although its trade id is the larger number.
+        await store.add_fill("ETHUSDT", 900, "1000", "0.05", "stream", commission="0",
+                             commission_asset="USDT", trade_ms=t0 + 5, side="BUY", received_ms=t0 + 6)
+        await store.set_balances([("USDT", "950", "0"), ("ETH", "0.05", "0")], "stream", "after eth",
+                                 event_ms=t0 + 5, kind="outboundAccountPosition")
+        await store.add_fill("BTCUSDT", 5, "10000", "0.01", "stream", commission="0", commission_asset="USDT",
+                             trade_ms=t0 + 5, side="BUY", received_ms=t0 + 6)
+        await store.set_balances([("USDT", "850", "0"), ("BTC", "0.01", "0")], "stream", "after btc",
+                                 event_ms=t0 + 5, kind="outboundAccountPosition")
+        await store.set_balances([("USDT", "850", "0"), ("BTC", "0.01", "0"), ("ETH", "0.05", "0")],
+                                 "rest_snapshot", "close", event_ms=t0 + 10, kind="rest_snapshot", force=True)
+    finally:
+        await store.close()
+    with AuditDB(tmp_path / "l.db") as db:
+        res = verify(db, Scope())
+        assert res.ok, render_verify(res)
+        assert res.fills == 2 and res.checked >= 3
+        from executor.audit.verify import verify_reference
+
+        assert verify_reference(db, Scope()).ok
