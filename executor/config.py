@@ -351,15 +351,13 @@ def _validate_values(cfg: Config, where: Any) -> None:
             raise ConfigError(f"{where(key)}: '{key}': asset {asset!r} must be upper-case letters/digits")
         if limit <= 0:
             raise ConfigError(f"{where(key)}: '{key}' must be greater than 0, got {limit}")
-    texts = {"risk.kill_switch_file": cfg.risk.kill_switch_file, "database.url": cfg.database.url,
+    # (``database.url`` and ``orders.client_id_prefix`` may be "": one ledger per profile, a
+    # prefix generated with the ledger.)
+    texts = {"risk.kill_switch_file": cfg.risk.kill_switch_file,
              "logging.dir": cfg.logging.dir, "sim.host": cfg.sim.host, "data_dir": cfg.data_dir}
     for key, text in texts.items():
         if not text.strip():
             raise ConfigError(f"{where(key)}: '{key}' must not be empty")
-    prefix = cfg.orders.client_id_prefix
-    if not (1 <= len(prefix) <= 8 and prefix.isascii() and prefix.replace("_", "a").isalnum()):
-        raise ConfigError(f"{where('orders.client_id_prefix')}: 'orders.client_id_prefix' must be 1-8 "
-                          f"letters, digits or _, got {prefix!r}")
     for name in ("spot_rest", "spot_stream", "spot_ws_api", "futures_rest", "futures_stream"):
         port = getattr(cfg.sim.ports, name)
         if not 0 <= port <= 65535:

@@ -54,8 +54,12 @@ class OrderLog:
         self._seen: dict[str, _Seen] = {}
 
     def sent(self, order: Any) -> None:
-        """The request for ``order`` (a ``TrackedOrder``) is leaving for the exchange."""
-        self._seen.setdefault(order.client_id, _Seen())
+        """The request for ``order`` (a ``TrackedOrder``) is leaving for the exchange: its
+        placement the first time, a cancel of it after that (the same hook arms both)."""
+        if order.client_id in self._seen:
+            self.log.info("order %s: cancel sent (%s %s)", order.client_id, order.symbol, order.status.value)
+            return
+        self._seen[order.client_id] = _Seen()
         self.log.info("order %s sent: %s %s %s %s @ %s%s", order.client_id, order.side.value,
                       _num(order.qty), order.symbol, order.order_type, _num(order.price), _why(order))
 

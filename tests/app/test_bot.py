@@ -109,7 +109,11 @@ async def test_shutdown_cancels_our_resting_orders(sim: SimHandle, tmp_path: Pat
         for symbol in SYMBOLS:
             if symbol not in market.frozen_symbols:
                 market.set_book(symbol)  # the books stop moving: nothing can fill our quotes
-        resting[:] = [o.client_id for o in b.tracker.working() if o.status.value == "NEW"]
+        # Resting on the exchange once the books are frozen (the bot may not know yet of a
+        # quote that the last move before the freeze filled): these can no longer fill.
+        ours = {o.client_id for o in b.tracker.working() if o.status.value == "NEW"}
+        resting[:] = [o.client_order_id for s in SYMBOLS for o in sim.exchange.engine.orders[s]
+                      if o.client_order_id in ours and o.status == "NEW"]
         return bool(resting)
 
     bot, ended = await run_bot_until(sim, cfg, quoting)
