@@ -39,6 +39,7 @@ class OrderFailure:
     http_status: int = 503          # 503 (or any 5xx), or 400 with code -1007
     code: int | None = None         # e.g. -1007 TIMEOUT; None means a bare 5xx body
     placed: bool = True
+    venue: str | None = None        # "spot" or "futures" order requests only; None: the next of either
 
 
 @dataclass
@@ -172,8 +173,13 @@ class Faults:
     _clock: SimClock | None = None
     _pump: asyncio.TimerHandle | None = None
 
-    def take_order_failure(self) -> OrderFailure | None:
-        return self.order_failures.popleft() if self.order_failures else None
+    def take_order_failure(self, venue: str = "spot") -> OrderFailure | None:
+        """The first queued failure meant for ``venue``'s order requests (or for any venue)."""
+        for failure in self.order_failures:
+            if failure.venue in (None, venue):
+                self.order_failures.remove(failure)
+                return failure
+        return None
 
     def take_hold(self) -> float | None:
         if self.hold_responses > 0:
@@ -196,11 +202,12 @@ class Faults:
     # -- switches (the admin routes call these too) ---------------------------------------
 
     def fail_orders(self, n: int, *, http_status: int = 503, code: int | None = None,
-                    placed: bool = True) -> None:
+                    placed: bool = True, venue: str | None = None) -> None:
         """The next ``n`` order requests answer ``http_status`` (with ``code`` if given),
-        after placing the order when ``placed``, without when not."""
+        after placing the order when ``placed``, without when not; ``venue`` ("spot" or
+        "futures") limits them to that venue's order requests."""
         for _ in range(n):
-            self.order_failures.append(OrderFailure(http_status, code, placed))
+            self.order_failures.append(OrderFailure(http_status, code, placed, venue))
 
     def hold(self, n: int, seconds: float) -> None:
         self.hold_responses, self.hold_seconds = n, seconds

@@ -174,7 +174,7 @@ def add_routes(app: web.Application, sim: Any) -> None:
     for version in ("v2", "v3"):
         r.add_get(f"/fapi/{version}/account", _wrap(account))
         r.add_get(f"/fapi/{version}/balance", _wrap(balance))
-        r.add_get(f"/fapi/{version}/positionRisk", _wrap(position_risk))
+    r.add_get("/fapi/v3/positionRisk", _wrap(position_risk))     # v2: rest_futures_orders
     r.add_post("/fapi/v1/listenKey", _wrap(listen_key_post))
     r.add_put("/fapi/v1/listenKey", _wrap(listen_key_put))
     r.add_delete("/fapi/v1/listenKey", _wrap(listen_key_delete))
