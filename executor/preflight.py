@@ -77,7 +77,7 @@ def futures_used(cfg: Config) -> bool:
 
     Public mark prices need no key permission; the futures account's listenKey does.
     """
-    return cfg.futures.user_stream
+    return cfg.futures.user_stream or cfg.futures.trade
 
 
 def _client_of(source: Any) -> Any:
