@@ -601,6 +601,11 @@ class Bot:
         if self.futures_recon is not None:
             with contextlib.suppress(Exception):
                 await self.futures_recon.gap_fill("shutdown")
+        if self.futures_trading is not None:
+            try:
+                await self.futures_trading.gap_fill("shutdown")
+            except Exception as exc:  # the next start's gap fill catches up; say so
+                log.warning("final futures reconciliation failed: %s", exc)
 
 
 # ---------------------------------------------------------------------- futures account

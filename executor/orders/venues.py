@@ -31,6 +31,8 @@ from executor.risk import Decision, Refused
 
 __all__ = ["FuturesMarketView", "FuturesRiskView", "PerpState", "VenueRouter"]
 
+BOTH = ("accepting", "paused")    # set on the router: both managers stop or pause together
+
 
 @dataclass(frozen=True)
 class PerpState:
@@ -109,8 +111,18 @@ class VenueRouter:
         self.spot = spot
         self.futures = futures
 
-    def __getattr__(self, name: str) -> Any:   # counts, paused, accepting, ... are the spot manager's
+    def __getattr__(self, name: str) -> Any:   # counts, hooks, ... are the spot manager's
         return getattr(self.spot, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ("spot", "futures"):
+            object.__setattr__(self, name, value)
+        elif name in BOTH:
+            setattr(self.spot, name, value)
+            setattr(self.futures, name, value)
+        else:
+            # The stream-stall hooks (on_sending, on_no_effect) watch the spot user stream.
+            setattr(self.spot, name, value)
 
     def _to_futures(self, place: Place) -> Place:
         return dataclasses.replace(place, symbol=ledger_symbol(place.symbol))

@@ -111,7 +111,9 @@ async def test_carry_opens_and_closes_through_a_premium(sim: SimHandle, tmp_path
         await run.until(lambda: run.legs == (Decimal("0.008"), Decimal("-0.008")) and run.settled())
         wallet = sim.exchange.futures.wallet("default")
         assert wallet.positions[SYMBOL].amount == Decimal("-0.008")
-        assert run.bot.manager.futures.tracker.inventory(LEDGER) == Decimal("-0.008")
+        # The fills follow the orders' answers on the futures user stream.
+        tracker = run.bot.manager.futures.tracker                      # type: ignore[union-attr]
+        await run.until(lambda: tracker.inventory(LEDGER) == Decimal("-0.008"), 5)
         sim.exchange.futures.settle_funding()                          # shorts receive at a positive rate
         market.set_basis(SYMBOL, Decimal("-0.001"))                    # premium gone: exit
         await run.until(lambda: run.legs == (Decimal(0), Decimal(0)) and run.settled())
