@@ -21,7 +21,13 @@ from executor.config import Config, ConfigError
 from executor.core.filters import SymbolRules
 from executor.core.ids import ClientIdFactory
 from executor.core.money import ZERO
-from executor.exchange.futures_rest import FuturesGateway, LedgerFuturesGateway, ledger_symbol, wire_symbol
+from executor.exchange.futures_rest import (
+    FuturesGateway,
+    FuturesSetupError,
+    LedgerFuturesGateway,
+    ledger_symbol,
+    wire_symbol,
+)
 from executor.market.state import MarketState
 from executor.orders.manager import OrderManager, ResolveTiming
 from executor.orders.tracker import OrderTracker
@@ -54,10 +60,15 @@ class FuturesTrading:
             raise ConfigError(f"futures.leverage {fut.leverage} is above futures.max_leverage "
                               f"{fut.max_leverage}")
         self.gateway = FuturesGateway(client, spot=spot_gateway)
-        self.rules = await self.gateway.load_rules(self.symbols)
+        try:
+            self.rules = await self.gateway.load_rules(self.symbols)
+            await self.gateway.configure_account(self.symbols, leverage=fut.leverage,
+                                                 margin_type=fut.margin_type)
+        except FuturesSetupError as exc:
+            # One line and exit 2, like any setting the bot cannot run with.
+            raise ConfigError(f"futures.trade: {exc}") from None
         self.ledger_rules = {ledger_symbol(s): dataclasses.replace(r, symbol=ledger_symbol(s))
                              for s, r in self.rules.items()}
-        await self.gateway.configure_account(self.symbols, leverage=fut.leverage, margin_type=fut.margin_type)
 
     def manager_views(self) -> list[Any]:
         """Our working futures orders as the strategy sees them (empty before ``build``)."""
