@@ -460,7 +460,8 @@ class Bot:
                             manager=self.manager, balances=lambda: self._balances,
                             streams=lambda: [h for s in self.streams for h in s.health()],
                             user_streams=self._user_stream_texts, jobs=self._job_counts,
-                            reconcile=self._reconcile_text)
+                            reconcile=self._reconcile_text,
+                            flags=getattr(self.strategy, "flags", dict))
         self.status = StatusPrinter(src, out, tty=opts.status_tty, interval_s=opts.status_interval_s)
         self._balances: dict[str, Any] = {}
         self._tasks.append(asyncio.create_task(self._refresh_balances(), name="status-balances"))

@@ -48,6 +48,7 @@ class StatusSources:
     user_streams: Callable[[], Sequence[str]] = list  # one short text per user stream
     jobs: Callable[[], Mapping[str, int]] = dict  # scheduler job name -> runs
     reconcile: Callable[[], str] = str
+    flags: Callable[[], Mapping[str, str]] = dict  # symbol -> risk flag (e.g. an unhedged carry leg)
 
 
 def _num(value: Decimal | None, places: int = 8) -> str:
@@ -92,6 +93,7 @@ def render(src: StatusSources, now: float | None = None) -> list[str]:
         + (" · PAUSED (new orders refused)" if getattr(manager, "paused", False) is True else ""),
     ]
     lines += [_symbol_line(src, s) for s in src.symbols]
+    lines += [f"  !! {symbol} {text}" for symbol, text in sorted(src.flags().items())]
     balances = src.balances()
     if balances:
         parts = []

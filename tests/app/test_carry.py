@@ -39,9 +39,10 @@ def config(tmp_path: Path, **params: Any) -> Config:
 
 
 class Running:
-    def __init__(self, bot: Bot, shutdown: Shutdown) -> None:
+    def __init__(self, bot: Bot, shutdown: Shutdown, out: io.StringIO) -> None:
         self.bot = bot
         self.shutdown = shutdown
+        self.out = out
 
     @property
     def legs(self) -> tuple[Decimal, Decimal] | None:
@@ -59,10 +60,11 @@ class Running:
 
 
 async def start(sim: SimHandle, cfg: Config) -> Running:
+    out = io.StringIO()
     bot = Bot(cfg, Venue("sim", sim.endpoints, sim.endpoints), sim.creds,
-              BotOptions(status_out=io.StringIO(), status_tty=False, status_interval_s=0.5, scheduler=True))
+              BotOptions(status_out=out, status_tty=False, status_interval_s=0.2, scheduler=True))
     await asyncio.wait_for(bot.start(), 20)
-    return Running(bot, Shutdown())
+    return Running(bot, Shutdown(), out)
 
 
 async def stop(run: Running) -> str:
@@ -152,6 +154,7 @@ async def test_perp_leg_rejected_ends_flat(sim: SimHandle, tmp_path: Path) -> No
     run, cfg = await _spot_leg_then(sim, tmp_path, arrange)
     try:
         await run.until(lambda: bool(run.bot.strategy.flags()))       # type: ignore[union-attr]
+        await run.until(lambda: "!! BTCUSDT UNHEDGED" in run.out.getvalue(), 5)   # on the status
         sim.exchange.futures.market.set_basis(SYMBOL, Decimal(0))     # no new entries after the unwind
         await run.until(lambda: run.legs == (Decimal(0), Decimal(0)) and run.settled()
                         and not run.bot.strategy.flags())              # type: ignore[union-attr]
