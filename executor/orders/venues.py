@@ -150,5 +150,6 @@ class VenueRouter:
         done = await self.spot.stop(timeout)
         return await self.futures.stop(timeout) and done
 
+    @property
     def in_flight(self) -> int:
-        return int(self.spot.in_flight()) + int(self.futures.in_flight())
+        return int(self.spot.in_flight) + int(self.futures.in_flight)

@@ -67,6 +67,11 @@ class FuturesRateLimiter:
     def __post_init__(self) -> None:
         self.weight = RateLimiter(self.clock, RateLimits(weight_per_minute=self.limits.weight_per_minute))
 
+    def set_limits(self, limits: FuturesLimits) -> None:
+        """Replace the limits (weight, orders per 10 s and per minute) on a live exchange."""
+        self.limits = limits
+        self.weight.limits.weight_per_minute = limits.weight_per_minute
+
     def _count(self, account: str) -> _Count:
         st = self._orders.setdefault(account, _Count())
         now = self.clock.now_ms()
