@@ -169,6 +169,7 @@ class FuturesOrders:
         self._now_ms = now_ms
         self._publish = publish
         self.orders: dict[int, FuturesOrder] = {}
+        self._open: dict[int, FuturesOrder] = {}       # NEW / PARTIALLY_FILLED only (matching walks these)
         self.trades: list[FuturesTrade] = []
         self.settings: dict[str, AccountSettings] = {}
         # Tests: the touch shows at most this size per second (forces partial fills).
@@ -234,8 +235,7 @@ class FuturesOrders:
         return None
 
     def open_orders(self, account: str, symbol: str | None = None) -> list[FuturesOrder]:
-        return [o for o in self.orders.values()
-                if o.account == account and o.status in OPEN and symbol in (None, o.symbol)]
+        return [o for o in self._open.values() if o.account == account and symbol in (None, o.symbol)]
 
     def user_trades(self, account: str, symbol: str) -> list[FuturesTrade]:
         return [t for t in self.trades if t.account == account and t.symbol == symbol]
@@ -338,6 +338,7 @@ class FuturesOrders:
                              qty=req.quantity, price=req.price or ZERO, reduce_only=req.reduce_only,
                              time=now, update_time=now)
         self.orders[order_id] = order
+        self._open[order_id] = order
         self._emit(order, "NEW")
         if req.tif == "FOK" and self._available(req.symbol, req.side) < req.quantity:
             self._close(order, "EXPIRED")
@@ -393,6 +394,8 @@ class FuturesOrders:
         order.cum_quote += qty * price
         order.update_time = now
         order.status = "FILLED" if order.remaining == 0 else "PARTIALLY_FILLED"
+        if order.status == "FILLED":
+            self._open.pop(order.order_id, None)
         trade = FuturesTrade(order.account, order.symbol, trade_id, order.order_id, order.side, price, qty,
                              commission, realized, maker, now)
         self.trades.append(trade)
@@ -401,13 +404,14 @@ class FuturesOrders:
 
     def _close(self, order: FuturesOrder, status: str) -> None:
         order.status = status
+        self._open.pop(order.order_id, None)
         order.update_time = self._now_ms()
         self._emit(order, status)
 
     def match(self, symbol: str | None = None) -> int:
         """Fill resting orders the touch now crosses (maker, at their price); returns fills made."""
         made = 0
-        for order in list(self.orders.values()):
+        for order in list(self._open.values()):
             if order.status not in OPEN or order.type != "LIMIT" or symbol not in (None, order.symbol):
                 continue
             touch = self._side.market.touch(order.symbol)
