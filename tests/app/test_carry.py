@@ -203,3 +203,23 @@ async def test_perp_leg_unknown_is_resolved_never_resent(sim: SimHandle, tmp_pat
     assert len(placed) == 1 and placed[0].status == "FILLED"           # resolved by query, not re-sent
     assert await ledger_matches_exchange(sim, cfg.database.url) == Decimal("-0.004")
     audit_clean(cfg.database.url)
+
+
+async def test_spot_leg_rejected_is_hedged_by_sending_it_again(sim: SimHandle, tmp_path: Path) -> None:
+    def arrange() -> None:
+        sim.exchange.faults.fail_orders(1, http_status=400, code=-2010, placed=False, venue="spot")
+
+    run, cfg = await _spot_leg_then(sim, tmp_path, arrange)
+    try:
+        await run.until(lambda: run.legs == (Decimal("0.004"), Decimal("-0.004")) and run.settled()
+                        and not run.bot.strategy.flags())              # type: ignore[union-attr]
+    finally:
+        await stop(run)
+    store = await Store.open(cfg.database.url)
+    try:
+        spot = [r for r in await store.list_orders() if r.symbol == SYMBOL]
+    finally:
+        await store.close()
+    assert [r.status for r in spot] == ["REJECTED", "FILLED"]           # the spot leg, sent again
+    assert await ledger_matches_exchange(sim, cfg.database.url) == Decimal("-0.004")
+    audit_clean(cfg.database.url)
