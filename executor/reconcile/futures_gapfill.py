@@ -34,6 +34,8 @@ __all__ = ["FuturesGapFill", "FuturesGapFillReport", "parse_futures_trade"]
 
 log = logging.getLogger(__name__)
 NOT_PLACED = "NOT_PLACED"
+INCOME_PAGE = 1000
+MAX_INCOME_PAGES = 50      # one run catches up at most 50,000 rows; the next run goes on
 OPEN_STATES = ("PENDING_SEND", "SENT", "UNKNOWN", "NEW", "PARTIALLY_FILLED", "PENDING_NEW")
 
 
@@ -123,7 +125,17 @@ class FuturesGapFill:
 
     async def _income(self, report: FuturesGapFillReport) -> None:
         since = await self.store.last_futures_income_ms()
-        rows = await self.gateway.income(start_time=since if since is not None else 0)
+        start = since if since is not None else 0
+        for _ in range(MAX_INCOME_PAGES):
+            # startTime is inclusive: rows of the last stored millisecond come again and are
+            # skipped by their tranId; a full page means there may be more after its last row.
+            rows = await self.gateway.income(start_time=start, limit=INCOME_PAGE)
+            await self._store_income(report, rows)
+            if len(rows) < INCOME_PAGE or int(rows[-1]["time"]) == start:
+                return
+            start = int(rows[-1]["time"])
+
+    async def _store_income(self, report: FuturesGapFillReport, rows: list[dict[str, Any]]) -> None:
         report.income_added += await self.store.add_futures_income(
             {"tran_id": int(r["tranId"]), "symbol": ledger_symbol(r["symbol"]) if r.get("symbol") else "",
              "income_type": str(r["incomeType"]), "amount": parse_decimal(r["income"], "income.income"),

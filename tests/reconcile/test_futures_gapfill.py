@@ -48,3 +48,20 @@ async def test_gap_fill_recovers_fills_orders_and_income(sim: Any, client: Any, 
     assert len(await store.fills(symbol="UM:BTCUSDT")) == 1
     runs = await store.reconciliation_runs()
     assert [r["reason"] for r in runs][-2:] == ["futures:test", "futures:again"]
+
+
+async def test_income_is_read_page_by_page(sim: Any, client: Any, make_store: Any, monkeypatch: Any) -> None:
+    import executor.reconcile.futures_gapfill as gapfill
+
+    monkeypatch.setattr(gapfill, "INCOME_PAGE", 2)
+    store = await make_store()
+    spot = RestGateway(client)
+    await spot.start()
+    side = sim.exchange.futures
+    for i in range(5):
+        side.transfer("default", "USDT", Decimal(i + 1))
+        sim.exchange.clock.advance(1000)
+    gap = FuturesGapFill(store, FuturesGateway(client, spot=spot), Reconciler(store, prefix=PREFIX),
+                         ["BTCUSDT"], prefix=PREFIX)
+    assert (await gap.run("pages")).income_added == 5
+    assert [r["amount"] for r in await store.futures_income()] == [Decimal(i + 1) for i in range(5)]
