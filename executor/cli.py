@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Reports, ledger verification and exports, from the "
                            "database alone.")
     _common(audit)
-    audit.add_argument("audit_command", nargs="?", choices=("report", "verify"), default="report")
+    audit.add_argument("audit_command", nargs="?", choices=("report", "verify", "carry"), default="report")
     audit.add_argument("--run", type=int, help="only this run id")
     audit.add_argument("--since", help="ISO time or date")
     audit.add_argument("--until", help="ISO time or date")

@@ -68,6 +68,11 @@ def audit_command(cfg: Config, args: argparse.Namespace) -> int:
         with AuditDB.from_url(url) as db:
             if getattr(args, "audit_command", "report") == "verify":
                 return _verify(db, scope, args)
+            if getattr(args, "audit_command", "report") == "carry":
+                from executor.audit.carry import carry_report, render_carry
+
+                sys.stdout.write(render_carry(carry_report(db, scope.symbol)))
+                return EXIT_OK
             return _report(db, scope, args)
     except AuditError as exc:
         print(f"audit: {exc}", file=sys.stderr)

@@ -3,6 +3,7 @@ the ledger equal to the exchange, funding booked, ``audit verify`` clean; and le
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import io
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from executor.app import Bot, BotOptions
+from executor.audit.carry import carry_report, render_carry
 from executor.audit.query import AuditDB, Scope
 from executor.audit.verify import render_verify, verify
 from executor.config import Config, load_config
@@ -104,7 +106,7 @@ def audit_clean(url: str) -> None:
     assert res.ok, render_verify(res)
 
 
-async def test_carry_opens_and_closes_through_a_premium(sim: SimHandle, tmp_path: Path) -> None:
+async def test_carry_opens_and_closes_through_a_premium(sim: SimHandle, tmp_path: Path, capsys: Any) -> None:
     cfg = config(tmp_path)
     market = sim.exchange.futures.market
     market.set_basis(SYMBOL, Decimal("0.003"))                        # 30 bps premium: enter
@@ -135,6 +137,22 @@ async def test_carry_opens_and_closes_through_a_premium(sim: SimHandle, tmp_path
     funding = sum(r["amount"] for r in income if r["income_type"] == "FUNDING_FEE")
     assert funding == sum(h["amount"] for h in sim.exchange.futures.funding_history)
     audit_clean(cfg.database.url)
+    # audit carry: one closed position, both legs, funding received, basis in and out
+    with AuditDB(Path(cfg.database.url.split("///", 1)[1])) as db:
+        (pos,) = carry_report(db)
+    assert pos.closed_ms is not None and pos.max_spot == Decimal("0.008") and pos.fills == 8
+    assert pos.funding == funding > 0
+    perp_fees = sum(t.commission for t in sim.exchange.futures.orders.trades)
+    assert pos.fees > perp_fees > 0
+    assert pos.entry_basis_bps is not None and pos.entry_basis_bps > 20
+    assert pos.exit_basis_bps is not None and pos.exit_basis_bps < 0
+    assert pos.net == pos.spot_pnl + pos.perp_pnl + pos.funding - pos.fees
+    assert "BTCUSDT" in render_carry([pos])
+    from executor.audit.cli import audit_command
+
+    capsys.readouterr()
+    assert audit_command(cfg, argparse.Namespace(audit_command="carry", db=cfg.database.url)) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith("symbol")
 
 
 async def _spot_leg_then(sim: SimHandle, tmp_path: Path, arrange: Callable[[], None],
