@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
@@ -90,7 +91,7 @@ class FuturesTrading:
                                spot_inventory, spot_rules)
         risk = FuturesRiskChecker(self.cfg.futures, spot_risk,
                                   assets=lambda s: self.rules[wire_symbol(s)].base_asset,
-                                  clock=_monotonic())
+                                  clock=time.monotonic)
         self.manager = OrderManager(gateway=LedgerFuturesGateway(self.gateway), store=store,
                                     reconciler=reconciler, tracker=tracker, risk=risk,  # type: ignore[arg-type]
                                     view=view, rules=self.ledger_rules, ids=ids,
@@ -114,9 +115,3 @@ class FuturesTrading:
         if self.gapfill is None:
             return None
         return await self.gapfill.run(reason)
-
-
-def _monotonic() -> Callable[[], float]:
-    import time
-
-    return time.monotonic

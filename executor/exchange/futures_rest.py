@@ -269,10 +269,6 @@ class FuturesGateway(RestGateway):
         return found
 
 
-__all__ = ["COSTS", "FuturesGateway", "FuturesSettings", "FuturesSetupError", "LedgerFuturesGateway",
-           "ledger_symbol", "wire_symbol"]
-
-
 FUTURES_PREFIX = "UM:"
 
 
@@ -324,3 +320,7 @@ class LedgerFuturesGateway:
     async def open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
         rows = await self.futures.open_orders(wire_symbol(symbol) if symbol else None)
         return [_ledger_row(r) for r in rows]
+
+
+__all__ = ["COSTS", "FuturesGateway", "FuturesSettings", "FuturesSetupError", "LedgerFuturesGateway",
+           "ledger_symbol", "wire_symbol"]
