@@ -241,3 +241,24 @@ async def test_spot_leg_rejected_is_hedged_by_sending_it_again(sim: SimHandle, t
     assert [r.status for r in spot] == ["REJECTED", "FILLED"]           # the spot leg, sent again
     assert await ledger_matches_exchange(sim, cfg.database.url) == Decimal("-0.004")
     audit_clean(cfg.database.url)
+
+
+async def test_futures_filters_and_risk_refuse_before_sending(sim: SimHandle, tmp_path: Path) -> None:
+    from executor.core.intents import OrderType, Place
+    from executor.core.orders import Side
+    from executor.risk import Refused
+
+    cfg = config(tmp_path)
+    sim.exchange.futures.market.set_basis(SYMBOL, Decimal(0))          # no carry entries
+    run = await start(sim, cfg)
+    try:
+        await run.until(lambda: run.bot.market.get(SYMBOL) is not None
+                        and run.bot.market.get(SYMBOL).mark is not None)  # type: ignore[union-attr]
+        router = run.bot.manager
+        small = router.submit(Place(SYMBOL, Side.SELL, OrderType.MARKET, Decimal("0.001"), venue="futures"))
+        assert isinstance(small, Refused) and small.check == "filters:MIN_NOTIONAL"
+        naked = router.submit(Place(SYMBOL, Side.SELL, OrderType.MARKET, Decimal("0.012"), venue="futures"))
+        assert isinstance(naked, Refused) and naked.check == "net_delta"     # no spot leg to hedge
+    finally:
+        await stop(run)
+    assert sim.exchange.futures.orders.orders == {}                      # nothing reached the exchange
