@@ -128,6 +128,7 @@ class Bot:
         # None: the order client's key serves futures too (live, sim).
         self.futures_credentials = futures_credentials
         self.futures_client: Any = None
+        self.futures_trading: Any = None  # executor.futures_trading.FuturesTrading when [futures] trade
         self.options = options or BotOptions()
         self.symbols = list(dict.fromkeys(cfg.symbols.spot))
         self.market = MarketState(self.symbols)
@@ -180,6 +181,7 @@ class Bot:
         await self._open_gateway()
         await self._load_rules()
         await self._load_fees()
+        await self._open_futures_trading()
         await self._start_market()
         self._build_trading()
         await self._start_user_data()
@@ -313,8 +315,10 @@ class Bot:
         self.tracker = tracker = OrderTracker(lambda s: rules[s].base_asset)
         # The -2013 grace is at least the request timeout, for the manager and gap fills alike.
         timing = replace(self.options.resolve, request_timeout_s=float(cfg.orders.request_timeout_s))
+        fut = self.futures_trading
+        on_update = tracker.apply_update if fut is None else fut.route_update(tracker.apply_update)
         self.reconciler = Reconciler(self.store, self.gateway, prefix=self.prefix,
-                                     symbols=self.symbols, on_order_update=tracker.apply_update,
+                                     symbols=self.symbols, on_order_update=on_update,
                                      not_found_grace_ms=int(timing.grace_s * 1000))
         # Position and free balances from the ledger after every gap fill (start included).
         self.reconciler.on_resync = functools.partial(tracker.load, self.store)
@@ -322,16 +326,25 @@ class Bot:
         run_tag = make_run_tag(time.time_ns() // 1_000_000, secrets.randbits(20))
         ids = ClientIdFactory(self.prefix, run_tag)
         self.risk = RiskChecker(cfg.risk)
-        self.ctx = StrategyContext(self.market, rules, tracker.views, tracker.inventory,
-                                   stale_after_s=float(cfg.risk.stale_after_s),
-                                   free_balance=tracker.free_balance, fees=self.fees)
+        views = tracker.views if fut is None else (lambda: [*tracker.views(), *fut.manager_views()])
+        self.ctx = StrategyContext(self.market, rules, views, tracker.inventory,
+                                   stale_after_s=float(cfg.risk.stale_after_s), fees=self.fees,
+                                   free_balance=tracker.free_balance,
+                                   futures_position=None if fut is None else fut.position,
+                                   futures_rules=None if fut is None else fut.rules)
         self.manager = OrderManager(gateway=self.gateway, store=self.store, reconciler=self.reconciler,
                                     tracker=tracker, risk=self.risk, view=self.ctx, rules=rules, ids=ids,
                                     market=self.market, timing=timing)
+        if fut is not None:
+            self.manager = fut.build(store=self.store, reconciler=self.reconciler, spot_manager=self.manager,
+                                     spot_risk=self.risk, spot_inventory=tracker.inventory, spot_rules=rules,
+                                     market=self.market, ids=ids, timing=timing)
         assert self.strategy is not None
         self.loop = StrategyLoop(self.market, self.strategy, self.ctx, self.manager, self.risk,
                                  timer_s=self.options.timer_s, on_timer_extra=self._on_timer)
         tracker.on_change = self._on_order_change
+        if fut is not None and fut.tracker is not None:
+            fut.tracker.on_change = self._on_order_change
         self.manager.on_sending = self._expect_stream_event
         self.manager.on_no_effect = self._withdraw_expectation
 
@@ -411,9 +424,20 @@ class Bot:
             raise KeysError(futures_missing_message(self.cfg.profile,
                                                     [f for f in default_env_files() if f.is_file()]))
 
+    async def _open_futures_trading(self) -> None:
+        """``[futures] trade``: the futures gateway, rules and account settings (checked)."""
+        if not self.cfg.futures.trade:
+            return
+        from executor.futures_trading import FuturesTrading
+
+        self.futures_trading = FuturesTrading(self.cfg, self.symbols)
+        await self.futures_trading.open(self._make_futures_client(), self.gateway)
+
     def _make_futures_client(self) -> Any:
         """The client for the futures listenKey and account calls: its own key where the
         venue issues one (testnet/demo), else the order client."""
+        if self.futures_client is not None:
+            return self.futures_client
         if self.futures_credentials is None:
             self._check_futures_keys()
             self.futures_client = self.gateway._client
@@ -437,6 +461,13 @@ class Bot:
         client = self._make_futures_client()
         self.futures_recon = recon = FuturesAccountReconciler(self.store, self.gateway, client=client)
         sink = reconciler_sink(self.reconciler)
+        gap_fill = recon.gap_fill
+        fut = self.futures_trading
+        if fut is not None:
+            async def gap_fill(reason: str) -> Any:   # the account, then our futures orders and fills
+                report = await recon.gap_fill(reason)
+                await fut.gap_fill(reason)
+                return report
 
         async def deliver(event: Any) -> None:
             recon.note_event(event)
@@ -444,7 +475,7 @@ class Bot:
 
         stream = FuturesUserStream(self.venue.orders.futures_private_stream,
                                    FuturesListenKeys(client, gate=self.gateway.gate),
-                                   deliver, recon.gap_fill, stall_after_s=self.options.stall_after_s)
+                                   deliver, gap_fill, stall_after_s=self.options.stall_after_s)
         self.futures_streams = [stream]
         await stream.start()
         try:
@@ -496,7 +527,7 @@ class Bot:
         scale = float(self.cfg.sim.time_scale) if self.cfg.profile == "sim" else 1.0
         rec: Any = self.reconciler
         if self.futures_recon is not None:
-            rec = _BothMarkets(self.reconciler, self.futures_recon)
+            rec = _BothMarkets(self.reconciler, self.futures_recon, self.futures_trading)
         url, settle_s = self.cfg.database.url, self.cfg.scheduler.audit_settle_s
 
         async def checkpoint() -> str:
@@ -534,8 +565,11 @@ class Bot:
 
         kill = self.risk.kill_switch if self.risk is not None else None
 
+        strategy_flags = getattr(self.strategy, "flags", dict)  # symbol -> e.g. an unhedged carry leg
+
         def flags() -> list[str]:
-            return ["KILL SWITCH engaged"] if kill is not None and kill.is_engaged() else []
+            out = ["KILL SWITCH engaged"] if kill is not None and kill.is_engaged() else []
+            return out + [f"{symbol} {text}" for symbol, text in sorted(strategy_flags().items())]
 
         src = StatusSources(title=title, symbols=self.symbols, market=self.market, tracker=self.tracker,
                             manager=self.manager, balances=lambda: self._balances, pnl=pnl,
@@ -692,6 +726,8 @@ class Bot:
         log.info("final reconciliation: %s", gap_fill_summary(report))
         if self.futures_recon is not None:
             await _logged("final futures reconciliation", self.futures_recon.gap_fill("shutdown"))
+        if self.futures_trading is not None:
+            await _logged("final futures trading reconciliation", self.futures_trading.gap_fill("shutdown"))
 
 
 def run_ending(ended: str, reason: str, *, failed: list[str], skipped: list[str],
@@ -748,13 +784,16 @@ def futures_keys_needed(cfg: Config, options: BotOptions) -> bool:
 class _BothMarkets:
     """The scheduler's reconciler: the spot reconciliation, then the futures account."""
 
-    def __init__(self, spot: Any, futures: FuturesAccountReconciler) -> None:
+    def __init__(self, spot: Any, futures: FuturesAccountReconciler, trading: Any = None) -> None:
         self.spot = spot
         self.futures = futures
+        self.trading = trading
 
     async def gap_fill(self, reason: str) -> Any:
         report = await self.spot.gap_fill(reason)
         await self.futures.gap_fill(reason)
+        if self.trading is not None:
+            await self.trading.gap_fill(reason)
         return report
 
     async def snapshot_balances(self) -> Any:

@@ -104,9 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Reports, ledger verification and exports, from the "
                            "database alone.")
     _common(audit)
-    audit.add_argument("audit_command", nargs="?", choices=("report", "trades", "daily", "verify"),
+    audit.add_argument("audit_command", nargs="?", choices=("report", "trades", "daily", "verify", "carry"),
                        default="report", help="report (default), trades (one line per fill), daily "
-                       "(per UTC day), verify (balances against events)")
+                       "(per UTC day), verify (balances against events), carry (cash-and-carry positions)")
     audit.add_argument("--run", type=int, help="only this run id")
     audit.add_argument("--since", help="ISO time or date")
     audit.add_argument("--until", help="ISO time or date")

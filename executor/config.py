@@ -46,6 +46,14 @@ class FuturesConfig:
     listenKey stream (ORDER_TRADE_UPDATE / ACCOUNT_UPDATE) needs a key with futures enabled."""
 
     user_stream: bool = False
+    # Futures trading (orders on the symbols' USD-M perpetuals; needs user_stream's key).
+    trade: bool = False
+    leverage: int = 2                 # set and checked on every traded symbol at start
+    margin_type: str = "cross"        # cross or isolated, set and checked at start
+    max_leverage: int = 5             # refuse to start (and to trade) above this leverage
+    max_position: dict[str, Decimal] = field(default_factory=dict)   # base asset -> |perp position|
+    max_net_delta: dict[str, Decimal] = field(default_factory=dict)  # base asset -> |spot + perp|
+    max_gross_notional: Decimal = Decimal(0)   # (|spot| + |perp|) x mark over all assets; 0: no limit
 
 
 @dataclass(frozen=True)
@@ -313,6 +321,7 @@ def _validate(cfg: Config, where: Any) -> None:
             raise ConfigError(f"{where('logging.levels.' + name)}: 'logging.levels.{name}' must be "
                               "DEBUG, INFO, WARNING or ERROR")
     _validate_market_data(cfg, where)
+    _validate_futures(cfg, where)
     if not 0 <= cfg.web.port <= 65535:
         raise ConfigError(f"{where('web.port')}: 'web.port' must be 0..65535")
     if not cfg.web.host.strip():
@@ -413,6 +422,17 @@ def _resolve_paths(cfg: Config) -> Config:
                                                               cfg.risk.kill_switch_file))),
         logging=replace(cfg.logging, dir=str(data / cfg.logging.dir)),
         sim=replace(cfg.sim, market_file=str(data / cfg.sim.market_file) if cfg.sim.market_file else ""))
+
+
+def _validate_futures(cfg: Config, where: Any) -> None:
+    fut = cfg.futures
+    if fut.margin_type.lower() not in ("cross", "isolated"):
+        raise ConfigError(f"{where('futures.margin_type')}: 'futures.margin_type' must be cross or isolated")
+    if not 1 <= fut.max_leverage <= 125:
+        raise ConfigError(f"{where('futures.max_leverage')}: 'futures.max_leverage' must be 1..125")
+    if not 1 <= fut.leverage <= fut.max_leverage:
+        raise ConfigError(f"{where('futures.leverage')}: 'futures.leverage' must be 1..futures.max_leverage "
+                          f"({fut.max_leverage})")
 
 
 def _validate_market_data(cfg: Config, where: Any) -> None:

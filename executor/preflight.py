@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from executor.config import Config
+from executor.core.money import parse_decimal
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def futures_used(cfg: Config) -> bool:
 
     Public mark prices need no key permission; the futures account's listenKey does.
     """
-    return cfg.futures.user_stream
+    return cfg.futures.user_stream or cfg.futures.trade
 
 
 def _client_of(source: Any) -> Any:
@@ -215,6 +216,50 @@ async def _check_symbol(client: Any, symbol: str) -> Check:
                  "[symbols] spot")
 
 
+async def _check_futures_trading(client: Any, cfg: Config) -> list[Check]:
+    """``[futures] trade``: every symbol has a TRADING perpetual, and the account's position
+    mode, margin type and leverage are as configured or can be set by the bot at start
+    (one-way mode and margin type cannot change while a position or an open order exists)."""
+    fut = cfg.futures
+    try:
+        info = await client.futures_exchange_info()
+        mode = await client.futures_get_position_mode()
+        risk = {r["symbol"]: r for r in await client.futures_position_information(version=2)}
+        open_orders = await client.futures_get_open_orders()
+    except Exception as exc:  # noqa: BLE001 - any failure is one FAIL line of the preflight
+        return [Check("futures account", False,
+                      f"could not read the futures account ({_describe_error(exc)})",
+                      "tick 'Enable Futures' on the key and open the USD-M futures account")]
+    rows = {r.get("symbol"): r for r in info.get("symbols", [])}
+    checks = []
+    busy = {str(o.get("symbol")) for o in open_orders}
+    held = {s for s, r in risk.items() if parse_decimal(str(r.get("positionAmt", "0")), "positionAmt")}
+    for symbol in cfg.symbols.spot:
+        row = rows.get(symbol)
+        ok = row is not None and row.get("status") == "TRADING" and row.get("contractType") == "PERPETUAL"
+        detail = "no USD-M perpetual" if row is None else f"perpetual status {row.get('status')}"
+        checks.append(Check(f"perpetual {symbol}", ok, detail,
+                            f"remove {symbol} from [symbols] spot or set [futures] trade = false"))
+    dual = mode.get("dualSidePosition") is True
+    stuck = dual and bool(held or busy)
+    checks.append(Check("position mode", not stuck, "hedge mode" if dual else "one-way",
+                        "close the futures positions and orders (or switch to one-way mode in Binance > "
+                        "Futures > Preferences): the bot trades in one-way mode"))
+    want = "isolated" if fut.margin_type.lower() == "isolated" else "cross"
+    for symbol in cfg.symbols.spot:
+        r = risk.get(symbol, {})
+        have = str(r.get("marginType", "cross")).lower()
+        blocked = have != want and (symbol in held or symbol in busy)
+        checks.append(Check(f"margin type {symbol}", not blocked,
+                            f"{have}" + ("" if have == want else f" (the bot sets {want} at start)"),
+                            f"close the {symbol} futures position and orders, or set [futures] "
+                            f"margin_type = \"{have}\""))
+        checks.append(Check(f"leverage {symbol}", fut.leverage <= fut.max_leverage,
+                            f"{r.get('leverage', '?')} (the bot sets {fut.leverage} at start, cap "
+                            f"{fut.max_leverage})", "lower [futures] leverage to max_leverage or below"))
+    return checks
+
+
 def _has_sapi(client: Any) -> bool:
     from executor.endpoints import DEAD_END
 
@@ -240,6 +285,8 @@ async def run_preflight(gateway_or_client: Any, cfg: Config, *, venue: str | Non
         report.checks.append(await _check_symbol(client, symbol))
     if futures_client is not None:
         report.checks.append(await _check_futures_key(futures_client))
+    if cfg.futures.trade:
+        report.checks.extend(await _check_futures_trading(futures_client or client, cfg))
     return report
 
 

@@ -80,6 +80,11 @@ def audit_command(cfg: Config, args: argparse.Namespace) -> int:
             command = getattr(args, "audit_command", "report")
             if command == "verify":
                 return _verify(db, scope, args)
+            if getattr(args, "audit_command", "report") == "carry":
+                from executor.audit.carry import carry_report, render_carry
+
+                sys.stdout.write(render_carry(carry_report(db, scope.symbol)))
+                return EXIT_OK
             if command == "trades":
                 return _trades(db, scope)
             if command == "daily":

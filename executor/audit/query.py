@@ -212,9 +212,16 @@ class AuditDB:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         try:
             self.conn = self._open(path)
-            self.conn.execute("PRAGMA query_only=ON")
             # Sorts (ORDER BY over a million fills) in memory, not in temp files.
             self.conn.execute("PRAGMA temp_store=MEMORY")
+            # USD-M futures fills (ledger symbols "UM:...") move the futures wallet, never a spot
+            # balance: every spot report and balance check reads ``fills`` through this temp
+            # view, which leaves them out (``main.fills`` still has them).
+            has_fills = "SELECT 1 FROM sqlite_master WHERE type='table' AND name='fills'"
+            if self.conn.execute(has_fills).fetchone():
+                self.conn.execute("CREATE TEMP VIEW fills AS SELECT * FROM main.fills "
+                                  "WHERE symbol NOT LIKE 'UM:%'")
+            self.conn.execute("PRAGMA query_only=ON")
             self.conn.execute("PRAGMA cache_size=-131072")
             tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.Error as exc:

@@ -4,6 +4,7 @@ Strategies do no I/O: they return intents.
 
 * ``Place``: put a new order; ``qty``/``price`` as the strategy wants them (unrounded is fine).
   ``post_only`` makes a LIMIT order a LIMIT_MAKER (rejected rather than taking liquidity).
+  ``venue="futures"`` sends it to the symbol's USD-M perpetual instead of spot.
 * ``Cancel``: cancel one of our orders by its client order id.
 * ``Replace``: cancel ``client_order_id`` and place ``place`` instead. The order manager
   cancels first and places only once the cancel is confirmed, so both are never live at
@@ -39,6 +40,9 @@ __all__ = [
 ]
 
 
+VENUES = ("spot", "futures")
+
+
 class OrderType(StrEnum):
     LIMIT = "LIMIT"
     LIMIT_MAKER = "LIMIT_MAKER"
@@ -61,8 +65,11 @@ class Place:
     tif: TimeInForce | None = None  # LIMIT only; default GTC
     post_only: bool = False  # LIMIT only; sent as LIMIT_MAKER
     reason: str = ""  # the strategy's explanation, recorded with the order
+    venue: str = "spot"  # "spot", or "futures": the USD-M perpetual of ``symbol`` (post_only = GTX)
 
     def __post_init__(self) -> None:
+        if self.venue not in VENUES:
+            raise ValueError(f"venue: must be one of {', '.join(VENUES)}, got {self.venue!r}")
         object.__setattr__(self, "side", Side(self.side))
         object.__setattr__(self, "type", OrderType(self.type))
         if self.tif is not None:

@@ -352,3 +352,23 @@ class OperatorAction(Base):
     action: Mapped[str] = mapped_column(sa.String(32))
     source: Mapped[str] = mapped_column(sa.String(32))
     detail: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class FuturesIncome(Base):
+    """One USD-M income row (``GET /fapi/v1/income``): funding fee, commission, realized PnL,
+    transfer... as the exchange booked it; ``tran_id`` is Binance's id for it."""
+
+    __tablename__ = "futures_income"
+    __table_args__ = (sa.Index(None, "time_ms"), sa.Index(None, "income_type", "time_ms"))
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    tran_id: Mapped[int] = mapped_column(sa.BigInteger, unique=True)
+    symbol: Mapped[str] = mapped_column(sa.String(32))        # ledger symbol (UM:BTCUSDT), "" for none
+    income_type: Mapped[str] = mapped_column(sa.String(32))
+    amount: Mapped[Decimal] = mapped_column(DecimalText)
+    asset: Mapped[str] = mapped_column(sa.String(16))
+    time_ms: Mapped[int] = mapped_column(sa.BigInteger)
+    trade_id: Mapped[str | None] = mapped_column(sa.String(32))
+    info: Mapped[str | None] = mapped_column(sa.String(64))
+    received_ms: Mapped[int] = mapped_column(sa.BigInteger)
+    run_id: Mapped[int | None] = mapped_column(sa.ForeignKey("runs.id"))

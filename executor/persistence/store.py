@@ -839,6 +839,49 @@ class Store:
 
         return await self._read(fn)
 
+    async def add_futures_income(self, rows: Iterable[dict[str, Any]]) -> int:
+        """Store ``GET /fapi/v1/income`` rows (``symbol`` already the ledger symbol, ``amount``
+        a Decimal); a row whose ``tran_id`` is stored already is skipped. Returns rows added."""
+        from executor.persistence.models import FuturesIncome
+
+        table = FuturesIncome.__table__
+        now, run_id = self.clock(), self.run_id
+        values = [{**r, "received_ms": now, "run_id": run_id} for r in rows]
+
+        def fn(conn: Connection) -> int:
+            added = 0
+            for v in values:
+                stmt = sqlite_insert(table).values(**v).on_conflict_do_nothing(index_elements=["tran_id"])
+                added += conn.execute(stmt).rowcount or 0
+            return added
+
+        return await self._write(fn) if values else 0
+
+    async def futures_income(self, *, income_type: str | None = None) -> list[dict[str, Any]]:
+        """Stored futures income rows, oldest first (optionally one ``income_type``)."""
+        from executor.persistence.models import FuturesIncome
+
+        table = FuturesIncome.__table__
+
+        def fn(conn: Connection) -> list[dict[str, Any]]:
+            q = sa.select(table).order_by(table.c.time_ms, table.c.tran_id)
+            if income_type is not None:
+                q = q.where(table.c.income_type == income_type)
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+        return await self._read(fn)
+
+    async def last_futures_income_ms(self) -> int | None:
+        from executor.persistence.models import FuturesIncome
+
+        table = FuturesIncome.__table__
+
+        def fn(conn: Connection) -> int | None:
+            value = conn.execute(sa.select(sa.func.max(table.c.time_ms))).scalar_one()
+            return None if value is None else int(value)
+
+        return await self._read(fn)
+
     async def max_fill_id(self) -> int:
         def fn(conn: Connection) -> int:
             return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(fills_t.c.id), 0))).scalar_one())

@@ -6,7 +6,7 @@ Bodies and answers are JSON. Every switch here is also callable in-process on
 
 Faults (``/sim/faults/...``, POST): ``drop`` {kind?}, ``shutdown`` {kind?}, ``stall``
 {kind, account?}, ``unstall`` {kind?}, ``expire-listen-key`` {listenKey?, account?},
-``orders`` {count, status=503, code?, placed=true}, ``late-orders`` {count, delayMs, status?}
+``orders`` {count, status=503, code?, placed=true, venue?}, ``late-orders`` {count, delayMs, status?}
 (accepted, answer lost -- connection cut, or ``status`` -- and on the book only ``delayMs``
 exchange ms later), ``hold`` {count, seconds}, ``429``
 {count}, ``waf`` {count} (HTTP 403 HTML), ``skew`` {ms},
@@ -127,8 +127,12 @@ async def orders(sim: Any, body: dict[str, Any]) -> Any:
     code = body.get("code")
     if status < 500 and code is None:
         raise AdminError("a non-5xx order failure needs a code (e.g. -1007)")
+    venue = body.get("venue")
+    if venue not in (None, "spot", "futures"):
+        raise AdminError("venue must be spot or futures")
     sim.faults.fail_orders(_int(body, "count"), http_status=status,
-                           code=None if code is None else int(code), placed=_bool(body, "placed", True))
+                           code=None if code is None else int(code), placed=_bool(body, "placed", True),
+                           venue=venue)
     return {"pending": len(sim.faults.order_failures)}
 
 

@@ -42,6 +42,7 @@ class OrderFailure:
     http_status: int = 503          # 503 (or any 5xx), or 400 with code -1007
     code: int | None = None         # e.g. -1007 TIMEOUT; None means a bare 5xx body
     placed: bool = True
+    venue: str | None = None        # "spot" or "futures" order requests only; None: the next of either
 
 
 @dataclass(frozen=True)
@@ -193,8 +194,13 @@ class Faults:
     late_accepted: list[tuple[str, int]] = field(default_factory=list)  # (client id, exchange ms)
     late_placed: int = 0
 
-    def take_order_failure(self) -> OrderFailure | None:
-        return self.order_failures.popleft() if self.order_failures else None
+    def take_order_failure(self, venue: str = "spot") -> OrderFailure | None:
+        """The first queued failure meant for ``venue``'s order requests (or for any venue)."""
+        for failure in self.order_failures:
+            if failure.venue in (None, venue):
+                self.order_failures.remove(failure)
+                return failure
+        return None
 
     def take_late_order(self) -> LateOrder | None:
         return self.late_orders.popleft() if self.late_orders else None
@@ -247,11 +253,12 @@ class Faults:
     # -- switches (the admin routes call these too) ---------------------------------------
 
     def fail_orders(self, n: int, *, http_status: int = 503, code: int | None = None,
-                    placed: bool = True) -> None:
+                    placed: bool = True, venue: str | None = None) -> None:
         """The next ``n`` order requests answer ``http_status`` (with ``code`` if given),
-        after placing the order when ``placed``, without when not."""
+        after placing the order when ``placed``, without when not; ``venue`` ("spot" or
+        "futures") limits them to that venue's order requests."""
         for _ in range(n):
-            self.order_failures.append(OrderFailure(http_status, code, placed))
+            self.order_failures.append(OrderFailure(http_status, code, placed, venue))
 
     def late_order(self, n: int, delay_ms: int, *, http_status: int | None = None) -> None:
         """The next ``n`` orders are accepted, their answers lost (connection cut, or

@@ -17,10 +17,13 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from executor.core.money import format_decimal
 from executor.sim.futures_market import FuturesMarket, MarkState
+
+if TYPE_CHECKING:
+    from executor.sim.futures_orders import FuturesOrders
 
 LISTEN_KEY_VALIDITY_MS = 60 * 60 * 1000
 MAKER_FEE = Decimal("0.0002")
@@ -43,6 +46,8 @@ def _fixed(x: Decimal, places: int) -> str:
     return f"{x:.{places}f}"
 
 
+d8 = _d8              # public names for the futures order engine
+fixed = _fixed
 QTY_PLACES = 3      # exchangeInfo quantityPrecision
 PRICE_PLACES = 2    # exchangeInfo pricePrecision
 
@@ -193,6 +198,10 @@ class FuturesSide:
         self._last_funding_ms = now_ms()
         self.funding_history: list[dict[str, Any]] = []
         self._order_seq = 0
+        self.orders: FuturesOrders    # set by ``attach``: orders, trades, account settings
+        self.ratelimiter: Any = None  # the futures REST limiter (rest_futures_orders.limiter_of)
+        self._tran_seq = 0
+        self.income: list[dict[str, Any]] = []       # GET /fapi/v1/income rows, oldest first
 
     def wallet(self, account_id: str) -> FuturesWallet:
         wallet = self.wallets.get(account_id)
@@ -225,6 +234,7 @@ class FuturesSide:
         wallet.balances[asset] = wallet.balance(asset) + amount
         wallet.update_time = now
         reason = "DEPOSIT" if amount >= 0 else "WITHDRAW"
+        self.record_income(account_id, "", "TRANSFER", amount, time_ms=now, asset=asset)
         return self._account_update(wallet, reason, {asset: amount}, [], now)
 
     def set_position(self, account_id: str, symbol: str, amount: Decimal, entry_price: Decimal) -> None:
@@ -234,17 +244,24 @@ class FuturesSide:
         position = FuturesPosition(symbol, Decimal(amount), Decimal(entry_price))
         self.wallet(account_id).positions[symbol] = position
 
-    def fill(self, account_id: str, symbol: str, side: str, qty: Decimal, price: Decimal, *,
-             client_order_id: str, maker: bool = False, order_type: str = "LIMIT") -> list[Event]:
-        """Ground truth for tests: a futures order filled in one trade (one-way mode).
+    def next_ids(self) -> tuple[int, int]:
+        """A fresh (orderId, tradeId) pair; one sequence for every futures order and trade."""
+        self._order_seq += 1
+        return 8_000_000 + self._order_seq, 700_000_000 + self._order_seq
 
-        Moves the position, books realized PnL and the commission (USDT) in the wallet and
-        publishes ORDER_TRADE_UPDATE (TRADE, FILLED) then ACCOUNT_UPDATE (m=ORDER)."""
-        if symbol not in self.market.symbols:
-            raise ValueError(f"unknown futures symbol {symbol}")
-        if side not in ("BUY", "SELL") or qty <= 0 or price <= 0:
-            raise ValueError("side must be BUY or SELL, qty and price positive")
-        qty, price = Decimal(qty), Decimal(price)
+    def record_income(self, account_id: str, symbol: str, income_type: str, amount: Decimal, *,
+                      time_ms: int, info: str = "", trade_id: str = "", asset: str = "USDT") -> None:
+        """One ``GET /fapi/v1/income`` row (tranId from one sequence per exchange)."""
+        self._tran_seq += 1
+        self.income.append({"account": account_id, "symbol": symbol, "incomeType": income_type,
+                            "income": _d8(amount), "asset": asset, "info": info or income_type,
+                            "time": time_ms, "tranId": 9_000_000_000 + self._tran_seq, "tradeId": trade_id})
+
+    def book_trade(self, account_id: str, symbol: str, side: str, qty: Decimal, price: Decimal, *,
+                   maker: bool, trade_id: int | None = None) -> tuple[FuturesPosition, Decimal, Decimal]:
+        """Move the one-way position by one trade and book realized PnL and the commission
+        (USDT) in the wallet, with their income rows. Returns (position, realized, commission).
+        Publishes nothing: the caller sends ORDER_TRADE_UPDATE, then ``publish_order_update``."""
         wallet = self.wallet(account_id)
         pos = wallet.positions.setdefault(symbol, FuturesPosition(symbol))
         signed = qty if side == "BUY" else -qty
@@ -260,13 +277,40 @@ class FuturesSide:
         if pos.amount == 0:
             pos.entry_price = ZERO
         pos.entry_price = pos.entry_price.quantize(_Q8)
+        realized = realized.quantize(_Q8)
         pos.realized += realized
         commission = (qty * price * (MAKER_FEE if maker else TAKER_FEE)).quantize(_Q8)
         wallet.balances["USDT"] = wallet.balance("USDT") + realized - commission
         now = self._now_ms()
         wallet.update_time = now
-        self._order_seq += 1
-        order_id, trade_id = 8_000_000 + self._order_seq, 700_000_000 + self._order_seq
+        tid = "" if trade_id is None else str(trade_id)
+        if realized:
+            self.record_income(account_id, symbol, "REALIZED_PNL", realized, time_ms=now, trade_id=tid)
+        if commission:
+            self.record_income(account_id, symbol, "COMMISSION", -commission, time_ms=now, trade_id=tid)
+        return pos, realized, commission
+
+    def publish_order_update(self, account_id: str, symbol: str) -> Event:
+        """ACCOUNT_UPDATE with reason ORDER for ``symbol``'s position after a trade."""
+        wallet = self.wallet(account_id)
+        pos = wallet.positions.setdefault(symbol, FuturesPosition(symbol))
+        return self._account_update(wallet, "ORDER", {"USDT": ZERO}, [pos], self._now_ms())
+
+    def fill(self, account_id: str, symbol: str, side: str, qty: Decimal, price: Decimal, *,
+             client_order_id: str, maker: bool = False, order_type: str = "LIMIT") -> list[Event]:
+        """Ground truth for tests: a futures order filled in one trade (one-way mode).
+
+        Moves the position, books realized PnL and the commission (USDT) in the wallet and
+        publishes ORDER_TRADE_UPDATE (TRADE, FILLED) then ACCOUNT_UPDATE (m=ORDER)."""
+        if symbol not in self.market.symbols:
+            raise ValueError(f"unknown futures symbol {symbol}")
+        if side not in ("BUY", "SELL") or qty <= 0 or price <= 0:
+            raise ValueError("side must be BUY or SELL, qty and price positive")
+        qty, price = Decimal(qty), Decimal(price)
+        order_id, trade_id = self.next_ids()
+        _, realized, commission = self.book_trade(account_id, symbol, side, qty, price, maker=maker,
+                                                  trade_id=trade_id)
+        now = self._now_ms()
         order = {"s": symbol, "c": client_order_id, "S": side, "o": order_type, "f": "GTC",
                  "q": _fixed(qty, QTY_PLACES),
                  "p": _fixed(price, PRICE_PLACES) if order_type == "LIMIT" else "0",
@@ -279,7 +323,7 @@ class FuturesSide:
                  "pm": "NONE", "gtd": 0, "er": "0"}
         trade_event = {"e": "ORDER_TRADE_UPDATE", "E": now, "T": now, "o": order}
         self._publish(account_id, "futures", trade_event)
-        return [trade_event, self._account_update(wallet, "ORDER", {"USDT": ZERO}, [pos], now)]
+        return [trade_event, self.publish_order_update(account_id, symbol)]
 
     def settle_funding(self, funding_time_ms: int | None = None) -> list[Event]:
         """Charge/credit funding on every open position at the current mark and rate.
@@ -295,6 +339,7 @@ class FuturesSide:
                     continue
                 fee = (-pos.amount * state.mark * state.funding_rate).quantize(_Q8)
                 total += fee
+                self.record_income(wallet.account_id, pos.symbol, "FUNDING_FEE", fee, time_ms=now)
                 self.funding_history.append({"account": wallet.account_id, "symbol": pos.symbol,
                                              "time": now, "rate": state.funding_rate, "amount": fee})
             if total:
@@ -404,6 +449,12 @@ def attach(sim: Any) -> FuturesSide:
     ticks = {s: getattr(spec, "tick", Decimal("0.01")) for s, spec in specs.items()}
     market = FuturesMarket(sim.clock.now_ms, _spot_mid(sim), list(specs), seed, tick=ticks)
     side = FuturesSide(sim.clock.now_ms, sim.bus.publish, market, seed)
+    from executor.sim.futures_orders import FuturesOrders  # imports this module's types
+    side.orders = FuturesOrders(side, sim.clock.now_ms, sim.bus.publish)
+    spot_market = getattr(sim, "market", None)
+    if spot_market is not None and hasattr(spot_market, "subscribe"):
+        # The perpetual's touch follows the spot mid: every book update may cross resting orders.
+        spot_market.subscribe(lambda book: side.orders.match(getattr(book, "symbol", None)))
     accounts = getattr(sim, "accounts", None)
     default = getattr(accounts, "default", None) if accounts is not None else None
     if default is not None:

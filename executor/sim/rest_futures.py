@@ -25,12 +25,6 @@ from executor.sim.futures_account import FuturesSide, attach
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 NO_SUCH_KEY = errors.BinanceError(-1125, "This listenKey does not exist.")
 
-FUTURES_RATE_LIMITS = [
-    {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 2400},
-    {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
-    {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 300},
-]
-
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response(body, status=status, headers=headers)
@@ -96,8 +90,17 @@ def _symbol_info(symbol: str, spec: Any) -> dict[str, Any]:
 
 async def exchange_info(request: web.Request, sim: Any, side: FuturesSide) -> Any:
     specs = getattr(getattr(sim, "market", None), "specs", {}) or {}
+    from executor.sim.rest_futures_orders import limiter_of
+
+    lim = limiter_of(sim).limits      # the limits the futures routes enforce (tests may change them)
+    rate_limits = [
+        {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
+         "limit": lim.weight_per_minute},
+        {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": lim.orders_per_minute},
+        {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": lim.orders_per_10s},
+    ]
     return {"timezone": "UTC", "serverTime": sim.clock.now_ms(), "futuresType": "U_MARGINED",
-            "rateLimits": FUTURES_RATE_LIMITS, "exchangeFilters": [],
+            "rateLimits": rate_limits, "exchangeFilters": [],
             "assets": [{"asset": "USDT", "marginAvailable": True, "autoAssetExchange": "-10000"}],
             "symbols": [_symbol_info(s, specs.get(s)) for s in side.market.symbols]}
 
@@ -174,7 +177,7 @@ def add_routes(app: web.Application, sim: Any) -> None:
     for version in ("v2", "v3"):
         r.add_get(f"/fapi/{version}/account", _wrap(account))
         r.add_get(f"/fapi/{version}/balance", _wrap(balance))
-        r.add_get(f"/fapi/{version}/positionRisk", _wrap(position_risk))
+    r.add_get("/fapi/v3/positionRisk", _wrap(position_risk))     # v2: rest_futures_orders
     r.add_post("/fapi/v1/listenKey", _wrap(listen_key_post))
     r.add_put("/fapi/v1/listenKey", _wrap(listen_key_put))
     r.add_delete("/fapi/v1/listenKey", _wrap(listen_key_delete))

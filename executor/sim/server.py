@@ -26,7 +26,7 @@ ROUTE_MODULES: dict[str, tuple[str, ...]] = {
                   "executor.sim.rest_sapi", "executor.sim.admin_faults"),
     "spot_stream": ("executor.sim.market_ws",),
     "spot_ws_api": ("executor.sim.wsapi",),
-    "futures_rest": ("executor.sim.rest_futures",),
+    "futures_rest": ("executor.sim.rest_futures", "executor.sim.rest_futures_orders"),
     "futures_stream": ("executor.sim.futures_ws",),
 }
 

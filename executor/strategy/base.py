@@ -108,8 +108,12 @@ class StrategyContext:
         clock: Callable[[], float] = time.monotonic,
         fees: Mapping[str, FeeRates] | None = None,
         free_balance: Callable[[str], Decimal | None] | None = None,
+        futures_position: Callable[[str], Decimal] | None = None,
+        futures_rules: Mapping[str, SymbolRules] | None = None,
     ) -> None:
         self._free_balance = free_balance
+        self._futures_position = futures_position
+        self._futures_rules: Mapping[str, SymbolRules] = futures_rules if futures_rules is not None else {}
         self._market = market
         self._fees: Mapping[str, FeeRates] = fees if fees is not None else {}
         self._rules = rules
@@ -161,6 +165,15 @@ class StrategyContext:
         """Our working orders (not final), optionally for one symbol and/or side."""
         return [o for o in self._orders()
                 if o.working and (symbol is None or o.symbol == symbol) and (side is None or o.side is side)]
+
+    def futures_position(self, symbol: str) -> Decimal:
+        """The bot's own USD-M perpetual position in ``symbol`` (signed base quantity, net of its
+        own futures fills; negative = short); 0 when futures are not traded."""
+        return ZERO if self._futures_position is None else self._futures_position(symbol)
+
+    def futures_rules(self, symbol: str) -> SymbolRules | None:
+        """The perpetual's trading rules (futures exchangeInfo), None when futures are not traded."""
+        return self._futures_rules.get(symbol)
 
     def inventory(self, asset: str) -> Decimal:
         """The bot's own position in ``asset`` (see the class docstring); 0 if none."""

@@ -158,3 +158,23 @@ async def test_futures_key_check(exchange, cfg) -> None:
     finally:
         for c_ in (client, good, bad):
             await c_.close_connection()
+
+
+async def test_futures_trading_checks(exchange) -> None:
+    from decimal import Decimal
+
+    sim, _ = exchange
+    trade = load_config(local=None, overrides={"profile": "live", "futures": {"trade": True}})
+    report = await _preflight(exchange, trade, futures=True)
+    assert report.ok, report.render()
+    assert [c.name for c in report.checks][-7:] == [
+        "perpetual BTCUSDT", "perpetual ETHUSDT", "position mode", "margin type BTCUSDT", "leverage BTCUSDT",
+        "margin type ETHUSDT", "leverage ETHUSDT"]
+    # An open position: hedge mode and another margin type could not be changed by the bot.
+    sim.futures.orders.set_dual_side("default", True)
+    sim.futures.set_position("default", "BTCUSDT", Decimal("0.010"), Decimal("60000"))
+    isolated = load_config(local=None, overrides={"profile": "live",
+                                                  "futures": {"trade": True, "margin_type": "isolated"}})
+    report = await _preflight(exchange, isolated, futures=True)
+    assert [c.name for c in report.failures] == ["position mode", "margin type BTCUSDT"]
+    assert all(c.fix for c in report.failures)

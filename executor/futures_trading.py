@@ -1,0 +1,117 @@
+"""Wiring for trading the USD-M perpetuals next to spot (``[futures] trade = true``).
+
+``FuturesTrading.open`` (at start, before anything trades): the futures gateway on the futures
+client (sharing the spot gateway's ban gate and clock), the perpetuals' rules, and the account
+set up and checked (one-way mode, margin type, leverage; refused above ``max_leverage``).
+``build`` then makes the futures order manager (its own tracker; positions per ledger symbol
+``UM:<SYMBOL>``), the futures risk checks and the futures gap fill, and returns the
+``VenueRouter`` the strategy loop submits to. ``gap_fill`` is run at start, after every
+futures user-stream (re)connect, from the periodic reconciliation and at shutdown.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from executor.config import Config, ConfigError
+from executor.core.filters import SymbolRules
+from executor.core.ids import ClientIdFactory
+from executor.core.money import ZERO
+from executor.exchange.futures_rest import (
+    FuturesGateway,
+    FuturesSetupError,
+    LedgerFuturesGateway,
+    ledger_symbol,
+    wire_symbol,
+)
+from executor.market.state import MarketState
+from executor.orders.manager import OrderManager, ResolveTiming
+from executor.orders.tracker import OrderTracker
+from executor.orders.venues import FuturesMarketView, FuturesRiskView, VenueRouter
+from executor.reconcile.futures_gapfill import FuturesGapFill, FuturesGapFillReport
+from executor.risk import RiskChecker
+from executor.risk_futures import FuturesRiskChecker
+
+__all__ = ["FuturesTrading"]
+
+log = logging.getLogger(__name__)
+
+
+class FuturesTrading:
+    """The futures side of one run (see the module docstring)."""
+
+    def __init__(self, cfg: Config, symbols: list[str]) -> None:
+        self.cfg = cfg
+        self.symbols = list(symbols)
+        self.gateway: FuturesGateway | None = None
+        self.rules: dict[str, SymbolRules] = {}          # wire symbol -> rules
+        self.ledger_rules: dict[str, SymbolRules] = {}   # UM:<SYMBOL> -> the same rules
+        self.tracker: OrderTracker | None = None
+        self.manager: OrderManager | None = None
+        self.gapfill: FuturesGapFill | None = None
+
+    async def open(self, client: Any, spot_gateway: Any) -> None:
+        fut = self.cfg.futures
+        if fut.leverage > fut.max_leverage:
+            raise ConfigError(f"futures.leverage {fut.leverage} is above futures.max_leverage "
+                              f"{fut.max_leverage}")
+        self.gateway = FuturesGateway(client, spot=spot_gateway)
+        try:
+            self.rules = await self.gateway.load_rules(self.symbols)
+            await self.gateway.configure_account(self.symbols, leverage=fut.leverage,
+                                                 margin_type=fut.margin_type)
+        except FuturesSetupError as exc:
+            # One line and exit 2, like any setting the bot cannot run with.
+            raise ConfigError(f"futures.trade: {exc}") from None
+        self.ledger_rules = {ledger_symbol(s): dataclasses.replace(r, symbol=ledger_symbol(s))
+                             for s, r in self.rules.items()}
+
+    def manager_views(self) -> list[Any]:
+        """Our working futures orders as the strategy sees them (empty before ``build``)."""
+        return [] if self.tracker is None else self.tracker.views()
+
+    def position(self, symbol: str) -> Decimal:
+        """The bot's perpetual position in ``symbol`` (net of its own futures fills)."""
+        return ZERO if self.tracker is None else self.tracker.inventory(ledger_symbol(symbol))
+
+    def build(self, *, store: Any, reconciler: Any, spot_manager: OrderManager, spot_risk: RiskChecker,
+              spot_inventory: Callable[[str], Decimal], spot_rules: Mapping[str, SymbolRules],
+              market: MarketState, ids: ClientIdFactory, timing: ResolveTiming | None) -> VenueRouter:
+        assert self.gateway is not None
+        # Inventory per ledger symbol: the perpetual's signed position. Only futures updates
+        # reach this tracker; a stream fill may name the wire symbol (BTCUSDT), a REST one UM:.
+        self.tracker = tracker = OrderTracker(ledger_symbol)
+        perp_market = FuturesMarketView(market)
+        view = FuturesRiskView(perp_market, self.ledger_rules, tracker.views, tracker.inventory,
+                               spot_inventory, spot_rules)
+        risk = FuturesRiskChecker(self.cfg.futures, spot_risk,
+                                  assets=lambda s: self.rules[wire_symbol(s)].base_asset,
+                                  clock=time.monotonic)
+        self.manager = OrderManager(gateway=LedgerFuturesGateway(self.gateway), store=store,
+                                    reconciler=reconciler, tracker=tracker, risk=risk,  # type: ignore[arg-type]
+                                    view=view, rules=self.ledger_rules, ids=ids,
+                                    market=perp_market,  # type: ignore[arg-type]
+                                    timing=timing, resp_type="RESULT")
+        self.gapfill = FuturesGapFill(store, self.gateway, reconciler, self.symbols,
+                                      prefix=self.cfg.orders.client_id_prefix)
+        return VenueRouter(spot_manager, self.manager)
+
+    def route_update(self, spot: Callable[[Any], None]) -> Callable[[Any], None]:
+        """The reconciler's order-update callback: futures updates to the futures tracker."""
+        def route(update: Any) -> None:
+            if str(update.symbol).startswith("UM:"):
+                assert self.tracker is not None
+                self.tracker.apply_update(update)
+            else:
+                spot(update)
+        return route
+
+    async def gap_fill(self, reason: str) -> FuturesGapFillReport | None:
+        if self.gapfill is None:
+            return None
+        return await self.gapfill.run(reason)

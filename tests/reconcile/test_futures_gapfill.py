@@ -1,0 +1,67 @@
+"""Futures REST gap fill against the embedded exchange: fills the stream never delivered,
+orders resolved by client id (or NOT_PLACED), income stored once; a second run adds nothing."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from executor.exchange.futures_rest import FuturesGateway
+from executor.exchange.rest import RestGateway
+from executor.reconcile import Reconciler
+from executor.reconcile.futures_gapfill import FuturesGapFill
+from executor.sim.futures_orders import FuturesOrderRequest
+
+PREFIX = "bx"
+
+
+async def test_gap_fill_recovers_fills_orders_and_income(sim: Any, client: Any, make_store: Any) -> None:
+    store = await make_store()
+    spot = RestGateway(client)
+    await spot.start()
+    gateway = FuturesGateway(client, spot=spot)
+    reconciler = Reconciler(store, prefix=PREFIX, symbols=["BTCUSDT"])
+    for cid in ("bx-t-o1", "bx-t-o2"):
+        await store.record_order_intent(cid, "UM:BTCUSDT", "SELL", "MARKET", quantity=Decimal("0.004"))
+    side = sim.exchange.futures
+    # o1 reached the exchange (its answer and events were lost); o2 never did.
+    side.orders.place("default", FuturesOrderRequest("BTCUSDT", "SELL", "MARKET", "GTC", Decimal("0.004"),
+                                                     None, False, "bx-t-o1"), Decimal("0.01"))
+    side.settle_funding()
+    gap = FuturesGapFill(store, gateway, reconciler, ["BTCUSDT"], prefix=PREFIX, not_found_grace_s=0)
+    first = await gap.run("test")
+    assert (first.fills_added, first.orders_queried, first.orders_not_placed) == (1, 2, 1)
+    assert first.income_added == 2                                   # commission + funding fee
+    o1 = await store.get_order_by_client_id("bx-t-o1")
+    o2 = await store.get_order_by_client_id("bx-t-o2")
+    assert o1 is not None and o1.status == "FILLED" and o1.executed_qty == Decimal("0.004")
+    assert o2 is not None and o2.status == "NOT_PLACED"
+    fills = await store.fills(symbol="UM:BTCUSDT")
+    trade = side.orders.trades[0]
+    assert [(f.trade_id, f.qty, f.price, f.commission) for f in fills] == \
+        [(trade.trade_id, trade.qty, trade.price, trade.commission)]
+    income = await store.futures_income()
+    assert {(r["income_type"], r["amount"]) for r in income} == {
+        ("COMMISSION", -trade.commission), ("FUNDING_FEE", side.funding_history[0]["amount"])}
+    again = await gap.run("again")
+    assert (again.fills_added, again.income_added, again.orders_queried) == (0, 0, 0)
+    assert len(await store.fills(symbol="UM:BTCUSDT")) == 1
+    runs = await store.reconciliation_runs()
+    assert [r["reason"] for r in runs][-2:] == ["futures:test", "futures:again"]
+
+
+async def test_income_is_read_page_by_page(sim: Any, client: Any, make_store: Any, monkeypatch: Any) -> None:
+    import executor.reconcile.futures_gapfill as gapfill
+
+    monkeypatch.setattr(gapfill, "INCOME_PAGE", 2)
+    store = await make_store()
+    spot = RestGateway(client)
+    await spot.start()
+    side = sim.exchange.futures
+    for i in range(5):
+        side.transfer("default", "USDT", Decimal(i + 1))
+        sim.exchange.clock.advance(1000)
+    gap = FuturesGapFill(store, FuturesGateway(client, spot=spot), Reconciler(store, prefix=PREFIX),
+                         ["BTCUSDT"], prefix=PREFIX)
+    assert (await gap.run("pages")).income_added == 5
+    assert [r["amount"] for r in await store.futures_income()] == [Decimal(i + 1) for i in range(5)]
