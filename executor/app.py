@@ -85,6 +85,12 @@ class BotOptions:
     probe_every_s: float = 30.0  # spot user stream: session.status probe interval
     args: argparse.Namespace | None = None  # for the live confirmation (--live)
     log_setup: Any = None  # executor.logs.LogSetup: the log file is renamed to carry the run id
+    # A replay (executor/replay/runner.py): the bot's clock follows the exchange's. ``clock`` is
+    # seconds (in place of time.monotonic), ``clock_ms`` epoch ms for the ledger's times, and
+    # ``run_salt`` makes the client-id run tag reproducible.
+    clock: Any = None
+    clock_ms: Any = None
+    run_salt: int | None = None
 
 
 class Bot:
@@ -102,7 +108,7 @@ class Bot:
         self.futures_client: Any = None
         self.options = options or BotOptions()
         self.symbols = list(dict.fromkeys(cfg.symbols.spot))
-        self.market = MarketState(self.symbols)
+        self.market = MarketState(self.symbols, clock=self.options.clock)
         self.strategy: Strategy | None = None
         self.store: Any = None
         self.gateway: Any = None
@@ -151,7 +157,10 @@ class Bot:
     async def _open_ledger(self) -> None:
         from executor.persistence.store import Store, config_hash
 
-        self.store = await Store.open(self.cfg.database.url)
+        if self.options.clock_ms is not None:
+            self.store = await Store.open(self.cfg.database.url, clock=self.options.clock_ms)
+        else:
+            self.store = await Store.open(self.cfg.database.url)
         self.run_id = await self.store.start_run(VERSION, self.cfg.profile, config_hash(self.cfg))
         if self.options.log_setup is not None:
             with contextlib.suppress(OSError):
@@ -207,17 +216,21 @@ class Bot:
 
         cfg = self.cfg
         rules = self.rules
-        self.tracker = tracker = OrderTracker(lambda s: rules[s].base_asset)
+        clock = {"clock": self.options.clock} if self.options.clock is not None else {}
+        self.tracker = tracker = OrderTracker(lambda s: rules[s].base_asset, **clock)
         self.reconciler = Reconciler(self.store, self.gateway, prefix=cfg.orders.client_id_prefix,
                                      symbols=self.symbols, on_order_update=tracker.apply_update)
-        run_tag = make_run_tag(time.time_ns() // 1_000_000, secrets.randbits(20))
+        if self.options.run_salt is not None and self.options.clock_ms is not None:
+            run_tag = make_run_tag(self.options.clock_ms(), self.options.run_salt)
+        else:
+            run_tag = make_run_tag(time.time_ns() // 1_000_000, secrets.randbits(20))
         ids = ClientIdFactory(cfg.orders.client_id_prefix, run_tag)
-        self.risk = RiskChecker(cfg.risk)
+        self.risk = RiskChecker(cfg.risk, **clock)
         self.ctx = StrategyContext(self.market, rules, tracker.views, tracker.inventory,
-                                   stale_after_s=float(cfg.risk.stale_after_s))
+                                   stale_after_s=float(cfg.risk.stale_after_s), **clock)
         self.manager = OrderManager(gateway=self.gateway, store=self.store, reconciler=self.reconciler,
                                     tracker=tracker, risk=self.risk, view=self.ctx, rules=rules, ids=ids,
-                                    market=self.market, timing=self.options.resolve)
+                                    market=self.market, timing=self.options.resolve, **clock)
         assert self.strategy is not None
         self.loop = StrategyLoop(self.market, self.strategy, self.ctx, self.manager, self.risk,
                                  timer_s=self.options.timer_s, on_timer_extra=self._on_timer)

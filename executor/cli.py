@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--live", action="store_true", help="confirm a live-money run")
         p.add_argument("--log-json", action="store_true", help="write JSON log lines")
         p.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
+        p.add_argument("--replay", metavar="DIR", help="trade on a recording (executor/replay) instead of "
+                       "live or synthetic data; see README 'Record and replay'")
+        p.add_argument("--speed", help="with --replay: N times real time, or max (default; deterministic)")
+        p.add_argument("--db", help="with --replay: the ledger file "
+                       "(default data/replay/<recording>-<time>.db)")
 
     sim = sub.add_parser("sim", help="run the embedded exchange standalone",
                          description="Start the embedded Binance-compatible exchange and print "
@@ -56,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, help="seed for the synthetic market")
     sim.add_argument("--port", type=int, help="first of five consecutive fixed ports "
                      "(spot REST, spot stream, WS API, futures REST, futures stream)")
+    sim.add_argument("--replay", metavar="DIR", help="drive the market from a recording")
+    sim.add_argument("--speed", default="1", help="with --replay: N times real time (default 1) or max")
+
+    from executor.replay.cli import add_parsers as add_replay_parsers
+
+    add_replay_parsers(sub, _common)
 
     db = sub.add_parser("db", help="database maintenance", description="Database maintenance.")
     _common(db)
@@ -127,6 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     command = args.command or "run"
     try:
+        if command in ("record", "data", "sweep") or getattr(args, "replay", None):
+            from executor.replay.cli import replay_main
+
+            return replay_main(cfg, args, command)
         if command == "sim":
             from executor.sim.standalone import serve
 

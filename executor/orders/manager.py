@@ -155,6 +155,8 @@ class OrderManager:
         self.market = market
         self.timing = timing or ResolveTiming()
         self._clock = clock
+        # Ledger times come from the store's clock (wall time, or exchange time in a replay).
+        self._ledger_ms: Callable[[], int] = getattr(store, "clock", None) or _ms
         self._resp_type = resp_type
         self._tasks: set[asyncio.Task[Any]] = set()
         self._resolving: set[str] = set()
@@ -266,7 +268,8 @@ class OrderManager:
             await self.store.record_order_intent(
                 cid, req.symbol, req.side.value, req.type.value, quantity=req.quantity, price=req.price,
                 time_in_force=req.time_in_force.value if req.time_in_force else None, decision_bid=bid,
-                decision_ask=ask, decision_mark=mark, decision_ms=_ms(), reason=req.reason or None)
+                decision_ask=ask, decision_mark=mark, decision_ms=self._ledger_ms(),
+                reason=req.reason or None)
         except Exception as exc:
             # Not recorded means not sent: an order the ledger cannot explain must not exist.
             log.error("order %s not sent: could not record it first: %s", cid, exc)
@@ -277,7 +280,7 @@ class OrderManager:
         params["newOrderRespType"] = self._resp_type
         self._sent_at[cid] = self._clock()
         self.counts["sent"] += 1
-        sent_ms = _ms()
+        sent_ms = self._ledger_ms()
         self._hook(self.on_sending, cid)
         try:
             outcome = await self.gateway.place_order(params)

@@ -51,11 +51,13 @@ class SimExchange:
 
     def __init__(self, settings: SimConfig | None = None, *, symbols: Iterable[str] | None = None,
                  extra_accounts: Mapping[str, Mapping[str, Decimal]] | None = None,
-                 limits: RateLimits | None = None, start_ms: int | None = None) -> None:
+                 limits: RateLimits | None = None, start_ms: int | None = None,
+                 clock: SimClock | None = None) -> None:
         self.settings = settings or default_sim_config()
         cfg = self.settings
         self.seed = cfg.seed
-        self.clock = SimClock(float(cfg.time_scale), start_ms=start_ms)
+        # ``clock``: a replay passes its ReplayClock (sim/replay_source.py).
+        self.clock = clock or SimClock(float(cfg.time_scale), start_ms=start_ms)
         syms = list(symbols) if symbols is not None else list(cfg.start_prices)
         if not syms:
             raise ValueError("the sim needs at least one symbol")

@@ -103,6 +103,18 @@ async def _market_socket(request: web.Request, streams: list[str], combined: boo
     sock = ServerSocket(request, "futures_market", sim.clock, sim.faults, rules=_rules(sim),
                         shutdown_frame=shutdown_frame)
     await sock.prepare()
+    # A replay pushes each recorded mark as it comes instead of the periodic frames.
+    source = side.market.source
+    unlisten = None
+    if source is not None:
+        def on_recorded(symbol: str, payload: dict[str, Any]) -> None:
+            if sock.stalled:
+                return
+            for stream, (sym, _, _) in subs.due.items():
+                if sym == symbol:
+                    sock.enqueue({"stream": stream, "data": payload} if combined else payload)
+
+        unlisten = source.listen(on_recorded)
 
     async def on_text(text: str) -> None:
         try:
@@ -129,12 +141,16 @@ async def _market_socket(request: web.Request, streams: list[str], combined: boo
             sock.enqueue({"error": {"code": 2, "msg": "Invalid request: unknown method"}, "id": req_id})
 
     async def on_tick(now: int) -> None:
-        if sock.stalled:
+        if sock.stalled or source is not None:
             return
         for frame in subs.frames(now):
             sock.enqueue(frame)
 
-    await sock.run(on_text, on_tick)
+    try:
+        await sock.run(on_text, on_tick)
+    finally:
+        if unlisten is not None:
+            unlisten()
     return sock.ws
 
 

@@ -234,6 +234,17 @@ class Market:
         self._publish(book)
         return book
 
+    def apply_recorded(self, symbol: str, bid: Decimal, bid_qty: Decimal, ask: Decimal,
+                       ask_qty: Decimal) -> Book:
+        """A replay's recorded touch becomes ``symbol``'s book (no deeper levels: only what was
+        recorded is there to take); publishes it with ``u`` + 1 (``sim/replay_source.py``)."""
+        old = self.books[symbol]
+        book = Book(symbol=symbol, bid=bid, bid_qty=bid_qty, ask=ask, ask_qty=ask_qty, u=old.u + 1,
+                    gap=old.gap)
+        self.books[symbol] = book
+        self._publish(book)
+        return book
+
     def touch(self, symbol: str) -> Book:
         """Publish ``symbol``'s book again (u + 1) after orders took liquidity from it."""
         old = self.books[symbol]
