@@ -57,6 +57,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_BAD_INPUT = 2
 TIMER_OFF_S = 1e9  # the loop's own timer never fires; the replay fires it on exchange time
+STALL_OFF_S = 1e6  # wall-time stall checks off in lock-step
 
 
 class ReplayStalled(RuntimeError):
@@ -131,6 +132,9 @@ class LockStep:
         # ledger records which came first.
         self._inner_filter = sim.bus.filter
         sim.bus.filter = self._hold
+        # A REST answer leaves only once the bot has every market frame published before it
+        # (e.g. the touch the order just took), so the two never race either.
+        sim.before_response = self._market_first
 
     def _hold(self, account: str, channel: str, event: dict[str, Any]) -> list[dict[str, Any]]:
         self._held.append((account, channel, event))
@@ -143,12 +147,20 @@ class LockStep:
             for ev in [event] if inner is None else inner(account, channel, event):
                 bus.deliver(account, channel, ev)
 
+    async def _market_first(self) -> None:
+        deadline = time.monotonic() + self.timeout_s
+        spins = 0
+        while not self.market_delivered() and time.monotonic() < deadline:
+            spins += 1
+            await asyncio.sleep(0 if spins < 64 else 0.0002)
+
     def _count(self, _event: dict[str, Any]) -> None:
         self.published_user += 1
 
     def close(self) -> None:
         self._release()
         self.sim.bus.filter = self._inner_filter
+        self.sim.before_response = None
         self._unsubscribe()
 
     def market_delivered(self) -> bool:
@@ -278,6 +290,11 @@ async def run_replay(
         status_interval_s=3600.0,
         ready_timeout_s=ready_timeout_s,
         timer_s=TIMER_OFF_S if speed is None else 1.0,
+        # The barrier guarantees delivery; wall-time health checks would only misfire while
+        # the bot reacts within one frozen instant.
+        stall_after_s=STALL_OFF_S if speed is None else 10.0,
+        probe_every_s=STALL_OFF_S if speed is None else 30.0,
+        max_requests_per_s=1000 if speed is None else 50,
     )
     bot = Bot(cfg, venue_for(cfg, urls), sim.credentials("HMAC"), options)
     shutdown = Shutdown()

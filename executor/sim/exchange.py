@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -82,6 +82,8 @@ class SimExchange:
         self.engine = SpotEngine(self.accounts, self.market, self.clock, self.bus, seed=cfg.seed)
         self.max_connection_age_s = cfg.max_connection_age_s
         self._tasks: list[asyncio.Task[None]] = []
+        # Awaited before each spot REST answer leaves (a lock-step replay sets it).
+        self.before_response: Callable[[], Awaitable[None]] | None = None
         # The futures side exists from the start, so ``sim.futures`` works before any server.
         self.futures: FuturesSide = attach(self)
 

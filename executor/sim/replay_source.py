@@ -45,7 +45,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -167,7 +167,7 @@ class ReplaySource:
         self.last_mark_ms: dict[str, int] = {}
         self.finished = asyncio.Event()
         self._listeners: list[MarkListener] = []
-        self._lines: Iterator[Line] | None = None
+        self._primed: set[tuple[int, str, str]] = set()   # applied by prime(): not again in run()
         # FuturesMarket asks us for marks from now on (see futures_market.FuturesMarket.source).
         sim.futures.market.source = self
 
@@ -238,9 +238,11 @@ class ReplaySource:
         return True
 
     def prime(self, books: dict[str, Line], marks: dict[str, Line]) -> None:
-        """Put the first recorded book and mark of each symbol in place (before the bot connects)."""
+        """Put the first recorded book and mark of each symbol in place before the bot connects
+        (the clock stands at the recording's first line; ``run`` does not apply them again)."""
         for line in (*books.values(), *marks.values()):
             self.apply(line)
+            self._primed.add((line.t, line.kind, line.symbol))
 
     def republish(self) -> None:
         """Send the current books and marks again (the bot connecting needs a first update)."""
@@ -272,7 +274,12 @@ class ReplaySource:
                     ahead_ms = t - self.clock.now_ms()
                     if ahead_ms > 0:
                         await asyncio.sleep(ahead_ms / 1000.0 / speed)
-                applied = self.apply(line)
+                key = (t, line.kind, line.symbol)
+                if key in self._primed:
+                    self._primed.discard(key)
+                    applied = True
+                else:
+                    applied = self.apply(line)
                 st.lines += 1
                 if not applied:
                     st.skipped += 1

@@ -495,6 +495,8 @@ async def _hold_middleware(request: web.Request, handler: WebHandler) -> web.Str
     response = await handler(request)
     if request.path.startswith(("/api/", "/sapi/")):
         sim: SimExchange = request.app[SIM]
+        if sim.before_response is not None:   # a lock-step replay (executor/replay/runner.py)
+            await sim.before_response()
         held = sim.faults.take_hold()
         if held:
             await asyncio.sleep(held)
