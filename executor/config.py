@@ -90,6 +90,14 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class ReplayConfig:
+    """Replays (``python run.py --replay DIR``): the fee tier the embedded exchange charges."""
+
+    maker_fee: Decimal = Decimal("0.001")   # Binance spot regular tier (VIP 0): 0.1000%
+    taker_fee: Decimal = Decimal("0.001")
+
+
+@dataclass(frozen=True)
 class MarketDataConfig:
     """Where the strategy's market data comes from: the order venue ("same") or another.
 
@@ -138,6 +146,7 @@ class Config:
     logging: LoggingConfig
     sim: SimConfig
     market_data: MarketDataConfig = field(default_factory=MarketDataConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
     sources: tuple[str, ...] = ()
 
 

@@ -110,6 +110,11 @@ def build_exchange(cfg: Config, folder: Path, speed: float | None) -> tuple[Any,
     )
     clock = ReplayClock(t0, speed)
     sim = SimExchange(settings, symbols=symbols, clock=clock)
+    fees = cfg.replay
+    if not (0 <= fees.maker_fee < 1 and 0 <= fees.taker_fee < 1):
+        raise ConfigError("replay.maker_fee and replay.taker_fee must be fractions in [0, 1), e.g. \"0.001\"")
+    sim.default_account.maker_rate = fees.maker_fee
+    sim.default_account.taker_rate = fees.taker_fee
     source = ReplaySource(sim, folder, speed=speed)
     source.prime(books, marks)
     return sim, source
@@ -207,18 +212,17 @@ class LockStep:
             elif market.pending():
                 quiet = 0
                 await asyncio.sleep(0)
+            elif reconciler.queued:
+                quiet = 0
+                await reconciler.drain()
+            elif quiet:
+                # Quiet after a drain and one more loop turn: user events only move when this
+                # barrier releases them, so nothing else can start work now.
+                self.waits += 1
+                return
             else:
                 await reconciler.drain()  # also waits for a commit the writer has under way
-                if (
-                    self.delivered()
-                    and not manager.in_flight
-                    and not market.pending()
-                    and not reconciler.queued
-                ):
-                    quiet += 1
-                    if quiet >= 2:
-                        self.waits += 1
-                        return
+                quiet = 1
                 await asyncio.sleep(0)
             if time.monotonic() > deadline:
                 raise ReplayStalled(

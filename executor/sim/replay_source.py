@@ -113,6 +113,7 @@ class ReplayStats:
     first_ms: int = 0
     last_ms: int = 0
     wall_s: float = 0.0
+    cpu_s: float = 0.0   # process CPU time during run() (exchange, bot and SQLite's thread)
 
 
 def first_values(
@@ -257,6 +258,7 @@ class ReplaySource:
     async def run(self) -> ReplayStats:
         st = self.stats
         start = time.monotonic()
+        cpu = time.process_time()
         self.clock.begin()
         speed = self.speed
         barrier, on_time, progress = self.barrier, self.on_time, self.on_progress
@@ -290,5 +292,6 @@ class ReplaySource:
                     progress(st)
         finally:
             st.wall_s = time.monotonic() - start
+            st.cpu_s = time.process_time() - cpu
             self.finished.set()
         return st

@@ -23,6 +23,7 @@ def replay_config(
     symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT"),
     params: dict[str, Any] | None = None,
     risk: dict[str, Any] | None = None,
+    replay: dict[str, Any] | None = None,
 ) -> Config:
     over: dict[str, Any] = {
         "symbols": {"spot": list(symbols)},
@@ -30,6 +31,8 @@ def replay_config(
         "logging": {"dir": str(tmp_path / "logs")},
         "risk": {"kill_switch_file": str(tmp_path / "KILL"), **(risk or {})},
     }
+    if replay:
+        over["replay"] = replay
     if params:
         over["strategy"] = {"params": params}
     return load_config(local=None, overrides=over)

@@ -82,7 +82,7 @@ async def test_marketable_orders_fill_against_the_recorded_touch_up_to_its_size(
         lines.append((t, "mark", "BTCUSDT", mark("BTCUSDT", t, "60000.00")))
         lines.append((t + 10, "spot_book", "BTCUSDT", book("BTCUSDT", "59969.00", "59970.00", qty="0.0005")))
     rec = write_recording(tmp_path / "rec", lines)
-    cfg = replay_config(tmp_path, symbols=("BTCUSDT",))
+    cfg = replay_config(tmp_path, symbols=("BTCUSDT",), replay={"taker_fee": "0.00075"})
     result = await run_replay(cfg, rec, speed=None, db=str(tmp_path / "l.db"))
     assert result.code == 0
     con = sqlite3.connect(tmp_path / "l.db")
@@ -93,6 +93,8 @@ async def test_marketable_orders_fill_against_the_recorded_touch_up_to_its_size(
     for price, qty, fee, fee_asset in fills:
         assert Decimal(price) == Decimal("59970.00")
         assert Decimal(qty) == Decimal("0.0005")
-        assert Decimal(fee) == Decimal("0.0005") * Decimal("0.001") and fee_asset == "BTC"  # taker tier
+        # The configured taker tier ([replay] taker_fee), charged in the asset received.
+        # 0.0005 * 0.00075 = 0.000000375, rounded half-up to 8 places as the exchange does.
+        assert Decimal(fee) == Decimal("0.00000038") and fee_asset == "BTC"
     statuses = {r[0] for r in con.execute("select status from orders")}
     assert statuses == {"EXPIRED"}, statuses  # partly filled IOCs
