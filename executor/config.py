@@ -95,6 +95,7 @@ class ReplayConfig:
 
     maker_fee: Decimal = Decimal("0.001")   # Binance spot regular tier (VIP 0): 0.1000%
     taker_fee: Decimal = Decimal("0.001")
+    latency_ms: int = 0                     # an order/cancel reaches the exchange this much later
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,9 @@ default) runs in **lock-step**, which makes a replay deterministic:
    been received by the bot's user stream, the strategy loop has no unseen change, the
    order manager has nothing in flight (each request answered and applied) and the
    reconciler has committed everything queued — and stays so over two loop turns.
-3. Only then the next line. The bot's timer (``on_timer``) is fired by the replay once per
+3. Only then the next line. With ``[replay] latency_ms`` an order or cancel request is held
+   on its way in and handed to the exchange at (send time + latency) in recording time,
+   before any later line, in arrival order, each followed by the barrier. The bot's timer (``on_timer``) is fired by the replay once per
    exchange-time second at the first line of that second, also followed by the barrier.
 
 Nothing on the bot's wire path changes for this: the barrier only reads public counters of
@@ -38,6 +40,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import heapq
 import logging
 import sys
 import time
@@ -112,7 +115,9 @@ def build_exchange(cfg: Config, folder: Path, speed: float | None) -> tuple[Any,
     sim = SimExchange(settings, symbols=symbols, clock=clock)
     fees = cfg.replay
     if not (0 <= fees.maker_fee < 1 and 0 <= fees.taker_fee < 1):
-        raise ConfigError("replay.maker_fee and replay.taker_fee must be fractions in [0, 1), e.g. \"0.001\"")
+        raise ConfigError('replay.maker_fee and replay.taker_fee must be fractions in [0, 1), e.g. "0.001"')
+    if fees.latency_ms < 0:
+        raise ConfigError("replay.latency_ms must be 0 or more")
     sim.default_account.maker_rate = fees.maker_fee
     sim.default_account.taker_rate = fees.taker_fee
     source = ReplaySource(sim, folder, speed=speed)
@@ -123,11 +128,19 @@ def build_exchange(cfg: Config, folder: Path, speed: float | None) -> tuple[Any,
 class LockStep:
     """The barrier of a max-speed replay (see the module docstring)."""
 
-    def __init__(self, bot: Any, sim: Any, source: ReplaySource, timeout_s: float = 60.0) -> None:
+    def __init__(
+        self, bot: Any, sim: Any, source: ReplaySource, timeout_s: float = 60.0, latency_ms: int = 0
+    ) -> None:
         self.bot = bot
         self.sim = sim
         self.source = source
         self.timeout_s = timeout_s
+        self.latency_ms = latency_ms
+        # Order requests waiting to reach the exchange: (due exchange time, arrival seq, waiter).
+        self._parked: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._seq = 0
+        if latency_ms > 0:
+            sim.before_order = self._delay
         self.published_user = 0
         self.waits = 0
         self._held: list[tuple[str, str, dict[str, Any]]] = []
@@ -152,6 +165,22 @@ class LockStep:
             for ev in [event] if inner is None else inner(account, channel, event):
                 bus.deliver(account, channel, ev)
 
+    async def _delay(self) -> None:
+        due = self.sim.clock.now_ms() + self.latency_ms
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._parked, (due, self._seq, waiter))
+        self._seq += 1
+        await waiter
+
+    async def release_due(self, t: float) -> None:
+        """Hand the exchange every delayed request due by ``t``, each at its own time and in
+        arrival order, settling the bot after each (before the line at ``t`` is applied)."""
+        while self._parked and self._parked[0][0] <= t:
+            due, _, waiter = heapq.heappop(self._parked)
+            self.sim.clock.set_ms(due)
+            waiter.set_result(None)
+            await self()
+
     async def _market_first(self) -> None:
         deadline = time.monotonic() + self.timeout_s
         spins = 0
@@ -166,6 +195,11 @@ class LockStep:
         self._release()
         self.sim.bus.filter = self._inner_filter
         self.sim.before_response = None
+        self.sim.before_order = None
+        for _, _, waiter in self._parked:  # the run is over: let any straggler through
+            if not waiter.done():
+                waiter.set_result(None)
+        self._parked.clear()
         self._unsubscribe()
 
     def market_delivered(self) -> bool:
@@ -199,9 +233,14 @@ class LockStep:
                 spins += 1
                 # Frames are in flight on local sockets: a few loop turns, then brief sleeps.
                 await asyncio.sleep(0 if spins < 64 else 0.0002)
-            elif manager.in_flight:
+            elif manager.in_flight > len(self._parked):
+                # Work in flight that is not a request parked on its way to the exchange.
                 quiet = 0
-                await manager.drain(self.timeout_s)
+                if self.latency_ms > 0:   # a request may park any moment: poll, never drain
+                    spins += 1
+                    await asyncio.sleep(0 if spins < 64 else 0.0002)
+                else:
+                    await manager.drain(self.timeout_s)
             elif self._held:
                 quiet = 0
                 self._release()
@@ -316,14 +355,17 @@ async def run_replay(
                 source.republish()
             await asyncio.wait({start}, timeout=0.05)
         start.result()
+        latency_ms = int(cfg.replay.latency_ms)
         if speed is None:
-            lock = LockStep(bot, sim, source)
+            lock = LockStep(bot, sim, source, latency_ms=latency_ms)
             await lock()
             next_timer = (clock.now_ms() // 1000 + 1) * 1000
             loop = bot.loop
 
             async def on_time(t: int) -> None:
                 nonlocal next_timer, ticks
+                await lock.release_due(t)
+                clock.set_ms(t)
                 if t >= next_timer:
                     next_timer = (t // 1000 + 1) * 1000
                     loop.timer_tick()
@@ -332,9 +374,17 @@ async def run_replay(
 
             source.barrier = lock
             source.on_time = on_time
+        elif latency_ms > 0:
+            pace = speed
+
+            async def late() -> None:
+                await asyncio.sleep(latency_ms / 1000.0 / pace)
+
+            sim.before_order = late
         source.on_progress = progress
         stats = await source.run()
         if lock is not None:
+            await lock.release_due(float("inf"))
             await lock()
         ended = await bot.stop(shutdown, ended="clean", reason="replay finished")
         code = EXIT_OK if ended != "killed" else EXIT_ERROR

@@ -82,8 +82,10 @@ class SimExchange:
         self.engine = SpotEngine(self.accounts, self.market, self.clock, self.bus, seed=cfg.seed)
         self.max_connection_age_s = cfg.max_connection_age_s
         self._tasks: list[asyncio.Task[None]] = []
-        # Awaited before each spot REST answer leaves (a lock-step replay sets it).
+        # Awaited before each spot REST answer leaves / before an order request is handled
+        # (a lock-step replay sets them: executor/replay/runner.py).
         self.before_response: Callable[[], Awaitable[None]] | None = None
+        self.before_order: Callable[[], Awaitable[None]] | None = None
         # The futures side exists from the start, so ``sim.futures`` works before any server.
         self.futures: FuturesSide = attach(self)
 

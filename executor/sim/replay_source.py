@@ -34,10 +34,14 @@ A resting order fills at its own price (maker fee) when a recorded touch on the 
 reaches or crosses it, up to that touch's size. Liquidity an order took is gone from the
 touch until the next recorded update of that symbol.
 
-Pacing: ``barrier`` (awaited after every line and every ``on_time`` call) is how a replay
-at max speed waits for the bot to finish reacting before the next line; ``on_time(t)`` is
-called before each line with its time (the runner fires the bot's timer from it). Both
-are given by the caller; the exchange itself does not know the bot.
+Latency (``[replay] latency_ms``) is the runner's: it holds an order request on its way in
+(``SimExchange.before_order``) and hands it over when the recording reaches its due time.
+
+Pacing: ``barrier`` (awaited after every line) is how a replay at max speed waits for the
+bot to finish reacting before the next line; ``on_time(t)`` is awaited before each line
+with its time, before the clock moves to it (the runner fires the bot's timer from it and
+hands delayed requests to the exchange at their own times). Both are given by the caller;
+the exchange itself does not know the bot.
 """
 
 from __future__ import annotations
@@ -269,9 +273,9 @@ class ReplaySource:
                     st.first_ms = t
                 st.last_ms = t
                 if speed is None:
-                    self.clock.set_ms(t)
                     if on_time is not None:
-                        await on_time(t)
+                        await on_time(t)   # may first play out earlier exchange times (latency)
+                    self.clock.set_ms(t)
                 else:
                     ahead_ms = t - self.clock.now_ms()
                     if ahead_ms > 0:

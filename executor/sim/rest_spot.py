@@ -492,9 +492,12 @@ def add_routes(app: web.Application, sim: SimExchange) -> None:
 @web.middleware
 async def _hold_middleware(request: web.Request, handler: WebHandler) -> web.StreamResponse:
     """Fault: answer the request (its effects happen) but hold the response N wall seconds."""
+    sim: SimExchange = request.app[SIM]
+    if sim.before_order is not None and request.method in ("POST", "DELETE") \
+            and request.path == "/api/v3/order":
+        await sim.before_order()   # a replay's latency between the bot and the exchange
     response = await handler(request)
     if request.path.startswith(("/api/", "/sapi/")):
-        sim: SimExchange = request.app[SIM]
         if sim.before_response is not None:   # a lock-step replay (executor/replay/runner.py)
             await sim.before_response()
         held = sim.faults.take_hold()

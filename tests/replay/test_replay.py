@@ -98,3 +98,31 @@ async def test_marketable_orders_fill_against_the_recorded_touch_up_to_its_size(
         assert Decimal(fee) == Decimal("0.00000038") and fee_asset == "BTC"
     statuses = {r[0] for r in con.execute("select status from orders")}
     assert statuses == {"EXPIRED"}, statuses  # partly filled IOCs
+
+
+async def test_latency_delays_orders_to_the_market_as_recorded_later(tmp_path: Path) -> None:
+    # Even seconds: ask 5 bps under the mark (buy); odd seconds: a neutral book whose ask is
+    # above the buy limit. Without latency each buy fills; with 1.5 s it reaches the exchange
+    # when the neutral book is up and the IOC expires unfilled, 1.5 s after the decision.
+    lines = []
+    for sec in range(12):
+        t = T0 + sec * 1000
+        lines.append((t, "mark", "BTCUSDT", mark("BTCUSDT", t, "60000.00")))
+        bid, ask = ("59969.00", "59970.00") if sec % 2 == 0 else ("59990.00", "59991.00")
+        lines.append((t + 10, "spot_book", "BTCUSDT", book("BTCUSDT", bid, ask)))
+    rec = write_recording(tmp_path / "rec", lines)
+    outcomes = {}
+    for latency in (0, 1500):
+        cfg = replay_config(tmp_path, symbols=("BTCUSDT",), replay={"latency_ms": latency})
+        db = tmp_path / f"l{latency}.db"
+        result = await run_replay(cfg, rec, speed=None, db=str(db))
+        assert result.code == 0
+        con = sqlite3.connect(db)
+        outcomes[latency] = con.execute(
+            "select o.status, o.decision_ms, e.event_ms from orders o "
+            "join order_events e on e.order_id = o.id where e.execution_type = 'NEW' order by o.id"
+        ).fetchall()
+    assert outcomes[0] and {s for s, _, _ in outcomes[0]} == {"FILLED"}
+    assert all(ev == dec for _, dec, ev in outcomes[0])
+    assert outcomes[1500] and {s for s, _, _ in outcomes[1500]} == {"EXPIRED"}
+    assert all(ev == dec + 1500 for _, dec, ev in outcomes[1500])
