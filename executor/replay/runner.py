@@ -16,15 +16,23 @@ default) runs in **lock-step**, which makes a replay deterministic:
 1. The exchange applies one recorded line (sets its clock to the line's time, publishes the
    book or mark, fills what the line fills).
 2. It then waits at a barrier (``LockStep``) until the bot has finished reacting: every
-   frame published so far has reached the bot's market state (the bot's ``u``/``E`` equal
-   the exchange's last published ones), every user-data event the exchange published has
-   been received by the bot's user stream, the strategy loop has no unseen change, the
-   order manager has nothing in flight (each request answered and applied) and the
-   reconciler has committed everything queued — and stays so over two loop turns.
-3. Only then the next line. With ``[replay] latency_ms`` an order or cancel request is held
-   on its way in and handed to the exchange at (send time + latency) in recording time,
-   before any later line, in arrival order, each followed by the barrier. The bot's timer (``on_timer``) is fired by the replay once per
+   market frame published so far has reached the bot's market state (the bot's ``u``/``E``
+   equal the exchange's last published ones), every user-data event published has been
+   received by the bot's user stream, the strategy loop has no unseen change, the order
+   manager has nothing in flight (each request answered and applied) and the reconciler has
+   committed everything queued — still so after one more loop turn.
+3. Only then the next line. The bot's timer (``on_timer``) is fired by the replay once per
    exchange-time second at the first line of that second, also followed by the barrier.
+
+Two orderings that would otherwise race on the wire are fixed: a REST answer leaves the
+exchange only once the bot has every market frame published before it (the touch the order
+just took, ``SimExchange.before_response``), and user-data events are held in the exchange
+until the bot has the REST answers of the requests that caused them (no request in flight),
+so the ledger always learns an order's outcome from its answer first.
+
+With ``[replay] latency_ms`` an order or cancel request is held on its way in
+(``SimExchange.before_order``) and handed to the exchange at (send time + latency) in
+recording time, before any later line, in arrival order, each followed by the barrier.
 
 Nothing on the bot's wire path changes for this: the barrier only reads public counters of
 the bot's parts (market state, manager, reconciler, user-stream health) and the exchange's
