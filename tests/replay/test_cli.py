@@ -7,9 +7,11 @@ import json
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
+from executor.replay.format import read_lines
 from executor.replay.importer import import_files
 
 DATA = Path(__file__).parent / "data"
@@ -112,3 +114,30 @@ async def test_sim_replay_serves_the_recorded_books(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), 20)
+
+
+async def test_record_from_an_embedded_exchange(sim: Any, tmp_path: Path) -> None:
+    await sim.exchange.start()  # the synthetic market's updates
+    out = tmp_path / "rec"
+    code, _, err = await run(
+        "--config",
+        str(config_file(tmp_path)),
+        "record",
+        "--exchange",
+        sim.urls.admin,
+        "--symbols",
+        "BTCUSDT,ETHUSDT",
+        "--duration",
+        "3",
+        "--out",
+        str(out),
+    )
+    assert code == 0, err
+    assert f"recording BTCUSDT, ETHUSDT from {sim.urls.admin}" in err
+    assert "record " in err and "recorded " in err  # progress and summary lines
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["complete"] is True and manifest["symbols"] == ["BTCUSDT", "ETHUSDT"]
+    kinds = {x.kind for x in read_lines(out)}
+    assert kinds == {"spot_book", "mark"}
+    code, _, err = await run("record", "--exchange", sim.urls.admin, "--duration", "1", "--out", str(out))
+    assert code == 2 and "already holds a recording" in err
