@@ -152,6 +152,9 @@ class LockStep:
         self.published_user = 0
         self.waits = 0
         self._held: list[tuple[str, str, dict[str, Any]]] = []
+        # The reconciler's writer only gets work from user events, which only this barrier
+        # releases: after a release it must be drained (a commit may be under way).
+        self._drain_due = False
         self._unsubscribe = sim.bus.subscribe(DEFAULT_ID, "spot", self._count)
         # User-data events wait in the exchange until the bot has the REST answer of the
         # request that caused them: the answer and the stream's event race otherwise, and the
@@ -168,6 +171,7 @@ class LockStep:
 
     def _release(self) -> None:
         held, self._held = self._held, []
+        self._drain_due = True
         bus, inner = self.sim.bus, self._inner_filter
         for account, channel, event in held:
             for ev in [event] if inner is None else inner(account, channel, event):
@@ -268,7 +272,9 @@ class LockStep:
                 self.waits += 1
                 return
             else:
-                await reconciler.drain()  # also waits for a commit the writer has under way
+                if self._drain_due:
+                    self._drain_due = False
+                    await reconciler.drain()  # also waits for a commit the writer has under way
                 quiet = 1
                 await asyncio.sleep(0)
             if time.monotonic() > deadline:
