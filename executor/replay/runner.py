@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from executor.config import Config, ConfigError
+from executor.core.money import parse_decimal
 from executor.replay.format import RecordingError, load_manifest
 from executor.sim.accounts import DEFAULT_ID
 from executor.sim.replay_source import ReplayClock, ReplaySource, ReplayStats, first_values
@@ -111,7 +112,13 @@ def build_exchange(cfg: Config, folder: Path, speed: float | None) -> tuple[Any,
     no_book = [s for s in symbols if s not in books]
     if no_book:
         raise ConfigError(f"--replay: {folder} has no spot bookTicker for {', '.join(no_book)}")
-    prices = {s: (Decimal(books[s].data["b"]) + Decimal(books[s].data["a"])) / 2 for s in symbols}
+    try:
+        prices = {
+            s: (parse_decimal(books[s].data["b"], "b") + parse_decimal(books[s].data["a"], "a")) / 2
+            for s in symbols
+        }
+    except (KeyError, ValueError) as exc:
+        raise ConfigError(f"--replay: {folder}: unusable first bookTicker ({exc})") from None
     settings = replace(
         cfg.sim,
         book_update_hz=Decimal(0),
@@ -248,7 +255,7 @@ class LockStep:
             elif manager.in_flight > len(self._parked):
                 # Work in flight that is not a request parked on its way to the exchange.
                 quiet = 0
-                if self.latency_ms > 0:   # a request may park any moment: poll, never drain
+                if self.latency_ms > 0:  # a request may park any moment: poll, never drain
                     spins += 1
                     await asyncio.sleep(0 if spins < 64 else 0.0002)
                 else:

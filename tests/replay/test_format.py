@@ -108,3 +108,19 @@ async def test_the_recorder_marks_a_reconnect_as_a_gap(tmp_path: Path) -> None:
     assert any(x.kind == "spot_book" for x in lines[idx + 1 :])
     assert rec.stats.connects["spot_book"] == 2
     assert load_manifest(tmp_path / "r")["gaps"] == 1
+
+
+def test_the_recorder_asks_binance_for_the_documented_streams() -> None:
+    from executor.endpoints import LIVE
+
+    got = {
+        p.kind: p.url
+        for p in plans(
+            LIVE.spot_stream, LIVE.futures_stream, ["BTCUSDT", "ETHUSDT"], ["spot_book", "fut_book", "mark"]
+        )
+    }
+    assert got == {
+        "spot_book": "wss://stream.binance.com:9443/stream?streams=btcusdt@bookTicker/ethusdt@bookTicker",
+        "fut_book": "wss://fstream.binance.com/public/stream?streams=btcusdt@bookTicker/ethusdt@bookTicker",
+        "mark": "wss://fstream.binance.com/market/stream?streams=btcusdt@markPrice@1s/ethusdt@markPrice@1s",
+    }

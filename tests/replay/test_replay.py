@@ -126,3 +126,20 @@ async def test_latency_delays_orders_to_the_market_as_recorded_later(tmp_path: P
     assert all(ev == dec for _, dec, ev in outcomes[0])
     assert outcomes[1500] and {s for s, _, _ in outcomes[1500]} == {"EXPIRED"}
     assert all(ev == dec + 1500 for _, dec, ev in outcomes[1500])
+
+
+async def test_speed_n_paces_the_recording_in_real_time(tmp_path: Path) -> None:
+    # 6 s of market at 20x: about 0.3 s of wall time, and the bot trades (not lock-step).
+    lines = []
+    for sec in range(6):
+        t = T0 + sec * 1000
+        lines.append((t, "mark", "BTCUSDT", mark("BTCUSDT", t, "60000.00")))
+        lines.append((t + 10, "spot_book", "BTCUSDT", book("BTCUSDT", "59969.00", "59970.00")))
+    rec = write_recording(tmp_path / "rec", lines)
+    cfg = replay_config(tmp_path, symbols=("BTCUSDT",))
+    result = await run_replay(cfg, rec, speed=20, db=str(tmp_path / "l.db"))
+    assert result.code == 0 and result.stats.lines == len(lines)
+    span_s = (lines[-1][0] - lines[0][0]) / 1000
+    assert result.stats.wall_s >= span_s / 20 * 0.9
+    con = sqlite3.connect(tmp_path / "l.db")
+    assert con.execute("select count(*) from fills").fetchone()[0] > 0
