@@ -20,7 +20,7 @@ default) runs in **lock-step**, which makes a replay deterministic:
    equal the exchange's last published ones), every user-data event published has been
    received by the bot's user stream, the strategy loop has no unseen change, the order
    manager has nothing in flight (each request answered and applied) and the reconciler has
-   committed everything queued — still so after one more loop turn.
+   committed everything queued.
 3. Only then the next line. The bot's timer (``on_timer``) is fired by the replay once per
    exchange-time second at the first line of that second, also followed by the barrier.
 
@@ -244,46 +244,37 @@ class LockStep:
         bot = self.bot
         manager, reconciler, market = bot.manager, bot.reconciler, bot.market
         deadline = time.monotonic() + self.timeout_s
-        quiet = 0
         spins = 0
         while True:
             if not self.market_delivered():
-                quiet = 0
                 spins += 1
                 # Frames are in flight on local sockets: a few loop turns, then brief sleeps.
                 await asyncio.sleep(0 if spins < 64 else 0.0002)
             elif manager.in_flight > len(self._parked):
                 # Work in flight that is not a request parked on its way to the exchange.
-                quiet = 0
                 if self.latency_ms > 0:  # a request may park any moment: poll, never drain
                     spins += 1
                     await asyncio.sleep(0 if spins < 64 else 0.0002)
                 else:
                     await manager.drain(self.timeout_s)
             elif self._held:
-                quiet = 0
                 self._release()
             elif not self.user_delivered():
-                quiet = 0
                 spins += 1
                 await asyncio.sleep(0 if spins < 64 else 0.0002)
             elif market.pending():
-                quiet = 0
                 await asyncio.sleep(0)
             elif reconciler.queued:
-                quiet = 0
                 await reconciler.drain()
-            elif quiet:
-                # Quiet after a drain and one more loop turn: user events only move when this
-                # barrier releases them, so nothing else can start work now.
+            elif self._drain_due:
+                self._drain_due = False
+                await reconciler.drain()  # also waits for a commit the writer has under way
+            else:
+                # Everything is delivered and idle. Work can only start from a frame, an answer
+                # or a user event (all counted above) or a task (counted in in_flight): the
+                # strategy's handlers and the reconciler's callbacks run synchronously.
                 self.waits += 1
                 return
-            else:
-                if self._drain_due:
-                    self._drain_due = False
-                    await reconciler.drain()  # also waits for a commit the writer has under way
-                quiet = 1
-                await asyncio.sleep(0)
             if time.monotonic() > deadline:
                 raise ReplayStalled(
                     f"the bot did not settle within {self.timeout_s:g} s at exchange time "
