@@ -92,6 +92,7 @@ async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, default=10.0, help="recording length in market minutes")
     ap.add_argument("--keep", type=Path, help="keep the recording and ledger in this folder")
+    ap.add_argument("--entry-bps", default="4", help="the strategy's entry_bps (1000: it never trades)")
     args = ap.parse_args()
     tmp = args.keep or Path(tempfile.mkdtemp(prefix="bx-replay-bench-"))
     tmp.mkdir(parents=True, exist_ok=True)
@@ -107,6 +108,7 @@ async def main() -> None:
             "database": {"url": f"sqlite+aiosqlite:///{tmp / 'unused.db'}"},
             "logging": {"dir": str(tmp / "logs")},
             "risk": {"kill_switch_file": str(tmp / "KILL")},
+            "strategy": {"params": {"entry_bps": args.entry_bps}},
         },
     )
     ledger = tmp / "ledger.db"
