@@ -30,9 +30,10 @@ just took, ``SimExchange.before_response``), and user-data events are held in th
 until the bot has the REST answers of the requests that caused them (no request in flight),
 so the ledger always learns an order's outcome from its answer first.
 
-With ``[replay] latency_ms`` an order or cancel request is held on its way in
-(``SimExchange.before_order``) and handed to the exchange at (send time + latency) in
-recording time, before any later line, in arrival order, each followed by the barrier.
+An order or cancel request is held on its way in (``SimExchange.before_order``) and handed
+to the exchange at (send time + ``[replay] latency_ms``, at least 1 ms) in recording time,
+before any later line, in arrival order, each followed by the barrier: a burst of orders at
+one recorded instant gets distinct exchange times, as it would live.
 
 Nothing on the bot's wire path changes for this: the barrier only reads public counters of
 the bot's parts (market state, manager, reconciler, user-stream health) and the exchange's
@@ -69,7 +70,8 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_BAD_INPUT = 2
 TIMER_OFF_S = 1e9  # the loop's own timer never fires; the replay fires it on exchange time
-STALL_OFF_S = 1e6  # wall-time stall checks off in lock-step
+STALL_OFF_S = 1e6
+MIN_LATENCY_MS = 1  # wall-time stall checks off in lock-step
 
 
 class ReplayStalled(RuntimeError):
@@ -369,6 +371,10 @@ async def run_replay(
         start.result()
         latency_ms = int(cfg.replay.latency_ms)
         if speed is None:
+            # At least 1 ms: a request is handled at a later exchange millisecond than the one
+            # it was decided in, so a burst of orders at one recorded instant gets distinct
+            # times (as live) and the ledger's events keep an order `audit verify` can follow.
+            latency_ms = max(latency_ms, MIN_LATENCY_MS)
             lock = LockStep(bot, sim, source, latency_ms=latency_ms)
             await lock()
             next_timer = (clock.now_ms() // 1000 + 1) * 1000

@@ -65,6 +65,8 @@ async def test_run_replay_then_audit(tmp_path: Path) -> None:
     code, out, err = await run("audit", "--format", "json", "--db", f"sqlite+aiosqlite:///{ledger}")
     assert code == 0, err
     assert json.loads(out)["symbols"][0]["fills"] > 0
+    code, out, err = await run("audit", "verify", "--db", f"sqlite+aiosqlite:///{ledger}")
+    assert code == 0, out + err   # every balance re-derived from the opening snapshot and the fills
 
 
 async def test_replay_input_errors_are_one_line(tmp_path: Path) -> None:
