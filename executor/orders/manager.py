@@ -537,6 +537,10 @@ class OrderManager:
     def in_flight(self) -> int:
         return len(self._tasks)
 
+    def in_flight_tasks(self) -> set[asyncio.Task[Any]]:
+        """A snapshot of the sends, cancels and resolutions in flight (a replay waits on them)."""
+        return set(self._tasks)
+
     async def drain(self, timeout: float | None = None) -> bool:
         """Wait for every send, cancel and resolution started so far; True if all finished."""
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -30,10 +30,11 @@ just took, ``SimExchange.before_response``), and user-data events are held in th
 until the bot has the REST answers of the requests that caused them (no request in flight),
 so the ledger always learns an order's outcome from its answer first.
 
-An order or cancel request is held on its way in (``SimExchange.before_order``) and handed
-to the exchange at (send time + ``[replay] latency_ms``, at least 1 ms) in recording time,
-before any later line, in arrival order, each followed by the barrier: a burst of orders at
-one recorded instant gets distinct exchange times, as it would live.
+With ``[replay] latency_ms`` an order or cancel request is held on its way in
+(``SimExchange.before_order``) and handed to the exchange at (send time + latency) in
+recording time, before any later line, in arrival order, each followed by the barrier.
+Without it each request still moves the exchange clock on by 1 ms as it arrives, so a burst
+of orders at one recorded instant gets distinct exchange times, as it would live.
 
 Nothing on the bot's wire path changes for this: the barrier only reads public counters of
 the bot's parts (market state, manager, reconciler, user-stream health) and the exchange's
@@ -70,8 +71,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_BAD_INPUT = 2
 TIMER_OFF_S = 1e9  # the loop's own timer never fires; the replay fires it on exchange time
-STALL_OFF_S = 1e6
-MIN_LATENCY_MS = 1  # wall-time stall checks off in lock-step
+STALL_OFF_S = 1e6  # wall-time stall checks off in lock-step
 
 
 class ReplayStalled(RuntimeError):
@@ -156,8 +156,11 @@ class LockStep:
         # Order requests waiting to reach the exchange: (due exchange time, arrival seq, waiter).
         self._parked: list[tuple[int, int, asyncio.Future[None]]] = []
         self._seq = 0
-        if latency_ms > 0:
-            sim.before_order = self._delay
+        self._parking = asyncio.Event()   # set whenever a request parks
+        # Without latency each request still takes 1 ms of exchange time (the clock steps on):
+        # a burst of orders at one recorded instant gets distinct times, as live, and the
+        # ledger's events keep an order that `audit verify` can follow.
+        sim.before_order = self._delay if latency_ms > 0 else self._step
         self.published_user = 0
         self.waits = 0
         self._held: list[tuple[str, str, dict[str, Any]]] = []
@@ -186,12 +189,27 @@ class LockStep:
             for ev in [event] if inner is None else inner(account, channel, event):
                 bus.deliver(account, channel, ev)
 
+    async def _step(self) -> None:
+        self.sim.clock.advance(1)
+
     async def _delay(self) -> None:
         due = self.sim.clock.now_ms() + self.latency_ms
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._parked, (due, self._seq, waiter))
         self._seq += 1
+        self._parking.set()
         await waiter
+
+    async def _wait_for_manager(self, manager: Any) -> None:
+        """Until one of the manager's tasks ends or one more of its requests parks."""
+        self._parking.clear()
+        parked = asyncio.ensure_future(self._parking.wait())
+        try:
+            await asyncio.wait({*manager.in_flight_tasks(), parked}, timeout=self.timeout_s,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not parked.done():
+                parked.cancel()
 
     async def release_due(self, t: float) -> None:
         """Hand the exchange every delayed request due by ``t``, each at its own time and in
@@ -254,11 +272,7 @@ class LockStep:
                 await asyncio.sleep(0 if spins < 64 else 0.0002)
             elif manager.in_flight > len(self._parked):
                 # Work in flight that is not a request parked on its way to the exchange.
-                if self.latency_ms > 0:  # a request may park any moment: poll, never drain
-                    spins += 1
-                    await asyncio.sleep(0 if spins < 64 else 0.0002)
-                else:
-                    await manager.drain(self.timeout_s)
+                await self._wait_for_manager(manager)
             elif self._held:
                 self._release()
             elif not self.user_delivered():
@@ -371,10 +385,6 @@ async def run_replay(
         start.result()
         latency_ms = int(cfg.replay.latency_ms)
         if speed is None:
-            # At least 1 ms: a request is handled at a later exchange millisecond than the one
-            # it was decided in, so a burst of orders at one recorded instant gets distinct
-            # times (as live) and the ledger's events keep an order `audit verify` can follow.
-            latency_ms = max(latency_ms, MIN_LATENCY_MS)
             lock = LockStep(bot, sim, source, latency_ms=latency_ms)
             await lock()
             next_timer = (clock.now_ms() // 1000 + 1) * 1000

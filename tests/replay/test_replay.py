@@ -102,9 +102,9 @@ async def test_marketable_orders_fill_against_the_recorded_touch_up_to_its_size(
 
 async def test_latency_delays_orders_to_the_market_as_recorded_later(tmp_path: Path) -> None:
     # Even seconds: ask 5 bps under the mark (buy); odd seconds: a neutral book whose ask is
-    # above the buy limit. With the least latency (1 ms) each buy fills; with 1.5 s it reaches
-    # the exchange when the neutral book is up and the IOC expires unfilled, 1.5 s after the
-    # decision.
+    # above the buy limit. Without latency each buy fills (1 ms after the decision: each
+    # request takes 1 ms of exchange time); with 1.5 s it reaches the exchange when the
+    # neutral book is up and the IOC expires unfilled, 1.5 s after the decision.
     lines = []
     for sec in range(12):
         t = T0 + sec * 1000
