@@ -156,7 +156,7 @@ class LockStep:
         # Order requests waiting to reach the exchange: (due exchange time, arrival seq, waiter).
         self._parked: list[tuple[int, int, asyncio.Future[None]]] = []
         self._seq = 0
-        self._parking = asyncio.Event()   # set whenever a request parks
+        self._parking = asyncio.Event()  # set whenever a request parks
         # Without latency each request still takes 1 ms of exchange time (the clock steps on):
         # a burst of orders at one recorded instant gets distinct times, as live, and the
         # ledger's events keep an order that `audit verify` can follow.
@@ -205,8 +205,11 @@ class LockStep:
         self._parking.clear()
         parked = asyncio.ensure_future(self._parking.wait())
         try:
-            await asyncio.wait({*manager.in_flight_tasks(), parked}, timeout=self.timeout_s,
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                {*manager.in_flight_tasks(), parked},
+                timeout=self.timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
         finally:
             if not parked.done():
                 parked.cancel()
@@ -344,7 +347,12 @@ async def run_replay(
     url = ledger_url(db, cfg, folder)
     from executor.persistence.db import database_path
 
-    database_path(url).parent.mkdir(parents=True, exist_ok=True)
+    path = database_path(url)
+    if path.exists():
+        # The replay's exchange numbers orders and trades from 1 and its client ids come from
+        # the recording and seed: a second replay's ids would meet the first one's.
+        raise ConfigError(f"--db: {path} exists; a replay writes a fresh ledger (choose a new file)")
+    path.parent.mkdir(parents=True, exist_ok=True)
     cfg = replace(cfg, database=replace(cfg.database, url=url))
     server = SimServer(sim, host="127.0.0.1")
     urls = await server.start()

@@ -134,7 +134,7 @@ def run_sweep(
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
         futures = [pool.submit(_worker, cfg, str(folder), c, p) for c, p in zip(combos, paths, strict=True)]
         rows = [f.result() for f in futures]
-    rows.sort(key=lambda r: (-r[sort], r["params"]))   # Decimal or int figures
+    rows.sort(key=lambda r: (-r[sort], r["params"]))  # Decimal or int figures
     with (out / "sweep.csv").open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["params", "quote", *COLUMNS, "ledger"])

@@ -66,7 +66,11 @@ async def test_run_replay_then_audit(tmp_path: Path) -> None:
     assert code == 0, err
     assert json.loads(out)["symbols"][0]["fills"] > 0
     code, out, err = await run("audit", "verify", "--db", f"sqlite+aiosqlite:///{ledger}")
-    assert code == 0, out + err   # every balance re-derived from the opening snapshot and the fills
+    assert code == 0, out + err  # every balance re-derived from the opening snapshot and the fills
+    code, _, err = await run(
+        "--config", str(config_file(tmp_path)), "--replay", str(rec), "--db", str(ledger)
+    )
+    assert code == 2 and "exists; a replay writes a fresh ledger" in err
 
 
 async def test_replay_input_errors_are_one_line(tmp_path: Path) -> None:
