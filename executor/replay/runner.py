@@ -427,8 +427,12 @@ async def run_replay(
     except BaseException as exc:
         if not isinstance(exc, Exception):
             raise
-        log.exception("replay stopped on an error")
-        code = EXIT_ERROR
+        if isinstance(exc, RecordingError):   # a damaged recording: one line, no traceback
+            log.error("replay stopped: %s", exc)
+            code = EXIT_BAD_INPUT
+        else:
+            log.exception("replay stopped on an error")
+            code = EXIT_ERROR
         with contextlib.suppress(Exception):
             await bot.stop(shutdown, ended="error", reason=f"{type(exc).__name__}: {exc}"[:500])
         stats = source.stats

@@ -170,7 +170,13 @@ def sweep_command(cfg: Config, args: argparse.Namespace) -> int:
     params = parse_params(args.param)
     now = dt.datetime.now(dt.UTC)
     out = Path(args.out) if args.out else Path("data") / "sweeps" / f"{now:%Y%m%dT%H%M%S}Z"
-    rows = run_sweep(cfg, folder, params, out, jobs=args.jobs, sort=args.sort)
+    try:
+        rows = run_sweep(cfg, folder, params, out, jobs=args.jobs, sort=args.sort)
+    except ConfigError:
+        raise
+    except Exception as exc:   # a worker that died: say which, no traceback
+        print(f"sweep: a replay failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     sys.stdout.write(render(rows))
     print(f"wrote {out / 'sweep.csv'}; ledgers in {out / 'ledgers'}", file=sys.stderr)
     return 0 if all(r["code"] == 0 for r in rows) else 1

@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from executor.replay.format import read_lines
 from executor.replay.runner import run_replay
@@ -144,3 +145,27 @@ async def test_speed_n_paces_the_recording_in_real_time(tmp_path: Path) -> None:
     assert result.stats.wall_s >= span_s / 20 * 0.9
     con = sqlite3.connect(tmp_path / "l.db")
     assert con.execute("select count(*) from fills").fetchone()[0] > 0
+
+
+async def test_a_damaged_recording_stops_the_replay_with_one_line(tmp_path: Path, caplog: Any) -> None:
+    import gzip
+
+    lines = []
+    for sec in range(3):
+        t = T0 + sec * 1000
+        lines.append((t, "mark", "BTCUSDT", mark("BTCUSDT", t, "60000.00")))
+        lines.append((t + 10, "spot_book", "BTCUSDT", book("BTCUSDT", "59990.00", "59991.00")))
+    rec = write_recording(tmp_path / "rec", lines)
+    chunk = next((rec / "chunks").iterdir())
+    with gzip.open(chunk, "ab") as fh:
+        fh.write(b'{"t": "not a recording line"}\n')
+    cfg = replay_config(tmp_path, symbols=("BTCUSDT",))
+    result = await run_replay(cfg, rec, speed=None, db=str(tmp_path / "l.db"))
+    assert result.code == 2
+    assert result.stats.lines == len(lines)
+    errors = [r for r in caplog.records if r.levelname == "ERROR" and "replay stopped" in r.getMessage()]
+    assert (
+        len(errors) == 1
+        and errors[0].exc_info is None
+        and ":7: not a recording line" in errors[0].getMessage()
+    )
