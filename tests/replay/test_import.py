@@ -12,6 +12,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from executor.replay.format import RecordingError, load_manifest, read_lines
 from executor.replay.importer import import_files
@@ -148,3 +150,36 @@ async def test_resting_orders_fill_on_recorded_trades_at_their_price(tmp_path: P
         assert Decimal(price) == Decimal("59969.00") and is_maker == 1
         assert Decimal(qty) <= Decimal("0.005")
         assert (trade_ms - T0 - 20_000) % 10_000 == 0  # at a recorded trade's time
+
+
+decimals = st.decimals(
+    min_value=Decimal("0.00000001"),
+    max_value=Decimal("99999999"),
+    places=8,
+    allow_nan=False,
+    allow_infinity=False,
+).map(lambda d: f"{d:f}")
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(st.integers(0, 2**40), decimals, decimals, decimals, decimals, st.integers(0, 86_400_000)),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_book_ticker_rows_import_exactly(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[int, str, str, str, str, int]]
+) -> None:
+    folder = tmp_path_factory.mktemp("imp")
+    path = folder / "ETHUSDT-bookTicker-2026-11-01.csv"
+    path.write_text("".join(f"{u},{b},{bq},{a},{aq},{T0 + t - 1},{T0 + t}\n" for u, b, bq, a, aq, t in rows))
+    import_files([path], folder / "rec")
+    got = [(x.t, x.data) for x in read_lines(folder / "rec")]
+    want = sorted(
+        ((T0 + t, {"u": u, "s": "ETHUSDT", "b": b, "B": bq, "a": a, "A": aq}) for u, b, bq, a, aq, t in rows),
+        key=lambda r: r[0],
+    )
+    assert [t for t, _ in got] == [t for t, _ in want]
+    assert sorted(map(str, got)) == sorted(map(str, want))  # exact strings, nothing re-formatted
