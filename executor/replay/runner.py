@@ -30,11 +30,13 @@ just took, ``SimExchange.before_response``), and user-data events are held in th
 until the bot has the REST answers of the requests that caused them (no request in flight),
 so the ledger always learns an order's outcome from its answer first.
 
-With ``[replay] latency_ms`` an order or cancel request is held on its way in
-(``SimExchange.before_order``) and handed to the exchange at (send time + latency) in
-recording time, before any later line, in arrival order, each followed by the barrier.
-Without it each request still moves the exchange clock on by 1 ms as it arrives, so a burst
-of orders at one recorded instant gets distinct exchange times, as it would live.
+Every order or cancel request is parked on its way in (``SimExchange.before_order``) and
+taken by the exchange only when the bot is otherwise idle, once due (send time +
+``[replay] latency_ms`` in recording time; later ones before the line after their due time),
+in a fixed order (``request_key``: cancels, then new orders, by client-id sequence) whatever
+order the sockets delivered them in, each handled 1 ms after the later of its due time and
+the previous request's, each followed by the barrier. So concurrent requests cannot race,
+and a burst of orders at one recorded instant gets distinct exchange times, as live.
 
 Nothing on the bot's wire path changes for this: the barrier only reads public counters of
 the bot's parts (market state, manager, reconciler, user-stream health) and the exchange's
@@ -52,12 +54,14 @@ import contextlib
 import datetime as dt
 import heapq
 import logging
+import re
 import sys
 import time
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 from executor.config import Config, ConfigError
 from executor.core.money import parse_decimal
@@ -72,6 +76,18 @@ EXIT_ERROR = 1
 EXIT_BAD_INPUT = 2
 TIMER_OFF_S = 1e9  # the loop's own timer never fires; the replay fires it on exchange time
 STALL_OFF_S = 1e6  # wall-time stall checks off in lock-step
+
+
+_CLIENT_ID_TAIL = re.compile(r"-([oc])([0-9]{1,10})$")
+
+
+def request_key(client_id: str) -> tuple[int, int]:
+    """The order in which requests in flight together reach a lock-step exchange: cancels
+    (``…-c<seq>``) before new orders (``…-o<seq>``), each by sequence; foreign ids last."""
+    m = _CLIENT_ID_TAIL.search(client_id)
+    if m is None:
+        return (2, 0)
+    return (0 if m.group(1) == "c" else 1, int(m.group(2)))
 
 
 class ReplayStalled(RuntimeError):
@@ -154,13 +170,12 @@ class LockStep:
         self.timeout_s = timeout_s
         self.latency_ms = latency_ms
         # Order requests waiting to reach the exchange: (due exchange time, arrival seq, waiter).
-        self._parked: list[tuple[int, int, asyncio.Future[None]]] = []
+        # Order/cancel requests on their way in: (due exchange ms, request_key, seq, waiter).
+        self._parked: list[tuple[int, tuple[int, int], int, asyncio.Future[None]]] = []
+        self._handled_ms = 0
         self._seq = 0
         self._parking = asyncio.Event()  # set whenever a request parks
-        # Without latency each request still takes 1 ms of exchange time (the clock steps on):
-        # a burst of orders at one recorded instant gets distinct times, as live, and the
-        # ledger's events keep an order that `audit verify` can follow.
-        sim.before_order = self._delay if latency_ms > 0 else self._step
+        sim.before_order = self._park
         self.published_user = 0
         self.waits = 0
         self._held: list[tuple[str, str, dict[str, Any]]] = []
@@ -189,16 +204,30 @@ class LockStep:
             for ev in [event] if inner is None else inner(account, channel, event):
                 bus.deliver(account, channel, ev)
 
-    async def _step(self) -> None:
-        self.sim.clock.advance(1)
-
-    async def _delay(self) -> None:
+    async def _park(self, request: Any) -> None:
+        """An order or cancel request waits here until the exchange takes it (see __call__)."""
+        params = dict(request.query)
+        if request.body_exists:
+            params.update(parse_qsl(await request.text()))  # aiohttp keeps the body for the handler
+        key = request_key(params.get("newClientOrderId") or params.get("origClientOrderId") or "")
         due = self.sim.clock.now_ms() + self.latency_ms
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._parked, (due, self._seq, waiter))
+        heapq.heappush(self._parked, (due, key, self._seq, waiter))
         self._seq += 1
         self._parking.set()
         await waiter
+
+    def _take_next(self, limit: float) -> bool:
+        """Let the first parked request due by ``limit`` through; False if there is none. It is
+        handled 1 ms after the later of its due time and the previous request's time."""
+        if not self._parked or self._parked[0][0] > limit:
+            return False
+        due, _, _, waiter = heapq.heappop(self._parked)
+        clock = self.sim.clock
+        clock.set_ms(max(due, self._handled_ms) + 1)
+        self._handled_ms = clock.now_ms()
+        waiter.set_result(None)
+        return True
 
     async def _wait_for_manager(self, manager: Any) -> None:
         """Until one of the manager's tasks ends or one more of its requests parks."""
@@ -215,12 +244,9 @@ class LockStep:
                 parked.cancel()
 
     async def release_due(self, t: float) -> None:
-        """Hand the exchange every delayed request due by ``t``, each at its own time and in
-        arrival order, settling the bot after each (before the line at ``t`` is applied)."""
-        while self._parked and self._parked[0][0] <= t:
-            due, _, waiter = heapq.heappop(self._parked)
-            self.sim.clock.set_ms(due)
-            waiter.set_result(None)
+        """Hand the exchange every parked request due by ``t`` (before the line at ``t`` is
+        applied), settling the bot after each."""
+        while self._take_next(t):
             await self()
 
     async def _market_first(self) -> None:
@@ -238,7 +264,7 @@ class LockStep:
         self.sim.bus.filter = self._inner_filter
         self.sim.before_response = None
         self.sim.before_order = None
-        for _, _, waiter in self._parked:  # the run is over: let any straggler through
+        for _, _, _, waiter in self._parked:  # the run is over: let any straggler through
             if not waiter.done():
                 waiter.set_result(None)
         self._parked.clear()
@@ -288,6 +314,10 @@ class LockStep:
             elif self._drain_due:
                 self._drain_due = False
                 await reconciler.drain()  # also waits for a commit the writer has under way
+            elif self._take_next(self.sim.clock.now_ms()):
+                # The bot is idle but for requests parked on their way in: the exchange takes
+                # the first one due (fixed order whatever order they arrived in).
+                pass
             else:
                 # Everything is delivered and idle. Work can only start from a frame, an answer
                 # or a user event (all counted above) or a task (counted in in_flight): the
@@ -413,7 +443,7 @@ async def run_replay(
         elif latency_ms > 0:
             pace = speed
 
-            async def late() -> None:
+            async def late(_request: Any) -> None:
                 await asyncio.sleep(latency_ms / 1000.0 / pace)
 
             sim.before_order = late
@@ -427,7 +457,7 @@ async def run_replay(
     except BaseException as exc:
         if not isinstance(exc, Exception):
             raise
-        if isinstance(exc, RecordingError):   # a damaged recording: one line, no traceback
+        if isinstance(exc, RecordingError):  # a damaged recording: one line, no traceback
             log.error("replay stopped: %s", exc)
             code = EXIT_BAD_INPUT
         else:

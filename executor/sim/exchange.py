@@ -85,7 +85,7 @@ class SimExchange:
         # Awaited before each spot REST answer leaves / before an order request is handled
         # (a lock-step replay sets them: executor/replay/runner.py).
         self.before_response: Callable[[], Awaitable[None]] | None = None
-        self.before_order: Callable[[], Awaitable[None]] | None = None
+        self.before_order: Callable[[Any], Awaitable[None]] | None = None
         # The futures side exists from the start, so ``sim.futures`` works before any server.
         self.futures: FuturesSide = attach(self)
 

@@ -439,7 +439,8 @@ async def _dispatch(request: web.Request, sim: SimExchange, route: Route) -> web
     ip = _remote(request)
     limiter = sim.ratelimiter
     raw_query = request.raw_path.partition("?")[2]
-    has_body = request.method in ("POST", "PUT", "DELETE") and request.can_read_body
+    # body_exists, not can_read_body: a replay hook may have read (and aiohttp cached) the body.
+    has_body = request.method in ("POST", "PUT", "DELETE") and request.body_exists
     body = await request.text() if has_body else ""
     ctx: Ctx | None = None
     if sim.faults.take_waf():
@@ -495,7 +496,7 @@ async def _hold_middleware(request: web.Request, handler: WebHandler) -> web.Str
     sim: SimExchange = request.app[SIM]
     if sim.before_order is not None and request.method in ("POST", "DELETE") \
             and request.path == "/api/v3/order":
-        await sim.before_order()   # a replay's latency between the bot and the exchange
+        await sim.before_order(request)   # a replay's order of arrival and latency
     response = await handler(request)
     if request.path.startswith(("/api/", "/sapi/")):
         if sim.before_response is not None:   # a lock-step replay (executor/replay/runner.py)

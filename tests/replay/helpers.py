@@ -107,3 +107,25 @@ def dump_ledger(path: Path) -> dict[str, list[tuple[Any, ...]]]:
 
 def dec(value: Any) -> Decimal:
     return Decimal(str(value))
+
+
+def busy_recording(folder: Path, seconds: int, seed: int = 3) -> Path:
+    """Two symbols at 20 books/s and a mark per second whose basis swings past the default
+    entry and exit thresholds, so the basis strategy trades both symbols, often at once."""
+    import math
+    import random
+
+    rng = random.Random(seed)
+    lines: list[tuple[int, str, str, dict[str, Any]]] = []
+    mids = {"BTCUSDT": 60000.0, "ETHUSDT": 3000.0}
+    for i in range(seconds * 20):
+        t = T0 + i * 50
+        for sym in mids:
+            mids[sym] *= math.exp(rng.gauss(0, 0.00004))
+            bid = math.floor(mids[sym] * 100) / 100
+            lines.append((t, "spot_book", sym, book(sym, f"{bid:.2f}", f"{bid + 0.01:.2f}", "5")))
+        if i % 20 == 0:
+            swing = 0.0006 if (i // 20) % 4 < 2 else -0.0002  # ±6 / -2 bps: entries and exits
+            for sym in mids:
+                lines.append((t, "mark", sym, mark(sym, t, f"{mids[sym] * (1 + swing):.2f}")))
+    return write_recording(folder, lines)

@@ -12,7 +12,16 @@ from typing import Any
 
 from executor.replay.format import read_lines
 from executor.replay.runner import run_replay
-from tests.replay.helpers import T0, book, dump_ledger, mark, record_sim, replay_config, write_recording
+from tests.replay.helpers import (
+    T0,
+    book,
+    busy_recording,
+    dump_ledger,
+    mark,
+    record_sim,
+    replay_config,
+    write_recording,
+)
 
 
 async def test_a_recording_of_the_sims_streams_replays_twice_to_identical_ledgers(tmp_path: Path) -> None:
@@ -127,7 +136,7 @@ async def test_latency_delays_orders_to_the_market_as_recorded_later(tmp_path: P
     assert outcomes[0] and {s for s, _, _ in outcomes[0]} == {"FILLED"}
     assert all(ev == dec + 1 for _, dec, ev in outcomes[0])
     assert outcomes[1500] and {s for s, _, _ in outcomes[1500]} == {"EXPIRED"}
-    assert all(ev == dec + 1500 for _, dec, ev in outcomes[1500])
+    assert all(ev == dec + 1500 + 1 for _, dec, ev in outcomes[1500])   # arrival + 1 ms handling
 
 
 async def test_speed_n_paces_the_recording_in_real_time(tmp_path: Path) -> None:
@@ -169,3 +178,17 @@ async def test_a_damaged_recording_stops_the_replay_with_one_line(tmp_path: Path
         and errors[0].exc_info is None
         and ":7: not a recording line" in errors[0].getMessage()
     )
+
+
+async def test_two_symbols_trading_at_the_same_instants_replay_identically(tmp_path: Path) -> None:
+    rec = busy_recording(tmp_path / "rec", seconds=40)
+    cfg = replay_config(tmp_path)
+    dumps = []
+    for n in range(2):
+        result = await run_replay(cfg, rec, speed=None, db=str(tmp_path / "l.db"))
+        assert result.code == 0
+        dumps.append(dump_ledger(tmp_path / "l.db"))
+        shutil.move(tmp_path / "l.db", tmp_path / f"l{n}.db")
+    symbols = {row[4] for row in dumps[0]["orders"]}
+    assert symbols == {"BTCUSDT", "ETHUSDT"} and len(dumps[0]["fills"]) >= 20
+    assert dumps[0] == dumps[1]
