@@ -113,6 +113,12 @@ class BotOptions:
     probe_every_s: float = 30.0  # spot user stream: session.status probe interval
     args: argparse.Namespace | None = None  # for the live confirmation (--live)
     log_setup: Any = None  # executor.logs.LogSetup: the log file is renamed to carry the run id
+    # A replay (executor/replay/runner.py): the bot's clock follows the exchange's. ``clock`` is
+    # seconds (in place of time.monotonic), ``clock_ms`` epoch ms for the ledger's times, and
+    # ``run_salt`` makes the client-id run tag reproducible.
+    clock: Any = None
+    clock_ms: Any = None
+    run_salt: int | None = None
 
 
 class Bot:
@@ -131,7 +137,7 @@ class Bot:
         self.futures_trading: Any = None  # executor.futures_trading.FuturesTrading when [futures] trade
         self.options = options or BotOptions()
         self.symbols = list(dict.fromkeys(cfg.symbols.spot))
-        self.market = MarketState(self.symbols)
+        self.market = MarketState(self.symbols, clock=self.options.clock)
         self.strategy: Strategy | None = None
         self.store: Any = None
         self.gateway: Any = None
@@ -204,7 +210,9 @@ class Bot:
 
         url, sync = self.cfg.database.url, synchronous_for(self.cfg.profile)
         self._loop = asyncio.get_running_loop()
-        self.store = await Store.open(url, synchronous=sync)
+        # A replay's ledger keeps the recording's time (the bot's clock follows the exchange's).
+        store_clock = {"clock": self.options.clock_ms} if self.options.clock_ms is not None else {}
+        self.store = await Store.open(url, synchronous=sync, **store_clock)
         lease = LedgerLease(url, synchronous=sync)
         await asyncio.to_thread(lease.acquire)  # LeaseHeld: refused, nothing written
         self.lease = lease
@@ -312,7 +320,8 @@ class Bot:
 
         cfg = self.cfg
         rules = self.rules
-        self.tracker = tracker = OrderTracker(lambda s: rules[s].base_asset)
+        clock = {"clock": self.options.clock} if self.options.clock is not None else {}
+        self.tracker = tracker = OrderTracker(lambda s: rules[s].base_asset, **clock)
         # The -2013 grace is at least the request timeout, for the manager and gap fills alike.
         timing = replace(self.options.resolve, request_timeout_s=float(cfg.orders.request_timeout_s))
         fut = self.futures_trading
@@ -323,18 +332,21 @@ class Bot:
         # Position and free balances from the ledger after every gap fill (start included).
         self.reconciler.on_resync = functools.partial(tracker.load, self.store)
         self.reconciler.on_balances = tracker.set_balances
-        run_tag = make_run_tag(time.time_ns() // 1_000_000, secrets.randbits(20))
+        if self.options.run_salt is not None and self.options.clock_ms is not None:
+            run_tag = make_run_tag(self.options.clock_ms(), self.options.run_salt)
+        else:
+            run_tag = make_run_tag(time.time_ns() // 1_000_000, secrets.randbits(20))
         ids = ClientIdFactory(self.prefix, run_tag)
-        self.risk = RiskChecker(cfg.risk)
+        self.risk = RiskChecker(cfg.risk, **clock)
         views = tracker.views if fut is None else (lambda: [*tracker.views(), *fut.manager_views()])
         self.ctx = StrategyContext(self.market, rules, views, tracker.inventory,
                                    stale_after_s=float(cfg.risk.stale_after_s), fees=self.fees,
                                    free_balance=tracker.free_balance,
                                    futures_position=None if fut is None else fut.position,
-                                   futures_rules=None if fut is None else fut.rules)
+                                   futures_rules=None if fut is None else fut.rules, **clock)
         self.manager = OrderManager(gateway=self.gateway, store=self.store, reconciler=self.reconciler,
                                     tracker=tracker, risk=self.risk, view=self.ctx, rules=rules, ids=ids,
-                                    market=self.market, timing=timing)
+                                    market=self.market, timing=timing, **clock)
         if fut is not None:
             self.manager = fut.build(store=self.store, reconciler=self.reconciler, spot_manager=self.manager,
                                      spot_risk=self.risk, spot_inventory=tracker.inventory, spot_rules=rules,

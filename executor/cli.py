@@ -74,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--web", metavar="HOST:PORT",
                        help="serve the dashboard, control API and /metrics here (e.g. 127.0.0.1:8787); "
                        "see [web] in the config")
+        p.add_argument("--replay", metavar="DIR", help="trade on a recording (executor/replay) instead of "
+                       "live or synthetic data; see README 'Record and replay'")
+        p.add_argument("--speed", help="with --replay: N times real time, or max (default; deterministic)")
+        p.add_argument("--db", help="with --replay: the ledger file "
+                       "(default data/replay/<recording>-<time>.db)")
 
     sim = sub.add_parser("sim", help="run the embedded exchange standalone",
                          description="Start the embedded Binance-compatible exchange and print "
@@ -83,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, help="seed for the synthetic market")
     sim.add_argument("--port", type=int, help="first of five consecutive fixed ports "
                      "(spot REST, spot stream, WS API, futures REST, futures stream)")
+    sim.add_argument("--replay", metavar="DIR", help="drive the market from a recording")
+    sim.add_argument("--speed", default="1", help="with --replay: N times real time (default 1) or max")
+
+    from executor.replay.cli import add_parsers as add_replay_parsers
+
+    add_replay_parsers(sub, _common)
 
     db = sub.add_parser("db", help="database maintenance", description="Database maintenance.")
     _common(db)
@@ -203,6 +214,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(command: str, cfg: Config, args: argparse.Namespace) -> int:
+    if command in ("record", "data", "sweep") or getattr(args, "replay", None):
+        from executor.replay.cli import replay_main
+
+        return replay_main(cfg, args, command)
     if command == "sim":
         from executor.sim.standalone import serve
 

@@ -110,6 +110,15 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class ReplayConfig:
+    """Replays (``python run.py --replay DIR``): the fee tier the embedded exchange charges."""
+
+    maker_fee: Decimal = Decimal("0.001")   # Binance spot regular tier (VIP 0): 0.1000%
+    taker_fee: Decimal = Decimal("0.001")
+    latency_ms: int = 0                     # an order/cancel reaches the exchange this much later
+
+
+@dataclass(frozen=True)
 class MarketDataConfig:
     """Where the strategy's market data comes from: the order venue ("same") or another.
 
@@ -190,6 +199,7 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     # The data folder (ledgers, logs, kill switch, plots); after loading, an absolute path.
     data_dir: str = "data"
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
     sources: tuple[str, ...] = ()
 
 

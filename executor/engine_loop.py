@@ -99,6 +99,11 @@ class StrategyLoop:
             await asyncio.sleep(self.timer_s)
             if not self.running:
                 return
+            self.timer_tick()
+
+    def timer_tick(self) -> None:
+        """One timer round (a replay at max speed calls this on exchange-time seconds)."""
+        if self.running:
             self.counts["timer"] += 1
             self._kill_switch()
             self._run("on_timer", self.strategy.on_timer, self.ctx.now)

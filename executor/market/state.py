@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Iterable, Set
+from collections.abc import Callable, Iterable, Set
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
@@ -187,8 +187,11 @@ class MarketState:
     symbol's fields are never seen half-written (no await inside an update).
     """
 
-    def __init__(self, symbols: Iterable[str] = ()) -> None:
+    def __init__(self, symbols: Iterable[str] = (), *, clock: Callable[[], float] | None = None) -> None:
         self._symbols: dict[str, SymbolState] = {s: SymbolState(s) for s in symbols}
+        # ``clock``: receipt times come from it instead of the caller's (a replay's bot
+        # clock follows the exchange's, executor/replay/runner.py).
+        self.clock = clock
         self._dirty_books: set[str] = set()
         self._dirty_marks: set[str] = set()
         self._changed = asyncio.Event()
@@ -270,6 +273,8 @@ class MarketState:
         Prices and sizes are Decimals or the exchange's decimal strings (parsed on first read).
         """
         st = self._symbols.get(symbol) or self._slot(symbol)
+        if self.clock is not None:
+            recv_mono = self.clock()
         if update_id <= st.update_id and not st._book_resync:
             self.dropped += 1
             return DROPPED
@@ -296,6 +301,8 @@ class MarketState:
                    next_funding_ms: int | None, recv_mono: float, recv_wall: float) -> int:
         """Store a markPrice update unless its ``E`` is not newer; returns DROPPED/APPLIED/CONFLATED."""
         st = self._symbols.get(symbol) or self._slot(symbol)
+        if self.clock is not None:
+            recv_mono = self.clock()
         if event_ms <= st.mark_event_ms and not st._mark_resync:
             self.dropped += 1
             return DROPPED

@@ -184,6 +184,8 @@ class OrderManager:
         self.market = market
         self.timing = timing or ResolveTiming()
         self._clock = clock
+        # Ledger times come from the store's clock (wall time, or exchange time in a replay).
+        self._ledger_ms: Callable[[], int] = getattr(store, "clock", None) or _ms
         self._resp_type = resp_type
         self._tasks: set[asyncio.Task[Any]] = set()
         self._resolving: set[str] = set()
@@ -302,7 +304,8 @@ class OrderManager:
             await self.store.record_order_intent(
                 cid, req.symbol, req.side.value, req.type.value, quantity=req.quantity, price=req.price,
                 time_in_force=req.time_in_force.value if req.time_in_force else None, decision_bid=bid,
-                decision_ask=ask, decision_mark=mark, decision_ms=_ms(), reason=req.reason or None)
+                decision_ask=ask, decision_mark=mark, decision_ms=self._ledger_ms(),
+                reason=req.reason or None)
         except Exception as exc:
             # Not recorded means not sent: an order the ledger cannot explain must not exist.
             log.exception("order %s %s not sent: could not record it first", cid, req.symbol)
@@ -315,7 +318,7 @@ class OrderManager:
         if st is not None and st.book_recv_mono is not None:
             metrics.observe_tick_to_order(time.monotonic() - st.book_recv_mono)
         self.counts["sent"] += 1
-        sent_ms = _ms()
+        sent_ms = self._ledger_ms()
         self._hook(self.on_sending, cid)
         try:
             outcome = await self.gateway.place_order(params)
@@ -615,6 +618,10 @@ class OrderManager:
     @property
     def in_flight(self) -> int:
         return len(self._tasks)
+
+    def in_flight_tasks(self) -> set[asyncio.Task[Any]]:
+        """A snapshot of the sends, cancels and resolutions in flight (a replay waits on them)."""
+        return set(self._tasks)
 
     async def drain(self, timeout: float | None = None) -> bool:
         """Wait for every send, cancel and resolution started so far; True if all finished."""

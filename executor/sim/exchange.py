@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -54,11 +54,13 @@ class SimExchange:
 
     def __init__(self, settings: SimConfig | None = None, *, symbols: Iterable[str] | None = None,
                  extra_accounts: Mapping[str, Mapping[str, Decimal]] | None = None,
-                 limits: RateLimits | None = None, start_ms: int | None = None) -> None:
+                 limits: RateLimits | None = None, start_ms: int | None = None,
+                 clock: SimClock | None = None) -> None:
         self.settings = settings or default_sim_config()
         cfg = self.settings
         self.seed = cfg.seed
-        self.clock = SimClock(float(cfg.time_scale), start_ms=start_ms)
+        # ``clock``: a replay passes its ReplayClock (sim/replay_source.py).
+        self.clock = clock or SimClock(float(cfg.time_scale), start_ms=start_ms)
         syms = list(symbols) if symbols is not None else list(cfg.start_prices)
         if not syms:
             raise ValueError("the sim needs at least one symbol")
@@ -90,6 +92,10 @@ class SimExchange:
         self.system_status = 0          # GET /sapi/v1/system/status: 0 normal, 1 maintenance
         self.max_connection_age_s = cfg.max_connection_age_s
         self._tasks: list[asyncio.Task[None]] = []
+        # Awaited before each spot REST answer leaves / before an order request is handled
+        # (a lock-step replay sets them: executor/replay/runner.py).
+        self.before_response: Callable[[], Awaitable[None]] | None = None
+        self.before_order: Callable[[Any], Awaitable[None]] | None = None
         # The futures side exists from the start, so ``sim.futures`` works before any server.
         self.futures: FuturesSide = attach(self)
 

@@ -16,6 +16,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
 
 FUNDING_INTERVAL_MS = 8 * 3600 * 1000
 INTEREST_RATE = Decimal("0.00010000")
@@ -121,6 +122,8 @@ class FuturesMarket:
         start = now_ms()
         self._basis = {s: _Basis(seed, s, basis_mean, basis_std, half_life_s, start) for s in self.symbols}
         self._override: dict[str, Decimal] = {}
+        # A replay (sim/replay_source.py) sets this: marks then come from the recording.
+        self.source: Any = None
 
     def set_basis(self, symbol: str, basis: Decimal | None) -> None:
         """Pin the basis (fraction of index) for tests; None returns to the random walk."""
@@ -153,6 +156,8 @@ class FuturesMarket:
         """Current prices for ``symbol``; None if unknown or the spot side has no mid yet."""
         if symbol not in self._basis:
             return None
+        if self.source is not None:
+            return self.source.mark_state(symbol)
         now = self._now_ms() if now_ms is None else now_ms
         index = self._spot_mid(symbol)
         if index is None:

@@ -96,6 +96,11 @@ class _MarkSubscriptions:
         for stream in streams:
             self.due.pop(stream, None)
 
+    def recorded(self, symbol: str, payload: dict[str, Any]) -> list[Any]:
+        """A replay's recorded mark of ``symbol`` for every stream of it (not the periodic ones)."""
+        return [{"stream": stream, "data": payload} if self.combined else payload
+                for stream, (sym, _, _) in self.due.items() if sym == symbol]
+
     def names(self) -> list[str]:
         return list(self.due)
 
@@ -180,6 +185,17 @@ async def _stream_socket(request: web.Request, kind: str, subs: _Subscriptions,
     sock = ServerSocket(request, kind, sim.clock, sim.faults, rules=_rules(sim),
                         shutdown_frame=shutdown_frame)
     await sock.prepare()
+    # A replay pushes each recorded mark as it comes instead of the periodic frames.
+    source = attach(sim).market.source if isinstance(subs, _MarkSubscriptions) else None
+    unlisten = None
+    if source is not None:
+        def on_recorded(symbol: str, payload: dict[str, Any]) -> None:
+            if sock.stalled:
+                return
+            for frame in subs.recorded(symbol, payload):
+                sock.enqueue(frame)
+
+        unlisten = source.listen(on_recorded)
 
     async def on_text(text: str) -> None:
         parsed = _parse_request(text)
@@ -203,12 +219,16 @@ async def _stream_socket(request: web.Request, kind: str, subs: _Subscriptions,
             sock.enqueue({"error": {"code": 2, "msg": "Invalid request: unknown method"}, "id": req_id})
 
     async def on_tick(now: int) -> None:
-        if sock.stalled:
+        if sock.stalled or source is not None:
             return
         for frame in subs.frames(now):
             sock.enqueue(frame)
 
-    await sock.run(on_text, on_tick)
+    try:
+        await sock.run(on_text, on_tick)
+    finally:
+        if unlisten is not None:
+            unlisten()
     return sock.ws
 
 

@@ -105,6 +105,7 @@ class Book:
     u: int
     gap: Decimal                                   # price distance between levels
     depth_sizes: tuple[Decimal, ...] = ()          # sizes of levels 1..n (level 0 is top)
+    recorded: bool = False                         # a replay's touch: shows 0 once taken
     taken: dict[tuple[str, Decimal], Decimal] = field(default_factory=dict)
 
     def levels(self, side: str, n: int = DEPTH_LEVELS) -> list[tuple[Decimal, Decimal]]:
@@ -126,8 +127,9 @@ class Book:
     def ticker(self) -> dict[str, Any]:
         """The ``<symbol>@bookTicker`` payload: the best level with liquidity left on each side."""
         bids, asks = self.levels("bid", DEPTH_LEVELS), self.levels("ask", DEPTH_LEVELS)
-        bid, bid_qty = bids[0] if bids else (self.bid, self.bid_qty)
-        ask, ask_qty = asks[0] if asks else (self.ask, self.ask_qty)
+        empty = Decimal(0) if self.recorded else None
+        bid, bid_qty = bids[0] if bids else (self.bid, empty if empty is not None else self.bid_qty)
+        ask, ask_qty = asks[0] if asks else (self.ask, empty if empty is not None else self.ask_qty)
         return {"u": self.u, "s": self.symbol, "b": fmt8(bid), "B": fmt8(bid_qty), "a": fmt8(ask),
                 "A": fmt8(ask_qty)}
 
@@ -262,6 +264,17 @@ class Market:
         self.books[symbol] = book
         if freeze:
             self.frozen_symbols.add(symbol)
+        self._publish(book)
+        return book
+
+    def apply_recorded(self, symbol: str, bid: Decimal, bid_qty: Decimal, ask: Decimal,
+                       ask_qty: Decimal) -> Book:
+        """A replay's recorded touch becomes ``symbol``'s book (no deeper levels: only what was
+        recorded is there to take); publishes it with ``u`` + 1 (``sim/replay_source.py``)."""
+        old = self.books[symbol]
+        book = Book(symbol=symbol, bid=bid, bid_qty=bid_qty, ask=ask, ask_qty=ask_qty, u=old.u + 1,
+                    gap=old.gap, recorded=True)
+        self.books[symbol] = book
         self._publish(book)
         return book
 

@@ -471,7 +471,8 @@ async def _dispatch(request: web.Request, sim: SimExchange, route: Route) -> web
     ip = _remote(request)
     limiter = sim.ratelimiter
     raw_query = request.raw_path.partition("?")[2]
-    has_body = request.method in ("POST", "PUT", "DELETE") and request.can_read_body
+    # body_exists, not can_read_body: a replay hook may have read (and aiohttp cached) the body.
+    has_body = request.method in ("POST", "PUT", "DELETE") and request.body_exists
     body = await request.text() if has_body else ""
     ctx: Ctx | None = None
     if sim.faults.take_waf():
@@ -530,9 +531,14 @@ def serve_routes(app: web.Application, sim: SimExchange, table: Mapping[tuple[st
 @web.middleware
 async def _hold_middleware(request: web.Request, handler: WebHandler) -> web.StreamResponse:
     """Fault: answer the request (its effects happen) but hold the response N wall seconds."""
+    sim: SimExchange = request.app[SIM]
+    if sim.before_order is not None and request.method in ("POST", "DELETE") \
+            and request.path == "/api/v3/order":
+        await sim.before_order(request)   # a replay's order of arrival and latency
     response = await handler(request)
     if request.path.startswith(("/api/", "/sapi/")):
-        sim: SimExchange = request.app[SIM]
+        if sim.before_response is not None:   # a lock-step replay (executor/replay/runner.py)
+            await sim.before_response()
         held = sim.faults.take_hold()
         if held:
             await asyncio.sleep(held)

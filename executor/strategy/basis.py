@@ -146,8 +146,9 @@ class BasisStrategy(Strategy):
         if cached is None or cached[0] != mark:
             cached = (mark, mark * self._buy_factor, mark * self._sell_factor)
             self._thresholds[symbol] = cached
-        want_buy = ask < cached[1]
-        want_sell = bid > cached[2]
+        # A touch with nothing left on it (a replay shows what our own orders took) is no signal.
+        want_buy = ask < cached[1] and st.ask_qty != 0
+        want_sell = bid > cached[2] and st.bid_qty != 0
         if not (want_buy or want_sell) or ctx.is_stale(symbol):
             return out
         rules = ctx.rules(symbol)
