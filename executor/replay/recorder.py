@@ -10,8 +10,8 @@ Three kinds of stream, each on its own supervised connection (combined-stream fo
 No key is needed or sent. Every frame's payload is written with its receive time. A
 connection that drops (or cannot connect) is retried with capped backoff, and when it is
 back a ``gap`` line records the stream and the time span nothing was received. A stream the
-venue does not serve at all (the embedded exchange has no futures ``/public`` route) is
-dropped after its first refused handshake, with one log line. Memory stays flat: frames go
+venue does not serve at all (a venue without the futures ``/public`` route) is dropped after
+its first refused handshake, with one log line. Memory stays flat: frames go
 straight from the socket into the writer's bounded block buffer; a slow disk slows the
 reader, and TCP pushes back on the sender.
 """

@@ -146,6 +146,9 @@ def build_exchange(cfg: Config, folder: Path, speed: float | None) -> tuple[Any,
     )
     clock = ReplayClock(t0, speed)
     sim = SimExchange(settings, symbols=symbols, clock=clock)
+    # A replay's market trades are the recording's own (imported aggTrades): none invented on
+    # book updates, whose random draws would also move the trade ids our fills get.
+    sim.tape.trades_per_update = 0
     fees = cfg.replay
     if not (0 <= fees.maker_fee < 1 and 0 <= fees.taker_fee < 1):
         raise ConfigError('replay.maker_fee and replay.taker_fee must be fractions in [0, 1), e.g. "0.001"')
@@ -384,6 +387,10 @@ async def run_replay(
         raise ConfigError(f"--db: {path} exists; a replay writes a fresh ledger (choose a new file)")
     path.parent.mkdir(parents=True, exist_ok=True)
     cfg = replace(cfg, database=replace(cfg.database, url=url))
+    if not cfg.orders.client_id_prefix:
+        # A fixed namespace instead of one drawn at random with the ledger: the same recording,
+        # config and seed give the same client ids (each replay writes its own fresh ledger).
+        cfg = replace(cfg, orders=replace(cfg.orders, client_id_prefix="rpl"))
     server = SimServer(sim, host="127.0.0.1")
     urls = await server.start()
     await sim.start()
@@ -410,6 +417,17 @@ async def run_replay(
     lock: LockStep | None = None
     code = EXIT_OK
     ticks = 0
+    # The strategy may act on the primed books while the bot is still starting: its first
+    # orders wait here until the replay's own order hook (lock-step or latency) is in place.
+    hooks_ready = asyncio.Event()
+
+    async def until_hooks_ready(request: Any) -> None:
+        await hooks_ready.wait()
+        hook = sim.before_order
+        if hook is not None and hook is not until_hooks_ready:
+            await hook(request)
+
+    sim.before_order = until_hooks_ready
     try:
         start = asyncio.ensure_future(bot.start())
         # The streams need a first update to be ready: repeat the primed state until they have it.
@@ -422,8 +440,10 @@ async def run_replay(
             await asyncio.wait({start}, timeout=0.05)
         start.result()
         latency_ms = int(cfg.replay.latency_ms)
+        sim.before_order = None
         if speed is None:
             lock = LockStep(bot, sim, source, latency_ms=latency_ms)
+            hooks_ready.set()
             await lock()
             next_timer = (clock.now_ms() // 1000 + 1) * 1000
             loop = bot.loop
@@ -447,6 +467,7 @@ async def run_replay(
                 await asyncio.sleep(latency_ms / 1000.0 / pace)
 
             sim.before_order = late
+        hooks_ready.set()
         source.on_progress = progress
         stats = await source.run()
         if lock is not None:

@@ -31,6 +31,9 @@ kill_switch_file = "{tmp_path / "KILL"}"
 dir = "{tmp_path / "logs"}"
 [database]
 url = "sqlite+aiosqlite:///{tmp_path / "unused.db"}"
+[strategy.params]
+entry_bps = "4"                      # the recording's small basis: trade on it
+exit_bps = "-1"
 """
     )
     return path
@@ -144,6 +147,6 @@ async def test_record_from_an_embedded_exchange(sim: Any, tmp_path: Path) -> Non
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["complete"] is True and manifest["symbols"] == ["BTCUSDT", "ETHUSDT"]
     kinds = {x.kind for x in read_lines(out)}
-    assert kinds == {"spot_book", "mark"}
+    assert kinds == {"spot_book", "fut_book", "mark"}  # futures bookTicker from the /public route
     code, _, err = await run("record", "--exchange", sim.urls.admin, "--duration", "1", "--out", str(out))
     assert code == 2 and "already holds a recording" in err
