@@ -162,7 +162,7 @@ def _insert_returning_builder(
 ) -> StatementBuilder:
     def build(dialect: str) -> Executable:
         width = len(cols)
-        rows = [{c: p(r * width + j) for j, c in enumerate(cols)} for r in range(n_rows)]
+        rows = [{c: p(r * width + j, table.c[c].type) for j, c in enumerate(cols)} for r in range(n_rows)]
         return (
             dialect_insert(dialect, table)
             .values(rows)

@@ -28,7 +28,7 @@ from alembic.util.exc import CommandError
 from sqlalchemy.engine import URL, Connection
 
 from executor.config import ROOT
-from executor.persistence.db import DatabaseUrlError, create_engine, database_path
+from executor.persistence.db import DatabaseUrlError, create_engine, database_path, describe_url, is_sqlite
 
 if TYPE_CHECKING:
     from executor.config import Config
@@ -51,7 +51,7 @@ class SchemaUnmanagedError(SchemaError):
 
 @dataclass(frozen=True)
 class SchemaState:
-    path: Path
+    path: Path | str  # the file of a SQLite ledger, the password-free URL of a PostgreSQL one
     current: tuple[str, ...]  # empty for a fresh database
     head: str
     previous: tuple[str, ...] | None = None  # before an upgrade; None when nothing ran
@@ -82,7 +82,11 @@ def _current(conn: Connection) -> tuple[str, ...]:
     return tuple(MigrationContext.configure(conn).get_current_heads())
 
 
-def _check(conn: Connection, path: Path) -> SchemaState:
+def _where(url: str | URL) -> Path | str:
+    return database_path(url) if is_sqlite(url) else describe_url(url)
+
+
+def _check(conn: Connection, path: Path | str) -> SchemaState:
     script = ScriptDirectory.from_config(alembic_config())
     head = script.get_current_head()
     assert head is not None
@@ -106,7 +110,7 @@ def _check(conn: Connection, path: Path) -> SchemaState:
     return SchemaState(path=path, current=current, head=head)
 
 
-def _upgrade(conn: Connection, path: Path) -> SchemaState:
+def _upgrade(conn: Connection, path: Path | str) -> SchemaState:
     state = _check(conn, path)
     if not state.at_head:
         cfg = alembic_config()
@@ -121,7 +125,7 @@ async def ensure_schema(url: str | URL) -> SchemaState:
 
     Idempotent: at head it changes nothing. Raises ``SchemaTooNewError`` for a database
     from a newer version and ``SchemaUnmanagedError`` for one not made by migrations."""
-    path = database_path(url)
+    path = _where(url)
     engine = create_engine(url)
     try:
         async with engine.connect() as conn:
@@ -134,7 +138,7 @@ async def ensure_schema(url: str | URL) -> SchemaState:
 
 async def schema_state(url: str | URL) -> SchemaState:
     """Read the database's revision without changing anything (raises like ensure_schema)."""
-    path = database_path(url)
+    path = _where(url)
     engine = create_engine(url)
     try:
         async with engine.connect() as conn:
@@ -147,7 +151,7 @@ def db_command(cfg: Config, action: str) -> int:
     """``python run.py db upgrade|current``; returns the process exit code."""
     url = cfg.database.url
     try:
-        path = database_path(url)
+        path = _where(url)
         if action == "upgrade":
             state = asyncio.run(ensure_schema(url))
             if state.previous is None:
@@ -157,7 +161,7 @@ def db_command(cfg: Config, action: str) -> int:
                 print(f"database {path}: upgraded from {since} to schema revision {state.head} (head)")
             return 0
         if action == "current":
-            if not path.exists():
+            if isinstance(path, Path) and not path.exists():
                 print(f"no database at {path} (run `python run.py db upgrade`)", file=sys.stderr)
                 return EXIT_DB_ERROR
             state = asyncio.run(schema_state(url))

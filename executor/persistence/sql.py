@@ -56,9 +56,10 @@ def dialect_insert(dialect: str | Dialect, table: sa.Table) -> Any:
     raise ValueError(f"no upsert for database dialect {name!r}")
 
 
-def p(i: int) -> sa.BindParameter[Any]:
-    """The ``i``-th positional parameter of a cached statement."""
-    return sa.bindparam(f"p{i}")
+def p(i: int, type_: Any = None) -> sa.BindParameter[Any]:
+    """The ``i``-th positional parameter of a cached statement (typed where the compiler
+    cannot infer it, e.g. the later rows of a multi-row VALUES)."""
+    return sa.bindparam(f"p{i}", type_=type_)
 
 
 def statement(dialect: str, key: Hashable, build: StatementBuilder) -> Executable:

@@ -104,7 +104,15 @@ class DecimalText(TypeDecorator[Decimal]):
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         if value is None:
             return None
-        return value if type(value) is Decimal else Decimal(value)
+        if type(value) is not Decimal:
+            return Decimal(value)
+        sign, digits, exp = value.as_tuple()
+        if isinstance(exp, int) and exp > 0:
+            # asyncpg's binary NUMERIC decoder writes whole numbers with trailing zeros as
+            # an exponent (60000 -> 6E+4); NUMERIC itself has no positive exponents, so the
+            # plain integer is what was stored.
+            return Decimal((sign, digits + (0,) * exp, 0))
+        return value
 
     @property
     def python_type(self) -> type:
