@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from executor.audit.query import AuditDB, AuditError, Scope, parse_time
 from executor.persistence.db import database_path
 
@@ -74,6 +76,9 @@ def audit_command(cfg: Config, args: argparse.Namespace) -> int:
         return EXIT_ERROR
     except sqlite3.Error as exc:
         print(f"audit: cannot read the ledger: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except SQLAlchemyError as exc:  # PostgreSQL; the class name only (a message may hold the URL)
+        print(f"audit: cannot read the ledger: {type(exc).__name__}", file=sys.stderr)
         return EXIT_ERROR
     finally:
         if was_enabled:

@@ -28,8 +28,6 @@ from executor.persistence.store import Store
 from tests.persistence.conftest import url_for
 
 
-
-
 @pytest.fixture
 def ledger_backend() -> str:
     """These tests check SQLite's own settings and files: SQLite only."""
