@@ -35,7 +35,7 @@ from executor.persistence.models import (
     Run,
 )
 from executor.persistence.records import FillRow
-from executor.persistence.sql import Runner, StatementBuilder, dialect_insert, p
+from executor.persistence.sql import Runner, StatementBuilder, dialect_insert, p, statement
 from executor.persistence.status_merge import _OrderState, merge_status
 from executor.persistence.store_records import (
     SIDES,
@@ -160,15 +160,16 @@ def _update_order(_dialect: str) -> Executable:
 def _insert_returning_builder(
     table: sa.Table, cols: tuple[str, ...], n_rows: int, returning: tuple[str, ...]
 ) -> StatementBuilder:
+    """``n_rows`` rows of ``p`` parameters; 0: the plain statement, for executemany."""
+
     def build(dialect: str) -> Executable:
-        width = len(cols)
-        rows = [{c: p(r * width + j, table.c[c].type) for j, c in enumerate(cols)} for r in range(n_rows)]
-        return (
-            dialect_insert(dialect, table)
-            .values(rows)
-            .on_conflict_do_nothing()
-            .returning(*(table.c[c] for c in returning))
-        )
+        ins = dialect_insert(dialect, table)
+        if n_rows:
+            width = len(cols)
+            ins = ins.values(
+                [{c: p(r * width + j, table.c[c].type) for j, c in enumerate(cols)} for r in range(n_rows)]
+            )
+        return ins.on_conflict_do_nothing().returning(*(table.c[c] for c in returning))
 
     return build
 
@@ -204,6 +205,15 @@ def _insert_returning(
     ``_ROWS_PER_INSERT`` rows per statement, returning the ``returning`` columns of the rows
     actually inserted (RETURNING leaves out the rows that DO NOTHING skipped), so no lookup
     of what is already stored is needed first."""
+    if not sql.raw:
+        # Generic path: one single-row statement executed for all rows; SQLAlchemy's
+        # "insertmanyvalues" sends them as multi-row INSERT ... RETURNING pages itself, and
+        # the one statement compiles once (a 256-row VALUES of bound parameters would cost
+        # more to compile than to run).
+        key = ("insert1", table.name, cols, returning)
+        stmt = statement(sql.dialect, key, _insert_returning_builder(table, cols, 0, returning))
+        res = sql.conn.execute(stmt, [dict(zip(cols, r, strict=True)) for r in rows])
+        return [tuple(r) for r in res]
     added: list[Sequence[Any]] = []
     for part in _chunks(rows, _ROWS_PER_INSERT):
         n = len(part)
