@@ -205,7 +205,7 @@ def _insert_returning(
     ``_ROWS_PER_INSERT`` rows per statement, returning the ``returning`` columns of the rows
     actually inserted (RETURNING leaves out the rows that DO NOTHING skipped), so no lookup
     of what is already stored is needed first."""
-    if not sql.raw:
+    if not sql.shortcut:
         # Generic path: one single-row statement executed for all rows; SQLAlchemy's
         # "insertmanyvalues" sends them as multi-row INSERT ... RETURNING pages itself, and
         # the one statement compiles once (a 256-row VALUES of bound parameters would cost

@@ -102,24 +102,56 @@ def _named(params: Sequence[Any]) -> dict[str, Any]:
     return {f"p{i}": v for i, v in enumerate(params)}
 
 
+def pg_sql(key: Hashable, build: StatementBuilder) -> str:
+    """The PostgreSQL text of a cached statement, ``:pN`` written as asyncpg's ``$N+1``."""
+    sql = _PG_SQL.get(key)
+    if sql is None:
+        compiled = statement("postgresql", key, build).compile(dialect=_PG_DIALECT)
+        stray = [n for n in compiled.params if not _PARAM.fullmatch(":" + n)]
+        if stray:
+            raise AssertionError(f"statement {key!r}: parameters not named p0..pN: {stray[:5]}")
+        sql = _PG_SQL[key] = _PARAM.sub(lambda m: f"${int(m.group(1)) + 1}", str(compiled))
+    return sql
+
+
+_PG_DIALECT = postgresql.dialect(paramstyle="named")
+_PG_SQL: dict[Hashable, str] = {}
+
+
+def _asyncpg(conn: Any) -> Any:
+    """The asyncpg connection under SQLAlchemy's adapter, or None."""
+    driver = conn.driver_connection
+    ok = driver is not None and hasattr(driver, "fetch") and hasattr(driver, "executemany")
+    return driver if ok else None
+
+
 class Runner:
     """Executes cached Core statements on one sync ``Connection`` (inside ``run_sync``).
 
-    ``raw`` tells callers which values to pass: driver values (money as canonical text,
-    flags as 0/1) when True, Python values (Decimal, bool) otherwise."""
+    ``shortcut`` says the driver runs the compiled statements directly (see the module
+    docstring): aiosqlite on SQLite, asyncpg on PostgreSQL. ``raw`` tells callers which
+    values to pass: SQLite driver values (money as canonical text, flags as 0/1) when True,
+    Python values (Decimal, bool) otherwise (asyncpg encodes those itself)."""
 
     def __init__(self, conn: Connection, *, fast: bool = True) -> None:
         self.conn = conn
         self.dialect = conn.dialect.name
-        driver = conn.connection.driver_connection if self.dialect == "sqlite" and fast else None
-        # aiosqlite's connection under SQLAlchemy's adapter (see the module docstring).
-        self._aio = driver if driver is not None and hasattr(driver, "execute_fetchall") else None
+        self._aio = self._apg = None
+        if fast and self.dialect == "sqlite":
+            driver = conn.connection.driver_connection
+            # aiosqlite's connection under SQLAlchemy's adapter (see the module docstring).
+            self._aio = driver if driver is not None and hasattr(driver, "execute_fetchall") else None
+        elif fast and self.dialect == "postgresql":
+            self._apg = _asyncpg(conn.connection)
         self.raw = self._aio is not None
+        self.shortcut = self._aio is not None or self._apg is not None
 
     def rows(self, key: Hashable, build: StatementBuilder, params: Sequence[Any]) -> list[Sequence[Any]]:
         """The rows of one statement (empty when it returns none)."""
         if self._aio is not None:
             return await_(self._aio.execute_fetchall(sqlite_sql(key, build), tuple(params)))  # type: ignore[no-any-return]
+        if self._apg is not None:
+            return await_(self._apg.fetch(pg_sql(key, build), *params))  # type: ignore[no-any-return]
         res = self.conn.execute(statement(self.dialect, key, build), _named(params))
         return [tuple(r) for r in res] if res.returns_rows else []
 
@@ -129,6 +161,9 @@ class Runner:
             return
         if self._aio is not None:
             await_(self._aio.executemany(sqlite_sql(key, build), [tuple(r) for r in rows]))
+            return
+        if self._apg is not None:
+            await_(self._apg.executemany(pg_sql(key, build), [tuple(r) for r in rows]))
             return
         self.conn.execute(statement(self.dialect, key, build), [_named(r) for r in rows])
 
@@ -146,6 +181,11 @@ async def autocommit_rows(
         if aio is not None and hasattr(aio, "execute_fetchall"):
             values = tuple(raw_value(v) for v in params)
             return [tuple(r) for r in await aio.execute_fetchall(sqlite_sql(key, build), values)]
+    if conn.dialect.name == "postgresql" and fast:
+        apg = _asyncpg(await conn.get_raw_connection())
+        if apg is not None:
+            # Outside a transaction asyncpg runs the statement as its own (autocommit).
+            return [tuple(r) for r in await apg.fetch(pg_sql(key, build), *params)]
     async with conn.begin():
         res = await conn.execute(statement(conn.dialect.name, key, build), _named(params))
         return [tuple(r) for r in res] if res.returns_rows else []

@@ -36,11 +36,9 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture(params=["fast", "generic"])
-def store_path(request: pytest.FixtureRequest, ledger_backend: str) -> bool:
-    """Whether the store uses the SQLite shortcut (``executor.persistence.sql``); on
-    PostgreSQL only the generic path exists, so it runs once."""
-    if ledger_backend == "postgresql" and request.param == "fast":
-        pytest.skip("the SQLite shortcut does not apply to PostgreSQL")
+def store_path(request: pytest.FixtureRequest) -> bool:
+    """Whether the store runs its statements through the driver shortcut (aiosqlite or
+    asyncpg, ``executor.persistence.sql``) or SQLAlchemy's generic execution."""
     return request.param == "fast"
 
 
