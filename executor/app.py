@@ -383,10 +383,7 @@ class Bot:
 
         async def checkpoint() -> str:
             from executor.audit.checkpoint_job import run_in_child
-            from executor.persistence.db import is_sqlite
 
-            if not is_sqlite(url):
-                return "audit checkpoints are kept for SQLite ledgers only; nothing to do"
             return await run_in_child(url, settle_s)
 
         self.scheduler = build_scheduler(self.cfg.scheduler, time_scale=scale, market_streams=self.streams,

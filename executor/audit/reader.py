@@ -50,19 +50,38 @@ def _plain(value: Any) -> Any:
 
 
 class Rows(list[tuple[Any, ...]]):
-    """A fetched result with the two cursor methods the audit uses."""
+    """A fetched result that reads like a ``sqlite3`` cursor: an iterator over its rows
+    (``next``, ``for``), ``fetchone`` (the next row or None) and ``fetchall`` (the rest)."""
+
+    _pos = 0
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return self
+
+    def __next__(self) -> tuple[Any, ...]:
+        if self._pos >= len(self):
+            raise StopIteration
+        self._pos += 1
+        return self[self._pos - 1]
 
     def fetchone(self) -> tuple[Any, ...] | None:
-        return self[0] if self else None
+        return next(self, None)
 
     def fetchall(self) -> list[tuple[Any, ...]]:
-        return list(self)
+        rest = self[self._pos :]
+        self._pos = len(self)
+        return rest
 
 
 class SqlReader:
-    """Read-only SQL on a PostgreSQL ledger from synchronous code (see the module docstring)."""
+    """SQL on a PostgreSQL ledger from synchronous code (see the module docstring).
 
-    def __init__(self, url: str) -> None:
+    Read-only by default. With ``readonly=False`` it is the checkpoint writer (the twin of
+    the ``sqlite3`` writer connection): READ COMMITTED, and ``with writer:`` commits what ran
+    inside it (rolls back on an exception), as a ``sqlite3`` connection does."""
+
+    def __init__(self, url: str, *, readonly: bool = True) -> None:
+        self.readonly = readonly
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="audit-reader", daemon=True)
         self._thread.start()
@@ -79,9 +98,24 @@ class SqlReader:
 
     async def _open(self) -> AsyncConnection:
         conn = await self._engine.connect()
-        await conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        if self.readonly:
+            await conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
         await conn.begin()
         return conn
+
+    async def _end(self, commit: bool) -> None:
+        assert self._conn is not None
+        if commit:
+            await self._conn.commit()
+        else:
+            await self._conn.rollback()
+        await self._conn.begin()
+
+    def __enter__(self) -> SqlReader:
+        return self
+
+    def __exit__(self, exc_type: object, *_exc: object) -> None:
+        self._run(self._end(commit=exc_type is None))
 
     async def _execute(self, sql: str, params: Sequence[Any]) -> Rows:
         assert self._conn is not None
@@ -92,7 +126,10 @@ class SqlReader:
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows:
         head = sql.strip().upper()
-        if head in _NO_OPS or head.startswith("PRAGMA"):
+        if head.startswith("PRAGMA") or (self.readonly and head in _NO_OPS):
+            return Rows()  # the reader's snapshot is its one transaction
+        if head in _NO_OPS:
+            self._run(self._end(commit=head == "COMMIT"))
             return Rows()
         return self._run(self._execute(sql, params))
 
@@ -102,9 +139,6 @@ class SqlReader:
             return set(await self._conn.run_sync(lambda c: sa.inspect(c).get_table_names()))
 
         return self._run(names())
-
-    def __iter__(self) -> Iterator[Any]:  # pragma: no cover - not a cursor
-        raise TypeError("SqlReader is not iterable; call execute()")
 
     def close(self) -> None:
         async def shutdown() -> None:

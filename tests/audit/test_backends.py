@@ -57,3 +57,38 @@ def test_unreachable_server_is_one_audit_error() -> None:
 
     with pytest.raises(AuditError, match="cannot read"):
         AuditDB.from_url("postgresql+asyncpg://nobody:pw@127.0.0.1:1/none")
+
+
+async def test_checkpoints_on_postgresql_change_no_result(pg_scenario: Built) -> None:
+    """The checkpoint writer's PostgreSQL twin (``SqlReader(readonly=False)``): checkpoints
+    written on the server give the same report and verification as folding from the start."""
+    from executor.audit.checkpoint_job import write_checkpoints
+    from executor.audit.checkpoints import KIND_REPORT, load_checkpoint
+
+    cold_rep, cold_ver = audits(pg_scenario.url)
+    lines = write_checkpoints(pg_scenario.url, everything=True)
+    assert len(lines) == 2 and "not written" not in lines[1], lines
+    with AuditDB.from_url(pg_scenario.url) as db:
+        assert load_checkpoint(db.conn, KIND_REPORT) is not None
+        rep = report_dict(build_report(db, Scope()))
+        ver = verify_dict(verify(db, Scope()))
+    rep.pop("database", None)
+    rep.pop("generated_ms", None)
+    assert any("folded from the audit checkpoint" in n for n in rep.pop("notes"))
+    assert any("from the verify checkpoint" in n for n in ver.pop("notes"))
+    cold_rep.pop("notes")
+    cold_ver.pop("notes")
+    assert (rep, ver) == (cold_rep, cold_ver)
+    # Written again on top of the first ones: still the same.
+    write_checkpoints(pg_scenario.url, everything=True)
+    with AuditDB.from_url(pg_scenario.url) as db:
+        again = verify_dict(verify(db, Scope()))
+    again.pop("notes")
+    assert again == cold_ver
+
+
+async def test_scheduled_checkpoint_job_gets_the_url_outside_its_command_line(pg_scenario: Built) -> None:
+    from executor.audit.checkpoint_job import run_in_child
+
+    out = await run_in_child(pg_scenario.url, settle_s=0)
+    assert "report checkpoint at" in out and "verify checkpoint at" in out
