@@ -67,6 +67,14 @@ def audit_command(cfg: Config, args: argparse.Namespace) -> int:
     try:
         scope = scope_from_args(args)
         url = getattr(args, "db", None) or default_url(cfg)
+        bot = getattr(args, "bot", None)
+        if bot:
+            from executor.persistence.db import with_bot
+
+            try:
+                url = with_bot(url, bot)
+            except ValueError as exc:
+                raise AuditError(str(exc)) from None
         with AuditDB.from_url(url) as db:
             if getattr(args, "audit_command", "report") == "verify":
                 return _verify(db, scope, args)

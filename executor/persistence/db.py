@@ -37,6 +37,7 @@ read-modify-write (order status merge) is atomic, and readers stay lock-free.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +136,7 @@ def create_engine(
     echo: bool = False,
 ) -> AsyncEngine:
     """An async engine for the ledger at ``url``; for SQLite creates the file's folder."""
+    bot_schema(url)  # a bad or misplaced ?bot= is refused here, with one line
     if not is_sqlite(url):
         return _create_pg_engine(url, echo=echo)
     u, url_sync = _split_url(url, base)
@@ -172,12 +174,47 @@ def create_engine(
     return engine
 
 
+_BOT_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+BOT_SCHEMA_PREFIX = "bot_"
+
+
+def bot_schema(url: str | URL) -> str | None:
+    """The PostgreSQL schema of the bot a URL names with ``?bot=NAME`` (``bot_NAME``), or None.
+
+    A fleet: many bots share one PostgreSQL database, each in its own schema, so each has
+    its own ledger tables, migrations (``alembic_version``), lease and audit, and no bot can
+    read or overwrite another's rows by mistake. Without ``bot`` the ledger is in the
+    server's default schema (``public``)."""
+    u = make_url(url) if isinstance(url, str) else url
+    name = u.query.get("bot")
+    if name is None:
+        return None
+    if not isinstance(name, str) or not _BOT_NAME.fullmatch(name):
+        raise DatabaseUrlError(
+            f"bot name {name!r}: use 1-40 lower-case letters, digits and _ (starting with a letter)"
+        )
+    if u.get_backend_name() != "postgresql":
+        raise DatabaseUrlError("?bot=NAME is for PostgreSQL ledgers (a SQLite ledger is one bot's file)")
+    return BOT_SCHEMA_PREFIX + name
+
+
+def with_bot(url: str, name: str) -> str:
+    """``url`` with ``?bot=NAME`` set (checked like ``bot_schema``)."""
+    u = make_url(url).update_query_dict({"bot": name})
+    bot_schema(u)
+    return u.render_as_string(hide_password=False)
+
+
 def _create_pg_engine(url: str | URL, *, echo: bool) -> AsyncEngine:
     u = make_url(url) if isinstance(url, str) else url
+    schema = bot_schema(u)
     # ``synchronous`` is SQLite's knob; PostgreSQL commits durably (synchronous_commit=on)
-    # by default, so the URL option is accepted and dropped.
-    query = {k: v for k, v in u.query.items() if k != "synchronous"}
-    return create_async_engine(u.set(query=query), echo=echo, pool_pre_ping=False)
+    # by default, so the URL option is accepted and dropped. ``bot`` becomes the search path.
+    query = {k: v for k, v in u.query.items() if k not in ("synchronous", "bot")}
+    connect_args: dict[str, Any] = {}
+    if schema is not None:
+        connect_args["server_settings"] = {"search_path": schema}
+    return create_async_engine(u.set(query=query), echo=echo, pool_pre_ping=False, connect_args=connect_args)
 
 
 def lock_rows(stmt: Any) -> Any:

@@ -28,7 +28,14 @@ from alembic.util.exc import CommandError
 from sqlalchemy.engine import URL, Connection
 
 from executor.config import ROOT
-from executor.persistence.db import DatabaseUrlError, create_engine, database_path, describe_url, is_sqlite
+from executor.persistence.db import (
+    DatabaseUrlError,
+    bot_schema,
+    create_engine,
+    database_path,
+    describe_url,
+    is_sqlite,
+)
 
 if TYPE_CHECKING:
     from executor.config import Config
@@ -110,7 +117,10 @@ def _check(conn: Connection, path: Path | str) -> SchemaState:
     return SchemaState(path=path, current=current, head=head)
 
 
-def _upgrade(conn: Connection, path: Path | str) -> SchemaState:
+def _upgrade(conn: Connection, path: Path | str, schema: str | None = None) -> SchemaState:
+    if schema is not None:
+        # A fleet bot's ledger lives in its own schema (``db.bot_schema``), made on first use.
+        conn.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
     state = _check(conn, path)
     if not state.at_head:
         cfg = alembic_config()
@@ -131,7 +141,7 @@ async def ensure_schema(url: str | URL) -> SchemaState:
         async with engine.connect() as conn:
             await conn.execution_options(sqlite_write=True)
             async with conn.begin():
-                return await conn.run_sync(_upgrade, path)
+                return await conn.run_sync(_upgrade, path, bot_schema(url))
     finally:
         await engine.dispose()
 
