@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -130,11 +131,31 @@ def _upgrade(conn: Connection, path: Path | str, schema: str | None = None) -> S
     return state
 
 
+# Alembic's migration context is one per process (``alembic.context``): two upgrades at once
+# in one event loop (two fleet bots starting together) would run inside each other's.
+_UPGRADE_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _upgrade_lock() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    lock = _UPGRADE_LOCKS.get(loop)
+    if lock is None:
+        lock = _UPGRADE_LOCKS[loop] = asyncio.Lock()
+    return lock
+
+
 async def ensure_schema(url: str | URL) -> SchemaState:
     """Bring the database at ``url`` to the newest schema; called by the bot on start.
 
     Idempotent: at head it changes nothing. Raises ``SchemaTooNewError`` for a database
     from a newer version and ``SchemaUnmanagedError`` for one not made by migrations."""
+    async with _upgrade_lock():
+        return await _ensure_schema(url)
+
+
+async def _ensure_schema(url: str | URL) -> SchemaState:
     path = _where(url)
     engine = create_engine(url)
     try:
