@@ -99,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--out", type=Path, help="write files into this folder")
     audit.add_argument("--plot", action="store_true", help="draw a PNG chart per symbol")
     audit.add_argument("--db", help="database URL (default: the config's)")
-    audit.add_argument("--bot", help="on a shared PostgreSQL: this bot's ledger (its ?bot=NAME schema)")
+    audit.add_argument("--bot", help="on a shared PostgreSQL: this bot's ledger (its ?bot=NAME schema), "
+                       "or 'all' for every bot and a fleet summary table")
 
     pre = sub.add_parser("preflight", help="check keys and account before a live run",
                          description="Check API key restrictions, account, clock and symbols.")

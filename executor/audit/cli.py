@@ -68,6 +68,10 @@ def audit_command(cfg: Config, args: argparse.Namespace) -> int:
         scope = scope_from_args(args)
         url = getattr(args, "db", None) or default_url(cfg)
         bot = getattr(args, "bot", None)
+        if bot == "all":
+            from executor.audit.fleet import fleet_command
+
+            return fleet_command(url, scope, verify=getattr(args, "audit_command", "report") == "verify")
         if bot:
             from executor.persistence.db import with_bot
 

@@ -71,3 +71,21 @@ def test_two_bots_share_one_database_apart(
     assert main(["audit", "--db", fleet_url, "--bot", "No"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("audit:") == 2
+
+
+def test_fleet_summary_lists_every_bot(
+    fleet_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def build() -> None:
+        for name in ("alpha", "beta"):
+            await build_scenario(tmp_path / f"unused-{name}.db", with_bot(fleet_url, name))
+
+    asyncio.run(build())
+    assert main(["audit", "verify", "--db", fleet_url, "--bot", "all"]) == 0
+    out = capsys.readouterr().out
+    assert "FLEET" in out and "2 bots, 10 fills" in out
+    lines = [ln for ln in out.splitlines() if ln.startswith(("alpha", "beta"))]
+    assert len(lines) == 2 and all(ln.rstrip().endswith("OK") for ln in lines)
+    assert "69.2640 USDT" in lines[0]  # the scenario's hand-computed FIFO PnL (69.264)
+    assert main(["audit", "--db", fleet_url, "--bot", "all"]) == 0
+    assert "FLEET" in capsys.readouterr().out
