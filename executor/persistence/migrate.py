@@ -213,3 +213,9 @@ def db_command(cfg: Config, action: str) -> int:
     except (SchemaError, DatabaseUrlError, CommandError) as exc:
         print(f"database error: {exc}", file=sys.stderr)
         return EXIT_DB_ERROR
+    except OSError as exc:  # the server is not there (connection refused, no such host)
+        print(f"database error: cannot reach {describe_url(url)}: {exc}", file=sys.stderr)
+        return EXIT_DB_ERROR
+    except sa.exc.SQLAlchemyError as exc:  # the class only: a driver's message may quote the URL
+        print(f"database error: {describe_url(url)}: {type(exc).__name__}", file=sys.stderr)
+        return EXIT_DB_ERROR

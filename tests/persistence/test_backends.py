@@ -198,3 +198,18 @@ async def test_concurrent_writers_merge_atomically(ledger_url: str) -> None:
 def test_describe_url_hides_the_password() -> None:
     text = describe_url("postgresql+asyncpg://bot:s3cret@db.example:5432/ledger")
     assert "s3cret" not in text and "db.example" in text
+
+
+def test_db_upgrade_on_an_unreachable_server_is_one_line(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from executor.config import load_config
+    from executor.persistence.migrate import db_command
+
+    cfg_file = tmp_path / "t.toml"
+    cfg_file.write_text('[database]\nurl = "postgresql+asyncpg://bx:s3cret@127.0.0.1:1/ledger"\n')
+    cfg = load_config(cfg_file, local=None)
+    assert db_command(cfg, "upgrade") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("database error: cannot reach") and err.count("\n") == 1
+    assert "s3cret" not in err and "Traceback" not in err
