@@ -37,6 +37,8 @@ def main() -> int:
     ap.add_argument("--fills", type=int, default=1_000_000)
     ap.add_argument("--batch", type=int, default=5000)
     ap.add_argument("--check", action="store_true", help="compare both audits afterwards, as db copy does")
+    ap.add_argument("--time-audit", action="store_true",
+                    help="then time a cold `audit` and `audit verify` on the PostgreSQL copy")
     args = ap.parse_args()
     name = f"bx_copy_bench_{os.getpid()}"
     dest = make_url(args.pg).set(database=name).render_as_string(hide_password=False)
@@ -65,6 +67,18 @@ def main() -> int:
             print(f"db copy {'with' if args.check else 'without'} the audit check: exit {proc.returncode}, "
                   f"{wall:.1f} s wall, peak RSS {peak_mb:.0f} MB (batch {args.batch}); "
                   f"load average after: {os.getloadavg()[0]:.2f}")
+            if args.time_audit and proc.returncode == 0:
+                # Cold: no checkpoint was copied (the source had none), so both fold every row.
+                for what in (["audit"], ["audit", "verify"]):
+                    t0 = time.perf_counter()
+                    run = subprocess.run([sys.executable, "run.py", *what, "--db", dest], cwd=ROOT,
+                                         capture_output=True, text=True,
+                                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+                    print(f"cold `{' '.join(what)}` on PostgreSQL over {args.fills:,} fills: exit "
+                          f"{run.returncode}, {time.perf_counter() - t0:.1f} s wall; "
+                          f"load average after: {os.getloadavg()[0]:.2f}")
+                    if run.returncode != 0:
+                        print(run.stderr[-1000:])
         finally:
             asyncio.run(_pg_admin(args.pg, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     return 0
