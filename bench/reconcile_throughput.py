@@ -47,9 +47,10 @@ SYMBOL = "BTCUSDT"
 
 
 def _execution_report(cid: str, order_id: int, exec_id: int, *, x: str, status: str, trade_id: int,
-                      last_qty: str, cum_qty: str, cum_quote: str, now: int) -> dict[str, Any]:
+                      last_qty: str, cum_qty: str, cum_quote: str, now: int,
+                      symbol: str = SYMBOL) -> dict[str, Any]:
     return {"subscriptionId": 0, "event": {
-        "e": "executionReport", "E": now, "s": SYMBOL, "c": cid, "S": "BUY", "o": "LIMIT", "f": "GTC",
+        "e": "executionReport", "E": now, "s": symbol, "c": cid, "S": "BUY", "o": "LIMIT", "f": "GTC",
         "q": "1.00000000", "p": "60000.00000000", "P": "0.00000000", "F": "0.00000000", "g": -1, "C": "",
         "x": x, "X": status, "r": "NONE", "i": order_id, "l": last_qty, "z": cum_qty,
         "L": "60000.00000000" if trade_id >= 0 else "0.00000000",
@@ -59,7 +60,8 @@ def _execution_report(cid: str, order_id: int, exec_id: int, *, x: str, status: 
         "W": now - 1000, "V": "EXPIRE_MAKER"}}
 
 
-def make_events(n_events: int, per_order: int) -> tuple[list[str], list[dict[str, Any]]]:
+def make_events(n_events: int, per_order: int, *, symbol: str = SYMBOL,
+                bot: str = "bench") -> tuple[list[str], list[dict[str, Any]]]:
     """Orders of ``per_order`` events each: NEW, TRADEs of 0.01, the last one FILLED."""
     orders = max(1, n_events // per_order)
     trades = per_order - 1
@@ -67,11 +69,11 @@ def make_events(n_events: int, per_order: int) -> tuple[list[str], list[dict[str
     ids, events = [], []
     exec_id, trade_id, now = 1, 1_000_000, 1_785_571_200_000
     for k in range(orders):
-        cid = f"{PREFIX}-bench-o{k + 1}"
+        cid = f"{PREFIX}-{bot}-o{k + 1}"
         ids.append(cid)
         order_id = 10_000 + k
         events.append(_execution_report(cid, order_id, exec_id, x="NEW", status="NEW", trade_id=-1,
-                                        last_qty="0", cum_qty="0", cum_quote="0", now=now))
+                                        last_qty="0", cum_qty="0", cum_quote="0", now=now, symbol=symbol))
         exec_id += 1
         for j in range(1, trades + 1):
             cum = qty_each * j if j < trades else Decimal(1)
@@ -79,7 +81,7 @@ def make_events(n_events: int, per_order: int) -> tuple[list[str], list[dict[str
             events.append(_execution_report(
                 cid, order_id, exec_id, x="TRADE", status="FILLED" if j == trades else "PARTIALLY_FILLED",
                 trade_id=trade_id, last_qty=f"{last:.8f}", cum_qty=f"{cum:.8f}",
-                cum_quote=f"{cum * 60000:.8f}", now=now + j))
+                cum_quote=f"{cum * 60000:.8f}", now=now + j, symbol=symbol))
             exec_id += 1
             trade_id += 1
         now += 100
@@ -87,18 +89,23 @@ def make_events(n_events: int, per_order: int) -> tuple[list[str], list[dict[str
 
 
 async def bench_events(n_events: int, per_order: int, batch_max: int, workdir: Path, *,
-                       preparsed: bool, freeze_input: bool = True) -> dict[str, Any]:
-    url = f"sqlite+aiosqlite:///{workdir / ('events-parsed.db' if preparsed else 'events.db')}"
+                       preparsed: bool, freeze_input: bool = True, url: str | None = None,
+                       symbol: str = SYMBOL, bot: str = "bench", start: asyncio.Event | None = None,
+                       ready: list[str] | None = None) -> dict[str, Any]:
+    url = url or f"sqlite+aiosqlite:///{workdir / ('events-parsed.db' if preparsed else 'events.db')}"
     store = await Store.open(url, synchronous="FULL")
-    ids, raw = make_events(n_events, per_order)
+    ids, raw = make_events(n_events, per_order, symbol=symbol, bot=bot)
     # The spot user stream hands over events it has already parsed (core.events); the raw
     # variant includes that parsing here.
     events: list[Any] = [parse_user_event(e) for e in raw] if preparsed else raw
     for cid in ids:  # the order manager records every order before it is sent
-        await store.record_order_intent(cid, SYMBOL, "BUY", "LIMIT", quantity=Decimal(1),
+        await store.record_order_intent(cid, symbol, "BUY", "LIMIT", quantity=Decimal(1),
                                         price=Decimal(60000), time_in_force="GTC")
     rec = Reconciler(store, prefix=PREFIX, batch_max=batch_max)
     await rec.start()
+    if start is not None and ready is not None:
+        ready.append(bot)
+        await start.wait()  # several bots: all start together
     if freeze_input:
         # A live stream never holds 100k decoded events at once: each frame arrives, is
         # applied and is dropped. Kept in a list here they would make every full garbage
@@ -120,7 +127,7 @@ async def bench_events(n_events: int, per_order: int, batch_max: int, workdir: P
         if freeze_input:
             gc.unfreeze()
     await rec.stop()
-    fills = len(await store.fills(symbol=SYMBOL))
+    fills = len(await store.fills(symbol=symbol))
     filled = len(await store.list_orders(status="FILLED"))
     await store.close()
     return {"events": len(events), "orders": len(ids), "seconds": elapsed, "cpu_seconds": cpu,
@@ -212,6 +219,59 @@ async def bench_catch_up(n_trades: int, n_orders: int, workdir: Path) -> dict[st
         await server.stop()
 
 
+async def _pg_admin(base: str, sql: str) -> None:
+    import sqlalchemy as sa
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(sa.text(sql))
+    finally:
+        await engine.dispose()
+
+
+async def bench_pg(args: argparse.Namespace) -> None:
+    """(i) on PostgreSQL: one bot, then ``--bots`` bots (own symbol, own client ids, own
+    connection each, as separate processes would have) writing to one database at once."""
+    from sqlalchemy.engine import make_url
+
+    base = args.pg
+    tag = f"bx_bench_{os.getpid()}"
+
+    def db_url(name: str) -> str:
+        return make_url(base).set(database=name).render_as_string(hide_password=False)
+
+    symbols = ("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT", "LTCUSDT")
+    for n_bots in (1, args.bots):
+        name = f"{tag}_{n_bots}"
+        await _pg_admin(base, f'CREATE DATABASE "{name}"')
+        try:
+            from executor.persistence.migrate import ensure_schema
+
+            await ensure_schema(db_url(name))
+            start, ready = asyncio.Event(), []
+            tasks = [asyncio.create_task(bench_events(
+                args.events, args.per_order, args.batch, Path("."), preparsed=True, url=db_url(name),
+                symbol=symbols[i % len(symbols)], bot=f"b{i}", start=start, ready=ready))
+                for i in range(n_bots)]
+            while len(ready) < n_bots and not any(t.done() for t in tasks):
+                await asyncio.sleep(0.05)  # every bot has recorded its orders before the clock starts
+            start.set()
+            results = await asyncio.gather(*tasks)
+            # Each bot times itself from the common start to its last commit.
+            wall = max(r["seconds"] for r in results)
+            total = sum(r["events"] for r in results)
+            each = ", ".join(f"{r['events'] / r['seconds']:,.0f}" for r in results)
+            print(f"(i)  PostgreSQL, {n_bots} bot(s) in one database, {args.events} parsed executionReports "
+                  f"each: {total / wall:,.0f} events/s in sum over {wall:.2f} s; each bot {each} events/s; "
+                  f"fills stored {sum(r['fills_stored'] for r in results)}, "
+                  f"suspects {sum(r['suspects'] for r in results)}; "
+                  f"load average after: {os.getloadavg()[0]:.2f}")
+        finally:
+            await _pg_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=100_000)
@@ -221,6 +281,10 @@ async def main() -> None:
     ap.add_argument("--orders", type=int, default=100)
     ap.add_argument("--no-gc-freeze", action="store_true",
                     help="leave the pre-built input events visible to the garbage collector")
+    ap.add_argument("--pg", metavar="URL",
+                    help="also run (i) on this PostgreSQL server (postgresql+asyncpg://USER@HOST:PORT/DB; "
+                    "fresh databases are created there and dropped)")
+    ap.add_argument("--bots", type=int, default=4, help="bots writing to one PostgreSQL at once (with --pg)")
     args = ap.parse_args()
     load = os.getloadavg()
     print(f"machine: {os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
@@ -239,6 +303,8 @@ async def main() -> None:
                   f"{1e6 * other / ev['events']:.1f} us/event); fills stored {ev['fills_stored']}, "
                   f"orders FILLED {ev['orders_filled']}, suspects {ev['suspects']}; "
                   f"load average after: {os.getloadavg()[0]:.2f}")
+        if args.pg:
+            await bench_pg(args)
         if args.trades <= 0:
             return
         cu = await bench_catch_up(args.trades, args.orders, Path(tmp))

@@ -851,9 +851,12 @@ async def fetch_sim_venue(url: str, timeout_s: float = 10.0) -> tuple[Endpoints,
 
 
 def sim_ledger_url(cfg: Config, now: dt.datetime | None = None) -> str:
-    """A fresh ledger file beside the configured one, for a run on a freshly started sim."""
-    from executor.persistence.db import database_path
+    """A fresh ledger file beside the configured one, for a run on a freshly started sim (a
+    PostgreSQL ledger is used as configured: a server holds no per-run files)."""
+    from executor.persistence.db import database_path, is_sqlite
 
+    if not is_sqlite(cfg.database.url):
+        return cfg.database.url
     path = database_path(cfg.database.url)
     now = now or dt.datetime.now(dt.UTC)
     stamp = f"{now:%Y%m%dT%H%M%S}.{now.microsecond // 1000:03d}Z"
@@ -908,7 +911,10 @@ async def run_bot(cfg: Config, args: argparse.Namespace | None = None, *, option
                 venue = venue_for(cfg, urls)
                 creds = sim.credentials("HMAC")
                 cfg = replace(cfg, database=replace(cfg.database, url=sim_ledger_url(cfg)))
-                log.info("embedded exchange up: admin %s/state", urls.admin)
+                from executor.persistence.db import describe_url
+
+                log.info("embedded exchange up: admin %s/state; ledger %s", urls.admin,
+                         describe_url(cfg.database.url))
         else:
             from executor.keys import load_credentials, load_futures_credentials
             from executor.profiles import venue_for

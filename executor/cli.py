@@ -111,6 +111,19 @@ def build_parser() -> argparse.ArgumentParser:
                     help="fold every row recorded (for a ledger no bot is writing to)")
     ck.add_argument("--cut-ms", type=int, help="fold the rows up to this time (UTC epoch ms)")
 
+    cp = db_sub.add_parser("copy", help="copy a ledger to another database (SQLite <-> PostgreSQL)",
+                           description="Copy every row of a ledger into another database, in batches "
+                           "with progress; run it again to resume an interrupted copy. Then the audit "
+                           "report and audit verify are computed on both sides and must agree. Exit "
+                           "codes: 0 copied and the audits agree, 1 they differ, 2 not copied. Stop "
+                           "the bot writing to the source first.")
+    _common(cp)
+    cp.add_argument("--from", dest="from_url", required=True, metavar="URL", help="the ledger to copy")
+    cp.add_argument("--to", dest="to_url", required=True, metavar="URL",
+                    help="where to (migrated to the newest schema; empty or an earlier copy)")
+    cp.add_argument("--batch", type=int, default=5000, help="rows per transaction (default 5000)")
+    cp.add_argument("--no-check", action="store_true", help="skip comparing the audits afterwards")
+
     audit = sub.add_parser("audit", help="post-trade audit from the database",
                            description="Reports, ledger verification and exports, from the "
                            "database alone.")
@@ -130,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="folder for --plot (default: --out, else beside a --db ledger, "
                        "else the data folder's plots/)")
     audit.add_argument("--db", help="database file or URL (default: the config's)")
+    audit.add_argument("--bot", help="on a shared PostgreSQL: this bot's ledger (its ?bot=NAME schema), "
+                       "or 'all' for every bot and a fleet summary table")
 
     chaos = sub.add_parser("chaos", help="prove exactly-once on this install under faults and SIGKILLs",
                            description="Start the embedded exchange, run the bot against it while "
@@ -226,6 +241,10 @@ def _dispatch(command: str, cfg: Config, args: argparse.Namespace) -> int:
         from executor.audit.checkpoint_job import checkpoint_command
 
         return checkpoint_command(cfg, args)
+    if command == "db" and args.db_command == "copy":
+        from executor.persistence.copy import copy_command
+
+        return copy_command(args.from_url, args.to_url, batch=args.batch, check=not args.no_check)
     if command == "db":
         from executor.persistence.migrate import db_command
 

@@ -22,6 +22,13 @@ from executor.endpoints import Endpoints, apply_to_client
 from executor.exchange.credentials import Credentials
 from executor.sim.exchange import SimExchange
 from executor.sim.server import SimServer, SimUrls
+from tests.ledger_backends import (  # noqa: F401 - fixtures for every folder
+    ledger_backend,
+    ledger_url,
+    make_ledger,
+    pg_databases,
+    sqlite_template,
+)
 
 
 @dataclass

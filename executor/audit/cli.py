@@ -22,6 +22,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from executor.audit.query import AuditDB, AuditError, Scope, parse_time
 from executor.persistence.db import database_path
 
@@ -75,6 +77,18 @@ def audit_command(cfg: Config, args: argparse.Namespace) -> int:
         scope = scope_from_args(args)
         url = getattr(args, "db", None) or default_url(cfg)
         _warn_if_newer(url)
+        bot = getattr(args, "bot", None)
+        if bot == "all":
+            from executor.audit.fleet import fleet_command
+
+            return fleet_command(url, scope, verify=getattr(args, "audit_command", "report") == "verify")
+        if bot:
+            from executor.persistence.db import with_bot
+
+            try:
+                url = with_bot(url, bot)
+            except ValueError as exc:
+                raise AuditError(str(exc)) from None
         with AuditDB.from_url(url) as db:
             _check_run(db, scope)
             command = getattr(args, "audit_command", "report")
@@ -95,6 +109,9 @@ def audit_command(cfg: Config, args: argparse.Namespace) -> int:
         return EXIT_ERROR
     except sqlite3.Error as exc:
         print(f"audit: cannot read the ledger: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except SQLAlchemyError as exc:  # PostgreSQL; the class name only (a message may hold the URL)
+        print(f"audit: cannot read the ledger: {type(exc).__name__}", file=sys.stderr)
         return EXIT_ERROR
     finally:
         if was_enabled:

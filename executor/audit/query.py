@@ -1,11 +1,13 @@
-"""Reading the ledger for the audit: a read-only sqlite3 connection, the scope filters, and
-typed rows with exact Decimals.
+"""Reading the ledger for the audit: a read-only connection, the scope filters, and typed
+rows with exact Decimals.
 
-The audit never writes. It opens the database file read-only (``immutable=1`` when no WAL
-is beside it, else ``mode=ro``; see ``AuditDB``; a WAL reader takes no lock the bot would
-wait on) through the plain ``sqlite3`` module: at a million fills the
-async SQLAlchemy layer would cost more than the report itself. The schema is still the one
-the migrations made; column lists here name the columns explicitly so a later additive
+The audit never writes. On SQLite it opens the database file read-only (``immutable=1``
+when no WAL is beside it, else ``mode=ro``; see ``AuditDB``; a WAL reader takes no lock the
+bot would wait on) through the plain ``sqlite3`` module: at a million fills the async
+SQLAlchemy layer would cost more than the report itself (the SQLite-only fast path). On
+PostgreSQL its twin, ``executor.audit.reader.SqlReader``, runs the same SQL through
+SQLAlchemy's async engine in one read-only snapshot; ``AuditDB.sqlite`` says which. The
+schema is still the one the migrations made; column lists here name the columns explicitly so a later additive
 migration cannot shift them.
 
 Scope: ``--run`` keeps rows of that run, ``--since``/``--until`` keep rows whose own time
@@ -27,9 +29,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import orjson
+import sqlalchemy as sa
 
 from executor.core.orders import Side
-from executor.persistence.db import database_path
+from executor.persistence.db import database_path, describe_url, is_sqlite
 from executor.persistence.records import FillRow, OrderRecord
 
 __all__ = [
@@ -202,7 +205,16 @@ class AuditDB:
       stderr); the original is not touched.
     """
 
-    def __init__(self, path: Path, *, immutable_ok: bool = True) -> None:
+    def __init__(self, path: Path | str, *, reader: Any = None, immutable_ok: bool = True) -> None:
+        self.sqlite = reader is None
+        if reader is not None:
+            # PostgreSQL (``from_url``): ``path`` is the password-free URL, for messages.
+            self.path = path
+            self.conn = reader
+            self.tables = set(reader.table_names())
+            self._check_tables(path, self.tables)
+            return
+        assert isinstance(path, Path)
         if not path.exists():
             raise AuditError(f"no database at {path} (run the bot first, or give --db URL)")
         self.path = path
@@ -227,6 +239,10 @@ class AuditDB:
         except sqlite3.Error as exc:
             raise AuditError(f"cannot read {path}: {exc}") from None
         self.tables = tables
+        self._check_tables(path, tables)
+
+    @staticmethod
+    def _check_tables(path: Path | str, tables: set[str]) -> None:
         missing = {"orders", "fills", "balance_events", "reconciliation_runs", "runs"} - tables
         if missing:
             raise AuditError(
@@ -259,6 +275,19 @@ class AuditDB:
     @classmethod
     def from_url(cls, url: str) -> AuditDB:
         try:
+            if not is_sqlite(url):
+                from executor.audit.reader import SqlReader
+
+                where = describe_url(url)
+                try:
+                    reader = SqlReader(url)
+                except (OSError, sa.exc.SQLAlchemyError) as exc:
+                    raise AuditError(f"cannot read {where}: {type(exc).__name__}") from None
+                try:
+                    return cls(where, reader=reader)
+                except BaseException:
+                    reader.close()
+                    raise
             path = database_path(url)
         except ValueError as exc:
             raise AuditError(str(exc)) from None

@@ -218,7 +218,10 @@ def _untimed(db: AuditDB, after_id: int, to_id: int | None = None) -> int:
 
 
 def _event_assets(db: AuditDB, after_id: int, to_id: int | None = None) -> set[str]:
-    sql = "SELECT DISTINCT asset FROM balance_events NOT INDEXED WHERE id > ?"  # the id range, not a scan
+    # SQLite: NOT INDEXED so it walks the id range, not the whole (asset, event_ms) index;
+    # PostgreSQL's planner picks the primary key range itself.
+    hint = " NOT INDEXED" if db.sqlite else ""
+    sql = f"SELECT DISTINCT asset FROM balance_events{hint} WHERE id > ?"
     params = [after_id]
     if to_id is not None:
         sql += " AND id <= ?"
@@ -245,9 +248,10 @@ def _stale(db: AuditDB, cp: Checkpoint, known: frozenset[str]) -> str | None:
     if r is not None:
         return f"balance_events #{r[0]} was recorded after it with an earlier time"
     received, ref, run = cp.state["opening_key"]
+    same = "IS" if db.sqlite else "IS NOT DISTINCT FROM"  # equal, NULL included
     r = db.conn.execute(
         "SELECT id FROM balance_events WHERE id > ? AND kind = 'rest_snapshot' AND received_ms = ? "
-        "AND event_ref IS ? AND run_id IS ? LIMIT 1",
+        f"AND event_ref {same} ? AND run_id {same} ? LIMIT 1",
         (cp.max_balance_event_id, received, ref, run),
     ).fetchone()
     if r is not None:

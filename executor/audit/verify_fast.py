@@ -142,6 +142,8 @@ def verify_fast(
 def _split(db: AuditDB, scope: Scope) -> frozenset[str] | None:
     """The assets the worker checks (the quote assets: they move with every fill), or None to
     run in one process (small ledger, one core, no fork, nothing to split)."""
+    if not db.sqlite:  # the worker reopens the file; PostgreSQL runs in one process
+        return None
     if (os.cpu_count() or 1) < 2 or "fork" not in multiprocessing.get_all_start_methods():
         return None
     where, params = scope.where("trade_ms")
@@ -314,8 +316,10 @@ def _run(
         oparams.extend(sorted(part[0]))
     # One scan (the (asset, event_ms) index would read the table in random order). A zero
     # ``locked`` (text of only 0s and a point) comes back as NULL: free alone is the same value.
+    # On PostgreSQL money is NUMERIC and the same test is a numeric comparison.
+    locked_zero = "trim(locked, '0.') = ''" if db.sqlite else "locked = 0"
     obs = db.conn.execute(
-        "SELECT asset, event_ms, free, CASE WHEN trim(locked, '0.') = '' THEN NULL ELSE locked END "
+        f"SELECT asset, event_ms, free, CASE WHEN {locked_zero} THEN NULL ELSE locked END "
         f"FROM balance_events{owhere}",
         oparams,
     ).fetchall()

@@ -1,13 +1,13 @@
 """The batch (unit of work): ``Batch`` queues writes, ``_Flush`` writes one batch inside an
-open write transaction, plus the driver-level SQL helpers they use (multi-row
-``INSERT ... RETURNING``, chunking, money text) and the table handles.
+open write transaction, plus the Core statements they use (multi-row ``INSERT ... ON
+CONFLICT DO NOTHING RETURNING`` in each dialect, the order update, locked lookups) and the
+table handles. Statements run through ``executor.persistence.sql.Runner``.
 
 How batches are committed (group commit, idempotent writes) is described in
 ``executor.persistence.store``'s module docstring; ``Store.batch()`` is the entry point."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import fields
@@ -16,10 +16,11 @@ from itertools import chain
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
-from sqlalchemy.util import await_
+from sqlalchemy.sql.expression import Executable
 
+from executor.persistence.db import lock_rows
 from executor.persistence.models import (
     FILL_SOURCES,
     STATUS_RANK,
@@ -35,6 +36,7 @@ from executor.persistence.models import (
     Run,
 )
 from executor.persistence.records import FillRow
+from executor.persistence.sql import Runner, StatementBuilder, dialect_insert, p, statement
 from executor.persistence.status_merge import _OrderState, merge_status
 from executor.persistence.store_records import (
     SIDES,
@@ -55,7 +57,7 @@ from executor.persistence.store_records import (
     _key_dec,
     order_event_key,
 )
-from executor.persistence.types import decimal_to_text, json_dumps, payload_text, to_decimal
+from executor.persistence.types import DecimalText, decimal_to_text, json_dumps, payload_text, to_decimal
 
 T = TypeVar("T")
 
@@ -80,16 +82,19 @@ def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterable[Sequence[T]]:
 
 
 _STATE_COLS = [f.name for f in fields(_OrderState) if f.name != "dirty"]
-_STATE_SQL = ", ".join(_STATE_COLS)
-_UPDATE_ORDER_SQL = (
-    "UPDATE orders SET status = ?, status_source = ?, executed_qty = ?, cum_quote_qty = ?, "
-    "exchange_order_id = ?, acked_ms = ?, updated_ms = ?, exchange_update_ms = ?, "
-    "resolved_from_unknown = ?, reject_reason = ? WHERE id = ?"
+# The order columns a status merge may change, in the order ``_write_orders`` passes them.
+_ORDER_UPDATE_COLS = (
+    "status",
+    "status_source",
+    "executed_qty",
+    "cum_quote_qty",
+    "exchange_order_id",
+    "acked_ms",
+    "updated_ms",
+    "exchange_update_ms",
+    "resolved_from_unknown",
+    "reject_reason",
 )
-
-
-def _marks(n: int) -> str:
-    return ", ".join("?" * n)
 
 
 def _state_from_row(row: Sequence[Any]) -> _OrderState:
@@ -98,10 +103,6 @@ def _state_from_row(row: Sequence[Any]) -> _OrderState:
     st.cum_quote_qty = Decimal(st.cum_quote_qty)
     st.resolved_from_unknown = bool(st.resolved_from_unknown)
     return st
-
-
-def _txt(value: Any) -> str | None:
-    return None if value is None else _money_text(value)
 
 
 def _money_text(value: Any) -> str:
@@ -114,57 +115,146 @@ def _money_text(value: Any) -> str:
     return decimal_to_text(value)
 
 
-def _raw(value: Any) -> Any:
-    """A value as the driver stores it (the hot batch path skips SQLAlchemy's bind layer)."""
-    if isinstance(value, Decimal):
-        return decimal_to_text(value)
-    if isinstance(value, bool):
-        return int(value)
-    return value
+def _money_decimal(value: Any) -> Decimal:
+    return value if type(value) is Decimal else to_decimal(value)
 
 
-def _insert_many(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> int:
-    """executemany of plain INSERT ... ON CONFLICT DO NOTHING; returns rows inserted.
+# ---------------------------------------------------------------- the statements (Core, cached)
+#
+# Each builder takes the dialect name and returns a Core statement whose parameters are
+# ``p0..pN`` (``executor.persistence.sql``); the key names its shape.
 
-    Rows hold driver values already (``_txt`` for money, ints for booleans): this path
-    skips SQLAlchemy's type layer for speed, so it must not see JSON or Decimal columns
-    unconverted. Every row must have the same keys in the same order."""
-    cols = list(rows[0])
-    sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({_marks(len(cols))}) ON CONFLICT DO NOTHING"
-    res = conn.exec_driver_sql(sql, [tuple(r.values()) for r in rows])
-    return res.rowcount if res.rowcount is not None and res.rowcount >= 0 else len(rows)
+
+def _state_select(n: int) -> StatementBuilder:
+    """The merge state of orders by client id, ``n`` ids, rows locked for the merge."""
+
+    def build(_dialect: str) -> Executable:
+        cols = [orders_t.c[c] for c in _STATE_COLS]
+        return lock_rows(sa.select(*cols).where(orders_t.c.client_order_id.in_([p(i) for i in range(n)])))
+
+    return build
+
+
+def _state_select_by_exchange_id(n: int) -> StatementBuilder:
+    """The merge state of orders of one symbol by exchange id: ``p0`` the symbol, then ids.
+
+    Grouped per symbol so SQLite seeks the (symbol, exchange_order_id) index; a row-value
+    IN (VALUES ...) would scan the whole table."""
+
+    def build(_dialect: str) -> Executable:
+        cols = [orders_t.c[c] for c in _STATE_COLS]
+        return lock_rows(
+            sa.select(*cols).where(
+                orders_t.c.symbol == p(0),
+                orders_t.c.exchange_order_id.in_([p(i + 1) for i in range(n)]),
+            )
+        )
+
+    return build
+
+
+def _update_order(_dialect: str) -> Executable:
+    values = {c: p(i) for i, c in enumerate(_ORDER_UPDATE_COLS)}
+    return sa.update(orders_t).where(orders_t.c.id == p(len(_ORDER_UPDATE_COLS))).values(values)
+
+
+def _insert_returning_builder(
+    table: sa.Table, cols: tuple[str, ...], n_rows: int, returning: tuple[str, ...]
+) -> StatementBuilder:
+    """``n_rows`` rows of ``p`` parameters; 0: the plain statement, for executemany."""
+
+    def build(dialect: str) -> Executable:
+        ins = dialect_insert(dialect, table)
+        if n_rows:
+            width = len(cols)
+            ins = ins.values(
+                [{c: p(r * width + j, table.c[c].type) for j, c in enumerate(cols)} for r in range(n_rows)]
+            )
+        return ins.on_conflict_do_nothing().returning(*(table.c[c] for c in returning))
+
+    return build
+
+
+def _insert_unnest_builder(
+    table: sa.Table, cols: tuple[str, ...], returning: tuple[str, ...]
+) -> StatementBuilder:
+    """PostgreSQL: INSERT of the rows given as one array per column (``p{i}`` the values of
+    ``cols[i]``), nothing on a conflict, returning what was inserted."""
+
+    def build(dialect: str) -> Executable:
+        arrays = []
+        for i, c in enumerate(cols):
+            t = table.c[c].type
+            # Unbounded element types: a cast to VARCHAR(n) would silently truncate, where the
+            # column's own length check refuses a value that is too long.
+            elem = sa.Numeric() if isinstance(t, DecimalText) else t
+            if isinstance(t, sa.String):
+                elem = sa.Text()
+            arrays.append(sa.cast(p(i), postgresql.ARRAY(elem)))
+        rows = sa.select(sa.literal_column("*")).select_from(sa.func.unnest(*arrays))
+        return (
+            dialect_insert(dialect, table)
+            .from_select(list(cols), rows)
+            .on_conflict_do_nothing()
+            .returning(*(table.c[c] for c in returning))
+        )
+
+    return build
+
+
+def _link_orphans(table: sa.Table) -> StatementBuilder:
+    """Rows stored before their order was known point at it: p0 order id, p1 symbol, p2 id."""
+
+    def build(_dialect: str) -> Executable:
+        return (
+            sa.update(table)
+            .where(table.c.order_id.is_(None), table.c.symbol == p(1), table.c.exchange_order_id == p(2))
+            .values(order_id=p(0))
+        )
+
+    return build
 
 
 # Rows per multi-row INSERT. One ``INSERT ... VALUES (...), (...), ...`` statement costs
 # SQLite and the driver about half of what executemany does per row (measured on this
 # schema: ~9 vs ~16 us per fill row); 256 rows x 16 columns stays far below SQLite's
-# variable limit.
+# variable limit and PostgreSQL's 32767 parameters.
 _ROWS_PER_INSERT = 256
 
 
-@functools.lru_cache(maxsize=64)
-def _multi_insert_sql(table: str, cols: tuple[str, ...], n_rows: int) -> str:
-    one = f"({_marks(len(cols))})"
-    return (
-        f"INSERT INTO {table} ({', '.join(cols)}) VALUES {', '.join([one] * n_rows)} ON CONFLICT DO NOTHING"
-    )
-
-
 def _insert_returning(
-    fetch: Callable[[str, Sequence[Any]], Iterable[Sequence[Any]]],
-    table: str,
+    sql: Runner,
+    table: sa.Table,
     cols: tuple[str, ...],
     rows: list[tuple[Any, ...]],
-    returning: str,
+    returning: tuple[str, ...],
 ) -> list[Sequence[Any]]:
-    """INSERT ... ON CONFLICT DO NOTHING of driver-value tuples (see ``_insert_many`` for what
-    driver values means), ``_ROWS_PER_INSERT`` rows per statement, returning the
-    ``returning`` columns of the rows actually inserted (RETURNING leaves out the rows that
-    DO NOTHING skipped), so no lookup of what is already stored is needed first."""
+    """INSERT ... ON CONFLICT DO NOTHING of row tuples (driver values when ``sql.raw``),
+    ``_ROWS_PER_INSERT`` rows per statement, returning the ``returning`` columns of the rows
+    actually inserted (RETURNING leaves out the rows that DO NOTHING skipped), so no lookup
+    of what is already stored is needed first."""
+    if sql.shortcut and sql.dialect == "postgresql":
+        # asyncpg: the rows as one array per column through INSERT ... SELECT * FROM
+        # unnest(...): one statement text whatever the row count (prepared once), one round
+        # trip, no per-row parameters to plan.
+        key = ("unnest", table.name, cols, returning)
+        columns = [list(c) for c in zip(*rows, strict=True)]
+        return sql.rows(key, _insert_unnest_builder(table, cols, returning), columns)
+    if not sql.shortcut:
+        # Generic path: one single-row statement executed for all rows; SQLAlchemy's
+        # "insertmanyvalues" sends them as multi-row INSERT ... RETURNING pages itself, and
+        # the one statement compiles once (a 256-row VALUES of bound parameters would cost
+        # more to compile than to run).
+        key = ("insert1", table.name, cols, returning)
+        stmt = statement(sql.dialect, key, _insert_returning_builder(table, cols, 0, returning))
+        res = sql.conn.execute(stmt, [dict(zip(cols, r, strict=True)) for r in rows])
+        return [tuple(r) for r in res]
     added: list[Sequence[Any]] = []
     for part in _chunks(rows, _ROWS_PER_INSERT):
-        sql = _multi_insert_sql(table, cols, len(part)) + " RETURNING " + returning
-        added.extend(fetch(sql, tuple(chain.from_iterable(part))))
+        n = len(part)
+        key = ("insert", table.name, cols, n, returning)
+        build = _insert_returning_builder(table, cols, n, returning)
+        added.extend(sql.rows(key, build, tuple(chain.from_iterable(part))))
     return added
 
 
@@ -253,34 +343,28 @@ def _balance_rows(rows: Iterable[BalanceRow | tuple[str, Any, Any]]) -> tuple[Ba
 class _Flush:
     """Writes one batch inside an open write transaction (sync, run via ``run_sync``)."""
 
-    def __init__(self, conn: Connection, items: list[BatchItem], now: int, run_id: int | None) -> None:
+    def __init__(
+        self, conn: Connection, items: list[BatchItem], now: int, run_id: int | None, *, fast: bool = True
+    ) -> None:
         self.conn = conn
+        self.sql = Runner(conn, fast=fast)
+        # Values for the row tuples: driver values on the SQLite shortcut, Python otherwise.
+        self.money: Callable[[Any], Any] = _money_text if self.sql.raw else _money_decimal
+        self.flag: Callable[[bool], Any] = int if self.sql.raw else bool
         self.items = items
         self.now = now
         self.run_id = run_id
         self.result = BatchResult()
         self.by_client: dict[str, _OrderState] = {}
         self.by_exchange: dict[tuple[str, int], _OrderState] = {}
-        driver = conn.connection.driver_connection
-        # The aiosqlite connection under SQLAlchemy's adapter, for the batch's bulk
-        # statements: its execute_fetchall is one hop to SQLite's thread, where the adapter's
-        # cursor makes three or four (open, execute, fetch, close). Each hop waits for a thread
-        # switch, which on a busy machine costs more than the statement.
-        self._aio = driver if hasattr(driver, "execute_fetchall") else None
-
-    def _fetch(self, sql: str, params: Sequence[Any]) -> Iterable[Sequence[Any]]:
-        """Rows of one statement, on this batch's transaction (same connection either way)."""
-        if self._aio is not None:
-            return await_(self._aio.execute_fetchall(sql, params))  # type: ignore[no-any-return]
-        return self.conn.exec_driver_sql(sql, tuple(params))
 
     # -- orders
 
     def _load_orders(self, client_ids: Iterable[str]) -> None:
         need = sorted({c for c in client_ids if c not in self.by_client})
         for part in _chunks(need):
-            sql = f"SELECT {_STATE_SQL} FROM orders WHERE client_order_id IN ({_marks(len(part))})"
-            for row in self._fetch(sql, tuple(part)):
+            n = len(part)
+            for row in self.sql.rows(("state", n), _state_select(n), part):
                 self._remember(_state_from_row(row))
 
     def _load_orders_by_exchange_id(self, exchange_ids: Iterable[tuple[str, int]]) -> None:
@@ -290,13 +374,8 @@ class _Flush:
                 by_symbol.setdefault(symbol, []).append(xid)
         for symbol, ids in by_symbol.items():
             for part in _chunks(ids):
-                # Grouped per symbol so SQLite seeks the (symbol, exchange_order_id) index;
-                # a row-value IN (VALUES ...) would scan the whole table.
-                sql = (
-                    f"SELECT {_STATE_SQL} FROM orders WHERE symbol = ? "
-                    f"AND exchange_order_id IN ({_marks(len(part))})"
-                )
-                for row in self._fetch(sql, (symbol, *part)):
+                n = len(part)
+                for row in self.sql.rows(("state_x", n), _state_select_by_exchange_id(n), (symbol, *part)):
                     st = _state_from_row(row)
                     if st.client_order_id not in self.by_client:
                         self._remember(st)
@@ -385,11 +464,9 @@ class _Flush:
             )
             self._remember(st)
             # Events and fills stored before the order was known now point at it.
-            for table in ("order_events", "fills"):
-                self.conn.exec_driver_sql(
-                    f"UPDATE {table} SET order_id = ? WHERE order_id IS NULL AND symbol = ? "
-                    "AND exchange_order_id = ?",
-                    (new_id, ext.symbol, ext.exchange_order_id),
+            for table in (events_t, fills_t):
+                self.sql.rows(
+                    ("link", table.name), _link_orphans(table), (new_id, ext.symbol, ext.exchange_order_id)
                 )
             # Lookups by the id the exchange reported must find the renamed row too.
             self.by_client.setdefault(ext.client_order_id, st)
@@ -404,7 +481,7 @@ class _Flush:
         # added. Only duplicates within this batch are skipped here.
         rows = []
         seen: set[str] = set()
-        find, now, result = self._find, self.now, self.result
+        find, now, result, money = self._find, self.now, self.result, self.money
         for ev in items:
             key = ev.dedupe_key
             if not key:
@@ -434,8 +511,8 @@ class _Flush:
                     ev.execution_id,
                     ev.execution_type,
                     status,
-                    None if qty is None else _money_text(qty),
-                    None if quote is None else _money_text(quote),
+                    None if qty is None else money(qty),
+                    None if quote is None else money(quote),
                     ev.trade_id,
                     ev.source,
                     ev.event_ms,
@@ -445,7 +522,7 @@ class _Flush:
                 )
             )
         if rows:
-            stored = _insert_returning(self._fetch, "order_events", _EVENT_COLS, rows, "dedupe_key")
+            stored = _insert_returning(self.sql, events_t, _EVENT_COLS, rows, ("dedupe_key",))
             added = {r[0] for r in stored}
             result.events_added += len(added)
             result.events_duplicate += len(rows) - len(added)
@@ -457,7 +534,7 @@ class _Flush:
         rows = []
         keys: list[tuple[str, int]] = []
         seen: set[tuple[str, int]] = set()
-        find, now, run_id, result = self._find, self.now, self.run_id, self.result
+        find, now, run_id, result, money = self._find, self.now, self.run_id, self.result, self.money
         for f in items:
             trade_id = int(f.trade_id)
             key = (f.symbol, trade_id)
@@ -494,12 +571,12 @@ class _Flush:
                     if f.exchange_order_id is not None
                     else (st.exchange_order_id if st else None),
                     side,
-                    _money_text(price),
-                    _money_text(qty),
-                    _money_text(quote),
-                    _money_text(f.commission),
+                    money(price),
+                    money(qty),
+                    money(quote),
+                    money(f.commission),
                     f.commission_asset,
-                    None if f.is_maker is None else int(f.is_maker),
+                    None if f.is_maker is None else self.flag(f.is_maker),
                     f.trade_ms,
                     f.source,
                     f.received_ms if f.received_ms is not None else now,
@@ -508,7 +585,7 @@ class _Flush:
             )
             keys.append(key)
         if rows:
-            stored = _insert_returning(self._fetch, "fills", _FILL_COLS, rows, "symbol, trade_id")
+            stored = _insert_returning(self.sql, fills_t, _FILL_COLS, rows, ("symbol", "trade_id"))
             if len(stored) == len(keys):
                 result.fills_added.extend(keys)
             else:
@@ -530,20 +607,19 @@ class _Flush:
             (
                 st.status,
                 st.status_source,
-                decimal_to_text(st.executed_qty),
-                decimal_to_text(st.cum_quote_qty),
+                self.money(st.executed_qty),
+                self.money(st.cum_quote_qty),
                 st.exchange_order_id,
                 st.acked_ms,
                 st.updated_ms,
                 st.exchange_update_ms,
-                int(st.resolved_from_unknown),
+                self.flag(st.resolved_from_unknown),
                 st.reject_reason,
                 st.id,
             )
             for st in dirty
         ]
-        if rows:
-            self.conn.exec_driver_sql(_UPDATE_ORDER_SQL, rows)
+        self.sql.many("update_order", _update_order, rows)
 
     # -- balances
 
@@ -552,7 +628,9 @@ class _Flush:
         current: dict[str, int | None] = {}
         for part in _chunks(assets):
             for row in self.conn.execute(
-                sa.select(balances_t.c.asset, balances_t.c.event_ms).where(balances_t.c.asset.in_(part))
+                lock_rows(
+                    sa.select(balances_t.c.asset, balances_t.c.event_ms).where(balances_t.c.asset.in_(part))
+                )
             ):
                 current[row.asset] = row.event_ms
         events: list[BalanceEventIn] = []
@@ -588,7 +666,7 @@ class _Flush:
         self._balance_events(events)
         if upserts:
             rows = list(upserts.values())
-            ins = sqlite_insert(balances_t)
+            ins = dialect_insert(self.conn.dialect, balances_t)
             stmt = ins.on_conflict_do_update(
                 index_elements=["asset"],
                 set_={
@@ -647,7 +725,7 @@ class _Flush:
                 )
             )
         if rows:
-            self.conn.execute(sqlite_insert(bal_events_t).on_conflict_do_nothing(), rows)
+            self.conn.execute(dialect_insert(self.conn.dialect, bal_events_t).on_conflict_do_nothing(), rows)
             self.result.balance_events_added += len(rows)
 
     def _futures(self, items: list[FuturesUpdateIn]) -> None:
@@ -655,7 +733,7 @@ class _Flush:
             text = payload_text(u.payload)
             key = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
             res = self.conn.execute(
-                sqlite_insert(futures_t)
+                dialect_insert(self.conn.dialect, futures_t)
                 .on_conflict_do_nothing()
                 .values(
                     dedupe_key=key,

@@ -1,6 +1,17 @@
-"""The async SQLite engine: URL checks, connection settings, transactions, sessions.
+"""The async ledger engine: URL checks, connection settings, transactions, sessions.
 
-Every connection gets:
+Two backends, chosen by the URL: ``sqlite+aiosqlite:///PATH`` (the default, one file per
+bot) and ``postgresql+asyncpg://USER@HOST/DB`` (one server for a fleet). Everything above
+this module speaks SQLAlchemy Core and works on both; what differs is here:
+
+PostgreSQL: READ COMMITTED (the server's default). Inserts are idempotent by
+``ON CONFLICT DO NOTHING``, which is atomic against concurrent inserts of the same key at
+that level; read-modify-writes (the order status merge, the balance "only newer" check)
+read their rows ``SELECT ... FOR UPDATE`` (``lock_rows``), which is the row-level twin of
+SQLite's ``BEGIN IMMEDIATE`` below; a deadlock or serialization failure between two writers
+is retried by the store (``is_retryable``).
+
+SQLite: every connection gets:
 
 * ``journal_mode=WAL``: readers (the audit, the status display) never block the writer
   and the writer never blocks them; a commit is one append to the WAL.
@@ -25,6 +36,7 @@ read-modify-write (order status merge) is atomic, and readers stay lock-free.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +44,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.engine.url import URL
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from executor.config import ROOT
@@ -58,6 +71,46 @@ def synchronous_for(profile: str) -> str | None:
 
 class DatabaseUrlError(ValueError):
     """The database URL cannot be used (wrong driver, in-memory, unreadable)."""
+
+
+BACKENDS = ("sqlite+aiosqlite", "postgresql+asyncpg")
+# SQLSTATEs a PostgreSQL writer may retry: serialization_failure, deadlock_detected.
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+
+
+def backend(url: str | URL) -> str:
+    """``"sqlite"`` or ``"postgresql"`` for a usable ledger URL; anything else is refused."""
+    try:
+        u = make_url(url) if isinstance(url, str) else url
+    except (ArgumentError, ValueError) as exc:
+        raise DatabaseUrlError(f"not a database url: {exc}") from None
+    name = f"{u.get_backend_name()}+{u.get_driver_name()}"
+    if name not in BACKENDS:
+        raise DatabaseUrlError(
+            "database url must be sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB, got "
+            f"{u.render_as_string(hide_password=True)!r}"
+        )
+    return u.get_backend_name()
+
+
+def is_sqlite(url: str | URL) -> bool:
+    return backend(url) == "sqlite"
+
+
+def describe_url(url: str | URL, base: Path = ROOT) -> str:
+    """How to name a ledger to a human: the file for SQLite, the URL without its password
+    for PostgreSQL (a password never reaches a message or a log)."""
+    if is_sqlite(url):
+        return str(database_path(url, base))
+    u = make_url(url) if isinstance(url, str) else url
+    return u.render_as_string(hide_password=True)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """A PostgreSQL error that a fresh attempt of the same transaction can clear."""
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "sqlstate", None) or getattr(getattr(orig, "__cause__", None), "sqlstate", None)
+    return code in RETRYABLE_SQLSTATES
 
 
 def database_path(url: str | URL, base: Path = ROOT) -> Path:
@@ -122,7 +175,10 @@ def create_engine(
     base: Path = ROOT,
     echo: bool = False,
 ) -> AsyncEngine:
-    """An async engine for the ledger file at ``url``; creates the file's folder."""
+    """An async engine for the ledger at ``url``; for SQLite creates the file's folder."""
+    bot_schema(url)  # a bad or misplaced ?bot= is refused here, with one line
+    if not is_sqlite(url):
+        return _create_pg_engine(url, echo=echo)
     u, url_sync = _split_url(url, base)
     mode = _mode(synchronous, url_sync)
     assert u.database is not None
@@ -163,6 +219,56 @@ def create_sync_engine(
 
     event.listen(engine, "begin", _begin)
     return engine
+
+
+_BOT_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+BOT_SCHEMA_PREFIX = "bot_"
+
+
+def bot_schema(url: str | URL) -> str | None:
+    """The PostgreSQL schema of the bot a URL names with ``?bot=NAME`` (``bot_NAME``), or None.
+
+    A fleet: many bots share one PostgreSQL database, each in its own schema, so each has
+    its own ledger tables, migrations (``alembic_version``), lease and audit, and no bot can
+    read or overwrite another's rows by mistake. Without ``bot`` the ledger is in the
+    server's default schema (``public``)."""
+    u = make_url(url) if isinstance(url, str) else url
+    name = u.query.get("bot")
+    if name is None:
+        return None
+    if not isinstance(name, str) or not _BOT_NAME.fullmatch(name):
+        raise DatabaseUrlError(
+            f"bot name {name!r}: use 1-40 lower-case letters, digits and _ (starting with a letter)"
+        )
+    if u.get_backend_name() != "postgresql":
+        raise DatabaseUrlError("?bot=NAME is for PostgreSQL ledgers (a SQLite ledger is one bot's file)")
+    return BOT_SCHEMA_PREFIX + name
+
+
+def with_bot(url: str, name: str) -> str:
+    """``url`` with ``?bot=NAME`` set (checked like ``bot_schema``)."""
+    u = make_url(url).update_query_dict({"bot": name})
+    bot_schema(u)
+    return u.render_as_string(hide_password=False)
+
+
+def _create_pg_engine(url: str | URL, *, echo: bool) -> AsyncEngine:
+    u = make_url(url) if isinstance(url, str) else url
+    schema = bot_schema(u)
+    # ``synchronous`` is SQLite's knob; PostgreSQL commits durably (synchronous_commit=on)
+    # by default, so the URL option is accepted and dropped. ``bot`` becomes the search path.
+    query = {k: v for k, v in u.query.items() if k not in ("synchronous", "bot")}
+    connect_args: dict[str, Any] = {}
+    if schema is not None:
+        connect_args["server_settings"] = {"search_path": schema}
+    return create_async_engine(u.set(query=query), echo=echo, pool_pre_ping=False, connect_args=connect_args)
+
+
+def lock_rows(stmt: Any) -> Any:
+    """``SELECT ... FOR UPDATE``: on PostgreSQL it locks the rows a read-modify-write reads
+    until commit; SQLite's compiler leaves it out (its writer already holds the database
+    lock from ``BEGIN IMMEDIATE``)."""
+    return stmt.with_for_update()
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +29,14 @@ from alembic.util.exc import CommandError
 from sqlalchemy.engine import URL, Connection
 
 from executor.config import ROOT
-from executor.persistence.db import DatabaseUrlError, create_engine, database_path
+from executor.persistence.db import (
+    DatabaseUrlError,
+    bot_schema,
+    create_engine,
+    database_path,
+    describe_url,
+    is_sqlite,
+)
 
 if TYPE_CHECKING:
     from executor.config import Config
@@ -51,7 +59,7 @@ class SchemaUnmanagedError(SchemaError):
 
 @dataclass(frozen=True)
 class SchemaState:
-    path: Path
+    path: Path | str  # the file of a SQLite ledger, the password-free URL of a PostgreSQL one
     current: tuple[str, ...]  # empty for a fresh database
     head: str
     previous: tuple[str, ...] | None = None  # before an upgrade; None when nothing ran
@@ -82,7 +90,11 @@ def _current(conn: Connection) -> tuple[str, ...]:
     return tuple(MigrationContext.configure(conn).get_current_heads())
 
 
-def _check(conn: Connection, path: Path) -> SchemaState:
+def _where(url: str | URL) -> Path | str:
+    return database_path(url) if is_sqlite(url) else describe_url(url)
+
+
+def _check(conn: Connection, path: Path | str) -> SchemaState:
     script = ScriptDirectory.from_config(alembic_config())
     head = script.get_current_head()
     assert head is not None
@@ -106,7 +118,10 @@ def _check(conn: Connection, path: Path) -> SchemaState:
     return SchemaState(path=path, current=current, head=head)
 
 
-def _upgrade(conn: Connection, path: Path) -> SchemaState:
+def _upgrade(conn: Connection, path: Path | str, schema: str | None = None) -> SchemaState:
+    if schema is not None:
+        # A fleet bot's ledger lives in its own schema (``db.bot_schema``), made on first use.
+        conn.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
     state = _check(conn, path)
     if not state.at_head:
         cfg = alembic_config()
@@ -148,25 +163,45 @@ def refuse_newer_schema(path: Path) -> None:
         )
 
 
+# Alembic's migration context is one per process (``alembic.context``): two upgrades at once
+# in one event loop (two fleet bots starting together) would run inside each other's.
+_UPGRADE_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _upgrade_lock() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    lock = _UPGRADE_LOCKS.get(loop)
+    if lock is None:
+        lock = _UPGRADE_LOCKS[loop] = asyncio.Lock()
+    return lock
+
+
 async def ensure_schema(url: str | URL) -> SchemaState:
     """Bring the database at ``url`` to the newest schema; called by the bot on start.
 
     Idempotent: at head it changes nothing. Raises ``SchemaTooNewError`` for a database
     from a newer version and ``SchemaUnmanagedError`` for one not made by migrations."""
-    path = database_path(url)
+    async with _upgrade_lock():
+        return await _ensure_schema(url)
+
+
+async def _ensure_schema(url: str | URL) -> SchemaState:
+    path = _where(url)
     engine = create_engine(url)
     try:
         async with engine.connect() as conn:
             await conn.execution_options(sqlite_write=True)
             async with conn.begin():
-                return await conn.run_sync(_upgrade, path)
+                return await conn.run_sync(_upgrade, path, bot_schema(url))
     finally:
         await engine.dispose()
 
 
 async def schema_state(url: str | URL) -> SchemaState:
     """Read the database's revision without changing anything (raises like ensure_schema)."""
-    path = database_path(url)
+    path = _where(url)
     engine = create_engine(url)
     try:
         async with engine.connect() as conn:
@@ -179,7 +214,7 @@ def db_command(cfg: Config, action: str) -> int:
     """``python run.py db upgrade|current``; returns the process exit code."""
     url = cfg.database.url
     try:
-        path = database_path(url)
+        path = _where(url)
         if action == "upgrade":
             state = asyncio.run(ensure_schema(url))
             if state.previous is None:
@@ -189,7 +224,7 @@ def db_command(cfg: Config, action: str) -> int:
                 print(f"database {path}: upgraded from {since} to schema revision {state.head} (head)")
             return 0
         if action == "current":
-            if not path.exists():
+            if isinstance(path, Path) and not path.exists():
                 print(f"no database at {path} (run `python run.py db upgrade`)", file=sys.stderr)
                 return EXIT_DB_ERROR
             state = asyncio.run(schema_state(url))
@@ -209,4 +244,10 @@ def db_command(cfg: Config, action: str) -> int:
         return EXIT_DB_ERROR
     except (SchemaError, DatabaseUrlError, CommandError) as exc:
         print(f"database error: {exc}", file=sys.stderr)
+        return EXIT_DB_ERROR
+    except OSError as exc:  # the server is not there (connection refused, no such host)
+        print(f"database error: cannot reach {describe_url(url)}: {exc}", file=sys.stderr)
+        return EXIT_DB_ERROR
+    except sa.exc.SQLAlchemyError as exc:  # the class only: a driver's message may quote the URL
+        print(f"database error: {describe_url(url)}: {type(exc).__name__}", file=sys.stderr)
         return EXIT_DB_ERROR

@@ -126,7 +126,13 @@ class OrderEvent(Base):
     __table_args__ = (
         sa.UniqueConstraint("symbol", "exchange_order_id", "execution_id"),
         sa.Index(None, "order_id"),
-        sa.Index(None, "dedupe_key", unique=True, sqlite_where=sa.text("execution_id IS NULL")),
+        sa.Index(
+            None,
+            "dedupe_key",
+            unique=True,
+            sqlite_where=sa.text("execution_id IS NULL"),
+            postgresql_where=sa.text("execution_id IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)

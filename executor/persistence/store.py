@@ -39,7 +39,6 @@ from dataclasses import fields
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -49,8 +48,6 @@ from executor.persistence.batch import (
     Batch,
     _balance_rows,
     _Flush,
-    _marks,
-    _raw,
     balances_t,
     cancels_t,
     events_t,
@@ -60,7 +57,7 @@ from executor.persistence.batch import (
     refusals_t,
     runs_t,
 )
-from executor.persistence.db import create_engine
+from executor.persistence.db import create_engine, is_retryable, lock_rows
 from executor.persistence.models import (
     FINAL_STATUSES,
     PENDING_SEND,
@@ -69,6 +66,7 @@ from executor.persistence.models import (
     OperatorAction,
 )
 from executor.persistence.records import OrderRecord, PositionRow
+from executor.persistence.sql import StatementBuilder, autocommit_rows, dialect_insert, p
 from executor.persistence.status_merge import _OrderState as _OrderState  # re-exported for tests
 from executor.persistence.status_merge import merge_status
 from executor.persistence.store_records import (
@@ -118,15 +116,49 @@ def _fill(row: Any) -> FillRecord:
     return f._replace(side=_SIDES.get(f.side))  # type: ignore[arg-type]
 
 
+def _insert_intent(cols: tuple[str, ...]) -> StatementBuilder:
+    """INSERT of an order intent (``p0..`` in ``cols`` order), nothing on a taken client id."""
+
+    def build(dialect: str) -> Any:
+        return (
+            dialect_insert(dialect, orders_t)
+            .values({c: p(i) for i, c in enumerate(cols)})
+            .on_conflict_do_nothing(index_elements=["client_order_id"])
+            .returning(orders_t.c.id)
+        )
+
+    return build
+
+
+def _mark_sent(_dialect: str) -> Any:
+    """PENDING_SEND -> SENT: p0 SENT, p1 sent_ms, p2 updated_ms, p3 client id, p4 PENDING_SEND,
+    p5 the status source ("local")."""
+    return (
+        sa.update(orders_t)
+        .where(orders_t.c.client_order_id == p(3), orders_t.c.status == p(4))
+        .values(status=p(0), status_source=p(5), sent_ms=p(1), updated_ms=p(2))
+        .returning(orders_t.c.id)
+    )
+
+
 # ---------------------------------------------------------------- the store
 
 
 class Store:
     """The ledger. Create with ``await Store.open(url)`` (which also upgrades the schema)."""
 
-    def __init__(self, engine: AsyncEngine, *, clock: Callable[[], int] = now_ms) -> None:
+    # A write transaction that PostgreSQL aborted as a deadlock or serialization failure
+    # (two writers on the same rows) is run again this many times in all.
+    WRITE_ATTEMPTS = 5
+
+    def __init__(
+        self, engine: AsyncEngine, *, clock: Callable[[], int] = now_ms, fast: bool = True
+    ) -> None:
         self.engine = engine
         self.clock = clock
+        # The SQLite shortcut of ``executor.persistence.sql`` (ignored on PostgreSQL); tests
+        # turn it off to run the generic path on SQLite too.
+        self.fast = fast
         self.run_id: int | None = None
         self._write_lock = _WriteLock()
         self._wconn: AsyncConnection | None = None
@@ -139,6 +171,7 @@ class Store:
         clock: Callable[[], int] = now_ms,
         synchronous: str | None = None,
         upgrade: bool = True,
+        fast: bool = True,
     ) -> Store:
         """Open the ledger at ``url``; by default first migrate it to the newest schema
         (raising ``migrate.SchemaTooNewError`` for a database from a newer version)."""
@@ -146,7 +179,7 @@ class Store:
             from executor.persistence.migrate import ensure_schema
 
             await ensure_schema(url)
-        return cls(create_engine(url, synchronous=synchronous), clock=clock)
+        return cls(create_engine(url, synchronous=synchronous), clock=clock, fast=fast)
 
     async def close(self) -> None:
         async with self._write_lock.hold():
@@ -174,11 +207,21 @@ class Store:
     async def _write(self, fn: Callable[..., T], *args: Any) -> T:
         async with self._write_lock.hold():
             conn = await self._writer()
-            async with conn.begin():
-                return await conn.run_sync(fn, *args)
+            for attempt in range(1, self.WRITE_ATTEMPTS + 1):
+                try:
+                    async with conn.begin():
+                        return await conn.run_sync(fn, *args)
+                except sa.exc.DBAPIError as exc:
+                    # Only PostgreSQL raises these (SQLite's writer holds the database lock).
+                    if attempt == self.WRITE_ATTEMPTS or not is_retryable(exc):
+                        raise
+            raise AssertionError("unreachable")
 
-    async def _autocommit(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        """One statement as its own transaction, executed and fetched in one thread hop.
+    async def _autocommit(
+        self, key: tuple[Any, ...], build: StatementBuilder, params: Sequence[Any]
+    ) -> list[Sequence[Any]]:
+        """One statement as its own transaction (on SQLite executed and fetched in one
+        thread hop, see ``executor.persistence.sql``).
 
         Only the order path uses this, and it jumps the queue of waiting batches (see
         ``_WriteLock``): the order is on hold until its record is committed."""
@@ -186,10 +229,7 @@ class Store:
             conn = await self._writer()
             if conn.in_transaction():  # never expected; keep the invariant rather than corrupt it
                 raise StoreError("write connection unexpectedly inside a transaction")
-            raw = await conn.get_raw_connection()
-            aio = raw.driver_connection
-            assert aio is not None
-            return [tuple(r) for r in await aio.execute_fetchall(sql, tuple(_raw(p) for p in params))]
+            return await autocommit_rows(conn, key, build, params, fast=self.fast)
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         async with self.engine.connect() as conn:
@@ -207,7 +247,7 @@ class Store:
         """Apply many writes in one transaction (group commit); idempotent like each write."""
         batch = list(items)
         now, run_id = self.clock(), self.run_id
-        return await self._write(lambda conn: _Flush(conn, batch, now, run_id).run())
+        return await self._write(lambda conn: _Flush(conn, batch, now, run_id, fast=self.fast).run())
 
     # -- runs
 
@@ -325,12 +365,8 @@ class Store:
             reject_reason=None,
         )
 
-        cols = list(values)
-        sql = (
-            f"INSERT INTO orders ({', '.join(cols)}) VALUES ({_marks(len(cols))}) "
-            "ON CONFLICT (client_order_id) DO NOTHING RETURNING id"
-        )
-        rows = await self._autocommit(sql, [values[c] for c in cols])
+        cols = tuple(values)
+        rows = await self._autocommit(("intent", cols), _insert_intent(cols), [values[c] for c in cols])
         new_id = rows[0][0] if rows else None
         if new_id is None:
             raise DuplicateClientOrderId(
@@ -343,18 +379,17 @@ class Store:
         """PENDING_SEND -> SENT with the send time; False if the order had moved on already."""
         at = at_ms if at_ms is not None else self.clock()
 
-        done = await self._autocommit(
-            "UPDATE orders SET status = ?, status_source = 'local', sent_ms = ?, updated_ms = ? "
-            "WHERE client_order_id = ? AND status = ? RETURNING id",
-            [SENT, at, at, client_order_id, PENDING_SEND],
-        )
+        params = [SENT, at, at, client_order_id, PENDING_SEND, "local"]
+        done = await self._autocommit(("sent",), _mark_sent, params)
         if done:
             return True
 
         def fn(conn: Connection) -> bool:
             found = conn.execute(
-                sa.select(orders_t.c.id, orders_t.c.sent_ms).where(
-                    orders_t.c.client_order_id == client_order_id
+                lock_rows(
+                    sa.select(orders_t.c.id, orders_t.c.sent_ms).where(
+                        orders_t.c.client_order_id == client_order_id
+                    )
                 )
             ).first()
             if found is None:
@@ -583,7 +618,7 @@ class Store:
                 sa.select(orders_t.c.id).where(orders_t.c.client_order_id == orig_client_order_id)
             ).scalar()
             res = conn.execute(
-                sqlite_insert(cancels_t)
+                dialect_insert(conn.dialect, cancels_t)
                 .on_conflict_do_nothing()
                 .values(
                     cancel_client_id=cancel_client_id,
@@ -851,7 +886,8 @@ class Store:
         def fn(conn: Connection) -> int:
             added = 0
             for v in values:
-                stmt = sqlite_insert(table).values(**v).on_conflict_do_nothing(index_elements=["tran_id"])
+                stmt = (dialect_insert(conn.dialect, table).values(**v)
+                        .on_conflict_do_nothing(index_elements=["tran_id"]))
                 added += conn.execute(stmt).rowcount or 0
             return added
 

@@ -1,9 +1,17 @@
 """Column types and the time convention of the ledger.
 
-Money: ``DecimalText`` stores a ``Decimal`` as TEXT and gives back an identical
-``Decimal`` (same value, same exponent, same sign of zero). A float is refused at the
-door: by the time a value is a float its exact decimal value is already gone, and SQLite's
-NUMERIC/REAL affinity would round it again. The stored text is canonical:
+Money: ``DecimalText`` stores a ``Decimal`` and gives back an identical ``Decimal``. A float
+is refused at the door: by the time a value is a float its exact decimal value is already
+gone. The storage depends on the database:
+
+* PostgreSQL: unconstrained ``NUMERIC`` (no precision or scale given), which keeps every
+  digit and the scale it was given (``0.00100000`` comes back as ``0.00100000``), up to
+  16383 fractional digits: exact for anything an exchange sends, and summable in SQL. Two
+  things NUMERIC cannot say come back as the equal value in its own form: a positive
+  exponent (``1E+3`` reads back ``1000``) and negative zero (reads back ``0``).
+* SQLite: TEXT (SQLite's NUMERIC/REAL affinity would round through a double), which
+  round-trips exactly (same value, same exponent, same sign of zero). The stored text is
+  canonical:
 
 * exponent in ``[-MAX_PLAIN_DIGITS, 0]``: plain positional notation, exactly the digits the
   exchange sent (``"0.00100000"``), so a row reads like the wire payload in ``sqlite3``;
@@ -75,20 +83,36 @@ def text_to_decimal(text: str) -> Decimal:
 
 
 class DecimalText(TypeDecorator[Decimal]):
-    """A Decimal column stored as canonical TEXT; round-trips exactly."""
+    """A Decimal column: canonical TEXT on SQLite, NUMERIC on PostgreSQL (module docstring)."""
 
     impl = sa.Text
     cache_ok = True
 
-    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            # asdecimal: the driver hands back Decimal, never float.
+            return dialect.type_descriptor(sa.Numeric(asdecimal=True))
+        return dialect.type_descriptor(sa.Text())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         if value is None:
             return None
+        if dialect.name == "postgresql":
+            return to_decimal(value)
         return decimal_to_text(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         if value is None:
             return None
-        return Decimal(value)
+        if type(value) is not Decimal:
+            return Decimal(value)
+        sign, digits, exp = value.as_tuple()
+        if isinstance(exp, int) and exp > 0:
+            # asyncpg's binary NUMERIC decoder writes whole numbers with trailing zeros as
+            # an exponent (60000 -> 6E+4); NUMERIC itself has no positive exponents, so the
+            # plain integer is what was stored.
+            return Decimal((sign, digits + (0,) * exp, 0))
+        return value
 
     @property
     def python_type(self) -> type:

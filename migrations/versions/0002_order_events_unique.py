@@ -83,16 +83,30 @@ def _rebuild(*, dedupe_key_unique_everywhere: bool) -> None:
     op.create_index("ix_order_events_order_id", "order_events", ["order_id"])
 
 
+def _sqlite() -> bool:
+    return op.get_bind().dialect.name == "sqlite"
+
+
 def upgrade() -> None:
-    _rebuild(dedupe_key_unique_everywhere=False)
+    if _sqlite():
+        _rebuild(dedupe_key_unique_everywhere=False)
+    else:
+        # PostgreSQL drops a constraint in place (and needs no copy: index names are
+        # schema-wide there, so a copied table could not reuse them anyway).
+        op.drop_constraint("uq_order_events_dedupe_key", "order_events", type_="unique")
     op.create_index(
         "ix_order_events_dedupe_key",
         "order_events",
         ["dedupe_key"],
         unique=True,
         sqlite_where=sa.text("execution_id IS NULL"),
+        postgresql_where=sa.text("execution_id IS NULL"),
     )
 
 
 def downgrade() -> None:
-    _rebuild(dedupe_key_unique_everywhere=True)
+    if _sqlite():
+        _rebuild(dedupe_key_unique_everywhere=True)
+    else:
+        op.drop_index("ix_order_events_dedupe_key", "order_events")
+        op.create_unique_constraint("uq_order_events_dedupe_key", "order_events", ["dedupe_key"])

@@ -2,7 +2,7 @@
 transfers as ``GET /fapi/v1/income`` books them), unique by Binance's ``tranId``.
 
 Revision ID: 0006
-Revises: 0004 (the lead re-links it to 0005 when that lands)
+Revises: 0005
 Create Date: 2026-12-07
 
 Written by hand, like 0001; names follow executor.persistence.models.NAMING.
@@ -16,11 +16,13 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006"
-down_revision: str | Sequence[str] | None = "0004"
+down_revision: str | Sequence[str] | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-MONEY = sa.Text  # DecimalText's storage type
+def MONEY() -> sa.types.TypeEngine:
+    """DecimalText's storage type: TEXT on SQLite, NUMERIC on PostgreSQL (as 0005 made it)."""
+    return sa.Text().with_variant(sa.Numeric(), "postgresql")
 
 
 def upgrade() -> None:

@@ -44,8 +44,9 @@ class Built:
     run_id: int
 
 
-async def build_scenario(path: Path) -> Built:
-    url = f"sqlite+aiosqlite:///{path}"
+async def build_scenario(path: Path, url: str | None = None) -> Built:
+    """The scenario in the SQLite file ``path``, or in the ledger at ``url`` (PostgreSQL)."""
+    url = url or f"sqlite+aiosqlite:///{path}"
     clock = SetClock()
     store = await Store.open(url, clock=clock)
     try:

@@ -35,9 +35,17 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+@pytest.fixture(params=["fast", "generic"])
+def store_path(request: pytest.FixtureRequest) -> bool:
+    """Whether the store runs its statements through the driver shortcut (aiosqlite or
+    asyncpg, ``executor.persistence.sql``) or SQLAlchemy's generic execution."""
+    return request.param == "fast"
+
+
 @pytest.fixture
-async def store(db_url: str, clock: Callable[[], int]) -> AsyncIterator[Store]:
-    s = await Store.open(db_url, clock=clock)
+async def store(ledger_url: str, store_path: bool, clock: Callable[[], int]) -> AsyncIterator[Store]:
+    """A Store on a fresh ledger, for each backend and (SQLite) each execution path."""
+    s = await Store.open(ledger_url, clock=clock, upgrade=False, fast=store_path)
     try:
         yield s
     finally:

@@ -28,6 +28,11 @@ from executor.persistence.store import Store
 from tests.persistence.conftest import url_for
 
 
+@pytest.fixture
+def ledger_backend() -> str:
+    """These tests check SQLite's own settings and files: SQLite only."""
+    return "sqlite"
+
 def _schema_sql(path: Path) -> list[tuple[str, str]]:
     with sqlite3.connect(path) as conn:
         return sorted(conn.execute("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL").fetchall())

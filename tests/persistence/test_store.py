@@ -644,5 +644,5 @@ async def test_risk_refusals(store: Store) -> None:
     )
     async with store.engine.connect() as conn:
         row = (await conn.execute(sa.text("SELECT * FROM risk_refusals WHERE id = :i"), {"i": rid})).one()
-    assert row.run_id == run_id and row.rule == "max_order_notional" and row.price == "60000"
+    assert row.run_id == run_id and row.rule == "max_order_notional" and D(row.price) == D("60000")
     assert row.details == '{"limit":"500"}'

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import shutil
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from pathlib import Path
@@ -19,6 +18,7 @@ from executor.persistence.migrate import ensure_schema
 from executor.persistence.store import Store
 from executor.reconcile import OrderUpdate, Reconciler
 from tests.fixtures import FIXTURES_FILE
+from tests.ledger_backends import LedgerFactory
 
 PREFIX = "bx"
 
@@ -54,16 +54,14 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-async def make_store(template_db: Path, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    """``await make_store(name)``: a Store on a fresh copy of the migrated template (the
-    same name opens the same file again, as a restarted bot would)."""
+async def make_store(make_ledger: LedgerFactory) -> AsyncIterator[Callable[..., Any]]:
+    """``await make_store(name)``: a Store on a fresh migrated ledger of the test's backend
+    (the same name opens the same ledger again, as a restarted bot would)."""
     opened: list[Store] = []
 
     async def make(name: str = "ledger", *, clock: Callable[[], int] | None = None) -> Store:
-        path = tmp_path / f"{name}.db"
-        if not path.exists():
-            shutil.copy(template_db, path)
-        store = await Store.open(url_for(path), clock=clock or FakeClock(), upgrade=False)
+        url = await make_ledger(name)
+        store = await Store.open(url, clock=clock or FakeClock(), upgrade=False)
         opened.append(store)
         return store
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from executor.app import Bot, BotOptions
 from executor.config import Config, load_config
+from executor.exchange.credentials import Credentials
 from executor.orders.manager import ResolveTiming
 from executor.persistence.db import database_path
 from executor.profiles import Venue
@@ -105,9 +106,12 @@ def fills(bot: Bot) -> int:
 class BotRun:
     """Starts and stops bots (one at a time) on one ledger against the test's exchange."""
 
-    def __init__(self, sim: SimHandle, cfg: Config, **options: Any) -> None:
+    def __init__(
+        self, sim: SimHandle, cfg: Config, *, creds: Credentials | None = None, **options: Any
+    ) -> None:
         self.sim = sim
         self.cfg = cfg
+        self.creds = creds or sim.creds  # another account of the exchange for a second bot
         self.options = options
         self.bot: Bot | None = None
         self.status = io.StringIO()
@@ -117,7 +121,7 @@ class BotRun:
                     probe_every_s=1.0, ready_timeout_s=10.0,
                     resolve=ResolveTiming(first_s=0.05, max_s=0.5, not_found_grace_s=1.0))
         opts.update(self.options)
-        self.bot = Bot(self.cfg, Venue("sim", self.sim.endpoints, self.sim.endpoints), self.sim.creds,
+        self.bot = Bot(self.cfg, Venue("sim", self.sim.endpoints, self.sim.endpoints), self.creds,
                        BotOptions(**opts))
         await asyncio.wait_for(self.bot.start(), 30)
         return self.bot
@@ -142,16 +146,19 @@ class BotRun:
         await until(lambda: fills(bot) >= target, timeout, f"{target} fills")
 
 
-async def ledger_equals_exchange(sim: SimHandle, ledger_url: str) -> tuple[int, int]:
-    """Orders, fills and balances in the ledger == the exchange's; nothing sent twice."""
+async def ledger_equals_exchange(
+    sim: SimHandle, ledger_url: str, account_id: str = DEFAULT_ID
+) -> tuple[int, int]:
+    """Orders, fills and balances in the ledger == the exchange's (of ``account_id``);
+    nothing sent twice."""
     from executor.persistence.store import Store
 
     ex = sim.exchange
-    truth_orders = [o for s in SYMBOLS for o in ex.engine.orders[s] if o.account_id == DEFAULT_ID]
+    truth_orders = [o for s in SYMBOLS for o in ex.engine.orders[s] if o.account_id == account_id]
     per_cid = Counter(o.client_order_id for o in truth_orders)
     assert not [c for c, n in per_cid.items() if n > 1], f"orders sent twice: {per_cid.most_common(3)}"
     truth_trades = {(t.symbol, t.id): t for s in SYMBOLS for t in ex.engine.trades[s]
-                    if t.account_id == DEFAULT_ID}
+                    if t.account_id == account_id}
     store = await Store.open(ledger_url)
     try:
         rows = await store.list_orders()
@@ -178,7 +185,7 @@ async def ledger_equals_exchange(sim: SimHandle, ledger_url: str) -> tuple[int, 
         t = truth_trades[(f.symbol, f.trade_id)]
         assert (f.price, f.qty, f.exchange_order_id, f.commission, f.commission_asset) == \
             (t.price, t.qty, t.order_id, t.commission, t.commission_asset), (f.symbol, f.trade_id)
-    truth_bal = ex.balances(DEFAULT_ID)
+    truth_bal = ex.balances(account_id)
     for asset in set(truth_bal) | set(balances):
         want = truth_bal.get(asset, (Decimal(0), Decimal(0)))
         rec = balances.get(asset)

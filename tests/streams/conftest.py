@@ -76,3 +76,9 @@ async def market_buy(client: Any, client_id: str, qty: str = "0.001", symbol: st
 
 # The reconciler's migrated-ledger fixtures, for the end-to-end tests with the real Reconciler.
 from tests.reconcile.conftest import make_store, template_db  # noqa: E402,F401
+
+
+@pytest.fixture
+def ledger_backend() -> str:
+    """The stream tests exercise the streams, not the ledger: SQLite only."""
+    return "sqlite"

@@ -1,0 +1,156 @@
+"""The audit's reader for a ledger on PostgreSQL: the same SQL the SQLite reader runs, through
+SQLAlchemy's async engine (asyncpg), for the audit's synchronous code.
+
+The audit is synchronous (a fold over rows). On SQLite it reads with the plain ``sqlite3``
+module (``AuditDB``: the SQLite-only fast path). On PostgreSQL this reader is its twin: it
+owns an event loop on a background thread with one connection in one ``REPEATABLE READ``,
+read-only transaction, so every query of one audit sees one snapshot (what ``BEGIN`` /
+``COMMIT`` around a group of reads give on SQLite; here they are no-ops). Statements keep the
+``?`` parameters the audit writes; they are bound by position through ``sqlalchemy.text``.
+
+Rows come back as tuples; money (NUMERIC) comes back as ``Decimal`` with the scale it was
+stored with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from collections.abc import Coroutine, Iterator, Sequence
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from executor.persistence.db import create_engine
+
+T = TypeVar("T")
+_QMARK = re.compile(r"\?")
+_NO_OPS = frozenset({"BEGIN", "COMMIT", "ROLLBACK"})
+_TEXT_CACHE: dict[str, sa.TextClause] = {}
+
+
+def _text(sql: str) -> sa.TextClause:
+    clause = _TEXT_CACHE.get(sql)
+    if clause is None:
+        counter = iter(range(10**6))
+        clause = _TEXT_CACHE[sql] = sa.text(_QMARK.sub(lambda _m: f":p{next(counter)}", sql))
+    return clause
+
+
+def _plain(value: Any) -> Any:
+    # asyncpg writes whole NUMERICs with trailing zeros as an exponent (60000 -> 6E+4).
+    if type(value) is Decimal:
+        sign, digits, exp = value.as_tuple()
+        if isinstance(exp, int) and exp > 0:
+            return Decimal((sign, digits + (0,) * exp, 0))
+    return value
+
+
+class Rows(list[tuple[Any, ...]]):
+    """A fetched result that reads like a ``sqlite3`` cursor: an iterator over its rows
+    (``next``, ``for``), ``fetchone`` (the next row or None) and ``fetchall`` (the rest)."""
+
+    _pos = 0
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return self
+
+    def __next__(self) -> tuple[Any, ...]:
+        if self._pos >= len(self):
+            raise StopIteration
+        self._pos += 1
+        return self[self._pos - 1]
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return next(self, None)
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        rest = self[self._pos :]
+        self._pos = len(self)
+        return rest
+
+
+class SqlReader:
+    """SQL on a PostgreSQL ledger from synchronous code (see the module docstring).
+
+    Read-only by default. With ``readonly=False`` it is the checkpoint writer (the twin of
+    the ``sqlite3`` writer connection): READ COMMITTED, and ``with writer:`` commits what ran
+    inside it (rolls back on an exception), as a ``sqlite3`` connection does."""
+
+    def __init__(self, url: str, *, readonly: bool = True) -> None:
+        self.readonly = readonly
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="audit-reader", daemon=True)
+        self._thread.start()
+        self._engine = create_engine(url)
+        self._conn: AsyncConnection | None = None
+        try:
+            self._conn = self._run(self._open())
+        except BaseException:
+            self.close()
+            raise
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    async def _open(self) -> AsyncConnection:
+        conn = await self._engine.connect()
+        if self.readonly:
+            await conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        await conn.begin()
+        return conn
+
+    async def _end(self, commit: bool) -> None:
+        assert self._conn is not None
+        if commit:
+            await self._conn.commit()
+        else:
+            await self._conn.rollback()
+        await self._conn.begin()
+
+    def __enter__(self) -> SqlReader:
+        return self
+
+    def __exit__(self, exc_type: object, *_exc: object) -> None:
+        self._run(self._end(commit=exc_type is None))
+
+    async def _execute(self, sql: str, params: Sequence[Any]) -> Rows:
+        assert self._conn is not None
+        res = await self._conn.execute(_text(sql), {f"p{i}": v for i, v in enumerate(params)})
+        if not res.returns_rows:
+            return Rows()
+        return Rows(tuple(_plain(v) for v in r) for r in res)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows:
+        head = sql.strip().upper()
+        if head.startswith("PRAGMA") or (self.readonly and head in _NO_OPS):
+            return Rows()  # the reader's snapshot is its one transaction
+        if head in _NO_OPS:
+            self._run(self._end(commit=head == "COMMIT"))
+            return Rows()
+        return self._run(self._execute(sql, params))
+
+    def table_names(self) -> set[str]:
+        async def names() -> set[str]:
+            assert self._conn is not None
+            return set(await self._conn.run_sync(lambda c: sa.inspect(c).get_table_names()))
+
+        return self._run(names())
+
+    def close(self) -> None:
+        async def shutdown() -> None:
+            if self._conn is not None:
+                await self._conn.close()
+                self._conn = None
+            await self._engine.dispose()
+
+        if self._thread.is_alive():
+            try:
+                self._run(shutdown())
+            finally:
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                self._thread.join(timeout=10)
+        self._loop.close()

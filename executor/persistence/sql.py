@@ -1,0 +1,191 @@
+"""Running the ledger's SQLAlchemy Core statements on either backend, fast on SQLite.
+
+Every statement of the store and the batch writer is a Core construct (``select``,
+``update``, the dialect's own ``insert`` with ``on_conflict_do_nothing`` and
+``RETURNING``), built once per shape and kept in a cache. How it is executed depends on
+the connection:
+
+* the generic path (PostgreSQL through asyncpg, or SQLite when the shortcut is off):
+  ``Connection.execute`` with named parameters, through SQLAlchemy's type layer (Decimal
+  to NUMERIC or TEXT, bool to BOOLEAN or 0/1);
+* the SQLite shortcut (``fast``): the same Core statement compiled once by the SQLite
+  dialect and handed with positional driver values to aiosqlite's ``execute_fetchall`` /
+  ``executemany``: one hop to SQLite's thread per statement instead of the adapter
+  cursor's three or four (open, execute, fetch, close). At the reconciler's event rates
+  each hop waits for a thread switch, which on a busy machine costs more than the
+  statement; this is what keeps a batch of 5000 executionReports in budget. Values must
+  then already be what the driver stores (``raw_value``), because the type layer is
+  skipped.
+
+Both paths run the very same statement text (compiled by the connection's dialect), and
+the tests run the store on both (``tests/persistence/test_store.py`` with the shortcut on
+and off, and on PostgreSQL when ``BX_TEST_PG_URL`` is set).
+
+Statements take their parameters as ``bindparam("p0") .. bindparam("pN")`` in the order
+the caller passes its positional tuple.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Hashable, Sequence
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.sql.expression import Executable
+from sqlalchemy.util import await_
+
+from executor.persistence.types import decimal_to_text
+
+StatementBuilder = Callable[[str], Executable]
+
+_STATEMENTS: dict[tuple[str, Hashable], Executable] = {}
+_SQLITE_SQL: dict[Hashable, str] = {}
+
+
+def dialect_insert(dialect: str | Dialect, table: sa.Table) -> Any:
+    """The dialect's own ``INSERT`` (with ``on_conflict_do_nothing`` / ``_do_update``)."""
+    name = dialect if isinstance(dialect, str) else dialect.name
+    if name == "postgresql":
+        return postgresql.insert(table)
+    if name == "sqlite":
+        return sqlite.insert(table)
+    raise ValueError(f"no upsert for database dialect {name!r}")
+
+
+def p(i: int, type_: Any = None) -> sa.BindParameter[Any]:
+    """The ``i``-th positional parameter of a cached statement (typed where the compiler
+    cannot infer it, e.g. the later rows of a multi-row VALUES)."""
+    return sa.bindparam(f"p{i}", type_=type_)
+
+
+def statement(dialect: str, key: Hashable, build: StatementBuilder) -> Executable:
+    """The Core statement ``build(dialect)`` makes, built once per (dialect, key)."""
+    cache_key = (dialect, key)
+    stmt = _STATEMENTS.get(cache_key)
+    if stmt is None:
+        stmt = _STATEMENTS[cache_key] = build(dialect)
+    return stmt
+
+
+def sqlite_sql(key: Hashable, build: StatementBuilder) -> str:
+    """The SQLite text of a cached statement, its ``:pN`` parameters written as SQLite's
+    numbered ``?N+1`` so a positional tuple binds them wherever the compiler put them (an
+    UPDATE's SET follows the table's column order, not ours)."""
+    sql = _SQLITE_SQL.get(key)
+    if sql is None:
+        compiled = statement("sqlite", key, build).compile(dialect=_SQLITE_DIALECT)
+        stray = [n for n in compiled.params if not _PARAM.fullmatch(":" + n)]
+        if stray:
+            raise AssertionError(f"statement {key!r}: parameters not named p0..pN: {stray[:5]}")
+        sql = _SQLITE_SQL[key] = _PARAM.sub(lambda m: f"?{int(m.group(1)) + 1}", str(compiled))
+    return sql
+
+
+_SQLITE_DIALECT = sqlite.dialect(paramstyle="named")
+_PARAM = re.compile(r":p(\d+)\b")
+
+
+def raw_value(value: Any) -> Any:
+    """A value as the SQLite driver stores it (the shortcut skips SQLAlchemy's type layer)."""
+    if isinstance(value, Decimal):
+        return decimal_to_text(value)
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def _named(params: Sequence[Any]) -> dict[str, Any]:
+    return {f"p{i}": v for i, v in enumerate(params)}
+
+
+def pg_sql(key: Hashable, build: StatementBuilder) -> str:
+    """The PostgreSQL text of a cached statement, ``:pN`` written as asyncpg's ``$N+1``."""
+    sql = _PG_SQL.get(key)
+    if sql is None:
+        compiled = statement("postgresql", key, build).compile(dialect=_PG_DIALECT)
+        stray = [n for n in compiled.params if not _PARAM.fullmatch(":" + n)]
+        if stray:
+            raise AssertionError(f"statement {key!r}: parameters not named p0..pN: {stray[:5]}")
+        sql = _PG_SQL[key] = _PARAM.sub(lambda m: f"${int(m.group(1)) + 1}", str(compiled))
+    return sql
+
+
+_PG_DIALECT = postgresql.dialect(paramstyle="named")
+_PG_SQL: dict[Hashable, str] = {}
+
+
+def _asyncpg(conn: Any) -> Any:
+    """The asyncpg connection under SQLAlchemy's adapter, or None."""
+    driver = conn.driver_connection
+    ok = driver is not None and hasattr(driver, "fetch") and hasattr(driver, "executemany")
+    return driver if ok else None
+
+
+class Runner:
+    """Executes cached Core statements on one sync ``Connection`` (inside ``run_sync``).
+
+    ``shortcut`` says the driver runs the compiled statements directly (see the module
+    docstring): aiosqlite on SQLite, asyncpg on PostgreSQL. ``raw`` tells callers which
+    values to pass: SQLite driver values (money as canonical text, flags as 0/1) when True,
+    Python values (Decimal, bool) otherwise (asyncpg encodes those itself)."""
+
+    def __init__(self, conn: Connection, *, fast: bool = True) -> None:
+        self.conn = conn
+        self.dialect = conn.dialect.name
+        self._aio = self._apg = None
+        if fast and self.dialect == "sqlite":
+            driver = conn.connection.driver_connection
+            # aiosqlite's connection under SQLAlchemy's adapter (see the module docstring).
+            self._aio = driver if driver is not None and hasattr(driver, "execute_fetchall") else None
+        elif fast and self.dialect == "postgresql":
+            self._apg = _asyncpg(conn.connection)
+        self.raw = self._aio is not None
+        self.shortcut = self._aio is not None or self._apg is not None
+
+    def rows(self, key: Hashable, build: StatementBuilder, params: Sequence[Any]) -> list[Sequence[Any]]:
+        """The rows of one statement (empty when it returns none)."""
+        if self._aio is not None:
+            return await_(self._aio.execute_fetchall(sqlite_sql(key, build), tuple(params)))  # type: ignore[no-any-return]
+        if self._apg is not None:
+            return await_(self._apg.fetch(pg_sql(key, build), *params))  # type: ignore[no-any-return]
+        res = self.conn.execute(statement(self.dialect, key, build), _named(params))
+        return [tuple(r) for r in res] if res.returns_rows else []
+
+    def many(self, key: Hashable, build: StatementBuilder, rows: Sequence[Sequence[Any]]) -> None:
+        """One statement executed for each parameter tuple of ``rows`` (executemany)."""
+        if not rows:
+            return
+        if self._aio is not None:
+            await_(self._aio.executemany(sqlite_sql(key, build), [tuple(r) for r in rows]))
+            return
+        if self._apg is not None:
+            await_(self._apg.executemany(pg_sql(key, build), [tuple(r) for r in rows]))
+            return
+        self.conn.execute(statement(self.dialect, key, build), [_named(r) for r in rows])
+
+
+async def autocommit_rows(
+    conn: Any, key: Hashable, build: StatementBuilder, params: Sequence[Any], *, fast: bool = True
+) -> list[Sequence[Any]]:
+    """One statement as its own transaction on an ``AsyncConnection`` not in a transaction.
+
+    SQLite shortcut: aiosqlite in autocommit mode, executed and fetched in one hop. Generic
+    path: BEGIN, the statement, COMMIT through SQLAlchemy."""
+    if conn.dialect.name == "sqlite" and fast:
+        raw = await conn.get_raw_connection()
+        aio = raw.driver_connection
+        if aio is not None and hasattr(aio, "execute_fetchall"):
+            values = tuple(raw_value(v) for v in params)
+            return [tuple(r) for r in await aio.execute_fetchall(sqlite_sql(key, build), values)]
+    if conn.dialect.name == "postgresql" and fast:
+        apg = _asyncpg(await conn.get_raw_connection())
+        if apg is not None:
+            # Outside a transaction asyncpg runs the statement as its own (autocommit).
+            return [tuple(r) for r in await apg.fetch(pg_sql(key, build), *params)]
+    async with conn.begin():
+        res = await conn.execute(statement(conn.dialect.name, key, build), _named(params))
+        return [tuple(r) for r in res] if res.returns_rows else []
