@@ -204,7 +204,15 @@ def create_sync_engine(
 ) -> Engine:
     """A blocking engine on the same file with the same settings, for work that must not
     depend on the event loop (the ledger lease's heartbeat thread). No pooling: each use
-    opens its own connection, so any thread may use it."""
+    opens its own connection, so any thread may use it. On PostgreSQL: psycopg (the
+    asyncpg driver needs an event loop), in the ``?bot=`` schema like the async engine."""
+    if not is_sqlite(url):
+        pg = make_url(url) if isinstance(url, str) else url
+        schema = bot_schema(pg)
+        query = {k: v for k, v in pg.query.items() if k not in ("synchronous", "bot")}
+        options = {"options": f"-c search_path={schema}"} if schema is not None else {}
+        return sa.create_engine(pg.set(drivername="postgresql+psycopg", query=query), poolclass=sa.NullPool,
+                                connect_args=options)
     u, url_sync = _split_url(url, base)
     mode = _mode(synchronous, url_sync)
     assert u.database is not None

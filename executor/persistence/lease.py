@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from executor.persistence.db import create_sync_engine, database_path
+from executor.persistence.db import create_sync_engine, database_path, describe_url, is_sqlite
 from executor.persistence.models import LedgerLease as _LeaseModel
 from executor.persistence.models import Run as _RunModel
 from executor.persistence.types import now_ms
@@ -116,7 +116,7 @@ class LedgerLease:
     def __init__(self, url: str, *, synchronous: str | None = None, heartbeat_s: float = HEARTBEAT_S,
                  ttl_s: float = TTL_S, host: str | None = None, pid: int | None = None,
                  clock: Callable[[], int] = now_ms) -> None:
-        self.path = str(database_path(url))
+        self.path = str(database_path(url)) if is_sqlite(url) else describe_url(url)
         self.engine = create_sync_engine(url, synchronous=synchronous)
         self.heartbeat_s = heartbeat_s
         self.ttl_ms = int(ttl_s * 1000)
@@ -142,6 +142,10 @@ class LedgerLease:
                 return self._acquire(conn)
 
     def _acquire(self, conn: Connection) -> Holder | None:
+        if conn.dialect.name == "postgresql":
+            # SQLite's BEGIN IMMEDIATE already serialises this read-then-write; PostgreSQL
+            # needs the table locked against a second acquirer for the transaction.
+            conn.execute(sa.text("LOCK TABLE ledger_leases IN SHARE ROW EXCLUSIVE MODE"))
         now = self.clock()
         current = _row(conn.execute(sa.select(leases_t).where(leases_t.c.bot == BOT)).first())
         why: str | None = None
