@@ -43,6 +43,7 @@ from executor.core.ids import ClientIdFactory, is_ours, make_run_tag
 from executor.endpoints import Endpoints
 from executor.engine_loop import StrategyLoop
 from executor.exchange.credentials import Credentials
+from executor.health import HealthMonitor
 from executor.market.state import MarketState
 from executor.orders.manager import OrderManager, ResolveTiming
 from executor.orders.tracker import OrderTracker
@@ -123,6 +124,7 @@ class Bot:
         self._clients: list[Any] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._status_stop = asyncio.Event()
+        self.health = HealthMonitor(cfg.health)
         self.started = False
 
     # ------------------------------------------------------------------ start
@@ -143,6 +145,7 @@ class Bot:
         await self._start_scheduler()
         assert self.loop is not None
         self.loop.start()
+        self.health.start()
         self._start_status()
         self.started = True
         log.info("bot running: run %s, %s, symbols %s, strategy %s", self.run_id, self.venue.describe(),
@@ -399,7 +402,7 @@ class Bot:
                             manager=self.manager, balances=lambda: self._balances,
                             streams=lambda: [h for s in self.streams for h in s.health()],
                             user_streams=self._user_stream_texts, jobs=self._job_counts,
-                            reconcile=self._reconcile_text)
+                            reconcile=self._reconcile_text, health=self.health.text)
         self.status = StatusPrinter(src, out, tty=opts.status_tty, interval_s=opts.status_interval_s)
         self._balances: dict[str, Any] = {}
         self._tasks.append(asyncio.create_task(self._refresh_balances(), name="status-balances"))
@@ -485,6 +488,7 @@ class Bot:
             await step("close run row",
                        self.store.finish_run(self.run_id, ended=ended, reason=reason or None), 5)
         self._status_stop.set()
+        await self.health.stop()
         for task in self._tasks:
             if task.get_name() == "status":
                 with contextlib.suppress(Exception):

@@ -48,6 +48,7 @@ class StatusSources:
     user_streams: Callable[[], Sequence[str]] = list  # one short text per user stream
     jobs: Callable[[], Mapping[str, int]] = dict  # scheduler job name -> runs
     reconcile: Callable[[], str] = str
+    health: Callable[[], str] = str  # executor.health: rss, fds, tasks, loop lag
 
 
 def _num(value: Decimal | None, places: int = 8) -> str:
@@ -118,6 +119,9 @@ def render(src: StatusSources, now: float | None = None) -> list[str]:
         tail.append(f"refusals {top}")
     if tail:
         lines.append("  " + " · ".join(tail))
+    health_text = src.health()
+    if health_text:
+        lines.append("  " + health_text)
     return lines
 
 

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
+from executor.core.bounded import BoundedDict
 from executor.core.filters import SymbolRules
 from executor.core.ids import ClientIdFactory, is_ours
 from executor.core.intents import (
@@ -71,6 +72,10 @@ log = logging.getLogger(__name__)
 
 NOT_PLACED = "NOT_PLACED"  # the ledger's name for core NEVER_PLACED
 UNKNOWN_ORDER = -2011  # cancel of an order the exchange does not have (filled, cancelled, never placed)
+# Send times kept for the -2013 grace: a forgotten one is older than the grace anyway (age
+# bound), and no 10,000 sends fit in one grace period (size bound, a safety net).
+SENT_AT_MEMORY = 10_000
+SENT_AT_MIN_AGE_S = 60.0
 
 
 class Gateway(Protocol):
@@ -162,7 +167,8 @@ class OrderManager:
         self.counts: Counter[str] = Counter()
         self.refusals: Counter[str] = Counter()
         # Last send per order (monotonic), for the -2013 grace.
-        self._sent_at: dict[str, float] = {}
+        self._sent_at: BoundedDict[str, float] = BoundedDict(
+            SENT_AT_MEMORY, max_age_s=max(SENT_AT_MIN_AGE_S, 10 * self.timing.not_found_grace_s), clock=clock)
         # Hooks for the user stream's silent-stall check: ``on_sending(id)`` just before a
         # placement or cancel leaves (an executionReport should follow), ``on_no_effect(id)``
         # once the exchange definitely did not act on it (none will).

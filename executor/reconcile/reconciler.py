@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from executor.core.bounded import BoundedDict, BoundedSet
 from executor.core.events import (
     AccountPosition,
     BalanceUpdate,
@@ -107,6 +108,13 @@ DEFAULT_BATCH_MAX = 2000
 # ``raise_gc_threshold``); Python's default is 700.
 GC_YOUNG_THRESHOLD = 10_000
 COMPLETE_MEMORY = 100_000  # finished orders remembered, so replays of them cost no ledger read
+# Caches of the ledger, bounded so a week of orders does not grow memory. A forgotten owner
+# is asked of the ledger again (resolve_owners); forgotten known fills make at worst a
+# suspect whose targeted gap fill finds them in the ledger; a forgotten known order is
+# looked up in the ledger by the next gap fill.
+OWNERS_MEMORY = 20_000
+KNOWN_FILLS_MEMORY = 20_000
+KNOWN_ORDERS_MEMORY = 20_000
 Incoming = Event | Mapping[str, Any] | bytes | str
 OrderKey = tuple[str, int]  # (ledger symbol, exchange order id)
 
@@ -290,8 +298,8 @@ class Reconciler:
         self.holding: HoldingBuffer[Incoming] = HoldingBuffer()
         self.totals = ApplyResult()  # everything applied since start, for status output
         self.write_errors = 0
-        self._ours: set[str] = set()
-        self._external: set[str] = set()
+        self._ours: BoundedSet[str] = BoundedSet(OWNERS_MEMORY)
+        self._external: BoundedSet[str] = BoundedSet(OWNERS_MEMORY)
         self._queue: deque[Incoming] = deque()
         self._apply_lock = asyncio.Lock()  # one commit at a time
         self._drain_lock = asyncio.Lock()  # one drainer at a time keeps arrival order
@@ -299,7 +307,7 @@ class Reconciler:
         self._writer_task: asyncio.Task[None] | None = None
         # Fills known to be stored, per unfinished order: the in-memory first check of an
         # event's cumulative quantity, before the ledger is asked (see suspects).
-        self._known_fills: dict[OrderKey, dict[int, Decimal]] = {}
+        self._known_fills: BoundedDict[OrderKey, dict[int, Decimal]] = BoundedDict(KNOWN_FILLS_MEMORY)
         self._suspects: dict[OrderKey, tuple[str, Decimal]] = {}
         # Orders final with every fill stored (insertion-ordered, the oldest forgotten first).
         self._complete: dict[OrderKey, None] = {}
@@ -309,7 +317,7 @@ class Reconciler:
         self.last_gap_fill: GapFillReport | None = None
         self._background: set[asyncio.Task[None]] = set()
         # (symbol, orderId) the ledger is known to hold a row for (gap fill explains the rest).
-        self.known_orders: set[OrderKey] = set()
+        self.known_orders: BoundedSet[OrderKey] = BoundedSet(KNOWN_ORDERS_MEMORY)
 
     # ------------------------------------------------------------------ ownership
 
