@@ -724,6 +724,17 @@ def sim_ledger_url(cfg: Config, now: dt.datetime | None = None) -> str:
     return f"sqlite+aiosqlite:///{fresh}"
 
 
+def _prune_sim_ledgers(cfg: Config) -> None:
+    """Keep the last ``sim.keep_ledgers`` per-run ledgers (this run's counted) and say so."""
+    from executor.persistence.db import database_path
+    from executor.persistence.retention import prune_sim_ledgers
+
+    current = database_path(cfg.database.url)
+    removed = prune_sim_ledgers(current, cfg.sim.keep_ledgers)
+    log.info("%s: keeping the last %d per-run ledgers ([sim] keep_ledgers)%s", current.parent,
+             cfg.sim.keep_ledgers, f"; deleted {len(removed)} older" if removed else "")
+
+
 # ---------------------------------------------------------------------- the run
 
 
@@ -762,6 +773,7 @@ async def run_bot(cfg: Config, args: argparse.Namespace | None = None, *, option
                 venue = venue_for(cfg, urls)
                 creds = sim.credentials("HMAC")
                 cfg = replace(cfg, database=replace(cfg.database, url=sim_ledger_url(cfg)))
+                _prune_sim_ledgers(cfg)
                 log.info("embedded exchange up: admin %s/state; ledger %s", urls.admin,
                          cfg.database.url.split("///", 1)[-1])
         else:

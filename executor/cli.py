@@ -73,6 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="fold every row recorded (for a ledger no bot is writing to)")
     ck.add_argument("--cut-ms", type=int, help="fold the rows up to this time (UTC epoch ms)")
 
+    arc = db_sub.add_parser("archive", help="move old runs' rows into an archive database",
+                            description="Move the rows of runs that stopped before DATE (orders, events, "
+                            "fills, reconciliations, ...) into an archive SQLite file with the same schema; "
+                            "`audit` reads the ledger and its archive together.")
+    _common(arc)
+    arc.add_argument("--before", required=True, metavar="DATE", help="ISO date/time (UTC) or epoch ms")
+    arc.add_argument("--to", metavar="ARCHIVE_DB",
+                     help="archive file (default: <ledger>-archive.db beside the ledger)")
+    arc.add_argument("--db", help="database URL (default: the config's)")
+
     audit = sub.add_parser("audit", help="post-trade audit from the database",
                            description="Reports, ledger verification and exports, from the "
                            "database alone.")
@@ -86,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--out", type=Path, help="write files into this folder")
     audit.add_argument("--plot", action="store_true", help="draw a PNG chart per symbol")
     audit.add_argument("--db", help="database URL (default: the config's)")
+    audit.add_argument("--archive", type=Path, metavar="PATH",
+                       help="also read this archive (default: <ledger>-archive.db when it exists)")
 
     pre = sub.add_parser("preflight", help="check keys and account before a live run",
                          description="Check API key restrictions, account, clock and symbols.")
@@ -135,6 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from executor.audit.checkpoint_job import checkpoint_command
 
             return checkpoint_command(cfg, args)
+        if command == "db" and args.db_command == "archive":
+            from executor.persistence.archive import archive_command
+
+            return archive_command(cfg, args)
         if command == "db":
             from executor.persistence.migrate import db_command
 

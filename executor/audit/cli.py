@@ -56,6 +56,23 @@ def default_url(cfg: Config) -> str:
     return f"sqlite+aiosqlite:///{newest}"
 
 
+def archive_for(url: str, given: Path | None) -> Path | None:
+    """The archive to read with the ledger: ``--archive``, else ``<ledger>-archive.db`` if present."""
+    if given is not None:
+        return given
+    from executor.persistence.archive import default_archive_path
+
+    try:
+        candidate = default_archive_path(database_path(url))
+    except ValueError:
+        return None
+    if candidate.exists():
+        print(f"audit: reading the archive {candidate} too (`db archive` moved older runs there)",
+              file=sys.stderr)
+        return candidate
+    return None
+
+
 def audit_command(cfg: Config, args: argparse.Namespace) -> int:
     """Entry point wired in ``executor.cli``; returns the process exit code."""
     # The audit allocates millions of acyclic rows; the cyclic collector would walk them
@@ -65,7 +82,7 @@ def audit_command(cfg: Config, args: argparse.Namespace) -> int:
     try:
         scope = scope_from_args(args)
         url = getattr(args, "db", None) or default_url(cfg)
-        with AuditDB.from_url(url) as db:
+        with AuditDB.from_url(url, archive_for(url, getattr(args, "archive", None))) as db:
             if getattr(args, "audit_command", "report") == "verify":
                 return _verify(db, scope, args)
             return _report(db, scope, args)

@@ -178,12 +178,20 @@ class BalanceEventRow(NamedTuple):
 class AuditDB:
     """A read-only view of one ledger file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, archive: Path | None = None) -> None:
         if not path.exists():
             raise AuditError(f"no database at {path} (run the bot first, or give --db URL)")
         self.path = path
+        self.archive = archive  # rows moved out by `db archive`, read together with the ledger
         try:
             self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+            if archive is not None:
+                from executor.persistence.archive import ArchiveError, attach_archive
+
+                try:
+                    attach_archive(self.conn, archive)
+                except ArchiveError as exc:
+                    raise AuditError(str(exc)) from None
             self.conn.execute("PRAGMA query_only=ON")
             # Sorts (ORDER BY over a million fills) in memory, not in temp files.
             self.conn.execute("PRAGMA temp_store=MEMORY")
@@ -199,12 +207,12 @@ class AuditDB:
             )
 
     @classmethod
-    def from_url(cls, url: str) -> AuditDB:
+    def from_url(cls, url: str, archive: Path | None = None) -> AuditDB:
         try:
             path = database_path(url)
         except ValueError as exc:
             raise AuditError(str(exc)) from None
-        return cls(path)
+        return cls(path, archive)
 
     def close(self) -> None:
         self.conn.close()
