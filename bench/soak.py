@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import csv
+import gc
 import math
 import os
 import platform
@@ -40,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +99,11 @@ class LagProbe:
             if seen >= rank:
                 return (i + 1) * BUCKET_MS
         return BUCKETS * BUCKET_MS
+
+
+def object_counts() -> Counter[str]:
+    """Live objects per type (one pass over the collector's objects: taken twice per run)."""
+    return Counter(type(o).__name__ for o in gc.get_objects())
 
 
 def ledger_rows(db: Path) -> dict[str, int]:
@@ -217,6 +224,7 @@ async def soak(args: argparse.Namespace) -> int:
     stop_probe = asyncio.Event()
     probe_task = asyncio.create_task(probe.run(stop_probe))
     rows: list[dict[str, Any]] = []
+    types_day1: Counter[str] = Counter()
     tables: list[str] = []
     bot: Bot | None = None
     code = 0
@@ -234,6 +242,7 @@ async def soak(args: argparse.Namespace) -> int:
                 raise RuntimeError(f"the exchange child exited with {sim_proc.returncode}")
             if hour == DAY_H:
                 probe.counting = True
+                types_day1 = object_counts()
             lag_p99, lag_max = probe.take_hour()
             counts = ledger_rows(db)
             tables = sorted(counts)
@@ -241,6 +250,7 @@ async def soak(args: argparse.Namespace) -> int:
             row: dict[str, Any] = {
                 "sim_hour": hour, "wall_s": round(time.monotonic() - started, 1),
                 "rss_mb": round(psutil.Process().memory_info().rss / 2**20, 2),
+                "py_blocks": sys.getallocatedblocks(),  # Python's own heap; RSS minus this is native
                 "fds": open_fds(), "tasks": len(asyncio.all_tasks()),
                 "lag_p99_ms": round(lag_p99, 2), "lag_max_ms": round(lag_max, 2),
                 "ledger_mb": round(ledger_bytes(db) / 2**20, 3),
@@ -261,6 +271,10 @@ async def soak(args: argparse.Namespace) -> int:
                       f"fills {row['fills']}, ledger {row['ledger_mb']} MB, reconnects "
                       f"{row['daily_reconnects']}, keepalives {row['keepalives']}, reconciles "
                       f"{row['reconciles']}", flush=True)
+        growth = object_counts() - types_day1
+        if growth:
+            print("soak: live objects by type, growth since day 1: " + ", ".join(
+                f"{name} +{n}" for name, n in growth.most_common(12)), flush=True)
     except Exception as exc:
         print(f"soak: the run broke: {type(exc).__name__}: {exc}", file=sys.stderr)
         code = 2

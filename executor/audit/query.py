@@ -185,7 +185,11 @@ class AuditDB:
         self.archive = archive  # rows moved out by `db archive`, read together with the ledger
         try:
             self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+            # Sorts (ORDER BY over a million fills) in memory, not in temp files.
+            self.conn.execute("PRAGMA temp_store=MEMORY")
+            self.conn.execute("PRAGMA cache_size=-131072")
             if archive is not None:
+                # After temp_store (changing it drops TEMP views), before query_only.
                 from executor.persistence.archive import ArchiveError, attach_archive
 
                 try:
@@ -193,9 +197,6 @@ class AuditDB:
                 except ArchiveError as exc:
                     raise AuditError(str(exc)) from None
             self.conn.execute("PRAGMA query_only=ON")
-            # Sorts (ORDER BY over a million fills) in memory, not in temp files.
-            self.conn.execute("PRAGMA temp_store=MEMORY")
-            self.conn.execute("PRAGMA cache_size=-131072")
             tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.Error as exc:
             raise AuditError(f"cannot read {path}: {exc}") from None
