@@ -313,6 +313,7 @@ class Reconciler:
         self._complete: dict[OrderKey, None] = {}
         self._suspect_task: asyncio.Task[None] | None = None
         self._gap_lock = asyncio.Lock()
+        self._gap_running = False  # the lock is held by a gap fill (not a snapshot or check)
         self._followup: tuple[asyncio.Future[GapFillReport], list[str]] | None = None
         self.last_gap_fill: GapFillReport | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -839,26 +840,33 @@ class Reconciler:
         that serves every request made meanwhile."""
         from executor.reconcile.gapfill import run_gap_fill
 
-        if self._gap_lock.locked():
+        # Coalesce only behind a running gap fill: the lock is also held by balance snapshots
+        # and missing-fill checks, which never start the follow-up run (waiting for it hung
+        # the periodic reconciliation for good; bench/soak.py found it).
+        if self._gap_lock.locked() and self._gap_running:
             if self._followup is None:
                 self._followup = (asyncio.get_running_loop().create_future(), [reason])
             else:
                 self._followup[1].append(reason)
             return await asyncio.shield(self._followup[0])
         async with self._gap_lock:
-            report = await run_gap_fill(self, reason)
-            while self._followup is not None:
-                future, reasons = self._followup
-                self._followup = None
-                try:
-                    follow = await run_gap_fill(self, "+".join(dict.fromkeys(reasons))[:64])
-                except Exception as exc:
-                    future.set_exception(exc)
-                    future.exception()  # retrieved: waiters re-raise it, no "never retrieved" noise
-                else:
-                    future.set_result(follow)
-            self.last_gap_fill = report
-            return report
+            self._gap_running = True
+            try:
+                report = await run_gap_fill(self, reason)
+                while self._followup is not None:
+                    future, reasons = self._followup
+                    self._followup = None
+                    try:
+                        follow = await run_gap_fill(self, "+".join(dict.fromkeys(reasons))[:64])
+                    except Exception as exc:
+                        future.set_exception(exc)
+                        future.exception()  # retrieved: waiters re-raise it, no "never retrieved" noise
+                    else:
+                        future.set_result(follow)
+                self.last_gap_fill = report
+                return report
+            finally:
+                self._gap_running = False
 
     async def snapshot_balances(self) -> SnapshotResult:
         """Compare a REST account snapshot with stored balances; the exchange wins."""
