@@ -34,6 +34,7 @@ from executor.exchange.client import make_client
 from executor.exchange.rest import RestGateway
 from executor.persistence.store import Store
 from executor.reconcile import Reconciler
+from executor.reconcile.reconciler import GC_YOUNG_THRESHOLD
 from executor.sim.engine import Order, Trade
 from executor.sim.exchange import SimExchange
 from executor.sim.server import SimServer
@@ -87,7 +88,8 @@ def make_events(n_events: int, per_order: int) -> tuple[list[str], list[dict[str
 
 
 async def bench_events(n_events: int, per_order: int, batch_max: int, workdir: Path, *,
-                       preparsed: bool, freeze_input: bool = True) -> dict[str, Any]:
+                       preparsed: bool, freeze_input: bool = True,
+                       gc_young: int | None = GC_YOUNG_THRESHOLD) -> dict[str, Any]:
     url = f"sqlite+aiosqlite:///{workdir / ('events-parsed.db' if preparsed else 'events.db')}"
     store = await Store.open(url, synchronous="FULL")
     ids, raw = make_events(n_events, per_order)
@@ -97,7 +99,7 @@ async def bench_events(n_events: int, per_order: int, batch_max: int, workdir: P
     for cid in ids:  # the order manager records every order before it is sent
         await store.record_order_intent(cid, SYMBOL, "BUY", "LIMIT", quantity=Decimal(1),
                                         price=Decimal(60000), time_in_force="GTC")
-    rec = Reconciler(store, prefix=PREFIX, batch_max=batch_max)
+    rec = Reconciler(store, prefix=PREFIX, batch_max=batch_max, gc_young_threshold=gc_young)
     await rec.start()
     if freeze_input:
         # A live stream never holds 100k decoded events at once: each frame arrives, is
@@ -108,6 +110,7 @@ async def bench_events(n_events: int, per_order: int, batch_max: int, workdir: P
         gc.collect()
         gc.freeze()
     try:
+        collections0 = [g["collections"] for g in gc.get_stats()]
         t0, c0, m0 = time.perf_counter(), time.process_time(), time.thread_time()
         for n, e in enumerate(events, 1):
             rec.submit(e)
@@ -116,6 +119,7 @@ async def bench_events(n_events: int, per_order: int, batch_max: int, workdir: P
         await rec.drain()
         elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
         main_cpu = time.thread_time() - m0
+        collections = [g["collections"] - c for g, c in zip(gc.get_stats(), collections0, strict=True)]
     finally:
         if freeze_input:
             gc.unfreeze()
@@ -127,7 +131,8 @@ async def bench_events(n_events: int, per_order: int, batch_max: int, workdir: P
             "main_thread_cpu_seconds": main_cpu, "cpu_us_per_event": 1e6 * cpu / len(events),
             "events_per_s": len(events) / elapsed, "events_per_cpu_s": len(events) / cpu,
             "fills_stored": fills, "orders_filled": filled,
-            "suspects": len(rec.suspects), "malformed": rec.totals.malformed}
+            "suspects": len(rec.suspects), "malformed": rec.totals.malformed,
+            "gc_collections": collections, "gc_threshold": gc.get_threshold()}
 
 
 def seed_trades(ex: SimExchange, n_trades: int, n_orders: int, tag: str) -> tuple[list[tuple[str, int]], int]:
@@ -219,6 +224,8 @@ async def main() -> None:
     ap.add_argument("--batch", type=int, default=5000)
     ap.add_argument("--trades", type=int, default=100_000, help="0 skips the catch-up part")
     ap.add_argument("--orders", type=int, default=100)
+    ap.add_argument("--gc-young", type=int, default=GC_YOUNG_THRESHOLD,
+                    help="the reconciler's collector threshold (0: leave the collector at its default)")
     ap.add_argument("--no-gc-freeze", action="store_true",
                     help="leave the pre-built input events visible to the garbage collector")
     args = ap.parse_args()
@@ -227,7 +234,7 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for preparsed in (False, True):
             ev = await bench_events(args.events, args.per_order, args.batch, Path(tmp), preparsed=preparsed,
-                                    freeze_input=not args.no_gc_freeze)
+                                    freeze_input=not args.no_gc_freeze, gc_young=args.gc_young or None)
             what = "parsed executionReports (as the user stream hands them over)" if preparsed else \
                 "raw executionReports (parsing included)"
             other = ev["cpu_seconds"] - ev["main_thread_cpu_seconds"]
@@ -237,7 +244,9 @@ async def main() -> None:
                   f"{ev['events_per_cpu_s']:,.0f} events per CPU-second; event loop thread "
                   f"{1e6 * ev['main_thread_cpu_seconds'] / ev['events']:.1f} us/event, SQLite worker thread "
                   f"{1e6 * other / ev['events']:.1f} us/event); fills stored {ev['fills_stored']}, "
-                  f"orders FILLED {ev['orders_filled']}, suspects {ev['suspects']}; "
+                  f"orders FILLED {ev['orders_filled']}, suspects {ev['suspects']}; gc threshold "
+                  f"{ev['gc_threshold'][0]}, collections (gen 0/1/2) "
+                  f"{'/'.join(map(str, ev['gc_collections']))}; "
                   f"load average after: {os.getloadavg()[0]:.2f}")
         if args.trades <= 0:
             return

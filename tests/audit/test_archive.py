@@ -64,12 +64,16 @@ def audit(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict]:
     return code, out
 
 
-def test_archive_moves_old_runs_and_audit_totals_do_not_change(tmp_path: Path,
+@pytest.mark.parametrize("checkpointed", [False, True])
+def test_archive_moves_old_runs_and_audit_totals_do_not_change(tmp_path: Path, checkpointed: bool,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     # Synchronous: the commands run their own event loops, as from the shell.
     built = asyncio.run(build_scenario(tmp_path / "ledger.db"))
     run2 = asyncio.run(second_run(built.url))
     db = ["--db", built.url]
+    if checkpointed:  # the audit then folds from its checkpoint plus newer rows
+        assert main(["db", "checkpoint", *db, "--all"]) == 0
+        capsys.readouterr()
     code, report_before = audit(capsys, "report", *db)
     assert code == 0
     code_v, verify_before = audit(capsys, "verify", *db)
