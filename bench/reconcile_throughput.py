@@ -228,7 +228,13 @@ async def main() -> None:
                     help="the reconciler's collector threshold (0: leave the collector at its default)")
     ap.add_argument("--no-gc-freeze", action="store_true",
                     help="leave the pre-built input events visible to the garbage collector")
+    ap.add_argument("--sqlite-cache-kib", type=int,
+                    help="the ledger connections' page cache (default: executor.persistence.db.CACHE_KIB)")
     args = ap.parse_args()
+    if args.sqlite_cache_kib:
+        from executor.persistence import db
+
+        db.CACHE_KIB = args.sqlite_cache_kib
     load = os.getloadavg()
     print(f"machine: {os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -225,6 +226,9 @@ async def soak(args: argparse.Namespace) -> int:
     probe_task = asyncio.create_task(probe.run(stop_probe))
     rows: list[dict[str, Any]] = []
     types_day1: Counter[str] = Counter()
+    heap_day1: tracemalloc.Snapshot | None = None
+    if args.trace_malloc:
+        tracemalloc.start(4)
     tables: list[str] = []
     bot: Bot | None = None
     code = 0
@@ -243,6 +247,8 @@ async def soak(args: argparse.Namespace) -> int:
             if hour == DAY_H:
                 probe.counting = True
                 types_day1 = object_counts()
+                if args.trace_malloc:
+                    heap_day1 = tracemalloc.take_snapshot()
             lag_p99, lag_max = probe.take_hour()
             counts = ledger_rows(db)
             tables = sorted(counts)
@@ -271,6 +277,11 @@ async def soak(args: argparse.Namespace) -> int:
                       f"fills {row['fills']}, ledger {row['ledger_mb']} MB, reconnects "
                       f"{row['daily_reconnects']}, keepalives {row['keepalives']}, reconciles "
                       f"{row['reconciles']}", flush=True)
+        if heap_day1 is not None:
+            stats = tracemalloc.take_snapshot().compare_to(heap_day1, "lineno")
+            print("soak: Python heap growth since day 1, by line:", flush=True)
+            for stat in stats[:15]:
+                print(f"    {stat}", flush=True)
         growth = object_counts() - types_day1
         if growth:
             print("soak: live objects by type, growth since day 1: " + ", ".join(
@@ -330,6 +341,8 @@ def main() -> int:
     ap.add_argument("--time-scale", default="400", help="exchange seconds per wall second (default 400)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "soak-out"),
                     help="folder for soak.csv and soak.png")
+    ap.add_argument("--trace-malloc", action="store_true",
+                    help="diagnosis: print where the Python heap grew after day 1 (slows the bot)")
     args = ap.parse_args()
     if args.days < 1:
         print("soak: --days must be at least 1", file=sys.stderr)
