@@ -89,7 +89,7 @@ def make_events(n_events: int, per_order: int) -> tuple[list[str], list[dict[str
 
 async def bench_events(n_events: int, per_order: int, batch_max: int, workdir: Path, *,
                        preparsed: bool, freeze_input: bool = True,
-                       gc_young: int | None = GC_YOUNG_THRESHOLD) -> dict[str, Any]:
+                       gc_young: int | None = None) -> dict[str, Any]:
     url = f"sqlite+aiosqlite:///{workdir / ('events-parsed.db' if preparsed else 'events.db')}"
     store = await Store.open(url, synchronous="FULL")
     ids, raw = make_events(n_events, per_order)
@@ -224,8 +224,9 @@ async def main() -> None:
     ap.add_argument("--batch", type=int, default=5000)
     ap.add_argument("--trades", type=int, default=100_000, help="0 skips the catch-up part")
     ap.add_argument("--orders", type=int, default=100)
-    ap.add_argument("--gc-young", type=int, default=GC_YOUNG_THRESHOLD,
-                    help="the reconciler's collector threshold (0: leave the collector at its default)")
+    ap.add_argument("--gc-young", type=int, default=0,
+                    help=f"raise the collector's youngest threshold to this in Reconciler.start (e.g. "
+                    f"{GC_YOUNG_THRESHOLD}); 0, the default and what the bot does: leave the collector alone")
     ap.add_argument("--no-gc-freeze", action="store_true",
                     help="leave the pre-built input events visible to the garbage collector")
     ap.add_argument("--sqlite-cache-kib", type=int,

@@ -277,13 +277,14 @@ class Reconciler:
     -2013 for an order sent less than this long ago (it may still be in flight); the
     start-up run does (nothing of ours can be in flight then).
     ``gc_young_threshold``: ``start`` raises the garbage collector's youngest threshold to
-    this (``raise_gc_threshold``; a process-wide setting); None leaves the collector alone.
+    this (``raise_gc_threshold``; a process-wide setting); None (the default) leaves the
+    collector alone: an interleaved A/B gave no measurable gain (bench/RESULTS.md, soak).
     """
 
     def __init__(self, store: Store, gateway: Any = None, *, prefix: str, symbols: Iterable[str] = (),
                  on_order_update: Callable[[OrderUpdate], None] | None = None,
                  batch_max: int = DEFAULT_BATCH_MAX, not_found_grace_ms: int = 5000,
-                 suspect_delay_s: float = 0.25, gc_young_threshold: int | None = GC_YOUNG_THRESHOLD) -> None:
+                 suspect_delay_s: float = 0.25, gc_young_threshold: int | None = None) -> None:
         if batch_max < 1:
             raise ValueError("batch_max must be at least 1")
         self.gc_young_threshold = gc_young_threshold
