@@ -102,6 +102,22 @@ class LagProbe:
         return BUCKETS * BUCKET_MS
 
 
+def sqlite_memory() -> int:
+    """Bytes SQLite holds in this process (all connections: page caches, schema, statements),
+    ``sqlite3_status64(SQLITE_STATUS_MEMORY_USED)``; -1 where the library is not reachable."""
+    try:
+        import _sqlite3
+        import ctypes
+
+        fn = ctypes.CDLL(_sqlite3.__file__).sqlite3_status64
+        fn.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int64),
+                       ctypes.c_int]
+        cur, high = ctypes.c_int64(), ctypes.c_int64()
+        return cur.value if fn(0, ctypes.byref(cur), ctypes.byref(high), 0) == 0 else -1
+    except (OSError, AttributeError, ImportError):
+        return -1
+
+
 def object_counts() -> Counter[str]:
     """Live objects per type (one pass over the collector's objects: taken twice per run)."""
     return Counter(type(o).__name__ for o in gc.get_objects())
@@ -155,6 +171,8 @@ def plot(rows: list[dict[str, Any]], tables: list[str], path: Path, title: str) 
     fig, axes = plt.subplots(5, 1, figsize=(10, 13), sharex=True)
     axes[0].plot(days, [r["rss_mb"] for r in rows], label="bot RSS (MB)")
     axes[0].plot(days, [r["sim_rss_mb"] for r in rows], label="exchange child RSS (MB)", alpha=0.6)
+    if "sqlite_mb" in rows[0]:
+        axes[0].plot(days, [r["sqlite_mb"] for r in rows], label="of the bot's RSS: SQLite (MB)", alpha=0.8)
     axes[0].set_ylabel("MB")
     axes[1].plot(days, [r["fds"] for r in rows], label="open fds")
     axes[1].plot(days, [r["tasks"] for r in rows], label="asyncio tasks")
@@ -256,7 +274,8 @@ async def soak(args: argparse.Namespace) -> int:
             row: dict[str, Any] = {
                 "sim_hour": hour, "wall_s": round(time.monotonic() - started, 1),
                 "rss_mb": round(psutil.Process().memory_info().rss / 2**20, 2),
-                "py_blocks": sys.getallocatedblocks(),  # Python's own heap; RSS minus this is native
+                "py_blocks": sys.getallocatedblocks(),  # Python's own heap (allocated blocks)
+                "sqlite_mb": round(sqlite_memory() / 2**20, 2),  # SQLite's page caches and the rest
                 "fds": open_fds(), "tasks": len(asyncio.all_tasks()),
                 "lag_p99_ms": round(lag_p99, 2), "lag_max_ms": round(lag_max, 2),
                 "ledger_mb": round(ledger_bytes(db) / 2**20, 3),
