@@ -20,8 +20,10 @@ into ``--out``.
 Verdict, after the first simulated day (start-up, caches filling): comparing the median
 of the second simulated day's samples with the median of the last day's, it FAILS
 (exit 1) if RSS grew more than 10 %, or open fds or tasks grew at all; and if the
-event-loop lag's p99 over all probes after day one exceeds 50 ms. Needs ``--days 3`` or
-more to mean anything. Exit 2: the run itself broke (bot did not start, child died).
+event-loop lag's p99 over all probes after day one exceeds 50 ms; and if the daily
+reconnects, listenKey keepalives or reconciliations ran less than 95 % as often as
+scheduled. Needs ``--days 3`` or more to mean anything. Exit 2: the run itself broke (the bot
+did not start, the exchange child died).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import psutil
 
 from executor.app import Bot, BotOptions, fetch_sim_venue
-from executor.config import load_config
+from executor.config import SchedulerConfig, load_config
 from executor.health import open_fds
 from executor.logs import setup_logging
 from executor.profiles import Venue
@@ -198,6 +200,21 @@ def plot(rows: list[dict[str, Any]], tables: list[str], path: Path, title: str) 
     plt.close(fig)
 
 
+def on_schedule(rows: list[dict[str, Any]], sched: SchedulerConfig) -> tuple[bool, list[str]]:
+    """Did the daily reconnects, keepalives and reconciliations run as often as scheduled?
+    (At least 95 % of the fires their interval allows in the time sampled.)"""
+    sim_s = rows[-1]["sim_hour"] * HOUR_S
+    ok, lines = True, []
+    for column, interval in (("daily_reconnects", sched.daily_reconnect_s),
+                             ("keepalives", sched.futures_keepalive_s), ("reconciles", sched.reconcile_s)):
+        due = int(sim_s // interval)
+        ran = int(rows[-1][column])
+        bad = ran < 0.95 * due
+        ok &= not bad
+        lines.append(f"{column}: {ran} of {due} scheduled: {'FAIL' if bad else 'ok'}")
+    return ok, lines
+
+
 def verdict(rows: list[dict[str, Any]], days: int, lag_p99: float) -> tuple[bool, list[str]]:
     day2 = [r for r in rows if DAY_H <= r["sim_hour"] < 2 * DAY_H]
     last = [r for r in rows if r["sim_hour"] >= (days - 1) * DAY_H]
@@ -338,6 +355,9 @@ async def soak(args: argparse.Namespace) -> int:
              f"{os.cpu_count()} CPUs · load {load[0]:.2f}")
     plot(rows, tables, out / "soak.png", title)
     ok, lines = verdict(rows, args.days, probe.p99_after_day1())
+    ran_ok, ran_lines = on_schedule(rows, cfg.scheduler)
+    ok &= ran_ok
+    lines += ran_lines
     last = rows[-1]
     print(f"soak: {len(rows)} hourly samples; orders {last['orders']}, fills {last['fills']}, "
           f"daily reconnects {last['daily_reconnects']}, keepalives {last['keepalives']}, "
