@@ -34,6 +34,7 @@ from executor.exchange.client import make_client
 from executor.exchange.rest import RestGateway
 from executor.persistence.store import Store
 from executor.reconcile import Reconciler
+from executor.reconcile.reconciler import GC_YOUNG_THRESHOLD
 from executor.sim.engine import Order, Trade
 from executor.sim.exchange import SimExchange
 from executor.sim.server import SimServer
@@ -91,7 +92,7 @@ def make_events(n_events: int, per_order: int, *, symbol: str = SYMBOL,
 async def bench_events(n_events: int, per_order: int, batch_max: int, workdir: Path, *,
                        preparsed: bool, freeze_input: bool = True, url: str | None = None,
                        symbol: str = SYMBOL, bot: str = "bench", start: asyncio.Event | None = None,
-                       ready: list[str] | None = None) -> dict[str, Any]:
+                       ready: list[str] | None = None, gc_young: int | None = None) -> dict[str, Any]:
     url = url or f"sqlite+aiosqlite:///{workdir / ('events-parsed.db' if preparsed else 'events.db')}"
     store = await Store.open(url, synchronous="FULL")
     ids, raw = make_events(n_events, per_order, symbol=symbol, bot=bot)
@@ -101,7 +102,7 @@ async def bench_events(n_events: int, per_order: int, batch_max: int, workdir: P
     for cid in ids:  # the order manager records every order before it is sent
         await store.record_order_intent(cid, symbol, "BUY", "LIMIT", quantity=Decimal(1),
                                         price=Decimal(60000), time_in_force="GTC")
-    rec = Reconciler(store, prefix=PREFIX, batch_max=batch_max)
+    rec = Reconciler(store, prefix=PREFIX, batch_max=batch_max, gc_young_threshold=gc_young)
     await rec.start()
     if start is not None and ready is not None:
         ready.append(bot)
@@ -115,6 +116,7 @@ async def bench_events(n_events: int, per_order: int, batch_max: int, workdir: P
         gc.collect()
         gc.freeze()
     try:
+        collections0 = [g["collections"] for g in gc.get_stats()]
         t0, c0, m0 = time.perf_counter(), time.process_time(), time.thread_time()
         for n, e in enumerate(events, 1):
             rec.submit(e)
@@ -123,6 +125,7 @@ async def bench_events(n_events: int, per_order: int, batch_max: int, workdir: P
         await rec.drain()
         elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
         main_cpu = time.thread_time() - m0
+        collections = [g["collections"] - c for g, c in zip(gc.get_stats(), collections0, strict=True)]
     finally:
         if freeze_input:
             gc.unfreeze()
@@ -134,7 +137,8 @@ async def bench_events(n_events: int, per_order: int, batch_max: int, workdir: P
             "main_thread_cpu_seconds": main_cpu, "cpu_us_per_event": 1e6 * cpu / len(events),
             "events_per_s": len(events) / elapsed, "events_per_cpu_s": len(events) / cpu,
             "fills_stored": fills, "orders_filled": filled,
-            "suspects": len(rec.suspects), "malformed": rec.totals.malformed}
+            "suspects": len(rec.suspects), "malformed": rec.totals.malformed,
+            "gc_collections": collections, "gc_threshold": gc.get_threshold()}
 
 
 def seed_trades(ex: SimExchange, n_trades: int, n_orders: int, tag: str) -> tuple[list[tuple[str, int]], int]:
@@ -279,19 +283,28 @@ async def main() -> None:
     ap.add_argument("--batch", type=int, default=5000)
     ap.add_argument("--trades", type=int, default=100_000, help="0 skips the catch-up part")
     ap.add_argument("--orders", type=int, default=100)
+    ap.add_argument("--gc-young", type=int, default=0,
+                    help=f"raise the collector's youngest threshold to this in Reconciler.start (e.g. "
+                    f"{GC_YOUNG_THRESHOLD}); 0, the default and what the bot does: leave the collector alone")
     ap.add_argument("--no-gc-freeze", action="store_true",
                     help="leave the pre-built input events visible to the garbage collector")
     ap.add_argument("--pg", metavar="URL",
                     help="also run (i) on this PostgreSQL server (postgresql+asyncpg://USER@HOST:PORT/DB; "
                     "fresh databases are created there and dropped)")
     ap.add_argument("--bots", type=int, default=4, help="bots writing to one PostgreSQL at once (with --pg)")
+    ap.add_argument("--sqlite-cache-kib", type=int,
+                    help="the ledger connections' page cache (default: executor.persistence.db.CACHE_KIB)")
     args = ap.parse_args()
+    if args.sqlite_cache_kib:
+        from executor.persistence import db
+
+        db.CACHE_KIB = args.sqlite_cache_kib
     load = os.getloadavg()
     print(f"machine: {os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     with tempfile.TemporaryDirectory() as tmp:
         for preparsed in (False, True):
             ev = await bench_events(args.events, args.per_order, args.batch, Path(tmp), preparsed=preparsed,
-                                    freeze_input=not args.no_gc_freeze)
+                                    freeze_input=not args.no_gc_freeze, gc_young=args.gc_young or None)
             what = "parsed executionReports (as the user stream hands them over)" if preparsed else \
                 "raw executionReports (parsing included)"
             other = ev["cpu_seconds"] - ev["main_thread_cpu_seconds"]
@@ -301,7 +314,9 @@ async def main() -> None:
                   f"{ev['events_per_cpu_s']:,.0f} events per CPU-second; event loop thread "
                   f"{1e6 * ev['main_thread_cpu_seconds'] / ev['events']:.1f} us/event, SQLite worker thread "
                   f"{1e6 * other / ev['events']:.1f} us/event); fills stored {ev['fills_stored']}, "
-                  f"orders FILLED {ev['orders_filled']}, suspects {ev['suspects']}; "
+                  f"orders FILLED {ev['orders_filled']}, suspects {ev['suspects']}; gc threshold "
+                  f"{ev['gc_threshold'][0]}, collections (gen 0/1/2) "
+                  f"{'/'.join(map(str, ev['gc_collections']))}; "
                   f"load average after: {os.getloadavg()[0]:.2f}")
         if args.pg:
             await bench_pg(args)

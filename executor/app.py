@@ -61,6 +61,7 @@ from executor.endpoints import Endpoints
 from executor.engine_loop import StrategyLoop
 from executor.exchange.credentials import Credentials
 from executor.failures import EXIT_ERROR, EXIT_OK, VenueUnreachable, classify, exit_code_for_ending
+from executor.health import HealthMonitor
 from executor.market.state import MarketState
 from executor.orders.manager import OrderManager, ResolveTiming
 from executor.orders.order_log import OrderLog
@@ -168,6 +169,7 @@ class Bot:
         self._tasks: list[asyncio.Task[Any]] = []
         self._status_stop = asyncio.Event()
         self.oversight: Any = None  # executor.oversight.Oversight: controls, alerts, web
+        self.health = HealthMonitor(cfg.health)
         self.started = False
 
     # ------------------------------------------------------------------ start
@@ -194,6 +196,7 @@ class Bot:
         await self._start_scheduler()
         assert self.loop is not None
         self.loop.start()
+        self.health.start()
         self._start_status()
         await self.oversight.start()
         self.started = True
@@ -590,7 +593,7 @@ class Bot:
                             streams=lambda: [h for s in self.streams for h in s.health()],
                             user_streams=lambda: [u.health for u in self.user_streams + self.futures_streams],
                             jobs=self._job_counts, reconcile=self._reconcile_text,
-                            flags=flags,
+                            flags=flags, health=self.health.text,
                             stale_after_s=float(self.cfg.risk.stale_after_s))
         self.status = StatusPrinter(src, out, tty=opts.status_tty, interval_s=opts.status_interval_s)
         self._tasks.append(asyncio.create_task(refresh(), name="status-figures"))
@@ -684,6 +687,7 @@ class Bot:
         if self.oversight is not None:
             await step("stop web and alerts", self.oversight.stop(ended, reason), 8)
         self._status_stop.set()
+        await self.health.stop()
         for task in self._tasks:
             if task.get_name() == "status":
                 await _logged("final status line", asyncio.wait_for(asyncio.shield(task), 2))
@@ -864,6 +868,17 @@ def sim_ledger_url(cfg: Config, now: dt.datetime | None = None) -> str:
     return f"sqlite+aiosqlite:///{fresh}"
 
 
+def _prune_sim_ledgers(cfg: Config) -> None:
+    """Keep the last ``sim.keep_ledgers`` per-run ledgers (this run's counted) and say so."""
+    from executor.persistence.db import database_path
+    from executor.persistence.retention import prune_sim_ledgers
+
+    current = database_path(cfg.database.url)
+    removed = prune_sim_ledgers(current, cfg.sim.keep_ledgers)
+    log.info("%s: keeping the last %d per-run ledgers ([sim] keep_ledgers)%s", current.parent,
+             cfg.sim.keep_ledgers, f"; deleted {len(removed)} older" if removed else "")
+
+
 # ---------------------------------------------------------------------- the run
 
 
@@ -911,6 +926,7 @@ async def run_bot(cfg: Config, args: argparse.Namespace | None = None, *, option
                 venue = venue_for(cfg, urls)
                 creds = sim.credentials("HMAC")
                 cfg = replace(cfg, database=replace(cfg.database, url=sim_ledger_url(cfg)))
+                _prune_sim_ledgers(cfg)
                 from executor.persistence.db import describe_url
 
                 log.info("embedded exchange up: admin %s/state; ledger %s", urls.admin,

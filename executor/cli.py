@@ -123,6 +123,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="where to (migrated to the newest schema; empty or an earlier copy)")
     cp.add_argument("--batch", type=int, default=5000, help="rows per transaction (default 5000)")
     cp.add_argument("--no-check", action="store_true", help="skip comparing the audits afterwards")
+    arc = db_sub.add_parser("archive", help="move old runs' rows into an archive database",
+                            description="Move the rows of runs that stopped before DATE (orders, events, "
+                            "fills, reconciliations, ...) into an archive SQLite file with the same schema; "
+                            "`audit` reads the ledger and its archive together.")
+    _common(arc)
+    arc.add_argument("--before", required=True, metavar="DATE", help="ISO date/time (UTC) or epoch ms")
+    arc.add_argument("--to", metavar="ARCHIVE_DB",
+                     help="archive file (default: <ledger>-archive.db beside the ledger)")
+    arc.add_argument("--db", help="database URL (default: the config's)")
 
     audit = sub.add_parser("audit", help="post-trade audit from the database",
                            description="Reports, ledger verification and exports, from the "
@@ -156,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     chaos.add_argument("--seed", type=int, help="reproduce a run's schedule of faults and kills")
     chaos.add_argument("--keep", type=Path,
                        help="work folder for the ledger and bot logs (default: a temp dir)")
+    audit.add_argument("--archive", type=Path, metavar="PATH",
+                       help="also read this archive (default: <ledger>-archive.db when it exists)")
 
     pre = sub.add_parser("preflight", help="check keys and account before a live run",
                          description="Check API key restrictions, account, clock and symbols.")
@@ -241,6 +252,10 @@ def _dispatch(command: str, cfg: Config, args: argparse.Namespace) -> int:
         from executor.audit.checkpoint_job import checkpoint_command
 
         return checkpoint_command(cfg, args)
+    if command == "db" and args.db_command == "archive":
+        from executor.persistence.archive import archive_command
+
+        return archive_command(cfg, args)
     if command == "db" and args.db_command == "copy":
         from executor.persistence.copy import copy_command
 

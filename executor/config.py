@@ -107,6 +107,20 @@ class LoggingConfig:
     json: bool
     dir: str
     levels: dict[str, str] = field(default_factory=dict)   # logger name -> level override
+    rotate: str = "daily"      # daily (at UTC midnight) | size (at max_bytes)
+    max_bytes: int = 50 * 1024 * 1024
+    keep_files: int = 30       # log files kept in dir (all runs, rotated ones included); older are deleted
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """Process health (``executor.health``): how often it is logged, when it warns (0 = never)."""
+
+    log_every_s: int = 300     # wall seconds
+    warn_rss_mb: int = 1024
+    warn_fds: int = 512
+    warn_tasks: int = 500
+    warn_loop_lag_ms: int = 250
 
 
 @dataclass(frozen=True)
@@ -180,6 +194,7 @@ class SimConfig:
     ports: SimPorts
     start_prices: dict[str, Decimal]
     balances: dict[str, Decimal]
+    keep_ledgers: int = 10     # per-run ledgers kept under <db dir>/sim/ (older ones are deleted)
 
 
 @dataclass(frozen=True)
@@ -200,6 +215,7 @@ class Config:
     # The data folder (ledgers, logs, kill switch, plots); after loading, an absolute path.
     data_dir: str = "data"
     replay: ReplayConfig = field(default_factory=ReplayConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
     sources: tuple[str, ...] = ()
 
 
@@ -344,7 +360,22 @@ def _validate(cfg: Config, where: Any) -> None:
         raise ConfigError(f"{where('alerts')}: 'alerts.stale_after_s' and 'alerts.queue_size' must be "
                           "at least 1, 'alerts.retries' 0 or more")
     _validate_values(cfg, where)
+    _validate_retention(cfg, where)
 
+
+
+def _validate_retention(cfg: Config, where: Any) -> None:
+    if cfg.logging.rotate not in ("daily", "size"):
+        raise ConfigError(f"{where('logging.rotate')}: 'logging.rotate' must be daily or size")
+    for key, value in (("logging.max_bytes", cfg.logging.max_bytes),
+                       ("logging.keep_files", cfg.logging.keep_files),
+                       ("sim.keep_ledgers", cfg.sim.keep_ledgers),
+                       ("health.log_every_s", cfg.health.log_every_s)):
+        if value < 1:
+            raise ConfigError(f"{where(key)}: '{key}' must be at least 1")
+    for name in ("warn_rss_mb", "warn_fds", "warn_tasks", "warn_loop_lag_ms"):
+        if getattr(cfg.health, name) < 0:
+            raise ConfigError(f"{where('health.' + name)}: 'health.{name}' must be 0 (never) or positive")
 
 def _positive(cfg: Config, where: Any, *keys: str, zero_ok: bool = False) -> None:
     """Each dotted ``key`` of ``cfg`` must be > 0 (or >= 0 with ``zero_ok``)."""

@@ -4,6 +4,10 @@
 ``<logging.dir>/run-<UTC time>[-<run id>].log``), both with the same format: readable
 lines by default, one JSON object per line with ``logging.json`` / ``--log-json``.
 
+The file rotates (``logging.rotate``: at UTC midnight, or at ``logging.max_bytes``) into
+``<name>.log.<suffix>``, and the folder keeps at most ``logging.keep_files`` log files of
+all runs together: at start and at every rotation the oldest ``run-*.log*`` go.
+
 Every record passes a ``RedactingFilter`` on each handler (handler filters see records
 from every logger, logger filters would not) that replaces each registered secret and
 any ``signature=`` value in the message, its arguments, the exception text and the stack
@@ -12,8 +16,10 @@ text. Register secrets with ``register_secrets(credentials)`` as soon as they ar
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+import logging.handlers
 import os
 import re
 import sys
@@ -196,6 +202,61 @@ class LogSetup:
             handler.close()
 
 
+LOG_GLOB = "run-*.log*"
+
+
+def prune_log_files(directory: Path, keep: int, current: Path | None = None) -> list[Path]:
+    """Delete the oldest ``run-*.log*`` files in ``directory`` beyond ``keep`` (never ``current``)."""
+    files = [p for p in directory.glob(LOG_GLOB) if p.is_file()]
+    files.sort(key=lambda p: (p.stat().st_mtime, p.name), reverse=True)
+    kept = 1 if current is not None and current.exists() else 0
+    removed = []
+    for path in files:
+        if current is not None and path == current:
+            continue
+        if kept < keep:
+            kept += 1
+            continue
+        with contextlib.suppress(OSError):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+class _Retention:
+    """After a rotation, keep at most ``keep`` log files in the folder (all runs)."""
+
+    keep: int
+
+    def _prune(self, handler: logging.handlers.BaseRotatingHandler) -> None:
+        path = Path(handler.baseFilename)
+        prune_log_files(path.parent, self.keep, current=path)
+
+
+class DailyRotatingFile(_Retention, logging.handlers.TimedRotatingFileHandler):
+    """The run's log file, rotated at UTC midnight."""
+
+    def __init__(self, path: Path, keep: int) -> None:
+        super().__init__(path, when="midnight", utc=True, backupCount=keep, encoding="utf-8")
+        self.keep = keep
+
+    def doRollover(self) -> None:
+        super().doRollover()
+        self._prune(self)
+
+
+class SizeRotatingFile(_Retention, logging.handlers.RotatingFileHandler):
+    """The run's log file, rotated at ``max_bytes``."""
+
+    def __init__(self, path: Path, keep: int, max_bytes: int) -> None:
+        super().__init__(path, maxBytes=max_bytes, backupCount=keep, encoding="utf-8")
+        self.keep = keep
+
+    def doRollover(self) -> None:
+        super().doRollover()
+        self._prune(self)
+
+
 def log_file_name(now: dt.datetime | None = None) -> str:
     now = now or dt.datetime.now(dt.UTC)
     return f"run-{now:%Y%m%dT%H%M%S}.{now.microsecond // 1000:03d}Z.log"
@@ -220,7 +281,10 @@ def setup_logging(cfg: Config, *, json: bool | None = None, level: str | None = 
     formatter: logging.Formatter = JsonFormatter() if use_json else TextFormatter()
     redacting = RedactingFilter(redactor)
     console = logging.StreamHandler(stream or sys.stderr)
-    file = logging.FileHandler(path, encoding="utf-8")
+    keep = cfg.logging.keep_files
+    prune_log_files(directory, max(0, keep - 1))  # room for this run's file
+    file: logging.FileHandler = (SizeRotatingFile(path, keep, cfg.logging.max_bytes)
+                                 if cfg.logging.rotate == "size" else DailyRotatingFile(path, keep))
     handlers: list[logging.Handler] = [console, file]
     for handler in handlers:
         handler.setFormatter(formatter)

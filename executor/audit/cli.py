@@ -67,6 +67,23 @@ def default_url(cfg: Config) -> str:
     return f"sqlite+aiosqlite:///{newest}"
 
 
+def archive_for(url: str, given: Path | None) -> Path | None:
+    """The archive to read with the ledger: ``--archive``, else ``<ledger>-archive.db`` if present."""
+    if given is not None:
+        return given
+    from executor.persistence.archive import default_archive_path
+
+    try:
+        candidate = default_archive_path(database_path(url))
+    except ValueError:
+        return None
+    if candidate.exists():
+        print(f"audit: reading the archive {candidate} too (`db archive` moved older runs there)",
+              file=sys.stderr)
+        return candidate
+    return None
+
+
 def audit_command(cfg: Config, args: argparse.Namespace) -> int:
     """Entry point wired in ``executor.cli``; returns the process exit code."""
     # The audit allocates millions of acyclic rows; the cyclic collector would walk them
@@ -89,7 +106,7 @@ def audit_command(cfg: Config, args: argparse.Namespace) -> int:
                 url = with_bot(url, bot)
             except ValueError as exc:
                 raise AuditError(str(exc)) from None
-        with AuditDB.from_url(url) as db:
+        with AuditDB.from_url(url, archive_for(url, getattr(args, "archive", None))) as db:
             _check_run(db, scope)
             command = getattr(args, "audit_command", "report")
             if command == "verify":

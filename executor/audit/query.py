@@ -205,8 +205,10 @@ class AuditDB:
       stderr); the original is not touched.
     """
 
-    def __init__(self, path: Path | str, *, reader: Any = None, immutable_ok: bool = True) -> None:
+    def __init__(self, path: Path | str, archive: Path | None = None, *, reader: Any = None,
+                 immutable_ok: bool = True) -> None:
         self.sqlite = reader is None
+        self.archive = archive  # rows moved out by `db archive`, read together with the ledger
         if reader is not None:
             # PostgreSQL (``from_url``): ``path`` is the password-free URL, for messages.
             self.path = path
@@ -229,12 +231,22 @@ class AuditDB:
             # USD-M futures fills (ledger symbols "UM:...") move the futures wallet, never a spot
             # balance: every spot report and balance check reads ``fills`` through this temp
             # view, which leaves them out (``main.fills`` still has them).
-            has_fills = "SELECT 1 FROM sqlite_master WHERE type='table' AND name='fills'"
-            if self.conn.execute(has_fills).fetchone():
-                self.conn.execute("CREATE TEMP VIEW fills AS SELECT * FROM main.fills "
-                                  "WHERE symbol NOT LIKE 'UM:%'")
-            self.conn.execute("PRAGMA query_only=ON")
+            spot_only = "symbol NOT LIKE 'UM:%'"
             self.conn.execute("PRAGMA cache_size=-131072")
+            if archive is not None:
+                # After temp_store (changing it drops TEMP views), before query_only. Its
+                # views read the ledger and the archive together (fills: spot only too).
+                from executor.persistence.archive import ArchiveError, attach_archive
+
+                try:
+                    attach_archive(self.conn, archive, where={"fills": spot_only})
+                except ArchiveError as exc:
+                    raise AuditError(str(exc)) from None
+            else:
+                has_fills = "SELECT 1 FROM sqlite_master WHERE type='table' AND name='fills'"
+                if self.conn.execute(has_fills).fetchone():
+                    self.conn.execute(f"CREATE TEMP VIEW fills AS SELECT * FROM main.fills WHERE {spot_only}")
+            self.conn.execute("PRAGMA query_only=ON")
             tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.Error as exc:
             raise AuditError(f"cannot read {path}: {exc}") from None
@@ -273,7 +285,7 @@ class AuditDB:
         return sqlite3.connect(copy, check_same_thread=False)
 
     @classmethod
-    def from_url(cls, url: str) -> AuditDB:
+    def from_url(cls, url: str, archive: Path | None = None) -> AuditDB:
         try:
             if not is_sqlite(url):
                 from executor.audit.reader import SqlReader
@@ -291,7 +303,7 @@ class AuditDB:
             path = database_path(url)
         except ValueError as exc:
             raise AuditError(str(exc)) from None
-        return cls(path)
+        return cls(path, archive)
 
     def close(self) -> None:
         self.conn.close()

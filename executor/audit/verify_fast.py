@@ -106,7 +106,7 @@ def verify_fast(
     if split is None:
         out = _guarded(db, *args, None)
     else:
-        _JOB.update(path=db.path, args=args, part=(split, True))
+        _JOB.update(path=db.path, archive=db.archive, args=args, part=(split, True))
         pool = multiprocessing.get_context("fork").Pool(1)
         try:
             pending = pool.apply_async(_child_job)
@@ -157,7 +157,7 @@ def _split(db: AuditDB, scope: Scope) -> frozenset[str] | None:
 
 def _child_job() -> _Outcome | None:
     # A forked worker never uses the parent's sqlite connection.
-    with AuditDB(_JOB["path"]) as db:
+    with AuditDB(_JOB["path"], _JOB.get("archive")) as db:
         return _guarded(db, *_JOB["args"], _JOB["part"])
 
 

@@ -51,6 +51,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 from executor import metrics
+from executor.core.bounded import BoundedDict
 from executor.core.filters import SymbolRules
 from executor.core.ids import ClientIdFactory, is_ours
 from executor.core.intents import (
@@ -83,6 +84,10 @@ class CancelAllIncomplete(Exception):
 NOT_PLACED = OrderStatus.NOT_PLACED.value
 NOT_FOUND = OrderStatus.NOT_FOUND.value
 UNKNOWN_ORDER = -2011  # cancel of an order the exchange does not have (filled, cancelled, never placed)
+# Send times kept for the -2013 grace: a forgotten one is older than the grace anyway (age
+# bound), and no 10,000 sends fit in one grace period (size bound, a safety net).
+SENT_AT_MEMORY = 10_000
+SENT_AT_MIN_AGE_S = 60.0
 
 
 class Gateway(Protocol):
@@ -196,8 +201,10 @@ class OrderManager:
         self.counts: Counter[str] = Counter()
         self.refusals: Counter[str] = Counter()
         # When each unresolved order's outcome became unknown, or when it was first not
-        # found (monotonic): the -2013 grace runs from there.
-        self._unknown_at: dict[str, float] = {}
+        # found (monotonic): the -2013 grace runs from there. Bounded: an entry forgotten for
+        # age is far older than the grace (a missing one restarts it: never too early).
+        self._unknown_at: BoundedDict[str, float] = BoundedDict(
+            SENT_AT_MEMORY, max_age_s=max(SENT_AT_MIN_AGE_S, 10 * self.timing.grace_s), clock=clock)
         # Hooks for the user stream's silent-stall check: ``on_sending(id)`` just before a
         # placement or cancel leaves (an executionReport should follow), ``on_no_effect(id)``
         # once the exchange definitely did not act on it (none will).

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
+from executor.core.bounded import BoundedSet
 from executor.core.events import Fill
 from executor.core.intents import OrderRequest
 from executor.core.money import ZERO
@@ -76,6 +77,9 @@ class TrackedOrder:
                          reason=self.reason)
 
 
+COUNTED_MEMORY = 50_000  # fills remembered as counted into inventory
+
+
 @dataclass
 class TrackerStats:
     orders: int = 0
@@ -104,7 +108,9 @@ class OrderTracker:
         self._working: dict[str, TrackedOrder] = {}
         self._final: OrderedDict[str, float] = OrderedDict()  # client id -> when it became final
         self._inventory: dict[str, Decimal] = {}
-        self._counted: set[tuple[str, int]] = set()
+        # Fills reach the tracker only once the ledger stored them new (the ledger keys them
+        # (symbol, tradeId)); this is a second guard for a short window, so the oldest go.
+        self._counted: BoundedSet[tuple[str, int]] = BoundedSet(COUNTED_MEMORY)
         self._free: dict[str, Decimal] = {}  # free balance per asset, as the exchange last reported it
         self.positions_loaded = False
         self._fill_watermark = 0  # the highest fills row id a load has read

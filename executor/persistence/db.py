@@ -51,9 +51,13 @@ from executor.config import ROOT
 
 SYNCHRONOUS_MODES = ("NORMAL", "FULL")
 DEFAULT_BUSY_TIMEOUT_MS = 10_000
-# Page cache per connection (KiB), allocated only as used. SQLite's default 2 MiB is small
-# for the indexes of a ledger with millions of fills (audit scans, dedupe lookups).
-CACHE_KIB = 65_536
+# Page cache per connection (KiB), allocated only as used, and never given back: it fills
+# with every page the connection touches until it reaches this size, so it is the bot's
+# largest memory growth over a long run (bench/soak.py: RSS +3 MB a simulated day at 64 MiB,
+# tracking the ledger's size). 8 MiB holds the indexes' hot right edges (new ids) that
+# dedupe lookups and inserts touch; the rest is in the OS cache. The audit (read-only
+# sqlite3) sets its own, larger cache. bench/reconcile_throughput.py: same CPU per event.
+CACHE_KIB = 8_192
 # Checkpoint the WAL into the main file every ~40 MB instead of SQLite's ~4 MB: each
 # checkpoint is a copy plus an fsync, and at 10k events/s the default would checkpoint
 # several times a second. Crash safety is the same (the WAL is replayed on open).

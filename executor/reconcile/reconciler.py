@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from executor.core.bounded import BoundedDict, BoundedSet
 from executor.core.events import (
     AccountPosition,
     BalanceUpdate,
@@ -118,6 +119,13 @@ DEFAULT_BATCH_MAX = 2000
 # ``raise_gc_threshold``); Python's default is 700.
 GC_YOUNG_THRESHOLD = 10_000
 COMPLETE_MEMORY = 100_000  # finished orders remembered, so replays of them cost no ledger read
+# Caches of the ledger, bounded so a week of orders does not grow memory. A forgotten owner
+# is asked of the ledger again (resolve_owners); forgotten known fills make at worst a
+# suspect whose targeted gap fill finds them in the ledger; a forgotten known order is
+# looked up in the ledger by the next gap fill.
+OWNERS_MEMORY = 20_000
+KNOWN_FILLS_MEMORY = 20_000
+KNOWN_ORDERS_MEMORY = 20_000
 Incoming = Event | Mapping[str, Any] | bytes | str
 OrderKey = tuple[str, int]  # (ledger symbol, exchange order id)
 
@@ -276,13 +284,14 @@ class Reconciler:
     from a -2013 for an order whose outcome became unknown less than this long ago (it may
     still be in flight; see ``gapfill``). At least the request timeout.
     ``gc_young_threshold``: ``start`` raises the garbage collector's youngest threshold to
-    this (``raise_gc_threshold``; a process-wide setting); None leaves the collector alone.
+    this (``raise_gc_threshold``; a process-wide setting); None (the default) leaves the
+    collector alone: an interleaved A/B gave no measurable gain (bench/RESULTS.md, soak).
     """
 
     def __init__(self, store: Store, gateway: Any = None, *, prefix: str, symbols: Iterable[str] = (),
                  on_order_update: Callable[[OrderUpdate], None] | None = None,
                  batch_max: int = DEFAULT_BATCH_MAX, not_found_grace_ms: int = 5000,
-                 suspect_delay_s: float = 0.25, gc_young_threshold: int | None = GC_YOUNG_THRESHOLD) -> None:
+                 suspect_delay_s: float = 0.25, gc_young_threshold: int | None = None) -> None:
         if batch_max < 1:
             raise ValueError("batch_max must be at least 1")
         self.gc_young_threshold = gc_young_threshold
@@ -299,8 +308,8 @@ class Reconciler:
         self.holding: HoldingBuffer[Incoming] = HoldingBuffer()
         self.totals = ApplyResult()  # everything applied since start, for status output
         self.write_errors = 0
-        self._ours: set[str] = set()
-        self._external: set[str] = set()
+        self._ours: BoundedSet[str] = BoundedSet(OWNERS_MEMORY)
+        self._external: BoundedSet[str] = BoundedSet(OWNERS_MEMORY)
         self._queue: deque[Incoming] = deque()
         self._apply_lock = asyncio.Lock()  # one commit at a time
         self._drain_lock = asyncio.Lock()  # one drainer at a time keeps arrival order
@@ -308,17 +317,18 @@ class Reconciler:
         self._writer_task: asyncio.Task[None] | None = None
         # Fills known to be stored, per unfinished order: the in-memory first check of an
         # event's cumulative quantity, before the ledger is asked (see suspects).
-        self._known_fills: dict[OrderKey, dict[int, Decimal]] = {}
+        self._known_fills: BoundedDict[OrderKey, dict[int, Decimal]] = BoundedDict(KNOWN_FILLS_MEMORY)
         self._suspects: dict[OrderKey, tuple[str, Decimal]] = {}
         # Orders final with every fill stored (insertion-ordered, the oldest forgotten first).
         self._complete: dict[OrderKey, None] = {}
         self._suspect_task: asyncio.Task[None] | None = None
         self._gap_lock = asyncio.Lock()
+        self._gap_running = False  # the lock is held by a gap fill (not a snapshot or check)
         self._followup: tuple[asyncio.Future[GapFillReport], list[str]] | None = None
         self.last_gap_fill: GapFillReport | None = None
         self._background: set[asyncio.Task[None]] = set()
         # (symbol, orderId) the ledger is known to hold a row for (gap fill explains the rest).
-        self.known_orders: set[OrderKey] = set()
+        self.known_orders: BoundedSet[OrderKey] = BoundedSet(KNOWN_ORDERS_MEMORY)
 
     # ------------------------------------------------------------------ ownership
 
@@ -866,27 +876,34 @@ class Reconciler:
         that serves every request made meanwhile."""
         from executor.reconcile.gapfill import run_gap_fill
 
-        if self._gap_lock.locked():
+        # Coalesce only behind a running gap fill: the lock is also held by balance snapshots
+        # and missing-fill checks, which never start the follow-up run (waiting for it hung
+        # the periodic reconciliation for good; bench/soak.py found it).
+        if self._gap_lock.locked() and self._gap_running:
             if self._followup is None:
                 self._followup = (asyncio.get_running_loop().create_future(), [reason])
             else:
                 self._followup[1].append(reason)
             return await asyncio.shield(self._followup[0])
         async with self._gap_lock:
+            self._gap_running = True
             try:
-                report = await run_gap_fill(self, reason)
-            except asyncio.CancelledError:
-                self._abort_followup("the gap fill it waited behind was cancelled")
-                raise
-            except Exception:
-                # The waiters asked for a run that starts after this one: they get it, and
-                # its own outcome, whatever became of this one (never left waiting).
+                try:
+                    report = await run_gap_fill(self, reason)
+                except asyncio.CancelledError:
+                    self._abort_followup("the gap fill it waited behind was cancelled")
+                    raise
+                except Exception:
+                    # The waiters asked for a run that starts after this one: they get it, and
+                    # its own outcome, whatever became of this one (never left waiting).
+                    await self._serve_followup()
+                    raise
+                self.last_gap_fill = report
                 await self._serve_followup()
-                raise
-            self.last_gap_fill = report
-            await self._serve_followup()
-            await self._resync(report.reason)
-            return report
+                await self._resync(report.reason)
+                return report
+            finally:
+                self._gap_running = False
 
     async def _serve_followup(self) -> None:
         """Run the follow-up gap fill(s) requested meanwhile and settle every waiter."""
