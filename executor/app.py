@@ -584,7 +584,7 @@ class Bot:
 
         def flags() -> list[str]:
             out = ["KILL SWITCH engaged"] if kill is not None and kill.is_engaged() else []
-            return out + [f"{symbol} {text}" for symbol, text in sorted(strategy_flags().items())]
+            return out + [f"!! {symbol} {text}" for symbol, text in sorted(strategy_flags().items())]
 
         src = StatusSources(title=title, symbols=self.symbols, market=self.market, tracker=self.tracker,
                             manager=self.manager, balances=lambda: self._balances, pnl=pnl,

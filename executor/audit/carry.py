@@ -40,6 +40,9 @@ class CarryFill:
     basis_bps: Decimal | None = None   # at its order's decision (mark vs spot mid)
 
 
+_DUST_QUOTE = Decimal(1)
+
+
 @dataclass
 class CarryPosition:
     symbol: str
@@ -82,14 +85,19 @@ def fold_carry(fills: Iterable[CarryFill], funding: Sequence[tuple[str, int, Dec
             pos.perp_qty += signed
             pos.perp_pnl += cash
         else:
-            pos.spot_qty += signed
+            # What the spot leg holds: net of a commission taken in the base asset.
+            in_base = f.commission_asset is not None and f.symbol.startswith(f.commission_asset)
+            base_fee = f.commission if in_base else ZERO
+            pos.spot_qty += signed - base_fee
             pos.spot_pnl += cash
             pos.max_spot = max(pos.max_spot, pos.spot_qty)
         pos.fees += _fee(f, quote)
         pos.fills += 1
         if f.basis_bps is not None:
             pos.exit_basis_bps = f.basis_bps
-        if not pos.spot_qty and not pos.perp_qty:
+        # Closed with its perpetual leg; the spot leg may keep fee dust (bought gross of the
+        # base-asset commission), worth less than one unit of the quote asset.
+        if not pos.perp_qty and abs(pos.spot_qty) * f.price < _DUST_QUOTE:
             pos.closed_ms = f.time_ms
             done.append(open_.pop(f.symbol))
     positions = sorted(done + list(open_.values()), key=lambda p: p.opened_ms)

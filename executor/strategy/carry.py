@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 from executor.core.filters import SymbolRules
@@ -137,10 +137,14 @@ class CashAndCarry(Strategy):
         if self._working(symbol):
             return []
         if symbol not in self._spot:
-            spot_rules = rules[0]
-            self._spot[symbol] = self.ctx.inventory(spot_rules.base_asset)
             self._perp[symbol] = self.ctx.futures_position(symbol)
+        # The spot leg as the ledger has it: net of commissions charged in the base asset
+        # (Binance takes a BUY's fee from the coin bought unless BNB pays it), not the sum of
+        # our orders' fills. What is left below the spot step is dust, not a naked position.
+        self._spot[symbol] = self.ctx.inventory(rules[0].base_asset)
         imbalance = self._spot[symbol] + self._perp[symbol]
+        if imbalance and not rules[0].round_qty(abs(imbalance)):
+            imbalance = ZERO
         if not imbalance:
             self._hedged(symbol)
         if now < self._busy_until.get(symbol, 0.0):
@@ -162,13 +166,17 @@ class CashAndCarry(Strategy):
         premium = (st.mark - mid) / mid * _BPS
         spot, perp = self._spot[symbol], self._perp[symbol]
         why = f"mark {format_decimal(st.mark)} vs spot mid {format_decimal(mid)}: premium {premium:.1f} bps"
-        if premium > self.entry_bps and spot + self.qty <= self.max_position:
+        # The carry's size is its perpetual leg (exact; the spot leg carries fee dust on top).
+        if premium > self.entry_bps and -perp + self.qty <= self.max_position:
             qty = self._round(self.qty, rules)
             if not qty:
                 return []
             self._phase[symbol] = "enter"
             reason = f"carry enter: {why} > {self.entry_bps}; spot {spot}, perp {perp}"
-            return [self._spot_order(symbol, Side.BUY, qty, st, reason),
+            # Spot up to the new perpetual size, net of the fee the buy pays in the base asset:
+            # the dust it leaves (under one step) never accumulates across entries.
+            spot_qty = self._gross_of_fee(symbol, max(ZERO, -perp + qty - spot), rules)
+            return [self._spot_order(symbol, Side.BUY, spot_qty, st, reason),
                     self._perp_order(symbol, Side.SELL, qty, reason)]
         if premium < self.exit_bps and spot > 0 and perp < 0:
             qty = self._round(min(self.qty, spot, -perp), rules)
@@ -212,6 +220,18 @@ class CashAndCarry(Strategy):
         return None
 
     # -- helpers ---------------------------------------------------------------------------
+    def _gross_of_fee(self, symbol: str, qty: Decimal, rules: tuple[SymbolRules, SymbolRules]) -> Decimal:
+        """The spot quantity to buy so that ``qty`` is left once a commission in the base asset
+        is taken (taker rate; the spot leg is an IOC), rounded up to the spot step."""
+        fees = self.ctx.fees(symbol)
+        rate = fees.rate(maker=False, buy=True) if fees is not None else ZERO
+        lot = rules[0].lot_size
+        if not rate or lot is None or not lot.step_size:
+            return qty
+        gross = qty / (1 - rate)
+        steps = (gross / lot.step_size).to_integral_value(rounding=ROUND_CEILING)
+        return steps * lot.step_size
+
     def _round(self, qty: Decimal, rules: tuple[SymbolRules, SymbolRules], venue: str = "both") -> Decimal:
         spot_rules, fut_rules = rules
         if venue in ("both", "futures"):
