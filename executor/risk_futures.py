@@ -10,8 +10,8 @@ sends it. The checks, in order:
 * ``leverage_cap``: the account's configured leverage above ``max_leverage``;
 * ``futures_position``: |perp position + working orders on that side + this order| above
   ``max_position[asset]`` (an asset without a limit is refused: fail closed);
-* ``net_delta``: |spot inventory + perp position after this order| above ``max_net_delta[asset]``
-  (no limit configured: not checked). Orders that bring the net delta closer to zero always pass,
+* ``net_delta``: |spot inventory + perp position + working orders on that side + this order|
+  above ``max_net_delta[asset]`` (no limit configured: not checked). Orders that bring the net delta closer to zero always pass,
   so an unhedged leg can always be hedged or unwound;
 * ``gross_notional``: (|spot| + |perp|) x mark over all assets after this order above
   ``max_gross_notional`` (0: no limit); reducing orders always pass.
@@ -79,7 +79,10 @@ class FuturesRiskChecker:
         if worst > limit and worst > abs(position):
             return Refused(f"|{asset} perp position| would reach {worst} > {limit}", "futures_position")
         spot = view.inventory(asset)
-        delta_before, delta_after = spot + position, spot + position + signed
+        # Working orders on this side count as filled (as for the position cap): a perpetual
+        # sent a moment ago, not filled yet, must not leave room for a second one.
+        pending = working if signed > 0 else -working
+        delta_before, delta_after = spot + position + pending, spot + position + pending + signed
         delta_limit = self.cfg.max_net_delta.get(asset)
         growing = abs(delta_after) > abs(delta_before)
         if delta_limit is not None and abs(delta_after) > delta_limit and growing:

@@ -260,8 +260,10 @@ async def test_futures_filters_and_risk_refuse_before_sending(sim: SimHandle, tm
     from executor.core.orders import Side
     from executor.risk import Refused
 
-    cfg = config(tmp_path)
-    sim.exchange.futures.market.set_basis(SYMBOL, Decimal(0))          # no carry entries
+    # No carry entries: a zero basis alone no longer ensures that, since the sim's spot mid
+    # strays from the index (its OU dislocation, ~20 bps) and reads as a premium above 10 bps.
+    cfg = config(tmp_path, entry_bps="1000")
+    sim.exchange.futures.market.set_basis(SYMBOL, Decimal(0))
     run = await start(sim, cfg)
     try:
         await run.until(lambda: run.bot.market.get(SYMBOL) is not None
