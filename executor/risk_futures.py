@@ -11,8 +11,8 @@ sends it. The checks, in order:
 * ``futures_position``: |perp position + working orders on that side + this order| above
   ``max_position[asset]`` (an asset without a limit is refused: fail closed);
 * ``net_delta``: |spot inventory + perp position + working orders on that side + this order|
-  above ``max_net_delta[asset]`` (no limit configured: not checked). Orders that bring the net delta closer to zero always pass,
-  so an unhedged leg can always be hedged or unwound;
+  above ``max_net_delta[asset]`` (no limit configured: not checked). Orders that bring the net
+  delta closer to zero always pass, so an unhedged leg can always be hedged or unwound;
 * ``gross_notional``: (|spot| + |perp|) x mark over all assets after this order above
   ``max_gross_notional`` (0: no limit); reducing orders always pass.
 

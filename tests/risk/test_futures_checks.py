@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from executor.config import FuturesConfig, RiskConfig
@@ -70,6 +71,10 @@ def test_position_net_delta_gross_leverage_stale_and_kill(tmp_path: Path) -> Non
     assert risk.check(order(Side.SELL, "0.004"), hedge) is ALLOWED            # the hedge of a spot leg
     assert check_of(risk.check(order(Side.SELL, "0.011"), View(spot=D("0.011")))) == "futures_position"
     assert check_of(risk.check(order(Side.SELL, "0.006"), View())) == "net_delta"   # naked short
+    # a hedge already working (sent, not filled) counts: a second sell of it would be naked
+    working = [SimpleNamespace(side=Side.SELL, remaining=D("0.004"), client_id="bx-1-o0")]
+    assert check_of(risk.check(order(Side.SELL, "0.006"), View(spot=D("0.004"), orders=working))) == \
+        "net_delta"
     # closer to flat always passes, even beyond the net-delta limit
     assert risk.check(order(Side.BUY, "0.002"), View(spot=D(0), perp=D("-0.009"))) is ALLOWED
     assert check_of(risk.check(order(Side.SELL, "0.004"), View(spot=D("0.004"), gross=D(1900)))) == \
