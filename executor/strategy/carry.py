@@ -207,7 +207,12 @@ class CashAndCarry(Strategy):
         order = [hedge, unwind] if self.on_leg_failure == "hedge" and not timed_out else [unwind, hedge]
         state = f"spot {spot}, perp {perp}, net {imbalance}"
         for venue, side in order:
-            qty = self._round(abs(imbalance), rules, venue=venue)
+            if venue == "spot" and side is Side.BUY:
+                # Like an entry: the base-asset fee comes off what is bought, so a net-exact
+                # buy would leave the legs short by the fee (below a step: never hedged).
+                qty = self._round(self._gross_of_fee(symbol, abs(imbalance), rules), rules, venue="spot")
+            else:
+                qty = self._round(abs(imbalance), rules, venue=venue)
             if not qty or not self._tradable(symbol, venue, side, qty, rules, st):
                 continue
             action = "hedging" if (venue, side) == hedge else "unwinding"
