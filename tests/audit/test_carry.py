@@ -22,7 +22,9 @@ def test_open_close_and_an_open_position() -> None:
         fill(False, "BUY", "103", "1", 20, "0.1"),                       # a second one, still open
     ]
     first, second = fold_carry(fills, [("BTCUSDT", 5, D("0.5")), ("BTCUSDT", 30, D("0.25"))])
-    assert (first.opened_ms, first.closed_ms, first.max_spot) == (1, 11, D(2))
+    # The spot leg is held net of the commission taken in the base asset (as the ledger's
+    # positions count it since positions-from-the-ledger): 2 bought less the 0.002 BTC fee.
+    assert (first.opened_ms, first.closed_ms, first.max_spot) == (1, 11, D("1.998"))
     assert (first.spot_pnl, first.perp_pnl, first.funding, first.fees) == (D(4), D(-1), D("0.5"), D("0.56"))
     assert first.net == D("2.94")
     assert (first.entry_basis_bps, first.exit_basis_bps) == (D(30), D(-5))
