@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -50,6 +51,23 @@ def query(path: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
             return conn.execute(sql, args).fetchall()
         except sqlite3.OperationalError:  # not migrated yet
             return []
+
+
+# An INFO record as the stderr log handler writes it (executor.logs.TextFormatter).
+_INFO_RECORD = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO ")
+
+
+def refusal_lines(err: Path) -> list[str]:
+    """stderr without its INFO log records: what a refusal printed besides them.
+
+    The run logs its start line (venue, exchange URL, ledger) at INFO on stderr before it
+    opens the ledger (issue #13: the start names them; every start-up failure is then one
+    line after it, as in tests/app/test_startup_failures.py). The refusal itself must still
+    be exactly one line, with no warning, error or traceback beside it.
+    """
+    text = err.read_text()
+    assert "Traceback" not in text, text[-3000:]
+    return [line for line in text.splitlines() if line.strip() and not _INFO_RECORD.match(line)]
 
 
 def lease_run(path: Path) -> int | None:
@@ -90,7 +108,7 @@ async def test_second_bot_on_the_same_ledger_is_refused_with_one_line(tmp_path: 
             await until(lambda: lease_run(path) is not None, 60, "the first bot holding the lease")
             second = await spawn_bot(tmp_path, sim.urls.admin, "second", "--duration", "30")
             assert await wait_exit(second) == 2, second.output()[-3000:]
-            lines = [line for line in second.err.read_text().splitlines() if line.strip()]
+            lines = refusal_lines(second.err)
             assert len(lines) == 1, lines
             assert lines[0].startswith(f"ledger {path} is in use by run 1 (pid {first.proc.pid} on "
                                        f"{socket.gethostname()}, last heartbeat "), lines[0]
@@ -210,7 +228,7 @@ async def test_ledger_of_another_exchange_is_refused_exit_2(tmp_path: Path) -> N
         before = query(path, "SELECT * FROM runs")
         bot = await spawn_bot(tmp_path, other_sim.urls.admin, "second", "--duration", "1")
         assert await wait_exit(bot) == 2, bot.output()[-3000:]
-        lines = [line for line in bot.err.read_text().splitlines() if line.strip()]
+        lines = refusal_lines(bot.err)
         was, now = (urlsplit(s.endpoints.spot_rest).netloc for s in (first_sim, other_sim))
         assert lines == [f"ledger {path} belongs to sim at {was}, account "
                          f"{first_sim.exchange.default_account.uid}, not sim at {now}; give this venue "
