@@ -41,7 +41,6 @@ _MAX_IDS = 20
 _SNAPSHOT = "rest_snapshot"
 _DELTA = "balanceUpdate"
 _SAME_MS_MAX = 4096  # totals kept for one asset's millisecond (see ``_Asset.same_ms``)
-_AMBIGUOUS_MAX = 10  # deltas of the opening's millisecond considered either way (2^10 sums)
 
 
 @dataclass
@@ -105,8 +104,7 @@ _SIDES = {"BUY": Side.BUY, "SELL": Side.SELL}
 
 
 class _Asset:
-    __slots__ = ("ambiguous", "fill_count", "fill_ids", "last_ms", "same_ms", "since_ms", "total",
-                 "update_ids")
+    __slots__ = ("fill_count", "fill_ids", "last_ms", "same_ms", "since_ms", "total", "update_ids")
 
     def __init__(self, total: Decimal, since_ms: int | None) -> None:
         self.total = total
@@ -124,15 +122,6 @@ class _Asset:
         # totals along the applied order are added.
         self.last_ms: int | None = None
         self.same_ms: list[Decimal] = []
-        # Deltas of the opening snapshot's own millisecond: applied as if after it, but the
-        # snapshot may already hold them (its time is the account's last update, in ms). The
-        # first later balance settles it (``explains``).
-        self.ambiguous: list[Decimal] = []
-
-    def add_at_opening(self, amount: Decimal, t: int) -> None:
-        self.add(amount, t)
-        if len(self.ambiguous) < _AMBIGUOUS_MAX:
-            self.ambiguous.append(amount)
 
     def add(self, amount: Decimal, t: int) -> None:
         if t != self.last_ms:
@@ -147,26 +136,9 @@ class _Asset:
             same.append(self.total)
 
     def explains(self, recorded: Decimal, t: int) -> bool:
-        if recorded == self.total or (t == self.last_ms and recorded in self.same_ms):
-            self.ambiguous.clear()  # the opening's own deltas were after it, as applied
+        if recorded == self.total:
             return True
-        if self.ambiguous:
-            # Some of the opening millisecond's deltas were in the opening already: take them out.
-            for held in _subset_sums(self.ambiguous):
-                if held and (recorded + held == self.total or
-                             (t == self.last_ms and recorded + held in self.same_ms)):
-                    self.total -= held
-                    self.same_ms = [v - held for v in self.same_ms]
-                    self.ambiguous.clear()
-                    return True
-        return False
-
-
-def _subset_sums(amounts: list[Decimal]) -> list[Decimal]:
-    sums = [Decimal(0)]
-    for a in amounts:
-        sums += [v + a for v in sums]
-    return sums
+        return t == self.last_ms and recorded in self.same_ms
 
 
 def _total(ev: BalanceEventRow) -> Decimal:
@@ -343,11 +315,8 @@ def derive(
             for asset, amount in fill_deltas(amounts, base, quote).items():  # type: ignore[arg-type]
                 if amount:
                     st = assets.get(asset) or state(asset)
-                    if st.since_ms is None or ft >= st.since_ms:
-                        if st.since_ms is not None and ft == st.since_ms:
-                            st.add_at_opening(amount, ft)
-                        else:
-                            st.add(amount, ft)
+                    if st.since_ms is None or ft > st.since_ms:
+                        st.add(amount, ft)
                         st.fill_count += 1
                         if len(st.fill_ids) < _MAX_IDS:
                             st.fill_ids.append(fid)
@@ -359,12 +328,9 @@ def derive(
             if ut > t:
                 break
             st = state(u.asset)
-            if st.since_ms is None or ut >= st.since_ms:
+            if st.since_ms is None or ut > st.since_ms:
                 assert u.delta is not None
-                if st.since_ms is not None and ut == st.since_ms:
-                    st.add_at_opening(u.delta, ut)
-                else:
-                    st.add(u.delta, ut)
+                st.add(u.delta, ut)
                 st.update_ids.append(u.id)
                 if track:
                     st.tracked(ut, u.id, u.delta, True)  # type: ignore[attr-defined]

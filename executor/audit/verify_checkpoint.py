@@ -111,7 +111,6 @@ class _Tracked(_Asset):
             "a_last_ms": self.a_last_ms,
             "a_same": [str(v) for v in self.a_same],
             "tail": None if self.tail is None else [[t, i, str(a), u] for t, i, a, u in self.tail],
-            "ambiguous": [str(v) for v in self.ambiguous],
         }
 
     @classmethod
@@ -125,7 +124,6 @@ class _Tracked(_Asset):
         st.a_same = [dec(v) for v in d["a_same"]]
         tail = d["tail"]
         st.tail = None if tail is None else [(t, i, dec(a), u) for t, i, a, u in tail]
-        st.ambiguous = [dec(v) for v in d.get("ambiguous", [])]
         return st
 
 

@@ -439,6 +439,10 @@ async def run_replay(
                 source.republish()
             await asyncio.wait({start}, timeout=0.05)
         start.result()
+        # One millisecond on from the bot's opening balance snapshot (its time is the account's
+        # last update): nothing the bot does can share the opening's millisecond, which
+        # ``audit verify`` could not order (it takes everything at that time as in the opening).
+        clock.set_ms(clock.now_ms() + 1)
         latency_ms = int(cfg.replay.latency_ms)
         sim.before_order = None
         if speed is None:

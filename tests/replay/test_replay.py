@@ -135,9 +135,14 @@ async def test_latency_delays_orders_to_the_market_as_recorded_later(tmp_path: P
             "join order_events e on e.order_id = o.id where e.execution_type = 'NEW' order by o.id"
         ).fetchall()
     assert outcomes[0] and {s for s, _, _ in outcomes[0]} == {"FILLED"}
-    assert all(ev == dec + 1 for _, dec, ev in outcomes[0])
+    # An order decided while the bot was still starting (at the opening's millisecond) leaves
+    # once the replay steps one millisecond past its opening snapshot: 2 ms, the rest 1 ms.
+    start_ms = outcomes[0][0][1]
+    assert all(ev == dec + (2 if dec == start_ms else 1) for _, dec, ev in outcomes[0])
     assert outcomes[1500] and {s for s, _, _ in outcomes[1500]} == {"EXPIRED"}
-    assert all(ev == dec + 1500 + 1 for _, dec, ev in outcomes[1500])   # arrival + 1 ms handling
+    start_ms = outcomes[1500][0][1]
+    assert all(ev == dec + 1500 + (2 if dec == start_ms else 1)        # arrival + 1 ms handling
+               for _, dec, ev in outcomes[1500])
 
 
 async def test_speed_n_paces_the_recording_in_real_time(tmp_path: Path) -> None:
