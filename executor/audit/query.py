@@ -292,7 +292,7 @@ class AuditDB:
 
                 where = describe_url(url)
                 try:
-                    reader = SqlReader(url)
+                    reader = SqlReader(url, spot_fills=True)
                 except (OSError, sa.exc.SQLAlchemyError) as exc:
                     raise AuditError(f"cannot read {where}: {type(exc).__name__}") from None
                 try:
