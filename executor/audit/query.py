@@ -209,6 +209,7 @@ class AuditDB:
                  immutable_ok: bool = True) -> None:
         self.sqlite = reader is None
         self.archive = archive  # rows moved out by `db archive`, read together with the ledger
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None  # set by a copy fallback only
         if reader is not None:
             # PostgreSQL (``from_url``): ``path`` is the password-free URL, for messages.
             self.path = path
@@ -223,7 +224,6 @@ class AuditDB:
         # False when this process writes to the ledger while reading it (the checkpoint job).
         self.immutable_ok = immutable_ok
         self.opened_as = "immutable"
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
         try:
             self.conn = self._open(path)
             # Sorts (ORDER BY over a million fills) in memory, not in temp files.
@@ -292,7 +292,7 @@ class AuditDB:
 
                 where = describe_url(url)
                 try:
-                    reader = SqlReader(url)
+                    reader = SqlReader(url, spot_fills=True)
                 except (OSError, sa.exc.SQLAlchemyError) as exc:
                     raise AuditError(f"cannot read {where}: {type(exc).__name__}") from None
                 try:

@@ -28,6 +28,7 @@ from executor.persistence.db import create_engine
 
 T = TypeVar("T")
 _QMARK = re.compile(r"\?")
+_MAIN = re.compile(r"\bmain\.")
 _NO_OPS = frozenset({"BEGIN", "COMMIT", "ROLLBACK"})
 _TEXT_CACHE: dict[str, sa.TextClause] = {}
 
@@ -80,8 +81,11 @@ class SqlReader:
     the ``sqlite3`` writer connection): READ COMMITTED, and ``with writer:`` commits what ran
     inside it (rolls back on an exception), as a ``sqlite3`` connection does."""
 
-    def __init__(self, url: str, *, readonly: bool = True) -> None:
+    def __init__(self, url: str, *, readonly: bool = True, spot_fills: bool = False) -> None:
         self.readonly = readonly
+        self.spot_fills = spot_fills
+        self._main = "main."  # what ``main.`` (SQLite's name for the ledger) reads as here
+        self._schema: str | None = None  # the ledger's schema, once a temporary one comes first
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="audit-reader", daemon=True)
         self._thread.start()
@@ -98,6 +102,20 @@ class SqlReader:
 
     async def _open(self) -> AsyncConnection:
         conn = await self._engine.connect()
+        if self.spot_fills:
+            # USD-M futures fills (symbols "UM:...") never move a spot balance: as on SQLite
+            # (``AuditDB``), the audit reads ``fills`` through a session-only view without
+            # them. Created before the read-only snapshot begins (no CREATE inside one); a
+            # temporary view comes first in the search path, ahead of the ledger's table.
+            schema = (await conn.execute(sa.text("SELECT current_schema()"))).scalar()
+            found = (await conn.execute(sa.text("SELECT to_regclass('fills')"))).scalar()
+            if schema is not None and found is not None:
+                # The audit names the table itself ``main.fills`` (SQLite's schema name).
+                self._schema = str(schema)
+                self._main = '"' + self._schema.replace('"', '""') + '".'
+                spot = f"SELECT * FROM {self._main}fills WHERE symbol NOT LIKE 'UM:%'"
+                await conn.execute(sa.text(f"CREATE TEMP VIEW fills AS {spot}"))
+            await conn.commit()
         if self.readonly:
             await conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
         await conn.begin()
@@ -131,12 +149,15 @@ class SqlReader:
         if head in _NO_OPS:
             self._run(self._end(commit=head == "COMMIT"))
             return Rows()
+        if self._main != "main.":
+            sql = _MAIN.sub(self._main, sql)
         return self._run(self._execute(sql, params))
 
     def table_names(self) -> set[str]:
         async def names() -> set[str]:
             assert self._conn is not None
-            return set(await self._conn.run_sync(lambda c: sa.inspect(c).get_table_names()))
+            schema = self._schema
+            return set(await self._conn.run_sync(lambda c: sa.inspect(c).get_table_names(schema=schema)))
 
         return self._run(names())
 

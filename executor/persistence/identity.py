@@ -96,6 +96,14 @@ def _meta(conn: Connection) -> dict[str, str]:
     return {k: v for k, v in conn.execute(sa.select(meta_t.c.key, meta_t.c.value))}
 
 
+def _write_lock(conn: Connection) -> None:
+    """Serialise identity writers. SQLite's ``sqlite_write`` transaction (BEGIN IMMEDIATE)
+    already does; PostgreSQL's read-then-insert would let two first opens both see no
+    identity (the second would then fail on the key, not with ``LedgerMismatch``)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("LOCK TABLE ledger_meta IN SHARE ROW EXCLUSIVE MODE"))
+
+
 def _put(conn: Connection, values: dict[str, str], at: int) -> None:
     for key, value in values.items():
         conn.execute(sa.insert(meta_t).values(key=key, value=value, set_ms=at))
@@ -153,6 +161,7 @@ async def establish(engine: AsyncEngine, path: str, *, configured_prefix: str | 
     async with engine.connect() as conn:
         await conn.execution_options(sqlite_write=True)
         async with conn.begin():
+            await conn.run_sync(_write_lock)
             return await conn.run_sync(_establish, path, configured_prefix or None, venue, at)
 
 
@@ -173,6 +182,7 @@ async def bind_account(engine: AsyncEngine, path: str, account: str, *, at_ms: i
     async with engine.connect() as conn:
         await conn.execution_options(sqlite_write=True)
         async with conn.begin():
+            await conn.run_sync(_write_lock)
             await conn.run_sync(_bind, path, account, at)
 
 

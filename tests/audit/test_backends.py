@@ -92,3 +92,21 @@ async def test_scheduled_checkpoint_job_gets_the_url_outside_its_command_line(pg
 
     out = await run_in_child(pg_scenario.url, settle_s=0)
     assert "report checkpoint at" in out and "verify checkpoint at" in out
+
+
+async def test_postgresql_audit_reads_spot_fills_only(pg_scenario: Built) -> None:
+    """As on SQLite, the audit's ``fills`` leaves out USD-M futures fills ("UM:..."), and
+    ``main.fills`` (the audit carry's name for the table) still has them."""
+    from executor.audit.reader import SqlReader
+    from executor.persistence.models import Fill
+
+    cols = [c.name for c in Fill.__table__.columns if c.name != "id"]
+    picked = ", ".join("'UM:' || symbol" if c == "symbol" else c for c in cols)
+    with SqlReader(pg_scenario.url, readonly=False) as writer:
+        writer.execute(f"INSERT INTO fills ({', '.join(cols)}) SELECT {picked} FROM fills "
+                       "ORDER BY id LIMIT 1")
+    writer.close()
+    with AuditDB.from_url(pg_scenario.url) as db:
+        spot = db.conn.execute("SELECT count(*) FROM fills WHERE symbol LIKE 'UM:%'").fetchone()
+        every = db.conn.execute("SELECT count(*) FROM main.fills WHERE symbol LIKE 'UM:%'").fetchone()
+    assert spot == (0,) and every == (1,)

@@ -209,7 +209,7 @@ def test_db_upgrade_on_an_unreachable_server_is_one_line(
     cfg_file = tmp_path / "t.toml"
     cfg_file.write_text('[database]\nurl = "postgresql+asyncpg://bx:s3cret@127.0.0.1:1/ledger"\n')
     cfg = load_config(cfg_file, local=None)
-    assert db_command(cfg, "upgrade") == 1
+    assert db_command(cfg, "upgrade") == 5  # README "Exit codes": the ledger cannot be opened
     err = capsys.readouterr().err
     assert err.startswith("database error: cannot reach") and err.count("\n") == 1
     assert "s3cret" not in err and "Traceback" not in err

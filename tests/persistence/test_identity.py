@@ -102,3 +102,24 @@ def test_config_default_database_is_per_profile_and_prefix_is_checked(tmp_path: 
         assert cfg.orders.client_id_prefix == ""
     with pytest.raises(ConfigError, match=r"'orders\.client_id_prefix' must be empty"):
         load_config(local=None, overrides={"orders": {"client_id_prefix": "with-dash"}})
+
+
+async def test_two_first_opens_on_postgresql_record_one_identity(pg_databases: object) -> None:
+    """Two bots opening one new PostgreSQL ledger at once: one identity, both get it (the
+    second waits on the table lock, then reads the first's rows instead of inserting)."""
+    import asyncio
+
+    from executor.persistence.db import create_engine
+    from tests.ledger_backends import SKIP_NO_PG, PgDatabases
+
+    if not isinstance(pg_databases, PgDatabases):
+        pytest.skip(SKIP_NO_PG)
+    for _ in range(3):  # a race that a lock-free read-then-insert loses now and then
+        url = await pg_databases.create()
+        engines = [create_engine(url), create_engine(url)]
+        try:
+            got = await asyncio.gather(*(establish(e, "L", configured_prefix="", venue=SIM) for e in engines))
+        finally:
+            for e in engines:
+                await e.dispose()
+        assert got[0].prefix == got[1].prefix

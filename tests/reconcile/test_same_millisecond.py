@@ -12,19 +12,16 @@ reverse of the exchange's order.
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
-
 from executor.audit.query import AuditDB, Scope
 from executor.audit.verify import render_verify, verify, verify_reference
 from executor.sim.accounts import DEFAULT_ID
 from tests.reconcile.test_sim import Rig, rig  # noqa: F401  (the fixture)
 
 
-def _observations(path: Path) -> list[tuple[int, str, str]]:
-    with sqlite3.connect(path) as conn:
-        return conn.execute("SELECT event_ms, asset, event_ref FROM balance_events "
-                            "WHERE kind = 'outboundAccountPosition' ORDER BY id").fetchall()
+def _observations(db: AuditDB) -> list[tuple[int, str, str]]:
+    # Through the audit's reader: the ledger is a SQLite file or a PostgreSQL database.
+    return db.conn.execute("SELECT event_ms, asset, event_ref FROM balance_events "
+                           "WHERE kind = 'outboundAccountPosition' ORDER BY id").fetchall()
 
 
 async def test_same_millisecond_fills_keep_every_balance_row_and_verify(rig: Rig) -> None:  # noqa: F811
@@ -49,17 +46,16 @@ async def test_same_millisecond_fills_keep_every_balance_row_and_verify(rig: Rig
     assert trades["BTCUSDT"] and trades["ETHUSDT"]
     assert max(t.id for t in trades["ETHUSDT"]) < min(t.id for t in trades["BTCUSDT"])
 
-    path = Path(rig.store.engine.url.database or "")
-    usdt_at_t0 = [r for r in _observations(path) if r[0] == t0 and r[1] == "USDT"]
-    # Every outboundAccountPosition the exchange sent in that millisecond is its own row,
-    # though they all share E and u (one per order: its lock, then its fill).
-    sent = [e for e in published if e.get("e") == "outboundAccountPosition" and e["E"] == t0
-            and any(b["a"] == "USDT" for b in e["B"])]
-    assert len(sent) >= 2
-    assert len(usdt_at_t0) == len(sent) == len({r[2] for r in usdt_at_t0})
-
-    db = AuditDB(path)
+    db = AuditDB.from_url(rig.store.engine.url.render_as_string(hide_password=False))
     try:
+        usdt_at_t0 = [tuple(r) for r in _observations(db) if r[0] == t0 and r[1] == "USDT"]
+        # Every outboundAccountPosition the exchange sent in that millisecond is its own row,
+        # though they all share E and u (one per order: its lock, then its fill).
+        sent = [e for e in published if e.get("e") == "outboundAccountPosition" and e["E"] == t0
+                and any(b["a"] == "USDT" for b in e["B"])]
+        assert len(sent) >= 2
+        assert len(usdt_at_t0) == len(sent) == len({r[2] for r in usdt_at_t0})
+
         for res in (verify_reference(db, Scope()), verify(db, Scope(), use_checkpoint=False)):
             assert res.ok, render_verify(res)
     finally:
