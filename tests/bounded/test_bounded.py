@@ -90,7 +90,7 @@ def test_order_manager_send_times_stay_bounded() -> None:
     manager = OrderManager(gateway=None, store=None, reconciler=None, tracker=tracker,  # type: ignore[arg-type]
                            risk=None, view=None, rules={}, ids=ClientIdFactory("bx", "t1"),  # type: ignore[arg-type]
                            market=None, timing=ResolveTiming(not_found_grace_s=3.0), clock=clock)  # type: ignore[arg-type]
-    sent_at = manager._sent_at  # the manager's own structure (what _send writes per order)
+    sent_at = manager._unknown_at  # the manager's own structure (when each outcome became unknown)
     peak = 0
     for i in range(N):
         clock.now = i * 0.5  # 120 orders a minute

@@ -314,7 +314,8 @@ def test_allowed_orders_respect_every_limit(price: Decimal, qty: Decimal, side: 
     notional = price * qty
     band_ok = abs(price - 60000) * 10000 <= cfg.price_band_bps * 60000
     position_ok = side is Side.SELL or held + qty <= cfg.max_position["BTC"]
-    assert bool(d) == (notional <= cfg.max_order_notional and band_ok and position_ok)
+    sell_ok = side is Side.BUY or qty <= held  # never sell more than the bot holds
+    assert bool(d) == (notional <= cfg.max_order_notional and band_ok and position_ok and sell_ok)
     if notional > cfg.max_order_notional:
         assert not d
 
