@@ -309,7 +309,8 @@ def build(src: StatusSources, now: float | None = None) -> View:
     view.blocks += _activity(src)
     health = src.health()
     if health:
-        view.blocks.append(Row("health", [Piece(health)]))
+        # The row is labelled "health"; the monitor's text starts with it too (for the log).
+        view.blocks.append(Row("health", [Piece(health.removeprefix("health").strip())]))
     return view
 
 

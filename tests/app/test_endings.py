@@ -111,7 +111,7 @@ async def test_a_run_started_from_another_folder_honours_the_kill_switch(tmp_pat
     data.mkdir()
     elsewhere.mkdir()
     (data / "KILL").write_text("test: no trading\n")
-    # Only relative names (the defaults: KILL, logs, executor.db) and a strategy that wants
+    # Only relative names (the defaults: KILL, logs, sim.db) and a strategy that wants
     # to trade at once; the run starts in another folder.
     cfg = tmp_path / "c.toml"
     cfg.write_text('[strategy.params]\nentry_bps = "-50"\nexit_bps = "51"\n'
@@ -122,7 +122,8 @@ async def test_a_run_started_from_another_folder_honours_the_kill_switch(tmp_pat
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == EXIT_OK, err.decode()[-3000:]
-    (ledger,) = (data / "sim").glob("executor-*.db")
+    # The default ledger is per profile now (sim.db), so the per-run ones are sim/sim-<stamp>.db.
+    (ledger,) = (data / "sim").glob("sim-*.db")
     with sqlite3.connect(ledger) as conn:
         orders = conn.execute("SELECT count(*) FROM orders").fetchone()[0]
         refused = conn.execute("SELECT count(*) FROM risk_refusals WHERE rule = 'kill_switch'").fetchone()[0]

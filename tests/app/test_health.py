@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import re
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -78,7 +79,8 @@ def test_status_shows_the_health_line() -> None:
     src = sources()
     src.health = HealthMonitor().text
     lines = render(src)
-    assert lines[-1].strip().startswith("health rss ") and "loop lag p99" in lines[-1]
+    # The status is labelled rows now (label column 10 wide): "health    rss ...".
+    assert re.match(r"health +rss ", lines[-1]) and "loop lag p99" in lines[-1]
 
 
 async def test_running_bot_prints_and_logs_health(sim: SimHandle, tmp_path: Path,
@@ -93,11 +95,11 @@ async def test_running_bot_prints_and_logs_health(sim: SimHandle, tmp_path: Path
     try:
         async def logged() -> None:
             while not any(r.getMessage().startswith("health rss") for r in caplog.records) or \
-                    "status health rss" not in out.getvalue():
+                    not re.search(r"^status health +rss ", out.getvalue(), re.M):
                 await asyncio.sleep(0.05)
 
         await asyncio.wait_for(logged(), 10)
     finally:
         await bot.stop(Shutdown(), reason="test over")
-    line = next(x for x in out.getvalue().splitlines() if x.startswith("status health rss"))
+    line = next(x for x in out.getvalue().splitlines() if re.match(r"status health +rss ", x))
     assert " fds " in line and " tasks " in line and "loop lag p99" in line

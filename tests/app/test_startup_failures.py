@@ -60,16 +60,17 @@ async def test_a_symbol_the_exchange_cannot_list_is_a_config_error(tmp_path: Pat
 
 
 async def test_a_corrupt_ledger_is_one_database_line(tmp_path: Path, sim: SimHandle) -> None:
-    ledger(tmp_path, "executor.db").write_bytes(b"this is not a database, just text\n" * 50)
+    # The default ledger is per profile now: sim.db for the standalone sim (--exchange).
+    ledger(tmp_path, "sim.db").write_bytes(b"this is not a database, just text\n" * 50)
     code, _, err = await run_py(tmp_path, "--config", str(config(tmp_path)), "--exchange", sim.urls.admin,
                                 "--duration", "5")
     assert code == EXIT_DATABASE
-    line = one_failure_line(err, "database error", "executor.db")
+    line = one_failure_line(err, "database error", "sim.db")
     assert "not a usable SQLite database" in line
 
 
 async def test_a_ledger_from_a_newer_version_is_refused_everywhere(tmp_path: Path, sim: SimHandle) -> None:
-    path = ledger(tmp_path, "executor.db")
+    path = ledger(tmp_path, "sim.db")  # the per-profile default ledger of the sim profile
     code, _, err = await run_py(tmp_path, "--config", str(config(tmp_path)), "db", "upgrade")
     assert code == 0, err
     with sqlite3.connect(path) as conn:
@@ -109,7 +110,7 @@ def _make_writable(path: Path) -> None:
 async def test_a_read_only_ledger_is_one_database_line(tmp_path: Path, sim: SimHandle) -> None:
     cfg = str(config(tmp_path))
     assert (await run_py(tmp_path, "--config", cfg, "db", "upgrade"))[0] == 0
-    db = tmp_path / "data" / "executor.db"
+    db = tmp_path / "data" / "sim.db"
     if not _make_read_only(db):
         pytest.skip("cannot make a file read-only for this user here (root without chattr)")
     try:
@@ -118,7 +119,7 @@ async def test_a_read_only_ledger_is_one_database_line(tmp_path: Path, sim: SimH
     finally:
         _make_writable(db)
     assert code == EXIT_DATABASE
-    line = one_failure_line(err, "database error", "executor.db")
+    line = one_failure_line(err, "database error", "sim.db")
     assert "read-only" in line
 
 

@@ -32,7 +32,7 @@ def write(tmp_path: Path, text: str) -> Path:
     ('[risk.max_position]\neth = "1"\n', "risk.max_position.eth"),
     ('[orders]\nrequest_timeout_s = "0"\n', "orders.request_timeout_s"),
     ('[orders]\nclient_id_prefix = "too-long-prefix"\n', "orders.client_id_prefix"),
-    ('[database]\nurl = ""\n', "database.url"),
+    # (database.url = "" is valid since the per-profile ledger: it means <profile>.db.)
     ('[logging]\ndir = ""\n', "logging.dir"),
     ('[sim]\nseed = -1\n', "sim.seed"),
     ('[sim]\nbook_update_hz = "0"\n', "sim.book_update_hz"),
@@ -69,7 +69,8 @@ def test_relative_paths_are_inside_the_data_folder(tmp_path: Path, monkeypatch: 
     assert cfg.data_dir == str(data)
     assert cfg.risk.kill_switch_file == str(data / "KILL")
     assert cfg.logging.dir == str(data / "logs")
-    assert cfg.database.url == f"sqlite+aiosqlite:///{data / 'executor.db'}"
+    # The default ledger is per profile now (``url = ""`` -> ``<profile>.db``; profile sim).
+    assert cfg.database.url == f"sqlite+aiosqlite:///{data / 'sim.db'}"
     assert data_path(cfg, "plots") == data / "plots" and data_path(cfg, "/x/y") == Path("/x/y")
     moved = load_config(local=None, overrides={"data_dir": str(tmp_path / "d"),
                                                "sim": {"market_file": "tape.jsonl"}})

@@ -98,7 +98,8 @@ async def test_a_ledger_of_runs_on_another_profile_is_refused(store: Store) -> N
 def test_config_default_database_is_per_profile_and_prefix_is_checked(tmp_path: Path) -> None:
     for profile in ("sim", "testnet", "demo", "live"):
         cfg = load_config(local=None, overrides={"profile": profile})
-        assert cfg.database.url == f"sqlite+aiosqlite:///data/{profile}.db"
+        # Relative files live in the data folder (absolute since the data-folder change).
+        assert cfg.database.url == f"sqlite+aiosqlite:///{Path(cfg.data_dir) / f'{profile}.db'}"
         assert cfg.orders.client_id_prefix == ""
     with pytest.raises(ConfigError, match=r"'orders\.client_id_prefix' must be empty"):
         load_config(local=None, overrides={"orders": {"client_id_prefix": "with-dash"}})

@@ -32,7 +32,8 @@ def test_web_is_off_by_default_and_on_with_the_flag() -> None:
 
 @pytest.mark.parametrize("value", ["8080", "host:", ":80", "h:99999", "h:x"])
 def test_bad_web_address_is_one_line_and_exit_2(value: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--web", value, "--duration", "0"]) == 2
+    # --duration must be > 0 since the config value checks; 1 is never reached (bad --web exits first).
+    assert main(["--web", value, "--duration", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("config error: --web: expected HOST:PORT")
 
