@@ -83,8 +83,8 @@ async def test_sigkill_at_a_random_moment_then_restart(tmp_path: Path) -> None:
 
         # An order the kill left unresolved keeps its side busy until its absence is
         # confirmed (-2013 past the 2 s request-timeout grace, then again a grace later):
-        # the restarted bot must outlive that to trade on that side again.
-        second = await spawn_bot(tmp_path, sim.urls.admin, "second", "--duration", "6")
+        # the restarted bot must outlive that (and its own start-up) to trade on that side again.
+        second = await spawn_bot(tmp_path, sim.urls.admin, "second", "--duration", "10")
         code = await wait_exit(second)
         assert code == 0, second.output()[-3000:]
         assert our_orders(sim) > killed_at, f"the restarted bot did not trade (kill after {delay:.2f} s)"
