@@ -162,6 +162,32 @@ class _BookSubscriptions:
         return out
 
 
+def _control(sock: ServerSocket, text: str, *, subscribe: Callable[[list[str]], str | None],
+             unsubscribe: Callable[[list[str]], None], names: Callable[[], list[str]],
+             what: str = "stream") -> None:
+    """Answer one SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS control message, as Binance's
+    stream hosts do; ``subscribe`` returns the first name it refused (nothing added) or None."""
+    parsed = _parse_request(text)
+    if parsed is None:
+        sock.enqueue({"error": {"code": 2, "msg": "Invalid request"}, "id": None})
+        return
+    method, req_id, params = parsed
+    if method == "SUBSCRIBE":
+        bad = subscribe([str(p) for p in params])
+        if bad:
+            error = {"code": 2, "msg": f"Invalid request: unknown {what} {bad}"}
+            sock.enqueue({"error": error, "id": req_id})
+        else:
+            sock.enqueue({"result": None, "id": req_id})
+    elif method == "UNSUBSCRIBE":
+        unsubscribe([str(p) for p in params])
+        sock.enqueue({"result": None, "id": req_id})
+    elif method == "LIST_SUBSCRIPTIONS":
+        sock.enqueue({"result": names(), "id": req_id})
+    else:
+        sock.enqueue({"error": {"code": 2, "msg": "Invalid request: unknown method"}, "id": req_id})
+
+
 def _parse_request(text: str) -> tuple[str, Any, list[Any]] | None:
     try:
         req = json.loads(text)
@@ -198,25 +224,8 @@ async def _stream_socket(request: web.Request, kind: str, subs: _Subscriptions,
         unlisten = source.listen(on_recorded)
 
     async def on_text(text: str) -> None:
-        parsed = _parse_request(text)
-        if parsed is None:
-            sock.enqueue({"error": {"code": 2, "msg": "Invalid request"}, "id": None})
-            return
-        method, req_id, params = parsed
-        if method == "SUBSCRIBE":
-            bad_name = subs.add([str(p) for p in params], sim.clock.now_ms())
-            if bad_name:
-                sock.enqueue({"error": {"code": 2, "msg": f"Invalid request: unknown stream {bad_name}"},
-                              "id": req_id})
-            else:
-                sock.enqueue({"result": None, "id": req_id})
-        elif method == "UNSUBSCRIBE":
-            subs.remove([str(p) for p in params])
-            sock.enqueue({"result": None, "id": req_id})
-        elif method == "LIST_SUBSCRIPTIONS":
-            sock.enqueue({"result": subs.names(), "id": req_id})
-        else:
-            sock.enqueue({"error": {"code": 2, "msg": "Invalid request: unknown method"}, "id": req_id})
+        _control(sock, text, subscribe=lambda names: subs.add(names, sim.clock.now_ms()),
+                 unsubscribe=subs.remove, names=subs.names)
 
     async def on_tick(now: int) -> None:
         if sock.stalled or source is not None:
@@ -325,29 +334,19 @@ async def private_socket(request: web.Request) -> web.StreamResponse:
         def unwatch_url() -> None:
             return None
 
+    def subscribe_keys(keys: list[str]) -> str | None:
+        unknown = [k for k in keys if not subscribe(k)]
+        return unknown[0] if unknown else None
+
+    def unsubscribe_keys(keys: list[str]) -> None:
+        for k in keys:
+            sub = subs.pop(k, None)
+            if sub is not None:
+                sub.end()
+
     async def on_text(text: str) -> None:
-        parsed = _parse_request(text)
-        if parsed is None:
-            sock.enqueue({"error": {"code": 2, "msg": "Invalid request"}, "id": None})
-            return
-        method, req_id, params = parsed
-        if method == "SUBSCRIBE":
-            unknown = [str(p) for p in params if not subscribe(str(p))]
-            if unknown:
-                sock.enqueue({"error": {"code": 2, "msg": f"Invalid request: unknown listenKey {unknown[0]}"},
-                              "id": req_id})
-            else:
-                sock.enqueue({"result": None, "id": req_id})
-        elif method == "UNSUBSCRIBE":
-            for p in params:
-                sub = subs.pop(str(p), None)
-                if sub is not None:
-                    sub.end()
-            sock.enqueue({"result": None, "id": req_id})
-        elif method == "LIST_SUBSCRIPTIONS":
-            sock.enqueue({"result": [k for k, sub in subs.items() if sub.live], "id": req_id})
-        else:
-            sock.enqueue({"error": {"code": 2, "msg": "Invalid request: unknown method"}, "id": req_id})
+        _control(sock, text, subscribe=subscribe_keys, unsubscribe=unsubscribe_keys,
+                 names=lambda: [k for k, sub in subs.items() if sub.live], what="listenKey")
 
     try:
         await sock.run(on_text)
