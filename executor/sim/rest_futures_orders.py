@@ -29,6 +29,7 @@ from executor.sim.engine import CLIENT_ID_LEGAL, CLIENT_ID_RE, parse_decimal, pa
 from executor.sim.futures_account import FuturesSide, attach
 from executor.sim.futures_orders import FuturesOrderRequest
 from executor.sim.ratelimit import RateLimiter, RateLimits
+from executor.sim.routing import mount
 
 TEN_S_MS = 10_000
 MINUTE_MS = 60_000
@@ -402,17 +403,4 @@ async def _dispatch(request: web.Request, route: Route) -> web.Response:
 
 def add_routes(app: web.Application, sim: Any) -> None:
     attach(sim)
-    by_path: dict[str, dict[str, Route]] = {}
-    for (method, path), route in ROUTES.items():
-        by_path.setdefault(path, {})[method] = route
-
-    def make(path: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-        async def handle(request: web.Request) -> web.StreamResponse:
-            route = by_path[path].get(request.method)
-            if route is None:
-                return web.Response(status=405)
-            return await _dispatch(request, route)
-        return handle
-
-    for path in by_path:
-        app.router.add_route("*", path, make(path))
+    mount(app, ROUTES, _dispatch)

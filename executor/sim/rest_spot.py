@@ -39,6 +39,7 @@ from executor.sim.engine import (
 from executor.sim.exchange import SimExchange
 from executor.sim.faults import LateOrder
 from executor.sim.market import DEPTH_LEVELS, SymbolSpec, fmt8
+from executor.sim.routing import mount
 
 DAY_MS = 86_400_000
 WAF_PAGE = "<html><head><title>403 Forbidden</title></head><body><h1>403 Forbidden</h1></body></html>"
@@ -512,20 +513,7 @@ def add_routes(app: web.Application, sim: SimExchange) -> None:
 def serve_routes(app: web.Application, sim: SimExchange, table: Mapping[tuple[str, str], Route]) -> None:
     """Serve ``table``'s routes through this module's dispatcher (weight, faults, auth,
     Binance-shaped errors); other route modules (``rest_market``) use it for theirs."""
-    routes: dict[str, dict[str, Route]] = {}
-    for (method, path), route in table.items():
-        routes.setdefault(path, {})[method] = route
-
-    def make(path: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-        async def handle(request: web.Request) -> web.StreamResponse:
-            route = routes[path].get(request.method)
-            if route is None:
-                return web.Response(status=405)
-            return await _dispatch(request, sim, route)
-        return handle
-
-    for path in routes:
-        app.router.add_route("*", path, make(path))
+    mount(app, table, lambda request, route: _dispatch(request, sim, route))
 
 
 @web.middleware
