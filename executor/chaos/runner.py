@@ -88,6 +88,7 @@ class ChaosReport:
             ("fills (ledger)", c.fills_stored),
             ("missing", c.missing), ("duplicated", c.duplicated), ("phantom fills", c.phantom),
             ("mismatched", c.mismatched), ("orders missing", c.orders_missing),
+            ("orders only in the ledger", c.orders_phantom),
             ("client ids sent twice", c.sent_twice), ("balance differences", c.balance_diffs),
             ("audit verify", "clean" if self.verify_rc == 0 else f"FAILED (exit {self.verify_rc})"),
         ]

@@ -31,6 +31,7 @@ class Comparison:
     phantom: int = 0  # ledger fills the exchange does not have
     mismatched: int = 0  # fills or orders whose figures differ
     orders_missing: int = 0  # exchange orders the ledger lacks or marks as not ours
+    orders_phantom: int = 0  # ledger orders of ours, neither on the exchange nor marked never placed
     sent_twice: int = 0  # client order ids the exchange saw more than once
     balance_diffs: int = 0
     examples: list[str] = field(default_factory=list)
@@ -38,7 +39,7 @@ class Comparison:
     @property
     def ok(self) -> bool:
         return not (self.missing or self.duplicated or self.phantom or self.mismatched
-                    or self.orders_missing or self.sent_twice or self.balance_diffs)
+                    or self.orders_missing or self.orders_phantom or self.sent_twice or self.balance_diffs)
 
     def note(self, text: str) -> None:
         if len(self.examples) < _EXAMPLES:
@@ -77,11 +78,18 @@ async def compare_ledger(sim: SimExchange, ledger_url: str, account_id: str) -> 
             out.note(f"order {o.client_order_id} ({o.symbol} #{o.order_id}) "
                      f"{'missing from' if r is None else 'not ours in'} the ledger")
             continue
-        want = (o.status, o.executed_qty, o.order_id)
-        got = (r.status, r.executed_qty, r.exchange_order_id)
+        want = (o.status, o.executed_qty, o.cum_quote, o.order_id)
+        got = (r.status, r.executed_qty, r.cum_quote_qty, r.exchange_order_id)
         if got != want:
             out.mismatched += 1
             out.note(f"order {o.client_order_id}: ledger {got} != exchange {want}")
+
+    for cid, r in by_cid.items():
+        # An order of ours the exchange never saw must say so: never placed, or refused.
+        if cid not in per_cid and not r.external and r.symbol in sim.specs \
+                and r.status not in ("NOT_PLACED", "REJECTED"):
+            out.orders_phantom += 1
+            out.note(f"ledger order {cid} ({r.status}) is not on the exchange")
 
     out.fills_stored = len(fills)
     seen: Counter[tuple[str, int]] = Counter((f.symbol, f.trade_id) for f in fills)

@@ -11,9 +11,7 @@ import asyncio
 import contextlib
 import io
 import sqlite3
-from collections import Counter
 from collections.abc import Callable
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -150,48 +148,12 @@ async def ledger_equals_exchange(
     sim: SimHandle, ledger_url: str, account_id: str = DEFAULT_ID
 ) -> tuple[int, int]:
     """Orders, fills and balances in the ledger == the exchange's (of ``account_id``);
-    nothing sent twice."""
-    from executor.persistence.store import Store
+    nothing sent twice (the chaos run's own comparison, ``executor.chaos.truth``)."""
+    from executor.chaos.truth import compare_ledger
 
-    ex = sim.exchange
-    truth_orders = [o for s in SYMBOLS for o in ex.engine.orders[s] if o.account_id == account_id]
-    per_cid = Counter(o.client_order_id for o in truth_orders)
-    assert not [c for c, n in per_cid.items() if n > 1], f"orders sent twice: {per_cid.most_common(3)}"
-    truth_trades = {(t.symbol, t.id): t for s in SYMBOLS for t in ex.engine.trades[s]
-                    if t.account_id == account_id}
-    store = await Store.open(ledger_url)
-    try:
-        rows = await store.list_orders()
-        stored_fills = await store.fills()
-        balances = await store.get_balances()
-    finally:
-        await store.close()
-    by_cid = {r.client_order_id: r for r in rows}
-    assert len(by_cid) == len(rows)
-    for o in truth_orders:
-        r = by_cid.get(o.client_order_id)
-        assert r is not None, f"exchange order {o.client_order_id} missing from the ledger"
-        assert (r.status, r.executed_qty, r.cum_quote_qty, r.exchange_order_id) == \
-            (o.status, o.executed_qty, o.cum_quote, o.order_id), o.client_order_id
-        assert not r.external
-    on_exchange = set(per_cid)
-    for cid, r in by_cid.items():
-        if cid not in on_exchange:
-            assert r.status in ("NOT_PLACED", "REJECTED"), f"ledger order {cid} ({r.status}) not on exchange"
-    keys = [(f.symbol, f.trade_id) for f in stored_fills]
-    assert len(keys) == len(set(keys)), "a fill stored twice"
-    assert set(keys) == set(truth_trades), (set(truth_trades) ^ set(keys))
-    for f in stored_fills:
-        t = truth_trades[(f.symbol, f.trade_id)]
-        assert (f.price, f.qty, f.exchange_order_id, f.commission, f.commission_asset) == \
-            (t.price, t.qty, t.order_id, t.commission, t.commission_asset), (f.symbol, f.trade_id)
-    truth_bal = ex.balances(account_id)
-    for asset in set(truth_bal) | set(balances):
-        want = truth_bal.get(asset, (Decimal(0), Decimal(0)))
-        rec = balances.get(asset)
-        got = (rec.free, rec.locked) if rec is not None else (Decimal(0), Decimal(0))
-        assert got == want, f"balance {asset}: ledger {got} != exchange {want}"
-    return len(truth_orders), len(truth_trades)
+    found = await compare_ledger(sim.exchange, ledger_url, account_id)
+    assert found.ok, found.examples
+    return found.orders, found.trades
 
 
 def futures_snapshots(ledger_url: str) -> list[tuple[str, str, str]]:
