@@ -52,12 +52,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psutil
 
-from executor.app import Bot, BotOptions, fetch_sim_venue
 from executor.config import SchedulerConfig, load_config
-from executor.health import open_fds
-from executor.logs import setup_logging
-from executor.profiles import Venue
-from executor.shutdown import Shutdown
+from executor.run.app import Bot, BotOptions, fetch_sim_venue
+from executor.run.health import open_fds
+from executor.run.logs import setup_logging
+from executor.run.shutdown import Shutdown
+from executor.venue.profiles import Venue
 
 ROOT = Path(__file__).resolve().parents[1]
 HOUR_S = 3600

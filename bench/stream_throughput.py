@@ -31,10 +31,10 @@ import orjson
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from executor.endpoints import Endpoints, apply_to_socket_manager
 from executor.exchange.market_stream import book_ticker_stream
 from executor.exchange.stream_limits import ConnectionAttemptLimiter
 from executor.market import Changes, MarketState, SymbolState
+from executor.venue.endpoints import Endpoints, apply_to_socket_manager
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT", "TRXUSDT"]
 

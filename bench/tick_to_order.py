@@ -13,7 +13,7 @@ the touch: nothing fills) through the venue router, and the measure is frame arr
 *second* of the two orders at the exchange; the target is p50 within 2x the bare round trip.
 
 Setup: one in-process embedded exchange (BTCUSDT, ``--rate`` bookTicker frames/s, order rate
-limits raised so 5,000+ orders pass), the real ``executor.app.Bot`` (user stream and
+limits raised so 5,000+ orders pass), the real ``executor.run.app.Bot`` (user stream and
 reconciler on, scheduler off, ledger in a temp dir) running ``BenchStrategy``: on a book
 update, one IOC buy 1% below the bid unless the previous order is still working or being
 written (it expires at once: no fills, no balance drift), so each order measures the path
@@ -159,12 +159,12 @@ async def serve_sim(rate: float) -> int:
 
 async def main(orders: int, rate: float, bare: int, blocks: int, switch_ms: float | None = None,
                synchronous: str = "NORMAL", two_leg: bool = False) -> int:
-    from executor.app import Bot, BotOptions
     from executor.config import load_config
-    from executor.endpoints import Endpoints
     from executor.exchange.credentials import Credentials
-    from executor.profiles import Venue
-    from executor.shutdown import Shutdown
+    from executor.run.app import Bot, BotOptions
+    from executor.run.shutdown import Shutdown
+    from executor.venue.endpoints import Endpoints
+    from executor.venue.profiles import Venue
     from tests.conftest import build_client
 
     child = await asyncio.create_subprocess_exec(

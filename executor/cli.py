@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from executor.config import Config, ConfigError, database_url, load_config
-from executor.failures import EXIT_CONFIG, classify
+from executor.run.failures import EXIT_CONFIG, classify
 
 
 class _Parser(argparse.ArgumentParser):
@@ -273,9 +273,9 @@ def _dispatch(command: str, cfg: Config, args: argparse.Namespace) -> int:
 
         return chaos_command(args.minutes, args.seed, args.keep)
     if command == "preflight":
-        from executor.preflight import preflight_command
+        from executor.venue.preflight import preflight_command
 
         return asyncio.run(preflight_command(cfg, args))
-    from executor.app import run_command
+    from executor.run.app import run_command
 
     return run_command(cfg, args)

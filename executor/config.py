@@ -114,7 +114,7 @@ class LoggingConfig:
 
 @dataclass(frozen=True)
 class HealthConfig:
-    """Process health (``executor.health``): how often it is logged, when it warns (0 = never)."""
+    """Process health (``executor.run.health``): how often it is logged, when it warns (0 = never)."""
 
     log_every_s: int = 300     # wall seconds
     warn_rss_mb: int = 1024

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from executor.endpoints import Endpoints, apply_to_client
 from executor.exchange.credentials import Credentials
 from executor.sim.exchange import SimExchange
 from executor.sim.server import SimServer, SimUrls
+from executor.venue.endpoints import Endpoints, apply_to_client
 from tests.ledger_backends import (  # noqa: F401 - fixtures for every folder
     ledger_backend,
     ledger_url,

@@ -160,7 +160,7 @@ def channels_from_config(cfg: Any, env: Mapping[str, str] | None = None) -> list
     process environment, which ``.env`` has been loaded into). A channel turned on without its
     secrets raises ``ConfigError`` naming the variable (never its value)."""
     from executor.config import ConfigError
-    from executor.logs import register_secrets
+    from executor.run.logs import register_secrets
 
     env = os.environ if env is None else env
     out: list[Channel] = []

@@ -47,7 +47,7 @@ def scope_from_args(args: argparse.Namespace) -> Scope:
 def default_url(cfg: Config) -> str:
     """The ledger to audit without ``--db``: the configured one, except that on profile sim
     each run on a freshly started embedded exchange writes its own file beside it
-    (``<dir>/sim/<stem>-<UTC time><suffix>``, see ``executor.app.sim_ledger_url``); the most
+    (``<dir>/sim/<stem>-<UTC time><suffix>``, see ``executor.run.app.sim_ledger_url``); the most
     recently written of these and the configured file is the run just made."""
     url = cfg.database.url
     if cfg.profile != "sim":

@@ -24,8 +24,8 @@ from typing import Any
 import aiohttp
 from binance import AsyncClient
 
-from executor.endpoints import Endpoints, apply_to_client
 from executor.exchange.credentials import Credentials
+from executor.venue.endpoints import Endpoints, apply_to_client
 
 
 @dataclass

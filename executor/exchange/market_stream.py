@@ -49,7 +49,6 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from executor.core.money import parse_decimal
-from executor.endpoints import Endpoints
 from executor.exchange.stream_limits import (
     MAX_STREAMS_PER_CONNECTION,
     PROCESS_LIMITER,
@@ -57,6 +56,7 @@ from executor.exchange.stream_limits import (
     split_streams,
 )
 from executor.market.state import CONFLATED, DROPPED, Candle, MarketState
+from executor.venue.endpoints import Endpoints
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ For each ``Place`` (``submit`` decides synchronously, then one task does the I/O
 cancel is resolved by querying the order. ``Replace`` cancels first and places the new order
 only once the old one is confirmed CANCELED (if it filled meanwhile, nothing is placed).
 
-Pause (``paused``, set by ``executor.control``): Place and Replace are refused at intake,
+Pause (``paused``, set by ``executor.oversight.control``): Place and Replace are refused at intake,
 quietly (counted under ``counts["paused"]``); cancels and the orders already working go on.
 
 Kill switch: ``cancel_all_ours`` cancels every working order of ours (tracked ones and any
@@ -50,7 +50,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
-from executor import metrics
 from executor.core.bounded import BoundedDict
 from executor.core.filters import SymbolRules
 from executor.core.ids import ClientIdFactory, is_ours
@@ -68,7 +67,8 @@ from executor.exchange.outcome import Accepted, RateLimited, Rejected, Unknown
 from executor.exchange.rest import GatewayError
 from executor.market.state import MarketState
 from executor.orders.tracker import OrderTracker, TrackedOrder
-from executor.risk import ALLOWED, Decision, Refused, RiskChecker, RiskView
+from executor.oversight import metrics
+from executor.risk.checks import ALLOWED, Decision, Refused, RiskChecker, RiskView
 
 if TYPE_CHECKING:
     from executor.strategy.base import OrderView
@@ -195,7 +195,7 @@ class OrderManager:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._resolving: set[str] = set()
         self.accepting = True
-        # An operator's pause (executor.control): new orders are refused quietly (counted, not
+        # An operator's pause (executor.oversight.control): new orders are refused quietly (counted, not
         # logged or recorded per intent: the pause itself is in the ledger); cancels still go.
         self.paused = False
         self.counts: Counter[str] = Counter()

@@ -27,7 +27,7 @@ from executor.core.money import ZERO
 from executor.core.orders import Side
 from executor.exchange.futures_rest import ledger_symbol, wire_symbol
 from executor.market.state import MarketState
-from executor.risk import Decision, Refused
+from executor.risk.checks import Decision, Refused
 
 __all__ = ["FuturesMarketView", "FuturesRiskView", "PerpState", "VenueRouter"]
 

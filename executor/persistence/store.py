@@ -812,7 +812,7 @@ class Store:
         return await self._write(fn)
 
 
-    # -- operator actions and the live views (executor.watch, executor.web)
+    # -- operator actions and the live views (executor.oversight.watch, executor.web)
 
     async def add_operator_action(
         self, action: str, source: str, detail: str | None = None, *, at_ms: int | None = None

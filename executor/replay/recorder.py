@@ -201,11 +201,11 @@ class Recorder:
 def _venue_streams(cfg: Config, args: argparse.Namespace) -> tuple[str, str, str]:
     url = getattr(args, "exchange", None)
     if url:
-        from executor.app import fetch_sim_venue
+        from executor.run.app import fetch_sim_venue
 
         endpoints, _ = asyncio.run(fetch_sim_venue(url))
         return endpoints.spot_stream, endpoints.futures_stream, url
-    from executor.profiles import endpoints_for
+    from executor.venue.profiles import endpoints_for
 
     profile = getattr(args, "profile", None) or "live"
     if profile == "sim":
@@ -216,7 +216,7 @@ def _venue_streams(cfg: Config, args: argparse.Namespace) -> tuple[str, str, str
 
 def record_command(cfg: Config, args: argparse.Namespace) -> int:
     """Entry point of ``run.py record``."""
-    from executor.logs import setup_logging
+    from executor.run.logs import setup_logging
 
     symbols = [
         s.strip().upper() for s in (args.symbols or ",".join(cfg.symbols.spot)).split(",") if s.strip()

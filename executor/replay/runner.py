@@ -370,10 +370,10 @@ async def run_replay(
     ready_timeout_s: float = 15.0,
 ) -> ReplayResult:
     """Run the bot over the recording in ``folder``; returns when the recording has been played."""
-    from executor.app import Bot, BotOptions
-    from executor.profiles import venue_for
-    from executor.shutdown import Shutdown
+    from executor.run.app import Bot, BotOptions
+    from executor.run.shutdown import Shutdown
     from executor.sim.server import SimServer
+    from executor.venue.profiles import venue_for
 
     folder = Path(folder)
     sim, source = build_exchange(cfg, folder, speed)
@@ -536,7 +536,7 @@ def _progress_printer(out: Any) -> Any:
 
 def replay_command(cfg: Config, args: argparse.Namespace) -> int:
     """``python run.py --replay DIR [--speed N|max] [--db PATH]``."""
-    from executor.logs import setup_logging
+    from executor.run.logs import setup_logging
 
     folder = Path(args.replay)
     speed = parse_speed(getattr(args, "speed", None))

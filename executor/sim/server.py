@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from executor.endpoints import Endpoints
 from executor.sim.appkeys import HOST_NAME, SERVER, SIM
 from executor.sim.exchange import SimExchange
+from executor.venue.endpoints import Endpoints
 
 HOSTS = ("spot_rest", "spot_stream", "spot_ws_api", "futures_rest", "futures_stream")
 

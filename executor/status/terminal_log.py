@@ -3,7 +3,7 @@
 ``ConsoleLogHandler`` prints each record with ``console.print``; a rich ``Live`` display on
 that console then prints it above itself and redraws below, so a redraw never covers a log
 line. ``route_logs(console)`` swaps the root logger's terminal handlers (stream handlers
-writing to a TTY, such as the one ``executor.logs.setup_logging`` installs on stderr) for
+writing to a TTY, such as the one ``executor.run.logs.setup_logging`` installs on stderr) for
 one such handler, keeping their formatter, filters (secret redaction) and level, and puts
 them back on exit. WARNING and up always reach the terminal: when the configured level is
 higher, the root level is lowered to WARNING and the other handlers keep the configured one.
@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from rich.console import Console
 from rich.text import Text
 
-from executor.logs import RedactingFilter, TextFormatter
+from executor.run.logs import RedactingFilter, TextFormatter
 
 __all__ = ["ConsoleLogHandler", "route_logs"]
 

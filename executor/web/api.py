@@ -18,12 +18,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from executor.control import ACTIONS, Operator
 from executor.core.money import format_decimal
 from executor.figures import PERIODS, PnlFigures, last_fills, open_orders
-from executor.metrics import MetricsSample
+from executor.oversight.control import ACTIONS, Operator
+from executor.oversight.metrics import MetricsSample
+from executor.oversight.watch import LedgerWatch
 from executor.persistence.records import FillRow, OrderRecord
-from executor.watch import LedgerWatch
 
 __all__ = ["BotSource", "add_routes", "dumps", "snapshot"]
 
@@ -32,7 +32,7 @@ MAX_LIMIT = 1000
 
 @dataclass
 class BotSource:
-    """What the web server may read and do. Built by ``executor.oversight`` from the bot."""
+    """What the web server may read and do. Built by ``executor.oversight.hub`` from the bot."""
 
     run_id: int | None
     profile: str

@@ -38,7 +38,7 @@ MIN_TOKEN_LEN = 16
 def load_token(token_file: str | Path, env: Mapping[str, str] | None = None) -> tuple[str, Path | None]:
     """(token, file it lives in or None when it came from ``BX_WEB_TOKEN``)."""
     from executor.config import ConfigError
-    from executor.logs import register_secrets
+    from executor.run.logs import register_secrets
 
     env = os.environ if env is None else env
     given = env.get("BX_WEB_TOKEN", "").strip()

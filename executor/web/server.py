@@ -25,7 +25,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from executor import metrics
+from executor.oversight import metrics
 from executor.web.api import BotSource, add_routes, snapshot
 from executor.web.auth import Guard, Verdict
 

@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 
 from executor.alerts import Alerter, AlertSettings, TelegramChannel, WebhookChannel
-from executor.shutdown import Shutdown
+from executor.run.shutdown import Shutdown
 from tests.scenarios.harness import SIM_OPTIONS, BotRun, scenario_config
 from tests.web.harness import wait_until
 

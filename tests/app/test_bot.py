@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from executor.app import Bot, BotOptions, fetch_sim_venue
 from executor.config import Config, load_config
-from executor.profiles import Venue
-from executor.shutdown import Shutdown, StepSkipped
+from executor.run.app import Bot, BotOptions, fetch_sim_venue
+from executor.run.shutdown import Shutdown, StepSkipped
+from executor.venue.profiles import Venue
 from tests.conftest import SimHandle
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")

@@ -11,14 +11,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from executor.app import Bot, BotOptions
 from executor.audit.carry import carry_report, render_carry
 from executor.audit.query import AuditDB, Scope
 from executor.audit.verify import render_verify, verify
 from executor.config import Config, load_config
 from executor.persistence.store import Store
-from executor.profiles import Venue
-from executor.shutdown import Shutdown
+from executor.run.app import Bot, BotOptions
+from executor.run.shutdown import Shutdown
+from executor.venue.profiles import Venue
 from tests.conftest import SimHandle
 
 SYMBOL = "BTCUSDT"
@@ -258,7 +258,7 @@ async def test_spot_leg_rejected_is_hedged_by_sending_it_again(sim: SimHandle, t
 async def test_futures_filters_and_risk_refuse_before_sending(sim: SimHandle, tmp_path: Path) -> None:
     from executor.core.intents import OrderType, Place
     from executor.core.orders import Side
-    from executor.risk import Refused
+    from executor.risk.checks import Refused
 
     # No carry entries: a zero basis alone no longer ensures that, since the sim's spot mid
     # strays from the index (its OU dislocation, ~20 bps) and reads as a premium above 10 bps.

@@ -17,10 +17,10 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from executor.app import run_ending
 from executor.config import ROOT
-from executor.failures import EXIT_FORCED, EXIT_OK, EXIT_UNCLEAN
 from executor.persistence.db import database_path
+from executor.run.app import run_ending
+from executor.run.failures import EXIT_FORCED, EXIT_OK, EXIT_UNCLEAN
 from executor.sim.exchange import SimExchange
 from tests.conftest import start_sim
 from tests.scenarios.harness import SIM_OPTIONS, BotRun, scenario_config, until

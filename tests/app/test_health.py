@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from executor.app import Bot, BotOptions
 from executor.config import HealthConfig
-from executor.health import HealthMonitor, LoopLag, over_thresholds, percentile, sample
-from executor.profiles import Venue
-from executor.shutdown import Shutdown
+from executor.run.app import Bot, BotOptions
+from executor.run.health import HealthMonitor, LoopLag, over_thresholds, percentile, sample
+from executor.run.shutdown import Shutdown
 from executor.status import render
+from executor.venue.profiles import Venue
 from tests.app.test_bot import config
 from tests.app.test_status import sources
 from tests.conftest import SimHandle
@@ -62,7 +62,7 @@ async def test_snapshot_counts_tasks_fds_and_memory() -> None:
 
 
 async def test_monitor_logs_the_line_and_warns_over_thresholds(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="executor.health")
+    caplog.set_level(logging.INFO, logger="executor.run.health")
     quiet = HealthMonitor(HealthConfig(warn_rss_mb=0, warn_fds=0, warn_tasks=0, warn_loop_lag_ms=0))
     quiet.check()
     assert [r.levelname for r in caplog.records] == ["INFO"] and quiet.warnings == 0
@@ -85,7 +85,7 @@ def test_status_shows_the_health_line() -> None:
 
 async def test_running_bot_prints_and_logs_health(sim: SimHandle, tmp_path: Path,
                                                   caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="executor.health")
+    caplog.set_level(logging.INFO, logger="executor.run.health")
     cfg = config(tmp_path)
     cfg = replace(cfg, health=replace(cfg.health, log_every_s=1))
     out = io.StringIO()

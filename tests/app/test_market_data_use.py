@@ -10,13 +10,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from executor.app import Bot, BotOptions
 from executor.config import Config, load_config
 from executor.core.intents import Intent, OrderType, Place, TimeInForce
 from executor.core.orders import Side
-from executor.profiles import Venue
-from executor.shutdown import Shutdown
+from executor.run.app import Bot, BotOptions
+from executor.run.shutdown import Shutdown
 from executor.strategy.base import Params, Strategy
+from executor.venue.profiles import Venue
 from tests.conftest import SimHandle
 
 

@@ -18,7 +18,14 @@ import pytest
 from aiohttp import web
 
 from executor.config import ROOT
-from executor.failures import EXIT_CONFIG, EXIT_DATABASE, EXIT_PREFLIGHT, EXIT_VENUE, classify, database_line
+from executor.run.failures import (
+    EXIT_CONFIG,
+    EXIT_DATABASE,
+    EXIT_PREFLIGHT,
+    EXIT_VENUE,
+    classify,
+    database_line,
+)
 from tests.conftest import SimHandle
 
 

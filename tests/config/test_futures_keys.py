@@ -24,16 +24,16 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
-import executor.app as app
-import executor.keys as keys
-from executor.app import Bot, BotOptions, futures_keys_needed, run_bot
+import executor.run.app as app
+import executor.venue.keys as keys
 from executor.config import Config, load_config
-from executor.endpoints import TESTNET
 from executor.exchange.credentials import Credentials
-from executor.keys import KeysError, load_credentials, load_futures_credentials
-from executor.logs import REDACTOR
-from executor.profiles import Venue
-from executor.shutdown import Shutdown
+from executor.run.app import Bot, BotOptions, futures_keys_needed, run_bot
+from executor.run.logs import REDACTOR
+from executor.run.shutdown import Shutdown
+from executor.venue.endpoints import TESTNET
+from executor.venue.keys import KeysError, load_credentials, load_futures_credentials
+from executor.venue.profiles import Venue
 from tests.conftest import SimHandle
 
 FUTURES_SUFFIXES = ("API_KEY", "API_SECRET", "PRIVATE_KEY_FILE", "PRIVATE_KEY_PASS")
@@ -186,7 +186,7 @@ async def test_testnet_run_routes_futures_keys_and_logs_no_secret(
     monkeypatch.setenv("BX_TESTNET_FUTURES_API_KEY", futures.api_key)
     monkeypatch.setenv("BX_TESTNET_FUTURES_PRIVATE_KEY_FILE", str(pem_path))
     monkeypatch.setenv("BX_TESTNET_FUTURES_PRIVATE_KEY_PASS", passphrase)
-    import executor.profiles as profiles
+    import executor.venue.profiles as profiles
 
     monkeypatch.setattr(profiles, "venue_for", lambda cfg: Venue("testnet", sim.endpoints, sim.endpoints))
     bots: list[Bot] = []

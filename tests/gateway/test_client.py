@@ -14,10 +14,10 @@ import pytest
 from aiohttp import web
 from Crypto.PublicKey import ECC
 
-from executor.endpoints import Endpoints
 from executor.exchange.client import capture_response, make_client
 from executor.exchange.credentials import Credentials
 from executor.exchange.rest import RestGateway, Unknown
+from executor.venue.endpoints import Endpoints
 
 CREDS = Credentials(api_key="testkey123", api_secret="testsecret")
 MODE = web.AppKey("mode", dict)

@@ -12,7 +12,6 @@ from typing import Any
 import orjson
 import pytest
 
-from executor.endpoints import Endpoints
 from executor.exchange.market_stream import (
     Backoff,
     MarketStream,
@@ -22,6 +21,7 @@ from executor.exchange.market_stream import (
 )
 from executor.exchange.stream_limits import ConnectionAttemptLimiter
 from executor.market import DROPPED, MarketState
+from executor.venue.endpoints import Endpoints
 from tests.market.fake_server import SHUTDOWN, FakeConn, FakeStreamServer, book, mark, wait_until
 
 D = Decimal

@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
 )
 
-from executor.endpoints import TESTNET
-from executor.keys import KeysError, load_credentials
-from executor.profiles import make_client
+from executor.venue.endpoints import TESTNET
+from executor.venue.keys import KeysError, load_credentials
+from executor.venue.profiles import make_client
 
 ALL_PROFILES_ENV = {
     "BX_TESTNET_API_KEY": "tn-key", "BX_TESTNET_API_SECRET": "tn-secret",
@@ -88,7 +88,7 @@ def test_missing_keys_stop_the_cli_with_exit_2(tmp_path: Path, monkeypatch, caps
     for name in ALL_PROFILES_ENV:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("executor.keys.ROOT", tmp_path)
+    monkeypatch.setattr("executor.venue.keys.ROOT", tmp_path)
     assert main(["preflight", "--profile", "testnet"]) == 2
     assert "BX_TESTNET_API_KEY" in capsys.readouterr().err
 
@@ -113,7 +113,7 @@ def test_default_env_files_are_repo_root_and_cwd(tmp_path: Path, monkeypatch) ->
     cwd.mkdir()
     _write_env(root / ".env", {"BX_TESTNET_API_KEY": "root-key", "BX_TESTNET_API_SECRET": "root-sec"})
     _write_env(cwd / ".env", {"BX_TESTNET_API_SECRET": "cwd-sec"})
-    monkeypatch.setattr("executor.keys.ROOT", root)
+    monkeypatch.setattr("executor.venue.keys.ROOT", root)
     monkeypatch.chdir(cwd)
     creds = load_credentials("testnet", environ={})
     assert creds and creds.api_key == "root-key" and creds.api_secret == "cwd-sec"
@@ -122,7 +122,7 @@ def test_default_env_files_are_repo_root_and_cwd(tmp_path: Path, monkeypatch) ->
 @pytest.mark.parametrize("mode", [0o640, 0o604, 0o644])
 def test_group_or_world_readable_dotenv_warns(mode: int, tmp_path: Path, caplog) -> None:
     dotenv = _write_env(tmp_path / ".env", {"BX_DEMO_API_KEY": "k", "BX_DEMO_API_SECRET": "s-secret"}, mode)
-    with caplog.at_level(logging.WARNING, logger="executor.keys"):
+    with caplog.at_level(logging.WARNING, logger="executor.venue.keys"):
         load_credentials("demo", environ={}, env_files=[dotenv])
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("readable by group or others" in w and "chmod 600" in w for w in warnings)
@@ -131,7 +131,7 @@ def test_group_or_world_readable_dotenv_warns(mode: int, tmp_path: Path, caplog)
 
 def test_private_dotenv_does_not_warn(tmp_path: Path, caplog) -> None:
     dotenv = _write_env(tmp_path / ".env", {"BX_DEMO_API_KEY": "k", "BX_DEMO_API_SECRET": "s"}, 0o600)
-    with caplog.at_level(logging.WARNING, logger="executor.keys"):
+    with caplog.at_level(logging.WARNING, logger="executor.venue.keys"):
         load_credentials("demo", environ={}, env_files=[dotenv])
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 

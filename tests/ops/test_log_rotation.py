@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from executor.config import ConfigError, load_config
-from executor.logs import DailyRotatingFile, SizeRotatingFile, setup_logging
+from executor.run.logs import DailyRotatingFile, SizeRotatingFile, setup_logging
 
 log = logging.getLogger("executor.test.rotation")
 

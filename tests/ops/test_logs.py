@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from executor.config import load_config
 from executor.exchange.credentials import Credentials
-from executor.logs import MASK, Redactor, setup_logging
+from executor.run.logs import MASK, Redactor, setup_logging
 
 SECRET = "Zq8SECRETvalue-4f1c9a7e2b6d0c3f5a8e1d4b7c0a3f6e"
 PEM_SECRET = ("-----BEGIN PRIVATE KEY-----\n"

@@ -14,10 +14,10 @@ import pytest
 from binance.base_client import BaseClient
 
 from executor.core.orders import OrderStatus, Side
-from executor.logs import setup_logging
 from executor.orders.order_log import OrderLog
 from executor.orders.tracker import TrackedOrder
 from executor.persistence.store import Store
+from executor.run.logs import setup_logging
 from tests.conftest import SimHandle
 from tests.scenarios.harness import BotRun, scenario_config, until
 

@@ -6,9 +6,9 @@ import aiohttp
 import pytest
 
 from executor.config import load_config
-from executor.preflight import run_preflight
-from executor.profiles import make_client
 from executor.sim.rest_sapi import RestrictionError, reset_restrictions, set_restrictions
+from executor.venue.preflight import run_preflight
+from executor.venue.profiles import make_client
 
 
 @pytest.fixture

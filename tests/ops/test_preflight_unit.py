@@ -11,8 +11,8 @@ import pytest
 from binance.exceptions import BinanceAPIException
 
 from executor.config import load_config
-from executor.endpoints import DEAD_END
-from executor.preflight import (
+from executor.venue.endpoints import DEAD_END
+from executor.venue.preflight import (
     LiveRefused,
     confirm_live,
     ensure_live_ready,

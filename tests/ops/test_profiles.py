@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from executor.config import ConfigError, load_config
-from executor.endpoints import DEAD_END, Endpoints
 from executor.exchange.credentials import Credentials
-from executor.profiles import endpoints_for, make_client, make_clients, make_socket_manager, venue_for
+from executor.venue.endpoints import DEAD_END, Endpoints
+from executor.venue.profiles import endpoints_for, make_client, make_clients, make_socket_manager, venue_for
 
-# Written out independently of executor/endpoints.py, from reference.md §8 / §1 / §2.
+# Written out independently of executor/venue/endpoints.py, from reference.md §8 / §1 / §2.
 EXPECTED = {
     "testnet": {
         "API_URL": "https://testnet.binance.vision/api",

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from executor.config import load_config
-from executor.logs import Redactor, setup_logging
-from executor.preflight import run_preflight
-from executor.profiles import make_client
+from executor.run.logs import Redactor, setup_logging
+from executor.venue.preflight import run_preflight
+from executor.venue.profiles import make_client
 
 
 @pytest.fixture

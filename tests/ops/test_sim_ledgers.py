@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from executor.app import run_bot
 from executor.config import load_config
 from executor.persistence.retention import prune_sim_ledgers, sim_ledgers
+from executor.run.app import run_bot
 
 
 def make_ledgers(folder: Path, n: int) -> list[Path]:
@@ -47,7 +47,7 @@ async def test_a_paper_run_prunes_old_ledgers_and_says_so(tmp_path: Path,
         "logging": {"dir": str(tmp_path / "logs")},
         "risk": {"kill_switch_file": str(tmp_path / "KILL")},
         "sim": {"keep_ledgers": 2}})
-    caplog.set_level(logging.INFO, logger="executor.app")
+    caplog.set_level(logging.INFO, logger="executor.run.app")
     code = await run_bot(cfg, argparse.Namespace(duration=0.5), install_signals=False)
     assert code == 0
     left = sim_ledgers(tmp_path / "sim", "executor", ".db")

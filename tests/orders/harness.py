@@ -22,7 +22,7 @@ from executor.orders.manager import OrderManager, ResolveTiming
 from executor.orders.tracker import OrderTracker
 from executor.persistence.store import Store
 from executor.reconcile.reconciler import Reconciler
-from executor.risk import KillSwitch, RiskChecker
+from executor.risk.checks import KillSwitch, RiskChecker
 from executor.strategy.base import StrategyContext
 from tests.conftest import SimHandle
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from executor.core.intents import Cancel, OrderType, Place, TimeInForce
 from executor.core.orders import OrderStatus, Side
-from executor.risk import Refused
+from executor.risk.checks import Refused
 from executor.sim.faults import OrderFailure
 from tests.conftest import SimHandle, build_client
 from tests.orders.harness import Harness, build

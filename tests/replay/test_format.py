@@ -111,7 +111,7 @@ async def test_the_recorder_marks_a_reconnect_as_a_gap(tmp_path: Path) -> None:
 
 
 def test_the_recorder_asks_binance_for_the_documented_streams() -> None:
-    from executor.endpoints import LIVE
+    from executor.venue.endpoints import LIVE
 
     got = {
         p.kind: p.url

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from executor.config import RiskConfig
 from executor.core.intents import Cancel, OrderType, Place, Replace, TimeInForce, build_order_request
 from executor.core.orders import OrderStatus, Side
-from executor.risk import ALLOWED, KillSwitch, Refused, RiskChecker, cancel_all
+from executor.risk.checks import ALLOWED, KillSwitch, Refused, RiskChecker, cancel_all
 from tests.strategy.fakes import FakeClock, World
 
 D = Decimal

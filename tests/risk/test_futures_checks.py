@@ -12,8 +12,8 @@ from executor.config import FuturesConfig, RiskConfig
 from executor.core.intents import Cancel, OrderRequest, OrderType, Place
 from executor.core.orders import Side
 from executor.orders.venues import PerpState, VenueRouter
-from executor.risk import ALLOWED, Refused, RiskChecker
-from executor.risk_futures import FuturesRiskChecker
+from executor.risk.checks import ALLOWED, Refused, RiskChecker
+from executor.risk.futures import FuturesRiskChecker
 
 D = Decimal
 NOW = 1000.0

@@ -15,14 +15,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from executor.app import Bot, BotOptions
 from executor.config import Config, load_config
 from executor.exchange.credentials import Credentials
 from executor.orders.manager import ResolveTiming
 from executor.persistence.db import database_path
-from executor.profiles import Venue
-from executor.shutdown import Shutdown
+from executor.run.app import Bot, BotOptions
+from executor.run.shutdown import Shutdown
 from executor.sim.accounts import DEFAULT_ID
+from executor.venue.profiles import Venue
 from tests.conftest import SimHandle
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from executor.app import Bot
 from executor.persistence.store import Store
+from executor.run.app import Bot
 from tests.conftest import SimHandle
 from tests.scenarios.harness import (
     SIM_OPTIONS,

@@ -25,14 +25,14 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from executor.app import Bot, BotOptions
 from executor.config import ROOT
 from executor.persistence.db import database_path
 from executor.persistence.identity import LedgerMismatch
-from executor.profiles import Venue
-from executor.shutdown import Shutdown
+from executor.run.app import Bot, BotOptions
+from executor.run.shutdown import Shutdown
 from executor.sim.accounts import DEFAULT_ID
 from executor.sim.exchange import SimExchange
+from executor.venue.profiles import Venue
 from tests.conftest import SimHandle, build_client, start_sim
 from tests.scenarios.harness import SIM_OPTIONS, SYMBOLS, scenario_config, until, write_toml
 from tests.scenarios.harness import overrides as scenario_overrides
@@ -53,7 +53,7 @@ def query(path: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
             return []
 
 
-# An INFO record as the stderr log handler writes it (executor.logs.TextFormatter).
+# An INFO record as the stderr log handler writes it (executor.run.logs.TextFormatter).
 _INFO_RECORD = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO ")
 
 

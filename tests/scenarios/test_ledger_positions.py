@@ -21,7 +21,7 @@ from executor.core.orders import OrderStatus, Side
 from executor.core.positions import positions
 from executor.persistence.db import database_path
 from executor.persistence.store import Store
-from executor.risk import Refused
+from executor.risk.checks import Refused
 from executor.sim.accounts import DEFAULT_ID
 from executor.sim.exchange import SimExchange
 from tests.conftest import SimHandle, start_sim

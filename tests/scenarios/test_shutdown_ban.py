@@ -95,7 +95,7 @@ async def test_stop_during_429_skips_rest_and_next_start_reconciles(
     run_id = bot.run_id
     sent_before = bot.gateway.sent
 
-    caplog.set_level(logging.WARNING, logger="executor.app")
+    caplog.set_level(logging.WARNING, logger="executor.run.app")
     # Unfixed, the cancel, settle and reconciliation steps each wait out their 15-30 s bound.
     ended = await asyncio.wait_for(run.stop("test: ctrl-c during a 429"), 8)
     assert ended == "unclean"  # orders of ours were left on the book: not a clean stop
@@ -104,7 +104,7 @@ async def test_stop_during_429_skips_rest_and_next_start_reconciles(
     # Nothing at all (REST or WS API) reached the exchange inside the Retry-After: no 418.
     assert all(st.bans == 0 for st in sim.exchange.ratelimiter._ips.values())
     warnings = [r.getMessage() for r in caplog.records
-                if r.name == "executor.app" and "REST is rate limited (429) until" in r.getMessage()]
+                if r.name == "executor.run.app" and "REST is rate limited (429) until" in r.getMessage()]
     assert len(warnings) == 1, [r.getMessage() for r in caplog.records]
     text = warnings[0]
     for part in ("cancel our open orders", "final reconciliation", resting.client_id,
@@ -147,7 +147,7 @@ async def test_a_short_pause_is_waited_out_not_skipped(
     bot = await run.start()
     resting = await _rest_order(run)
     bot.gateway.gate.trip(1.0, banned=False, source="test")
-    caplog.set_level(logging.WARNING, logger="executor.app")
+    caplog.set_level(logging.WARNING, logger="executor.run.app")
     assert await asyncio.wait_for(run.stop(), 20) == "clean"
     assert not [r for r in caplog.records if "skipped" in r.getMessage()]
     assert "shutdown" in recon_reasons(cfg.database.url)

@@ -1,15 +1,15 @@
-"""Small wiring checks of ``executor.app.Bot`` that need no exchange."""
+"""Small wiring checks of ``executor.run.app.Bot`` that need no exchange."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
 
-from executor.app import Bot
-from executor.endpoints import Endpoints
 from executor.exchange.credentials import Credentials
 from executor.exchange.ratelimit import BanGate
-from executor.profiles import Venue
+from executor.run.app import Bot
+from executor.venue.endpoints import Endpoints
+from executor.venue.profiles import Venue
 from tests.scenarios.harness import scenario_config
 
 

@@ -251,7 +251,7 @@ async def test_subscribe_control_message_starts_diff_depth_and_trades(sim: Any) 
 async def test_python_binance_socket_manager_reads_the_new_streams(sim: Any, client: Any) -> None:
     from binance import BinanceSocketManager
 
-    from executor.endpoints import apply_to_socket_manager
+    from executor.venue.endpoints import apply_to_socket_manager
 
     bsm = BinanceSocketManager(client)
     apply_to_socket_manager(bsm, sim.endpoints)

@@ -12,7 +12,7 @@ import pytest
 import websockets
 from binance import BinanceSocketManager
 
-from executor.endpoints import apply_to_socket_manager
+from executor.venue.endpoints import apply_to_socket_manager
 from tests.conftest import start_sim
 
 TICKER_KEYS = {"u", "s", "b", "B", "a", "A"}

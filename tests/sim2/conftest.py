@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import websockets
 
-from executor.endpoints import apply_to_socket_manager
+from executor.venue.endpoints import apply_to_socket_manager
 from tests.fixtures import FIXTURES_FILE
 
 FIXTURES: dict[str, Any] = json.loads(FIXTURES_FILE.read_text())

@@ -149,7 +149,7 @@ async def test_order_failure_via_admin_route(sim: Any, client: Any) -> None:
 async def test_hold_response_past_client_timeout(sim: Any) -> None:
     from binance import AsyncClient
 
-    from executor.endpoints import apply_to_client
+    from executor.venue.endpoints import apply_to_client
 
     client = AsyncClient(sim.creds.api_key, sim.creds.api_secret, requests_params={"timeout": 0.3})
     apply_to_client(client, sim.endpoints)

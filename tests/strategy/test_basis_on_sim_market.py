@@ -19,7 +19,7 @@ from executor.core.filters import LotSize, NotionalRule, PriceFilter, SymbolRule
 from executor.core.intents import Intent, Place
 from executor.core.orders import OrderStatus, Side
 from executor.market.state import MarketState
-from executor.risk import RiskChecker
+from executor.risk.checks import RiskChecker
 from executor.sim.clock import SimClock
 from executor.sim.futures_market import FuturesMarket
 from executor.sim.market import Market, SymbolSpec

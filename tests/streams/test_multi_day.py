@@ -21,7 +21,7 @@ from executor.exchange.rest import RestGateway
 from executor.exchange.user_stream import SpotUserStream
 from executor.exchange.ws_sign import WsSigner
 from executor.market.state import MarketState
-from executor.scheduler import build_scheduler
+from executor.run.scheduler import build_scheduler
 from executor.sim.exchange import SimExchange
 from executor.sim.futures_account import attach
 from tests.conftest import build_client, start_sim

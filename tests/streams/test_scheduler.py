@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from executor.config import SchedulerConfig
-from executor.scheduler import JobScheduler, build_scheduler
+from executor.run.scheduler import JobScheduler, build_scheduler
 from tests.streams.conftest import wait_until
 
 CFG = SchedulerConfig(futures_keepalive_s=1800, daily_reconnect_s=82800, reconcile_s=300,

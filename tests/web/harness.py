@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 
-from executor.app import Bot
+from executor.run.app import Bot
 from executor.sim.accounts import DEFAULT_ID
 from tests.conftest import SimHandle
 from tests.scenarios.harness import SYMBOLS, BotRun, scenario_config

@@ -9,12 +9,12 @@ from types import SimpleNamespace
 import pytest
 
 from executor.alerts import channels_from_config
-from executor.app import Bot
 from executor.cli import _overrides, build_parser, main
 from executor.config import AlertsConfig, ConfigError, load_config
-from executor.endpoints import Endpoints
 from executor.exchange.credentials import Credentials
-from executor.profiles import Venue
+from executor.run.app import Bot
+from executor.venue.endpoints import Endpoints
+from executor.venue.profiles import Venue
 from tests.web.harness import TOKEN, web_config
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from executor import watch as watch_module
 from executor.figures import pnl, positions
+from executor.oversight import watch as watch_module
+from executor.oversight.watch import LedgerWatch
 from executor.persistence.store import Store
-from executor.watch import LedgerWatch
 
 PAIRS = {"BTCUSDT": ("BTC", "USDT")}
 DAY = 86_400_000

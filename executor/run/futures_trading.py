@@ -34,8 +34,8 @@ from executor.orders.manager import OrderManager, ResolveTiming
 from executor.orders.tracker import OrderTracker
 from executor.orders.venues import FuturesMarketView, FuturesRiskView, VenueRouter
 from executor.reconcile.futures_gapfill import FuturesGapFill, FuturesGapFillReport
-from executor.risk import RiskChecker
-from executor.risk_futures import FuturesRiskChecker
+from executor.risk.checks import RiskChecker
+from executor.risk.futures import FuturesRiskChecker
 
 __all__ = ["FuturesTrading"]
 

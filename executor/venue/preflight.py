@@ -261,7 +261,7 @@ async def _check_futures_trading(client: Any, cfg: Config) -> list[Check]:
 
 
 def _has_sapi(client: Any) -> bool:
-    from executor.endpoints import DEAD_END
+    from executor.venue.endpoints import DEAD_END
 
     return not str(getattr(client, "MARGIN_API_URL", "")).startswith(DEAD_END)
 
@@ -335,13 +335,13 @@ async def ensure_live_ready(
 
 async def preflight_command(cfg: Config, args: argparse.Namespace) -> int:
     """``python run.py preflight [--profile P]``: 0 when every check passes, 3 otherwise."""
-    from executor.logs import register_secrets
+    from executor.run.logs import register_secrets
 
     if cfg.profile == "sim":
         return await _preflight_sim(cfg)
     from executor.exchange.client import make_client
-    from executor.keys import load_credentials, load_futures_credentials
-    from executor.profiles import venue_for
+    from executor.venue.keys import load_credentials, load_futures_credentials
+    from executor.venue.profiles import venue_for
 
     creds = load_credentials(cfg.profile)   # KeysError (a ConfigError) names what to set
     register_secrets(creds)

@@ -26,7 +26,7 @@ from executor.core.intents import Intent
 from executor.market.state import MarketState
 from executor.orders.manager import OrderManager
 from executor.orders.tracker import TrackedOrder
-from executor.risk import RiskChecker
+from executor.risk.checks import RiskChecker
 from executor.strategy.base import Strategy, StrategyContext
 
 __all__ = ["StrategyLoop"]

@@ -20,7 +20,7 @@ import signal
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
-from executor.failures import EXIT_FORCED
+from executor.run.failures import EXIT_FORCED
 
 __all__ = ["Shutdown", "StepSkipped"]
 
@@ -111,7 +111,7 @@ class Shutdown:
         except StepSkipped:
             return False
         except Exception as exc:
-            from executor.failures import classify
+            from executor.run.failures import classify
 
             log.warning("shutdown step %s failed: %s", name, classify(exc).line)
             log.debug("shutdown step %s failed", name, exc_info=exc)

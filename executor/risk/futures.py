@@ -31,7 +31,7 @@ from executor.config import FuturesConfig
 from executor.core.intents import Cancel, OrderRequest
 from executor.core.money import ZERO
 from executor.core.orders import Side
-from executor.risk import ALLOWED, Decision, Refused, RiskChecker
+from executor.risk.checks import ALLOWED, Decision, Refused, RiskChecker
 
 __all__ = ["FuturesRiskChecker"]
 

@@ -12,7 +12,7 @@ live gate (``preflight.ensure_live_ready``, before anything can be sent), exchan
 symbols' filters), the market streams (spot bookTicker and USDⓈ-M markPrice@1s), the
 reconciler and the spot user stream (whose first subscription runs the start-up gap fill),
 the scheduler's jobs, then the strategy loop, the live status, and the oversight
-(``executor.oversight``: operator controls, alerts and the web server when configured).
+(``executor.oversight.hub``: operator controls, alerts and the web server when configured).
 
 Stop (SIGINT/SIGTERM, ``--duration`` or an error), each step bounded by ``shutdown.Shutdown``:
 strategy off, orders in flight settled, our open orders cancelled (``orders.cancel_on_shutdown``),
@@ -57,23 +57,23 @@ from executor.config import Config, ConfigError
 from executor.core.fees import FeeRates
 from executor.core.filters import SymbolRules
 from executor.core.ids import ClientIdFactory, is_ours, make_run_tag
-from executor.endpoints import Endpoints
-from executor.engine_loop import StrategyLoop
 from executor.exchange.credentials import Credentials
-from executor.failures import EXIT_ERROR, EXIT_OK, VenueUnreachable, classify, exit_code_for_ending
-from executor.health import HealthMonitor
 from executor.market.state import MarketState
 from executor.orders.manager import OrderManager, ResolveTiming
 from executor.orders.order_log import OrderLog
 from executor.orders.tracker import OrderTracker
 from executor.persistence.identity import LedgerMismatch
 from executor.persistence.lease import EXIT_LEDGER_REFUSED, LeaseHeld
-from executor.profiles import Venue
 from executor.reconcile.futures_account import FuturesAccountReconciler
-from executor.risk import RiskChecker
-from executor.shutdown import Shutdown
+from executor.risk.checks import RiskChecker
+from executor.run.engine_loop import StrategyLoop
+from executor.run.failures import EXIT_ERROR, EXIT_OK, VenueUnreachable, classify, exit_code_for_ending
+from executor.run.health import HealthMonitor
+from executor.run.shutdown import Shutdown
 from executor.status import StatusPrinter, StatusSources
 from executor.strategy.base import Strategy, StrategyContext
+from executor.venue.endpoints import Endpoints
+from executor.venue.profiles import Venue
 
 __all__ = ["Bot", "BotOptions", "fetch_sim_venue", "futures_keys_needed",
            "futures_user_data_wanted", "run_bot", "run_command", "sim_ledger_url"]
@@ -113,7 +113,7 @@ class BotOptions:
     stall_after_s: float = 10.0  # user streams: an expected event later than this = stalled
     probe_every_s: float = 30.0  # spot user stream: session.status probe interval
     args: argparse.Namespace | None = None  # for the live confirmation (--live)
-    log_setup: Any = None  # executor.logs.LogSetup: the log file is renamed to carry the run id
+    log_setup: Any = None  # executor.run.logs.LogSetup: the log file is renamed to carry the run id
     # A replay (executor/replay/runner.py): the bot's clock follows the exchange's. ``clock`` is
     # seconds (in place of time.monotonic), ``clock_ms`` epoch ms for the ledger's times, and
     # ``run_salt`` makes the client-id run tag reproducible.
@@ -135,7 +135,7 @@ class Bot:
         # None: the order client's key serves futures too (live, sim).
         self.futures_credentials = futures_credentials
         self.futures_client: Any = None
-        self.futures_trading: Any = None  # executor.futures_trading.FuturesTrading when [futures] trade
+        self.futures_trading: Any = None  # executor.run.futures_trading.FuturesTrading when [futures] trade
         self.options = options or BotOptions()
         self.symbols = list(dict.fromkeys(cfg.symbols.spot))
         self.market = MarketState(self.symbols, clock=self.options.clock)
@@ -168,7 +168,7 @@ class Bot:
         self._clients: list[Any] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._status_stop = asyncio.Event()
-        self.oversight: Any = None  # executor.oversight.Oversight: controls, alerts, web
+        self.oversight: Any = None  # executor.oversight.hub.Oversight: controls, alerts, web
         self.health = HealthMonitor(cfg.health)
         self.started = False
 
@@ -181,7 +181,7 @@ class Bot:
         # The strategy first: a bad parameter must stop us before anything connects.
         self.strategy = load_strategy(cfg.strategy)
         self._check_futures_keys()
-        from executor.oversight import Oversight
+        from executor.oversight.hub import Oversight
 
         self.oversight = Oversight(self)  # alert secrets and the web token are checked here
         await self.oversight.bind()  # the web port, if configured: in use -> ConfigError now
@@ -233,7 +233,7 @@ class Bot:
 
     async def _open_gateway(self) -> None:
         from executor.exchange.rest import RestGateway
-        from executor.profiles import make_clients
+        from executor.venue.profiles import make_clients
 
         if self.credentials is None:
             raise ConfigError(f"profile {self.cfg.profile!r}: no API credentials")
@@ -243,7 +243,7 @@ class Bot:
         offset = await self.gateway.start()
         log.info("server clock offset %d ms", offset)
         if self.cfg.profile == "live":
-            from executor.preflight import ensure_live_ready
+            from executor.venue.preflight import ensure_live_ready
 
             # Nothing has been sent yet; LiveRefused (raised on any failure) ends the run here.
             await ensure_live_ready(self.cfg, self.options.args or argparse.Namespace(live=False),
@@ -434,7 +434,7 @@ class Bot:
         """Testnet/demo futures hosts take only their own keys: refuse to start without them
         rather than send the spot key to the futures host."""
         if self.futures_credentials is None and futures_keys_needed(self.cfg, self.options):
-            from executor.keys import KeysError, default_env_files, futures_missing_message
+            from executor.venue.keys import KeysError, default_env_files, futures_missing_message
 
             raise KeysError(futures_missing_message(self.cfg.profile,
                                                     [f for f in default_env_files() if f.is_file()]))
@@ -443,7 +443,7 @@ class Bot:
         """``[futures] trade``: the futures gateway, rules and account settings (checked)."""
         if not self.cfg.futures.trade:
             return
-        from executor.futures_trading import FuturesTrading
+        from executor.run.futures_trading import FuturesTrading
 
         self.futures_trading = FuturesTrading(self.cfg, self.symbols)
         await self.futures_trading.open(self._make_futures_client(), self.gateway)
@@ -457,7 +457,7 @@ class Bot:
             self._check_futures_keys()
             self.futures_client = self.gateway._client
             return self.futures_client
-        from executor.profiles import make_client
+        from executor.venue.profiles import make_client
 
         client = make_client(self.venue.orders, self.futures_credentials,
                              timeout_s=float(self.cfg.orders.request_timeout_s),
@@ -535,7 +535,7 @@ class Bot:
     async def _start_scheduler(self) -> None:
         if not self.options.scheduler:
             return
-        from executor.scheduler import build_scheduler
+        from executor.run.scheduler import build_scheduler
 
         # On the embedded exchange intervals are exchange seconds: a faster sim clock runs
         # the keepalives, reconciliations and daily reconnects faster too.
@@ -785,14 +785,14 @@ def futures_user_data_wanted(cfg: Config, options: BotOptions) -> bool:
         return options.futures_user_stream
     if cfg.profile == "sim":
         return True
-    from executor.preflight import futures_used
+    from executor.venue.preflight import futures_used
 
     return futures_used(cfg)
 
 
 def futures_keys_needed(cfg: Config, options: BotOptions) -> bool:
     """Whether this run needs the futures account's own keys (testnet/demo with futures)."""
-    from executor.keys import separate_futures_keys
+    from executor.venue.keys import separate_futures_keys
 
     return separate_futures_keys(cfg.profile) and futures_user_data_wanted(cfg, options)
 
@@ -885,7 +885,7 @@ def _prune_sim_ledgers(cfg: Config) -> None:
 async def run_bot(cfg: Config, args: argparse.Namespace | None = None, *, options: BotOptions | None = None,
                   install_signals: bool = True, shutdown: Shutdown | None = None) -> int:
     """Run until a signal, ``--duration`` or an error; returns the process exit code."""
-    from executor.logs import register_secrets
+    from executor.run.logs import register_secrets
 
     args = args or argparse.Namespace()
     options = options or BotOptions()
@@ -906,7 +906,7 @@ async def run_bot(cfg: Config, args: argparse.Namespace | None = None, *, option
         load_strategy(cfg.strategy)  # a bad parameter stops us before anything starts
         exchange_url = getattr(args, "exchange", None)
         if cfg.profile == "sim":
-            from executor.profiles import venue_for
+            from executor.venue.profiles import venue_for
 
             if exchange_url:
                 endpoints, creds = await fetch_sim_venue(exchange_url)
@@ -932,8 +932,8 @@ async def run_bot(cfg: Config, args: argparse.Namespace | None = None, *, option
                 log.info("embedded exchange up: admin %s/state; ledger %s", urls.admin,
                          describe_url(cfg.database.url))
         else:
-            from executor.keys import load_credentials, load_futures_credentials
-            from executor.profiles import venue_for
+            from executor.venue.keys import load_credentials, load_futures_credentials
+            from executor.venue.profiles import venue_for
 
             if exchange_url:
                 raise ConfigError("--exchange only works with profile sim")
@@ -1001,7 +1001,7 @@ def _confirm_live_first(args: argparse.Namespace) -> None:
     terminal, else ``LiveRefused`` (exit 3). Confirmed once; the preflight does not ask again."""
     import io
 
-    from executor.preflight import LiveRefused, confirm_live
+    from executor.venue.preflight import LiveRefused, confirm_live
 
     terminal = sys.stdin is not None and sys.stdin.isatty()
     # At a terminal the question is asked there; otherwise the refusal is this one line.
@@ -1023,7 +1023,7 @@ def _ledger_text(url: str) -> str:
 
 def run_command(cfg: Config, args: argparse.Namespace) -> int:
     """``python run.py [run]``: logging, then the bot until it stops; the exit code."""
-    from executor.logs import setup_logging
+    from executor.run.logs import setup_logging
 
     setup = setup_logging(cfg)
     try:

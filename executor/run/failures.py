@@ -101,7 +101,7 @@ def classify(exc: BaseException, *, database: str | None = None, venue: str | No
 
     if isinstance(exc, ConfigError):
         return Failure(EXIT_CONFIG, f"config error: {_one_line(str(exc))}")
-    from executor.preflight import LiveRefused
+    from executor.venue.preflight import LiveRefused
 
     if isinstance(exc, LiveRefused):
         return Failure(EXIT_PREFLIGHT, str(exc).strip())

@@ -3,8 +3,8 @@
 ``Oversight(bot)`` is built at the start of ``Bot.start`` (so a missing alert secret or an
 unusable token file stops the bot before it trades) and ``start()``-ed once the bot runs:
 
-* ``operator`` (``executor.control.Operator``): pause, resume, cancel-all, kill;
-* ``watch`` (``executor.watch.LedgerWatch``): PnL per period, positions, balances, equity,
+* ``operator`` (``executor.oversight.control.Operator``): pause, resume, cancel-all, kill;
+* ``watch`` (``executor.oversight.watch.LedgerWatch``): PnL per period, positions, balances, equity,
   fed from the ledger (the terminal status, the web server and the alerts show them);
 * ``alerter`` (``executor.alerts``): fills (optional), operator actions, the kill switch
   (also when its file appears from outside; recorded as an operator action from
@@ -29,8 +29,8 @@ from typing import Any
 
 from executor.alerts import Alerter
 from executor.alerts.dispatcher import channels_from_config, settings_from_config
-from executor.control import Operator
-from executor.metrics import MetricsSample
+from executor.oversight.control import Operator
+from executor.oversight.metrics import MetricsSample
 
 __all__ = ["Oversight"]
 
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 
 def _env() -> dict[str, str]:
-    from executor.keys import default_env_files, read_env_files
+    from executor.venue.keys import default_env_files, read_env_files
 
     return {**read_env_files(default_env_files()), **os.environ}
 
@@ -73,7 +73,7 @@ class Oversight:
         self._kill_known = self.operator.kill_switch_engaged
         self.alerter.start()
         # The terminal status, the web and the alerts all show the watch's figures.
-        from executor.watch import LedgerWatch
+        from executor.oversight.watch import LedgerWatch
 
         pairs = {s: (r.base_asset, r.quote_asset) for s, r in bot.rules.items()}
         self.watch = LedgerWatch(bot.store, pairs, bot.run_id, self.marks)

@@ -1,7 +1,7 @@
 """Profiles: which venue a run trades on, and which venue its market data comes from.
 
 A profile name (``sim``, ``testnet``, ``demo``, ``live``) resolves to an ``Endpoints`` set
-(URLs themselves live only in ``executor.endpoints``; the sim's come from the running
+(URLs themselves live only in ``executor.venue.endpoints``; the sim's come from the running
 embedded exchange). ``Venue`` pairs the order endpoints with the market-data endpoints
 chosen by ``[market_data] venue``. Clients built here carry credentials only towards the
 order venue: a market-data client for another venue is always keyless.
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from binance import AsyncClient, BinanceSocketManager
 
 from executor.config import Config, ConfigError
-from executor.endpoints import PUBLIC_PROFILES, Endpoints, apply_to_client, apply_to_socket_manager
+from executor.venue.endpoints import PUBLIC_PROFILES, Endpoints, apply_to_client, apply_to_socket_manager
 
 if TYPE_CHECKING:
     from executor.exchange.credentials import Credentials
