@@ -97,7 +97,7 @@ class FuturesTrading:
         self.tracker = tracker = OrderTracker(ledger_symbol)
         perp_market = FuturesMarketView(market)
         view = FuturesRiskView(perp_market, self.ledger_rules, tracker.views, tracker.inventory,
-                               spot_inventory, spot_rules, liquidation=self.liquidation.get)
+                               spot_inventory, spot_rules, liquidation=self._liquidation_price)
         risk = FuturesRiskChecker(self.cfg.futures, spot_risk,
                                   assets=lambda s: self.rules[wire_symbol(s)].base_asset,
                                   clock=time.monotonic)
@@ -131,6 +131,14 @@ class FuturesTrading:
         return report
 
     # -- liquidation prices (see the module docstring) ------------------------------------------
+
+    def _liquidation_price(self, symbol: str, position: Decimal) -> tuple[bool, Decimal | None]:
+        """The risk check's reading; an unknown one (the position moved some way no update
+        reported: a ledger reload) asks for a read at once."""
+        known, price = self.liquidation.get(symbol, position)
+        if not known:
+            self._read_liquidation_soon()
+        return known, price
 
     async def _read_liquidation(self) -> None:
         if self.gateway is None:
