@@ -92,3 +92,46 @@ async def test_against_the_embedded_exchange(sim: SimHandle, tmp_path: Path) -> 
         await stop(run)
     assert side.wallet("default").positions[SYMBOL].amount == 0
     assert len(side.orders.orders) == 2                                   # the refused one never left
+
+
+async def test_a_liquidation_reaches_the_ledger(sim: SimHandle, tmp_path: Path) -> None:
+    """The exchange liquidates the bot's short: the "autoclose-" fill is in the ledger (the
+    exchange's order, not ours), positions and income equal the exchange's, verify is clean."""
+    from executor.audit.query import AuditDB, Scope
+    from executor.audit.verify import render_verify, verify
+    from executor.chaos.truth import compare_ledger
+    from executor.persistence.db import database_path
+    from executor.persistence.store import Store
+
+    cfg = config(tmp_path, entry_bps="1000")
+    side = sim.exchange.futures
+    side.market.set_basis(SYMBOL, D(0))
+    sim.exchange.market.set_book(SYMBOL, bid="59999.99", ask="60000.01")
+    run = await start(sim, cfg)
+    fut = run.bot.futures_trading
+    try:
+        await run.until(lambda: run.bot.market.get(SYMBOL) is not None
+                        and run.bot.market.get(SYMBOL).mark is not None)  # type: ignore[union-attr]
+        order = Place(SYMBOL, Side.SELL, OrderType.MARKET, D("0.002"), venue="futures")
+        assert run.bot.manager.submit(order) is ALLOWED
+        await run.until(lambda: fut.position(SYMBOL) == D("-0.002") and run.settled())
+        side.transfer("default", "USDT", -(side.wallet("default").balance("USDT") - D(5)))
+        lp = side.liquidation_price("default", SYMBOL)
+        assert lp is not None
+        up = (lp * D("1.001")).quantize(D("0.01"))
+        sim.exchange.market.set_book(SYMBOL, bid=str(up - D("0.01")), ask=str(up + D("0.01")))
+        await run.until(lambda: side.wallet("default").positions[SYMBOL].amount == 0, 10)
+        await fut.gap_fill("test")
+    finally:
+        await stop(run)
+    found = await compare_ledger(sim.exchange, cfg.database.url, "default")
+    assert found.ok, found.examples
+    store = await Store.open(cfg.database.url)
+    try:
+        autoclose = [r for r in await store.list_orders() if r.client_order_id.startswith("autoclose-")]
+    finally:
+        await store.close()
+    assert len(autoclose) == 1 and autoclose[0].external and autoclose[0].status == "FILLED"
+    with AuditDB(database_path(cfg.database.url)) as db:
+        res = verify(db, Scope())
+    assert res.ok, render_verify(res)
