@@ -67,6 +67,11 @@ class RateLimiter:
             [] if ip is not None else list(self._ips.values()))
         return sum(st.bans for st in states)
 
+    def ban_left_ms(self) -> int:
+        """Exchange ms until the last running 418 ban (of any IP) ends; 0 when none runs."""
+        now = self.clock.now_ms()
+        return max((st.banned_until_ms - now for st in self._ips.values()), default=0) if self._ips else 0
+
     def gate(self, ip: str) -> None:
         """Before a request: 418 while banned; a request inside a 429's Retry-After earns a ban."""
         now = self.clock.now_ms()
