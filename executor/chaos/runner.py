@@ -309,14 +309,14 @@ class _Chaos:
         return proc.returncode, data.decode(errors="replace")
 
     async def final_run(self, sim: SimExchange, admin: str, futures: bool) -> None:
-        # A 418 ban earned during the cycles (429 bursts escalate) would eat the clean run:
-        # wait it out first, so the last run has all its seconds to reconcile.
+        # A 418 ban earned during the cycles, or a 429's Retry-After (a request inside it earns
+        # one), would eat the clean run: wait them out first, so it has all its seconds.
         from executor.sim.rest_futures_orders import limiter_of
 
-        left_ms = max(sim.ratelimiter.ban_left_ms(), limiter_of(sim).weight.ban_left_ms())
+        left_ms = max(sim.ratelimiter.blocked_left_ms(), limiter_of(sim).weight.blocked_left_ms())
         if left_ms > 0:
             wait_s = left_ms / 1000 / max(float(sim.clock.time_scale), 1e-9) + 0.5
-            self.say(f"waiting {wait_s:.1f} s for a 418 ban to end before the last run")
+            self.say(f"waiting {wait_s:.1f} s for a 418 ban or 429 Retry-After to end before the last run")
             await asyncio.sleep(wait_s)
         bot = await self.spawn(admin, futures)
         await asyncio.sleep(self.opts.final_run_s)
