@@ -149,6 +149,10 @@ class FuturesConfig:
     max_position: dict[Asset, PosDec] = field(default_factory=dict)    # base asset -> |perp position|
     max_net_delta: dict[Asset, PosDec] = field(default_factory=dict)   # base asset -> |spot + perp|
     max_gross_notional: NonNegDec = Decimal(0)   # (|spot| + |perp|) x mark over all assets; 0: no limit
+    # Refuse to add to a perpetual position while the mark is within this many percent of its
+    # liquidation price (reducing always passes); 0: no check; below 100.
+    min_liquidation_distance_pct: Annotated[Decimal, BeforeValidator(_decimal), Field(ge=0, lt=100)] = \
+        Decimal(10)
 
 
 @dataclass(frozen=True, config=_SCHEMA)

@@ -182,6 +182,7 @@ def verify(db: AuditDB, scope: Scope, *, use_checkpoint: bool = True) -> VerifyR
     anything it cannot confirm goes through ``verify_reference``, which names every
     difference. All give the same result (tests/audit)."""
     from executor.audit.verify_fast import verify_fast
+    from executor.audit.verify_futures import with_futures  # the USD-M wallet (its own module)
 
     scope = Scope(scope.run_id, scope.since_ms, scope.until_ms)  # balances are account-wide
     note = None
@@ -190,7 +191,7 @@ def verify(db: AuditDB, scope: Scope, *, use_checkpoint: bool = True) -> VerifyR
 
         resumed, note = resume_verify(db)
         if resumed is not None:
-            return resumed
+            return with_futures(db, scope, resumed)
     assets, opening_ids, opening_ref, base_ms, notes = _opening(db, scope)
     res = VerifyResult(opening_ref, {a: s.total for a, s in sorted(assets.items())}, notes=notes)
     res.unchecked = db.count_untimed_observations(scope)
@@ -200,7 +201,7 @@ def verify(db: AuditDB, scope: Scope, *, use_checkpoint: bool = True) -> VerifyR
         res = verify_reference(db, scope)
     if note:
         res.notes.append(note)
-    return res
+    return with_futures(db, scope, res)
 
 
 def _last_snapshot(db: AuditDB, scope: Scope) -> tuple[str | None, set[int]]:

@@ -833,7 +833,8 @@ async def fetch_sim_venue(url: str, timeout_s: float = 10.0) -> tuple[Endpoints,
     """Ask a running ``run.py sim`` (its admin URL) for its endpoints and test key."""
     import aiohttp
 
-    target = _admin_base(url) + "/sim/urls"
+    base, _, query = url.strip().partition("?")   # "?account=ID": another account of the sim
+    target = _admin_base(base) + "/sim/urls" + (f"?{query}" if query else "")
     if not target.startswith(("http://", "https://")):
         raise ConfigError(f"--exchange: expected the sim's admin URL (http://HOST:PORT), got {url!r}")
     try:

@@ -6,11 +6,15 @@ set up and checked (one-way mode, margin type, leverage; refused above ``max_lev
 ``build`` then makes the futures order manager (its own tracker; positions per ledger symbol
 ``UM:<SYMBOL>``), the futures risk checks and the futures gap fill, and returns the
 ``VenueRouter`` the strategy loop submits to. ``gap_fill`` is run at start, after every
-futures user-stream (re)connect, from the periodic reconciliation and at shutdown.
+futures user-stream (re)connect, from the periodic reconciliation and at shutdown; each one
+also reads ``positionRisk`` into ``liquidation`` (the liquidation prices the risk check reads),
+as does every change of the bot's perpetual position (one read at a time, repeated if the
+position moved meanwhile).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -29,6 +33,7 @@ from executor.exchange.futures_rest import (
     ledger_symbol,
     wire_symbol,
 )
+from executor.exchange.rest import GatewayError
 from executor.market.state import MarketState
 from executor.orders.manager import OrderManager, ResolveTiming
 from executor.orders.tracker import OrderTracker
@@ -36,6 +41,7 @@ from executor.orders.venues import FuturesMarketView, FuturesRiskView, VenueRout
 from executor.reconcile.futures_gapfill import FuturesGapFill, FuturesGapFillReport
 from executor.risk.checks import RiskChecker
 from executor.risk.futures import FuturesRiskChecker
+from executor.risk.liquidation import LiquidationPrices
 
 __all__ = ["FuturesTrading"]
 
@@ -54,6 +60,9 @@ class FuturesTrading:
         self.tracker: OrderTracker | None = None
         self.manager: OrderManager | None = None
         self.gapfill: FuturesGapFill | None = None
+        self.liquidation = LiquidationPrices()
+        self._liq_task: asyncio.Task[None] | None = None
+        self._liq_again = False
 
     async def open(self, client: Any, spot_gateway: Any) -> None:
         fut = self.cfg.futures
@@ -88,7 +97,7 @@ class FuturesTrading:
         self.tracker = tracker = OrderTracker(ledger_symbol)
         perp_market = FuturesMarketView(market)
         view = FuturesRiskView(perp_market, self.ledger_rules, tracker.views, tracker.inventory,
-                               spot_inventory, spot_rules)
+                               spot_inventory, spot_rules, liquidation=self._liquidation_price)
         risk = FuturesRiskChecker(self.cfg.futures, spot_risk,
                                   assets=lambda s: self.rules[wire_symbol(s)].base_asset,
                                   clock=time.monotonic)
@@ -106,7 +115,10 @@ class FuturesTrading:
         def route(update: Any) -> None:
             if str(update.symbol).startswith("UM:"):
                 assert self.tracker is not None
+                before = self.tracker.inventory(update.symbol)
                 self.tracker.apply_update(update)
+                if self.tracker.inventory(update.symbol) != before:
+                    self._read_liquidation_soon()
             else:
                 spot(update)
         return route
@@ -114,4 +126,40 @@ class FuturesTrading:
     async def gap_fill(self, reason: str) -> FuturesGapFillReport | None:
         if self.gapfill is None:
             return None
-        return await self.gapfill.run(reason)
+        report = await self.gapfill.run(reason)
+        await self._read_liquidation()
+        return report
+
+    # -- liquidation prices (see the module docstring) ------------------------------------------
+
+    def _liquidation_price(self, symbol: str, position: Decimal) -> tuple[bool, Decimal | None]:
+        """The risk check's reading; an unknown one (the position moved some way no update
+        reported: a ledger reload) asks for a read at once."""
+        known, price = self.liquidation.get(symbol, position)
+        if not known:
+            self._read_liquidation_soon()
+        return known, price
+
+    async def _read_liquidation(self) -> None:
+        if self.gateway is None:
+            return
+        try:
+            rows = await self.gateway.position_risk()
+        except (GatewayError, ValueError, KeyError) as exc:   # fail closed until a read succeeds
+            log.warning("positionRisk read for the liquidation prices failed: %s: %s",
+                        type(exc).__name__, exc)
+            return
+        self.liquidation.update(rows, self.position)
+
+    def _read_liquidation_soon(self) -> None:
+        if self._liq_task is not None and not self._liq_task.done():
+            self._liq_again = True
+            return
+        self._liq_task = asyncio.get_running_loop().create_task(self._read_liquidation_loop())
+
+    async def _read_liquidation_loop(self) -> None:
+        while True:
+            self._liq_again = False
+            await self._read_liquidation()
+            if not self._liq_again:
+                return

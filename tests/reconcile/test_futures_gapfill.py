@@ -65,3 +65,21 @@ async def test_income_is_read_page_by_page(sim: Any, client: Any, make_store: An
                          ["BTCUSDT"], prefix=PREFIX)
     assert (await gap.run("pages")).income_added == 5
     assert [r["amount"] for r in await store.futures_income()] == [Decimal(i + 1) for i in range(5)]
+
+
+async def test_a_not_found_order_is_confirmed_not_placed(sim: Any, client: Any, make_store: Any) -> None:
+    """The order manager's first -2013 (NOT_FOUND) is confirmed NOT_PLACED by the next futures
+    gap fill, as spot's gap fill does (found by the chaos run: it stayed NOT_FOUND)."""
+    store = await make_store()
+    spot = RestGateway(client)
+    await spot.start()
+    gateway = FuturesGateway(client, spot=spot)
+    reconciler = Reconciler(store, prefix=PREFIX, symbols=["BTCUSDT"])
+    await store.record_order_intent("bx-t-o3", "UM:BTCUSDT", "SELL", "MARKET", quantity=Decimal("0.004"))
+    await store.update_order_status("bx-t-o3", "UNKNOWN", source="send")
+    await store.update_order_status("bx-t-o3", "NOT_FOUND", source="rest_query", reject_reason="-2013")
+    gap = FuturesGapFill(store, gateway, reconciler, ["BTCUSDT"], prefix=PREFIX, not_found_grace_s=0)
+    report = await gap.run("test")
+    assert (report.orders_queried, report.orders_not_placed) == (1, 1)
+    rec = await store.get_order_by_client_id("bx-t-o3")
+    assert rec is not None and rec.status == "NOT_PLACED"
