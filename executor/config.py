@@ -357,6 +357,8 @@ _PHRASES = {
     "dataclass_type": "must be a table",
     "greater_than": "must be greater than {gt}, got {input}",
     "greater_than_equal": "must be {ge} or more, got {input}",
+    "less_than": "must be under {lt}, got {input}",
+    "less_than_equal": "must be {le} or less, got {input}",
     "literal_error": "must be one of {expected}",
 }
 
