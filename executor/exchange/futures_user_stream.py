@@ -126,7 +126,7 @@ class _Session(StreamSession):
             try:
                 event = parse_user_frame(raw)
             except MalformedEvent as exc:
-                owner._malformed(str(exc))
+                owner.report_malformed(str(exc))
                 continue
             if isinstance(event, ListenKeyExpired):
                 # Only our own key's expiry matters (a stale frame for an old key does not).
@@ -138,7 +138,7 @@ class _Session(StreamSession):
                 self.shutdown_seen = True
                 self.flag("serverShutdown", dead=False)
                 continue
-            await owner._deliver(event)
+            await owner.deliver(event)
 
 
 class FuturesUserStream(SupervisedUserStream[_Session]):

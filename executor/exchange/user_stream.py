@@ -128,7 +128,7 @@ class _Session(StreamSession):
         super().__init__(ws, owner)
 
     async def request(self, method: str, params: dict[str, Any], timeout_s: float) -> Any:
-        req_id = f"{method}-{next(self.owner._ids)}"
+        req_id = f"{method}-{self.owner.next_request_id()}"
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.pending[req_id] = future
         try:
@@ -148,10 +148,10 @@ class _Session(StreamSession):
             try:
                 obj = orjson.loads(raw)
             except orjson.JSONDecodeError:
-                owner._malformed("frame is not JSON")
+                owner.report_malformed("frame is not JSON")
                 continue
             if not isinstance(obj, dict):
-                owner._malformed("frame is not an object")
+                owner.report_malformed("frame is not an object")
                 continue
             if "id" in obj and "status" in obj:
                 future = self.pending.get(str(obj["id"]))
@@ -179,7 +179,7 @@ class _Session(StreamSession):
         try:
             event = parse_user_event(obj)
         except MalformedEvent as exc:
-            owner._malformed(str(exc))
+            owner.report_malformed(str(exc))
             return
         if isinstance(event, EventStreamTerminated):
             if event.subscription_id == self.sub_id:
@@ -187,7 +187,7 @@ class _Session(StreamSession):
                 self.sub_id = None
                 self.flag("eventStreamTerminated", dead=False)
             return
-        await owner._deliver(event)
+        await owner.deliver(event)
 
 
 class SpotUserStream(SupervisedUserStream[_Session]):
@@ -219,6 +219,10 @@ class SpotUserStream(SupervisedUserStream[_Session]):
         self._ids = itertools.count(1)
 
     # ------------------------------------------------------------------ public
+
+    def next_request_id(self) -> int:
+        """A number for the next WS API request id (unique for this stream's lifetime)."""
+        return next(self._ids)
 
     @property
     def subscription_id(self) -> int | None:

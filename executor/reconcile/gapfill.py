@@ -46,9 +46,6 @@ from typing import TYPE_CHECKING, Any
 from executor.core.events import Fill, parse_my_trade, parse_order_snapshot
 from executor.core.money import ZERO
 from executor.core.orders import AbsenceConfirmed, NotFound, OrderStatus, apply
-from executor.exchange.outcome import NO_SUCH_ORDER, Rejected
-from executor.exchange.ratelimit import Cost
-from executor.exchange.rest import GatewayError
 from executor.persistence.models import NOT_PLACED
 from executor.persistence.store import OrderEventIn, OrderRecord, StatusUpdateIn
 from executor.reconcile.balances import SnapshotResult, take_snapshot
@@ -57,13 +54,11 @@ from executor.reconcile.reconciler import FUTURES_PREFIX, OrderUpdate, core_stat
 if TYPE_CHECKING:
     from executor.reconcile.reconciler import OrderKey, Reconciler
 
-__all__ = ["GapFillReport", "fill_missing_for_orders", "order_trades", "run_balance_snapshot", "run_gap_fill"]
+__all__ = ["GapFillReport", "fill_missing_for_orders", "run_balance_snapshot", "run_gap_fill"]
 
 log = logging.getLogger(__name__)
 
 TRADES_PAGE = 1000  # myTrades' maximum limit: fewest requests per trade
-ORDER_TRADES_COST = Cost(weight=5)  # myTrades with orderId (reference.md §6)
-ORDER_GET_COST = Cost(weight=4)
 START_REASON = "start"
 
 
@@ -89,49 +84,6 @@ class GapFillReport:
                 + c["balances_corrected"])
 
 
-# ---------------------------------------------------------------------- REST helpers
-
-
-async def order_trades(gateway: Any, symbol: str, order_id: int) -> list[dict[str, Any]]:
-    """Every trade of one order (GET /api/v3/myTrades with orderId, paged by fromId).
-
-    Uses ``gateway.order_trades`` when the gateway has it; otherwise the same request goes
-    through the gateway's own read path (ban gate, weight budget, rate cap)."""
-    own = getattr(gateway, "order_trades", None)
-    if own is not None:
-        return list(await own(symbol, order_id))
-    out: list[dict[str, Any]] = []
-    from_id: int | None = None
-    while True:
-        params: dict[str, Any] = {"symbol": symbol, "orderId": order_id, "limit": TRADES_PAGE}
-        if from_id is not None:
-            params["fromId"] = from_id
-        page = await gateway._read("myTrades", ORDER_TRADES_COST,
-                                   lambda p=params: gateway._client.get_my_trades(**p), symbol)
-        out.extend(page)
-        if len(page) < TRADES_PAGE:
-            return out
-        from_id = max(int(r["id"]) for r in page) + 1
-
-
-async def order_by_id(gateway: Any, symbol: str, order_id: int) -> dict[str, Any] | None:
-    """GET /api/v3/order by the exchange's orderId (a trade names only that); None on -2013.
-
-    Uses ``gateway.get_order_by_id`` when the gateway has it; otherwise the same request
-    goes through the gateway's own read path."""
-    own = getattr(gateway, "get_order_by_id", None)
-    if own is not None:
-        return await own(symbol, order_id)
-    try:
-        return await gateway._read("order.get", ORDER_GET_COST,
-                                   lambda: gateway._client.get_order(symbol=symbol, orderId=order_id),
-                                   f"{symbol} #{order_id}")
-    except GatewayError as exc:
-        if isinstance(exc.outcome, Rejected) and exc.outcome.code == NO_SUCH_ORDER:
-            return None
-        raise
-
-
 # ---------------------------------------------------------------------- steps
 
 
@@ -148,7 +100,7 @@ async def _explain_orders(rec: Reconciler, fills: list[Fill], report: GapFillRep
             rec.known_orders.add(key)
     rows = []
     for symbol, order_id in unknown:
-        row = await order_by_id(rec.gateway, symbol, order_id)
+        row = await rec.gateway.get_order_by_id(symbol, order_id)
         report.counts["orders_checked"] += 1
         if row is not None:
             rows.append(row)
@@ -238,7 +190,7 @@ async def _query_not_final(rec: Reconciler, not_final: list[OrderRecord], seen_o
                 report.counts[name] += 1
                 updates.append(OrderUpdate(o.client_order_id, o.symbol, o.exchange_order_id, new_status,
                                            o.executed_qty, o.cum_quote_qty, (), "gap_fill"))
-        rec._emit(updates)
+        rec.emit_updates(updates)
         report.updates.extend(updates)
 
 
@@ -285,7 +237,7 @@ async def _complete_fills(rec: Reconciler, wanted: Mapping[str, Decimal], report
             report.discrepancies.append({"kind": "fills_short", "client_order_id": cid, "symbol": o.symbol,
                                          "executed_qty": target, "stored_fill_qty": have})
             continue
-        rows = await order_trades(rec.gateway, o.symbol, o.exchange_order_id)
+        rows = await rec.gateway.order_trades(o.symbol, o.exchange_order_id)
         report.counts["order_trade_queries"] += 1
         fills: list[Fill] = [parse_my_trade(r) for r in rows]
         res = await rec.apply_fills(fills, source="gap_fill")
@@ -297,7 +249,7 @@ async def _complete_fills(rec: Reconciler, wanted: Mapping[str, Decimal], report
         if res.fills_added and not o.external:  # the strategy never hears of external orders
             report.updates.append(OrderUpdate(cid, o.symbol, o.exchange_order_id, o.status, o.executed_qty,
                                               o.cum_quote_qty, tuple(fills), "gap_fill"))
-            rec._emit(report.updates[-1:])
+            rec.emit_updates(report.updates[-1:])
 
 
 async def _balances(rec: Reconciler, report: GapFillReport) -> SnapshotResult:

@@ -611,7 +611,7 @@ class Reconciler:
 
         if missing:
             await self._adopt(missing)
-        self._emit(res.updates)
+        self.emit_updates(res.updates)
         if plan.free and self.on_balances is not None:
             try:
                 self.on_balances(plan.free)
@@ -643,7 +643,8 @@ class Reconciler:
         if again:
             await self.store.apply_batch(again)
 
-    def _emit(self, updates: Sequence[OrderUpdate]) -> None:
+    def emit_updates(self, updates: Sequence[OrderUpdate]) -> None:
+        """Hand order updates to ``on_order_update`` (each failure logged, none raised)."""
         if self.on_order_update is None:
             return
         for u in updates:

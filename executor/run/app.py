@@ -247,7 +247,7 @@ class Bot:
 
             # Nothing has been sent yet; LiveRefused (raised on any failure) ends the run here.
             await ensure_live_ready(self.cfg, self.options.args or argparse.Namespace(live=False),
-                                    self.gateway._client)
+                                    self.gateway.client)
         await self._bind_account()
 
     async def _bind_account(self) -> None:
@@ -408,7 +408,7 @@ class Bot:
         from executor.exchange.user_stream import SpotUserStream, reconciler_sink
         from executor.exchange.ws_sign import WsSigner
 
-        signer = WsSigner(self.gateway._client, recv_window_ms=self.cfg.orders.recv_window_ms)
+        signer = WsSigner(self.gateway.client, recv_window_ms=self.cfg.orders.recv_window_ms)
         stream = SpotUserStream(self.venue.orders.spot_ws_api, signer, reconciler_sink(self.reconciler),
                                 self.reconciler.gap_fill, gate=self.gateway.gate,
                                 resync_clock=self.gateway.sync_clock,
@@ -455,7 +455,7 @@ class Bot:
             return self.futures_client
         if self.futures_credentials is None:
             self._check_futures_keys()
-            self.futures_client = self.gateway._client
+            self.futures_client = self.gateway.client
             return self.futures_client
         from executor.venue.profiles import make_client
 
