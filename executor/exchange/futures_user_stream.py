@@ -33,7 +33,7 @@ from typing import Any, Protocol
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
-from executor.core.events import ListenKeyExpired, MalformedEvent, UnknownEvent, parse_user_frame
+from executor.exchange.binance_events import ListenKeyExpired, MalformedEvent, UnknownEvent, parse_user_frame
 from executor.exchange.market_stream import Backoff
 from executor.exchange.stream_limits import PROCESS_LIMITER, ConnectionAttemptLimiter
 from executor.exchange.stream_supervision import (

@@ -25,6 +25,7 @@ from urllib.parse import quote
 import orjson
 from asyncio_throttle import Throttler
 
+from executor.core.reports import VenueError
 from executor.exchange.binance_private import public_get
 from executor.exchange.client import capture_response
 from executor.exchange.clock import ServerClock
@@ -66,7 +67,7 @@ MAX_TRADES_LIMIT = 1000
 _REQUIRED_ORDER_PARAMS = ("symbol", "side", "type", "newClientOrderId")
 
 
-class GatewayError(Exception):
+class GatewayError(VenueError):
     """A read request failed; ``outcome`` says how (Rejected, Unknown or RateLimited)."""
 
     def __init__(self, endpoint: str, outcome: Failure) -> None:

@@ -29,7 +29,7 @@ from typing import Any, Generic, Protocol, Self, TypeVar
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from executor.core.events import Event, ExecutionReport, FuturesOrderUpdate
+from executor.exchange.binance_events import Event, ExecutionReport, FuturesOrderUpdate
 from executor.exchange.market_stream import Backoff
 from executor.exchange.stream_limits import ConnectionAttemptLimiter
 

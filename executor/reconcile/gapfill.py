@@ -43,9 +43,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from executor.core.events import Fill, parse_my_trade, parse_order_snapshot
 from executor.core.money import ZERO
 from executor.core.orders import AbsenceConfirmed, NotFound, OrderStatus, apply
+from executor.core.reports import FillReport
 from executor.persistence.models import NOT_PLACED
 from executor.persistence.store import OrderEventIn, OrderRecord, StatusUpdateIn
 from executor.reconcile.balances import SnapshotResult, take_snapshot
@@ -87,7 +87,7 @@ class GapFillReport:
 # ---------------------------------------------------------------------- steps
 
 
-async def _explain_orders(rec: Reconciler, fills: list[Fill], report: GapFillReport) -> None:
+async def _explain_orders(rec: Reconciler, fills: list[FillReport], report: GapFillReport) -> None:
     """Trades name only an orderId: record the orders the ledger does not hold yet (placed
     by hand or by another program while we were not listening), so every fill has its order."""
     unknown: list[OrderKey] = []
@@ -116,7 +116,7 @@ async def _open_orders(rec: Reconciler, symbols: list[str], report: GapFillRepor
     rows: list[dict[str, Any]] = []
     for symbol in symbols:
         rows.extend(await rec.gateway.open_orders(symbol))
-    snaps = [parse_order_snapshot(r) for r in rows]
+    snaps = [rec.order_report(r) for r in rows]
     report.counts["open_orders"] += len(snaps)
     if snaps:
         res = await rec.apply_order_snapshots(snaps, source="gap_fill")
@@ -124,7 +124,7 @@ async def _open_orders(rec: Reconciler, symbols: list[str], report: GapFillRepor
         report.counts["external_orders_added"] += res.external_orders_added
         report.counts["fills_added"] += res.fills_added
         report.updates.extend(res.updates)
-    return {s.original_client_id for s in snaps}
+    return {s.client_order_id for s in snaps}
 
 
 async def _query_not_final(rec: Reconciler, not_final: list[OrderRecord], seen_open: set[str],
@@ -168,9 +168,7 @@ async def _query_not_final(rec: Reconciler, not_final: list[OrderRecord], seen_o
             report.counts["orders_deferred"] += 1
             continue
         new_status = after.status.value
-        items.append(OrderEventIn(o.symbol, new_status, "gap_fill",
-                                  {"code": -2013, "msg": "Order does not exist.",
-                                   "origClientOrderId": o.client_order_id},
+        items.append(OrderEventIn(o.symbol, new_status, "gap_fill", rec.absent_payload(o.client_order_id),
                                   client_order_id=o.client_order_id, event_ms=now))
         items.append(StatusUpdateIn(o.client_order_id, new_status, "gap_fill", symbol=o.symbol,
                                     reject_reason="-2013: absent again at a later reconciliation"
@@ -207,7 +205,7 @@ async def _catch_up_trades(rec: Reconciler, symbol: str, report: GapFillReport) 
         page = await rec.gateway.my_trades(symbol, next_id, TRADES_PAGE)
         report.counts["trade_pages"] += 1
         if page:
-            fills = [parse_my_trade(r) for r in page]
+            fills = [rec.trade_report(r) for r in page]
             await _explain_orders(rec, fills, report)
             res = await rec.apply_fills(fills, source="gap_fill")
             report.counts["trades_fetched"] += len(fills)
@@ -239,7 +237,7 @@ async def _complete_fills(rec: Reconciler, wanted: Mapping[str, Decimal], report
             continue
         rows = await rec.gateway.order_trades(o.symbol, o.exchange_order_id)
         report.counts["order_trade_queries"] += 1
-        fills: list[Fill] = [parse_my_trade(r) for r in rows]
+        fills: list[FillReport] = [rec.trade_report(r) for r in rows]
         res = await rec.apply_fills(fills, source="gap_fill")
         report.counts["fills_added"] += res.fills_added
         got = sum((f.qty for f in fills), ZERO)
@@ -253,7 +251,8 @@ async def _complete_fills(rec: Reconciler, wanted: Mapping[str, Decimal], report
 
 
 async def _balances(rec: Reconciler, report: GapFillReport) -> SnapshotResult:
-    snap = await take_snapshot(rec.store, rec.gateway, before_compare=rec.drain, settle=rec.settle)
+    snap = await take_snapshot(rec.store, rec.gateway, read=rec.account_snapshot,
+                               before_compare=rec.drain, settle=rec.settle)
     report.counts["balances_corrected"] += len(snap.corrected)
     report.discrepancies.extend(d.as_dict() for d in snap.discrepancies)
     return snap
@@ -347,7 +346,8 @@ async def run_balance_snapshot(rec: Reconciler) -> SnapshotResult:
     report = GapFillReport("balance_snapshot")
     report.recon_id = await rec.store.start_reconciliation(report.reason)
     try:
-        snap = await take_snapshot(rec.store, rec.gateway, before_compare=rec.drain, settle=rec.settle)
+        snap = await take_snapshot(rec.store, rec.gateway, read=rec.account_snapshot,
+                                   before_compare=rec.drain, settle=rec.settle)
     except Exception as exc:
         report.error = f"{type(exc).__name__}: {exc}"
         await _record(rec, report)
