@@ -4,7 +4,7 @@ Futures keep the listenKey (valid 60 minutes from the last POST/PUT). ``FuturesU
 
 * gets a key with ``POST /fapi/v1/listenKey`` and connects to
   ``Endpoints.futures_private_stream + "ws/<listenKey>"``; ORDER_TRADE_UPDATE and
-  ACCOUNT_UPDATE are parsed (``core.events``) and handed to ``deliver`` one at a time,
+  ACCOUNT_UPDATE are parsed (``binance_events``) and handed to ``deliver`` one at a time,
   awaited (backpressure, nothing dropped), exactly like the spot stream;
 * ``keepalive()`` (the scheduler calls it every 30 minutes) sends the PUT; a -1125 answer
   (the key is unknown: it lapsed or was deleted) drops the key, and the supervisor
