@@ -30,11 +30,11 @@ from decimal import Decimal
 from typing import Any
 
 from executor.core.bounded import BoundedSet
-from executor.core.events import Fill
 from executor.core.intents import OrderRequest
 from executor.core.money import ZERO
 from executor.core.orders import FINAL, UNRESOLVED, OrderStatus, Side, may_move, stored_status
 from executor.core.positions import PositionFill, fill_delta, positions
+from executor.core.reports import Fill
 from executor.strategy.base import OrderView
 
 __all__ = ["OrderTracker", "TrackedOrder"]

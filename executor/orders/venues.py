@@ -25,7 +25,7 @@ from executor.core.filters import SymbolRules
 from executor.core.intents import Cancel, Intent, Place, Replace
 from executor.core.money import ZERO
 from executor.core.orders import Side
-from executor.exchange.futures_rest import ledger_symbol, wire_symbol
+from executor.core.reports import ledger_symbol, wire_symbol
 from executor.market.state import MarketState
 from executor.risk.checks import Decision, Refused
 

@@ -53,7 +53,7 @@ class OrderRecord(NamedTuple):
 
 
 class FillRow(NamedTuple):
-    """A stored fill. It also quacks like ``executor.core.events.Fill`` (``side`` is a
+    """A stored fill. It also quacks like ``executor.core.reports.FillReport`` (``side`` is a
     ``Side``, ``key``, ``time_ms``) so ``executor.core.pnl`` takes it without a copy."""
 
     id: int

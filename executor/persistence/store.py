@@ -66,7 +66,7 @@ from executor.persistence.models import (
     OperatorAction,
 )
 from executor.persistence.records import OrderRecord, PositionRow
-from executor.persistence.sql import StatementBuilder, autocommit_rows, dialect_insert, p
+from executor.persistence.sql import StatementBuilder, autocommit_rows, dialect_insert, p, row_mapping
 from executor.persistence.status_merge import _OrderState as _OrderState  # re-exported for tests
 from executor.persistence.status_merge import merge_status
 from executor.persistence.store_records import (
@@ -102,7 +102,7 @@ _OPEN_STATUSES = sorted(str(s.value) for s in STATUS_RANK if s not in FINAL_STAT
 
 
 def _record(cls: type[T], row: Any) -> T:
-    m = row._mapping
+    m = row_mapping(row)
     names = cls._fields if hasattr(cls, "_fields") else [f.name for f in fields(cls)]
     return cls(**{name: m[name] for name in names})  # type: ignore[arg-type]
 
@@ -302,7 +302,7 @@ class Store:
     async def get_run(self, run_id: int) -> dict[str, Any] | None:
         def fn(conn: Connection) -> dict[str, Any] | None:
             row = conn.execute(sa.select(runs_t).where(runs_t.c.id == run_id)).first()
-            return dict(row._mapping) if row else None
+            return dict(row_mapping(row)) if row else None
 
         return await self._read(fn)
 
@@ -529,7 +529,7 @@ class Store:
                 .where(events_t.c.client_order_id == client_order_id)
                 .order_by(events_t.c.id)
             )
-            return [dict(r._mapping) for r in conn.execute(q)]
+            return [dict(m) for m in conn.execute(q).mappings()]
 
         return await self._read(fn)
 
@@ -772,7 +772,7 @@ class Store:
             q = sa.select(recon_t)
             if run_id is not None:
                 q = q.where(recon_t.c.run_id == run_id)
-            return [dict(r._mapping) for r in conn.execute(q.order_by(recon_t.c.id))]
+            return [dict(m) for m in conn.execute(q.order_by(recon_t.c.id)).mappings()]
 
         return await self._read(fn)
 
@@ -834,7 +834,7 @@ class Store:
             q = sa.select(operator_t)
             if run_id is not None:
                 q = q.where(operator_t.c.run_id == run_id)
-            return [dict(r._mapping) for r in conn.execute(q.order_by(operator_t.c.id))]
+            return [dict(m) for m in conn.execute(q.order_by(operator_t.c.id)).mappings()]
 
         return await self._read(fn)
 
@@ -903,7 +903,7 @@ class Store:
             q = sa.select(table).order_by(table.c.time_ms, table.c.tran_id)
             if income_type is not None:
                 q = q.where(table.c.income_type == income_type)
-            return [dict(r._mapping) for r in conn.execute(q)]
+            return [dict(m) for m in conn.execute(q).mappings()]
 
         return await self._read(fn)
 
@@ -941,7 +941,7 @@ class Store:
 
         def fn(conn: Connection) -> list[dict[str, Any]]:
             q = sa.select(runs_t).order_by(runs_t.c.id.desc()).limit(limit)
-            return [dict(r._mapping) for r in conn.execute(q)]
+            return [dict(m) for m in conn.execute(q).mappings()]
 
         return await self._read(fn)
 
@@ -955,14 +955,14 @@ class Store:
                 .order_by(recon_t.c.id)
                 .limit(limit)
             )
-            return [dict(r._mapping) for r in conn.execute(q)]
+            return [dict(m) for m in conn.execute(q).mappings()]
 
         return await self._read(fn)
 
     async def recent_reconciliations(self, limit: int = 50) -> list[dict[str, Any]]:
         def fn(conn: Connection) -> list[dict[str, Any]]:
             q = sa.select(recon_t).order_by(recon_t.c.id.desc()).limit(limit)
-            return [dict(r._mapping) for r in conn.execute(q)]
+            return [dict(m) for m in conn.execute(q).mappings()]
 
         return await self._read(fn)
 

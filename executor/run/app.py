@@ -57,6 +57,7 @@ from executor.config import Config, ConfigError
 from executor.core.fees import FeeRates
 from executor.core.filters import SymbolRules
 from executor.core.ids import ClientIdFactory, is_ours, make_run_tag
+from executor.exchange import binance_reports
 from executor.exchange.credentials import Credentials
 from executor.market.state import MarketState
 from executor.orders.manager import OrderManager, ResolveTiming
@@ -247,7 +248,7 @@ class Bot:
 
             # Nothing has been sent yet; LiveRefused (raised on any failure) ends the run here.
             await ensure_live_ready(self.cfg, self.options.args or argparse.Namespace(live=False),
-                                    self.gateway._client)
+                                    self.gateway.client)
         await self._bind_account()
 
     async def _bind_account(self) -> None:
@@ -330,6 +331,7 @@ class Bot:
         fut = self.futures_trading
         on_update = tracker.apply_update if fut is None else fut.route_update(tracker.apply_update)
         self.reconciler = Reconciler(self.store, self.gateway, prefix=self.prefix,
+                                     translate=binance_reports.SPOT,
                                      symbols=self.symbols, on_order_update=on_update,
                                      not_found_grace_ms=int(timing.grace_s * 1000))
         # Position and free balances from the ledger after every gap fill (start included).
@@ -408,7 +410,7 @@ class Bot:
         from executor.exchange.user_stream import SpotUserStream, reconciler_sink
         from executor.exchange.ws_sign import WsSigner
 
-        signer = WsSigner(self.gateway._client, recv_window_ms=self.cfg.orders.recv_window_ms)
+        signer = WsSigner(self.gateway.client, recv_window_ms=self.cfg.orders.recv_window_ms)
         stream = SpotUserStream(self.venue.orders.spot_ws_api, signer, reconciler_sink(self.reconciler),
                                 self.reconciler.gap_fill, gate=self.gateway.gate,
                                 resync_clock=self.gateway.sync_clock,
@@ -455,7 +457,7 @@ class Bot:
             return self.futures_client
         if self.futures_credentials is None:
             self._check_futures_keys()
-            self.futures_client = self.gateway._client
+            self.futures_client = self.gateway.client
             return self.futures_client
         from executor.venue.profiles import make_client
 
@@ -474,8 +476,9 @@ class Bot:
         from executor.exchange.user_stream import reconciler_sink
 
         client = self._make_futures_client()
-        self.futures_recon = recon = FuturesAccountReconciler(self.store, self.gateway, client=client)
-        sink = reconciler_sink(self.reconciler)
+        self.futures_recon = recon = FuturesAccountReconciler(self.store, self.gateway, client=client,
+                                                              translate=binance_reports.USDM.account)
+        deliver = reconciler_sink(self.reconciler, observe=recon.note_report)
         gap_fill = recon.gap_fill
         fut = self.futures_trading
         if fut is not None:
@@ -483,10 +486,6 @@ class Bot:
                 report = await recon.gap_fill(reason)
                 await fut.gap_fill(reason)
                 return report
-
-        async def deliver(event: Any) -> None:
-            recon.note_event(event)
-            await sink(event)
 
         stream = FuturesUserStream(self.venue.orders.futures_private_stream,
                                    FuturesListenKeys(client, gate=self.gateway.gate),

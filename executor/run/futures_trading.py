@@ -26,6 +26,7 @@ from executor.config import Config, ConfigError
 from executor.core.filters import SymbolRules
 from executor.core.ids import ClientIdFactory
 from executor.core.money import ZERO
+from executor.exchange import binance_reports
 from executor.exchange.futures_rest import (
     FuturesGateway,
     FuturesSetupError,
@@ -107,7 +108,7 @@ class FuturesTrading:
                                     market=perp_market,  # type: ignore[arg-type]
                                     timing=timing, resp_type="RESULT")
         self.gapfill = FuturesGapFill(store, self.gateway, reconciler, self.symbols,
-                                      prefix=self.cfg.orders.client_id_prefix)
+                                      prefix=self.cfg.orders.client_id_prefix, translate=binance_reports.USDM)
         return VenueRouter(spot_manager, self.manager)
 
     def route_update(self, spot: Callable[[Any], None]) -> Callable[[Any], None]:

@@ -155,7 +155,7 @@ class SimExchange:
         """Start background work (market updates). Idempotent."""
         if self._tasks:
             return
-        if self.market.hz > 0 or self.market._replay:
+        if self.market.hz > 0 or self.market.replaying:
             self._tasks.append(asyncio.create_task(self.market.run(), name="sim-market"))
         self._tasks.append(asyncio.create_task(self.feed.run(), name="sim-market-feed"))
 

@@ -113,6 +113,12 @@ class ConnectionRegistry:
         for _, _, conn in self._select(kind):
             conn.stalled = False
 
+    def set_account(self, kind: str, conn_id: int, account: str | None) -> None:
+        """The connection logged in as ``account`` (a stall may target it from now on)."""
+        conn = self._conns.get(kind, {}).get(conn_id)
+        if conn is not None:
+            conn.account = account
+
     def is_stalled(self, kind: str, conn_id: int) -> bool:
         conn = self._conns.get(kind, {}).get(conn_id)
         return bool(conn and conn.stalled)
@@ -135,6 +141,11 @@ class EventFaults:
     channel: str | None = None
     _held: list[tuple[str, str, Event]] = field(default_factory=list)
     _delayed: list[tuple[int, str, str, Event]] = field(default_factory=list)
+
+    @property
+    def delayed(self) -> int:
+        """Events held back by ``delay_ms`` and not yet released."""
+        return len(self._delayed)
 
     def apply(self, account: str, channel: str, event: Event, now_ms: int) -> list[Event]:
         if self.channel is not None and channel != self.channel:
@@ -326,7 +337,7 @@ class Faults:
     def _filter(self, account: str, channel: str, event: Event) -> list[Event]:
         assert self._clock is not None
         out = self.events.apply(account, channel, event, self._clock.now_ms())
-        if self.events._delayed:
+        if self.events.delayed:
             self._schedule_pump()
         return out
 
@@ -345,7 +356,7 @@ class Faults:
             return
         for account, channel, event in self.events.due(self._clock.now_ms()):
             self._bus.deliver(account, channel, event)
-        if self.events._delayed:
+        if self.events.delayed:
             self._schedule_pump()
 
 
@@ -425,9 +436,12 @@ class ServerSocket:
 
     def set_account(self, account: str | None) -> None:
         self.account = account
-        conn = self.faults.connections._conns.get(self.kind, {}).get(self.conn_id)
-        if conn is not None:
-            conn.account = account
+        self.faults.connections.set_account(self.kind, self.conn_id, account)
+
+    @property
+    def queued(self) -> int:
+        """Messages queued and not yet sent."""
+        return self._out.qsize()
 
     def enqueue(self, message: Any) -> None:
         """Queue a JSON-able message (or pre-encoded str) for sending, in order."""

@@ -178,6 +178,11 @@ class Market:
             self.books[sym] = self._synthetic(sym, spec, u=1_000_000 + rng.randrange(1_000_000))
 
     # -- listeners -----------------------------------------------------------------------------
+    @property
+    def replaying(self) -> bool:
+        """Books come from a market file (``market_file``), not the synthetic walk."""
+        return bool(self._replay)
+
     def subscribe(self, listener: BookListener) -> Callable[[], None]:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None

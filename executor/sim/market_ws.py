@@ -89,9 +89,8 @@ class MarketConnection:
 
     async def _drain(self, limit_s: float = 1.0) -> None:
         """Let replies already queued go out before a close (Binance answers them first)."""
-        queue = getattr(self.sock, "_out", None)
         waited = 0.0
-        while queue is not None and not queue.empty() and waited < limit_s and not self.sock.closed:
+        while self.sock.queued and waited < limit_s and not self.sock.closed:
             await asyncio.sleep(0.005)
             waited += 0.005
 

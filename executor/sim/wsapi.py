@@ -191,7 +191,7 @@ class WsApiSession:
     async def _drain(self, limit_s: float = 1.0) -> None:
         """Let replies already queued go out before a close."""
         waited = 0.0
-        while not self.sock._out.empty() and waited < limit_s and not self.sock.closed:
+        while self.sock.queued and waited < limit_s and not self.sock.closed:
             await asyncio.sleep(0.005)
             waited += 0.005
 

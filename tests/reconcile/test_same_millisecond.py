@@ -28,6 +28,17 @@ async def test_same_millisecond_fills_keep_every_balance_row_and_verify(rig: Rig
     ex = rig.sim.exchange
     btc, eth = ex.market.book("BTCUSDT"), ex.market.book("ETHUSDT")
     await rig.rec.settle(0.2)
+
+    def last_id(symbol: str) -> int:
+        last = ex.tape.last_trade(symbol)
+        return last.id if last is not None else 0
+
+    # The market's simulated trades (random, one chance per book update) take ids too: on a
+    # slow run ETHUSDT's could catch up. Keep BTCUSDT clearly ahead before the crawl starts.
+    for _ in range(20):
+        if last_id("BTCUSDT") > last_id("ETHUSDT") + 5:
+            break
+        await rig.place(qty="0.0010", price=str(btc.ask + 100), tif="IOC")
     published: list[dict] = []
     unsubscribe = ex.bus.subscribe(DEFAULT_ID, "spot", published.append)
 
