@@ -81,7 +81,8 @@ async def test_a_not_found_order_is_confirmed_not_placed(sim: Any, client: Any, 
     await store.record_order_intent("bx-t-o3", "UM:BTCUSDT", "SELL", "MARKET", quantity=Decimal("0.004"))
     await store.update_order_status("bx-t-o3", "UNKNOWN", source="send")
     await store.update_order_status("bx-t-o3", "NOT_FOUND", source="rest_query", reject_reason="-2013")
-    gap = FuturesGapFill(store, gateway, reconciler, ["BTCUSDT"], prefix=PREFIX, not_found_grace_s=0)
+    gap = FuturesGapFill(store, gateway, reconciler, ["BTCUSDT"], prefix=PREFIX, not_found_grace_s=0,
+                         translate=USDM)
     report = await gap.run("test")
     assert (report.orders_queried, report.orders_not_placed) == (1, 1)
     rec = await store.get_order_by_client_id("bx-t-o3")
