@@ -14,7 +14,11 @@ Every Binance shape the reconciler needs ends here, and nothing Binance-shaped g
 * REST: order answers (``SPOT.order``; a row whose symbol carries the ledger's ``UM:``
   prefix, as ``LedgerFuturesGateway`` hands them over, is a USD-M order), ``myTrades``
   rows (``SPOT.trade``), ``GET /api/v3/account`` (``SPOT.account``); USD-M order rows,
-  ``userTrades`` rows, ``GET /fapi/v2/account`` and income rows (``USDM.*``).
+  ``userTrades`` rows, ``GET /fapi/v2/account`` and income rows (``USDM.*``);
+* the exchange's own closing orders on a USD-M position: Binance names a liquidation order
+  ``autoclose-...`` and an auto-deleveraging one ``adl_autoclose...`` (its USD-M user data
+  stream docs; forceOrders lists them). ``EXCHANGE_CLOSE_PREFIXES`` and ``exchange_close_kind``
+  tell them apart, so the bot's position counts them (``core.positions``).
 
 ``user_event_report`` is the hot path (one call per executionReport): the report and its
 fill are built straight into their ``__dict__`` from the already-validated event, with the
@@ -67,6 +71,7 @@ from executor.exchange.binance_events import (
 )
 
 __all__ = [
+    "EXCHANGE_CLOSE_PREFIXES",
     "SPOT",
     "USDM",
     "BinanceSpot",
@@ -75,6 +80,7 @@ __all__ = [
     "balance_report",
     "balance_update_report",
     "decode_user_payload",
+    "exchange_close_kind",
     "execution_report",
     "futures_account_snapshot",
     "futures_order_report",
@@ -85,6 +91,20 @@ __all__ = [
     "spot_account_snapshot",
     "user_event_report",
 ]
+
+# The exchange's own closing orders (see the module docstring), and what each one is.
+_EXCHANGE_CLOSES = (("adl_autoclose", "ADL"), ("autoclose-", "liquidation"))
+EXCHANGE_CLOSE_PREFIXES = tuple(prefix for prefix, _ in _EXCHANGE_CLOSES)
+
+
+def exchange_close_kind(client_order_id: str | None) -> str | None:
+    """"liquidation" or "ADL" for the exchange's closing order's client id, else None."""
+    if client_order_id:
+        for prefix, kind in _EXCHANGE_CLOSES:
+            if client_order_id.startswith(prefix):
+                return kind
+    return None
+
 
 _new = object.__new__
 _set = object.__setattr__

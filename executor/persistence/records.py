@@ -95,6 +95,8 @@ class PositionRow(NamedTuple):
     commission: Decimal
     commission_asset: str | None
     fill_id: int = 0  # the fills row id: a later load asks only for newer rows
+    client_order_id: str | None = None  # the order's (an exchange close's when asked for)
+    price: Decimal | None = None
 
     @property
     def key(self) -> tuple[str, int]:

@@ -569,21 +569,32 @@ class Store:
 
         return await self._read(fn)
 
-    async def own_fills(self, *, after_id: int | None = None) -> list[PositionRow]:
+    async def own_fills(self, *, after_id: int | None = None, symbol_prefix: str | None = None,
+                        exchange_closes: Sequence[str] = ()) -> list[PositionRow]:
         """Every fill of the bot's own orders (orders the ledger does not mark external),
         for ``executor.core.positions``; with ``after_id`` only rows stored after that fills
-        row id. A fill stored before its order row was linked is matched by its client id."""
+        row id. A fill stored before its order row was linked is matched by its client id.
+        ``symbol_prefix`` keeps one venue's symbols (``UM:``); ``exchange_closes`` are client
+        id prefixes of the exchange's own closing orders (liquidation, ADL) whose fills move
+        the bot's perpetual position too (``core.positions``), although they are external."""
 
         def fn(conn: Connection) -> list[PositionRow]:
             cols = (fills_t.c.symbol, fills_t.c.trade_id, fills_t.c.side, fills_t.c.qty,
-                    fills_t.c.commission, fills_t.c.commission_asset, fills_t.c.id)
+                    fills_t.c.commission, fills_t.c.commission_asset, fills_t.c.id,
+                    orders_t.c.client_order_id, fills_t.c.price)
             newer = fills_t.c.id > after_id if after_id is not None else sa.true()
+            if symbol_prefix is not None:
+                newer = sa.and_(newer, fills_t.c.symbol.startswith(symbol_prefix, autoescape=True))
+            counted = orders_t.c.external.is_(False)
+            if exchange_closes:
+                counted = sa.or_(counted, *(orders_t.c.client_order_id.startswith(p, autoescape=True)
+                                            for p in exchange_closes))
             linked = (sa.select(*cols).join(orders_t, orders_t.c.id == fills_t.c.order_id)
-                      .where(orders_t.c.external.is_(False), newer))
+                      .where(counted, newer))
             unlinked = (sa.select(*cols)
                         .join(orders_t, orders_t.c.client_order_id == fills_t.c.client_order_id)
-                        .where(fills_t.c.order_id.is_(None), orders_t.c.external.is_(False), newer))
-            return [PositionRow(r[0], r[1], _SIDES.get(r[2]), r[3], r[4], r[5], r[6])
+                        .where(fills_t.c.order_id.is_(None), counted, newer))
+            return [PositionRow(r[0], r[1], _SIDES.get(r[2]), r[3], r[4], r[5], r[6], r[7], r[8])
                     for r in conn.execute(sa.union_all(linked, unlinked))]
 
         return await self._read(fn)

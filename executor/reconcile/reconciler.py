@@ -53,7 +53,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from executor.core.bounded import BoundedDict, BoundedSet
 from executor.core.ids import IdKind, parse_client_id, validate_prefix
@@ -118,6 +118,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 DEFAULT_BATCH_MAX = 2000
 # The garbage collector's youngest-generation threshold while the writer runs (see
@@ -890,6 +891,13 @@ class Reconciler:
             except Exception:
                 # The consumer keeps its incremental figures; the next gap fill tries again.
                 log.exception("reconciler: reloading from the ledger after %s failed", why)
+
+    async def exclusive(self, fn: Callable[[], Awaitable[_T]]) -> _T:
+        """``fn()`` under the apply lock: no commit interleaves, so what it reads from the
+        ledger and what the order updates have told its caller agree (a futures position
+        reload; ``on_resync`` is the same for the spot tracker)."""
+        async with self._apply_lock:
+            return await fn()
 
     async def snapshot_balances(self) -> SnapshotResult:
         """Compare a REST account snapshot with stored balances; the exchange wins."""

@@ -57,6 +57,8 @@ from executor.config import Config, ConfigError
 from executor.core.fees import FeeRates
 from executor.core.filters import SymbolRules
 from executor.core.ids import ClientIdFactory, is_ours, make_run_tag
+from executor.core.money import format_decimal
+from executor.core.reports import wire_symbol
 from executor.exchange import binance_reports
 from executor.exchange.credentials import Credentials
 from executor.market.state import MarketState
@@ -348,6 +350,7 @@ class Bot:
                                    stale_after_s=float(cfg.risk.stale_after_s), fees=self.fees,
                                    free_balance=tracker.free_balance,
                                    futures_position=None if fut is None else fut.position,
+                                   exchange_closes=None if fut is None else fut.exchange_closes,
                                    futures_rules=None if fut is None else fut.rules, **clock)
         self.manager = OrderManager(gateway=self.gateway, store=self.store, reconciler=self.reconciler,
                                     tracker=tracker, risk=self.risk, view=self.ctx, rules=rules, ids=ids,
@@ -362,6 +365,7 @@ class Bot:
         tracker.on_change = self._on_order_change
         if fut is not None and fut.tracker is not None:
             fut.tracker.on_change = self._on_order_change
+            fut.on_exchange_close = self._on_exchange_close
         self.manager.on_sending = self._expect_stream_event
         self.manager.on_no_effect = self._withdraw_expectation
 
@@ -369,6 +373,23 @@ class Bot:
         assert self.loop is not None
         self.order_log.changed(order)
         self.loop.on_order(order)
+
+    def _on_exchange_close(self, close: Any) -> None:
+        """The exchange closed (part of) the bot's perpetual position: never silent (a WARNING
+        and an alert saying what the strategy does next)."""
+        symbol = wire_symbol(close.symbol)
+        plan = self.strategy.after_exchange_close(symbol, close) if self.strategy is not None else ""
+        price = "an unknown price" if close.price is None else format_decimal(close.price)
+        what = "liquidated" if close.kind == "liquidation" else "ADL-closed"
+        text = (f"the perpetual leg of {symbol} was {what} by the exchange at {price}, "
+                f"{close.side.value} {format_decimal(close.qty)} (order {close.client_order_id}); "
+                f"position now {format_decimal(self.futures_trading.position(symbol))}. Next: {plan}")
+        log.warning("%s", text)
+        if self.oversight is not None:
+            self.oversight.alerter.send("liquidation", text, symbol=symbol, close=close.kind,
+                                        price=None if close.price is None else str(close.price),
+                                        qty=str(close.qty), side=close.side.value,
+                                        client_order_id=close.client_order_id, run_id=self.run_id)
 
     def _expect_stream_event(self, client_id: str) -> None:
         order = self.tracker.get(client_id) if self.tracker is not None else None
@@ -478,9 +499,15 @@ class Bot:
         client = self._make_futures_client()
         self.futures_recon = recon = FuturesAccountReconciler(self.store, self.gateway, client=client,
                                                               translate=binance_reports.USDM.account)
-        deliver = reconciler_sink(self.reconciler, observe=recon.note_report)
-        gap_fill = recon.gap_fill
         fut = self.futures_trading
+        observe = recon.note_report
+        if fut is not None:
+            def observe(report: Any) -> None:   # the account's figures, then the bot's position
+                recon.note_report(report)
+                fut.note_account(report)
+
+        deliver = reconciler_sink(self.reconciler, observe=observe)
+        gap_fill = recon.gap_fill
         if fut is not None:
             async def gap_fill(reason: str) -> Any:   # the account, then our futures orders and fills
                 report = await recon.gap_fill(reason)
@@ -664,6 +691,8 @@ class Bot:
             reason = (reason + "; " if reason else "") + self._log_rest_skipped(skipped)
         for stream in [*self.user_streams, *self.futures_streams]:
             await step("close user stream", stream.close(), 5)
+        if self.futures_trading is not None:
+            await step("stop futures position tasks", self.futures_trading.stop(), 5)
         if self.reconciler is not None:
             await step("stop reconciler", self.reconciler.stop(), 10)
         if self.manager is not None:
