@@ -64,7 +64,7 @@ async def test_liquidated_perp_leg_is_seen_and_the_spot_leg_unwound(
     fut = run.bot.futures_trading
     try:
         await run.until(lambda: run.hedged_at("-0.004") and run.settled())
-        await run.until(lambda: fut.position(SYMBOL) == D("-0.004"), 5)   # its fills, off the stream
+        await run.until(lambda: fut.position(SYMBOL) == D("-0.004"), 15)   # its fills, off the stream
         side.market.set_basis(SYMBOL, D(0))                           # no new entry, no exit
         # 5 USDT left in the futures wallet: the short is liquidated ~2% above the mark.
         side.transfer("default", "USDT", -(side.wallet("default").balance("USDT") - D(5)))
@@ -72,14 +72,14 @@ async def test_liquidated_perp_leg_is_seen_and_the_spot_leg_unwound(
         assert lp is not None
         up = (lp * D("1.001")).quantize(D("0.01"))
         sim.exchange.market.set_book(SYMBOL, bid=str(up - D("0.01")), ask=str(up + D("0.01")))
-        await run.until(lambda: side.wallet("default").positions[SYMBOL].amount == 0, 10)
+        await run.until(lambda: side.wallet("default").positions[SYMBOL].amount == 0, 20)
         # The bot's position is the exchange's, without a gap fill being asked for.
-        await run.until(lambda: fut.position(SYMBOL) == 0 and len(fut.exchange_closes(SYMBOL)) == 1, 10)
-        await run.until(lambda: "liquidation" in receiver.kinds(), 5)
+        await run.until(lambda: fut.position(SYMBOL) == 0 and len(fut.exchange_closes(SYMBOL)) == 1, 20)
+        await run.until(lambda: "liquidation" in receiver.kinds(), 15)
         # Then the spot leg: unwound (after a refused or rejected re-hedge, with "hedge")
         # within the bounded time: hedge_timeout_s 1 s + cooldowns and IOC round trips.
         await run.until(lambda: run.hedged_at("0") and run.settled()
-                        and not run.bot.strategy.flags(), 10)                # type: ignore[union-attr]
+                        and not run.bot.strategy.flags(), 20)                # type: ignore[union-attr]
         await fut.gap_fill("test")
         assert fut.position(SYMBOL) == 0
     finally:
