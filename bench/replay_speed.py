@@ -93,6 +93,9 @@ async def main() -> None:
     ap.add_argument("--minutes", type=float, default=10.0, help="recording length in market minutes")
     ap.add_argument("--keep", type=Path, help="keep the recording and ledger in this folder")
     ap.add_argument("--entry-bps", default="4", help="the strategy's entry_bps (1000: it never trades)")
+    # The defaults (entry 4, exit -1) are the figures' trading load: ~1.4 orders/s of market
+    # time on this recording. config/default.toml's exit_bps (14) trades ~50x less.
+    ap.add_argument("--exit-bps", default="-1", help="the strategy's exit_bps")
     args = ap.parse_args()
     tmp = args.keep or Path(tempfile.mkdtemp(prefix="bx-replay-bench-"))
     tmp.mkdir(parents=True, exist_ok=True)
@@ -108,7 +111,7 @@ async def main() -> None:
             "database": {"url": f"sqlite+aiosqlite:///{tmp / 'unused.db'}"},
             "logging": {"dir": str(tmp / "logs")},
             "risk": {"kill_switch_file": str(tmp / "KILL")},
-            "strategy": {"params": {"entry_bps": args.entry_bps}},
+            "strategy": {"params": {"entry_bps": args.entry_bps, "exit_bps": args.exit_bps}},
         },
     )
     ledger = tmp / "ledger.db"

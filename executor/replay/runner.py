@@ -411,6 +411,7 @@ async def run_replay(
         stall_after_s=STALL_OFF_S if speed is None else 10.0,
         probe_every_s=STALL_OFF_S if speed is None else 30.0,
         max_requests_per_s=1000 if speed is None else 50,
+        inline_ledger=speed is None,
     )
     bot = Bot(cfg, venue_for(cfg, urls), sim.credentials("HMAC"), options)
     shutdown = Shutdown()
