@@ -183,7 +183,13 @@ def _configure(dbapi_conn: Any, database: str, mode: str, busy_timeout_ms: int) 
 
 def _begin(conn: Connection) -> None:
     write = conn.get_execution_options().get("sqlite_write", False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+    # On the DB-API cursor: SQLAlchemy's statement machinery (exec_driver_sql) costs several
+    # times the BEGIN itself, on every write transaction.
+    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    finally:
+        cur.close()
 
 
 class _RunNow:
