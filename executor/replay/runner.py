@@ -155,7 +155,7 @@ def build_exchange(cfg: Config, folder: Path, speed: float | None) -> tuple[Any,
     if fees.latency_ms < 0:
         raise ConfigError("replay.latency_ms must be 0 or more")
     # At max speed the lock-step waits for each frame: write it at once, not a task later.
-    sim.market_send_inline = speed is None
+    sim.send_inline = speed is None
     sim.default_account.maker_rate = fees.maker_fee
     sim.default_account.taker_rate = fees.taker_fee
     source = ReplaySource(sim, folder, speed=speed)

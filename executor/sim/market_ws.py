@@ -165,7 +165,7 @@ def add_routes(app: web.Application, sim: SimExchange) -> None:
 
         rules = SocketRules(max_age_s=float(sim.max_connection_age_s))
         sock = ServerSocket(request, "market", sim.clock, sim.faults, rules=rules,
-                            shutdown_frame=shutdown_frame, send_inline=sim.market_send_inline)
+                            shutdown_frame=shutdown_frame, send_inline=sim.send_inline)
         conn = MarketConnection(sim, sock, streams, combined)
         await sock.prepare()
         unsubscribe = sim.market.subscribe(conn.on_book)

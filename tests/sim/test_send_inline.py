@@ -36,7 +36,7 @@ async def test_inline_and_queued_sockets_send_the_same_frames() -> None:
     try:
         url = handle.urls.spot_stream + STREAMS
         async with websockets.connect(url) as queued:
-            sim.market_send_inline = True   # read when a socket opens: the second one is inline
+            sim.send_inline = True   # read when a socket opens: the second one is inline
             async with websockets.connect(url) as inline:
                 while sim.faults.connections.count("market") < 2:
                     await asyncio.sleep(0.01)
