@@ -5,7 +5,7 @@ user stream → reconciler → ledger). Target: ≥ 100× real time.
 
 Run from the repository root::
 
-    .venv/bin/python bench/replay_speed.py [--minutes 10] [--keep DIR]
+    .venv/bin/python bench/replay_speed.py [--minutes 10] [--keep DIR] [--entry-bps 4] [--exit-bps -1]
 
 The recording is synthetic but shaped like a live one: per symbol a seeded random walk of
 the mid (1-tick spread, sizes 0.1–2 BTC / 1–20 ETH) every 50 ms, and a ``markPriceUpdate``

@@ -38,6 +38,15 @@ order the sockets delivered them in, each handled 1 ms after the later of its du
 the previous request's, each followed by the barrier. So concurrent requests cannot race,
 and a burst of orders at one recorded instant gets distinct exchange times, as live.
 
+Cost at max speed (bench/replay_speed.py, bench/RESULTS.md). Two things a lock-step replay
+does differently from a live run, neither visible on the wire or in the ledger: the ledger's
+SQLite calls run on the event loop's thread (``BotOptions.inline_ledger`` →
+``persistence.db.InlineConnection``: the barrier waits for every write anyway, and a worker
+thread cost two thread switches and a loop wake-up per call, ~30 calls an order), and the
+exchange's sockets write each frame when it is sent rather than a writer-task turn later
+(``SimExchange.send_inline``). The timers that remain on wall time (the sim's socket
+pings, the bot's health and ledger-watch loops) only fire a few times a second.
+
 Nothing on the bot's wire path changes for this: the barrier only reads public counters of
 the bot's parts (market state, manager, reconciler, user-stream health) and the exchange's
 own bus, both living in this process. Same recording + config + seed → the same ledger:
