@@ -21,6 +21,7 @@ import asyncio
 import math
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -126,6 +127,9 @@ async def main() -> None:
     con = sqlite3.connect(ledger)
     orders = con.execute("select count(*) from orders").fetchone()[0]
     fills = con.execute("select count(*) from fills").fetchone()[0]
+    con.close()
+    if args.keep is None:
+        shutil.rmtree(tmp, ignore_errors=True)  # a 10-minute recording and its ledger: ~4 MB a run
     print(
         f"replayed {st.lines} lines ({st.books} books, {st.marks} marks) = {span:.0f} s of market "
         f"in {st.wall_s:.2f} s wall: {span / st.wall_s:.0f}x real time, "
