@@ -172,14 +172,16 @@ class Store:
         synchronous: str | None = None,
         upgrade: bool = True,
         fast: bool = True,
+        inline: bool = False,
     ) -> Store:
         """Open the ledger at ``url``; by default first migrate it to the newest schema
-        (raising ``migrate.SchemaTooNewError`` for a database from a newer version)."""
+        (raising ``migrate.SchemaTooNewError`` for a database from a newer version).
+        ``inline``: SQLite without aiosqlite's thread (``db.create_engine``; max-speed replays)."""
         if upgrade:
             from executor.persistence.migrate import ensure_schema
 
             await ensure_schema(url)
-        return cls(create_engine(url, synchronous=synchronous), clock=clock, fast=fast)
+        return cls(create_engine(url, synchronous=synchronous, inline=inline), clock=clock, fast=fast)
 
     async def close(self) -> None:
         async with self._write_lock.hold():

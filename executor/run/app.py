@@ -123,6 +123,9 @@ class BotOptions:
     clock: Any = None
     clock_ms: Any = None
     run_salt: int | None = None
+    # A max-speed replay: the ledger's SQLite calls run on the loop's thread (persistence/db.py,
+    # "Inline SQLite"); the lock-step waits for every write, so a worker thread only costs.
+    inline_ledger: bool = False
 
 
 class Bot:
@@ -218,7 +221,7 @@ class Bot:
         self._loop = asyncio.get_running_loop()
         # A replay's ledger keeps the recording's time (the bot's clock follows the exchange's).
         store_clock = {"clock": self.options.clock_ms} if self.options.clock_ms is not None else {}
-        self.store = await Store.open(url, synchronous=sync, **store_clock)
+        self.store = await Store.open(url, synchronous=sync, inline=self.options.inline_ledger, **store_clock)
         lease = LedgerLease(url, synchronous=sync)
         await asyncio.to_thread(lease.acquire)  # LeaseHeld: refused, nothing written
         self.lease = lease

@@ -96,6 +96,10 @@ class SimExchange:
         # (a lock-step replay sets them: executor/replay/runner.py).
         self.before_response: Callable[[], Awaitable[None]] | None = None
         self.before_order: Callable[[Any], Awaitable[None]] | None = None
+        # Spot market, futures market and WebSocket API sockets opened from now on write each
+        # frame as it is sent instead of through their writer task (``faults.ServerSocket``;
+        # a max-speed replay).
+        self.send_inline = False
         # The futures side exists from the start, so ``sim.futures`` works before any server.
         self.futures: FuturesSide = attach(self)
 

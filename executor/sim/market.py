@@ -126,6 +126,11 @@ class Book:
 
     def ticker(self) -> dict[str, Any]:
         """The ``<symbol>@bookTicker`` payload: the best level with liquidity left on each side."""
+        if not self.taken and self.bid_qty > 0 and self.ask_qty > 0 and self.bid > 0:
+            # Nothing taken and both tops have size: the tops are the best levels (the common
+            # case, computed without walking the levels).
+            return {"u": self.u, "s": self.symbol, "b": fmt8(self.bid), "B": fmt8(self.bid_qty),
+                    "a": fmt8(self.ask), "A": fmt8(self.ask_qty)}
         bids, asks = self.levels("bid", DEPTH_LEVELS), self.levels("ask", DEPTH_LEVELS)
         empty = Decimal(0) if self.recorded else None
         bid, bid_qty = bids[0] if bids else (self.bid, empty if empty is not None else self.bid_qty)

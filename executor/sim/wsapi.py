@@ -449,7 +449,7 @@ async def ws_api(request: web.Request) -> web.StreamResponse:
         return web.json_response(exc.body(), status=exc.http_status, headers=exc.headers)
     rules = replace(SPOT_RULES, max_age_s=float(getattr(sim, "max_connection_age_s", SPOT_RULES.max_age_s)))
     sock = ServerSocket(request, "ws_api", sim.clock, sim.faults, rules=rules,
-                        shutdown_frame=_ws_api_shutdown)
+                        shutdown_frame=_ws_api_shutdown, send_inline=sim.send_inline)
     await sock.prepare()
     session = WsApiSession(sim, sock, ip)
     try:
