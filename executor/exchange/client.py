@@ -7,21 +7,34 @@ every request uses (python-binance's ``REQUEST_TIMEOUT``, the per-request
 
 python-binance keeps only the *last* response on ``client.response``; with concurrent
 requests that attribute can belong to someone else's request by the time a caller reads
-it. The client built here carries an aiohttp trace hook that records each response's
-status and headers into a per-task ``capture_response()`` slot, so the REST gateway reads
-the usage headers of exactly its own request.
+it. The client built here carries an aiohttp client middleware (``send_middleware``) that
+records each response's status and headers into a per-task ``capture_response()`` slot, so
+the REST gateway reads the usage headers of exactly its own request. (A middleware, not a
+trace config: aiohttp awaits every trace signal of every request, which cost ~0.14 ms per
+order on the tick-to-order path, bench/RESULTS.md #11.)
+
+The same middleware can **hold** a request: ``capture_response(hold=awaitable)`` makes the
+next request of the task wait, fully built and signed, until ``hold`` has completed, just
+before aiohttp takes a connection and writes it. The order manager uses it to prepare an
+order's request while the ledger commits its record-before-send: nothing is written to
+the socket before the record is durable, and if ``hold`` raises, the request is dropped
+unsent and ``NotSent`` raised. ``holds_requests(client)`` says whether a client carries the
+middleware (only clients from ``make_client`` do); for any other, the caller must wait for
+``hold`` itself before calling.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
-from collections.abc import Iterator, Mapping
+import weakref
+from collections.abc import Awaitable, Iterator, Mapping
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
+from aiohttp.client_middlewares import ClientHandlerType
 from binance import AsyncClient
 
 from executor.exchange.credentials import Credentials
@@ -34,6 +47,7 @@ class CapturedResponse:
 
     status: int | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    hold: Awaitable[object] | None = None  # the next request waits for it (see the module docstring)
 
     @property
     def seen(self) -> bool:
@@ -44,25 +58,53 @@ _CURRENT: contextvars.ContextVar[CapturedResponse | None] = contextvars.ContextV
     "executor_rest_capture", default=None)
 
 
-async def _on_request_end(_session: aiohttp.ClientSession, _ctx: SimpleNamespace,
-                          params: aiohttp.TraceRequestEndParams) -> None:
+class NotSent(Exception):
+    """A held request was dropped before anything was written: what it waited for failed."""
+
+
+async def release_after(hold: Awaitable[object]) -> None:
+    """Wait for ``hold``; its failure becomes ``NotSent`` (the request must not leave)."""
+    try:
+        # Shielded: a sender cancelled while it waits must not cancel what it waits for
+        # (an order's record may still be committing; its outcome is the record's).
+        await asyncio.shield(hold)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        raise NotSent(f"request not sent: {type(exc).__name__}: {exc}") from exc
+
+
+async def send_middleware(req: aiohttp.ClientRequest, handler: ClientHandlerType) -> aiohttp.ClientResponse:
+    """Hold the request until the task's ``hold`` completes (then connect and write it), and
+    record the response's status and headers in the task's ``capture_response()`` slot."""
     slot = _CURRENT.get()
+    if slot is not None and slot.hold is not None:
+        hold, slot.hold = slot.hold, None  # one request per hold (a -1021 retry is not held again)
+        await release_after(hold)
+    response = await handler(req)
     if slot is not None:
-        slot.status = params.response.status
-        slot.headers = params.response.headers
+        slot.status = response.status
+        slot.headers = response.headers
+    return response
 
 
-def response_tap() -> aiohttp.TraceConfig:
-    """An aiohttp trace config feeding ``capture_response()``; ``make_client`` installs it."""
-    config = aiohttp.TraceConfig()
-    config.on_request_end.append(_on_request_end)
-    return config
+# Clients whose session runs ``send_middleware`` (built by ``make_client``).
+_HOLDING: weakref.WeakSet[AsyncClient] = weakref.WeakSet()
+
+
+def holds_requests(client: object) -> bool:
+    """True if ``client``'s requests honour ``capture_response(hold=...)``."""
+    try:
+        return client in _HOLDING
+    except TypeError:  # not weak-referenceable: certainly not one of ours
+        return False
 
 
 @contextlib.contextmanager
-def capture_response() -> Iterator[CapturedResponse]:
-    """Collect the status/headers of requests made by this task inside the block."""
-    slot = CapturedResponse()
+def capture_response(hold: Awaitable[object] | None = None) -> Iterator[CapturedResponse]:
+    """Collect the status/headers of requests made by this task inside the block; with
+    ``hold``, the first request waits for it before it is written (``holds_requests``)."""
+    slot = CapturedResponse(hold=hold)
     token = _CURRENT.set(slot)
     try:
         yield slot
@@ -107,7 +149,7 @@ def make_client(endpoints: Endpoints, creds: Credentials, *, timeout_s: float,
         requests_params={"timeout": timeout},
         session_params={
             "timeout": aiohttp.ClientTimeout(total=timeout),
-            "trace_configs": [response_tap()],
+            "middlewares": (send_middleware,),
         },
         testnet=False,
         demo=False,
@@ -116,4 +158,5 @@ def make_client(endpoints: Endpoints, creds: Credentials, *, timeout_s: float,
     if recv_window_ms is not None:
         client.REQUEST_RECVWINDOW = recv_window_ms
     apply_to_client(client, endpoints)
+    _HOLDING.add(client)
     return client

@@ -17,7 +17,7 @@ to go on (``FuturesSetupError``) when they differ.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -110,13 +110,15 @@ class FuturesGateway(RestGateway):
 
     # ------------------------------------------------------------------ orders
 
-    async def place_order(self, params: Mapping[str, Any]) -> Outcome:
+    async def place_order(self, params: Mapping[str, Any], *,
+                          hold: Awaitable[object] | None = None) -> Outcome:
         """POST /fapi/v1/order. Never raises for the exchange's answer; never resends on
-        Unknown. ``params`` must carry our ``newClientOrderId``."""
+        Unknown. ``params`` must carry our ``newClientOrderId``. ``hold``: as
+        ``RestGateway.place_order`` (written only once it has completed)."""
         wire = order_wire_params(params)
         what = f"UM:{wire['symbol']} {wire['newClientOrderId']}"
         return await self._send("futures.order.place", COSTS["order.place"],
-                                lambda: self._signing().futures_create_order(**wire), what)
+                                lambda: self._signing().futures_create_order(**wire), what, hold)
 
     async def cancel_order(self, symbol: str, orig_client_id: str, cancel_client_id: str = "") -> Outcome:
         """DELETE /fapi/v1/order by our client id (futures cancels carry no cancel id)."""
@@ -297,14 +299,15 @@ class LedgerFuturesGateway:
         self.futures = gateway
         self.gate = gateway.gate
 
-    async def place_order(self, params: Mapping[str, Any]) -> Outcome:
+    async def place_order(self, params: Mapping[str, Any], *,
+                          hold: Awaitable[object] | None = None) -> Outcome:
         wire = dict(params)
         wire["symbol"] = wire_symbol(str(wire["symbol"]))
         if wire.get("type") == "LIMIT_MAKER":
             wire["type"], wire["timeInForce"] = "LIMIT", "GTX"
         if wire.get("newOrderRespType") == "FULL":
             wire["newOrderRespType"] = "RESULT"
-        return _ledger_outcome(await self.futures.place_order(wire))
+        return _ledger_outcome(await self.futures.place_order(wire, hold=hold))
 
     async def cancel_order(self, symbol: str, orig_client_id: str, cancel_client_id: str = "") -> Outcome:
         return _ledger_outcome(await self.futures.cancel_order(wire_symbol(symbol), orig_client_id))

@@ -27,7 +27,7 @@ from asyncio_throttle import Throttler
 
 from executor.core.reports import VenueError
 from executor.exchange.binance_private import public_get
-from executor.exchange.client import capture_response
+from executor.exchange.client import NotSent, capture_response, holds_requests, release_after
 from executor.exchange.clock import ServerClock
 from executor.exchange.outcome import (
     INVALID_TIMESTAMP,
@@ -169,15 +169,31 @@ class RestGateway:
             if self.gate.is_open:
                 return
 
-    async def _call(self, name: str, cost: Cost, call: Callable[[], Awaitable[Any]]) -> Outcome:
-        """One request on the wire: reserve its cost, send, settle the budget from the answer."""
+    async def _call(self, name: str, cost: Cost, call: Callable[[], Awaitable[Any]],
+                    hold: Awaitable[object] | None = None) -> Outcome:
+        """One request on the wire: reserve its cost, send, settle the budget from the answer.
+
+        ``hold``: the request is built and signed now but written only once ``hold`` has
+        completed (``NotSent``, with nothing written, if it fails); see ``place_order``."""
         self.budget.reserve(cost)
+        if hold is not None and not holds_requests(self._client):
+            # A client without the holding middleware: wait here, before anything is built.
+            try:
+                await release_after(hold)
+            except BaseException:
+                self.budget.settle(cost, None)
+                raise
+            hold = None
         self.sent += 1
-        with capture_response() as seen:
+        with capture_response(hold) as seen:
             try:
                 response = await call()
             except asyncio.CancelledError:
                 self.budget.settle(cost, seen.headers if seen.seen else None)
+                raise
+            except NotSent:
+                self.sent -= 1
+                self.budget.settle(cost, None)
                 raise
             except Exception as exc:
                 headers = seen.headers if seen.seen else getattr(
@@ -193,7 +209,7 @@ class RestGateway:
             return Accepted(response)
 
     async def _send(self, name: str, cost: Cost, call: Callable[[], Awaitable[Any]],
-                    what: str = "") -> Outcome:
+                    what: str = "", hold: Awaitable[object] | None = None) -> Outcome:
         for attempt in (0, 1):
             await self._admitted(cost)
             generation = self.clock.generation
@@ -205,11 +221,11 @@ class RestGateway:
                 # the weight budget, until one has been answered without a 429.
                 async with self._probe:
                     await self._admitted(cost)
-                    outcome = await self._call(name, cost, call)
+                    outcome = await self._call(name, cost, call, hold)
                     if not isinstance(outcome, RateLimited):
                         self.gate.recovered()
             else:
-                outcome = await self._call(name, cost, call)
+                outcome = await self._call(name, cost, call, hold)
             if isinstance(outcome, Accepted):
                 return outcome
             if isinstance(outcome, Rejected) and outcome.code == INVALID_TIMESTAMP and attempt == 0:
@@ -243,14 +259,20 @@ class RestGateway:
 
     # ------------------------------------------------------------------ orders
 
-    async def place_order(self, params: Mapping[str, Any]) -> Outcome:
+    async def place_order(self, params: Mapping[str, Any], *,
+                          hold: Awaitable[object] | None = None) -> Outcome:
         """POST /api/v3/order. Never raises for the exchange's answer; never resends on
         Unknown. ``params`` must carry our ``newClientOrderId``; prices and quantities
-        as Decimal or str."""
+        as Decimal or str.
+
+        ``hold`` (the order's record-before-send): the request is admitted, signed and built
+        while it runs, and written only once it has completed; if it fails, nothing is
+        written and ``NotSent`` is raised (the only exception that means "certainly not
+        sent")."""
         wire = order_wire_params(params)
         what = f"{wire['symbol']} {wire['newClientOrderId']}"
         return await self._send("order.place", COSTS["order.place"],
-                                lambda: self._client.create_order(**wire), what)
+                                lambda: self._client.create_order(**wire), what, hold)
 
     async def cancel_order(self, symbol: str, orig_client_id: str, cancel_client_id: str) -> Outcome:
         """DELETE /api/v3/order by our client id, with its own cancel id."""
@@ -403,6 +425,7 @@ __all__ = [
     "COSTS",
     "Accepted",
     "GatewayError",
+    "NotSent",
     "RateLimited",
     "Rejected",
     "RestGateway",

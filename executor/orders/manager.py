@@ -7,9 +7,13 @@ For each ``Place`` (``submit`` decides synchronously, then one task does the I/O
 2. the risk checks on the rounded order (``RiskChecker``); a refusal is logged with its
    reason and recorded in the ledger (``risk_refusals``), nothing is sent;
 3. the order enters the tracker (PENDING_SEND: the strategy sees it before its next
-   handler call), then is recorded in the ledger with its decision context (bid, ask and
-   mark at decision time, the strategy's reason) BEFORE it is sent;
-4. the gateway sends it, and its outcome decides:
+   handler call), and its record in the ledger (with its decision context: bid, ask and
+   mark at decision time, the strategy's reason) is queued at once, so the intents of one
+   decision (both legs of a hedge) are committed together (``Store.record_order_intent``);
+4. the gateway prepares the request (admission, signing, the HTTP request) while the
+   record commits and HOLDS it until the record is durable (``place_order(hold=...)``):
+   nothing is written to the exchange before; a failed record means ``NotSent`` and the
+   order is NOT_PLACED. Then it is sent, and its outcome decides:
 
    * ``Accepted``: the response (FULL: status and fills) is applied through the
      reconciler, so a fill is stored once whichever path (response, stream, gap fill)
@@ -64,7 +68,7 @@ from executor.core.intents import (
 )
 from executor.core.orders import OrderStatus, Side
 from executor.exchange.outcome import Accepted, RateLimited, Rejected, Unknown
-from executor.exchange.rest import GatewayError
+from executor.exchange.rest import GatewayError, NotSent
 from executor.market.state import MarketState
 from executor.orders.tracker import OrderTracker, TrackedOrder
 from executor.oversight import metrics
@@ -91,7 +95,9 @@ SENT_AT_MIN_AGE_S = 60.0
 
 
 class Gateway(Protocol):
-    async def place_order(self, params: Mapping[str, Any]) -> Any: ...
+    # ``hold``: write nothing before it has completed; if it fails, raise NotSent unsent.
+    async def place_order(self, params: Mapping[str, Any], *,
+                          hold: Awaitable[object] | None = None) -> Any: ...
     async def cancel_order(self, symbol: str, orig_client_id: str, cancel_client_id: str) -> Any: ...
     async def get_order(self, symbol: str, orig_client_order_id: str) -> dict[str, Any] | None: ...
     async def open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]: ...
@@ -228,7 +234,7 @@ class OrderManager:
             decided = self._decide_place(intent)
             if isinstance(decided, Refused):
                 return decided
-            self._spawn(self._send(decided), f"send {decided.client_order_id}")
+            self._spawn(self._send(decided, self._record(decided)), f"send {decided.client_order_id}")
             return ALLOWED
         if isinstance(intent, Cancel):
             order = self.tracker.get(intent.client_order_id)
@@ -254,7 +260,7 @@ class OrderManager:
         decided = self._decide_place(place)
         if isinstance(decided, Refused):
             return decided
-        await self._send(decided)
+        await self._send(decided, self._record(decided))
         order = self.tracker.get(decided.client_order_id)
         assert order is not None
         return order
@@ -304,31 +310,39 @@ class OrderManager:
             return None, None, None
         return st.bid, st.ask, st.mark
 
-    async def _send(self, req: OrderRequest) -> None:
-        cid = req.client_order_id
+    def _record(self, req: OrderRequest) -> asyncio.Future[Any]:
+        """Start recording ``req`` (PENDING_SEND, with its decision context) now, in the
+        decision's own loop iteration: the store commits the intents queued together."""
         bid, ask, mark = self._context(req.symbol)
-        try:
-            await self.store.record_order_intent(
-                cid, req.symbol, req.side.value, req.type.value, quantity=req.quantity, price=req.price,
-                time_in_force=req.time_in_force.value if req.time_in_force else None, decision_bid=bid,
-                decision_ask=ask, decision_mark=mark, decision_ms=self._ledger_ms(),
-                reason=req.reason or None)
-        except Exception as exc:
-            # Not recorded means not sent: an order the ledger cannot explain must not exist.
-            log.exception("order %s %s not sent: could not record it first", cid, req.symbol)
-            self.counts["not_recorded"] += 1
-            self.tracker.set_status(cid, OrderStatus.NOT_PLACED, note=f"not recorded: {exc}")
-            return
+        return asyncio.ensure_future(self.store.record_order_intent(
+            req.client_order_id, req.symbol, req.side.value, req.type.value, quantity=req.quantity,
+            price=req.price, time_in_force=req.time_in_force.value if req.time_in_force else None,
+            decision_bid=bid, decision_ask=ask, decision_mark=mark, decision_ms=self._ledger_ms(),
+            reason=req.reason or None))
+
+    async def _send(self, req: OrderRequest, recorded: asyncio.Future[Any]) -> None:
+        cid = req.client_order_id
+        sent_ms: list[int] = []
+
+        def leaving(fut: asyncio.Future[Any]) -> None:
+            # Registered before the gateway waits on the record, so it runs first once the
+            # record is durable: the hooks are armed before the held request is written.
+            if fut.cancelled() or fut.exception() is not None:
+                return
+            st = self.market.get(req.symbol)
+            if st is not None and st.book_recv_mono is not None:
+                metrics.observe_tick_to_order(time.monotonic() - st.book_recv_mono)
+            self.counts["sent"] += 1
+            sent_ms.append(self._ledger_ms())
+            self._hook(self.on_sending, cid)
+
+        recorded.add_done_callback(leaving)
         params = req.params()
         params["newOrderRespType"] = self._resp_type
-        st = self.market.get(req.symbol)
-        if st is not None and st.book_recv_mono is not None:
-            metrics.observe_tick_to_order(time.monotonic() - st.book_recv_mono)
-        self.counts["sent"] += 1
-        sent_ms = self._ledger_ms()
-        self._hook(self.on_sending, cid)
+        outcome: Any = None
         try:
-            outcome = await self.gateway.place_order(params)
+            # Prepared while the record commits; written only once it is durable.
+            outcome = await self.gateway.place_order(params, hold=recorded)
         except asyncio.CancelledError:
             # Torn down mid-send: the request may be on the wire. UNKNOWN is the honest
             # state; the next start's gap fill queries it (never re-sends).
@@ -338,18 +352,37 @@ class OrderManager:
             except Exception:
                 log.exception("order %s: could not record UNKNOWN after a cancelled send", cid)
             raise
+        except NotSent:
+            pass  # the record failed (below): nothing was written
         except Exception as exc:
-            log.exception("order %s %s: send failed unexpectedly; outcome unknown", cid, req.symbol)
-            outcome = Unknown(f"{type(exc).__name__}")
-        finally:
-            # SENT (with the time it left) is written once the request is out, not beside it:
-            # a ledger write in flight during the send competes with it for this thread and
-            # the GIL. Record-before-send is the intent above; PENDING_SEND and SENT are both
-            # "maybe on the wire" to recovery (a restart queries either by client id).
-            try:
-                await self.store.mark_order_sent(cid, at_ms=sent_ms)
-            except Exception:
-                log.exception("order %s: could not record it as SENT", cid)
+            if recorded.done() and not recorded.cancelled() and recorded.exception() is None:
+                log.exception("order %s %s: send failed unexpectedly; outcome unknown", cid, req.symbol)
+                outcome = Unknown(f"{type(exc).__name__}")
+            # else the record failed too, and the gateway wrote nothing before it (below)
+        if not recorded.done():
+            # Every outcome needs the request written, and the gateway writes only after the
+            # record: an outcome before it means a gateway ignored the hold.
+            if outcome is not None:
+                log.error("order %s: the gateway answered before the record was committed", cid)
+            await asyncio.wait([recorded])
+        if recorded.cancelled() or recorded.exception() is not None:
+            # Not recorded means not sent: an order the ledger cannot explain must not exist.
+            exc = None if recorded.cancelled() else recorded.exception()
+            log.error("order %s %s not sent: could not record it first (%r)", cid, req.symbol, exc,
+                      exc_info=exc)
+            self.counts["not_recorded"] += 1
+            self.tracker.set_status(cid, OrderStatus.NOT_PLACED, note=f"not recorded: {exc}")
+            return
+        # SENT (with the time it left) is written once the request is out, not beside it:
+        # a ledger write in flight during the send competes with it for this thread and
+        # the GIL. PENDING_SEND and SENT are both "maybe on the wire" to recovery (a restart
+        # queries either by client id).
+        try:
+            await self.store.mark_order_sent(cid, at_ms=sent_ms[0] if sent_ms else None)
+        except Exception:
+            log.exception("order %s: could not record it as SENT", cid)
+        if outcome is None:  # the send raised before the request could leave: still unknown
+            outcome = Unknown("send failed before an answer")
         await self._outcome(req, outcome)
 
     async def _outcome(self, req: OrderRequest, outcome: Any) -> None:

@@ -16,6 +16,14 @@ Each method is its own short transaction: ``BEGIN IMMEDIATE`` (the write lock is
 before the first read, so read-modify-write merges are atomic), or for the order path's
 single statements (``record_order_intent``, ``mark_order_sent``) one autocommit statement,
 which is its own atomic transaction and costs one thread hop (~0.3 ms p50 measured).
+
+Order intents are group-committed: ``record_order_intent`` queues the row at once (it
+returns a future, so a decision's intents are queued in the same loop iteration) and one
+writer task commits every intent queued by then in one multi-row ``INSERT`` (one
+autocommit, so one fsync under ``synchronous=FULL``) before resolving each caller's future.
+The two legs of a hedged decision are therefore durable together, after one sync instead of
+two in a row; each caller still learns its own outcome (``DuplicateClientOrderId`` for a
+taken id) and nothing is resolved before the commit has returned.
 ``async with store.batch() as b:`` (or ``apply_batch(items)``) queues many writes and
 commits them in one transaction with one executemany per table (group commit): the path
 for high event rates, measured at 10-14k executionReports/s (event + fill + order update
@@ -32,6 +40,7 @@ Times are UTC epoch ms; when not given, the store's ``clock`` supplies them.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -116,18 +125,26 @@ def _fill(row: Any) -> FillRecord:
     return f._replace(side=_SIDES.get(f.side))  # type: ignore[arg-type]
 
 
-def _insert_intent(cols: tuple[str, ...]) -> StatementBuilder:
-    """INSERT of an order intent (``p0..`` in ``cols`` order), nothing on a taken client id."""
+def _insert_intents(cols: tuple[str, ...], n_rows: int) -> StatementBuilder:
+    """INSERT of ``n_rows`` order intents (row r's column j is ``p(r * len(cols) + j)``),
+    nothing on a taken client id, returning (id, client_order_id) of the rows inserted."""
 
     def build(dialect: str) -> Any:
+        width = len(cols)
         return (
             dialect_insert(dialect, orders_t)
-            .values({c: p(i) for i, c in enumerate(cols)})
+            .values([{c: p(r * width + j, orders_t.c[c].type) for j, c in enumerate(cols)}
+                     for r in range(n_rows)])
             .on_conflict_do_nothing(index_elements=["client_order_id"])
-            .returning(orders_t.c.id)
+            .returning(orders_t.c.id, orders_t.c.client_order_id)
         )
 
     return build
+
+
+# Intents committed together at most (one statement): far below SQLite's and PostgreSQL's
+# parameter limits at 27 columns.
+_INTENTS_PER_COMMIT = 64
 
 
 def _mark_sent(_dialect: str) -> Any:
@@ -162,6 +179,9 @@ class Store:
         self.run_id: int | None = None
         self._write_lock = _WriteLock()
         self._wconn: AsyncConnection | None = None
+        # Order intents waiting for the group commit, and the task committing them.
+        self._intents: list[tuple[dict[str, Any], asyncio.Future[OrderRecord]]] = []
+        self._intent_writer: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(
@@ -310,7 +330,7 @@ class Store:
 
     # -- orders
 
-    async def record_order_intent(
+    def record_order_intent(
         self,
         client_order_id: str,
         symbol: str,
@@ -327,15 +347,20 @@ class Store:
         decision_ms: int | None = None,
         reason: str | None = None,
         created_ms: int | None = None,
-    ) -> OrderRecord:
-        """Record an order BEFORE it is sent (status PENDING_SEND).
+    ) -> asyncio.Future[OrderRecord]:
+        """Record an order BEFORE it is sent (status PENDING_SEND); await the result.
 
-        Raises ``DuplicateClientOrderId`` if the id is already in the ledger: the caller
-        must never send it then."""
+        Queued at once and committed with the other intents queued in the same loop
+        iteration (see the module docstring); the future resolves only once the commit has
+        returned (durable under ``synchronous=FULL``). It raises ``DuplicateClientOrderId``
+        if the id is already in the ledger: the caller must never send it then."""
+        fut: asyncio.Future[OrderRecord] = asyncio.get_running_loop().create_future()
         if side not in SIDES:
-            raise StoreError(f"order {client_order_id}: side must be BUY or SELL, got {side!r}")
+            fut.set_exception(StoreError(f"order {client_order_id}: side must be BUY or SELL, got {side!r}"))
+            return fut
         if not client_order_id:
-            raise StoreError("an order needs a client order id")
+            fut.set_exception(StoreError("an order needs a client order id"))
+            return fut
         at = created_ms if created_ms is not None else self.clock()
         values = dict(
             client_order_id=client_order_id,
@@ -366,16 +391,53 @@ class Store:
             resolved_from_unknown=False,
             reject_reason=None,
         )
+        self._intents.append((values, fut))
+        if self._intent_writer is None:
+            self._intent_writer = asyncio.get_running_loop().create_task(self._write_intents())
+        return fut
 
-        cols = tuple(values)
-        rows = await self._autocommit(("intent", cols), _insert_intent(cols), [values[c] for c in cols])
-        new_id = rows[0][0] if rows else None
-        if new_id is None:
-            raise DuplicateClientOrderId(
-                f"client order id {client_order_id!r} is already in the ledger; "
-                "not recording (and it must not be sent) again"
-            )
-        return OrderRecord(id=new_id, **values)  # type: ignore[arg-type]
+    async def _write_intents(self) -> None:
+        """Commit the queued intents, a group per autocommit, until none is left."""
+        try:
+            while self._intents:
+                group = self._intents[:_INTENTS_PER_COMMIT]
+                del self._intents[:_INTENTS_PER_COMMIT]
+                await self._commit_intents(group)
+        finally:
+            self._intent_writer = None
+            if self._intents:  # cancelled (store closing, loop ending): nobody may wait forever
+                for _, fut in self._intents:
+                    fut.cancel()
+                self._intents.clear()
+
+    async def _commit_intents(self, group: list[tuple[dict[str, Any], asyncio.Future[OrderRecord]]]) -> None:
+        cols = tuple(group[0][0])
+        params = [v[c] for v, _ in group for c in cols]
+        try:
+            n = len(group)
+            rows = await self._autocommit(("intents", cols, n), _insert_intents(cols, n), params)
+        except BaseException as exc:
+            # Nothing of the group is known to be recorded: none of these orders may be sent.
+            for _, fut in group:
+                if not fut.done():
+                    if isinstance(exc, asyncio.CancelledError):
+                        fut.cancel()
+                    else:
+                        fut.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        new_ids = {cid: new_id for new_id, cid in rows}
+        for values, fut in group:
+            new_id = new_ids.pop(values["client_order_id"], None)  # a repeat within the group: taken
+            if fut.done():
+                continue  # its caller was cancelled; the row stays (recovery queries it)
+            if new_id is None:
+                fut.set_exception(DuplicateClientOrderId(
+                    f"client order id {values['client_order_id']!r} is already in the ledger; "
+                    "not recording (and it must not be sent) again"))
+            else:
+                fut.set_result(OrderRecord(id=new_id, **values))  # type: ignore[arg-type]
 
     async def mark_order_sent(self, client_order_id: str, *, at_ms: int | None = None) -> bool:
         """PENDING_SEND -> SENT with the send time; False if the order had moved on already."""

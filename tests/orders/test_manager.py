@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 
 from executor.core.intents import Cancel, OrderType, Place, TimeInForce
 from executor.core.orders import OrderStatus, Side
+from executor.exchange.client import release_after
+from executor.exchange.rest import RestGateway
 from executor.risk.checks import Refused
 from executor.sim.faults import OrderFailure
 from tests.conftest import SimHandle, build_client
@@ -183,7 +185,9 @@ async def test_record_before_send(h: Harness, monkeypatch: pytest.MonkeyPatch) -
     reached = asyncio.Event()
     seen: dict[str, Any] = {}
 
-    async def stuck_send(params: Any) -> Any:
+    async def stuck_send(params: Any, *, hold: Any = None) -> Any:
+        # The gateway's contract: nothing leaves before ``hold`` (the record) has completed.
+        await release_after(hold)
         # The request is "on its way": the ledger must already explain it.
         seen["row"] = await h.store.get_order_by_client_id(params["newClientOrderId"])
         reached.set()
@@ -202,14 +206,76 @@ async def test_record_before_send(h: Harness, monkeypatch: pytest.MonkeyPatch) -
     assert h.exchange_orders() == []
 
 
-async def test_an_order_that_cannot_be_recorded_is_not_sent(h: Harness,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+async def until(condition: Any, timeout: float = 5.0) -> None:
+    """Wait (with a timeout) for ``condition()`` to hold, yielding to the loop meanwhile."""
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+async def test_the_request_is_prepared_during_the_record_and_written_only_after_it(
+        h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The real gateway and python-binance client (make_client: the holding middleware), and
+    # a ledger commit that does not finish until the test lets it.
+    commit = asyncio.Event()
+    record = h.store.record_order_intent
+
+    async def slow_record(*args: Any, **kw: Any) -> Any:
+        await commit.wait()
+        return await record(*args, **kw)
+
+    monkeypatch.setattr(h.store, "record_order_intent", slow_record)
+    sent_before = h.gateway.sent
+    assert not isinstance(h.manager.submit(resting_buy(h)), Refused)
+    (order,) = h.tracker.working()
+    # The request is admitted, signed and built (the gateway counted it) while the record
+    # is still pending ...
+    await until(lambda: h.gateway.sent == sent_before + 1)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    # ... but nothing has reached the exchange, and the ledger has no row yet.
+    assert h.exchange_orders() == []
+    assert await h.store.get_order_by_client_id(order.client_id) is None
+    commit.set()
+    await h.manager.drain(5)
+    assert len(h.exchange_orders(order.client_id)) == 1
+    rec = await row(h, order.client_id)
+    assert rec.status == "NEW" and rec.sent_ms is not None and rec.created_ms <= rec.sent_ms
+
+
+@pytest.mark.parametrize("client", ["holding", "plain"])
+async def test_an_order_that_cannot_be_recorded_is_not_sent(h: Harness, monkeypatch: pytest.MonkeyPatch,
+                                                             client: str) -> None:
+    # Through the real gateway: with make_client's holding middleware the built request is
+    # dropped; with a plain python-binance client the gateway waits before building it.
+    async def broken(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(h.store, "record_order_intent", broken)
+    if client == "plain":
+        plain = RestGateway(build_client(h.sim.creds, h.sim.endpoints), max_requests_per_s=200)
+        monkeypatch.setattr(h.manager, "gateway", plain)
+    try:
+        order = await h.manager.place(resting_buy(h))
+    finally:
+        if client == "plain":
+            await plain.close()
+    assert not isinstance(order, Refused) and order.status is OrderStatus.NOT_PLACED
+    assert h.exchange_orders() == [] and h.manager.counts["not_recorded"] == 1
+    assert h.manager.counts["sent"] == 0
+
+
+async def test_a_fake_gateway_that_honours_the_hold_never_sees_an_unrecorded_order(
+        h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     async def broken(*_: Any, **__: Any) -> Any:
         raise RuntimeError("disk full")
 
     sent: list[Any] = []
 
-    async def place_order(params: Any) -> Any:
+    async def place_order(params: Any, *, hold: Any = None) -> Any:
+        await release_after(hold)  # raises NotSent: the record failed
         sent.append(params)
         raise AssertionError("must not be sent")
 

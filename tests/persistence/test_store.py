@@ -646,3 +646,56 @@ async def test_risk_refusals(store: Store) -> None:
         row = (await conn.execute(sa.text("SELECT * FROM risk_refusals WHERE id = :i"), {"i": rid})).one()
     assert row.run_id == run_id and row.rule == "max_order_notional" and D(row.price) == D("60000")
     assert row.details == '{"limit":"500"}'
+
+
+async def test_intents_queued_together_are_committed_in_one_transaction(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The two legs of a hedge are queued in one loop iteration: one commit (one fsync under
+    # synchronous=FULL) makes both durable; each caller gets its own row back.
+    await store.start_run("t", "sim", "h")
+    commits: list[int] = []
+    autocommit = store._autocommit
+
+    async def counting(key: Any, build: Any, params: Any) -> Any:
+        commits.append(len(params))
+        return await autocommit(key, build, params)
+
+    monkeypatch.setattr(store, "_autocommit", counting)
+    spot = store.record_order_intent("bx-g-o1", "BTCUSDT", "BUY", "LIMIT", quantity=D("0.001"),
+                                     price=D("100"))
+    perp = store.record_order_intent("bx-g-o2", "UM:BTCUSDT", "SELL", "MARKET", quantity=D("0.001"))
+    a, b = await asyncio.gather(spot, perp)
+    assert len(commits) == 1
+    assert (a.client_order_id, a.symbol) == ("bx-g-o1", "BTCUSDT")
+    assert (b.client_order_id, b.symbol) == ("bx-g-o2", "UM:BTCUSDT")
+    assert a.id != b.id and a.status == b.status == "PENDING_SEND"
+    for rec in (a, b):
+        stored = await store.get_order_by_client_id(rec.client_order_id)
+        assert stored is not None and stored.id == rec.id and stored.quantity == D("0.001")
+    # A taken id in a group fails only its own caller; a repeat within the group too.
+    again = store.record_order_intent("bx-g-o1", "BTCUSDT", "BUY", "LIMIT", quantity=D("1"), price=D("1"))
+    fresh = store.record_order_intent("bx-g-o3", "BTCUSDT", "BUY", "LIMIT", quantity=D("1"), price=D("1"))
+    twice = store.record_order_intent("bx-g-o3", "BTCUSDT", "SELL", "LIMIT", quantity=D("2"), price=D("1"))
+    results = await asyncio.gather(again, fresh, twice, return_exceptions=True)
+    assert isinstance(results[0], DuplicateClientOrderId) and isinstance(results[2], DuplicateClientOrderId)
+    assert not isinstance(results[1], BaseException) and results[1].side == "BUY"
+    assert len(commits) == 2
+    assert (await store.get_order_by_client_id("bx-g-o3")).side == "BUY"  # type: ignore[union-attr]
+
+
+async def test_a_failed_group_commit_fails_every_intent_in_it(store: Store,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    await store.start_run("t", "sim", "h")
+
+    async def failing(*_: Any) -> Any:
+        raise OSError("disk I/O error")
+
+    monkeypatch.setattr(store, "_autocommit", failing)
+    legs = [store.record_order_intent(f"bx-f-o{i}", "BTCUSDT", "BUY", "LIMIT", quantity=D("1"), price=D("1"))
+            for i in range(2)]
+    results = await asyncio.gather(*legs, return_exceptions=True)
+    assert all(isinstance(r, OSError) for r in results)
+    monkeypatch.undo()
+    assert await store.get_order_by_client_id("bx-f-o0") is None
+    # The writer recovers: the next intent is committed normally.
+    assert (await store.record_order_intent("bx-f-o9", "BTCUSDT", "BUY", "LIMIT", quantity=D("1"))).id
