@@ -186,12 +186,16 @@ def fold_scope(
 
 
 def build_report(
-    db: AuditDB, scope: Scope, *, keep_rows: bool = False, use_checkpoint: bool = True
+    db: AuditDB, scope: Scope, *, keep_rows: bool = False, use_checkpoint: bool = True,
+    set_based: bool = True,
 ) -> AuditReport:
     """Everything the audit report shows, for ``scope``. ``keep_rows`` also keeps the order and
     fill rows and each fill's slippage (for the CSV exports and charts). The whole ledger is
-    folded from its checkpoint when one is valid (``use_checkpoint``)."""
+    folded from its checkpoint when one is valid (``use_checkpoint``); otherwise the figures
+    come from set-based SQL (``executor.audit.setbased``, ``set_based``) when it can give them
+    exactly, else from folding every row (the same figures either way)."""
     from executor.audit.checkpoints import resume_report
+    from executor.audit.setbased import set_based_fold, set_based_positions
 
     notes: list[str] = []
     pairs = Pairs(db.known_assets())
@@ -201,13 +205,21 @@ def build_report(
     fills: list[FillRow] = []
     per_fill: dict[int, tuple[Decimal | None, Decimal | None]] = {}
     whole = scope.since_ms is None and scope.until_ms is None and scope.run_id is None
+    per_run = False
     if use_checkpoint and whole and not keep_rows:
         fold, note = resume_report(db, pairs, prices)
         if note:
             notes.append(note)
+    held: dict[str, Decimal] | None = None
     if fold is None:
         several = db.conn.execute("SELECT count(*) FROM runs").fetchone()[0] > 1
-        fold = LedgerFold(pairs, prices, per_run=scope.run_id is None and several)
+        per_run = scope.run_id is None and several
+        if set_based and not keep_rows and not per_run:
+            found = set_based_fold(db, scope, pairs, prices)
+            if found is not None:
+                fold, held = found
+    if fold is None:
+        fold = LedgerFold(pairs, prices, per_run=per_run)
         orders, fills, per_fill = fold_scope(db, scope, fold, keep_rows=keep_rows)
 
     groups = {k: g for k, g in fold.groups.items() if scope.symbol is None or k[1] == scope.symbol}
@@ -249,7 +261,10 @@ def build_report(
             "fees with no known price to convert them to quote (left out of fees in quote): "
             + ", ".join(f"{v} {a}" for a, v in sorted(unconverted.items()))
         )
-    held = positions(db.iter_fills(scope, slim=True), {s: pairs(s) for s in db.fill_symbols(scope)})
+    if held is None and set_based:
+        held = set_based_positions(db, scope, pairs)
+    if held is None:
+        held = positions(db.iter_fills(scope, slim=True), {s: pairs(s) for s in db.fill_symbols(scope)})
     rows = db.balances()
     return AuditReport(
         balances=balances([BalanceFigure(r["asset"], r["free"], r["locked"]) for r in rows]),
