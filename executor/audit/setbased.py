@@ -127,6 +127,8 @@ def set_based_fold(
 ) -> tuple[LedgerFold, dict[str, Decimal]] | None:
     """The fold of ``scope`` (groups per symbol over the whole scope) and the positions per
     base asset, from SQL; None when this path cannot give exactly what the fold gives."""
+    if not db.sqlite:
+        db.conn.execute("SET LOCAL jit = off")  # short statements: compiling them costs more
     for scale in _SCALES if db.sqlite else (SCALE,):
         d = Dialect(db.sqlite, scale)
         fold = LedgerFold(pairs, prices, per_run=False)

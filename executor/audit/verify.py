@@ -34,7 +34,7 @@ from executor.audit.query import AuditDB, BalanceEventRow, Scope, fmt_ms, split_
 from executor.core.ledger import fill_deltas
 from executor.core.orders import Side
 
-__all__ = ["Difference", "VerifyResult", "render_verify", "verify", "verify_reference"]
+__all__ = ["EXTRA_CHECKS", "Difference", "VerifyResult", "render_verify", "verify", "verify_reference"]
 
 ZERO = Decimal(0)
 _MAX_IDS = 20
@@ -175,13 +175,15 @@ def _opening(db: AuditDB, scope: Scope) -> tuple[dict[str, _Asset], set[int], st
     return assets, ids, ref, None, notes
 
 
-def verify(db: AuditDB, scope: Scope, *, use_checkpoint: bool = True) -> VerifyResult:
+def verify(db: AuditDB, scope: Scope, *, use_checkpoint: bool = True, set_based: bool = True) -> VerifyResult:
     """Re-derive and check every balance. The whole ledger resumes from the verify checkpoint
     when there is a valid one (``verify_checkpoint``: only the rows after its cut are walked).
-    Otherwise a clean ledger is confirmed by the column-wise fast path (``verify_fast``);
-    anything it cannot confirm goes through ``verify_reference``, which names every
-    difference. All give the same result (tests/audit)."""
+    Otherwise a clean ledger is confirmed by one set-based SQL statement (``verify_sql``,
+    ``set_based``), else by the column-wise fast path (``verify_fast``); anything neither can
+    confirm goes through ``verify_reference``, which names every difference. All give the same
+    result (tests/audit)."""
     from executor.audit.verify_fast import verify_fast
+    from executor.audit.verify_sql import verify_sql
 
     scope = Scope(scope.run_id, scope.since_ms, scope.until_ms)  # balances are account-wide
     note = None
@@ -196,11 +198,22 @@ def verify(db: AuditDB, scope: Scope, *, use_checkpoint: bool = True) -> VerifyR
     res.unchecked = db.count_untimed_observations(scope)
     res.last_snapshot, last_ids = _last_snapshot(db, scope)
     table = _table(db, scope)
-    if not verify_fast(db, scope, res, assets, opening_ids, base_ms, last_ids, table):
+    opening = {a: (st.total, st.since_ms) for a, st in assets.items()}
+    if not (
+        set_based and verify_sql(db, scope, res, opening, opening_ids, base_ms, last_ids, table)
+    ) and not verify_fast(db, scope, res, assets, opening_ids, base_ms, last_ids, table):
         res = verify_reference(db, scope)
     if note:
         res.notes.append(note)
+    for check in EXTRA_CHECKS:
+        check(db, scope, res)
     return res
+
+
+# Further checks ``verify`` runs after the balances, each adding to the result's differences
+# and notes (e.g. a futures-wallet check): ``check(db, scope, result)``. Registered by the
+# module that owns the check, so this one stays about spot balances.
+EXTRA_CHECKS: list[Callable[[AuditDB, Scope, VerifyResult], None]] = []
 
 
 def _last_snapshot(db: AuditDB, scope: Scope) -> tuple[str | None, set[int]]:
