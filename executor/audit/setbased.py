@@ -338,6 +338,9 @@ def _third_fees(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold, sym: st
 def _ordered(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold, sym: str) -> None:
     """One time-ordered read of ``sym``'s fills: the average-cost book, FIFO by the identity,
     base fees in quote, the bot's own position, slippage."""
+    if not d.sqlite:
+        _ordered_pg(db, scope, fold, sym)
+        return
     where, params = _where(Scope(scope.run_id, scope.since_ms, scope.until_ms, sym), "f.trade_ms", "f")
     base = fold.pairs(sym)[0]
     cond = _and(where, "f.side IN ('BUY', 'SELL')")
@@ -375,21 +378,64 @@ def _ordered(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold, sym: str) 
         g.totals.fees += base_fees
         g.own_qty += own
         g.fifo = _fifo(moves, flow)
-        for (buy, p, bid, ask), n in slips.items():
-            side = Side.BUY if buy else Side.SELL
-            price = dec(p)
-            b = None if bid is None else dec(bid)
-            a = None if ask is None else dec(ask)
-            if b is not None and a is not None and b > 0 and a > 0:
-                mid = _slip(side, price, _CTX.divide(_CTX.add(b, a), 2))
-                g.slip_mid.add_exact(_slip_key(mid), mid, n)
-            r = a if side is Side.BUY else b
-            if r is not None and r > 0:
-                touch = _slip(side, price, r)
-                g.slip_touch.add_exact(_slip_key(touch), touch, n)
+        _add_slips(g, ((buy, p, bid, ask, n) for (buy, p, bid, ask), n in slips.items()))
 
 
-def _fifo(moves: list[tuple[Decimal, Decimal]], flow: Decimal) -> FifoBook:
+def _ordered_pg(db: AuditDB, scope: Scope, fold: LedgerFold, sym: str) -> None:
+    """``_ordered`` on PostgreSQL, where NUMERIC arithmetic is exact: the sums of dq * price,
+    base fees * price and the bot's own dq, and the slippage groups, are SQL aggregates; only
+    (dq, price) of each fill comes to Python, for the average-cost book and the FIFO lots."""
+    where, params = _where(Scope(scope.run_id, scope.since_ms, scope.until_ms, sym), "f.trade_ms", "f")
+    base = fold.pairs(sym)[0]
+    cond = _and(where, "f.side IN ('BUY', 'SELL')")
+    fee = "CASE WHEN f.commission_asset = ? AND f.commission <> 0 THEN f.commission END"
+    dq = f"(CASE WHEN f.side = 'BUY' THEN f.qty ELSE -f.qty END - coalesce({fee}, 0))"
+    g = fold.group(None, sym)
+    flow, base_fees, own = db.conn.execute(
+        f"SELECT sum({dq} * f.price), sum({fee} * f.price), sum(CASE WHEN NOT o.external THEN {dq} END) "
+        f"FROM fills f LEFT JOIN orders o ON o.id = f.order_id{cond}",
+        [base, base, base, *params],
+    ).fetchone()
+    reader: Any = db.conn
+    moves = reader.rows(
+        f"SELECT {dq}, f.price FROM fills f{_and(cond, f'{dq} <> 0')} ORDER BY {_TIME}, f.trade_id",
+        [base, *params, base],
+    )
+    avg = g.avg
+    apply = avg.apply
+    with localcontext(_CTX):
+        for m in moves:
+            apply(m[0], m[1])
+        g.totals.fees += base_fees or ZERO
+        g.own_qty += own or ZERO
+        g.fifo = _fifo(moves, flow or ZERO)
+        slips = reader.rows(
+            "SELECT f.side = 'BUY', f.price, o.decision_bid, o.decision_ask, count(*) FROM fills f "
+            f"JOIN orders o ON o.id = f.order_id{_and(cond, 'NOT o.external')} "
+            "AND (o.decision_bid IS NOT NULL OR o.decision_ask IS NOT NULL) GROUP BY 1, 2, 3, 4",
+            params,
+        )
+        _add_slips(g, ((buy, p, b, a, n) for buy, p, b, a, n in slips))
+
+
+def _add_slips(g: Any, groups: Any) -> None:
+    """Slippage of each distinct (BUY?, price, bid, ask), ``n`` fills each (``LedgerFold.slippage``)."""
+    dec = Decimal
+    for buy, p, bid, ask, n in groups:
+        side = Side.BUY if buy else Side.SELL
+        price = dec(p)
+        b = None if bid is None else dec(bid)
+        a = None if ask is None else dec(ask)
+        if b is not None and a is not None and b > 0 and a > 0:
+            mid = _slip(side, price, _CTX.divide(_CTX.add(b, a), 2))
+            g.slip_mid.add_exact(_slip_key(mid), mid, n)
+        r = a if side is Side.BUY else b
+        if r is not None and r > 0:
+            touch = _slip(side, price, r)
+            g.slip_touch.add_exact(_slip_key(touch), touch, n)
+
+
+def _fifo(moves: Any, flow: Decimal) -> FifoBook:
     """The FIFO book after ``moves`` (non-zero signed base changes at their prices, in order)
     without replaying them: the open lots are the newest moves in the position's direction
     that add up to it (FIFO closes the oldest first; a move that crossed zero is never needed
