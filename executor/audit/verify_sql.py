@@ -113,12 +113,11 @@ def _run(
 
     t_fill = "coalesce(trade_ms, received_ms)"
     t_upd = "coalesce(event_ms, received_ms)"
-    after = (fwhere + " AND" if fwhere else " WHERE") + f" side IN ('BUY', 'SELL') AND {t_fill} > ?"
+    after = (fwhere + " AND" if fwhere else " WHERE") + " side IN ('BUY', 'SELL')"
     fee_nz = d.nonzero("commission")
     sign = "CASE side WHEN 'BUY' THEN 1 ELSE -1 END"
     obs = (uwhere + " AND" if uwhere else " WHERE") + (
-        " kind != 'balanceUpdate' AND event_ms IS NOT NULL AND (free IS NOT NULL OR locked IS NOT NULL) "
-        "AND event_ms > ?"
+        " kind != 'balanceUpdate' AND event_ms IS NOT NULL AND (free IS NOT NULL OR locked IS NOT NULL)"
     )
     if opening_ids:
         obs += f" AND id NOT IN ({', '.join(str(int(i)) for i in sorted(opening_ids))})"
@@ -140,39 +139,46 @@ def _run(
         f"NULL, CASE WHEN {d.unfit('commission')} THEN 1 ELSE 0 END FROM fills{after} "
         f"AND commission_asset IS NOT NULL AND commission_asset <> '' AND {fee_nz} "
         f"UNION ALL SELECT asset, {t_upd}, 0, {d.num('delta')}, {d.places('delta')}, NULL, "
-        f"CASE WHEN {d.unfit('delta')} THEN 1 ELSE 0 END FROM balance_events{upd} AND {t_upd} > ? "
+        f"CASE WHEN {d.unfit('delta')} THEN 1 ELSE 0 END FROM balance_events{upd} "
         f"UNION ALL SELECT asset, event_ms, 1, NULL, NULL, {recorded}, "
         f"CASE WHEN {unfit_obs} THEN 1 ELSE 0 END FROM balance_events{obs}"
     )
-    params = [
-        *base_p, *fparams, base_ms,
-        *quote_p, *fparams, base_ms,
-        *fparams, base_ms,
-        *uparams, base_ms,
-        *uparams, base_ms,
-    ]
+    params = [*base_p, *fparams, *quote_p, *fparams, *fparams, *uparams, *uparams]
+    # Rows at or before the opening change nothing (they are in it) and are not checked, but
+    # an asset they touch (a non-zero delta, a recorded balance) is listed, as the reference
+    # lists it.
+    stream = (
+        "SELECT asset, t, CASE WHEN t > ? THEN k ELSE 0 END AS k, CASE WHEN t > ? THEN amt END AS amt, pl, "
+        "CASE WHEN t > ? THEN rec END AS rec, bad, CASE WHEN k = 1 OR amt <> 0 THEN 1 ELSE 0 END AS live "
+        f"FROM ({stream}) r"
+    )
+    params = [base_ms, base_ms, base_ms, *params]
     # One row per asset and millisecond first (a hash aggregate, no sort): the deltas' sum and
     # the lowest and highest balance recorded then. All of them must equal the running sum
     # through that millisecond, which the window then gives over far fewer, narrower rows.
     per_ms = (
         "SELECT asset, t, sum(amt) AS amt, sum(k) AS n, min(rec) AS lo, max(rec) AS hi, "
-        f"max(CASE WHEN k = 0 THEN t END) AS dt, max(CASE WHEN amt <> 0 THEN pl END) AS pl, sum(bad) AS bad "
-        f"FROM ({stream}) s GROUP BY asset, t"
+        "max(CASE WHEN k = 0 AND amt IS NOT NULL THEN t END) AS dt, "
+        "max(CASE WHEN amt <> 0 THEN pl END) AS pl, "
+        f"sum(bad) AS bad, max(live) AS live FROM ({stream}) s GROUP BY asset, t"
     )
     sql = (
         "SELECT asset, sum(n), min(lo - coalesce(run, 0)), max(hi - coalesce(run, 0)), sum(amt), max(dt), "
-        "max(pl), sum(bad) "
-        f"FROM (SELECT asset, n, lo, hi, amt, dt, pl, bad, sum(amt) OVER (PARTITION BY asset ORDER BY t "
-        f"ROWS UNBOUNDED PRECEDING) AS run FROM ({per_ms}) m) w GROUP BY asset"
+        "max(pl), sum(bad), max(live) "
+        "FROM (SELECT asset, n, lo, hi, amt, dt, pl, bad, live, "
+        "sum(amt) OVER (PARTITION BY asset ORDER BY t ROWS UNBOUNDED PRECEDING) AS run "
+        f"FROM ({per_ms}) m) w GROUP BY asset"
     )
     checked = 0
     derived: dict[str, Decimal] = {a: total for a, (total, _since) in opening.items()}
     last_delta: dict[str, int] = {}
-    for asset, n_obs, lo, hi, total, last_t, places, bad in db.conn.execute(sql, params):
+    for asset, n_obs, lo, hi, total, last_t, places, bad, live in db.conn.execute(sql, params):
         if bad:
             raise _Unfit
         if asset is None:
             return None
+        if not live:
+            continue
         open_total = opening.get(asset, (ZERO, None))[0]
         if n_obs:
             o = _scaled(d, open_total)
