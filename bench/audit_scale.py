@@ -317,19 +317,38 @@ def in_process(path: Path) -> dict[str, float]:
     return out
 
 
-def cold(url: str) -> None:
-    """The cold audit of ``url`` (no checkpoint): as a user runs it, then in-process per path."""
+def cold(url: str, since: str | None = None) -> None:
+    """The cold audit of ``url`` (no checkpoint): as a user runs it, then in-process per path.
+    ``since`` (``--since``): only the scoped report, ``audit --since``, timed the same ways."""
     from dataclasses import replace
 
-    from executor.audit.query import AuditDB, Scope
+    from executor.audit.query import AuditDB, Scope, parse_time
     from executor.audit.report import build_report
     from executor.audit.verify import verify, verify_dict
 
-    for label, cmd in (("audit (report)", ()), ("audit verify", ("verify",))):
+    commands: tuple[tuple[str, tuple[str, ...]], ...] = (
+        ("audit (report)", ()),
+        ("audit verify", ("verify",)),
+    )
+    if since is not None:
+        commands = ((f"audit --since {since}", ("--since", since)),)
+    for label, cmd in commands:
         secs, cpu, rc, out = timed_cli(url, *cmd)
         first = out.splitlines()[0] if out else ""
         print(f"cold {label:16s} {secs:6.2f} s wall {cpu:6.2f} s CPU  exit {rc}  {first[:80]}", flush=True)
     gc.disable()  # as the audit command does
+    if since is not None:
+        scope = Scope(since_ms=parse_time(since, "--since"))
+        with AuditDB.from_url(url) as db:
+            reports = []
+            for label, set_based in (("set-based SQL", True), ("folding every row", False)):
+                t = time.perf_counter()
+                rep = build_report(db, scope, use_checkpoint=False, set_based=set_based)
+                took = time.perf_counter() - t
+                print(f"  in-process report --since, {label:18s} {took:6.2f} s", flush=True)
+                reports.append(replace(rep, generated_ms=0))
+            print(f"  the two reports are equal: {reports[0] == reports[1]}")
+        return
     with AuditDB.from_url(url) as db:
         reports = []
         for label, set_based in (("set-based SQL", True), ("folding every row", False)):
@@ -366,6 +385,7 @@ def main() -> int:
     ap.add_argument("--no-checkpoint", action="store_true", help="remove the checkpoints: fold every row")
     ap.add_argument("--cold", action="store_true", help="no checkpoint: time the set-based audit (issue 16)")
     ap.add_argument("--url", help="with --cold: time this copy of the ledger instead (e.g. PostgreSQL)")
+    ap.add_argument("--since", help="with --cold: time only the report scoped --since this time")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = args.keep or Path(tmp) / "ledger.db"
@@ -390,7 +410,7 @@ def main() -> int:
                 conn.execute("DELETE FROM audit_checkpoints")
                 conn.commit()
                 conn.close()
-            cold(args.url or url)
+            cold(args.url or url, args.since)
             print(
                 f"machine: 10M Python integer additions take {calibrate():.2f} s here; load average "
                 + " ".join(f"{x:.1f}" for x in os.getloadavg())

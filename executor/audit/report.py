@@ -26,9 +26,12 @@ Definitions (the rendered report repeats the short forms):
   was received); both on the bot's clock. Percentiles are nearest-rank; slippage's are taken
   to 0.001 bps (``executor.audit.fold``).
 
-Everything is folded by ``executor.audit.fold``; an audit of the whole ledger starts from the
-stored checkpoint when there is a valid one (``executor.audit.checkpoints``) and folds only
-the rows after it.
+The figures are those of the fold, ``executor.audit.fold``. An audit of the whole ledger
+starts from the stored checkpoint when there is a valid one (``executor.audit.checkpoints``)
+and folds only the rows after it; otherwise they come from set-based SQL
+(``executor.audit.setbased``: aggregates in the database, one ordered read per symbol for
+the average-cost book) when that can give them exactly, else from folding every row. The
+exports and charts (``keep_rows``) and a scope spanning several runs (per-run groups) fold.
 """
 
 from __future__ import annotations
