@@ -53,7 +53,7 @@ from executor.audit.fold import (
     percentile,
 )
 from executor.audit.query import AuditDB, FillRow, OrderRow, Scope, split_symbol
-from executor.figures import BalanceFigure, balances, positions
+from executor.figures import BalanceFigure, balances
 from executor.persistence.types import now_ms
 
 __all__ = [
@@ -198,7 +198,7 @@ def build_report(
     come from set-based SQL (``executor.audit.setbased``, ``set_based``) when it can give them
     exactly, else from folding every row (the same figures either way)."""
     from executor.audit.checkpoints import resume_report
-    from executor.audit.setbased import set_based_fold, set_based_positions
+    from executor.audit.setbased import set_based_fold
 
     notes: list[str] = []
     pairs = Pairs(db.known_assets())
@@ -213,14 +213,11 @@ def build_report(
         fold, note = resume_report(db, pairs, prices)
         if note:
             notes.append(note)
-    held: dict[str, Decimal] | None = None
     if fold is None:
         several = db.conn.execute("SELECT count(*) FROM runs").fetchone()[0] > 1
         per_run = scope.run_id is None and several
         if set_based and not keep_rows and not per_run:
-            found = set_based_fold(db, scope, pairs, prices)
-            if found is not None:
-                fold, held = found
+            fold = set_based_fold(db, scope, pairs, prices)
     if fold is None:
         fold = LedgerFold(pairs, prices, per_run=per_run)
         orders, fills, per_fill = fold_scope(db, scope, fold, keep_rows=keep_rows)
@@ -264,10 +261,7 @@ def build_report(
             "fees with no known price to convert them to quote (left out of fees in quote): "
             + ", ".join(f"{v} {a}" for a, v in sorted(unconverted.items()))
         )
-    if held is None and set_based:
-        held = set_based_positions(db, scope, pairs)
-    if held is None:
-        held = positions(db.iter_fills(scope, slim=True), {s: pairs(s) for s in db.fill_symbols(scope)})
+    held = _positions(fold, scope)
     rows = db.balances()
     return AuditReport(
         balances=balances([BalanceFigure(r["asset"], r["free"], r["locked"]) for r in rows]),
@@ -287,6 +281,19 @@ def build_report(
         fills=fills,
         fill_slippage=per_fill,
     )
+
+
+def _positions(fold: LedgerFold, scope: Scope) -> dict[str, Decimal]:
+    """``executor.figures.positions`` of the fills in scope, without reading them again: per
+    symbol that is the FIFO book's net quantity (the sum of every fill's ``fill_delta``; the
+    lots are exact pieces of them), added up per base asset."""
+    held: dict[str, Decimal] = {}
+    with localcontext(_CTX):
+        for (rid, sym), g in fold.groups.items():
+            if rid is None and g.totals.count and (scope.symbol is None or sym == scope.symbol):
+                base = fold.pairs(sym)[0]
+                held[base] = held.get(base, ZERO) + g.fifo.position()[0]
+    return held
 
 
 def _symbol_report(

@@ -8,7 +8,7 @@ What SQL does (GROUP BY over the scope's rows):
   quantity, the acknowledgement latency histogram, the first-fill latency histogram (a join
   with each order's first fill);
 * fills: counts, fills without a side, maker counts and quote volumes, bought/sold quantity
-  and quote, fees per asset and in quote (quote-asset fees), positions per base asset;
+  and quote, fees per asset and in quote (quote-asset fees);
 * money sums are exact: PostgreSQL sums NUMERIC; SQLite stores money as TEXT, so it sums the
   text read as an integer of ``SCALE`` decimal places (``Dialect.num``), and any value that
   does not fit that exactly (more places, an exponent, too many digits; an integer overflow
@@ -47,7 +47,7 @@ from executor.audit.query import AuditDB, Scope
 from executor.core.orders import Side
 from executor.core.pnl import FifoBook
 
-__all__ = ["SCALE", "Dialect", "set_based_fold", "set_based_positions"]
+__all__ = ["SCALE", "Dialect", "set_based_fold"]
 
 SCALE = 8  # decimal places SQLite sums carry (Binance sends at most 8)
 # Tried in turn on SQLite: a ledger with more places (a quote of 9) is summed at 12, with at
@@ -124,9 +124,9 @@ def _and(where: str, cond: str) -> str:
 
 def set_based_fold(
     db: AuditDB, scope: Scope, pairs: Callable[[str], tuple[str, str]], prices: PriceAt
-) -> tuple[LedgerFold, dict[str, Decimal]] | None:
-    """The fold of ``scope`` (groups per symbol over the whole scope) and the positions per
-    base asset, from SQL; None when this path cannot give exactly what the fold gives."""
+) -> LedgerFold | None:
+    """The fold of ``scope`` (groups per symbol over the whole scope) from SQL; None when this
+    path cannot give exactly what the fold gives."""
     if not db.sqlite:
         db.conn.execute("SET LOCAL jit = off")  # short statements: compiling them costs more
     for scale in _SCALES if db.sqlite else (SCALE,):
@@ -134,44 +134,15 @@ def set_based_fold(
         fold = LedgerFold(pairs, prices, per_run=False)
         try:
             _orders(db, d, scope, fold)
-            held = _fills(db, d, scope, fold)
+            _fills(db, d, scope, fold)
         except NotExact:
             continue
         except (sqlite3.OperationalError, sa.exc.DBAPIError) as exc:
             if "overflow" in str(exc).lower():  # an SQLite integer sum past 2**63
                 return None
             raise
-        return fold, held
+        return fold
     return None
-
-
-def set_based_positions(
-    db: AuditDB, scope: Scope, pairs: Callable[[str], tuple[str, str]]
-) -> dict[str, Decimal] | None:
-    """``executor.figures.positions`` of the fills in scope, from SQL sums (None: not exact)."""
-    rows: list[tuple[Any, ...]] | None = None
-    for scale in _SCALES if db.sqlite else (SCALE,):
-        try:
-            rows = _fill_sums(db, Dialect(db.sqlite, scale), scope)
-            break
-        except NotExact:
-            continue
-        except (sqlite3.OperationalError, sa.exc.DBAPIError) as exc:
-            if "overflow" in str(exc).lower():
-                return None
-            raise
-    if rows is None:
-        return None
-    held: dict[str, Decimal] = {}
-    for sym, side, _maker, fee_asset, _n, qty, _quote, fee, _fee_n in rows:
-        if side is None:
-            continue
-        base = pairs(sym)[0]
-        dq = qty if side is Side.BUY else -qty
-        if fee_asset == base and fee is not None:
-            dq = dq - fee
-        held[base] = held.get(base, ZERO) + dq
-    return held
 
 
 # -- orders
@@ -269,8 +240,7 @@ def _fill_sums(db: AuditDB, d: Dialect, scope: Scope) -> list[tuple[Any, ...]]:
     return out
 
 
-def _fills(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold) -> dict[str, Decimal]:
-    held: dict[str, Decimal] = {}
+def _fills(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold) -> None:
     third: set[tuple[str, str]] = set()
     symbols: set[str] = set()
     for sym, side, maker, fee_asset, n, qty, quote_qty, fee, _fee_n in _fill_sums(db, d, scope):
@@ -294,21 +264,16 @@ def _fills(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold) -> dict[str,
         else:
             t.sold_qty += qty
             t.sold_quote += quote_qty
-        dq = qty if side is Side.BUY else -qty
         if fee is not None and fee_asset:
             t.by_asset[fee_asset] = t.by_asset.get(fee_asset, ZERO) + fee
             if fee_asset == quote:
                 t.fees += fee
-            elif fee_asset == base:
-                dq = dq - fee  # its value in quote comes from the ordered read (fee * price)
-            else:
+            elif fee_asset != base:  # a base fee's value in quote comes from the ordered read
                 third.add((sym, fee_asset))
-        held[base] = held.get(base, ZERO) + dq
     for sym, asset in sorted(third):
         _third_fees(db, d, scope, fold, sym, asset)
     for sym in sorted(symbols):
         _ordered(db, d, scope, fold, sym)
-    return held
 
 
 def _third_fees(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold, sym: str, asset: str) -> None:
