@@ -6,7 +6,7 @@ Run:  .venv/bin/python bench/reconcile_throughput.py [--events 100000] [--trades
      through ``Reconciler.submit`` and the batch writer into a temporary SQLite ledger with
      ``synchronous=FULL`` (every group commit is fsynced: durable, not just written). The
      clock runs from the first submit until the last batch is committed. Run twice: raw
-     dicts (parsing included) and already-parsed events (what the user stream delivers).
+     dicts (parsing and translation included) and reports (what the user stream delivers).
 (ii) ``--trades`` trades of our orders are made on the embedded exchange while the bot is
      not listening (seeded straight into its engine), then one ``gap_fill`` over real HTTP
      with the real python-binance client pages them in through myTrades (1000 per page,
@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from executor.core.events import parse_user_event
+from executor.exchange.binance_reports import SPOT, decode_user_payload
 from executor.exchange.client import make_client
 from executor.exchange.rest import RestGateway
 from executor.persistence.store import Store
@@ -96,13 +96,13 @@ async def bench_events(n_events: int, per_order: int, batch_max: int, workdir: P
     url = url or f"sqlite+aiosqlite:///{workdir / ('events-parsed.db' if preparsed else 'events.db')}"
     store = await Store.open(url, synchronous="FULL")
     ids, raw = make_events(n_events, per_order, symbol=symbol, bot=bot)
-    # The spot user stream hands over events it has already parsed (core.events); the raw
-    # variant includes that parsing here.
-    events: list[Any] = [parse_user_event(e) for e in raw] if preparsed else raw
+    # The spot user stream hands over venue-neutral reports (parsed by binance_events and
+    # translated by binance_reports); the raw variant includes both steps here.
+    events: list[Any] = [decode_user_payload(e) for e in raw] if preparsed else raw
     for cid in ids:  # the order manager records every order before it is sent
         await store.record_order_intent(cid, symbol, "BUY", "LIMIT", quantity=Decimal(1),
                                         price=Decimal(60000), time_in_force="GTC")
-    rec = Reconciler(store, prefix=PREFIX, batch_max=batch_max, gc_young_threshold=gc_young)
+    rec = Reconciler(store, prefix=PREFIX, translate=SPOT, batch_max=batch_max, gc_young_threshold=gc_young)
     await rec.start()
     if start is not None and ready is not None:
         ready.append(bot)
@@ -202,7 +202,7 @@ async def bench_catch_up(n_trades: int, n_orders: int, workdir: Path) -> dict[st
                                             price=Decimal(60000), time_in_force="GTC")
             await store.update_order_status(cid, "NEW", source="order_response", symbol=SYMBOL,
                                             exchange_order_id=oid)
-        rec = Reconciler(store, gateway, prefix=PREFIX, symbols=[SYMBOL])
+        rec = Reconciler(store, gateway, prefix=PREFIX, translate=SPOT, symbols=[SYMBOL])
         t0 = time.perf_counter()
         report = await rec.gap_fill("stream_gap")
         elapsed = time.perf_counter() - t0

@@ -5,7 +5,7 @@ user stream → reconciler → ledger). Target: ≥ 100× real time.
 
 Run from the repository root::
 
-    .venv/bin/python bench/replay_speed.py [--minutes 10] [--keep DIR]
+    .venv/bin/python bench/replay_speed.py [--minutes 10] [--keep DIR] [--entry-bps 4] [--exit-bps -1]
 
 The recording is synthetic but shaped like a live one: per symbol a seeded random walk of
 the mid (1-tick spread, sizes 0.1–2 BTC / 1–20 ETH) every 50 ms, and a ``markPriceUpdate``
@@ -21,6 +21,7 @@ import asyncio
 import math
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -93,6 +94,9 @@ async def main() -> None:
     ap.add_argument("--minutes", type=float, default=10.0, help="recording length in market minutes")
     ap.add_argument("--keep", type=Path, help="keep the recording and ledger in this folder")
     ap.add_argument("--entry-bps", default="4", help="the strategy's entry_bps (1000: it never trades)")
+    # The defaults (entry 4, exit -1) are the figures' trading load: ~1.4 orders/s of market
+    # time on this recording. config/default.toml's exit_bps (14) trades ~50x less.
+    ap.add_argument("--exit-bps", default="-1", help="the strategy's exit_bps")
     args = ap.parse_args()
     tmp = args.keep or Path(tempfile.mkdtemp(prefix="bx-replay-bench-"))
     tmp.mkdir(parents=True, exist_ok=True)
@@ -108,7 +112,7 @@ async def main() -> None:
             "database": {"url": f"sqlite+aiosqlite:///{tmp / 'unused.db'}"},
             "logging": {"dir": str(tmp / "logs")},
             "risk": {"kill_switch_file": str(tmp / "KILL")},
-            "strategy": {"params": {"entry_bps": args.entry_bps}},
+            "strategy": {"params": {"entry_bps": args.entry_bps, "exit_bps": args.exit_bps}},
         },
     )
     ledger = tmp / "ledger.db"
@@ -123,6 +127,9 @@ async def main() -> None:
     con = sqlite3.connect(ledger)
     orders = con.execute("select count(*) from orders").fetchone()[0]
     fills = con.execute("select count(*) from fills").fetchone()[0]
+    con.close()
+    if args.keep is None:
+        shutil.rmtree(tmp, ignore_errors=True)  # a 10-minute recording and its ledger: ~4 MB a run
     print(
         f"replayed {st.lines} lines ({st.books} books, {st.marks} marks) = {span:.0f} s of market "
         f"in {st.wall_s:.2f} s wall: {span / st.wall_s:.0f}x real time, "

@@ -2,19 +2,35 @@
 
 ``config/default.toml`` is always read; ``config/local.toml`` (untracked) and any
 ``--config FILE`` overlay it key by key. Validation is strict because a typo in a risk
-limit must stop the bot, not be ignored: an unknown key, a wrong type or a missing value
-raises ``ConfigError`` naming the key and the file. Secrets never live here.
+limit must stop the bot, not be ignored: an unknown key, a wrong type, a value out of range
+or a missing value raises ``ConfigError``, one line naming the key and the file that set it.
+The schema is declared with pydantic v2 (dataclasses with ``extra="forbid"``, strict scalar
+types, range constraints); ``_one_line`` turns pydantic's first error into that line. Checks
+that span several keys (leverage under its cap, market data venue vs profile) follow the
+schema. Secrets never live here.
 """
 
 from __future__ import annotations
 
 import tomllib
-import types
-import typing
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
+from dataclasses import MISSING, field, replace
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+)
+from pydantic.dataclasses import dataclass
+from pydantic_core import PydanticCustomError
 
 from executor.core.money import parse_decimal
 
@@ -23,63 +39,146 @@ DEFAULT_DATA_DIR = ROOT / "data"
 DEFAULT_FILE = ROOT / "config" / "default.toml"
 LOCAL_FILE = ROOT / "config" / "local.toml"
 PROFILES = ("sim", "testnet", "demo", "live")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+# Every table forbids keys it does not declare: a misspelt limit must not be ignored.
+_SCHEMA = ConfigDict(extra="forbid")
+
+
+def _bad(message: str) -> PydanticCustomError:
+    """A value error whose text follows the key in the one-line message."""
+    return PydanticCustomError("bx_value", message)
+
+
+def _decimal(value: Any) -> Decimal:
+    # Floats are refused: a TOML float has already lost the exact decimal value. Decimal
+    # instances pass (``dataclasses.replace`` re-validates a loaded config).
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise _bad('must be a decimal written as a string, e.g. "0.5"')
+    try:
+        return parse_decimal(value, "value")
+    except ValueError:
+        raise _bad(f'is not a decimal number: {value!r} (plain digits like "500.5")') from None
+
+
+def _non_empty(text: str) -> str:
+    if not text.strip():
+        raise _bad("must not be empty")
+    return text
+
+
+def _upper_name(what: str) -> Any:
+    def check(text: str) -> str:
+        if not text or not text.isalnum() or text.upper() != text:
+            raise _bad(f"{what} {text!r} must be upper-case letters/digits")
+        return text
+    return AfterValidator(check)
+
+
+def _between(lo: int, hi: int, note: str = "") -> Any:
+    def check(value: int) -> int:
+        if not lo <= value <= hi:
+            raise _bad(f"must be {lo}..{hi}{note}")
+        return value
+    return AfterValidator(check)
+
+
+def _one_of(*choices: str, fold: bool = False) -> Any:
+    def check(text: str) -> str:
+        if (text.upper() if fold else text) not in choices:
+            raise _bad(f"must be one of {', '.join(choices)}")
+        return text
+    return AfterValidator(check)
+
+
+def _client_id_prefix(prefix: str) -> str:
+    if prefix and not (len(prefix) <= 8 and all(c.isascii() and (c.isalnum() or c == "_") for c in prefix)):
+        raise _bad(f"must be empty (the ledger's own) or 1-8 of A-Z a-z 0-9 _, got {prefix!r}")
+    return prefix
+
+
+def _some_symbols(symbols: list[str]) -> list[str]:
+    if not symbols:
+        raise _bad("must name at least one symbol")
+    return symbols
+
+
+Dec = Annotated[Decimal, BeforeValidator(_decimal)]
+PosDec = Annotated[Decimal, BeforeValidator(_decimal), Field(gt=0)]
+NonNegDec = Annotated[Decimal, BeforeValidator(_decimal), Field(ge=0)]
+PosInt = Annotated[StrictInt, Field(gt=0)]
+NonNegInt = Annotated[StrictInt, Field(ge=0)]
+AtLeast1 = Annotated[StrictInt, Field(ge=1)]
+Port = Annotated[StrictInt, _between(0, 65535, " (0: a free port)")]
+Text = Annotated[StrictStr, AfterValidator(_non_empty)]
+Asset = Annotated[StrictStr, _upper_name("asset")]
+SymbolName = Annotated[StrictStr, _upper_name("symbol")]
+LogLevel = Annotated[StrictStr, _one_of(*LOG_LEVELS, fold=True)]
 
 
 class ConfigError(Exception):
     """A configuration problem, phrased as one line a user can act on."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SCHEMA)
 class Symbols:
-    spot: list[str]
+    spot: Annotated[list[SymbolName], AfterValidator(_some_symbols)]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SCHEMA)
 class StrategyConfig:
-    path: str
-    params: dict[str, Any] = field(default_factory=dict)
+    path: Text
+    params: dict[StrictStr, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SCHEMA)
 class FuturesConfig:
     """USD-M futures user data. Mark prices are public and always streamed; the account's
     listenKey stream (ORDER_TRADE_UPDATE / ACCOUNT_UPDATE) needs a key with futures enabled."""
 
-    user_stream: bool = False
+    user_stream: StrictBool = False
     # Futures trading (orders on the symbols' USD-M perpetuals; needs user_stream's key).
-    trade: bool = False
-    leverage: int = 2                 # set and checked on every traded symbol at start
-    margin_type: str = "cross"        # cross or isolated, set and checked at start
-    max_leverage: int = 5             # refuse to start (and to trade) above this leverage
-    max_position: dict[str, Decimal] = field(default_factory=dict)   # base asset -> |perp position|
-    max_net_delta: dict[str, Decimal] = field(default_factory=dict)  # base asset -> |spot + perp|
-    max_gross_notional: Decimal = Decimal(0)   # (|spot| + |perp|) x mark over all assets; 0: no limit
+    trade: StrictBool = False
+    # Leverage and margin type are set and checked on every traded symbol at start; a
+    # leverage above max_leverage refuses to start (and to trade).
+    leverage: Annotated[StrictInt, _between(1, 125)] = 2
+    margin_type: Annotated[StrictStr, _one_of("CROSS", "ISOLATED", fold=True)] = "cross"
+    max_leverage: Annotated[StrictInt, _between(1, 125)] = 5
+    max_position: dict[Asset, PosDec] = field(default_factory=dict)    # base asset -> |perp position|
+    max_net_delta: dict[Asset, PosDec] = field(default_factory=dict)   # base asset -> |spot + perp|
+    max_gross_notional: NonNegDec = Decimal(0)   # (|spot| + |perp|) x mark over all assets; 0: no limit
+    # Refuse to add to a perpetual position while the mark is within this many percent of its
+    # liquidation price (reducing always passes); 0: no check; below 100.
+    min_liquidation_distance_pct: Annotated[Decimal, BeforeValidator(_decimal), Field(ge=0, lt=100)] = \
+        Decimal(10)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SCHEMA)
 class RiskConfig:
-    max_order_notional: Decimal
-    max_open_orders: int
-    max_orders_per_minute: int
-    price_band_bps: Decimal
-    stale_after_s: Decimal
-    kill_switch_file: str
-    max_position: dict[str, Decimal]
+    max_order_notional: PosDec
+    max_open_orders: PosInt
+    max_orders_per_minute: PosInt
+    price_band_bps: PosDec
+    stale_after_s: PosDec
+    kill_switch_file: Text
+    max_position: dict[Asset, PosDec]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SCHEMA)
 class OrdersConfig:
     # "" (the default): the ledger's own prefix, generated when it is created
     # (executor.persistence.identity); set it only to pin one (1-8 of [A-Za-z0-9_]).
-    client_id_prefix: str
-    recv_window_ms: int
-    request_timeout_s: Decimal
-    cancel_on_shutdown: bool = True
+    client_id_prefix: Annotated[StrictStr, AfterValidator(_client_id_prefix)]
+    recv_window_ms: Annotated[StrictInt, _between(1, 60000)]
+    request_timeout_s: PosDec
+    cancel_on_shutdown: StrictBool = True
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SCHEMA)
 class DatabaseConfig:
-    url: str  # "" (the default): one ledger per profile, ``default_database_url``
+    url: StrictStr  # "" (the default): one ledger per profile, ``default_database_url``
 
 
 def default_database_url(profile: str) -> str:
@@ -89,50 +188,54 @@ def default_database_url(profile: str) -> str:
     return f"{profile}.db"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SCHEMA)
 class SchedulerConfig:
-    futures_keepalive_s: int
-    daily_reconnect_s: int
-    reconcile_s: int
-    balance_snapshot_s: int
-    clock_sync_s: int
+    futures_keepalive_s: PosInt
+    # Binance cuts every connection at 24 h: the planned reconnect must come first.
+    daily_reconnect_s: Annotated[StrictInt, _between(1, 86399, " (Binance cuts at 24 h)")]
+    reconcile_s: PosInt
+    balance_snapshot_s: PosInt
+    clock_sync_s: PosInt
     # Wall seconds (not scaled by the sim's time_scale: it is this machine's CPU work).
-    audit_checkpoint_s: int = 900
-    audit_settle_s: int = 600  # rows newer than this stay out of the checkpoint (the audit folds them)
+    audit_checkpoint_s: NonNegInt = 900   # 0: never
+    audit_settle_s: NonNegInt = 600  # rows newer than this stay out of the checkpoint (the audit folds them)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SCHEMA)
 class LoggingConfig:
-    level: str
-    json: bool
-    dir: str
-    levels: dict[str, str] = field(default_factory=dict)   # logger name -> level override
-    rotate: str = "daily"      # daily (at UTC midnight) | size (at max_bytes)
-    max_bytes: int = 50 * 1024 * 1024
-    keep_files: int = 30       # log files kept in dir (all runs, rotated ones included); older are deleted
+    level: LogLevel
+    json: StrictBool
+    dir: Text
+    levels: dict[StrictStr, LogLevel] = field(default_factory=dict)   # logger name -> level override
+    rotate: Literal["daily", "size"] = "daily"  # daily (at UTC midnight) | size (at max_bytes)
+    max_bytes: AtLeast1 = 50 * 1024 * 1024
+    keep_files: AtLeast1 = 30   # log files kept in dir (all runs, rotated ones included); older are deleted
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SCHEMA)
 class HealthConfig:
     """Process health (``executor.run.health``): how often it is logged, when it warns (0 = never)."""
 
-    log_every_s: int = 300     # wall seconds
-    warn_rss_mb: int = 1024
-    warn_fds: int = 512
-    warn_tasks: int = 500
-    warn_loop_lag_ms: int = 250
+    log_every_s: AtLeast1 = 300     # wall seconds
+    warn_rss_mb: NonNegInt = 1024
+    warn_fds: NonNegInt = 512
+    warn_tasks: NonNegInt = 500
+    warn_loop_lag_ms: NonNegInt = 250
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SCHEMA)
 class ReplayConfig:
     """Replays (``python run.py --replay DIR``): the fee tier the embedded exchange charges."""
 
-    maker_fee: Decimal = Decimal("0.001")   # Binance spot regular tier (VIP 0): 0.1000%
-    taker_fee: Decimal = Decimal("0.001")
-    latency_ms: int = 0                     # an order/cancel reaches the exchange this much later
+    maker_fee: NonNegDec = Decimal("0.001")   # Binance spot regular tier (VIP 0): 0.1000%
+    taker_fee: NonNegDec = Decimal("0.001")
+    latency_ms: NonNegInt = 0                 # an order/cancel reaches the exchange this much later
 
 
-@dataclass(frozen=True)
+MARKET_DATA_VENUES = ("same", "sim", "testnet", "demo", "live")
+
+
+@dataclass(frozen=True, config=_SCHEMA)
 class MarketDataConfig:
     """Where the strategy's market data comes from: the order venue ("same") or another.
 
@@ -140,66 +243,63 @@ class MarketDataConfig:
     while orders go to the paper venue; it never carries keys to the other venue.
     """
 
-    venue: str = "same"
+    venue: Annotated[StrictStr, _one_of(*MARKET_DATA_VENUES)] = "same"
 
 
-MARKET_DATA_VENUES = ("same", "sim", "testnet", "demo", "live")
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SCHEMA)
 class WebConfig:
     """The dashboard and control API (``executor.web``); off unless enabled or ``--web``."""
 
-    enabled: bool = False
-    host: str = "127.0.0.1"          # another address is allowed, with a warning at start
-    port: int = 8787                 # 0: a free port
-    token_file: str = "data/web-token"  # used when BX_WEB_TOKEN is not set (written 0600)
-    max_auth_failures: int = 20      # per client address and minute; more answer 429
-    update_ms: int = 500             # live updates to the dashboard at most this often
+    enabled: StrictBool = False
+    host: Text = "127.0.0.1"         # another address is allowed, with a warning at start
+    port: Port = 8787                # 0: a free port
+    token_file: StrictStr = "data/web-token"  # used when BX_WEB_TOKEN is not set (written 0600)
+    max_auth_failures: AtLeast1 = 20  # per client address and minute; more answer 429
+    update_ms: Annotated[StrictInt, Field(ge=100)] = 500  # live updates to the dashboard at most this often
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SCHEMA)
 class AlertsConfig:
     """Alerts (``executor.alerts``). Secrets come from the environment: BX_ALERT_WEBHOOK_URL,
     BX_TELEGRAM_BOT_TOKEN, BX_TELEGRAM_CHAT_ID."""
 
-    webhook: bool = False
-    telegram: bool = False
-    telegram_base_url: str = "https://api.telegram.org"
-    fills: bool = False              # one alert per fill
-    stale_after_s: int = 30          # a stream silent this long is reported (once until it recovers)
-    daily_summary: bool = True       # at 00:00 UTC: the day's PnL, fills and orders
-    retries: int = 4                 # delivery attempts after the first
-    dead_log_interval_s: int = 300   # a failing channel is logged at most once per interval
-    queue_size: int = 1000
+    webhook: StrictBool = False
+    telegram: StrictBool = False
+    telegram_base_url: Text = "https://api.telegram.org"
+    fills: StrictBool = False          # one alert per fill
+    stale_after_s: AtLeast1 = 30       # a stream silent this long is reported (once until it recovers)
+    daily_summary: StrictBool = True   # at 00:00 UTC: the day's PnL, fills and orders
+    retries: NonNegInt = 4             # delivery attempts after the first
+    dead_log_interval_s: AtLeast1 = 300  # a failing channel is logged at most once per interval
+    queue_size: AtLeast1 = 1000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SCHEMA)
 class SimPorts:
-    spot_rest: int
-    spot_stream: int
-    spot_ws_api: int
-    futures_rest: int
-    futures_stream: int
+    spot_rest: Port
+    spot_stream: Port
+    spot_ws_api: Port
+    futures_rest: Port
+    futures_stream: Port
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SCHEMA)
 class SimConfig:
-    seed: int
-    time_scale: Decimal
-    host: str
-    book_update_hz: Decimal
-    max_connection_age_s: int
-    market_file: str
+    seed: NonNegInt
+    time_scale: PosDec
+    host: Text
+    book_update_hz: NonNegDec   # 0: no synthetic book updates (a replay's recording moves the book)
+    max_connection_age_s: PosInt
+    market_file: StrictStr
     ports: SimPorts
-    start_prices: dict[str, Decimal]
-    balances: dict[str, Decimal]
-    keep_ledgers: int = 10     # per-run ledgers kept under <db dir>/sim/ (older ones are deleted)
+    start_prices: dict[SymbolName, PosDec]
+    balances: dict[Asset, NonNegDec]
+    keep_ledgers: AtLeast1 = 10     # per-run ledgers kept under <db dir>/sim/ (older ones are deleted)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SCHEMA)
 class Config:
-    profile: str
+    profile: Annotated[StrictStr, _one_of(*PROFILES)]
     symbols: Symbols
     futures: FuturesConfig
     strategy: StrategyConfig
@@ -213,10 +313,13 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     # The data folder (ledgers, logs, kill switch, plots); after loading, an absolute path.
-    data_dir: str = "data"
+    data_dir: Text = "data"
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
-    sources: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()   # the files read, in order (set by load_config, not by a file)
+
+
+_CONFIG = TypeAdapter(Config)
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -244,181 +347,47 @@ def _origin(key: str, layers: list[tuple[str, dict[str, Any]]]) -> str:
     return found
 
 
-def _convert(value: Any, tp: Any, key: str, where_fn: Any) -> Any:
-    where = where_fn(key)
-    origin = typing.get_origin(tp)
-    if is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: '{key}' must be a table")
-        return _build(tp, value, key, where_fn)
-    if tp is Any:
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: '{key}' must be true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: '{key}' must be an integer, got {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: '{key}' must be a string, got {value!r}")
-        return value
-    if tp is Decimal:
-        # Floats are refused: a TOML float has already lost the exact decimal value.
-        if isinstance(value, bool) or not isinstance(value, str | int):
-            raise ConfigError(f"{where}: '{key}' must be a decimal written as a string, e.g. \"0.5\"")
-        try:
-            return parse_decimal(value, key)
-        except ValueError:
-            raise ConfigError(f"{where}: '{key}' is not a decimal number: {value!r} "
-                              "(plain digits like \"500.5\")") from None
-    if origin is list:
-        (item_tp,) = typing.get_args(tp)
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: '{key}' must be a list")
-        return [_convert(v, item_tp, key, where_fn) for v in value]
-    if origin is dict:
-        _, val_tp = typing.get_args(tp)
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: '{key}' must be a table")
-        return {k: _convert(v, val_tp, f"{key}.{k}", where_fn) for k, v in value.items()}
-    if origin is tuple:
-        return tuple(value)
-    if origin in (typing.Union, types.UnionType):
-        raise ConfigError(f"{where}: '{key}' has an unsupported type")
-    raise ConfigError(f"{where}: '{key}' has an unsupported type {tp!r}")
+# pydantic's error types -> what follows "'key'" in the one-line message.
+_PHRASES = {
+    "int_type": "must be an integer, got {input!r}",
+    "bool_type": "must be true or false, got {input!r}",
+    "string_type": "must be a string, got {input!r}",
+    "list_type": "must be a list",
+    "dict_type": "must be a table",
+    "dataclass_type": "must be a table",
+    "greater_than": "must be greater than {gt}, got {input}",
+    "greater_than_equal": "must be {ge} or more, got {input}",
+    "less_than": "must be under {lt}, got {input}",
+    "less_than_equal": "must be {le} or less, got {input}",
+    "literal_error": "must be one of {expected}",
+}
 
 
-def _build(cls: Any, data: dict[str, Any], prefix: str, where: Any) -> Any:
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in fields(cls)} - {"sources"}
-    for key in data:
-        if key not in known:
-            dotted = f"{prefix}.{key}" if prefix else key
-            raise ConfigError(f"{where(dotted)}: unknown key '{dotted}'")
-    kwargs: dict[str, Any] = {}
-    for f in fields(cls):
-        if f.name == "sources":
-            continue
-        dotted = f"{prefix}.{f.name}" if prefix else f.name
-        if f.name not in data:
-            if f.default is not MISSING or f.default_factory is not MISSING:
-                continue
-            raise ConfigError(f"{where(dotted)}: missing key '{dotted}'")
-        kwargs[f.name] = _convert(data[f.name], hints[f.name], dotted, where)
-    return cls(**kwargs)
+def _one_line(exc: ValidationError, where: Any) -> ConfigError:
+    """pydantic's first error as ``<file>: '<key>' <what is wrong>``."""
+    err = exc.errors(include_url=False)[0]
+    key = ".".join(str(p) for p in err["loc"] if isinstance(p, str) and p != "[key]")
+    origin = where(key)
+    kind = err["type"]
+    if kind == "unexpected_keyword_argument":
+        return ConfigError(f"{origin}: unknown key '{key}'")
+    if kind in ("missing", "missing_argument"):
+        return ConfigError(f"{origin}: missing key '{key}'")
+    if kind == "bx_value":
+        return ConfigError(f"{origin}: '{key}' {err['msg']}")
+    phrase = _PHRASES.get(kind)
+    if phrase is None:
+        return ConfigError(f"{origin}: '{key}': {err['msg']}")
+    return ConfigError(f"{origin}: '{key}' " + phrase.format(input=err.get("input"), **err.get("ctx", {})))
 
 
 def _validate(cfg: Config, where: Any) -> None:
-    if cfg.profile not in PROFILES:
-        raise ConfigError(f"{where('profile')}: 'profile' must be one of {', '.join(PROFILES)}")
-    if not cfg.symbols.spot:
-        raise ConfigError(f"{where('symbols.spot')}: 'symbols.spot' must name at least one symbol")
-    for sym in cfg.symbols.spot:
-        if not sym.isalnum() or sym.upper() != sym:
-            raise ConfigError(f"{where('symbols.spot')}: symbol {sym!r} must be upper-case letters/digits")
-    if cfg.sim.time_scale <= 0:
-        raise ConfigError(f"{where('sim.time_scale')}: 'sim.time_scale' must be positive")
-    for name in ("futures_keepalive_s", "daily_reconnect_s", "reconcile_s", "balance_snapshot_s",
-                 "clock_sync_s"):
-        if getattr(cfg.scheduler, name) <= 0:
-            raise ConfigError(f"{where('scheduler.' + name)}: 'scheduler.{name}' must be positive")
-    if cfg.scheduler.audit_settle_s < 0:
-        key = "scheduler.audit_settle_s"
-        raise ConfigError(f"{where(key)}: '{key}' must be 0 or positive")
-    if cfg.scheduler.audit_checkpoint_s < 0:
-        key = "scheduler.audit_checkpoint_s"
-        raise ConfigError(f"{where(key)}: '{key}' must be 0 (never) or positive")
-    if cfg.scheduler.daily_reconnect_s >= 86400:
-        key = "scheduler.daily_reconnect_s"
-        raise ConfigError(f"{where(key)}: '{key}' must be under 86400 (Binance cuts at 24 h)")
-    prefix = cfg.orders.client_id_prefix
-    if prefix and not (len(prefix) <= 8 and all(c.isascii() and (c.isalnum() or c == "_") for c in prefix)):
-        raise ConfigError(f"{where('orders.client_id_prefix')}: 'orders.client_id_prefix' must be empty "
-                          f"(the ledger's own) or 1-8 of A-Z a-z 0-9 _, got {prefix!r}")
-    if not 0 < cfg.orders.recv_window_ms <= 60000:
-        raise ConfigError(f"{where('orders.recv_window_ms')}: 'orders.recv_window_ms' must be 1..60000")
-    if cfg.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ConfigError(f"{where('logging.level')}: 'logging.level' must be DEBUG, INFO, WARNING or ERROR")
-    for name, level in cfg.logging.levels.items():
-        if level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise ConfigError(f"{where('logging.levels.' + name)}: 'logging.levels.{name}' must be "
-                              "DEBUG, INFO, WARNING or ERROR")
+    """The checks that span several keys (each key alone passed the schema)."""
     _validate_market_data(cfg, where)
-    _validate_futures(cfg, where)
-    if not 0 <= cfg.web.port <= 65535:
-        raise ConfigError(f"{where('web.port')}: 'web.port' must be 0..65535")
-    if not cfg.web.host.strip():
-        raise ConfigError(f"{where('web.host')}: 'web.host' must name an address, e.g. \"127.0.0.1\"")
-    if cfg.web.update_ms < 100:
-        raise ConfigError(f"{where('web.update_ms')}: 'web.update_ms' must be at least 100")
-    if cfg.web.max_auth_failures < 1:
-        raise ConfigError(f"{where('web.max_auth_failures')}: 'web.max_auth_failures' must be at least 1")
-    if cfg.alerts.stale_after_s < 1 or cfg.alerts.queue_size < 1 or cfg.alerts.retries < 0:
-        raise ConfigError(f"{where('alerts')}: 'alerts.stale_after_s' and 'alerts.queue_size' must be "
-                          "at least 1, 'alerts.retries' 0 or more")
-    _validate_values(cfg, where)
-    _validate_retention(cfg, where)
-
-
-
-def _validate_retention(cfg: Config, where: Any) -> None:
-    if cfg.logging.rotate not in ("daily", "size"):
-        raise ConfigError(f"{where('logging.rotate')}: 'logging.rotate' must be daily or size")
-    for key, value in (("logging.max_bytes", cfg.logging.max_bytes),
-                       ("logging.keep_files", cfg.logging.keep_files),
-                       ("sim.keep_ledgers", cfg.sim.keep_ledgers),
-                       ("health.log_every_s", cfg.health.log_every_s)):
-        if value < 1:
-            raise ConfigError(f"{where(key)}: '{key}' must be at least 1")
-    for name in ("warn_rss_mb", "warn_fds", "warn_tasks", "warn_loop_lag_ms"):
-        if getattr(cfg.health, name) < 0:
-            raise ConfigError(f"{where('health.' + name)}: 'health.{name}' must be 0 (never) or positive")
-
-def _positive(cfg: Config, where: Any, *keys: str, zero_ok: bool = False) -> None:
-    """Each dotted ``key`` of ``cfg`` must be > 0 (or >= 0 with ``zero_ok``)."""
-    for key in keys:
-        value: Any = cfg
-        for part in key.split("."):
-            value = getattr(value, part)
-        if value < 0 or (value == 0 and not zero_ok):
-            need = "0 or more" if zero_ok else "greater than 0"
-            raise ConfigError(f"{where(key)}: '{key}' must be {need}, got {value}")
-
-
-def _validate_values(cfg: Config, where: Any) -> None:
-    """Every value in range: a limit of 0 or below, an empty path or a port out of range
-    would otherwise be accepted and only show up as a bot that refuses everything."""
-    _positive(cfg, where, "risk.max_order_notional", "risk.max_open_orders", "risk.max_orders_per_minute",
-              "risk.price_band_bps", "risk.stale_after_s", "orders.request_timeout_s",
-              "sim.book_update_hz", "sim.max_connection_age_s")
-    _positive(cfg, where, "sim.seed", zero_ok=True)
-    for asset, limit in cfg.risk.max_position.items():
-        key = f"risk.max_position.{asset}"
-        if not asset.isalnum() or asset.upper() != asset:
-            raise ConfigError(f"{where(key)}: '{key}': asset {asset!r} must be upper-case letters/digits")
-        if limit <= 0:
-            raise ConfigError(f"{where(key)}: '{key}' must be greater than 0, got {limit}")
-    # (``database.url`` and ``orders.client_id_prefix`` may be "": one ledger per profile, a
-    # prefix generated with the ledger.)
-    texts = {"risk.kill_switch_file": cfg.risk.kill_switch_file,
-             "logging.dir": cfg.logging.dir, "sim.host": cfg.sim.host, "data_dir": cfg.data_dir}
-    for key, text in texts.items():
-        if not text.strip():
-            raise ConfigError(f"{where(key)}: '{key}' must not be empty")
-    for name in ("spot_rest", "spot_stream", "spot_ws_api", "futures_rest", "futures_stream"):
-        port = getattr(cfg.sim.ports, name)
-        if not 0 <= port <= 65535:
-            key = f"sim.ports.{name}"
-            raise ConfigError(f"{where(key)}: '{key}' must be 0 (a free port) to 65535, got {port}")
-    for table in ("start_prices", "balances"):
-        for asset, value in getattr(cfg.sim, table).items():
-            key = f"sim.{table}.{asset}"
-            if value < 0 or (value == 0 and table == "start_prices"):
-                need = "greater than 0" if table == "start_prices" else "0 or more"
-                raise ConfigError(f"{where(key)}: '{key}' must be {need}, got {value}")
+    fut = cfg.futures
+    if fut.leverage > fut.max_leverage:
+        raise ConfigError(f"{where('futures.leverage')}: 'futures.leverage' must be 1..futures.max_leverage "
+                          f"({fut.max_leverage})")
 
 
 def resolve_data_dir(value: str | Path) -> Path:
@@ -465,22 +434,8 @@ def _resolve_paths(cfg: Config) -> Config:
         sim=replace(cfg.sim, market_file=str(data / cfg.sim.market_file) if cfg.sim.market_file else ""))
 
 
-def _validate_futures(cfg: Config, where: Any) -> None:
-    fut = cfg.futures
-    if fut.margin_type.lower() not in ("cross", "isolated"):
-        raise ConfigError(f"{where('futures.margin_type')}: 'futures.margin_type' must be cross or isolated")
-    if not 1 <= fut.max_leverage <= 125:
-        raise ConfigError(f"{where('futures.max_leverage')}: 'futures.max_leverage' must be 1..125")
-    if not 1 <= fut.leverage <= fut.max_leverage:
-        raise ConfigError(f"{where('futures.leverage')}: 'futures.leverage' must be 1..futures.max_leverage "
-                          f"({fut.max_leverage})")
-
-
 def _validate_market_data(cfg: Config, where: Any) -> None:
     venue = cfg.market_data.venue
-    if venue not in MARKET_DATA_VENUES:
-        raise ConfigError(f"{where('market_data.venue')}: 'market_data.venue' must be one of "
-                          f"{', '.join(MARKET_DATA_VENUES)}")
     if venue in ("same", cfg.profile):
         return
     # The sim matches against its own book, so it cannot take prices from elsewhere, and
@@ -527,7 +482,12 @@ def load_config(
     def where(key: str) -> str:
         return _origin(key, layers)
 
-    cfg = _build(Config, merged, "", where)
+    if "sources" in merged:  # set below, never by a file
+        raise ConfigError(f"{where('sources')}: unknown key 'sources'")
+    try:
+        cfg = _CONFIG.validate_python(merged)
+    except ValidationError as exc:
+        raise _one_line(exc, where) from None
     _validate(cfg, where)
     if not cfg.database.url:
         cfg = replace(cfg, database=replace(cfg.database, url=default_database_url(cfg.profile)))

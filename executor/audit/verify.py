@@ -34,7 +34,7 @@ from executor.audit.query import AuditDB, BalanceEventRow, Scope, fmt_ms, split_
 from executor.core.ledger import fill_deltas
 from executor.core.orders import Side
 
-__all__ = ["EXTRA_CHECKS", "Difference", "VerifyResult", "render_verify", "verify", "verify_reference"]
+__all__ = ["Difference", "VerifyResult", "render_verify", "verify", "verify_reference"]
 
 ZERO = Decimal(0)
 _MAX_IDS = 20
@@ -185,6 +185,7 @@ def verify(
     column-wise fast path (``verify_fast``); anything neither can confirm goes through
     ``verify_reference``, which names every difference. All give the same result (tests/audit)."""
     from executor.audit.verify_fast import verify_fast
+    from executor.audit.verify_futures import with_futures  # the USD-M wallet (its own module)
     from executor.audit.verify_sql import verify_sql
 
     scope = Scope(scope.run_id, scope.since_ms, scope.until_ms)  # balances are account-wide
@@ -194,7 +195,7 @@ def verify(
 
         resumed, note = resume_verify(db)
         if resumed is not None:
-            return resumed
+            return with_futures(db, scope, resumed)
     assets, opening_ids, opening_ref, base_ms, notes = _opening(db, scope)
     res = VerifyResult(opening_ref, {a: s.total for a, s in sorted(assets.items())}, notes=notes)
     res.unchecked = db.count_untimed_observations(scope)
@@ -211,15 +212,7 @@ def verify(
         res = verify_reference(db, scope)
     if note:
         res.notes.append(note)
-    for check in EXTRA_CHECKS:
-        check(db, scope, res)
-    return res
-
-
-# Further checks ``verify`` runs after the balances, each adding to the result's differences
-# and notes (e.g. a futures-wallet check): ``check(db, scope, result)``. Registered by the
-# module that owns the check, so this one stays about spot balances.
-EXTRA_CHECKS: list[Callable[[AuditDB, Scope, VerifyResult], None]] = []
+    return with_futures(db, scope, res)
 
 
 def _last_snapshot(db: AuditDB, scope: Scope) -> tuple[str | None, set[int]]:

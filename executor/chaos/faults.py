@@ -15,7 +15,7 @@ from typing import Any
 from executor.sim.exchange import SimExchange
 from executor.sim.futures_account import attach
 
-__all__ = ["FAULT_KINDS", "inject"]
+__all__ = ["FAULT_KINDS", "FUTURES_KINDS", "inject"]
 
 Inject = Callable[[SimExchange, random.Random], Awaitable[str]]
 
@@ -46,6 +46,13 @@ async def _order_unknown(sim: SimExchange, rng: random.Random) -> str:
     placed = rng.random() < 0.6
     sim.faults.fail_orders(1, http_status=status, code=code, placed=placed)
     return f"next order answers {status}{f' {code}' if code else ''} ({'placed' if placed else 'not placed'})"
+
+
+async def _futures_order_unknown(sim: SimExchange, rng: random.Random) -> str:
+    status = rng.choice((503, 502, 500))
+    placed = rng.random() < 0.6
+    sim.faults.fail_orders(1, http_status=status, placed=placed, venue="futures")
+    return f"next POST /fapi/v1/order answers {status} ({'placed' if placed else 'not placed'})"
 
 
 async def _late_order(sim: SimExchange, rng: random.Random) -> str:
@@ -109,6 +116,7 @@ FAULT_KINDS: dict[str, Inject] = {
     "stall": _stall,
     "expire_listen_key": _expire_listen_key,
     "order_unknown": _order_unknown,
+    "futures_order_unknown": _futures_order_unknown,
     "late_order": _late_order,
     "hold_response": _hold,
     "rate_limit_429": _burst_429,
@@ -120,9 +128,16 @@ FAULT_KINDS: dict[str, Inject] = {
 }
 
 
-async def inject(sim: SimExchange, rng: random.Random, kind: str | None = None) -> tuple[str, str]:
-    """Lift the lasting fault (a stall), then switch on one fault (``kind`` or a random one);
-    returns (kind, description)."""
+# Faults aimed at the futures side: a futures cycle draws from these half of the time.
+FUTURES_KINDS = ("drop_futures_user", "expire_listen_key", "futures_order_unknown", "drop_futures_market")
+
+
+async def inject(sim: SimExchange, rng: random.Random, kind: str | None = None, *,
+                 futures: bool = False) -> tuple[str, str]:
+    """Lift the lasting fault (a stall), then switch on one fault (``kind`` or a random one;
+    ``futures``: half of the time one of ``FUTURES_KINDS``); returns (kind, description)."""
     sim.faults.connections.unstall()
+    if kind is None and futures and rng.random() < 0.5:
+        kind = rng.choice(FUTURES_KINDS)
     kind = kind or rng.choice(sorted(FAULT_KINDS))
     return kind, await FAULT_KINDS[kind](sim, rng)

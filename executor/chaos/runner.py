@@ -6,7 +6,15 @@ mostly SIGKILL (sometimes right while a response is held, so an order is in doub
 sometimes a graceful SIGTERM; leave it down for a moment (a fault may be armed meanwhile,
 met by the next start). After ``minutes``: every fault off, one last clean run so the bot
 reconciles, then the ledger is compared with the exchange's ground truth and
-``run.py audit verify`` is run on it. The same ``seed`` gives the same schedule of faults
+``run.py audit verify`` is run on it.
+
+Futures: a share of the cycles (``futures_share``) starts the futures bot instead: a second
+account of the exchange with its own ledger, trading ``CashAndCarry`` with ``[futures] trade``
+on (spot and perpetual legs) while the runner swings the perpetuals' basis so it keeps
+entering and exiting; half of its faults are futures ones (futures user stream dropped,
+listenKey expired, 5xx on ``POST /fapi/v1/order``, futures market stream dropped). It gets
+its own last clean run, comparison (spot and futures orders, trades, positions, income) and
+``audit verify`` (the futures wallet included). The same ``seed`` gives the same schedule of faults
 and kills (the bot's own timing still varies with the machine).
 """
 
@@ -26,7 +34,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TextIO
 
-from executor.chaos.faults import FAULT_KINDS, inject
+from executor.chaos.faults import FAULT_KINDS, FUTURES_KINDS, inject
 from executor.chaos.truth import Comparison, compare_ledger
 from executor.config import ROOT, load_config
 from executor.sim.accounts import DEFAULT_ID
@@ -41,6 +49,13 @@ __all__ = ["ChaosOptions", "ChaosReport", "run_chaos"]
 BOT_PARAMS = {"entry_bps": "-50", "exit_bps": "51", "order_quote": "50", "max_inventory_quote": "50000",
               "post_only": False, "quote_ttl_s": "3"}
 BALANCES = {"USDT": Decimal("1000000"), "BTC": Decimal("1"), "ETH": Decimal("20")}
+# The futures bot: one clip is 0.04 base (BTC ~2400 USDT, ETH ~120 USDT: above both venues'
+# minimum notionals), at most three clips a symbol; its account's futures wallet holds plenty.
+FUTURES_ACCOUNT = "carry"
+CARRY_PARAMS = {"entry_bps": "10", "exit_bps": "0", "qty": "0.04", "max_position": "0.12",
+                "hedge_timeout_s": "2", "cooldown_s": "0.3"}
+FUTURES_WALLET = Decimal("100000")
+BASIS_HIGH, BASIS_LOW = Decimal("0.004"), Decimal("-0.002")
 STOP_TIMEOUT_S = 60.0
 FINAL_RUN_S = 12.0
 
@@ -56,6 +71,8 @@ class ChaosOptions:
     kill_share: float = 0.8  # SIGKILL; the rest are graceful stops
     in_doubt_share: float = 0.25  # of the kills: while a REST response is held
     final_run_s: float = FINAL_RUN_S  # the last clean run, to reconcile
+    futures_share: float = 0.4  # cycles that run the futures (cash-and-carry) bot; 0: none
+    swing_s: tuple[float, float] = (1.0, 3.0)  # how long the basis stays high or low
 
 
 @dataclass
@@ -70,11 +87,18 @@ class ChaosReport:
     comparison: Comparison | None = None
     verify_rc: int | None = None
     verify_text: str = ""
+    futures_cycles: int = 0
+    futures_comparison: Comparison | None = None  # the futures bot's ledger (None: it never ran)
+    futures_verify_rc: int | None = None
+    futures_verify_text: str = ""
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return self.comparison is not None and self.comparison.ok and self.verify_rc == 0
+        spot = self.comparison is not None and self.comparison.ok and self.verify_rc == 0
+        f = self.futures_comparison
+        futures = f is None or (f.ok and self.futures_verify_rc == 0)
+        return spot and futures
 
     def render(self) -> str:
         c = self.comparison or Comparison()
@@ -92,6 +116,21 @@ class ChaosReport:
             ("client ids sent twice", c.sent_twice), ("balance differences", c.balance_diffs),
             ("audit verify", "clean" if self.verify_rc == 0 else f"FAILED (exit {self.verify_rc})"),
         ]
+        f = self.futures_comparison
+        if f is not None:
+            rows += [
+                ("futures bot: cycles", self.futures_cycles),
+                ("  orders (exchange: spot + futures)", f.orders), ("  of them futures", f.futures_orders),
+                ("  trades (exchange: spot + futures)", f.trades), ("  of them futures", f.futures_trades),
+                ("  fills (ledger)", f.fills_stored), ("  missing", f.missing),
+                ("  duplicated", f.duplicated),
+                ("  phantom fills", f.phantom), ("  mismatched", f.mismatched),
+                ("  orders missing", f.orders_missing), ("  orders only in the ledger", f.orders_phantom),
+                ("  client ids sent twice", f.sent_twice), ("  balance differences", f.balance_diffs),
+                ("  position differences", f.position_diffs), ("  income differences", f.income_diffs),
+                ("  audit verify", "clean" if self.futures_verify_rc == 0
+                 else f"FAILED (exit {self.futures_verify_rc})"),
+            ]
         width = max(len(k) for k, _ in rows)
         lines = [f"{k:<{width}}  {v}" for k, v in rows]
         if c.examples:
@@ -100,6 +139,12 @@ class ChaosReport:
         if self.verify_rc not in (0, None) and self.verify_text:
             lines.append("audit verify said:")
             lines.extend(f"  {line}" for line in self.verify_text.strip().splitlines()[-12:])
+        if f is not None and f.examples:
+            lines.append("futures bot differences:")
+            lines.extend(f"  {e}" for e in f.examples)
+        if self.futures_verify_rc not in (0, None) and self.futures_verify_text:
+            lines.append("futures bot audit verify said:")
+            lines.extend(f"  {line}" for line in self.futures_verify_text.strip().splitlines()[-12:])
         lines.append("RESULT: " + ("PASS — every trade exactly once, nothing sent twice, balances equal"
                                    if self.ok else "FAIL"))
         return "\n".join(lines)
@@ -107,6 +152,8 @@ class ChaosReport:
 
 def _toml(data: dict[str, dict[str, object]]) -> str:
     def value(v: object) -> str:
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
         if isinstance(v, bool):
             return "true" if v else "false"
         if isinstance(v, int):
@@ -156,6 +203,9 @@ class _Chaos:
         self.url = f"sqlite+aiosqlite:///{self.db}"
         self.config = opts.workdir / "bot.toml"
         self.logs = opts.workdir / "logs"
+        self.futures_db = opts.workdir / "ledger-futures.db"
+        self.futures_url = f"sqlite+aiosqlite:///{self.futures_db}"
+        self.futures_config = opts.workdir / "bot-futures.toml"
 
     def say(self, text: str) -> None:
         print(f"[chaos {time.strftime('%H:%M:%S')}] {text}", file=self.out, flush=True)
@@ -170,34 +220,68 @@ class _Chaos:
             "orders": {"request_timeout_s": "2"},
             "strategy": {"params": BOT_PARAMS},
         }), encoding="utf-8")
+        self.futures_config.write_text(_toml({
+            "database": {"url": self.futures_url},
+            "logging": {"dir": str(self.logs / "futures")},
+            "risk": {"kill_switch_file": str(self.opts.workdir / "KILL"), "max_orders_per_minute": 600,
+                     "max_position": {"BTC": "5", "ETH": "100"}},
+            "orders": {"request_timeout_s": "2"},
+            "futures": {"trade": True, "leverage": 3, "max_position": {"BTC": "1", "ETH": "1"},
+                        "max_net_delta": {"BTC": "0.2", "ETH": "0.2"}},
+            "strategy": {"path": "executor.strategy.carry:CashAndCarry", "params": CARRY_PARAMS},
+        }), encoding="utf-8")
 
-    async def spawn(self, admin: str) -> _Bot:
+    async def spawn(self, admin: str, futures: bool = False) -> _Bot:
         self.report.cycles += 1
-        log = self.logs / f"bot-{self.report.cycles:03d}.out"
+        self.report.futures_cycles += futures
+        kind = "futures-bot" if futures else "bot"
+        log = self.logs / f"{kind}-{self.report.cycles:03d}.out"
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        target = f"{admin}?account={FUTURES_ACCOUNT}" if futures else admin
+        config = self.futures_config if futures else self.config
         with log.open("wb") as fh:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, str(ROOT / "run.py"), "--exchange", admin, "--config", str(self.config),
+                sys.executable, str(ROOT / "run.py"), "--exchange", target, "--config", str(config),
                 stdin=asyncio.subprocess.DEVNULL, stdout=fh, stderr=asyncio.subprocess.STDOUT, env=env,
                 cwd=self.opts.workdir)
         return _Bot(proc, log)
 
-    async def fault(self, sim: SimExchange) -> None:
-        kind, what = await inject(sim, self.rng)
+    async def fault(self, sim: SimExchange, futures: bool = False) -> None:
+        kind, what = await inject(sim, self.rng, futures=futures)
         self.report.faults[kind] += 1
         self.say(f"fault {kind}: {what}")
 
+    async def swing(self, sim: SimExchange) -> None:
+        """The perpetuals' basis high, then low, and again: the carry enters and exits."""
+        rng = random.Random(self.rng.random())
+        high = True
+        while True:
+            for symbol in sim.futures.market.symbols:
+                sim.futures.market.set_basis(symbol, BASIS_HIGH if high else BASIS_LOW)
+            high = not high
+            await asyncio.sleep(rng.uniform(*self.opts.swing_s))
+
     async def cycle(self, sim: SimExchange, admin: str, deadline: float) -> None:
-        bot = await self.spawn(admin)
+        futures = self.rng.random() < self.opts.futures_share
+        bot = await self.spawn(admin, futures)
+        swing = asyncio.get_running_loop().create_task(self.swing(sim)) if futures else None
         up = self.rng.uniform(*self.opts.up_s)
         end = min(time.monotonic() + up, deadline)
-        while True:
-            gap = self.rng.uniform(*self.opts.fault_gap_s)
-            if time.monotonic() + gap >= end or bot.proc.returncode is not None:
-                break
-            await asyncio.sleep(gap)
-            await self.fault(sim)
-        await asyncio.sleep(max(0.0, end - time.monotonic()))
+        try:
+            while True:
+                gap = self.rng.uniform(*self.opts.fault_gap_s)
+                if time.monotonic() + gap >= end or bot.proc.returncode is not None:
+                    break
+                await asyncio.sleep(gap)
+                await self.fault(sim, futures)
+            await asyncio.sleep(max(0.0, end - time.monotonic()))
+        finally:
+            if swing is not None:
+                swing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await swing
+                for symbol in sim.futures.market.symbols:
+                    sim.futures.market.set_basis(symbol, None)
         if self.rng.random() < self.opts.kill_share:
             if self.rng.random() < self.opts.in_doubt_share:
                 # Hold the next REST answer (its effect happens) and kill the bot while it
@@ -215,15 +299,30 @@ class _Chaos:
         self.report.bot_exit_codes[rc] += 1
         await asyncio.sleep(self.rng.uniform(*self.opts.down_s))
         if self.rng.random() < 0.5:
-            await self.fault(sim)  # armed while the bot is down: the next start meets it
+            await self.fault(sim, futures)  # armed while the bot is down: the next start meets it
 
-    async def verify(self) -> None:
+    async def verify(self, url: str | None = None) -> tuple[int | None, str]:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(ROOT / "run.py"), "audit", "verify", "--db", self.url,
+            sys.executable, str(ROOT / "run.py"), "audit", "verify", "--db", url or self.url,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=self.opts.workdir)
         data, _ = await proc.communicate()
-        self.report.verify_rc = proc.returncode
-        self.report.verify_text = data.decode(errors="replace")
+        return proc.returncode, data.decode(errors="replace")
+
+    async def final_run(self, sim: SimExchange, admin: str, futures: bool) -> None:
+        # A 418 ban earned during the cycles, or a 429's Retry-After (a request inside it earns
+        # one), would eat the clean run: wait them out first, so it has all its seconds.
+        from executor.sim.rest_futures_orders import limiter_of
+
+        left_ms = max(sim.ratelimiter.blocked_left_ms(), limiter_of(sim).weight.blocked_left_ms())
+        if left_ms > 0:
+            wait_s = left_ms / 1000 / max(float(sim.clock.time_scale), 1e-9) + 0.5
+            self.say(f"waiting {wait_s:.1f} s for a 418 ban or 429 Retry-After to end before the last run")
+            await asyncio.sleep(wait_s)
+        bot = await self.spawn(admin, futures)
+        await asyncio.sleep(self.opts.final_run_s)
+        rc = await bot.end(signal.SIGTERM)
+        self.report.bot_exit_codes[rc] += 1
+        sim.faults.reset()
 
     async def run(self) -> ChaosReport:
         started = time.monotonic()
@@ -233,25 +332,32 @@ class _Chaos:
         settings = replace(cfg.sim, seed=self.opts.seed, balances=dict(BALANCES), market_file="")
         # Bans short enough to be waited out within a run (Binance's first is 2 minutes).
         sim = SimExchange.from_config(settings, symbols=cfg.symbols.spot, limits=RateLimits(ban_first_s=5))
+        if self.opts.futures_share > 0:
+            sim.accounts.add(FUTURES_ACCOUNT, dict(BALANCES), now_ms=sim.clock.now_ms())
+            sim.futures.transfer(FUTURES_ACCOUNT, "USDT", FUTURES_WALLET)
         server = SimServer(sim, host="127.0.0.1")
         urls = await server.start()
         self.say(f"seed {self.opts.seed}, {self.opts.minutes:g} min, exchange {urls.admin}, "
-                 f"work dir {self.opts.workdir}; fault kinds: {', '.join(sorted(FAULT_KINDS))}")
+                 f"work dir {self.opts.workdir}; fault kinds: {', '.join(sorted(FAULT_KINDS))}; "
+                 f"futures share {self.opts.futures_share:g} (futures faults: {', '.join(FUTURES_KINDS)})")
         try:
             deadline = started + self.opts.minutes * 60
             while time.monotonic() < deadline:
                 await self.cycle(sim, urls.admin, deadline)
             sim.faults.reset()
             self.say(f"faults off; a last clean run of {self.opts.final_run_s:g} s to reconcile")
-            bot = await self.spawn(urls.admin)
-            await asyncio.sleep(self.opts.final_run_s)
-            rc = await bot.end(signal.SIGTERM)
-            self.report.bot_exit_codes[rc] += 1
-            sim.faults.reset()
+            await self.final_run(sim, urls.admin, futures=False)
             self.report.comparison = await compare_ledger(sim, self.url, DEFAULT_ID)
+            if self.report.futures_cycles:
+                self.say(f"the futures bot's last clean run of {self.opts.final_run_s:g} s")
+                await self.final_run(sim, urls.admin, futures=True)
+                self.report.futures_comparison = await compare_ledger(sim, self.futures_url, FUTURES_ACCOUNT)
         finally:
             await server.stop()
-        await self.verify()
+        self.report.verify_rc, self.report.verify_text = await self.verify()
+        if self.report.futures_comparison is not None:
+            rc, text = await self.verify(self.futures_url)
+            self.report.futures_verify_rc, self.report.futures_verify_text = rc, text
         self.report.seconds = time.monotonic() - started
         return self.report
 

@@ -1,9 +1,17 @@
 """The ledger against the exchange's ground truth, as counts a chaos report can print.
 
 The embedded exchange runs in the chaos process, so its truth is read in-process: every
-order and trade of the bot's account and its final balances. The ledger is read through
+order and trade of the bot's account and its final balances, and on the USDⓈ-M side every
+futures order and trade, the positions and the income rows. The ledger is read through
 the data-access layer (``Store``). Nothing here asserts: every kind of difference is
 counted and a few examples are kept, so the report can say what went wrong and how often.
+
+Futures orders are compared by status, executed quantity and exchange id (the stream gives
+an average price rounded to 5 decimals, so a futures cumulative quote is not exact);
+exchange liquidation orders ("autoclose-") are the exchange's, not ours, so only their
+trades are required in the ledger. The position of each perpetual is the ledger's fills
+summed; income rows are compared by tranId up to the newest row the ledger fetched (rows
+the exchange booked after the bot's last income read are not yet the ledger's business).
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from executor.persistence.store import Store
 from executor.sim.exchange import SimExchange
@@ -34,12 +43,17 @@ class Comparison:
     orders_phantom: int = 0  # ledger orders of ours, neither on the exchange nor marked never placed
     sent_twice: int = 0  # client order ids the exchange saw more than once
     balance_diffs: int = 0
+    futures_orders: int = 0  # futures orders of the account on the exchange
+    futures_trades: int = 0
+    position_diffs: int = 0  # perpetuals whose ledger position (its fills) differs
+    income_diffs: int = 0  # income rows missing, only in the ledger, or with other figures
     examples: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not (self.missing or self.duplicated or self.phantom or self.mismatched
-                    or self.orders_missing or self.orders_phantom or self.sent_twice or self.balance_diffs)
+                    or self.orders_missing or self.orders_phantom or self.sent_twice or self.balance_diffs
+                    or self.position_diffs or self.income_diffs)
 
     def note(self, text: str) -> None:
         if len(self.examples) < _EXAMPLES:
@@ -67,8 +81,16 @@ async def compare_ledger(sim: SimExchange, ledger_url: str, account_id: str) -> 
         rows = await store.list_orders()
         fills = await store.fills()
         balances = await store.get_balances()
+        income = await store.futures_income()
     finally:
         await store.close()
+    # Every trade of the account, spot and futures, as (price, qty, commission, asset, order id).
+    expected: dict[tuple[str, int], tuple[object, ...]] = {
+        key: (t.price, t.qty, t.commission, t.commission_asset, t.order_id) for key, t in trades.items()}
+    fut = getattr(sim, "futures", None)
+    if fut is not None:
+        expected.update(_futures_orders(out, fut, account_id, rows))
+        _futures_income(out, fut, account_id, income)
 
     by_cid = {r.client_order_id: r for r in rows}
     for o in orders:
@@ -95,17 +117,18 @@ async def compare_ledger(sim: SimExchange, ledger_url: str, account_id: str) -> 
     seen: Counter[tuple[str, int]] = Counter((f.symbol, f.trade_id) for f in fills)
     out.duplicated = sum(1 for n in seen.values() if n > 1)
     for f in fills:
-        t = trades.get((f.symbol, f.trade_id))
-        if t is None:
+        want_f = expected.get((f.symbol, f.trade_id))
+        if want_f is None:
             out.phantom += 1
             out.note(f"fill {f.symbol} trade {f.trade_id} is not an exchange trade of the account")
             continue
-        want_f = (t.price, t.qty, t.commission, t.commission_asset, t.order_id)
         got_f = (f.price, f.qty, f.commission, f.commission_asset, f.exchange_order_id)
         if got_f != want_f:
             out.mismatched += 1
             out.note(f"fill {f.symbol} trade {f.trade_id}: ledger {got_f} != exchange {want_f}")
-    for key in trades.keys() - seen.keys():
+    if fut is not None:
+        _positions(out, fut, account_id, fills)
+    for key in expected.keys() - seen.keys():
         out.missing += 1
         out.note(f"exchange trade {key[0]} #{key[1]} missing from the ledger")
 
@@ -119,3 +142,76 @@ async def compare_ledger(sim: SimExchange, ledger_url: str, account_id: str) -> 
             out.note(f"balance {asset}: ledger free/locked {got_b[0]}/{got_b[1]} "
                      f"!= exchange {want_b[0]}/{want_b[1]}")
     return out
+
+
+FUTURES = "UM:"
+
+
+def _futures_orders(out: Comparison, fut: Any, account_id: str, rows: list[Any]) -> dict[tuple[str, int],
+                                                                                        tuple[object, ...]]:
+    """Futures orders against the ledger; returns the futures trades as expected fills."""
+    orders = [o for o in fut.orders.orders.values() if o.account == account_id]
+    trades = [t for t in fut.orders.trades if t.account == account_id]
+    out.futures_orders, out.futures_trades = len(orders), len(trades)
+    out.orders += len(orders)
+    out.trades += len(trades)
+    by_cid = {r.client_order_id: r for r in rows if str(r.symbol).startswith(FUTURES)}
+    ours = [o for o in orders if not o.client_order_id.startswith("autoclose-")]
+    per_cid = Counter(o.client_order_id for o in ours)
+    for cid, n in per_cid.items():
+        if n > 1:
+            out.sent_twice += 1
+            out.note(f"futures client order id {cid} placed {n} times")
+    for o in ours:
+        r = by_cid.get(o.client_order_id)
+        if r is None or r.external:
+            out.orders_missing += 1
+            out.note(f"futures order {o.client_order_id} ({o.symbol} #{o.order_id}) "
+                     f"{'missing from' if r is None else 'not ours in'} the ledger")
+            continue
+        want_o = (o.status, o.executed, o.order_id)
+        got_o = (r.status, r.executed_qty, r.exchange_order_id)
+        if got_o != want_o:
+            out.mismatched += 1
+            out.note(f"futures order {o.client_order_id}: ledger {got_o} != exchange {want_o}")
+    for cid, r in by_cid.items():
+        if cid not in per_cid and not r.external and r.status not in ("NOT_PLACED", "REJECTED"):
+            out.orders_phantom += 1
+            out.note(f"ledger futures order {cid} ({r.status}) is not on the exchange")
+    return {(FUTURES + t.symbol, t.trade_id): (t.price, t.qty, t.commission, "USDT", t.order_id)
+            for t in trades}
+
+
+def _positions(out: Comparison, fut: Any, account_id: str, fills: list[Any]) -> None:
+    held: dict[str, Decimal] = {}
+    for f in fills:
+        if str(f.symbol).startswith(FUTURES):
+            signed = f.qty if str(getattr(f.side, "value", f.side)) == "BUY" else -f.qty
+            held[f.symbol[len(FUTURES):]] = held.get(f.symbol[len(FUTURES):], ZERO) + signed
+    truth = {s: p.amount for s, p in fut.wallet(account_id).positions.items()}
+    for symbol in sorted(set(held) | set(truth)):
+        got, exp = held.get(symbol, ZERO), truth.get(symbol, ZERO)
+        if got != exp:
+            out.position_diffs += 1
+            out.note(f"position {FUTURES}{symbol}: ledger fills sum to {got} != exchange {exp}")
+
+
+def _futures_income(out: Comparison, fut: Any, account_id: str, income: list[dict[str, Any]]) -> None:
+    stored = {int(r["tran_id"]): r for r in income}
+    if not stored and not any(r["account"] == account_id for r in fut.income):
+        return
+    fetched_until = max((int(r["time_ms"]) for r in income), default=-1)
+    truth = {int(r["tranId"]): r for r in fut.income
+             if r["account"] == account_id and int(r["time"]) <= fetched_until}
+    for tran in sorted(truth.keys() - stored.keys()):
+        out.income_diffs += 1
+        out.note(f"income tranId {tran} ({truth[tran]['incomeType']}) missing from the ledger")
+    for tran in sorted(stored.keys() - truth.keys()):
+        out.income_diffs += 1
+        out.note(f"ledger income tranId {tran} is not an income row of the account")
+    for tran in sorted(stored.keys() & truth.keys()):
+        t, r = truth[tran], stored[tran]
+        if (Decimal(t["income"]), t["incomeType"]) != (Decimal(r["amount"]), r["income_type"]):
+            out.income_diffs += 1
+            out.note(f"income tranId {tran}: ledger {r['income_type']} {r['amount']} "
+                     f"!= exchange {t['incomeType']} {t['income']}")

@@ -2,8 +2,8 @@
 
 * ``fill_deltas(fill, base, quote)``: BUY +base qty, -quote qty; SELL -base qty, +quote qty;
   and -commission in the commission's asset (which may be base, quote or a third asset).
-* ``Ledger``: folds fills (once per ``(symbol, trade_id)``) and other deltas (once per key,
-  e.g. ``BalanceUpdate.dedupe_key``) into per-asset totals, starting from an opening
+* ``Ledger``: folds fills (once per ``(venue, symbol, trade_id)``) and other deltas (once per key,
+  e.g. a ``BalanceDeltaReport``'s ``(kind, ref)``) into per-asset totals, starting from an opening
   snapshot. Folding is a sum of distinct items, so any order and any duplication give the
   same totals.
 * ``compare_balances(expected, actual)``: the per-asset differences (``Discrepancy``).
@@ -21,9 +21,9 @@ from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-from executor.core.events import AssetBalance, BalanceUpdate, Fill
 from executor.core.money import ZERO
 from executor.core.orders import Side
+from executor.core.reports import AssetBalance, BalanceDeltaReport, Fill, Venue
 
 __all__ = [
     "Discrepancy",
@@ -118,8 +118,8 @@ class Ledger:
         self._add(asset, amount)
         return True
 
-    def apply_balance_update(self, update: BalanceUpdate) -> bool:
-        return self.apply_delta(("balanceUpdate", *update.dedupe_key), update.asset, update.delta)
+    def apply_balance_update(self, update: BalanceDeltaReport) -> bool:
+        return self.apply_delta((update.kind, update.ref), update.asset, update.delta)
 
     def total(self, asset: str) -> Decimal:
         return self._totals.get(asset, ZERO)
@@ -132,8 +132,8 @@ class Ledger:
     def fill_count(self) -> int:
         return len(self._fills)
 
-    def has_fill(self, symbol: str, trade_id: int) -> bool:
-        return (symbol, trade_id) in self._fills
+    def has_fill(self, symbol: str, trade_id: int, venue: Venue = Venue.SPOT) -> bool:
+        return (venue, symbol, trade_id) in self._fills
 
     def compare(self, actual: Mapping[str, Decimal], tolerance: Decimal = ZERO) -> list[Discrepancy]:
         """Discrepancies between these totals (expected) and a snapshot's totals (actual)."""

@@ -23,10 +23,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 
-from executor.core.events import Fill
 from executor.core.money import ZERO
 from executor.core.orders import Side
 from executor.core.positions import fill_delta
+from executor.core.reports import Fill
 
 __all__ = [
     "PREC",

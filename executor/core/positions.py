@@ -13,18 +13,25 @@ A commission charged in the quote asset (or in BNB for another symbol) does not 
 base position. The order tracker (start-up and after every gap fill, then fill by fill),
 the risk checks and the strategy's ``view.inventory`` read the tracker's figure, and the
 audit folds the same ``fill_delta`` per fill, so all of them show the same number.
+
+A perpetual position is one per symbol per account (one-way mode), so when the exchange
+closes it -- a liquidation or an auto-deleveraging order, which the ledger records as an
+external order -- that close moves the bot's position too: the futures tracker reads those
+fills with its own (the venue adapter says which client ids are the exchange's closes) and
+reports each as an ``ExchangeClose``, so nobody keeps believing in a position that is gone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
 from executor.core.money import ZERO
 from executor.core.orders import Side
 
-__all__ = ["PositionFill", "fill_delta", "positions"]
+__all__ = ["ExchangeClose", "PositionFill", "fill_delta", "positions"]
 
 
 class PositionFill(Protocol):
@@ -68,3 +75,24 @@ def positions(fills: Iterable[PositionFill], base_of: Callable[[str], str | None
             continue
         out[base] = out.get(base, ZERO) + fill_delta(f.side, f.qty, f.commission, f.commission_asset, base)
     return out
+
+
+@dataclass(frozen=True)
+class ExchangeClose:
+    """A fill of the exchange's own closing order (liquidation or auto-deleveraging) on the
+    bot's perpetual position. ``seq`` numbers them within one run (1, 2, ...), so a reader
+    can tell which ones it has already taken into account."""
+
+    seq: int
+    symbol: str          # the ledger symbol (``UM:BTCUSDT``)
+    kind: str            # "liquidation" or "ADL"
+    client_order_id: str
+    trade_id: int
+    side: Side
+    qty: Decimal
+    price: Decimal | None
+
+    @property
+    def delta(self) -> Decimal:
+        """How the close moved the position (a BUY closes a short: positive)."""
+        return self.qty if self.side is Side.BUY else -self.qty

@@ -24,6 +24,9 @@ from typing import Any
 
 from executor.core.filters import SymbolRules
 from executor.core.futures_filters import futures_symbol_rules
+from executor.core.reports import FUTURES_PREFIX as _FUTURES_PREFIX
+from executor.core.reports import ledger_symbol as _ledger_symbol
+from executor.core.reports import wire_symbol as _wire_symbol
 from executor.exchange.outcome import NO_SUCH_ORDER, Accepted, Outcome, Rejected
 from executor.exchange.ratelimit import ORDERS, WEIGHT, Cost, WeightBudget
 from executor.exchange.rest import GatewayError, RestGateway, order_wire_params
@@ -269,17 +272,10 @@ class FuturesGateway(RestGateway):
         return found
 
 
-FUTURES_PREFIX = "UM:"
-
-
-def ledger_symbol(symbol: str) -> str:
-    """``BTCUSDT`` -> ``UM:BTCUSDT`` (the ledger keeps futures rows apart from spot's)."""
-    return symbol if symbol.startswith(FUTURES_PREFIX) else FUTURES_PREFIX + symbol
-
-
-def wire_symbol(symbol: str) -> str:
-    """``UM:BTCUSDT`` -> ``BTCUSDT``."""
-    return symbol[len(FUTURES_PREFIX):] if symbol.startswith(FUTURES_PREFIX) else symbol
+# The ledger's naming of USD-M symbols (``UM:BTCUSDT``) is core.reports'; re-exported here.
+FUTURES_PREFIX = _FUTURES_PREFIX
+ledger_symbol = _ledger_symbol
+wire_symbol = _wire_symbol
 
 
 def _ledger_row(row: Any) -> Any:

@@ -4,7 +4,7 @@ Futures keep the listenKey (valid 60 minutes from the last POST/PUT). ``FuturesU
 
 * gets a key with ``POST /fapi/v1/listenKey`` and connects to
   ``Endpoints.futures_private_stream + "ws/<listenKey>"``; ORDER_TRADE_UPDATE and
-  ACCOUNT_UPDATE are parsed (``core.events``) and handed to ``deliver`` one at a time,
+  ACCOUNT_UPDATE are parsed (``binance_events``) and handed to ``deliver`` one at a time,
   awaited (backpressure, nothing dropped), exactly like the spot stream;
 * ``keepalive()`` (the scheduler calls it every 30 minutes) sends the PUT; a -1125 answer
   (the key is unknown: it lapsed or was deleted) drops the key, and the supervisor
@@ -33,7 +33,7 @@ from typing import Any, Protocol
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
-from executor.core.events import ListenKeyExpired, MalformedEvent, UnknownEvent, parse_user_frame
+from executor.exchange.binance_events import ListenKeyExpired, MalformedEvent, UnknownEvent, parse_user_frame
 from executor.exchange.market_stream import Backoff
 from executor.exchange.stream_limits import PROCESS_LIMITER, ConnectionAttemptLimiter
 from executor.exchange.stream_supervision import (
@@ -126,7 +126,7 @@ class _Session(StreamSession):
             try:
                 event = parse_user_frame(raw)
             except MalformedEvent as exc:
-                owner._malformed(str(exc))
+                owner.report_malformed(str(exc))
                 continue
             if isinstance(event, ListenKeyExpired):
                 # Only our own key's expiry matters (a stale frame for an old key does not).
@@ -138,7 +138,7 @@ class _Session(StreamSession):
                 self.shutdown_seen = True
                 self.flag("serverShutdown", dead=False)
                 continue
-            await owner._deliver(event)
+            await owner.deliver(event)
 
 
 class FuturesUserStream(SupervisedUserStream[_Session]):

@@ -25,6 +25,8 @@ from urllib.parse import quote
 import orjson
 from asyncio_throttle import Throttler
 
+from executor.core.reports import VenueError
+from executor.exchange.binance_private import public_get
 from executor.exchange.client import capture_response
 from executor.exchange.clock import ServerClock
 from executor.exchange.outcome import (
@@ -52,6 +54,7 @@ COSTS: dict[str, Cost] = {
     "openOrders.symbol": Cost(weight=6),
     "openOrders.all": Cost(weight=80),
     "myTrades": Cost(weight=20),
+    "myTrades.order": Cost(weight=5),  # myTrades with orderId
     "account": Cost(weight=20),
     "account.commission": Cost(weight=20),
     "exchangeInfo": Cost(weight=20),
@@ -64,7 +67,7 @@ MAX_TRADES_LIMIT = 1000
 _REQUIRED_ORDER_PARAMS = ("symbol", "side", "type", "newClientOrderId")
 
 
-class GatewayError(Exception):
+class GatewayError(VenueError):
     """A read request failed; ``outcome`` says how (Rejected, Unknown or RateLimited)."""
 
     def __init__(self, endpoint: str, outcome: Failure) -> None:
@@ -120,6 +123,12 @@ class RestGateway:
         self._probe = asyncio.Lock()  # one request at a time while the gate is recovering
         self.sent = 0
         self.skew_retries = 0
+
+    @property
+    def client(self) -> Any:
+        """The python-binance client this gateway sends through (for the WS API signer, the
+        live preflight and a futures stream sharing the key)."""
+        return self._client
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -267,6 +276,33 @@ class RestGateway:
             return None
         raise GatewayError("order.get", outcome)
 
+    async def get_order_by_id(self, symbol: str, order_id: int) -> dict[str, Any] | None:
+        """GET /api/v3/order by the exchange's orderId (a trade names only that); None on
+        -2013. A read: repeated after a 429/418 once the gate reopens."""
+        try:
+            return await self._read("order.get", COSTS["order.get"],
+                                    lambda: self._client.get_order(symbol=symbol, orderId=order_id),
+                                    f"{symbol} #{order_id}")
+        except GatewayError as exc:
+            if isinstance(exc.outcome, Rejected) and exc.outcome.code == NO_SUCH_ORDER:
+                return None
+            raise
+
+    async def order_trades(self, symbol: str, order_id: int) -> list[dict[str, Any]]:
+        """Every trade of one order (GET /api/v3/myTrades with orderId, paged by fromId)."""
+        out: list[dict[str, Any]] = []
+        from_id: int | None = None
+        while True:
+            params: dict[str, Any] = {"symbol": symbol, "orderId": order_id, "limit": MAX_TRADES_LIMIT}
+            if from_id is not None:
+                params["fromId"] = from_id
+            page = await self._read("myTrades", COSTS["myTrades.order"],
+                                    lambda p=params: self._client.get_my_trades(**p), symbol)
+            out.extend(page)
+            if len(page) < MAX_TRADES_LIMIT:
+                return out
+            from_id = max(int(r["id"]) for r in page) + 1
+
     async def open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
         if symbol:
             return await self._read("openOrders", COSTS["openOrders.symbol"],
@@ -343,13 +379,13 @@ class RestGateway:
             call: Callable[[], Awaitable[Any]] = self._client.get_exchange_info
         elif len(names) == 1:
             def call() -> Awaitable[Any]:
-                return self._client._get("exchangeInfo", data={"symbol": names[0]})
+                return public_get(self._client, "exchangeInfo", {"symbol": names[0]})
         else:
             # python-binance leaves non-"symbol" GET values unencoded; encode the JSON list.
             encoded = quote(orjson.dumps(names).decode(), safe="")
 
             def call() -> Awaitable[Any]:
-                return self._client._get("exchangeInfo", data={"symbols": encoded})
+                return public_get(self._client, "exchangeInfo", {"symbols": encoded})
         info = await self._read("exchangeInfo", COSTS["exchangeInfo"], call)
         self.budget.configure(info.get("rateLimits", []))
         return info

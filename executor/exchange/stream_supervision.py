@@ -29,7 +29,7 @@ from typing import Any, Generic, Protocol, Self, TypeVar
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from executor.core.events import Event, ExecutionReport, FuturesOrderUpdate
+from executor.exchange.binance_events import Event, ExecutionReport, FuturesOrderUpdate
 from executor.exchange.market_stream import Backoff
 from executor.exchange.stream_limits import ConnectionAttemptLimiter
 
@@ -381,7 +381,8 @@ class SupervisedUserStream(Generic[S]):
 
     # ------------------------------------------------------------------ events
 
-    async def _deliver(self, event: Event) -> None:
+    async def deliver(self, event: Event) -> None:
+        """Hand one parsed event to the consumer (one at a time), counting it as activity."""
         async with self._deliver_lock:
             self._delivering = True
             try:
@@ -392,7 +393,8 @@ class SupervisedUserStream(Generic[S]):
         self.health.last_event_mono = _monotonic()
         self.activity.seen(event)
 
-    def _malformed(self, why: str) -> None:
+    def report_malformed(self, why: str) -> None:
+        """A frame that could not be parsed: counted, logged, and a gap fill requested."""
         # It cannot be applied; whatever it carried is recovered from REST by a gap fill
         # (requests made while one runs coalesce in the reconciler).
         self.health.malformed += 1

@@ -6,11 +6,12 @@ on ``websockets``. ``SpotUserStream``:
 
 * connects to ``Endpoints.spot_ws_api`` and sends ``userDataStream.subscribe.signature``
   (``apiKey``, ``timestamp``, ``recvWindow``, ``signature``: ``ws_sign.WsSigner``);
-  frames ``{"subscriptionId", "event"}`` are parsed (``core.events``) and handed to
+  frames ``{"subscriptionId", "event"}`` are parsed (``binance_events``) and handed to
   ``deliver`` one at a time, awaited: the reader never queues more than ``websockets``'
   own small buffer, so a slow consumer slows the reader (TCP backpressure) and no user
-  event is ever dropped. ``reconciler_sink`` adapts the reconciler to this (submit, and
-  drain whenever its queue reaches a high-water mark);
+  event is ever dropped. ``reconciler_sink`` adapts the reconciler to this (each event
+  translated into its venue-neutral report, ``binance_reports``; submit, and drain whenever
+  the queue reaches a high-water mark);
 * reconnects on any close or error with exponential backoff and jitter, never giving up,
   and SUBSCRIBES AGAIN on every new connection; after every (re)subscribe the gap
   procedure runs: ``gap_fill(reason)`` (the reconciler holds stream events while it
@@ -51,7 +52,9 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from executor.core.events import Event, EventStreamTerminated, MalformedEvent, parse_user_event
+from executor.core.reports import Report
+from executor.exchange.binance_events import Event, EventStreamTerminated, MalformedEvent, parse_user_event
+from executor.exchange.binance_reports import user_event_report
 from executor.exchange.market_stream import Backoff
 from executor.exchange.stream_limits import PROCESS_LIMITER, ConnectionAttemptLimiter
 from executor.exchange.stream_supervision import (
@@ -102,14 +105,23 @@ class _Consumer(Protocol):
     async def drain(self) -> None: ...
 
 
-def reconciler_sink(reconciler: _Consumer, high_water: int = DEFAULT_HIGH_WATER) -> Deliver:
-    """A ``Deliver`` for the reconciler: ``submit`` (never blocks), and when its writer has
-    ``high_water`` events queued, apply them before reading on (backpressure, no drop)."""
+def reconciler_sink(reconciler: _Consumer, high_water: int = DEFAULT_HIGH_WATER, *,
+                    observe: Callable[[Report], None] | None = None) -> Deliver:
+    """A ``Deliver`` for the reconciler: each event becomes its venue-neutral report
+    (``binance_reports``; control events, which carry nothing to record, are not handed
+    over), ``observe`` (if given) sees the report, then ``submit`` (never blocks); when the
+    writer has ``high_water`` reports queued, they are applied before reading on
+    (backpressure, no drop)."""
     if high_water < 1:
         raise ValueError("high_water must be at least 1")
 
     async def deliver(event: Event) -> None:
-        reconciler.submit(event)
+        report = user_event_report(event)
+        if report is None:
+            return
+        if observe is not None:
+            observe(report)
+        reconciler.submit(report)
         if reconciler.queued >= high_water:
             await reconciler.drain()
 
@@ -128,7 +140,7 @@ class _Session(StreamSession):
         super().__init__(ws, owner)
 
     async def request(self, method: str, params: dict[str, Any], timeout_s: float) -> Any:
-        req_id = f"{method}-{next(self.owner._ids)}"
+        req_id = f"{method}-{self.owner.next_request_id()}"
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.pending[req_id] = future
         try:
@@ -148,10 +160,10 @@ class _Session(StreamSession):
             try:
                 obj = orjson.loads(raw)
             except orjson.JSONDecodeError:
-                owner._malformed("frame is not JSON")
+                owner.report_malformed("frame is not JSON")
                 continue
             if not isinstance(obj, dict):
-                owner._malformed("frame is not an object")
+                owner.report_malformed("frame is not an object")
                 continue
             if "id" in obj and "status" in obj:
                 future = self.pending.get(str(obj["id"]))
@@ -179,7 +191,7 @@ class _Session(StreamSession):
         try:
             event = parse_user_event(obj)
         except MalformedEvent as exc:
-            owner._malformed(str(exc))
+            owner.report_malformed(str(exc))
             return
         if isinstance(event, EventStreamTerminated):
             if event.subscription_id == self.sub_id:
@@ -187,7 +199,7 @@ class _Session(StreamSession):
                 self.sub_id = None
                 self.flag("eventStreamTerminated", dead=False)
             return
-        await owner._deliver(event)
+        await owner.deliver(event)
 
 
 class SpotUserStream(SupervisedUserStream[_Session]):
@@ -219,6 +231,10 @@ class SpotUserStream(SupervisedUserStream[_Session]):
         self._ids = itertools.count(1)
 
     # ------------------------------------------------------------------ public
+
+    def next_request_id(self) -> int:
+        """A number for the next WS API request id (unique for this stream's lifetime)."""
+        return next(self._ids)
 
     @property
     def subscription_id(self) -> int | None:

@@ -27,6 +27,8 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
+from executor.exchange.binance_private import ws_api_signature
+
 __all__ = ["WsSigner", "ws_signature_payload"]
 
 MAX_RECV_WINDOW_MS = 60_000
@@ -83,7 +85,7 @@ class WsSigner:
         if self.recv_window_ms is not None and "recvWindow" not in out:
             out["recvWindow"] = self.recv_window_ms
         ordered = dict(sorted(out.items()))
-        return {**ordered, "signature": self._client._generate_ws_api_signature(ordered)}
+        return {**ordered, "signature": ws_api_signature(self._client, ordered)}
 
     def __repr__(self) -> str:
         return f"WsSigner(api_key={self.api_key[:4]}…, recv_window_ms={self.recv_window_ms})"

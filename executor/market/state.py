@@ -62,10 +62,9 @@ class SymbolState:
         "_ask_qty",
         "_bid",
         "_bid_qty",
-        "_book_resync",
-        "_mark_resync",
         "book_recv_mono",
         "book_recv_wall",
+        "book_resync",
         "estimated_settle",
         "funding_rate",
         "index",
@@ -74,6 +73,7 @@ class SymbolState:
         "mark_event_ms",
         "mark_recv_mono",
         "mark_recv_wall",
+        "mark_resync",
         "next_funding_ms",
         "symbol",
         "update_id",
@@ -100,8 +100,16 @@ class SymbolState:
         self.mark_recv_wall: float | None = None
         # After a hard reconnect the next update is taken whatever its sequence, so an
         # exchange whose counters restarted cannot freeze a symbol forever.
-        self._book_resync = False
-        self._mark_resync = False
+        self.book_resync = False
+        self.mark_resync = False
+
+    def set_book(self, bid: Decimal | str, bid_qty: Decimal | str, ask: Decimal | str,
+                 ask_qty: Decimal | str) -> None:
+        """The latest book: Decimals or the exchange's strings (parsed on first read)."""
+        self._bid = bid
+        self._bid_qty = bid_qty
+        self._ask = ask
+        self._ask_qty = ask_qty
 
     def _parse_book(self) -> None:
         try:
@@ -275,15 +283,12 @@ class MarketState:
         st = self._symbols.get(symbol) or self._slot(symbol)
         if self.clock is not None:
             recv_mono = self.clock()
-        if update_id <= st.update_id and not st._book_resync:
+        if update_id <= st.update_id and not st.book_resync:
             self.dropped += 1
             return DROPPED
-        st._book_resync = False
+        st.book_resync = False
         st.update_id = update_id
-        st._bid = bid
-        st._bid_qty = bid_qty
-        st._ask = ask
-        st._ask_qty = ask_qty
+        st.set_book(bid, bid_qty, ask, ask_qty)
         st.book_recv_mono = recv_mono
         st.book_recv_wall = recv_wall
         self.book_updates += 1
@@ -303,10 +308,10 @@ class MarketState:
         st = self._symbols.get(symbol) or self._slot(symbol)
         if self.clock is not None:
             recv_mono = self.clock()
-        if event_ms <= st.mark_event_ms and not st._mark_resync:
+        if event_ms <= st.mark_event_ms and not st.mark_resync:
             self.dropped += 1
             return DROPPED
-        st._mark_resync = False
+        st.mark_resync = False
         st.mark_event_ms = event_ms
         st.mark = mark
         st.index = index
@@ -371,6 +376,6 @@ class MarketState:
         for symbol in symbols:
             st = self._slot(symbol)
             if book:
-                st._book_resync = True
+                st.book_resync = True
             if mark:
-                st._mark_resync = True
+                st.mark_resync = True

@@ -436,13 +436,13 @@ class OrderManager:
                 if found is not None:
                     self.counts["resolved_found"] += 1
                     late = order is not None and order.status is OrderStatus.NOT_FOUND
+                    found = self.reconciler.order_report(found)  # the adapter's reading of the answer
                     await self.reconciler.apply_order_response(found, source="rest_query")
-                    status = str(found.get("status", ""))
+                    status = found.status.value
                     log.log(logging.WARNING if late else logging.INFO, "order %s resolved by query: %s%s",
                             client_id, status, " (it appeared late: adopted)" if late else "")
                     # The reconciler's update reaches the tracker; make sure even if not ours by prefix.
-                    self.tracker.set_status(client_id, status or OrderStatus.NEW,
-                                            exchange_id=int(found["orderId"]))
+                    self.tracker.set_status(client_id, status or OrderStatus.NEW, exchange_id=found.order_id)
                     self._unknown_at.pop(client_id, None)
                     return status
                 waited = self._clock() - self._unknown_at[client_id]
@@ -544,10 +544,10 @@ class OrderManager:
                 delay = min(delay * 2, self.timing.max_s)
                 continue
             if found is not None:
+                found = self.reconciler.order_report(found)  # the adapter's reading of the answer
                 await self.reconciler.apply_order_response(found, source="rest_query")
                 if client_id in self.tracker:
-                    self.tracker.set_status(client_id, str(found.get("status", "NEW")),
-                                            exchange_id=int(found["orderId"]))
+                    self.tracker.set_status(client_id, found.status.value, exchange_id=found.order_id)
             break
         order = self.tracker.get(client_id)
         if order is not None and order.working:
@@ -586,18 +586,18 @@ class OrderManager:
                 log.warning("cancel_all_ours: could not list open orders: %s", exc)
                 problems.append(f"could not list open orders ({exc})")
                 open_rows = []
-            for row in open_rows:
-                cid = str(row.get("clientOrderId", ""))
+            for row in map(self.reconciler.order_report, open_rows):  # the adapter's reading
+                cid = row.client_order_id
                 if cid in jobs or not is_ours(cid, self.prefix):
                     continue
                 known = self.tracker.get(cid)
                 if known is not None and known.cancel_requested:
                     continue  # its cancel is already in flight
                 if cid not in self.tracker:
-                    self.tracker.adopt(cid, row["symbol"], Side(row["side"]), str(row.get("type", "LIMIT")),
-                                       Decimal(row["price"]), Decimal(row["origQty"]), row["status"],
-                                       Decimal(row["executedQty"]))
-                jobs[cid] = functools.partial(self._cancel_on_exchange, row["symbol"], cid, reason)
+                    self.tracker.adopt(cid, row.ledger_symbol, Side(row.side), row.order_type or "LIMIT",
+                                       row.price or Decimal(0), row.quantity or Decimal(0),
+                                       row.status.value, row.executed_qty)
+                jobs[cid] = functools.partial(self._cancel_on_exchange, row.ledger_symbol, cid, reason)
         results = await asyncio.gather(*(job() for job in jobs.values()), return_exceptions=True)
         for cid, res in zip(jobs, results, strict=True):
             if isinstance(res, BaseException):

@@ -27,15 +27,18 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from executor.core.bounded import BoundedSet
-from executor.core.events import Fill
 from executor.core.intents import OrderRequest
 from executor.core.money import ZERO
 from executor.core.orders import FINAL, UNRESOLVED, OrderStatus, Side, may_move, stored_status
 from executor.core.positions import PositionFill, fill_delta, positions
+from executor.core.reports import Fill, ledger_symbol
 from executor.strategy.base import OrderView
+
+if TYPE_CHECKING:
+    from executor.persistence.records import PositionRow
 
 __all__ = ["OrderTracker", "TrackedOrder"]
 
@@ -242,7 +245,9 @@ class OrderTracker:
         """Count our fills into the position, once per (symbol, tradeId); returns how many were new."""
         n = 0
         for f in fills:
-            key = (f.symbol, f.trade_id)
+            # Keyed as the ledger keys it (a USD-M stream fill names the wire symbol): a
+            # ledger reload then knows it is counted.
+            key = (ledger_symbol(f.symbol, f.venue), f.trade_id)
             if key in self._counted:
                 continue
             self._counted.add(key)
@@ -267,18 +272,23 @@ class OrderTracker:
         """Free balances the exchange reported (an account update or a REST snapshot)."""
         self._free.update(free)
 
-    async def load(self, store: Any) -> None:
+    async def load(self, store: Any, *, symbol_prefix: str | None = None,
+                   exchange_closes: tuple[str, ...] = ()) -> list[PositionRow]:
         """Position and free balances from the ledger (``store.own_fills``,
         ``store.get_balances``). The first load derives the position from every fill of our
         orders; later ones add only the fills stored since (by fills row id) that were not
         counted yet -- e.g. those a gap fill stored from myTrades, which no order update
         carries -- so a long ledger is not re-read every gap fill. Run it where no commit
         can interleave (the reconciler's apply lock), or a fill committed meanwhile could be
-        counted twice or not at all."""
+        counted twice or not at all. ``symbol_prefix`` and ``exchange_closes`` are handed
+        to ``own_fills`` (the futures tracker: ``UM:`` rows, with the exchange's closing
+        orders' fills). Returns the rows a later load newly counted (none on the first)."""
         first = not self.positions_loaded
-        rows = await store.own_fills(after_id=None if first else self._fill_watermark)
+        rows = await store.own_fills(after_id=None if first else self._fill_watermark,
+                                     symbol_prefix=symbol_prefix, exchange_closes=exchange_closes)
         balances = await store.get_balances()
         before = dict(self._inventory)
+        fresh: list[PositionRow] = []
         if first:
             self.replace_positions(rows, [r.key for r in rows])
         else:
@@ -293,6 +303,7 @@ class OrderTracker:
             log.info("position from the ledger (%d fills of our orders %s): %s", len(rows),
                      "in all" if first else "stored since the last load",
                      ", ".join(f"{a} {q}" for a, q in sorted(moved.items())))
+        return fresh
 
     def prune(self, now: float | None = None) -> int:
         """Forget final orders older than ``keep_final_s`` (and beyond ``max_final``)."""

@@ -10,7 +10,7 @@ the manager whose tracker holds that client id. Both managers draw client ids fr
 mark (``mid`` = mark, for notional and price-band checks), with the spot book's bid/ask as the
 decision context. ``FuturesRiskView`` is what the futures risk checks read: the futures
 positions (the futures tracker's inventory per ledger symbol), the spot inventory, our working
-futures orders and the gross notional of both venues at the mark.
+futures orders, the gross notional of both venues at the mark and the liquidation prices.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from executor.core.filters import SymbolRules
 from executor.core.intents import Cancel, Intent, Place, Replace
 from executor.core.money import ZERO
 from executor.core.orders import Side
-from executor.exchange.futures_rest import ledger_symbol, wire_symbol
+from executor.core.reports import ledger_symbol, wire_symbol
 from executor.market.state import MarketState
 from executor.risk.checks import Decision, Refused
 
@@ -70,8 +70,10 @@ class FuturesRiskView:
 
     def __init__(self, market: FuturesMarketView, rules: Mapping[str, SymbolRules],
                  orders: Callable[[], list[Any]], positions: Callable[[str], Decimal],
-                 spot_inventory: Callable[[str], Decimal], spot_rules: Mapping[str, SymbolRules]) -> None:
+                 spot_inventory: Callable[[str], Decimal], spot_rules: Mapping[str, SymbolRules],
+                 liquidation: Callable[[str, Decimal], tuple[bool, Decimal | None]] | None = None) -> None:
         self._market = market
+        self._liquidation = liquidation   # (wire symbol, our position) -> (known, price)
         self._rules = rules
         self._orders = orders
         self._positions = positions
@@ -93,6 +95,12 @@ class FuturesRiskView:
 
     def position(self, symbol: str) -> Decimal:
         return self._positions(ledger_symbol(symbol))
+
+    def liquidation(self, symbol: str) -> tuple[bool, Decimal | None]:
+        """(known, liquidation price) of ``symbol``'s position (None: none reachable)."""
+        if self._liquidation is None:
+            return (True, None)
+        return self._liquidation(wire_symbol(symbol), self.position(symbol))
 
     def gross_notional(self) -> Decimal:
         total = ZERO

@@ -202,6 +202,65 @@ def _insert_unnest_builder(
     return build
 
 
+# The balance statements (``_Flush._balances``, ``_Flush._balance_events``): built once and
+# run through the Runner like the order statements (building an upsert with its
+# ``excluded`` columns on every batch cost more than running it).
+_BALANCE_COLS = ("asset", "free", "locked", "source", "event_ref", "event_ms", "updated_ms")
+_BALANCE_EVENT_COLS = (
+    "dedupe_key",
+    "kind",
+    "asset",
+    "free",
+    "locked",
+    "delta",
+    "source",
+    "event_ref",
+    "event_ms",
+    "received_ms",
+    "run_id",
+    "payload",
+)
+
+
+def _balance_state_select(n: int) -> StatementBuilder:
+    """(asset, event_ms) of ``n`` assets, rows locked for the "only newer" check."""
+
+    def build(_dialect: str) -> Executable:
+        return lock_rows(
+            sa.select(balances_t.c.asset, balances_t.c.event_ms).where(
+                balances_t.c.asset.in_([p(i) for i in range(n)])
+            )
+        )
+
+    return build
+
+
+def _balance_upsert(dialect: str) -> Executable:
+    ins = dialect_insert(dialect, balances_t).values(
+        {c: p(i, balances_t.c[c].type) for i, c in enumerate(_BALANCE_COLS)}
+    )
+    return ins.on_conflict_do_update(
+        index_elements=["asset"], set_={c: ins.excluded[c] for c in _BALANCE_COLS[1:]}
+    )
+
+
+def _balance_event_keys(n: int) -> StatementBuilder:
+    def build(_dialect: str) -> Executable:
+        return sa.select(bal_events_t.c.dedupe_key).where(
+            bal_events_t.c.dedupe_key.in_([p(i) for i in range(n)])
+        )
+
+    return build
+
+
+def _balance_event_insert(dialect: str) -> Executable:
+    return (
+        dialect_insert(dialect, bal_events_t)
+        .values({c: p(i, bal_events_t.c[c].type) for i, c in enumerate(_BALANCE_EVENT_COLS)})
+        .on_conflict_do_nothing()
+    )
+
+
 def _link_orphans(table: sa.Table) -> StatementBuilder:
     """Rows stored before their order was known point at it: p0 order id, p1 symbol, p2 id."""
 
@@ -627,14 +686,12 @@ class _Flush:
         assets = sorted({r.asset for b in items for r in b.rows})
         current: dict[str, int | None] = {}
         for part in _chunks(assets):
-            for row in self.conn.execute(
-                lock_rows(
-                    sa.select(balances_t.c.asset, balances_t.c.event_ms).where(balances_t.c.asset.in_(part))
-                )
-            ):
-                current[row.asset] = row.event_ms
+            n = len(part)
+            for asset, event_ms in self.sql.rows(("balance_state", n), _balance_state_select(n), part):
+                current[asset] = event_ms
         events: list[BalanceEventIn] = []
-        upserts: dict[str, dict[str, Any]] = {}
+        upserts: dict[str, tuple[Any, ...]] = {}
+        money = self.money
         for b in items:
             kind = b.kind or b.source
             for r in b.rows:
@@ -653,29 +710,16 @@ class _Flush:
                 have = current.get(r.asset, "absent")
                 newer = have == "absent" or have is None or b.event_ms is None or b.event_ms >= have  # type: ignore[operator]
                 if b.force or newer:
-                    upserts[r.asset] = dict(
-                        asset=r.asset,
-                        free=r.free,
-                        locked=r.locked,
-                        source=b.source,
-                        event_ref=b.event_ref,
-                        event_ms=b.event_ms,
-                        updated_ms=self.now,
+                    # In _BALANCE_COLS order.
+                    upserts[r.asset] = (
+                        r.asset, money(r.free), money(r.locked), b.source, b.event_ref, b.event_ms, self.now,
                     )
                     current[r.asset] = b.event_ms
         self._balance_events(events)
         if upserts:
             rows = list(upserts.values())
-            ins = dialect_insert(self.conn.dialect, balances_t)
-            stmt = ins.on_conflict_do_update(
-                index_elements=["asset"],
-                set_={
-                    c: ins.excluded[c]
-                    for c in ("free", "locked", "source", "event_ref", "event_ms", "updated_ms")
-                },
-            )
-            self.conn.execute(stmt, rows)
-            self.result.balances_changed.extend(r["asset"] for r in rows)
+            self.sql.many("balance_upsert", _balance_upsert, rows)
+            self.result.balances_changed.extend(r[0] for r in rows)
 
     def _balance_events(self, items: list[BalanceEventIn]) -> None:
         def key(e: BalanceEventIn) -> str | None:
@@ -694,13 +738,17 @@ class _Flush:
         wanted = sorted({k for k, _ in keyed if k is not None})
         existing: set[str] = set()
         for part in _chunks(wanted):
-            existing.update(
-                self.conn.execute(
-                    sa.select(bal_events_t.c.dedupe_key).where(bal_events_t.c.dedupe_key.in_(part))
-                ).scalars()
-            )
-        rows = []
+            n = len(part)
+            found = self.sql.rows(("balance_event_keys", n), _balance_event_keys(n), part)
+            existing.update(r[0] for r in found)
+        rows: list[tuple[Any, ...]] = []
         payload_cache: dict[int, str | None] = {}
+        money = self.money
+
+        def dec(value: Any) -> Any:
+            d = _dec(value)
+            return None if d is None else money(d)
+
         for k, e in keyed:
             if k is not None:
                 if k in existing:
@@ -708,24 +756,15 @@ class _Flush:
                 existing.add(k)
             if id(e.payload) not in payload_cache:
                 payload_cache[id(e.payload)] = None if e.payload is None else payload_text(e.payload)
+            # In _BALANCE_EVENT_COLS order.
             rows.append(
-                dict(
-                    dedupe_key=k,
-                    kind=e.kind,
-                    asset=e.asset,
-                    free=_dec(e.free),
-                    locked=_dec(e.locked),
-                    delta=_dec(e.delta),
-                    source=e.source,
-                    event_ref=e.event_ref,
-                    event_ms=e.event_ms,
-                    received_ms=self.now,
-                    run_id=self.run_id,
-                    payload=payload_cache[id(e.payload)],
+                (
+                    k, e.kind, e.asset, dec(e.free), dec(e.locked), dec(e.delta), e.source, e.event_ref,
+                    e.event_ms, self.now, self.run_id, payload_cache[id(e.payload)],
                 )
             )
         if rows:
-            self.conn.execute(dialect_insert(self.conn.dialect, bal_events_t).on_conflict_do_nothing(), rows)
+            self.sql.many("balance_event_insert", _balance_event_insert, rows)
             self.result.balance_events_added += len(rows)
 
     def _futures(self, items: list[FuturesUpdateIn]) -> None:

@@ -106,7 +106,7 @@ async def _copy_table(
     if not _has_int_id(table):
         before = await _count(dst, table)
         await dst.commit()
-        rows = [dict(r._mapping) for r in await src.execute(sa.select(table))]
+        rows = [dict(m) for m in (await src.execute(sa.select(table))).mappings()]
         if rows:
             async with dst.begin():
                 await dst.execute(insert, rows)  # rows already there are left as they are
@@ -121,7 +121,7 @@ async def _copy_table(
     shown = 0.0
     while True:
         q = sa.select(table).where(table.c.id > last).order_by(table.c.id).limit(batch)
-        rows = [dict(r._mapping) for r in await src.execute(q)]
+        rows = [dict(m) for m in (await src.execute(q)).mappings()]
         if not rows:
             break
         async with dst.begin():

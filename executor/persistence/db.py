@@ -27,6 +27,13 @@ SQLite: every connection gets:
 * ``busy_timeout``: another process (the audit, ``run.py db``) holding the lock makes us
   wait, not fail.
 
+Inline SQLite (``create_engine(..., inline=True)``, used by a max-speed replay only): the
+aiosqlite connection runs each call on the event loop's own thread instead of handing it to
+its worker thread (``InlineConnection``). Same driver, same statements, same transactions;
+what goes is the hand-off, two thread switches and a loop wake-up per call (a ledger write
+is 10–30 calls): the lock-step replay waits for every write anyway, so a thread buys it
+nothing. A live bot keeps the thread: a slow disk must not stall its event loop.
+
 Transactions: the pysqlite driver's own implicit BEGIN is switched off, and SQLAlchemy's
 begin emits ``BEGIN IMMEDIATE`` on connections marked for writing
 (``execution_options(sqlite_write=True)``) and a plain deferred ``BEGIN`` otherwise. A
@@ -37,6 +44,8 @@ read-modify-write (order status merge) is atomic, and readers stay lock-free.
 from __future__ import annotations
 
 import re
+import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +57,12 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from executor.config import ROOT
+
+try:  # the SQLite driver; only needed for the inline connection below
+    import aiosqlite
+    from aiosqlite.core import _STOP_RUNNING_SENTINEL
+except ImportError:  # pragma: no cover - aiosqlite is a dependency
+    aiosqlite = None  # type: ignore[assignment]
 
 SYNCHRONOUS_MODES = ("NORMAL", "FULL")
 DEFAULT_BUSY_TIMEOUT_MS = 10_000
@@ -168,7 +183,58 @@ def _configure(dbapi_conn: Any, database: str, mode: str, busy_timeout_ms: int) 
 
 def _begin(conn: Connection) -> None:
     write = conn.get_execution_options().get("sqlite_write", False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+    # On the DB-API cursor: SQLAlchemy's statement machinery (exec_driver_sql) costs several
+    # times the BEGIN itself, on every write transaction.
+    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    finally:
+        cur.close()
+
+
+class _RunNow:
+    """Stands in for aiosqlite's queue to its worker thread: runs each call at once on the
+    caller's thread and settles its future (so awaiting it does not even yield)."""
+
+    def put_nowait(self, item: tuple[Any, Callable[[], Any]]) -> None:
+        future, function = item
+        try:
+            result = function()
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting caller, as the thread does
+            if future is not None and not future.done():
+                future.set_exception(exc)
+            return
+        if future is not None and not future.done():
+            future.set_result(None if result is _STOP_RUNNING_SENTINEL else result)
+
+
+if aiosqlite is not None:
+
+    class InlineConnection(aiosqlite.Connection):
+        """An aiosqlite connection without its thread (see "Inline SQLite" above). Its queue
+        (``_tx``) is the one seam SQLAlchemy's adapter and aiosqlite itself both use."""
+
+        def __init__(self, connector: Callable[[], sqlite3.Connection], iter_chunk_size: int = 64) -> None:
+            super().__init__(connector, iter_chunk_size)
+            self._tx = _RunNow()  # type: ignore[assignment]
+
+        def __await__(self) -> Any:
+            return self._connect().__await__()  # no thread to start
+
+
+def _inline_creator(database: str, busy_timeout_ms: int) -> Callable[[], Any]:
+    if aiosqlite is None:  # pragma: no cover
+        raise DatabaseUrlError("inline SQLite needs aiosqlite")
+
+    def connector() -> sqlite3.Connection:
+        # check_same_thread off as SQLAlchemy sets it for aiosqlite: the pool may close a
+        # connection from the garbage collector's thread.
+        return sqlite3.connect(database, timeout=busy_timeout_ms / 1000, check_same_thread=False)
+
+    def creator() -> Any:
+        return InlineConnection(connector)
+
+    return creator
 
 
 def create_engine(
@@ -178,8 +244,10 @@ def create_engine(
     busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
     base: Path = ROOT,
     echo: bool = False,
+    inline: bool = False,
 ) -> AsyncEngine:
-    """An async engine for the ledger at ``url``; for SQLite creates the file's folder."""
+    """An async engine for the ledger at ``url``; for SQLite creates the file's folder.
+    ``inline``: SQLite calls run on the event loop's thread (max-speed replays; see above)."""
     bot_schema(url)  # a bad or misplaced ?bot= is refused here, with one line
     if not is_sqlite(url):
         return _create_pg_engine(url, echo=echo)
@@ -188,7 +256,10 @@ def create_engine(
     assert u.database is not None
     database = u.database
     Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(u, echo=echo, connect_args={"timeout": busy_timeout_ms / 1000})
+    if inline:
+        engine = create_async_engine(u, echo=echo, async_creator=_inline_creator(database, busy_timeout_ms))
+    else:
+        engine = create_async_engine(u, echo=echo, connect_args={"timeout": busy_timeout_ms / 1000})
     sync_engine = engine.sync_engine
 
     @event.listens_for(sync_engine, "connect")

@@ -37,6 +37,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from executor.persistence.db import create_sync_engine, database_path, describe_url, is_sqlite
 from executor.persistence.models import LedgerLease as _LeaseModel
 from executor.persistence.models import Run as _RunModel
+from executor.persistence.sql import row_mapping
 from executor.persistence.types import now_ms
 
 __all__ = ["EXIT_LEDGER_REFUSED", "HEARTBEAT_S", "TTL_S", "Holder", "LeaseHeld", "LedgerLease", "holder_gone"]
@@ -104,7 +105,7 @@ def holder_gone(h: Holder, now: int, host: str, pid_alive: Callable[[int], bool]
 def _row(r: sa.Row[object] | None) -> Holder | None:
     if r is None:
         return None
-    m = r._mapping
+    m = row_mapping(r)
     return Holder(m["run_id"], m["pid"], m["host"], m["token"], m["acquired_ms"], m["heartbeat_ms"],
                   m["ttl_ms"])
 

@@ -53,7 +53,7 @@ class OrderRecord(NamedTuple):
 
 
 class FillRow(NamedTuple):
-    """A stored fill. It also quacks like ``executor.core.events.Fill`` (``side`` is a
+    """A stored fill. It also quacks like ``executor.core.reports.FillReport`` (``side`` is a
     ``Side``, ``key``, ``time_ms``) so ``executor.core.pnl`` takes it without a copy."""
 
     id: int
@@ -95,6 +95,8 @@ class PositionRow(NamedTuple):
     commission: Decimal
     commission_asset: str | None
     fill_id: int = 0  # the fills row id: a later load asks only for newer rows
+    client_order_id: str | None = None  # the order's (an exchange close's when asked for)
+    price: Decimal | None = None
 
     @property
     def key(self) -> tuple[str, int]:

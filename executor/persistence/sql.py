@@ -189,3 +189,12 @@ async def autocommit_rows(
     async with conn.begin():
         res = await conn.execute(statement(conn.dialect.name, key, build), _named(params))
         return [tuple(r) for r in res] if res.returns_rows else []
+
+
+def row_mapping(row: sa.Row[Any]) -> Any:
+    """A result row as a read-only mapping of column name to value.
+
+    ``Row._mapping`` is SQLAlchemy's documented public accessor (the underscore only keeps it
+    from clashing with a column called ``mapping``); reached here once so the rest of the
+    data-access layer stays free of underscored names (ruff SLF001)."""
+    return row._mapping  # noqa: SLF001 - public SQLAlchemy API despite the underscore

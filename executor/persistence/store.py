@@ -66,7 +66,7 @@ from executor.persistence.models import (
     OperatorAction,
 )
 from executor.persistence.records import OrderRecord, PositionRow
-from executor.persistence.sql import StatementBuilder, autocommit_rows, dialect_insert, p
+from executor.persistence.sql import StatementBuilder, autocommit_rows, dialect_insert, p, row_mapping
 from executor.persistence.status_merge import _OrderState as _OrderState  # re-exported for tests
 from executor.persistence.status_merge import merge_status
 from executor.persistence.store_records import (
@@ -102,7 +102,7 @@ _OPEN_STATUSES = sorted(str(s.value) for s in STATUS_RANK if s not in FINAL_STAT
 
 
 def _record(cls: type[T], row: Any) -> T:
-    m = row._mapping
+    m = row_mapping(row)
     names = cls._fields if hasattr(cls, "_fields") else [f.name for f in fields(cls)]
     return cls(**{name: m[name] for name in names})  # type: ignore[arg-type]
 
@@ -172,14 +172,16 @@ class Store:
         synchronous: str | None = None,
         upgrade: bool = True,
         fast: bool = True,
+        inline: bool = False,
     ) -> Store:
         """Open the ledger at ``url``; by default first migrate it to the newest schema
-        (raising ``migrate.SchemaTooNewError`` for a database from a newer version)."""
+        (raising ``migrate.SchemaTooNewError`` for a database from a newer version).
+        ``inline``: SQLite without aiosqlite's thread (``db.create_engine``; max-speed replays)."""
         if upgrade:
             from executor.persistence.migrate import ensure_schema
 
             await ensure_schema(url)
-        return cls(create_engine(url, synchronous=synchronous), clock=clock, fast=fast)
+        return cls(create_engine(url, synchronous=synchronous, inline=inline), clock=clock, fast=fast)
 
     async def close(self) -> None:
         async with self._write_lock.hold():
@@ -302,7 +304,7 @@ class Store:
     async def get_run(self, run_id: int) -> dict[str, Any] | None:
         def fn(conn: Connection) -> dict[str, Any] | None:
             row = conn.execute(sa.select(runs_t).where(runs_t.c.id == run_id)).first()
-            return dict(row._mapping) if row else None
+            return dict(row_mapping(row)) if row else None
 
         return await self._read(fn)
 
@@ -529,7 +531,7 @@ class Store:
                 .where(events_t.c.client_order_id == client_order_id)
                 .order_by(events_t.c.id)
             )
-            return [dict(r._mapping) for r in conn.execute(q)]
+            return [dict(m) for m in conn.execute(q).mappings()]
 
         return await self._read(fn)
 
@@ -569,21 +571,32 @@ class Store:
 
         return await self._read(fn)
 
-    async def own_fills(self, *, after_id: int | None = None) -> list[PositionRow]:
+    async def own_fills(self, *, after_id: int | None = None, symbol_prefix: str | None = None,
+                        exchange_closes: Sequence[str] = ()) -> list[PositionRow]:
         """Every fill of the bot's own orders (orders the ledger does not mark external),
         for ``executor.core.positions``; with ``after_id`` only rows stored after that fills
-        row id. A fill stored before its order row was linked is matched by its client id."""
+        row id. A fill stored before its order row was linked is matched by its client id.
+        ``symbol_prefix`` keeps one venue's symbols (``UM:``); ``exchange_closes`` are client
+        id prefixes of the exchange's own closing orders (liquidation, ADL) whose fills move
+        the bot's perpetual position too (``core.positions``), although they are external."""
 
         def fn(conn: Connection) -> list[PositionRow]:
             cols = (fills_t.c.symbol, fills_t.c.trade_id, fills_t.c.side, fills_t.c.qty,
-                    fills_t.c.commission, fills_t.c.commission_asset, fills_t.c.id)
+                    fills_t.c.commission, fills_t.c.commission_asset, fills_t.c.id,
+                    orders_t.c.client_order_id, fills_t.c.price)
             newer = fills_t.c.id > after_id if after_id is not None else sa.true()
+            if symbol_prefix is not None:
+                newer = sa.and_(newer, fills_t.c.symbol.startswith(symbol_prefix, autoescape=True))
+            counted = orders_t.c.external.is_(False)
+            if exchange_closes:
+                counted = sa.or_(counted, *(orders_t.c.client_order_id.startswith(p, autoescape=True)
+                                            for p in exchange_closes))
             linked = (sa.select(*cols).join(orders_t, orders_t.c.id == fills_t.c.order_id)
-                      .where(orders_t.c.external.is_(False), newer))
+                      .where(counted, newer))
             unlinked = (sa.select(*cols)
                         .join(orders_t, orders_t.c.client_order_id == fills_t.c.client_order_id)
-                        .where(fills_t.c.order_id.is_(None), orders_t.c.external.is_(False), newer))
-            return [PositionRow(r[0], r[1], _SIDES.get(r[2]), r[3], r[4], r[5], r[6])
+                        .where(fills_t.c.order_id.is_(None), counted, newer))
+            return [PositionRow(r[0], r[1], _SIDES.get(r[2]), r[3], r[4], r[5], r[6], r[7], r[8])
                     for r in conn.execute(sa.union_all(linked, unlinked))]
 
         return await self._read(fn)
@@ -772,7 +785,7 @@ class Store:
             q = sa.select(recon_t)
             if run_id is not None:
                 q = q.where(recon_t.c.run_id == run_id)
-            return [dict(r._mapping) for r in conn.execute(q.order_by(recon_t.c.id))]
+            return [dict(m) for m in conn.execute(q.order_by(recon_t.c.id)).mappings()]
 
         return await self._read(fn)
 
@@ -834,7 +847,7 @@ class Store:
             q = sa.select(operator_t)
             if run_id is not None:
                 q = q.where(operator_t.c.run_id == run_id)
-            return [dict(r._mapping) for r in conn.execute(q.order_by(operator_t.c.id))]
+            return [dict(m) for m in conn.execute(q.order_by(operator_t.c.id)).mappings()]
 
         return await self._read(fn)
 
@@ -903,7 +916,7 @@ class Store:
             q = sa.select(table).order_by(table.c.time_ms, table.c.tran_id)
             if income_type is not None:
                 q = q.where(table.c.income_type == income_type)
-            return [dict(r._mapping) for r in conn.execute(q)]
+            return [dict(m) for m in conn.execute(q).mappings()]
 
         return await self._read(fn)
 
@@ -941,7 +954,7 @@ class Store:
 
         def fn(conn: Connection) -> list[dict[str, Any]]:
             q = sa.select(runs_t).order_by(runs_t.c.id.desc()).limit(limit)
-            return [dict(r._mapping) for r in conn.execute(q)]
+            return [dict(m) for m in conn.execute(q).mappings()]
 
         return await self._read(fn)
 
@@ -955,14 +968,14 @@ class Store:
                 .order_by(recon_t.c.id)
                 .limit(limit)
             )
-            return [dict(r._mapping) for r in conn.execute(q)]
+            return [dict(m) for m in conn.execute(q).mappings()]
 
         return await self._read(fn)
 
     async def recent_reconciliations(self, limit: int = 50) -> list[dict[str, Any]]:
         def fn(conn: Connection) -> list[dict[str, Any]]:
             q = sa.select(recon_t).order_by(recon_t.c.id.desc()).limit(limit)
-            return [dict(r._mapping) for r in conn.execute(q)]
+            return [dict(m) for m in conn.execute(q).mappings()]
 
         return await self._read(fn)
 

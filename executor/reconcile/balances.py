@@ -1,9 +1,9 @@
 """Balance snapshots: the exchange's REST account compared with the ledger's balances.
 
-Balances are kept from stream events (outboundAccountPosition). A REST snapshot checks
+Balances are kept from stream events (``BalanceReport``s). A REST snapshot checks
 them: every asset whose free or locked differs is a discrepancy, logged as a warning,
 and the exchange's value is written (it wins). An asset the ledger last set from an event
-*newer* than the snapshot (``event_ms`` > the account's ``updateTime``) is skipped, not
+*newer* than the snapshot (``event_ms`` > the snapshot's ``update_ms``) is skipped, not
 reported: the stream is simply ahead of a snapshot taken a moment earlier.
 
 ``compare_snapshot`` is pure; ``take_snapshot`` does the REST read and the ledger write.
@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
-from executor.core.events import AssetBalance, parse_account_balances
 from executor.core.money import ZERO
+from executor.core.reports import AccountSnapshot, AssetBalance
 from executor.persistence.store import BalanceRecord, BalanceRow, Store
 
 __all__ = [
@@ -102,10 +102,11 @@ class SnapshotResult:
     skipped: list[str] = field(default_factory=list)
 
 
-async def take_snapshot(store: Store, gateway: AccountReader, *,
+async def take_snapshot(store: Store, gateway: AccountReader, *, read: Callable[[Any], AccountSnapshot],
                         before_compare: Callable[[], Awaitable[None]] | None = None,
                         settle: Callable[[], Awaitable[None]] | None = None) -> SnapshotResult:
-    """Read GET /api/v3/account, compare with the ledger, write the exchange's values.
+    """Read the REST account (``read``, the adapter's translation, makes it an
+    ``AccountSnapshot``), compare with the ledger, write the exchange's values.
 
     ``before_compare`` runs between the REST read and the comparison (the reconciler
     passes its queue drain, so events that reached us before the snapshot are applied
@@ -113,10 +114,8 @@ async def take_snapshot(store: Store, gateway: AccountReader, *,
     ``settle`` is given, it runs once (events still in flight get applied) and the ledger
     is compared again: only what is still different is reported.
     """
-    account = await gateway.account()
-    balances = parse_account_balances(account)
-    raw_ms = account.get("updateTime")
-    snapshot_ms = raw_ms if isinstance(raw_ms, int) and not isinstance(raw_ms, bool) and raw_ms > 0 else None
+    account = read(await gateway.account())
+    balances, snapshot_ms = account.balances, account.update_ms
     if before_compare is not None:
         await before_compare()
     stored = await store.get_balances()
@@ -130,7 +129,7 @@ async def take_snapshot(store: Store, gateway: AccountReader, *,
         # Not forced: stamped with the snapshot's time, the exchange's value replaces every
         # row set by an older event, while an event newer than the snapshot, applied
         # between the comparison and this write, is not overwritten by the older snapshot.
-        ref = f"updateTime={snapshot_ms}" if snapshot_ms is not None else None
+        ref = account.ref
         await store.set_balances(cmp.to_write, SNAPSHOT_SOURCE, ref, event_ms=snapshot_ms,
                                  kind=SNAPSHOT_SOURCE)
     return SnapshotResult(snapshot_ms, list(cmp.discrepancies), [d.asset for d in cmp.discrepancies],

@@ -1,18 +1,19 @@
 """The USDⓈ-M futures account's reconciliation: the REST account against what the futures
 user stream reported.
 
-``FuturesAccountReconciler.note_event`` sees every futures user event on its way to the
-spot/futures reconciler and keeps, per asset and per symbol, the latest wallet balance and
+``FuturesAccountReconciler.note_report`` sees every futures ``AccountReport`` on its way to
+the spot/futures reconciler and keeps, per asset and per symbol, the latest wallet balance and
 position amount *with the exchange time of the event that set it*. ``gap_fill`` (after every
-futures (re)connect, from the periodic jobs and at shutdown) reads ``GET /fapi/v2/account``,
-compares, stores the snapshot as a ``REST_SNAPSHOT`` futures account update, records a
-reconciliation run with the differences, and adopts the exchange's values.
+futures (re)connect, from the periodic jobs and at shutdown) reads the REST account (the
+adapter's ``translate`` makes it a ``FuturesAccountSnapshot``), compares, stores the
+snapshot as a ``REST_SNAPSHOT`` futures account update, records a reconciliation run with
+the differences, and adopts the exchange's values.
 
 The event-time guard is the same rule as spot balances (``reconcile.balances``): a value the
-stream set from an event *newer* than the snapshot's own ``updateTime`` for that asset or
+stream set from an event *newer* than the snapshot's own update time for that asset or
 position is kept, not overwritten and not reported. The snapshot was simply taken a moment
-before that event. Money is parsed with the strict parser (a float or a malformed string in
-the account is an error, never a silently rounded value).
+before that event. The adapter parses money with the strict parser (a float or a malformed
+string in the account is an error, never a silently rounded value).
 
 ``compare_futures_account`` is pure; the class does the REST read and the ledger writes.
 """
@@ -22,13 +23,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
-from executor.core.events import FuturesAccountUpdate
-from executor.core.money import ZERO, parse_decimal
+from executor.core.money import ZERO
+from executor.core.reports import AccountReport, FuturesAccountSnapshot
 
 __all__ = ["FuturesAccountReconciler", "FuturesComparison", "Observed", "compare_futures_account"]
 
@@ -51,21 +52,14 @@ class FuturesComparison:
     kept_newer: int = 0  # values the stream set after the snapshot: kept
 
 
-def _time(row: Mapping[str, Any]) -> int:
-    raw = row.get("updateTime", 0)
-    return int(raw) if isinstance(raw, int | str) and str(raw).lstrip("-").isdigit() else 0
-
-
-def compare_futures_account(account: Mapping[str, Any], wallet: Mapping[str, Observed],
+def compare_futures_account(account: FuturesAccountSnapshot, wallet: Mapping[str, Observed],
                             positions: Mapping[str, Observed]) -> FuturesComparison:
     """Merge a REST account into what the stream reported: the newer value wins per asset and
     per symbol (ties go to the exchange's snapshot); a stream value older than the snapshot
     that differs from it is a discrepancy."""
     out = FuturesComparison()
-    rest_wallet = {str(a["asset"]): Observed(parse_decimal(a["walletBalance"], "walletBalance"), _time(a))
-                   for a in account.get("assets", [])}
-    rest_pos = {str(p["symbol"]): Observed(parse_decimal(p["positionAmt"], "positionAmt"), _time(p))
-                for p in account.get("positions", [])}
+    rest_wallet = {w.asset: Observed(w.wallet_balance, w.update_ms) for w in account.wallets}
+    rest_pos = {p.symbol: Observed(p.amount, p.update_ms) for p in account.positions}
     for kind, mine, theirs, dest, key in (("futures_wallet", wallet, rest_wallet, out.wallet, "asset"),
                                           ("futures_position", positions, rest_pos, out.positions, "symbol")):
         dest.update(theirs)
@@ -87,9 +81,11 @@ class FuturesGateway(Protocol):
 class FuturesAccountReconciler:
     """The futures side's gap fill (see the module docstring)."""
 
-    def __init__(self, store: Any, gateway: FuturesGateway, client: Any = None) -> None:
+    def __init__(self, store: Any, gateway: FuturesGateway, client: Any = None, *,
+                 translate: Callable[[Any], FuturesAccountSnapshot]) -> None:
         self.store = store
         self.gateway = gateway
+        self.translate = translate  # the adapter's: the REST account -> FuturesAccountSnapshot
         self.client = client  # None: the gateway's own client (one key for spot and futures)
         self.wallet: dict[str, Observed] = {}
         self.positions: dict[str, Observed] = {}
@@ -97,13 +93,14 @@ class FuturesAccountReconciler:
         self.discrepancies = 0
         self._lock = asyncio.Lock()
 
-    def note_event(self, event: Any) -> None:
-        if isinstance(event, FuturesAccountUpdate):
-            at = event.event_time
-            for b in event.balances:
+    def note_report(self, report: Any) -> None:
+        """Keep what an ``AccountReport`` says (any other report is not about the account)."""
+        if isinstance(report, AccountReport):
+            at = report.event_ms
+            for b in report.balances:
                 if at >= self.wallet.get(b.asset, Observed(ZERO, -1)).event_ms:
                     self.wallet[b.asset] = Observed(b.wallet_balance, at)
-            for p in event.positions:
+            for p in report.positions:
                 if at >= self.positions.get(p.symbol, Observed(ZERO, -1)).event_ms:
                     self.positions[p.symbol] = Observed(p.amount, at)
 
@@ -114,7 +111,7 @@ class FuturesAccountReconciler:
             found: list[dict[str, Any]] = []
             error: str | None = None
             try:
-                account = await self.gateway.futures_account(self.client)
+                account = self.translate(await self.gateway.futures_account(self.client))
                 result = compare_futures_account(account, self.wallet, self.positions)
                 found = result.discrepancies
                 for d in found:
@@ -134,20 +131,13 @@ class FuturesAccountReconciler:
                     discrepancies=found, error=error)
             return {"discrepancies": len(found)}
 
-    async def _store_snapshot(self, account: Mapping[str, Any], reason: str) -> None:
+    async def _store_snapshot(self, account: FuturesAccountSnapshot, reason: str) -> None:
         now_ms = int(time.time() * 1000)
-        assets = list(account.get("assets", []))
-        positions = list(account.get("positions", []))
-        balances = [{"asset": str(a["asset"]),
-                     "wallet_balance": parse_decimal(a["walletBalance"], "walletBalance"),
-                     "cross_wallet_balance": None, "balance_change": None}
-                    for a in sorted(assets, key=lambda a: str(a["asset"]))]
-        rows = [{"symbol": str(p["symbol"]), "amount": parse_decimal(p["positionAmt"], "positionAmt"),
-                 "entry_price": parse_decimal(p.get("entryPrice", "0"), "entryPrice"),
-                 "unrealized_pnl": parse_decimal(p.get("unrealizedProfit", "0"), "unrealizedProfit")}
-                for p in positions]
-        open_positions = [p for p in positions if parse_decimal(p.get("positionAmt", "0"), "positionAmt")]
-        payload = {"source": "GET /fapi/v2/account", "reason": reason, "fetchedMs": now_ms, "assets": assets,
-                   "positions": open_positions}
+        balances = [{"asset": w.asset, "wallet_balance": w.wallet_balance, "cross_wallet_balance": None,
+                     "balance_change": None} for w in sorted(account.wallets, key=lambda w: w.asset)]
+        rows = [{"symbol": p.symbol, "amount": p.amount, "entry_price": p.entry_price,
+                 "unrealized_pnl": p.unrealized_pnl} for p in account.positions]
+        payload = {"source": account.source, "reason": reason, "fetchedMs": now_ms,
+                   "assets": list(account.raw_assets), "positions": list(account.raw_open_positions)}
         await self.store.add_futures_update(payload, event_ms=now_ms, reason="REST_SNAPSHOT",
                                             balances=balances, positions=rows)

@@ -43,12 +43,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from executor.core.events import Fill, parse_my_trade, parse_order_snapshot
 from executor.core.money import ZERO
 from executor.core.orders import AbsenceConfirmed, NotFound, OrderStatus, apply
-from executor.exchange.outcome import NO_SUCH_ORDER, Rejected
-from executor.exchange.ratelimit import Cost
-from executor.exchange.rest import GatewayError
+from executor.core.reports import FillReport
 from executor.persistence.models import NOT_PLACED
 from executor.persistence.store import OrderEventIn, OrderRecord, StatusUpdateIn
 from executor.reconcile.balances import SnapshotResult, take_snapshot
@@ -57,13 +54,11 @@ from executor.reconcile.reconciler import FUTURES_PREFIX, OrderUpdate, core_stat
 if TYPE_CHECKING:
     from executor.reconcile.reconciler import OrderKey, Reconciler
 
-__all__ = ["GapFillReport", "fill_missing_for_orders", "order_trades", "run_balance_snapshot", "run_gap_fill"]
+__all__ = ["GapFillReport", "fill_missing_for_orders", "run_balance_snapshot", "run_gap_fill"]
 
 log = logging.getLogger(__name__)
 
 TRADES_PAGE = 1000  # myTrades' maximum limit: fewest requests per trade
-ORDER_TRADES_COST = Cost(weight=5)  # myTrades with orderId (reference.md §6)
-ORDER_GET_COST = Cost(weight=4)
 START_REASON = "start"
 
 
@@ -89,53 +84,10 @@ class GapFillReport:
                 + c["balances_corrected"])
 
 
-# ---------------------------------------------------------------------- REST helpers
-
-
-async def order_trades(gateway: Any, symbol: str, order_id: int) -> list[dict[str, Any]]:
-    """Every trade of one order (GET /api/v3/myTrades with orderId, paged by fromId).
-
-    Uses ``gateway.order_trades`` when the gateway has it; otherwise the same request goes
-    through the gateway's own read path (ban gate, weight budget, rate cap)."""
-    own = getattr(gateway, "order_trades", None)
-    if own is not None:
-        return list(await own(symbol, order_id))
-    out: list[dict[str, Any]] = []
-    from_id: int | None = None
-    while True:
-        params: dict[str, Any] = {"symbol": symbol, "orderId": order_id, "limit": TRADES_PAGE}
-        if from_id is not None:
-            params["fromId"] = from_id
-        page = await gateway._read("myTrades", ORDER_TRADES_COST,
-                                   lambda p=params: gateway._client.get_my_trades(**p), symbol)
-        out.extend(page)
-        if len(page) < TRADES_PAGE:
-            return out
-        from_id = max(int(r["id"]) for r in page) + 1
-
-
-async def order_by_id(gateway: Any, symbol: str, order_id: int) -> dict[str, Any] | None:
-    """GET /api/v3/order by the exchange's orderId (a trade names only that); None on -2013.
-
-    Uses ``gateway.get_order_by_id`` when the gateway has it; otherwise the same request
-    goes through the gateway's own read path."""
-    own = getattr(gateway, "get_order_by_id", None)
-    if own is not None:
-        return await own(symbol, order_id)
-    try:
-        return await gateway._read("order.get", ORDER_GET_COST,
-                                   lambda: gateway._client.get_order(symbol=symbol, orderId=order_id),
-                                   f"{symbol} #{order_id}")
-    except GatewayError as exc:
-        if isinstance(exc.outcome, Rejected) and exc.outcome.code == NO_SUCH_ORDER:
-            return None
-        raise
-
-
 # ---------------------------------------------------------------------- steps
 
 
-async def _explain_orders(rec: Reconciler, fills: list[Fill], report: GapFillReport) -> None:
+async def _explain_orders(rec: Reconciler, fills: list[FillReport], report: GapFillReport) -> None:
     """Trades name only an orderId: record the orders the ledger does not hold yet (placed
     by hand or by another program while we were not listening), so every fill has its order."""
     unknown: list[OrderKey] = []
@@ -148,7 +100,7 @@ async def _explain_orders(rec: Reconciler, fills: list[Fill], report: GapFillRep
             rec.known_orders.add(key)
     rows = []
     for symbol, order_id in unknown:
-        row = await order_by_id(rec.gateway, symbol, order_id)
+        row = await rec.gateway.get_order_by_id(symbol, order_id)
         report.counts["orders_checked"] += 1
         if row is not None:
             rows.append(row)
@@ -164,7 +116,7 @@ async def _open_orders(rec: Reconciler, symbols: list[str], report: GapFillRepor
     rows: list[dict[str, Any]] = []
     for symbol in symbols:
         rows.extend(await rec.gateway.open_orders(symbol))
-    snaps = [parse_order_snapshot(r) for r in rows]
+    snaps = [rec.order_report(r) for r in rows]
     report.counts["open_orders"] += len(snaps)
     if snaps:
         res = await rec.apply_order_snapshots(snaps, source="gap_fill")
@@ -172,7 +124,7 @@ async def _open_orders(rec: Reconciler, symbols: list[str], report: GapFillRepor
         report.counts["external_orders_added"] += res.external_orders_added
         report.counts["fills_added"] += res.fills_added
         report.updates.extend(res.updates)
-    return {s.original_client_id for s in snaps}
+    return {s.client_order_id for s in snaps}
 
 
 async def _query_not_final(rec: Reconciler, not_final: list[OrderRecord], seen_open: set[str],
@@ -216,9 +168,7 @@ async def _query_not_final(rec: Reconciler, not_final: list[OrderRecord], seen_o
             report.counts["orders_deferred"] += 1
             continue
         new_status = after.status.value
-        items.append(OrderEventIn(o.symbol, new_status, "gap_fill",
-                                  {"code": -2013, "msg": "Order does not exist.",
-                                   "origClientOrderId": o.client_order_id},
+        items.append(OrderEventIn(o.symbol, new_status, "gap_fill", rec.absent_payload(o.client_order_id),
                                   client_order_id=o.client_order_id, event_ms=now))
         items.append(StatusUpdateIn(o.client_order_id, new_status, "gap_fill", symbol=o.symbol,
                                     reject_reason="-2013: absent again at a later reconciliation"
@@ -238,7 +188,7 @@ async def _query_not_final(rec: Reconciler, not_final: list[OrderRecord], seen_o
                 report.counts[name] += 1
                 updates.append(OrderUpdate(o.client_order_id, o.symbol, o.exchange_order_id, new_status,
                                            o.executed_qty, o.cum_quote_qty, (), "gap_fill"))
-        rec._emit(updates)
+        rec.emit_updates(updates)
         report.updates.extend(updates)
 
 
@@ -255,7 +205,7 @@ async def _catch_up_trades(rec: Reconciler, symbol: str, report: GapFillReport) 
         page = await rec.gateway.my_trades(symbol, next_id, TRADES_PAGE)
         report.counts["trade_pages"] += 1
         if page:
-            fills = [parse_my_trade(r) for r in page]
+            fills = [rec.trade_report(r) for r in page]
             await _explain_orders(rec, fills, report)
             res = await rec.apply_fills(fills, source="gap_fill")
             report.counts["trades_fetched"] += len(fills)
@@ -285,9 +235,9 @@ async def _complete_fills(rec: Reconciler, wanted: Mapping[str, Decimal], report
             report.discrepancies.append({"kind": "fills_short", "client_order_id": cid, "symbol": o.symbol,
                                          "executed_qty": target, "stored_fill_qty": have})
             continue
-        rows = await order_trades(rec.gateway, o.symbol, o.exchange_order_id)
+        rows = await rec.gateway.order_trades(o.symbol, o.exchange_order_id)
         report.counts["order_trade_queries"] += 1
-        fills: list[Fill] = [parse_my_trade(r) for r in rows]
+        fills: list[FillReport] = [rec.trade_report(r) for r in rows]
         res = await rec.apply_fills(fills, source="gap_fill")
         report.counts["fills_added"] += res.fills_added
         got = sum((f.qty for f in fills), ZERO)
@@ -297,11 +247,12 @@ async def _complete_fills(rec: Reconciler, wanted: Mapping[str, Decimal], report
         if res.fills_added and not o.external:  # the strategy never hears of external orders
             report.updates.append(OrderUpdate(cid, o.symbol, o.exchange_order_id, o.status, o.executed_qty,
                                               o.cum_quote_qty, tuple(fills), "gap_fill"))
-            rec._emit(report.updates[-1:])
+            rec.emit_updates(report.updates[-1:])
 
 
 async def _balances(rec: Reconciler, report: GapFillReport) -> SnapshotResult:
-    snap = await take_snapshot(rec.store, rec.gateway, before_compare=rec.drain, settle=rec.settle)
+    snap = await take_snapshot(rec.store, rec.gateway, read=rec.account_snapshot,
+                               before_compare=rec.drain, settle=rec.settle)
     report.counts["balances_corrected"] += len(snap.corrected)
     report.discrepancies.extend(d.as_dict() for d in snap.discrepancies)
     return snap
@@ -395,7 +346,8 @@ async def run_balance_snapshot(rec: Reconciler) -> SnapshotResult:
     report = GapFillReport("balance_snapshot")
     report.recon_id = await rec.store.start_reconciliation(report.reason)
     try:
-        snap = await take_snapshot(rec.store, rec.gateway, before_compare=rec.drain, settle=rec.settle)
+        snap = await take_snapshot(rec.store, rec.gateway, read=rec.account_snapshot,
+                                   before_compare=rec.drain, settle=rec.settle)
     except Exception as exc:
         report.error = f"{type(exc).__name__}: {exc}"
         await _record(rec, report)

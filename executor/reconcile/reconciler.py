@@ -1,23 +1,27 @@
-"""The event applier: user-data events and REST order answers into the ledger, exactly once.
+"""The report applier: venue-neutral reports about our account into the ledger, exactly once.
 
-``Reconciler`` turns every fact about our account into idempotent ledger writes
-(``executor.persistence.store`` batch items) and commits them in groups:
+``Reconciler`` reads only ``core.reports`` (the exchange adapters translate every venue
+payload into those; a payload handed over raw goes through the adapter's ``Translator``
+given as ``translate``) and turns each into idempotent ledger writes
+(``executor.persistence.store`` batch items), committed in groups:
 
-* spot ``executionReport`` -> an order_events row (unique (symbol, orderId, executionId)),
-  the order's status and cumulative quantities (monotonic: a late NEW after FILLED changes
-  nothing), and a fill (source ``stream``) when ``x == TRADE`` and ``t >= 0``. A cancel is
-  linked through the ORIGINAL client id (``C``; ``c`` is the cancel request's own id);
+* ``OrderStatusReport`` -> an order_events row (unique (symbol, orderId, execution id), or
+  the report's ``dedupe_key`` when the venue gives no execution id), the order's status and
+  cumulative quantities (monotonic: a late NEW after FILLED changes nothing), and the
+  ``FillReport``s it carries (a stream trade: source ``stream``; a placement's immediate
+  fills: ``order_response``). The order is the report's ``client_order_id`` (its own id;
+  a cancel answer's request id is only ``event_client_id``);
 * an order whose client id is not ours (not our prefix, not an order we recorded) is
   recorded as external: its events and fills are kept (they move our balances) but it is
   never reported to the strategy (and so never cancelled by us);
-* ``outboundAccountPosition`` -> balances (free/locked) + balance_events;
-  ``balanceUpdate`` -> balance_events; futures ``ORDER_TRADE_UPDATE`` like spot orders
-  and ``ACCOUNT_UPDATE`` -> futures_account_updates. Futures rows live under the symbol
-  ``futures_symbol(s)`` (``UM:BTCUSDT``) because the ledger has no market column and spot
-  and USD-M share symbol names and overlapping order/trade ids;
-* REST order answers (placement ACK/RESULT/FULL, GET order, openOrders rows, cancel) go
-  through the same path; FULL ``fills[]`` become fills with source ``order_response``.
-  Whichever path brings a fill first stores it; the others are no-ops.
+* ``BalanceReport`` -> balances (free/locked) + balance_events; ``BalanceDeltaReport`` ->
+  balance_events; ``AccountReport`` -> futures_account_updates. USD-M rows live under the
+  ledger symbol ``UM:<SYMBOL>`` (``core.reports.ledger_symbol``) because the ledger has no
+  market column and spot and USD-M share symbol names and overlapping order/trade ids: a
+  fill is keyed by (venue, symbol, trade id);
+* REST order answers (placement, query, open orders, cancel) are ``OrderStatusReport``s
+  too and go through the same path. Whichever path brings a fill first stores it; the
+  others are no-ops.
 
 Missing fills: after each commit the cumulative quantity an event reports (``z``) is
 compared with the fills stored for that order; a shortfall marks the order a *suspect*,
@@ -44,32 +48,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import gc
-import hashlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from executor.core.bounded import BoundedDict, BoundedSet
-from executor.core.events import (
-    AccountPosition,
-    BalanceUpdate,
-    Event,
-    ExecutionReport,
-    Fill,
-    FillSource,
-    FuturesAccountUpdate,
-    FuturesOrderUpdate,
-    MalformedEvent,
-    OrderSnapshot,
-    parse_order_snapshot,
-    parse_user_event,
-    parse_user_frame,
-)
 from executor.core.ids import IdKind, parse_client_id, validate_prefix
-from executor.core.money import ZERO, format_decimal
+from executor.core.money import ZERO
 from executor.core.orders import (
     FINAL_STATUSES,
     Observation,
@@ -79,6 +67,23 @@ from executor.core.orders import (
     apply,
     observe,
     stored_status,
+)
+from executor.core.reports import (
+    FUTURES_PREFIX,
+    REPORT_TYPES,
+    AccountReport,
+    AccountSnapshot,
+    BalanceDeltaReport,
+    BalanceReport,
+    FillReport,
+    FillSource,
+    MalformedEvent,
+    OrderStatusReport,
+    Report,
+    Translator,
+    Venue,
+    balance_identity,
+    ledger_symbol,
 )
 from executor.persistence.store import (
     BalanceEventIn,
@@ -105,6 +110,7 @@ __all__ = [
     "ApplyResult",
     "OrderUpdate",
     "Reconciler",
+    "balance_identity",
     "core_state",
     "futures_symbol",
     "ledger_status",
@@ -112,8 +118,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
-FUTURES_PREFIX = "UM:"
 DEFAULT_BATCH_MAX = 2000
 # The garbage collector's youngest-generation threshold while the writer runs (see
 # ``raise_gc_threshold``); Python's default is 700.
@@ -126,13 +132,14 @@ COMPLETE_MEMORY = 100_000  # finished orders remembered, so replays of them cost
 OWNERS_MEMORY = 20_000
 KNOWN_FILLS_MEMORY = 20_000
 KNOWN_ORDERS_MEMORY = 20_000
-Incoming = Event | Mapping[str, Any] | bytes | str
+# A report, or a payload the adapter's translator turns into one (or into nothing).
+Incoming = Report | Mapping[str, Any] | bytes | str | object
 OrderKey = tuple[str, int]  # (ledger symbol, exchange order id)
 
 
 def futures_symbol(symbol: str) -> str:
     """The ledger symbol of a USD-M futures symbol (keeps its orders and fills apart from spot's)."""
-    return symbol if symbol.startswith(FUTURES_PREFIX) else FUTURES_PREFIX + symbol
+    return ledger_symbol(symbol, Venue.USDM)
 
 
 def raise_gc_threshold(young: int = GC_YOUNG_THRESHOLD) -> bool:
@@ -185,7 +192,9 @@ def _exchange_statuses() -> list[OrderStatus]:
 # ``_event_status`` for every (exchange status, executed > 0), computed once.
 _EVENT_STATUS = {(st, ex): _event_status(st, ex) for st in _exchange_statuses() for ex in (False, True)}
 _SIDE_TEXT = {Side.BUY: "BUY", Side.SELL: "SELL"}
-_STREAM = FillSource.STREAM.value
+# Where an order report came from -> the source its fills are stored with.
+_GAP_FILL = FillSource.GAP_FILL.value
+_FILL_SOURCE = {"stream": FillSource.STREAM.value, "order_response": FillSource.ORDER_RESPONSE.value}
 
 
 @dataclass(frozen=True)
@@ -198,7 +207,7 @@ class OrderUpdate:
     status: str
     executed_qty: Decimal
     cum_quote_qty: Decimal
-    fills: tuple[Fill, ...]  # fills of this order first stored by this commit
+    fills: tuple[FillReport, ...]  # fills of this order first stored by this commit
     source: str
 
 
@@ -255,9 +264,8 @@ class _Plan:
 
     items: list[BatchItem] = field(default_factory=list)
     folds: dict[OrderKey, _Fold] = field(default_factory=dict)
-    # (symbol, trade id) -> (the fill or the event carrying it, our client id, its order)
-    fills: dict[tuple[str, int], tuple[Fill | ExecutionReport | FuturesOrderUpdate, str | None, OrderKey]] = \
-        field(default_factory=dict)
+    # (ledger symbol, trade id) -> (the fill, our client id, its order)
+    fills: dict[tuple[str, int], tuple[FillReport, str | None, OrderKey]] = field(default_factory=dict)
     free: dict[str, Decimal] = field(default_factory=dict)  # free balances reported, latest last
     result: ApplyResult = field(default_factory=ApplyResult)
 
@@ -276,6 +284,9 @@ class Reconciler:
     """Applies user events and REST order facts to the ledger; runs gap fills and snapshots.
 
     ``gateway`` (a ``RestGateway``) is needed for gap fills and snapshots only.
+    ``translate`` (the venue adapter's ``core.reports.Translator``) turns what reaches this
+    class raw -- stream payloads, REST order answers, trade rows, the account -- into
+    reports; without it only reports are accepted (a raw payload counts as malformed).
     ``symbols`` are the spot symbols a gap fill checks even with nothing stored for them.
     ``prefix`` is our client-id prefix (the ledger's, ``persistence.identity``).
     ``on_order_update`` is called synchronously after each commit, for our orders only; it
@@ -289,6 +300,7 @@ class Reconciler:
     """
 
     def __init__(self, store: Store, gateway: Any = None, *, prefix: str, symbols: Iterable[str] = (),
+                 translate: Translator | None = None,
                  on_order_update: Callable[[OrderUpdate], None] | None = None,
                  batch_max: int = DEFAULT_BATCH_MAX, not_found_grace_ms: int = 5000,
                  suspect_delay_s: float = 0.25, gc_young_threshold: int | None = None) -> None:
@@ -297,6 +309,7 @@ class Reconciler:
         self.gc_young_threshold = gc_young_threshold
         self.store = store
         self.gateway = gateway
+        self.translate = translate
         self.prefix = validate_prefix(prefix)
         self.symbols = tuple(dict.fromkeys(symbols))
         self.on_order_update = on_order_update
@@ -362,174 +375,115 @@ class Reconciler:
 
     # ------------------------------------------------------------------ translating facts
 
-    @staticmethod
-    def parse(item: Incoming) -> Event:
-        if type(item) is dict:  # the common case first: a decoded frame (no ABC isinstance check)
-            return parse_user_event(item)
-        if isinstance(item, bytes | str):
-            return parse_user_frame(item)
-        if isinstance(item, Mapping):
-            return parse_user_event(item)
-        return item
+    def report(self, item: Incoming) -> Report | None:
+        """``item`` as a report: itself if it is one, else through the adapter's translator
+        (None: a control event with nothing to record). ``MalformedEvent`` otherwise."""
+        if type(item) in REPORT_TYPES:  # the common case first (no ABC isinstance check)
+            return item  # type: ignore[return-value]
+        if self.translate is None:
+            raise MalformedEvent(f"a raw {type(item).__name__} payload and no translator to read it")
+        return self.translate.user_event(item)
 
-    def _order_fact(self, plan: _Plan, *, symbol: str, order_id: int, client_id: str, event_client_id: str,
-                    obs: Observation, source: str, payload: Any, side: str | None, order_type: str | None,
-                    tif: str | None, price: Decimal | None, quantity: Decimal | None, event_ms: int | None,
-                    created_ms: int | None, reject: str | None, execution_id: int | None = None,
-                    execution_type: str | None = None, trade_id: int | None = None,
-                    dedupe_key: str | None = None) -> bool:
-        """Queue one observation of one order (its event row; its status is folded); returns ours."""
+    def order_report(self, row: Any) -> OrderStatusReport:
+        """A REST order answer as a report (through the adapter's translator)."""
+        if isinstance(row, OrderStatusReport):
+            return row
+        if self.translate is None:
+            raise MalformedEvent(f"a raw {type(row).__name__} order answer and no translator to read it")
+        return self.translate.order(row)
+
+    def _translator(self, what: str) -> Translator:
+        if self.translate is None:
+            raise RuntimeError(f"{what} needs the venue adapter's translator (Reconciler(translate=...))")
+        return self.translate
+
+    def trade_report(self, row: Any) -> FillReport:
+        """A trade-history row as a fill report (through the adapter's translator)."""
+        return row if isinstance(row, FillReport) else self._translator("a trade row").trade(row)
+
+    def account_snapshot(self, row: Any) -> AccountSnapshot:
+        """A REST account as a snapshot report (through the adapter's translator)."""
+        return row if isinstance(row, AccountSnapshot) else self._translator("an account").account(row)
+
+    def absent_payload(self, client_order_id: str) -> Mapping[str, Any]:
+        """The venue's "no such order" answer as the ledger records it."""
+        return self._translator("a not-found order").absent(client_order_id)
+
+    def _plan_order(self, plan: _Plan, rep: OrderStatusReport, source: str) -> None:
+        """One observation of one order: its event row, its status folded into the batch's
+        state for the order, and the fills it carries. Positional item construction: this
+        runs once per stream order event."""
+        cid = rep.client_order_id
+        order_id = rep.order_id
+        symbol = rep.symbol if rep.venue is Venue.SPOT else ledger_symbol(rep.symbol, rep.venue)
         key = (symbol, order_id)
         fold = plan.folds.get(key)
         if fold is None:
-            fold = plan.folds[key] = _Fold(symbol, order_id, client_id, self.is_ours(client_id), source)
+            fold = plan.folds[key] = _Fold(symbol, order_id, cid, self.is_ours(cid), source)
         ours = fold.ours
-        fold.state = apply(fold.state, obs)
+        cum, quote, rep_status, event_ms = rep.executed_qty, rep.cum_quote, rep.status, rep.event_ms
+        fold.state = observe(fold.state, rep_status, cum, quote, order_id)
         if event_ms is not None and (fold.event_ms is None or event_ms > fold.event_ms):
             fold.event_ms = event_ms
-        if reject:
-            fold.reject = reject
-        status = _EVENT_STATUS[obs.status, obs.executed_qty > 0]
-        if side is not None and order_type is not None:
-            if not ours and fold.external is None:
-                fold.external = ExternalOrderIn(
-                    symbol=symbol, exchange_order_id=order_id, client_order_id=client_id, side=side,
-                    type=order_type, status=status, source=source, time_in_force=tif or None, price=price,
-                    quantity=quantity, executed_qty=obs.executed_qty, cum_quote_qty=obs.cum_quote,
-                    created_ms=created_ms, event_ms=event_ms)
-            elif ours and fold.info is None:
-                fold.info = (symbol, side, order_type, tif, price, quantity)
+        if rep.reject_reason:
+            fold.reject = rep.reject_reason
+        status = _EVENT_STATUS[rep_status, cum > 0]
+        side = rep.side
+        if side is not None and rep.order_type is not None:
+            side_text = _SIDE_TEXT[side]
+            if not ours:
+                if fold.external is None:
+                    fold.external = ExternalOrderIn(
+                        symbol, order_id, cid, side_text, rep.order_type, status, source, rep.time_in_force,
+                        rep.price, rep.quantity, None, cum, quote, rep.created_ms, event_ms)
+            elif fold.info is None:
+                fold.info = (symbol, side_text, rep.order_type, rep.time_in_force, rep.price, rep.quantity)
         # External orders are found by (symbol, orderId): their client id may clash with ours.
         plan.items.append(OrderEventIn(
-            symbol, status, source, payload, exchange_order_id=order_id,
-            client_order_id=client_id if ours else None, event_client_id=event_client_id or None,
-            execution_id=execution_id, execution_type=execution_type, executed_qty=obs.executed_qty,
-            cum_quote_qty=obs.cum_quote, trade_id=trade_id, event_ms=event_ms, dedupe_key=dedupe_key))
-        return ours
+            symbol, status, source, rep.payload, order_id, cid if ours else None, rep.event_client_id,
+            rep.execution_id, rep.execution_type, cum, quote, rep.trade_id, event_ms, None, rep.dedupe_key))
+        if rep.fills:
+            fill_source = _FILL_SOURCE.get(source, _GAP_FILL)
+            for fill in rep.fills:
+                self._fill_fact(plan, fill, symbol, fill_source, cid if ours else None)
 
-    def _fill_fact(self, plan: _Plan, carrier: Fill | ExecutionReport | FuturesOrderUpdate, *, symbol: str,
-                   source: str, client_id: str | None) -> None:
-        """Queue one fill; ``carrier`` is a Fill, or the event whose trade it is (its Fill
-        object is only built if the strategy is told about it)."""
-        if isinstance(carrier, ExecutionReport):
-            trade_id, order_id = carrier.trade_id, carrier.order_id
-            key = (symbol, trade_id)
-            if key in plan.fills:
-                return
-            plan.items.append(FillIn(
-                symbol, trade_id, carrier.last_price, carrier.last_qty, source, quote_qty=carrier.last_quote,
-                commission=carrier.commission, commission_asset=carrier.commission_asset,
-                is_maker=carrier.is_maker, trade_ms=carrier.transaction_time, side=carrier.side.value,
-                client_order_id=client_id, exchange_order_id=order_id))
-        else:
-            fill = carrier if isinstance(carrier, Fill) else carrier.fill
-            assert fill is not None
-            trade_id, order_id = fill.trade_id, fill.order_id
-            key = (symbol, trade_id)
-            if key in plan.fills:
-                return
-            plan.items.append(FillIn(
-                symbol, trade_id, fill.price, fill.qty, source, quote_qty=fill.quote_qty,
-                commission=fill.commission, commission_asset=fill.commission_asset, is_maker=fill.is_maker,
-                trade_ms=fill.time_ms, side=fill.side.value, client_order_id=client_id,
-                exchange_order_id=order_id))
-        plan.fills[key] = (carrier, client_id, (symbol, order_id))
+    def _fill_fact(self, plan: _Plan, fill: FillReport, symbol: str, source: str,
+                   client_id: str | None) -> None:
+        """Queue one fill under its ledger symbol (the first report of a trade wins)."""
+        fill_key = (symbol, fill.trade_id)
+        if fill_key in plan.fills:
+            return
+        plan.items.append(FillIn(
+            symbol, fill.trade_id, fill.price, fill.qty, source, fill.quote_qty, fill.commission,
+            fill.commission_asset, fill.is_maker, fill.time_ms, _SIDE_TEXT[fill.side], client_id,
+            fill.order_id))
+        plan.fills[fill_key] = (fill, client_id, (symbol, fill.order_id))
 
-    def _plan_execution_report(self, plan: _Plan, ev: ExecutionReport) -> None:
-        """``_order_fact`` + ``_fill_fact`` for a spot executionReport, the stream's bulk,
-        specialised: positional item construction and no keyword plumbing (same items)."""
-        cid = ev.orig_client_order_id or ev.client_order_id
-        symbol, order_id, event_ms = ev.symbol, ev.order_id, ev.event_time
-        key = (symbol, order_id)
-        fold = plan.folds.get(key)
-        if fold is None:
-            fold = plan.folds[key] = _Fold(symbol, order_id, cid, self.is_ours(cid), "stream")
-        ours = fold.ours
-        cum, quote, ev_status = ev.cum_qty, ev.cum_quote, ev.status
-        # ev.observation() folded in, without building the Observation (same checks).
-        fold.state = observe(fold.state, ev_status, cum, quote, order_id)
-        if fold.event_ms is None or event_ms > fold.event_ms:
-            fold.event_ms = event_ms
-        reject = ev.reject_reason if ev.reject_reason not in ("", "NONE") else ev.expiry_reason
-        if reject:
-            fold.reject = reject
-        status = _EVENT_STATUS[ev_status, cum > 0]
-        side = _SIDE_TEXT[ev.side]
-        if not ours:
-            if fold.external is None:
-                fold.external = ExternalOrderIn(
-                    symbol, order_id, cid, side, ev.order_type, status, "stream", ev.time_in_force or None,
-                    ev.price, ev.quantity, None, cum, quote, ev.order_time, event_ms)
-        elif fold.info is None:
-            fold.info = (symbol, side, ev.order_type, ev.time_in_force, ev.price, ev.quantity)
-        trade_id = ev.trade_id
-        # External orders are found by (symbol, orderId): their client id may clash with ours.
-        plan.items.append(OrderEventIn(
-            symbol, status, "stream", ev.raw, order_id, cid if ours else None, ev.client_order_id or None,
-            ev.execution_id, ev.execution_type, cum, quote, trade_id if trade_id >= 0 else None, event_ms))
-        if trade_id >= 0 and ev.execution_type == "TRADE":
-            fill_key = (symbol, trade_id)
-            if fill_key not in plan.fills:
-                plan.items.append(FillIn(
-                    symbol, trade_id, ev.last_price, ev.last_qty, _STREAM, ev.last_quote, ev.commission,
-                    ev.commission_asset, ev.is_maker, ev.transaction_time, side, cid if ours else None,
-                    order_id))
-                plan.fills[fill_key] = (ev, cid if ours else None, key)
-
-    def _plan_event(self, plan: _Plan, ev: Event) -> None:
-        if isinstance(ev, ExecutionReport):
-            self._plan_execution_report(plan, ev)
-        elif isinstance(ev, FuturesOrderUpdate):
-            sym = futures_symbol(ev.symbol)
-            key = ev.dedupe_key
-            ours = self._order_fact(
-                plan, symbol=sym, order_id=ev.order_id, client_id=ev.client_order_id, event_client_id="",
-                obs=ev.observation(), source="stream", payload=ev.raw, side=ev.side.value,
-                order_type=ev.order_type, tif=ev.time_in_force, price=ev.price, quantity=ev.quantity,
-                event_ms=ev.event_time, created_ms=None, reject=ev.expiry_reason if ev.expiry_reason not in
-                (None, "", "0") else None, execution_type=ev.execution_type,
-                trade_id=ev.trade_id if ev.trade_id >= 0 else None,
-                dedupe_key=f"fut:{sym}:{key[1]}:{key[2]}")
-            if ev.fill is not None:
-                self._fill_fact(plan, ev, symbol=sym, source=FillSource.STREAM.value,
-                                client_id=ev.client_order_id if ours else None)
-        elif isinstance(ev, AccountPosition):
-            rows = tuple(BalanceRow(b.asset, b.free, b.locked) for b in ev.balances)
-            for b in ev.balances:
+    def _plan_event(self, plan: _Plan, rep: Report | None) -> None:
+        kind = type(rep)
+        if kind is OrderStatusReport:
+            self._plan_order(plan, rep, "stream")  # type: ignore[arg-type]
+        elif kind is BalanceReport:
+            assert isinstance(rep, BalanceReport)
+            rows = tuple(BalanceRow(b.asset, b.free, b.locked) for b in rep.balances)
+            for b in rep.balances:
                 plan.free[b.asset] = b.free
-            plan.items.append(BalancesIn(
-                rows, "stream", f"E={ev.event_time},u={ev.last_update_time},{balance_identity(rows)}",
-                event_ms=ev.last_update_time, kind="outboundAccountPosition", payload=ev.raw))
-        elif isinstance(ev, BalanceUpdate):
-            plan.items.append(BalanceEventIn(
-                "balanceUpdate", ev.asset, "stream", delta=ev.delta, event_ms=ev.event_time,
-                event_ref=f"E={ev.event_time},T={ev.clear_time},d={format_decimal(ev.delta)}",
-                payload=ev.raw))
-        elif isinstance(ev, FuturesAccountUpdate):
+            plan.items.append(BalancesIn(rows, "stream", rep.ref, event_ms=rep.event_ms, kind=rep.kind,
+                                         payload=rep.payload))
+        elif kind is BalanceDeltaReport:
+            assert isinstance(rep, BalanceDeltaReport)
+            plan.items.append(BalanceEventIn(rep.kind, rep.asset, "stream", delta=rep.delta,
+                                             event_ms=rep.event_ms, event_ref=rep.ref, payload=rep.payload))
+        elif kind is AccountReport:
+            assert isinstance(rep, AccountReport)
             plan.items.append(FuturesUpdateIn(
-                ev.raw, event_ms=ev.event_time, transaction_ms=ev.transaction_time, reason=ev.reason,
-                balances=[dataclasses.asdict(b) for b in ev.balances],
-                positions=[dataclasses.asdict(p) for p in ev.positions]))
+                rep.payload, event_ms=rep.event_ms, transaction_ms=rep.transaction_ms, reason=rep.reason,
+                balances=[dataclasses.asdict(b) for b in rep.balances],
+                positions=[dataclasses.asdict(p) for p in rep.positions]))
         else:
             plan.result.ignored += 1
-            log.debug("reconciler: ignoring %s", type(ev).__name__)
+            log.debug("reconciler: ignoring %s", type(rep).__name__)
             return
-        plan.result.events += 1
-
-    def _plan_snapshot(self, plan: _Plan, snap: OrderSnapshot, source: str) -> None:
-        """A REST order answer; FULL fills get source ``order_response`` (else ``gap_fill``)."""
-        cid = snap.original_client_id
-        ours = self._order_fact(
-            plan, symbol=snap.symbol, order_id=snap.order_id, client_id=cid,
-            event_client_id=snap.client_order_id if snap.orig_client_order_id else "",
-            obs=snap.observation(), source=source, payload=snap.raw,
-            side=snap.side.value if snap.side else None, order_type=snap.order_type, tif=snap.time_in_force,
-            price=snap.price, quantity=snap.orig_qty, event_ms=snap.time_ms, created_ms=snap.time_ms,
-            reject=None)
-        fill_source = FillSource.ORDER_RESPONSE.value if source == "order_response" else "gap_fill"
-        for fill in snap.fills:
-            self._fill_fact(plan, fill, symbol=snap.symbol, source=fill_source,
-                            client_id=cid if ours else None)
         plan.result.events += 1
 
     # ------------------------------------------------------------------ committing
@@ -558,19 +512,16 @@ class Reconciler:
 
         # Fills now stored (new or duplicate alike), per order, for the shortfall check.
         telling = self.on_order_update is not None
-        new_fills: dict[str, list[Fill]] = {}
+        new_fills: dict[str, list[FillReport]] = {}
         added = set(batch.fills_added) if telling else set()
         known = self._known_fills
-        for key, (carrier, cid, order_key) in plan.fills.items():
-            qty = carrier.qty if isinstance(carrier, Fill) else carrier.last_qty
+        for key, (fill, cid, order_key) in plan.fills.items():
             fills_of = known.get(order_key)
             if fills_of is None:
                 fills_of = known[order_key] = {}
-            fills_of[key[1]] = qty
+            fills_of[key[1]] = fill.qty
             if cid is not None and key in added:
-                fill = carrier if isinstance(carrier, Fill) else carrier.fill
-                if fill is not None:
-                    new_fills.setdefault(cid, []).append(fill)
+                new_fills.setdefault(cid, []).append(fill)
 
         folds = list(plan.folds.values())
         changes = batch.status_changes
@@ -611,7 +562,7 @@ class Reconciler:
 
         if missing:
             await self._adopt(missing)
-        self._emit(res.updates)
+        self.emit_updates(res.updates)
         if plan.free and self.on_balances is not None:
             try:
                 self.on_balances(plan.free)
@@ -643,7 +594,8 @@ class Reconciler:
         if again:
             await self.store.apply_batch(again)
 
-    def _emit(self, updates: Sequence[OrderUpdate]) -> None:
+    def emit_updates(self, updates: Sequence[OrderUpdate]) -> None:
+        """Hand order updates to ``on_order_update`` (each failure logged, none raised)."""
         if self.on_order_update is None:
             return
         for u in updates:
@@ -669,21 +621,19 @@ class Reconciler:
     async def _prepare(self, events: Sequence[Incoming]) -> _Plan:
         """Parse and plan (CPU work; reads the ledger only to tell whose an unknown id is)."""
         plan = _Plan()
-        parsed: list[Event] = []
+        parsed: list[Report | None] = []
         for item in events:
             try:
-                parsed.append(self.parse(item))
+                parsed.append(self.report(item))
             except MalformedEvent as exc:
                 plan.result.malformed += 1
                 log.warning("reconciler: dropped a malformed user event: %s", exc)
-        ids = [ev.original_client_id if isinstance(ev, ExecutionReport) else ev.client_order_id
-               for ev in parsed if isinstance(ev, ExecutionReport | FuturesOrderUpdate)]
-        await self.resolve_owners(ids)
+        await self.resolve_owners([r.client_order_id for r in parsed if type(r) is OrderStatusReport])
         for ev in parsed:
             self._plan_event(plan, ev)
         return plan
 
-    async def apply_order_response(self, response: Mapping[str, Any] | OrderSnapshot, *,
+    async def apply_order_response(self, response: Mapping[str, Any] | OrderStatusReport, *,
                                    source: str = "order_response") -> ApplyResult:
         """Apply a REST order answer (placement, GET order, cancel) like a stream event.
 
@@ -691,24 +641,26 @@ class Reconciler:
         stored with that source), ``rest_query`` or ``gap_fill`` for queries."""
         return await self.apply_order_snapshots([response], source=source)
 
-    async def apply_order_snapshots(self, responses: Sequence[Mapping[str, Any] | OrderSnapshot], *,
+    async def apply_order_snapshots(self, responses: Sequence[Mapping[str, Any] | OrderStatusReport], *,
                                     source: str) -> ApplyResult:
-        snaps = [r if isinstance(r, OrderSnapshot) else parse_order_snapshot(r) for r in responses]
+        """REST order answers (reports, or raw through the translator) in one commit; a
+        placement's immediate fills get source ``order_response`` (else ``gap_fill``)."""
+        reports = [self.order_report(r) for r in responses]
         async with self._apply_lock:
-            await self.resolve_owners(s.original_client_id for s in snaps)
+            await self.resolve_owners(r.client_order_id for r in reports)
             plan = _Plan()
-            for snap in snaps:
-                self._plan_snapshot(plan, snap, source)
+            for rep in reports:
+                self._plan_order(plan, rep, source)
+                plan.result.events += 1
             return await self._commit(plan)
 
-    async def apply_fills(self, fills: Sequence[Fill], *, source: str = "gap_fill") -> ApplyResult:
-        """Store fills known only by order id (myTrades rows); they link to orders by
-        (symbol, orderId). Orders of ours that gain fills are reported to the callback
-        when their client id is already known here."""
+    async def apply_fills(self, fills: Sequence[FillReport], *, source: str = "gap_fill") -> ApplyResult:
+        """Store fills known only by order id (trade-history rows); they link to orders by
+        (ledger symbol, orderId)."""
         async with self._apply_lock:
             plan = _Plan()
             for f in fills:
-                self._fill_fact(plan, f, symbol=f.symbol, source=source, client_id=None)
+                self._fill_fact(plan, f, ledger_symbol(f.symbol, f.venue), source, None)
             plan.result.events += len(fills)
             return await self._commit(plan)
 
@@ -940,6 +892,13 @@ class Reconciler:
                 # The consumer keeps its incremental figures; the next gap fill tries again.
                 log.exception("reconciler: reloading from the ledger after %s failed", why)
 
+    async def exclusive(self, fn: Callable[[], Awaitable[_T]]) -> _T:
+        """``fn()`` under the apply lock: no commit interleaves, so what it reads from the
+        ledger and what the order updates have told its caller agree (a futures position
+        reload; ``on_resync`` is the same for the spot tracker)."""
+        async with self._apply_lock:
+            return await fn()
+
     async def snapshot_balances(self) -> SnapshotResult:
         """Compare a REST account snapshot with stored balances; the exchange wins."""
         from executor.reconcile.gapfill import run_balance_snapshot
@@ -953,20 +912,6 @@ class Reconciler:
         """Give the stream a moment (events in flight), then apply what arrived."""
         await asyncio.sleep(seconds)
         await self.drain()
-
-
-def balance_identity(rows: Sequence[BalanceRow]) -> str:
-    """What tells one ``outboundAccountPosition`` from another of the same millisecond.
-
-    Binance stamps an event with its time (E) and the account's last update (u), both in
-    milliseconds: two different events in one millisecond (two symbols filling at once)
-    share them, and keyed by time alone the second one's rows would be taken for a
-    duplicate and lost. The balances an event carries are its identity: a redelivered event
-    has the same ones (and is deduplicated), a different event of the same millisecond
-    has others (and is kept)."""
-    text = ";".join(f"{r.asset}={format_decimal(r.free)}/{format_decimal(r.locked)}"
-                    for r in sorted(rows, key=lambda r: r.asset))
-    return "h=" + hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
 class GapFillAborted(RuntimeError):

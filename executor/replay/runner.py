@@ -38,6 +38,15 @@ order the sockets delivered them in, each handled 1 ms after the later of its du
 the previous request's, each followed by the barrier. So concurrent requests cannot race,
 and a burst of orders at one recorded instant gets distinct exchange times, as live.
 
+Cost at max speed (bench/replay_speed.py, bench/RESULTS.md). Two things a lock-step replay
+does differently from a live run, neither visible on the wire or in the ledger: the ledger's
+SQLite calls run on the event loop's thread (``BotOptions.inline_ledger`` →
+``persistence.db.InlineConnection``: the barrier waits for every write anyway, and a worker
+thread cost two thread switches and a loop wake-up per call, ~30 calls an order), and the
+exchange's sockets write each frame when it is sent rather than a writer-task turn later
+(``SimExchange.send_inline``). The timers that remain on wall time (the sim's socket
+pings, the bot's health and ledger-watch loops) only fire a few times a second.
+
 Nothing on the bot's wire path changes for this: the barrier only reads public counters of
 the bot's parts (market state, manager, reconciler, user-stream health) and the exchange's
 own bus, both living in this process. Same recording + config + seed → the same ledger:
@@ -154,6 +163,8 @@ def build_exchange(cfg: Config, folder: Path, speed: float | None) -> tuple[Any,
         raise ConfigError('replay.maker_fee and replay.taker_fee must be fractions in [0, 1), e.g. "0.001"')
     if fees.latency_ms < 0:
         raise ConfigError("replay.latency_ms must be 0 or more")
+    # At max speed the lock-step waits for each frame: write it at once, not a task later.
+    sim.send_inline = speed is None
     sim.default_account.maker_rate = fees.maker_fee
     sim.default_account.taker_rate = fees.taker_fee
     source = ReplaySource(sim, folder, speed=speed)
@@ -411,6 +422,7 @@ async def run_replay(
         stall_after_s=STALL_OFF_S if speed is None else 10.0,
         probe_every_s=STALL_OFF_S if speed is None else 30.0,
         max_requests_per_s=1000 if speed is None else 50,
+        inline_ledger=speed is None,
     )
     bot = Bot(cfg, venue_for(cfg, urls), sim.credentials("HMAC"), options)
     shutdown = Shutdown()

@@ -10,6 +10,10 @@ sends it. The checks, in order:
 * ``leverage_cap``: the account's configured leverage above ``max_leverage``;
 * ``futures_position``: |perp position + working orders on that side + this order| above
   ``max_position[asset]`` (an asset without a limit is refused: fail closed);
+* ``liquidation_distance``: an order that adds to the perp position (|position| grows) while
+  the mark is within ``min_liquidation_distance_pct`` % of the position's liquidation price
+  (``view.liquidation(symbol)``: the exchange's positionRisk figure, ``risk.liquidation``), or
+  while that price is not known for the current position (fail closed); reducing always passes;
 * ``net_delta``: |spot inventory + perp position + working orders on that side + this order|
   above ``max_net_delta[asset]`` (no limit configured: not checked). Orders that bring the net
   delta closer to zero always pass, so an unhedged leg can always be hedged or unwound;
@@ -78,6 +82,9 @@ class FuturesRiskChecker:
         worst = abs(position + signed + (working if signed > 0 else -working))
         if worst > limit and worst > abs(position):
             return Refused(f"|{asset} perp position| would reach {worst} > {limit}", "futures_position")
+        refused = self._liquidation_distance(intent, view, position, signed, st.mark, asset)
+        if refused is not None:
+            return refused
         spot = view.inventory(asset)
         # Working orders on this side count as filled (as for the position cap): a perpetual
         # sent a moment ago, not filled yet, must not leave room for a second one.
@@ -97,3 +104,21 @@ class FuturesRiskChecker:
                                f"> {gross_limit}",
                                "gross_notional")
         return ALLOWED
+
+    def _liquidation_distance(self, intent: OrderRequest, view: Any, position: Decimal, signed: Decimal,
+                              mark: Decimal, asset: str) -> Refused | None:
+        pct = self.cfg.min_liquidation_distance_pct
+        if pct <= 0 or not position or abs(position + signed) <= abs(position):
+            return None          # no check, flat (no liquidation price yet) or not adding
+        known, liquidation = view.liquidation(intent.symbol)
+        if not known:
+            return Refused(f"{intent.symbol}: liquidation price not known for the current position "
+                           f"{position} (positionRisk read pending); not adding", "liquidation_distance")
+        if liquidation is None:
+            return None
+        distance = abs(mark - liquidation) / mark * 100
+        if distance <= pct:
+            return Refused(f"mark {mark} is {distance.quantize(Decimal('0.01'))}% from the {asset} perp's "
+                           f"liquidation price {liquidation} (within {pct}%); not adding",
+                           "liquidation_distance")
+        return None

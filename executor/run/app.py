@@ -57,6 +57,9 @@ from executor.config import Config, ConfigError
 from executor.core.fees import FeeRates
 from executor.core.filters import SymbolRules
 from executor.core.ids import ClientIdFactory, is_ours, make_run_tag
+from executor.core.money import format_decimal
+from executor.core.reports import wire_symbol
+from executor.exchange import binance_reports
 from executor.exchange.credentials import Credentials
 from executor.market.state import MarketState
 from executor.orders.manager import OrderManager, ResolveTiming
@@ -120,6 +123,9 @@ class BotOptions:
     clock: Any = None
     clock_ms: Any = None
     run_salt: int | None = None
+    # A max-speed replay: the ledger's SQLite calls run on the loop's thread (persistence/db.py,
+    # "Inline SQLite"); the lock-step waits for every write, so a worker thread only costs.
+    inline_ledger: bool = False
 
 
 class Bot:
@@ -215,7 +221,7 @@ class Bot:
         self._loop = asyncio.get_running_loop()
         # A replay's ledger keeps the recording's time (the bot's clock follows the exchange's).
         store_clock = {"clock": self.options.clock_ms} if self.options.clock_ms is not None else {}
-        self.store = await Store.open(url, synchronous=sync, **store_clock)
+        self.store = await Store.open(url, synchronous=sync, inline=self.options.inline_ledger, **store_clock)
         lease = LedgerLease(url, synchronous=sync)
         await asyncio.to_thread(lease.acquire)  # LeaseHeld: refused, nothing written
         self.lease = lease
@@ -247,7 +253,7 @@ class Bot:
 
             # Nothing has been sent yet; LiveRefused (raised on any failure) ends the run here.
             await ensure_live_ready(self.cfg, self.options.args or argparse.Namespace(live=False),
-                                    self.gateway._client)
+                                    self.gateway.client)
         await self._bind_account()
 
     async def _bind_account(self) -> None:
@@ -330,6 +336,7 @@ class Bot:
         fut = self.futures_trading
         on_update = tracker.apply_update if fut is None else fut.route_update(tracker.apply_update)
         self.reconciler = Reconciler(self.store, self.gateway, prefix=self.prefix,
+                                     translate=binance_reports.SPOT,
                                      symbols=self.symbols, on_order_update=on_update,
                                      not_found_grace_ms=int(timing.grace_s * 1000))
         # Position and free balances from the ledger after every gap fill (start included).
@@ -346,6 +353,7 @@ class Bot:
                                    stale_after_s=float(cfg.risk.stale_after_s), fees=self.fees,
                                    free_balance=tracker.free_balance,
                                    futures_position=None if fut is None else fut.position,
+                                   exchange_closes=None if fut is None else fut.exchange_closes,
                                    futures_rules=None if fut is None else fut.rules, **clock)
         self.manager = OrderManager(gateway=self.gateway, store=self.store, reconciler=self.reconciler,
                                     tracker=tracker, risk=self.risk, view=self.ctx, rules=rules, ids=ids,
@@ -360,6 +368,7 @@ class Bot:
         tracker.on_change = self._on_order_change
         if fut is not None and fut.tracker is not None:
             fut.tracker.on_change = self._on_order_change
+            fut.on_exchange_close = self._on_exchange_close
         self.manager.on_sending = self._expect_stream_event
         self.manager.on_no_effect = self._withdraw_expectation
 
@@ -367,6 +376,23 @@ class Bot:
         assert self.loop is not None
         self.order_log.changed(order)
         self.loop.on_order(order)
+
+    def _on_exchange_close(self, close: Any) -> None:
+        """The exchange closed (part of) the bot's perpetual position: never silent (a WARNING
+        and an alert saying what the strategy does next)."""
+        symbol = wire_symbol(close.symbol)
+        plan = self.strategy.after_exchange_close(symbol, close) if self.strategy is not None else ""
+        price = "an unknown price" if close.price is None else format_decimal(close.price)
+        what = "liquidated" if close.kind == "liquidation" else "ADL-closed"
+        text = (f"the perpetual leg of {symbol} was {what} by the exchange at {price}, "
+                f"{close.side.value} {format_decimal(close.qty)} (order {close.client_order_id}); "
+                f"position now {format_decimal(self.futures_trading.position(symbol))}. Next: {plan}")
+        log.warning("%s", text)
+        if self.oversight is not None:
+            self.oversight.alerter.send("liquidation", text, symbol=symbol, close=close.kind,
+                                        price=None if close.price is None else str(close.price),
+                                        qty=str(close.qty), side=close.side.value,
+                                        client_order_id=close.client_order_id, run_id=self.run_id)
 
     def _expect_stream_event(self, client_id: str) -> None:
         order = self.tracker.get(client_id) if self.tracker is not None else None
@@ -408,7 +434,7 @@ class Bot:
         from executor.exchange.user_stream import SpotUserStream, reconciler_sink
         from executor.exchange.ws_sign import WsSigner
 
-        signer = WsSigner(self.gateway._client, recv_window_ms=self.cfg.orders.recv_window_ms)
+        signer = WsSigner(self.gateway.client, recv_window_ms=self.cfg.orders.recv_window_ms)
         stream = SpotUserStream(self.venue.orders.spot_ws_api, signer, reconciler_sink(self.reconciler),
                                 self.reconciler.gap_fill, gate=self.gateway.gate,
                                 resync_clock=self.gateway.sync_clock,
@@ -455,7 +481,7 @@ class Bot:
             return self.futures_client
         if self.futures_credentials is None:
             self._check_futures_keys()
-            self.futures_client = self.gateway._client
+            self.futures_client = self.gateway.client
             return self.futures_client
         from executor.venue.profiles import make_client
 
@@ -474,19 +500,22 @@ class Bot:
         from executor.exchange.user_stream import reconciler_sink
 
         client = self._make_futures_client()
-        self.futures_recon = recon = FuturesAccountReconciler(self.store, self.gateway, client=client)
-        sink = reconciler_sink(self.reconciler)
-        gap_fill = recon.gap_fill
+        self.futures_recon = recon = FuturesAccountReconciler(self.store, self.gateway, client=client,
+                                                              translate=binance_reports.USDM.account)
         fut = self.futures_trading
+        observe = recon.note_report
+        if fut is not None:
+            def observe(report: Any) -> None:   # the account's figures, then the bot's position
+                recon.note_report(report)
+                fut.note_account(report)
+
+        deliver = reconciler_sink(self.reconciler, observe=observe)
+        gap_fill = recon.gap_fill
         if fut is not None:
             async def gap_fill(reason: str) -> Any:   # the account, then our futures orders and fills
                 report = await recon.gap_fill(reason)
                 await fut.gap_fill(reason)
                 return report
-
-        async def deliver(event: Any) -> None:
-            recon.note_event(event)
-            await sink(event)
 
         stream = FuturesUserStream(self.venue.orders.futures_private_stream,
                                    FuturesListenKeys(client, gate=self.gateway.gate),
@@ -665,6 +694,8 @@ class Bot:
             reason = (reason + "; " if reason else "") + self._log_rest_skipped(skipped)
         for stream in [*self.user_streams, *self.futures_streams]:
             await step("close user stream", stream.close(), 5)
+        if self.futures_trading is not None:
+            await step("stop futures position tasks", self.futures_trading.stop(), 5)
         if self.reconciler is not None:
             await step("stop reconciler", self.reconciler.stop(), 10)
         if self.manager is not None:
@@ -833,7 +864,8 @@ async def fetch_sim_venue(url: str, timeout_s: float = 10.0) -> tuple[Endpoints,
     """Ask a running ``run.py sim`` (its admin URL) for its endpoints and test key."""
     import aiohttp
 
-    target = _admin_base(url) + "/sim/urls"
+    base, _, query = url.strip().partition("?")   # "?account=ID": another account of the sim
+    target = _admin_base(base) + "/sim/urls" + (f"?{query}" if query else "")
     if not target.startswith(("http://", "https://")):
         raise ConfigError(f"--exchange: expected the sim's admin URL (http://HOST:PORT), got {url!r}")
     try:

@@ -25,6 +25,7 @@ import re
 import sys
 import time
 import traceback
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,8 @@ import orjson
 from executor.config import Config
 
 MASK = "***"
+# The handlers ``setup_logging`` installed, so a second call replaces exactly those.
+_INSTALLED: weakref.WeakSet[logging.Handler] = weakref.WeakSet()
 _MIN_FRAGMENT = 16   # a PEM line this long is specific enough to redact on its own
 
 # signature=... in query strings / URLs, and "signature": "..." in WS API params.
@@ -262,6 +265,11 @@ def log_file_name(now: dt.datetime | None = None) -> str:
     return f"run-{now:%Y%m%dT%H%M%S}.{now.microsecond // 1000:03d}Z.log"
 
 
+def installed_by_setup(handler: logging.Handler) -> bool:
+    """Whether ``setup_logging`` installed ``handler`` (a later call replaces it)."""
+    return handler in _INSTALLED
+
+
 def setup_logging(cfg: Config, *, json: bool | None = None, level: str | None = None,
                   log_dir: Path | str | None = None, stream: IO[str] | None = None,
                   redactor: Redactor = REDACTOR, secrets: Iterable[Any] = ()) -> LogSetup:
@@ -289,11 +297,11 @@ def setup_logging(cfg: Config, *, json: bool | None = None, level: str | None = 
     for handler in handlers:
         handler.setFormatter(formatter)
         handler.addFilter(redacting)
-        handler._bx_installed = True  # type: ignore[attr-defined]
+        _INSTALLED.add(handler)
 
     root = logging.getLogger()
     for old in list(root.handlers):
-        if getattr(old, "_bx_installed", False):
+        if old in _INSTALLED:
             root.removeHandler(old)
             old.close()
     for handler in handlers:

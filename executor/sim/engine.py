@@ -386,6 +386,10 @@ class SpotEngine:
         self._next_trade_id[symbol] += 1
         return trade_id
 
+    def last_trade_id(self, symbol: str) -> int:
+        """The id given to ``symbol``'s latest trade (ours or the market tape's)."""
+        return self._next_trade_id[symbol] - 1
+
     # -- helpers ----------------------------------------------------------------------------------
     @property
     def specs(self) -> dict[str, SymbolSpec]:

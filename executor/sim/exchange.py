@@ -96,6 +96,10 @@ class SimExchange:
         # (a lock-step replay sets them: executor/replay/runner.py).
         self.before_response: Callable[[], Awaitable[None]] | None = None
         self.before_order: Callable[[Any], Awaitable[None]] | None = None
+        # Spot market, futures market and WebSocket API sockets opened from now on write each
+        # frame as it is sent instead of through their writer task (``faults.ServerSocket``;
+        # a max-speed replay).
+        self.send_inline = False
         # The futures side exists from the start, so ``sim.futures`` works before any server.
         self.futures: FuturesSide = attach(self)
 
@@ -155,7 +159,7 @@ class SimExchange:
         """Start background work (market updates). Idempotent."""
         if self._tasks:
             return
-        if self.market.hz > 0 or self.market._replay:
+        if self.market.hz > 0 or self.market.replaying:
             self._tasks.append(asyncio.create_task(self.market.run(), name="sim-market"))
         self._tasks.append(asyncio.create_task(self.feed.run(), name="sim-market-feed"))
 

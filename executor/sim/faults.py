@@ -113,6 +113,12 @@ class ConnectionRegistry:
         for _, _, conn in self._select(kind):
             conn.stalled = False
 
+    def set_account(self, kind: str, conn_id: int, account: str | None) -> None:
+        """The connection logged in as ``account`` (a stall may target it from now on)."""
+        conn = self._conns.get(kind, {}).get(conn_id)
+        if conn is not None:
+            conn.account = account
+
     def is_stalled(self, kind: str, conn_id: int) -> bool:
         conn = self._conns.get(kind, {}).get(conn_id)
         return bool(conn and conn.stalled)
@@ -135,6 +141,11 @@ class EventFaults:
     channel: str | None = None
     _held: list[tuple[str, str, Event]] = field(default_factory=list)
     _delayed: list[tuple[int, str, str, Event]] = field(default_factory=list)
+
+    @property
+    def delayed(self) -> int:
+        """Events held back by ``delay_ms`` and not yet released."""
+        return len(self._delayed)
 
     def apply(self, account: str, channel: str, event: Event, now_ms: int) -> list[Event]:
         if self.channel is not None and channel != self.channel:
@@ -326,7 +337,7 @@ class Faults:
     def _filter(self, account: str, channel: str, event: Event) -> list[Event]:
         assert self._clock is not None
         out = self.events.apply(account, channel, event, self._clock.now_ms())
-        if self.events._delayed:
+        if self.events.delayed:
             self._schedule_pump()
         return out
 
@@ -345,7 +356,7 @@ class Faults:
             return
         for account, channel, event in self.events.due(self._clock.now_ms()):
             self._bus.deliver(account, channel, event)
-        if self.events._delayed:
+        if self.events.delayed:
             self._schedule_pump()
 
 
@@ -378,6 +389,35 @@ def shutdown_event(now_ms: int) -> Event:
     return {"e": "serverShutdown", "E": now_ms}
 
 
+class _Resume:
+    """Awaitable that finishes, inside a task, a coroutine that was started outside one
+    (``ServerSocket._send_inline``) and suspended on ``waiting``: it hands the task what the
+    coroutine waits on and passes the outcome (or a cancellation) back into it."""
+
+    def __init__(self, coro: Any, waiting: Any) -> None:
+        self._coro = coro
+        self._waiting = waiting
+
+    def __await__(self) -> Any:
+        coro, waiting = self._coro, self._waiting
+        while True:
+            try:
+                yield waiting
+            except BaseException as exc:  # noqa: BLE001 - a cancellation goes into the coroutine
+                try:
+                    waiting = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+                continue
+            try:
+                waiting = coro.send(None)
+            except StopIteration as stop:
+                return stop.value
+
+
+_RESUME = object()  # in the send queue: finish the inline send that had to wait first
+
+
 class ServerSocket:
     """One accepted aiohttp WebSocket with Binance's lifecycle on the sim clock.
 
@@ -385,14 +425,23 @@ class ServerSocket:
     blocking and order is kept. The socket registers itself in ``faults.connections``
     under ``kind`` so it can be dropped, shut down or stalled. ``run`` returns when the
     connection is over (client close, max age, pong timeout, drop or shutdown).
+
+    ``send_inline`` (a max-speed replay's market streams): a message enqueued while nothing
+    is queued or being sent is written to the socket at once, in the caller, instead of by
+    the writer task one event-loop turn later. The frame and the order are the same; what
+    goes is a task wake-up per frame. If the write has to wait for the transport to drain
+    (back-pressure), the writer task finishes it and later messages queue behind it.
     """
 
     TICK_S = 0.02
 
     def __init__(self, request: web.Request, kind: str, clock: SimClock, faults: Faults, *,
                  rules: SocketRules = SPOT_RULES, account: str | None = None,
-                 shutdown_frame: Callable[[int], Any] = shutdown_event) -> None:
+                 shutdown_frame: Callable[[int], Any] = shutdown_event, send_inline: bool = False) -> None:
         self.request = request
+        self.send_inline = send_inline
+        self._writer_busy = False
+        self._resume: _Resume | None = None
         self.kind = kind
         self.clock = clock
         self.faults = faults
@@ -425,14 +474,34 @@ class ServerSocket:
 
     def set_account(self, account: str | None) -> None:
         self.account = account
-        conn = self.faults.connections._conns.get(self.kind, {}).get(self.conn_id)
-        if conn is not None:
-            conn.account = account
+        self.faults.connections.set_account(self.kind, self.conn_id, account)
+
+    @property
+    def queued(self) -> int:
+        """Messages queued and not yet sent."""
+        return self._out.qsize()
 
     def enqueue(self, message: Any) -> None:
         """Queue a JSON-able message (or pre-encoded str) for sending, in order."""
-        if not self.closed:
-            self._out.put_nowait(message)
+        if self.closed:
+            return
+        if self.send_inline and not self._writer_busy and self._resume is None and self._out.empty():
+            self._send_inline(message)
+            return
+        self._out.put_nowait(message)
+
+    def _send_inline(self, message: Any) -> None:
+        coro = self._send_now(message)
+        try:
+            waiting = coro.send(None)
+        except StopIteration:
+            return
+        except (ConnectionError, RuntimeError):  # as the writer task: the connection is over
+            self._done.set()
+            return
+        # Written, but waiting for the transport to drain: the writer task finishes it.
+        self._resume = _Resume(coro, waiting)
+        self._out.put_nowait(_RESUME)
 
     async def drop(self) -> None:
         """Cut the connection without a close handshake, as a network failure would."""
@@ -460,11 +529,19 @@ class ServerSocket:
     async def _writer(self) -> None:
         while not self._done.is_set():
             message = await self._out.get()
+            self._writer_busy = True
             try:
-                await self._send_now(message)
+                if message is _RESUME:
+                    resume, self._resume = self._resume, None
+                    if resume is not None:
+                        await resume
+                else:
+                    await self._send_now(message)
             except (ConnectionError, RuntimeError):
                 self._done.set()
                 return
+            finally:
+                self._writer_busy = False
 
     async def _timers(self, on_tick: Callable[[int], Awaitable[None]] | None) -> None:
         rules = self.rules

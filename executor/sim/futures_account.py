@@ -7,7 +7,18 @@ listenKey registry (60 minutes of exchange time per POST/PUT, -1125 once lapsed)
 publishes ACCOUNT_UPDATE on the bus's "futures" channel for funding settlements and admin
 transfers. ``fill`` books a futures trade (ORDER_TRADE_UPDATE + ACCOUNT_UPDATE) for tests;
 there is no futures order book. ``tick`` (driven by the futures stream host) notices lapsed
-keys and crossed funding times.
+keys, crossed funding times and accounts to liquidate.
+
+Liquidation (cross margin, one-way mode; isolated margin is accounted as cross): an account
+whose margin balance (wallet + unrealized PnL at the mark) is below its maintenance margin
+(``executor.core.liquidation``: the first bracket of Binance's documented leverageBracket,
+maintMarginRatio 0.0065, for every notional) has its open futures orders expired (``er`` 5)
+and then, worst unrealized PnL first, each position closed at the mark by an exchange order
+(``clientOrderId`` "autoclose-<ms><seq>", LIMIT IOC at the mark, as Binance's forceOrders
+shows them), until it is healthy again: ORDER_TRADE_UPDATE x NEW, then x CALCULATED / X FILLED,
+then ACCOUNT_UPDATE m ORDER; the fill books realized PnL and the taker commission like any
+trade (no insurance-fund clearance fee). positionRisk serves the liquidation price of the
+same formula.
 """
 
 from __future__ import annotations
@@ -19,6 +30,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from executor.core.liquidation import FIRST_BRACKET, Bracket, PositionRisk, is_liquidatable
+from executor.core.liquidation import liquidation_price as _liquidation_price
+from executor.core.liquidation import maintenance_margin as _maintenance_margin
 from executor.core.money import format_decimal
 from executor.sim.futures_market import FuturesMarket, MarkState
 
@@ -349,13 +363,58 @@ class FuturesSide:
         return events
 
     def tick(self) -> None:
-        """Notice lapsed listenKeys and funding times crossed since the last tick."""
+        """Notice lapsed listenKeys, funding times crossed since the last tick and accounts
+        below their maintenance margin."""
         self.listen_keys.sweep()
         now = self._now_ms()
         boundary = now - now % (8 * 3600 * 1000)
         if boundary > self._last_funding_ms:
             self._last_funding_ms = boundary
             self.settle_funding(boundary)
+        self.check_liquidations()
+
+    # -- margin and liquidation (see the module docstring) -----------------------------------
+
+    def bracket(self, symbol: str) -> Bracket:
+        """The notional bracket of ``symbol``: one for every perpetual and notional."""
+        return FIRST_BRACKET
+
+    def position_risks(self, account_id: str) -> list[PositionRisk]:
+        """The account's open positions at their current marks (a position without a mark is left out)."""
+        out = []
+        for pos in self.wallet(account_id).positions.values():
+            mark = self._mark(pos.symbol) if pos.amount else None
+            if mark is not None:
+                out.append(PositionRisk(pos.symbol, pos.amount, pos.entry_price, mark))
+        return out
+
+    def maint_margin(self, account_id: str, symbol: str) -> Decimal:
+        pos = self.wallet(account_id).positions.get(symbol)
+        mark = self._mark(symbol)
+        if pos is None or not pos.amount or mark is None:
+            return ZERO
+        return _maintenance_margin(pos.amount, mark, self.bracket(symbol)).quantize(_Q8)
+
+    def liquidation_price(self, account_id: str, symbol: str) -> Decimal | None:
+        """positionRisk's ``liquidationPrice`` (None: no position, or none reachable)."""
+        risks = self.position_risks(account_id)
+        mine = next((r for r in risks if r.symbol == symbol), None)
+        if mine is None:
+            return None
+        return _liquidation_price(mine, self.wallet(account_id).balance("USDT"), risks, self.bracket(symbol))
+
+    def check_liquidations(self) -> list[str]:
+        """Liquidate every account below its maintenance margin; returns the autoclose ids."""
+        closed: list[str] = []
+        for wallet in list(self.wallets.values()):
+            while True:
+                risks = self.position_risks(wallet.account_id)
+                if not is_liquidatable(wallet.balance("USDT"), risks, FIRST_BRACKET):
+                    break
+                worst = min(risks, key=lambda r: r.unrealized)
+                order = self.orders.liquidate(wallet.account_id, worst.symbol, worst.mark)
+                closed.append(order.client_order_id)
+        return closed
 
     # -- REST views --------------------------------------------------------------------------
 
@@ -383,9 +442,11 @@ class FuturesSide:
         wallet = self.wallet(account_id)
         unpnl = self._unrealized(wallet)
         usdt = wallet.balance("USDT")
+        maint = sum((self.maint_margin(account_id, s) for s in self.market.symbols), ZERO)
         assets = [{"asset": a, "walletBalance": _d8(b),
                    "unrealizedProfit": _d8(unpnl if a == "USDT" else ZERO),
-                   "marginBalance": _d8(b + (unpnl if a == "USDT" else ZERO)), "maintMargin": "0.00000000",
+                   "marginBalance": _d8(b + (unpnl if a == "USDT" else ZERO)),
+                   "maintMargin": _d8(maint if a == "USDT" else ZERO),
                    "initialMargin": "0.00000000", "positionInitialMargin": "0.00000000",
                    "openOrderInitialMargin": "0.00000000", "crossWalletBalance": _d8(b),
                    "crossUnPnl": _d8(unpnl if a == "USDT" else ZERO), "availableBalance": _d8(b),
@@ -396,7 +457,8 @@ class FuturesSide:
             pos = wallet.positions.get(symbol, FuturesPosition(symbol))
             mark = self._mark(symbol)
             up = (mark - pos.entry_price) * pos.amount if mark is not None and pos.amount else ZERO
-            positions.append({"symbol": symbol, "initialMargin": "0", "maintMargin": "0",
+            positions.append({"symbol": symbol, "initialMargin": "0",
+                              "maintMargin": _d8(self.maint_margin(account_id, symbol)),
                               "unrealizedProfit": _d8(up), "positionInitialMargin": "0",
                               "openOrderInitialMargin": "0", "leverage": "20", "isolated": False,
                               "entryPrice": format_decimal(pos.entry_price),
@@ -408,7 +470,7 @@ class FuturesSide:
                               "askNotional": "0"})
         return {"feeTier": 0, "canTrade": True, "canDeposit": True, "canWithdraw": True,
                 "feeBurn": False, "tradeGroupId": -1, "updateTime": 0, "multiAssetsMargin": False,
-                "totalInitialMargin": "0.00000000", "totalMaintMargin": "0.00000000",
+                "totalInitialMargin": "0.00000000", "totalMaintMargin": _d8(maint),
                 "totalWalletBalance": _d8(usdt), "totalUnrealizedProfit": _d8(unpnl),
                 "totalMarginBalance": _d8(usdt + unpnl), "totalPositionInitialMargin": "0.00000000",
                 "totalOpenOrderInitialMargin": "0.00000000", "totalCrossWalletBalance": _d8(usdt),

@@ -8,7 +8,8 @@ up to the size still shown this second; a resting LIMIT order fills at its own p
 (maker) when the touch crosses it. Positions, realized PnL, commissions and income rows are
 booked by ``FuturesSide.book_trade``; this module publishes ORDER_TRADE_UPDATE for every
 state change and ACCOUNT_UPDATE (m=ORDER) after every trade, as Binance documents them.
-Only one-way mode trades: hedge mode can be switched on (``positionSide/dual``) but orders
+``liquidate`` closes a position by an exchange liquidation order (``FuturesSide.check_liquidations``
+decides when). Only one-way mode trades: hedge mode can be switched on (``positionSide/dual``) but orders
 then need LONG/SHORT, which this engine refuses (-4061), as a one-way-only bot expects.
 """
 
@@ -41,6 +42,7 @@ DEFAULT_LEVERAGE = 20
 MAX_LEVERAGE = 125
 MARGIN_TYPES = ("ISOLATED", "CROSSED")
 OPEN = ("NEW", "PARTIALLY_FILLED")
+LIQUIDATED = "5"   # ORDER_TRADE_UPDATE ``er``: "Order has expired when the account was liquidated"
 Event = dict[str, Any]
 
 
@@ -176,6 +178,7 @@ class FuturesOrders:
         self.liquidity_cap: dict[str, Decimal] = {}
         self._auto = 0
         self._taken: dict[tuple[str, str], tuple[int, Decimal]] = {}   # (symbol, BUY/SELL) -> (second, qty)
+        self._liquidations = 0
 
     def auto_client_id(self) -> str:
         """A client id for an order sent without ``newClientOrderId`` (Binance makes one up)."""
@@ -402,11 +405,42 @@ class FuturesOrders:
         self._emit(order, "TRADE", trade)
         self._side.publish_order_update(order.account, order.symbol)
 
-    def _close(self, order: FuturesOrder, status: str) -> None:
+    def _close(self, order: FuturesOrder, status: str, expiry_reason: str = "0") -> None:
         order.status = status
         self._open.pop(order.order_id, None)
         order.update_time = self._now_ms()
-        self._emit(order, status)
+        self._emit(order, status, expiry_reason=expiry_reason)
+
+    def liquidate(self, account: str, symbol: str, mark: Decimal) -> FuturesOrder:
+        """Close ``symbol``'s position at ``mark`` by an exchange liquidation order (see
+        ``futures_account``'s docstring): the account's open orders expire first (er 5)."""
+        for open_order in self.open_orders(account):
+            self._close(open_order, "EXPIRED", expiry_reason=LIQUIDATED)
+        amount = self._position_amount(account, symbol)
+        now = self._now_ms()
+        self._liquidations += 1
+        order_id, trade_id = self._side.next_ids()
+        order = FuturesOrder(account=account, symbol=symbol, order_id=order_id,
+                             client_order_id=f"autoclose-{now}{self._liquidations:06d}",
+                             side="SELL" if amount > 0 else "BUY", type="LIMIT", tif="IOC", qty=abs(amount),
+                             price=mark, reduce_only=False, time=now, update_time=now)
+        self.orders[order_id] = order
+        self._emit(order, "NEW")
+        qty = abs(amount)
+        _, realized, commission = self._side.book_trade(account, symbol, order.side, qty, mark, maker=False,
+                                                        trade_id=trade_id)
+        order.executed, order.cum_quote, order.status = qty, qty * mark, "FILLED"
+        trade = FuturesTrade(account, symbol, trade_id, order_id, order.side, mark, qty, commission, realized,
+                             False, now)
+        self.trades.append(trade)
+        self._emit(order, "CALCULATED", trade)       # "CALCULATED - Liquidation Execution"
+        self._side.publish_order_update(account, symbol)
+        return order
+
+    def force_orders(self, account: str, symbol: str | None = None) -> list[FuturesOrder]:
+        """``GET /fapi/v1/forceOrders``: the account's liquidation orders, oldest first."""
+        return [o for o in self.orders.values() if o.account == account and symbol in (None, o.symbol)
+                and o.client_order_id.startswith("autoclose-")]
 
     def match(self, symbol: str | None = None) -> int:
         """Fill resting orders the touch now crosses (maker, at their price); returns fills made."""
@@ -428,7 +462,8 @@ class FuturesOrders:
     def _notional(self, account: str, symbol: str, side: str) -> Decimal:
         return sum((o.remaining * o.price for o in self.open_orders(account, symbol) if o.side == side), ZERO)
 
-    def _emit(self, order: FuturesOrder, execution: str, trade: FuturesTrade | None = None) -> Event:
+    def _emit(self, order: FuturesOrder, execution: str, trade: FuturesTrade | None = None, *,
+              expiry_reason: str = "0") -> Event:
         now = self._now_ms()
         o: dict[str, Any] = {
             "s": order.symbol, "c": order.client_order_id, "S": order.side, "o": order.type, "f": order.tif,
@@ -445,7 +480,7 @@ class FuturesOrders:
             "a": _d8(self._notional(order.account, order.symbol, "SELL")),
             "m": trade.maker if trade else False, "R": order.reduce_only, "wt": "CONTRACT_PRICE",
             "ot": order.type, "ps": "BOTH", "cp": False, "rp": _d8(trade.realized if trade else ZERO),
-            "pP": False, "si": 0, "ss": 0, "V": "EXPIRE_MAKER", "pm": "NONE", "gtd": 0, "er": "0"})
+            "pP": False, "si": 0, "ss": 0, "V": "EXPIRE_MAKER", "pm": "NONE", "gtd": 0, "er": expiry_reason})
         event = {"e": "ORDER_TRADE_UPDATE", "E": now, "T": now, "o": o}
         self._publish(order.account, "futures", event)
         return event

@@ -209,7 +209,7 @@ async def _stream_socket(request: web.Request, kind: str, subs: _Subscriptions,
         return {"stream": "!serverShutdown", "data": event} if combined else event
 
     sock = ServerSocket(request, kind, sim.clock, sim.faults, rules=_rules(sim),
-                        shutdown_frame=shutdown_frame)
+                        shutdown_frame=shutdown_frame, send_inline=sim.send_inline)
     await sock.prepare()
     # A replay pushes each recorded mark as it comes instead of the periodic frames.
     source = attach(sim).market.source if isinstance(subs, _MarkSubscriptions) else None

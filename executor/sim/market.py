@@ -126,6 +126,11 @@ class Book:
 
     def ticker(self) -> dict[str, Any]:
         """The ``<symbol>@bookTicker`` payload: the best level with liquidity left on each side."""
+        if not self.taken and self.bid_qty > 0 and self.ask_qty > 0 and self.bid > 0:
+            # Nothing taken and both tops have size: the tops are the best levels (the common
+            # case, computed without walking the levels).
+            return {"u": self.u, "s": self.symbol, "b": fmt8(self.bid), "B": fmt8(self.bid_qty),
+                    "a": fmt8(self.ask), "A": fmt8(self.ask_qty)}
         bids, asks = self.levels("bid", DEPTH_LEVELS), self.levels("ask", DEPTH_LEVELS)
         empty = Decimal(0) if self.recorded else None
         bid, bid_qty = bids[0] if bids else (self.bid, empty if empty is not None else self.bid_qty)
@@ -178,6 +183,11 @@ class Market:
             self.books[sym] = self._synthetic(sym, spec, u=1_000_000 + rng.randrange(1_000_000))
 
     # -- listeners -----------------------------------------------------------------------------
+    @property
+    def replaying(self) -> bool:
+        """Books come from a market file (``market_file``), not the synthetic walk."""
+        return bool(self._replay)
+
     def subscribe(self, listener: BookListener) -> Callable[[], None]:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None

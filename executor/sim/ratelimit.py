@@ -67,6 +67,13 @@ class RateLimiter:
             [] if ip is not None else list(self._ips.values()))
         return sum(st.bans for st in states)
 
+    def blocked_left_ms(self) -> int:
+        """Exchange ms until no IP is banned (418) or inside a 429's Retry-After (where a request
+        earns a ban); 0 when none is."""
+        now = self.clock.now_ms()
+        ends = [max(st.banned_until_ms, st.retry_until_ms) for st in self._ips.values()]
+        return max([0, *(end - now for end in ends)])
+
     def gate(self, ip: str) -> None:
         """Before a request: 418 while banned; a request inside a 429's Retry-After earns a ban."""
         now = self.clock.now_ms()

@@ -133,12 +133,14 @@ async def position_risk(request: web.Request, sim: Any, side: FuturesSide) -> An
         if symbol not in (None, r["symbol"]) or (symbol is None and not Decimal(r["positionAmt"])):
             continue
         state = side.market.state(r["symbol"])
+        liquidation = side.liquidation_price(account_id, r["symbol"])
         out.append({"symbol": r["symbol"], "positionSide": "BOTH", "positionAmt": r["positionAmt"],
                     "entryPrice": r["entryPrice"], "breakEvenPrice": r["breakEvenPrice"],
                     "markPrice": f"{state.mark:.8f}" if state else "0",
-                    "unRealizedProfit": r["unrealizedProfit"], "liquidationPrice": "0",
+                    "unRealizedProfit": r["unrealizedProfit"],
+                    "liquidationPrice": f"{liquidation:.8f}" if liquidation is not None else "0",
                     "isolatedMargin": "0", "notional": r["notional"], "marginAsset": "USDT",
-                    "isolatedWallet": "0", "initialMargin": "0", "maintMargin": "0",
+                    "isolatedWallet": "0", "initialMargin": "0", "maintMargin": r["maintMargin"],
                     "positionInitialMargin": "0", "openOrderInitialMargin": "0", "adl": 0,
                     "bidNotional": "0", "askNotional": "0", "updateTime": r["updateTime"]})
     return out

@@ -319,16 +319,42 @@ async def position_risk_v2(ctx: Ctx) -> Any:
         entry = pos.entry_price if pos else Decimal(0)
         mark = _mark(ctx.side, sym) or Decimal(0)
         margin_type = ctx.side.orders.margin_type(ctx.account, sym)
+        liquidation = ctx.side.liquidation_price(ctx.account, sym)
         out.append({"entryPrice": f"{entry:.8f}", "breakEvenPrice": f"{entry:.8f}",
                     "marginType": "isolated" if margin_type == "ISOLATED" else "cross",
                     "isAutoAddMargin": "false", "isolatedMargin": "0.00000000",
-                    "leverage": str(ctx.side.orders.leverage(ctx.account, sym)), "liquidationPrice": "0",
+                    "leverage": str(ctx.side.orders.leverage(ctx.account, sym)),
+                    "liquidationPrice": f"{liquidation:.8f}" if liquidation is not None else "0",
                     "markPrice": f"{mark:.8f}", "maxNotionalValue": "1000000",
                     "positionAmt": f"{amount:.3f}", "notional": f"{amount * mark:.8f}",
                     "isolatedWallet": "0", "symbol": sym,
                     "unRealizedProfit": f"{(mark - entry) * amount:.8f}", "positionSide": "BOTH",
                     "updateTime": wallet.update_time})
     return out
+
+
+FORCE_ORDER_KEYS = ("orderId", "symbol", "status", "clientOrderId", "price", "avgPrice", "origQty",
+                    "executedQty", "cumQuote", "timeInForce", "type", "reduceOnly", "closePosition", "side",
+                    "positionSide", "stopPrice", "workingType", "origType", "time", "updateTime")
+
+
+async def force_orders(ctx: Ctx) -> Any:
+    """``GET /fapi/v1/forceOrders``: liquidation orders (this exchange makes no ADL orders)."""
+    start, end, limit = _window(ctx, 50, 100)
+    kind = ctx.params.get("autoCloseType")
+    if kind not in (None, "LIQUIDATION", "ADL"):
+        raise errors.invalid_param("autoCloseType")
+    rows = [o for o in ctx.side.orders.force_orders(ctx.account, _symbol(ctx, required=False))
+            if kind != "ADL" and (start is None or o.time >= start) and (end is None or o.time <= end)]
+    return [{k: o.row()[k] for k in FORCE_ORDER_KEYS} for o in rows[-limit:]]
+
+
+async def leverage_bracket(ctx: Ctx) -> Any:
+    """``GET /fapi/v1/leverageBracket``: the one bracket the liquidation rule uses."""
+    symbol = _symbol(ctx, required=False)
+    rows = [{"symbol": s, "brackets": [ctx.side.bracket(s).row()]} for s in ctx.side.market.symbols
+            if symbol in (None, s)]
+    return rows[0] if symbol is not None else rows
 
 
 async def leverage(ctx: Ctx) -> Any:
@@ -369,6 +395,9 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/fapi/v2/positionRisk"): Route(position_risk_v2, frozenset({"symbol"}), _const(5)),
     ("GET", "/fapi/v1/userTrades"): Route(user_trades, WINDOW | {"symbol", "fromId", "orderId"}, _const(5)),
     ("GET", "/fapi/v1/income"): Route(income, WINDOW | {"symbol", "incomeType", "page"}, _const(30)),
+    ("GET", "/fapi/v1/forceOrders"): Route(force_orders, WINDOW | {"symbol", "autoCloseType"},
+                                           lambda p: 20 if p.get("symbol") else 50),
+    ("GET", "/fapi/v1/leverageBracket"): Route(leverage_bracket, frozenset({"symbol"}), _const(1)),
     ("POST", "/fapi/v1/leverage"): Route(leverage, frozenset({"symbol", "leverage"}), _const(1)),
     ("POST", "/fapi/v1/marginType"): Route(margin_type, frozenset({"symbol", "marginType"}), _const(1)),
     ("GET", "/fapi/v1/positionSide/dual"): Route(get_dual, frozenset(), _const(30)),

@@ -105,8 +105,7 @@ class SimServer:
                 self._runners.append(runner)
                 site = web.TCPSite(runner, self.host, self._wanted[name], reuse_address=True)
                 await site.start()
-                sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-                bound[name] = sockets[0].getsockname()[1]
+                bound[name] = runner.addresses[0][1]  # one site per runner: its bound port
         except BaseException:
             await self.stop()
             raise

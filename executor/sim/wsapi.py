@@ -191,7 +191,7 @@ class WsApiSession:
     async def _drain(self, limit_s: float = 1.0) -> None:
         """Let replies already queued go out before a close."""
         waited = 0.0
-        while not self.sock._out.empty() and waited < limit_s and not self.sock.closed:
+        while self.sock.queued and waited < limit_s and not self.sock.closed:
             await asyncio.sleep(0.005)
             waited += 0.005
 
@@ -449,7 +449,7 @@ async def ws_api(request: web.Request) -> web.StreamResponse:
         return web.json_response(exc.body(), status=exc.http_status, headers=exc.headers)
     rules = replace(SPOT_RULES, max_age_s=float(getattr(sim, "max_connection_age_s", SPOT_RULES.max_age_s)))
     sock = ServerSocket(request, "ws_api", sim.clock, sim.faults, rules=rules,
-                        shutdown_frame=_ws_api_shutdown)
+                        shutdown_frame=_ws_api_shutdown, send_inline=sim.send_inline)
     await sock.prepare()
     session = WsApiSession(sim, sock, ip)
     try:

@@ -8,6 +8,10 @@ A strategy is a class with four handlers, each returning a list of intents
 * ``on_order_update(order)`` -- one of our orders changed (status, fill);
 * ``on_timer(now)`` -- periodic tick (for time-based decisions such as quote expiry).
 
+``after_exchange_close(symbol, close)`` is not a handler: it says in words what the strategy
+will do about a liquidation/ADL of its perpetual position (``ctx.exchange_closes``), for the
+app's WARNING and alert.
+
 ``view`` is a ``StrategyContext``: read-only access to market state, our working orders,
 our inventory per asset, the symbols' trading rules, the account's commission rates
 (``fees``, read from the exchange at start) and recent candles (``candles``, fed from the
@@ -28,7 +32,7 @@ which the loader turns into a ``ConfigError`` naming the key.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -38,6 +42,7 @@ from executor.core.filters import SymbolRules
 from executor.core.intents import Intent
 from executor.core.money import ZERO, parse_decimal
 from executor.core.orders import FINAL, OrderStatus, Side
+from executor.core.positions import ExchangeClose
 from executor.market.state import Candle, MarketState, SymbolState
 
 __all__ = ["KLINE_INTERVALS", "OrderView", "ParamError", "Params", "Strategy", "StrategyContext"]
@@ -110,7 +115,9 @@ class StrategyContext:
         free_balance: Callable[[str], Decimal | None] | None = None,
         futures_position: Callable[[str], Decimal] | None = None,
         futures_rules: Mapping[str, SymbolRules] | None = None,
+        exchange_closes: Callable[[str], Sequence[ExchangeClose]] | None = None,
     ) -> None:
+        self._exchange_closes = exchange_closes
         self._free_balance = free_balance
         self._futures_position = futures_position
         self._futures_rules: Mapping[str, SymbolRules] = futures_rules if futures_rules is not None else {}
@@ -167,9 +174,16 @@ class StrategyContext:
                 if o.working and (symbol is None or o.symbol == symbol) and (side is None or o.side is side)]
 
     def futures_position(self, symbol: str) -> Decimal:
-        """The bot's own USD-M perpetual position in ``symbol`` (signed base quantity, net of its
-        own futures fills; negative = short); 0 when futures are not traded."""
+        """The bot's USD-M perpetual position in ``symbol`` (signed base quantity, negative =
+        short): its own futures fills and the exchange's closes of it (liquidation, ADL: one
+        position per symbol per account); 0 when futures are not traded."""
         return ZERO if self._futures_position is None else self._futures_position(symbol)
+
+    def exchange_closes(self, symbol: str) -> Sequence[ExchangeClose]:
+        """The exchange's closes of ``symbol``'s perpetual position (liquidation, ADL) found
+        during this run, oldest first, numbered by ``seq`` (already counted in
+        ``futures_position``); empty when futures are not traded."""
+        return () if self._exchange_closes is None else self._exchange_closes(symbol)
 
     def futures_rules(self, symbol: str) -> SymbolRules | None:
         """The perpetual's trading rules (futures exchangeInfo), None when futures are not traded."""
@@ -230,6 +244,11 @@ class Strategy:
 
     def on_timer(self, now: float) -> list[Intent]:
         return []
+
+    def after_exchange_close(self, symbol: str, close: ExchangeClose) -> str:
+        """What this strategy does now that the exchange closed (part of) its perpetual
+        position in ``symbol`` -- the app says so in its WARNING and alert. No I/O."""
+        return "the strategy sees the position without the closed quantity from its next evaluation"
 
 
 class ParamError(ValueError):

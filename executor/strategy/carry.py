@@ -22,6 +22,13 @@ Positions are the bot's own: taken from the context (``inventory``, ``futures_po
 first time a symbol is looked at with nothing working, then moved by the filled quantity of
 every order update (an order's ``filled`` is known from its response before its fills arrive
 on the stream, so a leg is never mistaken for missing). Reasons carry the numbers.
+
+**Liquidation / ADL.** The exchange may close the perpetual leg itself (one position per
+symbol per account). Each such close (``ctx.exchange_closes``, counted in
+``futures_position``) moves the perpetual leg here too, at the next evaluation, with a
+WARNING: the spot leg is then unhedged and the legging rule above applies from that moment
+(re-hedge for at most ``hedge_timeout_s`` with ``"hedge"``, else unwind the spot leg), its
+orders' reasons starting ``liquidated-hedge`` / ``liquidated-unwind``.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from executor.core.filters import SymbolRules
 from executor.core.intents import Intent, OrderType, Place, TimeInForce
 from executor.core.money import ZERO, format_decimal
 from executor.core.orders import FINAL, Side
+from executor.core.positions import ExchangeClose
 from executor.strategy.base import OrderView, ParamError, Params, Strategy
 
 __all__ = ["CashAndCarry"]
@@ -75,6 +83,8 @@ class CashAndCarry(Strategy):
         self._alarmed_at: dict[str, float] = {}
         self._busy_until: dict[str, float] = {}
         self._flags: dict[str, str] = {}
+        self._close_seen: dict[str, int] = {}                     # last exchange close counted
+        self._liquidated: dict[str, ExchangeClose] = {}           # until hedged again
 
     # -- what the status shows -----------------------------------------------------------
     def flags(self) -> dict[str, str]:
@@ -86,6 +96,14 @@ class CashAndCarry(Strategy):
         if symbol not in self._spot:
             return None
         return self._spot[symbol], self._perp[symbol]
+
+    def after_exchange_close(self, symbol: str, close: ExchangeClose) -> str:
+        if self.on_leg_failure == "unwind":
+            return (f"CashAndCarry treats the spot leg of {symbol} as unhedged and unwinds it "
+                    f"(on_leg_failure = \"unwind\")")
+        return (f"CashAndCarry treats the spot leg of {symbol} as unhedged: it re-hedges the perpetual "
+                f"for at most {self.hedge_timeout_s:g} s, then unwinds the spot leg "
+                f"(on_leg_failure = \"hedge\")")
 
     # -- handlers --------------------------------------------------------------------------
     def on_book_ticker(self, symbol: str, view: Any) -> list[Intent]:
@@ -134,10 +152,14 @@ class CashAndCarry(Strategy):
         if rules is None or st is None or st.bid is None or st.ask is None or st.mark is None:
             return []
         now = self.ctx.now
+        if symbol in self._spot:
+            self._take_closes(symbol, now)
         if self._working(symbol):
             return []
         if symbol not in self._spot:
             self._perp[symbol] = self.ctx.futures_position(symbol)
+            closes = self.ctx.exchange_closes(symbol)
+            self._close_seen[symbol] = closes[-1].seq if closes else 0   # already in the position
         # The spot leg as the ledger has it: net of commissions charged in the base asset
         # (Binance takes a BUY's fee from the coin bought unless BNB pays it), not the sum of
         # our orders' fills. What is left below the spot step is dust, not a naked position.
@@ -188,6 +210,21 @@ class CashAndCarry(Strategy):
                     self._perp_order(symbol, Side.BUY, qty, reason)]
         return []
 
+    def _take_closes(self, symbol: str, now: float) -> None:
+        """The exchange's closes of the perpetual leg not counted yet (module docstring)."""
+        seen = self._close_seen.get(symbol, 0)
+        for close in self.ctx.exchange_closes(symbol):
+            if close.seq <= seen:
+                continue
+            seen = close.seq
+            self._perp[symbol] += close.delta
+            self._liquidated[symbol] = close
+            self._unhedged_since[symbol] = now          # the bounded time counts from the close
+            log.warning("%s perpetual leg closed by the exchange (%s, %s %s at %s): perp now %s, "
+                        "spot %s: %s", symbol, close.kind, close.side.value, close.qty, close.price,
+                        self._perp[symbol], self._spot[symbol], self.after_exchange_close(symbol, close))
+        self._close_seen[symbol] = seen
+
     def _legging(self, symbol: str, imbalance: Decimal, rules: tuple[SymbolRules, SymbolRules], st: Any,
                  now: float) -> list[Intent] | None:
         """Intents that bring the legs back together, [] when only dust is left (flagged), or
@@ -218,6 +255,12 @@ class CashAndCarry(Strategy):
             action = "hedging" if (venue, side) == hedge else "unwinding"
             self._flag(symbol, f"UNHEDGED {state}: {action} {side.value} {qty} on {venue}", now)
             reason = f"carry {action} unhedged {state} (since {now - since:.1f} s)"
+            close = self._liquidated.get(symbol)
+            if close is not None:
+                tag = "liquidated-hedge" if action == "hedging" else "liquidated-unwind"
+                what = "liquidated" if close.kind == "liquidation" else "ADL-closed"
+                reason = (f"{tag}: perpetual leg {what} at {close.price} ({close.side.value} {close.qty}); "
+                          f"{reason}")
             if venue == "spot":
                 return [self._spot_order(symbol, side, qty, st, reason)]
             return [self._perp_order(symbol, side, qty, reason)]
@@ -275,5 +318,6 @@ class CashAndCarry(Strategy):
             since = self._unhedged_since.pop(symbol)
             log.warning("%s hedged again after %.1f s: spot %s, perp %s", symbol, self.ctx.now - since,
                         self._spot[symbol], self._perp[symbol])
+        self._liquidated.pop(symbol, None)
         self._flags.pop(symbol, None)
         self._alarmed_at.pop(symbol, None)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from executor.exchange.binance_private import point_ws_clients
+
 # RFC 2606 reserves .invalid: a URL on it fails at DNS and reaches nobody. Every
 # python-binance URL attribute a profile does not define is pointed here, so no request
 # can silently go to the library's built-in (live) defaults.
@@ -104,8 +106,8 @@ def apply_to_client(client: Any, endpoints: Endpoints) -> None:
     client.API_URL = endpoints.spot_rest
     client.FUTURES_URL = endpoints.futures_rest
     client.MARGIN_API_URL = endpoints.sapi_or_dead_end
-    client.ws_api._url = endpoints.spot_ws_api
-    client.ws_future._url = endpoints.futures_ws_api or f"{_ws(DEAD_END)}/{endpoints.name}-ws-fapi"
+    point_ws_clients(client, endpoints.spot_ws_api,
+                     endpoints.futures_ws_api or f"{_ws(DEAD_END)}/{endpoints.name}-ws-fapi")
     # Surfaces we do not use (coin-M, options, portfolio margin, futures data, website):
     # unreachable rather than live.
     for attr in ("FUTURES_DATA_URL", "FUTURES_COIN_URL", "FUTURES_COIN_DATA_URL", "OPTIONS_URL",

@@ -21,6 +21,7 @@ from typing import IO, Any
 
 from executor.config import Config
 from executor.core.money import parse_decimal
+from executor.exchange.binance_private import public_get
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +201,7 @@ async def _check_clock(client: Any) -> Check:
 async def _check_symbol(client: Any, symbol: str) -> Check:
     name = f"symbol {symbol}"
     try:
-        info = await client._get("exchangeInfo", data={"symbol": symbol})
+        info = await public_get(client, "exchangeInfo", {"symbol": symbol})
     except Exception as exc:  # noqa: BLE001 - any failure to read exchangeInfo is a named FAIL line
         if getattr(exc, "code", None) == -1121:
             return Check(name, False, "not listed on this venue",

@@ -12,10 +12,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from executor.core.bounded import BoundedDict, BoundedSet
-from executor.core.events import Fill, FillSource
 from executor.core.ids import ClientIdFactory
 from executor.core.intents import OrderRequest, OrderType, TimeInForce
 from executor.core.orders import Side
+from executor.core.reports import Fill, FillSource
+from executor.exchange.binance_reports import SPOT
 from executor.orders import manager as manager_mod
 from executor.orders import tracker as tracker_mod
 from executor.orders.manager import OrderManager, ResolveTiming
@@ -150,7 +151,7 @@ class Ledger:
 
 async def test_reconciler_owner_and_fill_caches_stay_bounded_and_fall_back_to_the_ledger() -> None:
     ledger = Ledger()
-    rec = Reconciler(ledger, prefix="bx")  # type: ignore[arg-type]
+    rec = Reconciler(ledger, prefix="bx", translate=SPOT)  # type: ignore[arg-type]
     for i in range(N):
         cid = f"bx-t1-o{i}"
         rec.remember_ours(cid)  # the manager does this for every order it records

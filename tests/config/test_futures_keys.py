@@ -155,7 +155,7 @@ def test_live_and_sim_futures_use_the_order_client(profile: str, tmp_path: Path)
     bot = Bot(cfg_for(tmp_path, profile), Venue(profile, *([None] * 2)),  # type: ignore[arg-type]
               Credentials(api_key="k", api_secret="s"))
     order_client = object()
-    bot.gateway = SimpleNamespace(_client=order_client)
+    bot.gateway = SimpleNamespace(client=order_client)
     assert bot._make_futures_client() is order_client
 
 

@@ -35,12 +35,20 @@ def write(tmp_path: Path, text: str) -> Path:
     # (database.url = "" is valid since the per-profile ledger: it means <profile>.db.)
     ('[logging]\ndir = ""\n', "logging.dir"),
     ('[sim]\nseed = -1\n', "sim.seed"),
-    ('[sim]\nbook_update_hz = "0"\n', "sim.book_update_hz"),
+    ('[sim]\nbook_update_hz = "-1"\n', "sim.book_update_hz"),
     ('[sim]\nmax_connection_age_s = 0\n', "sim.max_connection_age_s"),
     ('[sim.ports]\nspot_rest = 70000\n', "sim.ports.spot_rest"),
     ('[sim.start_prices]\nBTCUSDT = "0"\n', "sim.start_prices.BTCUSDT"),
     ('[sim.balances]\nUSDT = "-1"\n', "sim.balances.USDT"),
     ('data_dir = ""\n', "data_dir"),
+    ('[alerts]\ndead_log_interval_s = 0\n', "alerts.dead_log_interval_s"),
+    ('[futures.max_position]\nbtc = "1"\n', "futures.max_position.btc"),
+    ('[futures]\nmax_gross_notional = "-1"\n', "futures.max_gross_notional"),
+    ('[futures]\nmargin_type = "portfolio"\n', "futures.margin_type"),
+    ('[web]\nport = 65536\n', "web.port"),
+    ('[replay]\ntaker_fee = "-0.001"\n', "replay.taker_fee"),
+    ('[logging.levels]\naiosqlite = "LOUD"\n', "logging.levels.aiosqlite"),
+    ('[symbols]\nspot = ["btcusdt"]\n', "symbols.spot"),
 ])
 def test_out_of_range_values_name_key_and_file(tmp_path: Path, text: str, key: str) -> None:
     path = write(tmp_path, text)
@@ -88,3 +96,35 @@ def test_database_url_takes_plain_paths_and_urls(tmp_path: Path) -> None:
     assert database_url("sqlite+aiosqlite:///l.db?synchronous=full", tmp_path) == \
         f"sqlite+aiosqlite:///{tmp_path / 'l.db'}?synchronous=full"
     assert database_url("postgresql+asyncpg://u@h/db", tmp_path) == "postgresql+asyncpg://u@h/db"
+
+
+@pytest.mark.parametrize("text, line", [
+    ('[risk]\nmax_order_notional = 5.0\n', "'risk.max_order_notional' must be a decimal written as a string"),
+    ('[risk]\nmax_open_orders = true\n', "'risk.max_open_orders' must be an integer, got True"),
+    ('[risk]\nmax_open_orders = 0\n', "'risk.max_open_orders' must be greater than 0, got 0"),
+    ('[web]\nenabled = 1\n', "'web.enabled' must be true or false, got 1"),
+    ('[sim.ports]\nspot_rest = 70000\n', "'sim.ports.spot_rest' must be 0..65535 (0: a free port)"),
+    ('[risk.limits]\nx = 1\n', "unknown key 'risk.limits'"),
+    ('[risk]\nmax_position = "1"\n', "'risk.max_position' must be a table"),
+    ('[futures]\nleverage = 4\nmax_leverage = 3\n', "'futures.leverage' must be 1..futures.max_leverage (3)"),
+])
+def test_schema_errors_are_one_line_in_the_house_phrasing(tmp_path: Path, text: str, line: str) -> None:
+    """The schema is pydantic's; the message stays ours: ``<file>: '<key>' <what is wrong>``,
+    with no pydantic text, URL or second line."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path, local=None)
+    message = str(err.value)
+    assert message.startswith(f"{path}: ") and line in message
+    assert "\n" not in message and "pydantic" not in message and "Input should" not in message
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(min_value=-(2**40), max_value=2**40))
+def test_ports_in_range_or_refused(port: int) -> None:
+    over = {"sim": {"ports": {"spot_rest": port}}}
+    if 0 <= port <= 65535:
+        assert load_config(local=None, overrides=over).sim.ports.spot_rest == port
+    else:
+        with pytest.raises(ConfigError, match=r"'sim\.ports\.spot_rest' must be 0\.\.65535"):
+            load_config(local=None, overrides=over)

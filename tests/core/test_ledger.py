@@ -3,12 +3,18 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from executor.core.events import AssetBalance, BalanceUpdate, Fill, FillSource
 from executor.core.ledger import Discrepancy, Ledger, compare_balances, fill_coverage, fill_deltas, totals_of
 from executor.core.orders import Side
+from executor.core.reports import AssetBalance, BalanceDeltaReport, Fill, FillSource, Venue
 
 D = Decimal
 PAIRS = {"BTCUSDT": ("BTC", "USDT"), "ETHBTC": ("ETH", "BTC")}
+
+
+def BalanceUpdate(event_ms: int, asset: str, delta: Decimal, clear_ms: int) -> BalanceDeltaReport:
+    """A deposit/transfer report as the adapter builds it (its ref is the event's identity)."""
+    return BalanceDeltaReport(Venue.SPOT, asset, delta, event_ms, f"E={event_ms},T={clear_ms},d={delta}",
+                              "balanceUpdate")
 
 
 def fill(trade_id: int, side: Side, price: str, qty: str, fee: str = "0", fee_asset: str | None = None,
@@ -80,7 +86,7 @@ fills_strategy = st.lists(
     max_size=25, unique_by=lambda f: f.key)
 updates_strategy = st.lists(st.builds(BalanceUpdate, st.integers(1, 5), st.sampled_from(["BTC", "USDT"]),
                                       st.sampled_from([D(1), D("-0.5")]), st.integers(1, 5)),
-                            max_size=5, unique_by=lambda u: u.dedupe_key)
+                            max_size=5, unique_by=lambda u: (u.kind, u.ref))
 
 
 @given(st.data())

@@ -4,9 +4,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from executor.core.events import Fill, FillSource
 from executor.core.orders import Side
 from executor.core.pnl import average_cost_pnl, fifo_pnl
+from executor.core.reports import Fill, FillSource
 
 D = Decimal
 BUY, SELL = Side.BUY, Side.SELL

@@ -7,9 +7,9 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from executor.core.events import Fill, FillSource
 from executor.core.orders import Side
 from executor.core.pnl import average_cost_pnl, fifo_pnl
+from executor.core.reports import Fill, FillSource
 
 D = Decimal
 

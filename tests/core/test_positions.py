@@ -8,9 +8,9 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from executor.core.events import Fill, FillSource
 from executor.core.orders import Side
 from executor.core.positions import fill_delta, positions
+from executor.core.reports import Fill, FillSource
 from executor.orders.tracker import OrderTracker
 from executor.persistence.records import PositionRow
 
@@ -64,6 +64,6 @@ def test_the_tracker_counts_fill_by_fill_what_the_ledger_derives(spec: list, dat
     # A load from the ledger replaces the running figure with the same number, and the
     # fills it covered are not counted again when reported late.
     t2 = OrderTracker(BASES)
-    t2.replace_positions(fills, [f.key for f in fills])
+    t2.replace_positions(fills, [(f.symbol, f.trade_id) for f in fills])  # the ledger's keys
     t2.add_fills(fills)
     assert t2.inventories() == t.inventories() or not fills

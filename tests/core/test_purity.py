@@ -5,7 +5,7 @@ from pathlib import Path
 
 import executor.core
 
-ALLOWED = {"__future__", "collections", "dataclasses", "decimal", "enum", "re", "typing", "orjson"}
+ALLOWED = {"__future__", "collections", "dataclasses", "decimal", "enum", "hashlib", "re", "typing", "orjson"}
 
 
 def test_core_imports_only_pure_modules() -> None:

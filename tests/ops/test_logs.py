@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from executor.config import load_config
 from executor.exchange.credentials import Credentials
-from executor.run.logs import MASK, Redactor, setup_logging
+from executor.run.logs import MASK, Redactor, installed_by_setup, setup_logging
 
 SECRET = "Zq8SECRETvalue-4f1c9a7e2b6d0c3f5a8e1d4b7c0a3f6e"
 PEM_SECRET = ("-----BEGIN PRIVATE KEY-----\n"
@@ -131,7 +131,7 @@ def test_levels_configurable(logsetup) -> None:
 def test_setup_replaces_its_own_handlers(logsetup) -> None:
     logsetup()
     logsetup()
-    ours = [h for h in logging.getLogger().handlers if getattr(h, "_bx_installed", False)]
+    ours = [h for h in logging.getLogger().handlers if installed_by_setup(h)]
     assert len(ours) == 2
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from executor.config import load_config
 from executor.core.filters import SymbolRules
 from executor.core.ids import ClientIdFactory
+from executor.exchange.binance_reports import SPOT
 from executor.exchange.client import make_client
 from executor.exchange.rest import RestGateway
 from executor.market.state import MarketState
@@ -79,7 +80,7 @@ async def build(sim: SimHandle, tmp_path: Path, *, timing: ResolveTiming = FAST,
     info = await gateway.exchange_info(SYMBOLS)
     rules = {s["symbol"]: SymbolRules.from_exchange_info(s) for s in info["symbols"]}
     tracker = OrderTracker(lambda s: rules[s].base_asset)
-    reconciler = Reconciler(store, gateway, prefix="bx", symbols=SYMBOLS,
+    reconciler = Reconciler(store, gateway, prefix="bx", translate=SPOT, symbols=SYMBOLS,
                             on_order_update=tracker.apply_update)
     await reconciler.start()
     market = MarketState(SYMBOLS)

@@ -167,8 +167,10 @@ async def test_minus_1007_not_placed_becomes_never_placed_and_is_not_resent(h: H
 
 async def test_rejected_order_records_code_and_message(h: Harness) -> None:
     _, ask = h.refresh_market("BTCUSDT")
-    # A post-only buy at the ask would take liquidity: the exchange refuses it (-2010).
-    place = Place("BTCUSDT", Side.BUY, OrderType.LIMIT, Decimal("0.001"), ask + Decimal("1"), post_only=True)
+    # A post-only buy through the ask would take liquidity: the exchange refuses it (-2010).
+    # 50 bps through, not one tick: the book keeps moving while the order is on its way.
+    price = (ask * Decimal("1.005")).quantize(Decimal("0.01"))
+    place = Place("BTCUSDT", Side.BUY, OrderType.LIMIT, Decimal("0.001"), price, post_only=True)
     order = await h.manager.place(place)
     assert not isinstance(order, Refused)
     rec = await row(h, order.client_id)

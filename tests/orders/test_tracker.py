@@ -8,9 +8,9 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from executor.core.events import Fill, FillSource
 from executor.core.intents import OrderRequest, OrderType, TimeInForce
 from executor.core.orders import OrderStatus, Side
+from executor.core.reports import Fill, FillSource
 from executor.orders.tracker import OrderTracker
 
 BASES = {"BTCUSDT": "BTC", "ETHUSDT": "ETH"}

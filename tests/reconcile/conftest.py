@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from executor.exchange.binance_reports import SPOT
 from executor.persistence.migrate import ensure_schema
 from executor.persistence.store import Store
 from executor.reconcile import OrderUpdate, Reconciler
@@ -87,7 +88,7 @@ def updates() -> Updates:
 
 @pytest.fixture
 def rec(store: Store, updates: Updates) -> Reconciler:
-    return Reconciler(store, prefix=PREFIX, symbols=["BTCUSDT"], on_order_update=updates)
+    return Reconciler(store, prefix=PREFIX, translate=SPOT, symbols=["BTCUSDT"], on_order_update=updates)
 
 
 _VOLATILE = {"id", "updated_ms", "received_ms", "acked_ms", "order_id", "status_source", "run_id"}

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from executor.exchange.binance_reports import SPOT
 from executor.persistence.store import Store
 from executor.reconcile import Reconciler, futures_symbol
 from tests.reconcile.conftest import PREFIX, FakeClock, Updates, ledger_state, load_fixtures, url_for
@@ -77,13 +78,13 @@ async def test_every_permutation_gives_the_same_ledger(order: tuple[int, ...], m
                                                        fx: dict[str, Any]) -> None:
     names = ["executionReport_NEW", "executionReport_TRADE_partial", "executionReport_TRADE_fill"]
     reference = await make_store("reference")
-    ref_rec = Reconciler(reference, prefix=PREFIX)
+    ref_rec = Reconciler(reference, prefix=PREFIX, translate=SPOT)
     await record(reference, ORDER1)
     for n in names:
         await ref_rec.apply(ev(fx, n))
 
     shuffled = await make_store("shuffled")
-    rec = Reconciler(shuffled, prefix=PREFIX)
+    rec = Reconciler(shuffled, prefix=PREFIX, translate=SPOT)
     await record(shuffled, ORDER1)
     # One event at a time (each its own commit), the permuted order, with a duplicate.
     sequence = [names[i] for i in order] + [names[order[0]]]
@@ -230,7 +231,7 @@ async def test_any_delivery_gives_the_reference_ledger(case: tuple[list[int], li
             shutil.copy(template_db, path)
             store = await Store.open(url_for(path), clock=FakeClock(), upgrade=False)
             stores.append(store)
-            rec = Reconciler(store, prefix=PREFIX)
+            rec = Reconciler(store, prefix=PREFIX, translate=SPOT)
             await record(store, ORDER1)
             bounds = [0, *cut_at, len(sequence)]
             for a, b in itertools.pairwise(bounds):  # each slice is one group commit

@@ -16,7 +16,8 @@ import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from executor.core.events import parse_user_event
+from executor.exchange.binance_events import parse_user_event
+from executor.exchange.binance_reports import USDM, futures_account_snapshot, user_event_report
 from executor.exchange.client import make_client
 from executor.exchange.rest import RestGateway
 from executor.persistence.store import Store
@@ -26,9 +27,11 @@ from tests.conftest import SimHandle
 D = Decimal
 
 
-def account(wallet: str, at: int, pos: str = "0", pos_at: int = 0) -> dict[str, Any]:
-    return {"assets": [{"asset": "USDT", "walletBalance": wallet, "updateTime": at}],
-            "positions": [{"symbol": "BTCUSDT", "positionAmt": pos, "updateTime": pos_at}]}
+def account(wallet: str, at: int, pos: str = "0", pos_at: int = 0) -> Any:
+    """A ``GET /fapi/v2/account`` answer, as the adapter reports it."""
+    return futures_account_snapshot(
+        {"assets": [{"asset": "USDT", "walletBalance": wallet, "updateTime": at}],
+         "positions": [{"symbol": "BTCUSDT", "positionAmt": pos, "updateTime": pos_at}]})
 
 
 def test_newer_stream_value_is_kept_and_not_reported() -> None:
@@ -47,7 +50,7 @@ def test_older_differing_stream_value_is_a_discrepancy_and_the_exchange_wins() -
 def test_float_money_in_the_account_is_refused() -> None:
     with pytest.raises(ValueError, match="float"):
         bad = {"assets": [{"asset": "USDT", "walletBalance": 0.1, "updateTime": 1}]}
-        compare_futures_account(bad, {}, {})
+        compare_futures_account(futures_account_snapshot(bad), {}, {})
 
 
 @given(stream_ms=st.integers(0, 10_000), snap_ms=st.integers(0, 10_000),
@@ -62,7 +65,7 @@ def test_the_newer_observation_always_wins(stream_ms: int, snap_ms: int, stream:
 def account_update(wallet: str, event_ms: int) -> Any:
     raw = {"e": "ACCOUNT_UPDATE", "E": event_ms, "T": event_ms,
            "a": {"m": "DEPOSIT", "B": [{"a": "USDT", "wb": wallet, "cw": wallet, "bc": "0"}], "P": []}}
-    return parse_user_event(raw)
+    return user_event_report(parse_user_event(raw))
 
 
 async def discrepancies(store: Store) -> list[Any]:
@@ -77,16 +80,16 @@ async def test_snapshot_older_than_a_stream_event_does_not_overwrite_it(sim: Sim
     gateway = RestGateway(client)
     await gateway.start()
     try:
-        recon = FuturesAccountReconciler(store, gateway)
+        recon = FuturesAccountReconciler(store, gateway, translate=USDM.account)
         await recon.gap_fill("start")
         truth = recon.wallet["USDT"].value
         # The stream reports a wallet change the exchange's snapshot does not know yet.
         newer = sim.exchange.clock.now_ms() + 60_000
-        recon.note_event(account_update("12345.6", newer))
+        recon.note_report(account_update("12345.6", newer))
         await recon.gap_fill("periodic")
         assert recon.wallet["USDT"] == Observed(D("12345.6"), newer)
         # An older stream value that differs is a discrepancy; the exchange's value wins.
-        recon.note_event(account_update("1", 1))  # older than what is held: ignored
+        recon.note_report(account_update("1", 1))  # older than what is held: ignored
         assert recon.wallet["USDT"].value == D("12345.6")
         recon.wallet["USDT"] = Observed(D("1"), 1)
         await recon.gap_fill("periodic")

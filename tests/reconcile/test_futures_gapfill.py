@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from executor.exchange.binance_reports import SPOT, USDM
 from executor.exchange.futures_rest import FuturesGateway
 from executor.exchange.rest import RestGateway
 from executor.reconcile import Reconciler
@@ -20,7 +21,7 @@ async def test_gap_fill_recovers_fills_orders_and_income(sim: Any, client: Any, 
     spot = RestGateway(client)
     await spot.start()
     gateway = FuturesGateway(client, spot=spot)
-    reconciler = Reconciler(store, prefix=PREFIX, symbols=["BTCUSDT"])
+    reconciler = Reconciler(store, prefix=PREFIX, translate=SPOT, symbols=["BTCUSDT"])
     for cid in ("bx-t-o1", "bx-t-o2"):
         await store.record_order_intent(cid, "UM:BTCUSDT", "SELL", "MARKET", quantity=Decimal("0.004"))
     side = sim.exchange.futures
@@ -28,7 +29,8 @@ async def test_gap_fill_recovers_fills_orders_and_income(sim: Any, client: Any, 
     side.orders.place("default", FuturesOrderRequest("BTCUSDT", "SELL", "MARKET", "GTC", Decimal("0.004"),
                                                      None, False, "bx-t-o1"), Decimal("0.01"))
     side.settle_funding()
-    gap = FuturesGapFill(store, gateway, reconciler, ["BTCUSDT"], prefix=PREFIX, not_found_grace_s=0)
+    gap = FuturesGapFill(store, gateway, reconciler, ["BTCUSDT"], prefix=PREFIX, not_found_grace_s=0,
+                         translate=USDM)
     first = await gap.run("test")
     assert (first.fills_added, first.orders_queried, first.orders_not_placed) == (1, 2, 1)
     assert first.income_added == 2                                   # commission + funding fee
@@ -61,7 +63,27 @@ async def test_income_is_read_page_by_page(sim: Any, client: Any, make_store: An
     for i in range(5):
         side.transfer("default", "USDT", Decimal(i + 1))
         sim.exchange.clock.advance(1000)
-    gap = FuturesGapFill(store, FuturesGateway(client, spot=spot), Reconciler(store, prefix=PREFIX),
-                         ["BTCUSDT"], prefix=PREFIX)
+    rec = Reconciler(store, prefix=PREFIX, translate=SPOT)
+    gap = FuturesGapFill(store, FuturesGateway(client, spot=spot), rec, ["BTCUSDT"], prefix=PREFIX,
+                         translate=USDM)
     assert (await gap.run("pages")).income_added == 5
     assert [r["amount"] for r in await store.futures_income()] == [Decimal(i + 1) for i in range(5)]
+
+
+async def test_a_not_found_order_is_confirmed_not_placed(sim: Any, client: Any, make_store: Any) -> None:
+    """The order manager's first -2013 (NOT_FOUND) is confirmed NOT_PLACED by the next futures
+    gap fill, as spot's gap fill does (found by the chaos run: it stayed NOT_FOUND)."""
+    store = await make_store()
+    spot = RestGateway(client)
+    await spot.start()
+    gateway = FuturesGateway(client, spot=spot)
+    reconciler = Reconciler(store, prefix=PREFIX, symbols=["BTCUSDT"])
+    await store.record_order_intent("bx-t-o3", "UM:BTCUSDT", "SELL", "MARKET", quantity=Decimal("0.004"))
+    await store.update_order_status("bx-t-o3", "UNKNOWN", source="send")
+    await store.update_order_status("bx-t-o3", "NOT_FOUND", source="rest_query", reject_reason="-2013")
+    gap = FuturesGapFill(store, gateway, reconciler, ["BTCUSDT"], prefix=PREFIX, not_found_grace_s=0,
+                         translate=USDM)
+    report = await gap.run("test")
+    assert (report.orders_queried, report.orders_not_placed) == (1, 1)
+    rec = await store.get_order_by_client_id("bx-t-o3")
+    assert rec is not None and rec.status == "NOT_PLACED"

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from executor.exchange.binance_reports import SPOT
 from executor.persistence.store import Store
 from executor.reconcile.reconciler import Reconciler, raise_gc_threshold
 from tests.reconcile.conftest import PREFIX
@@ -44,7 +45,7 @@ def test_collection_off_stays_off(saved_threshold: tuple[int, ...]) -> None:
 
 async def test_start_raises_threshold(store: Store, saved_threshold: tuple[int, ...]) -> None:
     gc.set_threshold(700, 11, 12)
-    rec = Reconciler(store, prefix=PREFIX, gc_young_threshold=4321)
+    rec = Reconciler(store, prefix=PREFIX, translate=SPOT, gc_young_threshold=4321)
     await rec.start()
     try:
         assert gc.get_threshold() == (4321, 11, 12)
@@ -54,7 +55,7 @@ async def test_start_raises_threshold(store: Store, saved_threshold: tuple[int, 
 
 async def test_start_with_none_leaves_gc_alone(store: Store, saved_threshold: tuple[int, ...]) -> None:
     gc.set_threshold(700, 11, 12)
-    rec = Reconciler(store, prefix=PREFIX, gc_young_threshold=None)
+    rec = Reconciler(store, prefix=PREFIX, translate=SPOT, gc_young_threshold=None)
     await rec.start()
     try:
         assert gc.get_threshold() == (700, 11, 12)
@@ -64,7 +65,7 @@ async def test_start_with_none_leaves_gc_alone(store: Store, saved_threshold: tu
 
 async def test_start_never_lowers(store: Store, saved_threshold: tuple[int, ...]) -> None:
     gc.set_threshold(90000, 11, 12)
-    rec = Reconciler(store, prefix=PREFIX, gc_young_threshold=4321)
+    rec = Reconciler(store, prefix=PREFIX, translate=SPOT, gc_young_threshold=4321)
     await rec.start()
     try:
         assert gc.get_threshold() == (90000, 11, 12)

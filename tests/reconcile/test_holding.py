@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from executor.exchange.binance_reports import SPOT
 from executor.persistence.store import Store
 from executor.reconcile import HoldingBuffer, Reconciler
 from tests.reconcile.conftest import PREFIX, Updates
@@ -72,7 +73,7 @@ def gw() -> FakeGateway:
 
 @pytest.fixture
 def grec(store: Store, gw: FakeGateway, updates: Updates) -> Reconciler:
-    return Reconciler(store, gw, prefix=PREFIX, symbols=["BTCUSDT"], on_order_update=updates)
+    return Reconciler(store, gw, prefix=PREFIX, translate=SPOT, symbols=["BTCUSDT"], on_order_update=updates)
 
 
 async def test_events_during_a_gap_fill_are_held_then_applied_in_arrival_order(
@@ -123,7 +124,7 @@ async def test_unknown_order_not_found_becomes_not_placed_and_is_never_resent(
         store: Store, gw: FakeGateway, updates: Updates) -> None:
     # Grace over (0 ms here): the first reconciliation marks it NOT_FOUND (it still counts
     # against the limits), a later one confirms the absence: NOT_PLACED.
-    grec = Reconciler(store, gw, prefix=PREFIX, symbols=["BTCUSDT"], on_order_update=updates,
+    grec = Reconciler(store, gw, prefix=PREFIX, translate=SPOT, symbols=["BTCUSDT"], on_order_update=updates,
                       not_found_grace_ms=0)
     cid = f"{PREFIX}-r1-o1"
     await store.record_order_intent(cid, "BTCUSDT", "BUY", "LIMIT", quantity=Decimal("0.001"),
@@ -161,7 +162,7 @@ async def test_start_up_applies_the_grace_to_an_order_left_unknown(
 
 async def test_a_recent_send_is_not_judged_by_a_not_found(store: Store, gw: FakeGateway) -> None:
     # A -2013 soon after the outcome became unknown may just mean "still in flight".
-    rec = Reconciler(store, gw, prefix=PREFIX, not_found_grace_ms=60_000)
+    rec = Reconciler(store, gw, prefix=PREFIX, translate=SPOT, not_found_grace_ms=60_000)
     cid = f"{PREFIX}-r1-o2"
     await store.record_order_intent(cid, "BTCUSDT", "BUY", "LIMIT", quantity=Decimal("0.001"),
                                     price=Decimal("50000"), time_in_force="GTC")

@@ -27,14 +27,32 @@ def _observations(db: AuditDB) -> list[tuple[int, str, str]]:
 async def test_same_millisecond_fills_keep_every_balance_row_and_verify(rig: Rig) -> None:  # noqa: F811
     ex = rig.sim.exchange
     btc, eth = ex.market.book("BTCUSDT"), ex.market.book("ETHUSDT")
-    for _ in range(3):  # BTCUSDT's trade ids above ETHUSDT's
-        await rig.place(qty="0.0010", price=str(btc.ask + 100), tif="IOC")
     await rig.rec.settle(0.2)
+
+    def last_id(symbol: str) -> int:
+        last = ex.tape.last_trade(symbol)
+        return last.id if last is not None else 0
+
+    # The market's simulated trades (random, one chance per book update) take ids too: on a
+    # slow run ETHUSDT's could catch up. Keep BTCUSDT clearly ahead before the crawl starts.
+    for _ in range(20):
+        if last_id("BTCUSDT") > last_id("ETHUSDT") + 5:
+            break
+        await rig.place(qty="0.0010", price=str(btc.ask + 100), tif="IOC")
     published: list[dict] = []
     unsubscribe = ex.bus.subscribe(DEFAULT_ID, "spot", published.append)
-    ex.clock.set_time_scale(1e-6)
+
+    last_id = ex.engine.last_trade_id
+    ex.clock.set_time_scale(1e-6)  # from here on the exchange's clock (and its tape) stands still
     try:
         t0 = ex.clock.now_ms()
+        # BTCUSDT's trade ids above ETHUSDT's (the market tape numbers trades per symbol too,
+        # so how many it takes depends on how far each tape has run).
+        for _ in range(200):
+            if last_id("BTCUSDT") > last_id("ETHUSDT") + 1:
+                break
+            await rig.place(qty="0.0010", price=str(btc.ask + 100), tif="IOC")
+        before = last_id("BTCUSDT")
         await rig.place(qty="0.0010", price=str(btc.ask + 100), tif="IOC")
         await rig.place(symbol="ETHUSDT", qty="0.0100", price=str(eth.ask + 10), tif="IOC")
         assert ex.clock.now_ms() == t0, "the two fills must share one exchange millisecond"
@@ -44,7 +62,8 @@ async def test_same_millisecond_fills_keep_every_balance_row_and_verify(rig: Rig
     unsubscribe()
     trades = {sym: [t for t in ex.engine.trades[sym] if t.time == t0] for sym in ("BTCUSDT", "ETHUSDT")}
     assert trades["BTCUSDT"] and trades["ETHUSDT"]
-    assert max(t.id for t in trades["ETHUSDT"]) < min(t.id for t in trades["BTCUSDT"])
+    # The pair that matters: the BTCUSDT fill sent first carries the higher trade ids.
+    assert max(t.id for t in trades["ETHUSDT"]) < min(t.id for t in trades["BTCUSDT"] if t.id > before)
 
     db = AuditDB.from_url(rig.store.engine.url.render_as_string(hide_password=False))
     try:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from executor.exchange.binance_reports import SPOT
 from executor.exchange.client import make_client
 from executor.exchange.rest import Accepted, RestGateway, Unknown
 from executor.persistence.store import Store
@@ -92,7 +93,7 @@ async def rig(sim: SimHandle, store: Store) -> AsyncIterator[Rig]:
     gateway = RestGateway(client)
     await gateway.start()
     updates = Updates()
-    rec = Reconciler(store, gateway, prefix=PREFIX, symbols=SYMBOLS, on_order_update=updates,
+    rec = Reconciler(store, gateway, prefix=PREFIX, translate=SPOT, symbols=SYMBOLS, on_order_update=updates,
                      not_found_grace_ms=0, suspect_delay_s=0.05)
     r = Rig(sim, gateway, store, rec, updates)
     bus = sim.exchange.bus
@@ -314,7 +315,7 @@ async def test_restart_catches_up_trades_made_while_down(rig: Rig, make_store: C
     assert isinstance(out, Accepted)
     # Start again: a new reconciler on the same database file, gap fill at start.
     store2 = await make_store("ledger")
-    rec2 = Reconciler(store2, rig.gateway, prefix=PREFIX, symbols=SYMBOLS)
+    rec2 = Reconciler(store2, rig.gateway, prefix=PREFIX, translate=SPOT, symbols=SYMBOLS)
     rig.store = store2
     rig.connect(rec2)
     await rec2.start()

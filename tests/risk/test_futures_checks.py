@@ -29,6 +29,10 @@ class View:
     mark: Decimal | None = MARK
     recv: float | None = NOW
     orders: list[Any] = field(default_factory=list)
+    liq: tuple[bool, Decimal | None] = (True, None)
+
+    def liquidation(self, symbol: str) -> tuple[bool, Decimal | None]:
+        return self.liq
 
     def market(self, symbol: str) -> PerpState:
         return PerpState(symbol, self.mark, D(59990), D(60010), self.recv, self.recv)

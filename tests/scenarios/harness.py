@@ -59,6 +59,8 @@ def scenario_config(tmp_path: Path, extra: dict[str, Any] | None = None) -> Conf
 
 
 def _toml_value(v: Any) -> str:
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from executor.core.events import Event, ExecutionReport
+from executor.exchange.binance_events import Event, ExecutionReport
 from executor.exchange.user_stream import SpotUserStream
 from executor.exchange.ws_sign import WsSigner
 

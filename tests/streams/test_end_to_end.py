@@ -8,7 +8,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from executor.core.events import ExecutionReport
+from executor.exchange.binance_events import ExecutionReport
+from executor.exchange.binance_reports import SPOT
 from executor.exchange.client import make_client
 from executor.exchange.rest import RestGateway
 from executor.exchange.user_stream import SpotUserStream, reconciler_sink, spot_user_stream_for
@@ -25,7 +26,7 @@ async def test_ledger_equals_exchange_after_drop_and_stall(sim: Any, make_store:
     gateway = RestGateway(client)
     await gateway.start()
     updates = Updates()
-    rec = Reconciler(store, gateway, prefix=PREFIX, symbols=SYMBOLS, on_order_update=updates,
+    rec = Reconciler(store, gateway, prefix=PREFIX, translate=SPOT, symbols=SYMBOLS, on_order_update=updates,
                      not_found_grace_ms=0, suspect_delay_s=0.05)
     await rec.start()
     sink = reconciler_sink(rec)
@@ -88,7 +89,7 @@ async def test_bot_wiring_through_terminated_shutdown_and_rotation(sim: Any,
     client = make_client(sim.endpoints, sim.creds, timeout_s=2.0)
     gateway = RestGateway(client)
     await gateway.start()
-    rec = Reconciler(store, gateway, prefix=PREFIX, symbols=SYMBOLS, not_found_grace_ms=0,
+    rec = Reconciler(store, gateway, prefix=PREFIX, translate=SPOT, symbols=SYMBOLS, not_found_grace_ms=0,
                      suspect_delay_s=0.05)
     await rec.start()
     stream = spot_user_stream_for(sim.endpoints, client, rec, gateway, limiter=None, high_water=2)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from executor.core.events import FuturesAccountUpdate, FuturesOrderUpdate
+from executor.exchange.binance_events import FuturesAccountUpdate, FuturesOrderUpdate
 from executor.exchange.futures_user_stream import FuturesListenKeys, FuturesUserStream, ListenKeyGone
 from executor.sim.futures_account import attach
 from tests.streams.conftest import Recorder, wait_until

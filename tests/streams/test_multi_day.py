@@ -13,7 +13,7 @@ from typing import Any
 from binance.exceptions import BinanceAPIException
 
 from executor.config import SchedulerConfig
-from executor.core.events import ExecutionReport
+from executor.exchange.binance_events import ExecutionReport
 from executor.exchange.clock import ServerClock
 from executor.exchange.futures_user_stream import FuturesListenKeys, FuturesUserStream
 from executor.exchange.market_stream import book_ticker_stream, mark_price_stream
@@ -59,8 +59,9 @@ class Ledger:
 
     async def deliver(self, event: Any) -> None:
         if isinstance(event, ExecutionReport) and event.fill is not None:
-            self.fills.setdefault(event.fill.key, "stream")
-            self.streamed.add(event.fill.key)
+            key = (event.fill.symbol, event.fill.trade_id)  # spot only: (symbol, tradeId)
+            self.fills.setdefault(key, "stream")
+            self.streamed.add(key)
 
     async def gap_fill(self, reason: str) -> None:
         async with self._lock:

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from executor.core.events import AccountPosition, ExecutionReport
+from executor.core.reports import BalanceDeltaReport
+from executor.exchange.binance_events import AccountPosition, ExecutionReport, parse_user_event
 from executor.exchange.market_stream import Backoff
 from executor.exchange.user_stream import ActivityWatch, SpotUserStream, reconciler_sink
 from executor.exchange.ws_sign import WsSigner
@@ -198,9 +199,13 @@ async def test_reconciler_sink_applies_at_high_water() -> None:
     consumer = _SlowConsumer()
     deliver = reconciler_sink(consumer, high_water=3)
     for n in range(7):
-        await deliver(n)  # type: ignore[arg-type]
+        await deliver(parse_user_event({"e": "balanceUpdate", "E": n, "a": "USDT", "d": "1", "T": n}))
         assert consumer.queued < 3
-    assert consumer.submitted == list(range(7))
+    # What is handed over is the venue-neutral report, in order; control events are not.
+    assert [r.event_ms for r in consumer.submitted] == list(range(7))
+    assert all(isinstance(r, BalanceDeltaReport) for r in consumer.submitted)
+    await deliver(parse_user_event({"e": "eventStreamTerminated", "E": 8}))
+    assert len(consumer.submitted) == 7
     assert consumer.drains == 2
     with pytest.raises(ValueError):
         reconciler_sink(consumer, high_water=0)

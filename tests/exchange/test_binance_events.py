@@ -9,7 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from executor.core.events import (
+from executor.core.orders import Observation, OrderStatus, Side
+from executor.core.reports import Venue
+from executor.exchange.binance_events import (
     AccountPosition,
     AssetBalance,
     BalanceUpdate,
@@ -28,7 +30,6 @@ from executor.core.events import (
     parse_user_event,
     parse_user_frame,
 )
-from executor.core.orders import Observation, OrderStatus, Side
 
 from .conftest import load_fixtures
 
@@ -60,7 +61,7 @@ def test_execution_report_trades_give_fills(fx: dict[str, Any]) -> None:
     assert part.fill == Fill("BTCUSDT", 5123456789, 4293153, Side.BUY, D("60000"), D("0.0008"), D("48"),
                              D("0.0000008"), "BTC", True, 1785571260100, FillSource.STREAM,
                              "bot-20260801-0001")
-    assert full.fill is not None and full.fill.key == ("BTCUSDT", 5123456801)
+    assert full.fill is not None and full.fill.key == (Venue.SPOT, "BTCUSDT", 5123456801)
     assert full.observation() == Observation(OrderStatus.FILLED, D("0.002"), D("120"), 4293153)
     # cumulative z/Z equal the running sums of l/Y
     assert part.last_qty + full.last_qty == full.cum_qty
@@ -105,7 +106,7 @@ def test_futures_order_update(fx: dict[str, Any]) -> None:
     assert ev.status is OrderStatus.FILLED and ev.side is Side.SELL and ev.cum_qty == D("0.01")
     assert ev.cum_quote == D("601") and ev.realized_profit == D(1)
     fill = ev.fill
-    assert fill is not None and fill.key == ("BTCUSDT", 712345678) and fill.quote_qty == D("601")
+    assert fill is not None and fill.key == (Venue.USDM, "BTCUSDT", 712345678) and fill.quote_qty == D("601")
     assert fill.commission == D("0.1202") and fill.commission_asset == "USDT" and fill.is_maker
     assert ev.observation().status is OrderStatus.FILLED
     assert ev.dedupe_key[:2] == ("BTCUSDT", 8886774)

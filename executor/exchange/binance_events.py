@@ -1,4 +1,7 @@
-"""Typed user-data events and REST order/trade shapes, with strict parsers.
+"""Binance's user-data events and REST order/trade shapes, typed, with strict parsers.
+
+The adapter's first step (``binance_reports`` then turns these into the venue-neutral
+``core.reports`` the reconciler reads); nothing outside ``executor/exchange/`` imports this.
 
 Stream events (``parse_user_event(obj)`` / ``parse_user_frame(bytes | str)``):
 
@@ -20,7 +23,7 @@ response ACK/RESULT/FULL, GET order, openOrders rows, cancel response) -> ``Orde
 (whose FULL ``fills[]`` become ``Fill``s); ``parse_my_trade`` (a myTrades row) -> ``Fill``;
 ``parse_account_balances`` (GET account) -> ``AssetBalance``s.
 
-A ``Fill`` is keyed by ``(symbol, trade_id)`` whatever its source.
+A ``Fill`` (``core.reports.FillReport``) is keyed by ``(venue, symbol, trade_id)`` whatever its source.
 """
 
 from __future__ import annotations
@@ -29,13 +32,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
 import orjson
 
 from executor.core.money import MAX_DECIMAL_TEXT, PLAIN_DECIMAL_PATTERN, exact_mul, parse_decimal
 from executor.core.orders import Observation, OrderStatus, Side, parse_side, parse_status
+from executor.core.reports import AssetBalance, Fill, FillSource, MalformedEvent, Venue
 
 __all__ = [
     "AccountPosition",
@@ -61,16 +64,6 @@ __all__ = [
     "parse_user_event_strict",
     "parse_user_frame",
 ]
-
-
-class MalformedEvent(ValueError):
-    """An exchange payload that does not have the documented shape; the message names the field."""
-
-
-class FillSource(StrEnum):
-    STREAM = "stream"
-    ORDER_RESPONSE = "order_response"
-    GAP_FILL = "gap_fill"
 
 
 _new_object = object.__new__
@@ -196,45 +189,6 @@ class _Reader:
 
 
 # --- common types ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Fill:
-    """One trade of one of our orders, from any source; identity is ``key``."""
-
-    symbol: str
-    trade_id: int
-    order_id: int
-    side: Side
-    price: Decimal
-    qty: Decimal
-    quote_qty: Decimal
-    commission: Decimal
-    commission_asset: str | None  # None when there is no commission
-    is_maker: bool
-    time_ms: int
-    source: FillSource
-    client_order_id: str | None = None  # myTrades rows do not carry it
-
-    def __post_init__(self) -> None:
-        # Rebuilt from the database these may be plain strings; ``side is Side.BUY`` needs enums.
-        object.__setattr__(self, "side", Side(self.side))
-        object.__setattr__(self, "source", FillSource(self.source))
-
-    @property
-    def key(self) -> tuple[str, int]:
-        return (self.symbol, self.trade_id)
-
-
-@dataclass(frozen=True)
-class AssetBalance:
-    asset: str
-    free: Decimal
-    locked: Decimal
-
-    @property
-    def total(self) -> Decimal:
-        return self.free + self.locked
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -438,7 +392,7 @@ class FuturesOrderUpdate(UserEvent):
             return None
         return Fill(self.symbol, self.trade_id, self.order_id, self.side, self.last_price, self.last_qty,
                     exact_mul(self.last_price, self.last_qty), self.commission, self.commission_asset,
-                    self.is_maker, self.trade_time, FillSource.STREAM, self.client_order_id)
+                    self.is_maker, self.trade_time, FillSource.STREAM, self.client_order_id, Venue.USDM)
 
     def observation(self) -> Observation:
         return Observation(self.status, self.cum_qty, self.cum_quote, self.order_id)

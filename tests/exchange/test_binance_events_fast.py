@@ -9,14 +9,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from executor.core import events as events_mod
-from executor.core.events import (
+from executor.core.orders import Observation
+from executor.exchange import binance_events as events_mod
+from executor.exchange.binance_events import (
     ExecutionReport,
     MalformedEvent,
     parse_user_event,
     parse_user_event_strict,
 )
-from executor.core.orders import Observation
 
 from .conftest import load_fixtures
 

@@ -1,0 +1,114 @@
+"""The exchange liquidates the carry's perpetual leg (issue #15: never leave an unhedged
+position silently). Against the embedded exchange over HTTP/WebSocket: a carry position is
+opened, the market swings until the short is liquidated, and then the bot's perpetual
+position is the exchange's (0), a WARNING and an alert say so, the spot leg is unwound (or
+re-hedged first, per ``on_leg_failure``) within the bounded time, and ``audit verify`` is
+clean. On hand-made views: CashAndCarry takes an exchange close into its perpetual leg."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from executor.chaos.truth import compare_ledger
+from executor.config import Config, load_config
+from executor.core.money import format_decimal
+from executor.persistence.store import Store
+from tests.alerts.test_alerts import Receiver
+from tests.app.test_carry import LEDGER, SYMBOL, audit_clean, ledger_matches_exchange, start, stop
+from tests.conftest import SimHandle
+
+D = Decimal
+
+
+@pytest.fixture
+async def receiver() -> Any:
+    r = Receiver()
+    await r.start()
+    try:
+        yield r
+    finally:
+        await r.stop()
+
+
+def config(tmp_path: Path, **params: Any) -> Config:
+    strategy = {"entry_bps": "10", "exit_bps": "0", "qty": "0.004", "max_position": "0.004",
+                "hedge_timeout_s": "1", "cooldown_s": "0.3", **params}
+    over: dict[str, Any] = {
+        "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"},
+        "logging": {"dir": str(tmp_path / "logs")},
+        "symbols": {"spot": [SYMBOL]},
+        "risk": {"kill_switch_file": str(tmp_path / "KILL")},
+        "futures": {"trade": True, "leverage": 3, "max_position": {"BTC": "0.02"},
+                    "max_net_delta": {"BTC": "0.01"}},
+        "alerts": {"webhook": True},
+        "strategy": {"path": "executor.strategy.carry:CashAndCarry", "params": strategy},
+    }
+    return load_config(local=None, overrides=over)
+
+
+@pytest.mark.parametrize("on_leg_failure", ["unwind", "hedge"])
+async def test_liquidated_perp_leg_is_seen_and_the_spot_leg_unwound(
+        sim: SimHandle, tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture, on_leg_failure: str) -> None:
+    caplog.set_level(logging.WARNING)
+    monkeypatch.setenv("BX_ALERT_WEBHOOK_URL", receiver.url + "/hook")
+    cfg = config(tmp_path, on_leg_failure=on_leg_failure)
+    side = sim.exchange.futures
+    side.market.set_basis(SYMBOL, D("0.003"))                         # 30 bps premium: enter
+    run = await start(sim, cfg)
+    fut = run.bot.futures_trading
+    try:
+        await run.until(lambda: run.hedged_at("-0.004") and run.settled())
+        await run.until(lambda: fut.position(SYMBOL) == D("-0.004"), 15)   # its fills, off the stream
+        side.market.set_basis(SYMBOL, D(0))                           # no new entry, no exit
+        # 5 USDT left in the futures wallet: the short is liquidated ~2% above the mark.
+        side.transfer("default", "USDT", -(side.wallet("default").balance("USDT") - D(5)))
+        lp = side.liquidation_price("default", SYMBOL)
+        assert lp is not None
+        up = (lp * D("1.001")).quantize(D("0.01"))
+        sim.exchange.market.set_book(SYMBOL, bid=str(up - D("0.01")), ask=str(up + D("0.01")))
+        await run.until(lambda: side.wallet("default").positions[SYMBOL].amount == 0, 20)
+        # The bot's position is the exchange's, without a gap fill being asked for.
+        await run.until(lambda: fut.position(SYMBOL) == 0 and len(fut.exchange_closes(SYMBOL)) == 1, 20)
+        await run.until(lambda: "liquidation" in receiver.kinds(), 15)
+        # Then the spot leg: unwound (after a refused or rejected re-hedge, with "hedge")
+        # within the bounded time: hedge_timeout_s 1 s + cooldowns and IOC round trips.
+        await run.until(lambda: run.hedged_at("0") and run.settled()
+                        and not run.bot.strategy.flags(), 20)                # type: ignore[union-attr]
+        await fut.gap_fill("test")
+        assert fut.position(SYMBOL) == 0
+    finally:
+        await stop(run)
+
+    (alert,) = [h for h in receiver.hook if h["kind"] == "liquidation"]
+    close = side.orders.force_orders("default", SYMBOL)[0]
+    assert alert["data"]["symbol"] == SYMBOL and D(alert["data"]["qty"]) == D("0.004")
+    assert D(alert["data"]["price"]) == close.price and alert["data"]["side"] == "BUY"
+    assert f"perpetual leg of {SYMBOL} was liquidated" in alert["text"]
+    assert f"at {format_decimal(close.price)}," in alert["text"]
+    assert f"on_leg_failure = \"{on_leg_failure}\"" in alert["text"]
+    logs = caplog.text + "".join(p.read_text() for p in (tmp_path / "logs").glob("*.log"))
+    assert f"perpetual leg of {SYMBOL} was liquidated" in logs
+
+    assert await ledger_matches_exchange(sim, cfg.database.url) == 0
+    found = await compare_ledger(sim.exchange, cfg.database.url, "default")
+    assert found.ok, found.examples
+    store = await Store.open(cfg.database.url)
+    try:
+        recs = await store.list_orders()
+    finally:
+        await store.close()
+    autoclose = [r for r in recs if r.client_order_id.startswith("autoclose-")]
+    assert len(autoclose) == 1 and autoclose[0].external and autoclose[0].symbol == LEDGER
+    unwind = [r for r in recs if r.symbol == SYMBOL and r.side == "SELL" and r.executed_qty > 0]
+    assert unwind and all((r.reason or "").startswith("liquidated-unwind") for r in unwind), \
+        [(r.client_order_id, r.reason) for r in unwind]
+    if on_leg_failure == "hedge":                                     # tried to re-short first
+        assert any(r.symbol == LEDGER and r.side == "SELL" and (r.reason or "").startswith("liquidated-hedge")
+                   for r in recs) or "liquidated-hedge" in logs
+    audit_clean(cfg.database.url)
