@@ -20,6 +20,15 @@ from the start (timed and reported: a bot pays that once, in slices, as the ledg
 Each command is timed as a user runs it (``python run.py audit ...`` in a subprocess,
 wall clock, output to /dev/null) and, separately, in-process by phase; ``--no-checkpoint``
 times them folding every row instead.
+
+``--cold`` (issue 16, the set-based audit): no checkpoint at all (any is deleted first), and
+``audit`` / ``audit verify`` are timed as a user runs them, then in-process each path:
+set-based SQL (``executor.audit.setbased`` / ``verify_sql``) against folding every row, with a
+check that both give the same report and verification. ``--url URL`` times the same on a
+copy of the ledger elsewhere (a PostgreSQL copy made with ``run.py db copy``):
+
+    .venv/bin/python bench/audit_scale.py --fills 1000000 --keep /tmp/a1m.db --cold
+    .venv/bin/python bench/audit_scale.py --keep /tmp/a1m.db --cold --url postgresql+asyncpg://...
 """
 
 from __future__ import annotations
@@ -308,6 +317,56 @@ def in_process(path: Path) -> dict[str, float]:
     return out
 
 
+def cold(url: str, since: str | None = None) -> None:
+    """The cold audit of ``url`` (no checkpoint): as a user runs it, then in-process per path.
+    ``since`` (``--since``): only the scoped report, ``audit --since``, timed the same ways."""
+    from dataclasses import replace
+
+    from executor.audit.query import AuditDB, Scope, parse_time
+    from executor.audit.report import build_report
+    from executor.audit.verify import verify, verify_dict
+
+    commands: tuple[tuple[str, tuple[str, ...]], ...] = (
+        ("audit (report)", ()),
+        ("audit verify", ("verify",)),
+    )
+    if since is not None:
+        commands = ((f"audit --since {since}", ("--since", since)),)
+    for label, cmd in commands:
+        secs, cpu, rc, out = timed_cli(url, *cmd)
+        first = out.splitlines()[0] if out else ""
+        print(f"cold {label:16s} {secs:6.2f} s wall {cpu:6.2f} s CPU  exit {rc}  {first[:80]}", flush=True)
+    gc.disable()  # as the audit command does
+    if since is not None:
+        scope = Scope(since_ms=parse_time(since, "--since"))
+        with AuditDB.from_url(url) as db:
+            reports = []
+            for label, set_based in (("set-based SQL", True), ("folding every row", False)):
+                t = time.perf_counter()
+                rep = build_report(db, scope, use_checkpoint=False, set_based=set_based)
+                took = time.perf_counter() - t
+                print(f"  in-process report --since, {label:18s} {took:6.2f} s", flush=True)
+                reports.append(replace(rep, generated_ms=0))
+            print(f"  the two reports are equal: {reports[0] == reports[1]}")
+        return
+    with AuditDB.from_url(url) as db:
+        reports = []
+        for label, set_based in (("set-based SQL", True), ("folding every row", False)):
+            t = time.perf_counter()
+            rep = build_report(db, Scope(), use_checkpoint=False, set_based=set_based)
+            print(f"  in-process report, {label:18s} {time.perf_counter() - t:6.2f} s", flush=True)
+            reports.append(replace(rep, generated_ms=0))
+        print(f"  the two reports are equal: {reports[0] == reports[1]}")
+        results = []
+        for label, set_based in (("set-based SQL", True), ("column-wise Python", False)):
+            t = time.perf_counter()
+            res = verify(db, Scope(), use_checkpoint=False, set_based=set_based)
+            took = time.perf_counter() - t
+            print(f"  in-process verify, {label:18s} {took:6.2f} s  ok={res.ok}", flush=True)
+            results.append(verify_dict(res))
+        print(f"  the two verifications are equal: {results[0] == results[1]}")
+
+
 def calibrate() -> float:
     """A fixed pure-Python workload, to compare figures across machines and load."""
     start = time.perf_counter()
@@ -324,6 +383,9 @@ def main() -> int:
     ap.add_argument("--phases", action="store_true", help="also time the phases in-process")
     ap.add_argument("--tail", type=int, default=10_000, help="fills left after the checkpoint's cut")
     ap.add_argument("--no-checkpoint", action="store_true", help="remove the checkpoints: fold every row")
+    ap.add_argument("--cold", action="store_true", help="no checkpoint: time the set-based audit (issue 16)")
+    ap.add_argument("--url", help="with --cold: time this copy of the ledger instead (e.g. PostgreSQL)")
+    ap.add_argument("--since", help="with --cold: time only the report scoped --since this time")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = args.keep or Path(tmp) / "ledger.db"
@@ -342,6 +404,18 @@ def main() -> int:
         }
         conn.close()
         print("rows: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+        if args.cold:
+            if args.url is None:
+                conn = sqlite3.connect(path)
+                conn.execute("DELETE FROM audit_checkpoints")
+                conn.commit()
+                conn.close()
+            cold(args.url or url, args.since)
+            print(
+                f"machine: 10M Python integer additions take {calibrate():.2f} s here; load average "
+                + " ".join(f"{x:.1f}" for x in os.getloadavg())
+            )
+            return 0
         conn = sqlite3.connect(path)
         if args.no_checkpoint:
             conn.execute("DELETE FROM audit_checkpoints")

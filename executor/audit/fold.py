@@ -41,7 +41,7 @@ __all__ = [
     "percentile",
 ]
 
-FOLD_VERSION = 2  # bump when the state's meaning or shape changes: old checkpoints are then ignored
+FOLD_VERSION = 3  # bump when the state's meaning or shape changes: old checkpoints are then ignored
 ZERO = Decimal(0)
 SLIP_STEP = Decimal("0.001")
 _SLIP_SCALE = 3
@@ -57,6 +57,11 @@ OUTCOMES = (
 )
 _ACCEPTED_OUT = frozenset({"never placed", "rejected", "unresolved"})
 _CTX = Context(prec=PREC)
+# Slippage totals are summed exactly (each value has PREC digits; a sum of a million of them
+# needs a few more): the total is then a plain sum, the same whatever order or grouping the
+# values come in, so the set-based report (``executor.audit.setbased``) gets it by adding
+# value * count per distinct value. The mean is still total / n at PREC digits.
+_EXACT = Context(prec=4 * PREC)
 
 
 def order_outcome(status: str, executed_qty: Decimal) -> str:
@@ -111,6 +116,12 @@ class Hist:
         self.counts[key] = self.counts.get(key, 0) + 1
         self.n += 1
         self.total += value
+
+    def add_exact(self, key: int, value: Decimal, count: int = 1) -> None:
+        """``count`` values ``value`` under ``key``, the total summed exactly (``_EXACT``)."""
+        self.counts[key] = self.counts.get(key, 0) + count
+        self.n += count
+        self.total = _EXACT.add(self.total, _EXACT.multiply(value, count) if count != 1 else value)
 
     def stats(self, scale: int = 0) -> Stats:
         """p50/p99 (nearest rank) of the keys as ``key * 10**-scale``; mean = total / n."""
@@ -248,9 +259,9 @@ class GroupFold:
         if slips is not None:
             mid, touch = slips
             if mid is not None:
-                self.slip_mid.add(_slip_key(mid), mid)
+                self.slip_mid.add_exact(_slip_key(mid), mid)
             if touch is not None:
-                self.slip_touch.add(_slip_key(touch), touch)
+                self.slip_touch.add_exact(_slip_key(touch), touch)
         self.totals.add(f, fee_quote)  # type: ignore[arg-type]
         self.fifo.apply(dq, f.price)
         self.avg.apply(dq, f.price)

@@ -579,17 +579,20 @@ class AuditDB:
         """Every known price of ``symbol`` in time order: fill prices and decision-time marks
         (or mids). Used to value third-asset fees (BNB) at the time of the fill."""
         pts: list[tuple[int, Decimal]] = []
-        cond, params = ("", [symbol])
+        params: list[Any] = [symbol]
+        fill_t, order_t = "coalesce(trade_ms, received_ms)", "coalesce(decision_ms, created_ms)"
+        fill_cond = order_cond = ""
         if until_ms is not None:
-            cond = " AND t < ?"
+            # The expression, not its alias: PostgreSQL has no output aliases in WHERE.
+            fill_cond, order_cond = f" AND {fill_t} < ?", f" AND {order_t} < ?"
             params.append(until_ms)
         for t, p in self.conn.execute(
-            f"SELECT coalesce(trade_ms, received_ms) AS t, price FROM fills WHERE symbol = ?{cond}", params
+            f"SELECT {fill_t} AS t, price FROM fills WHERE symbol = ?{fill_cond}", params
         ):
             pts.append((t, Decimal(p)))
         for t, mark, bid, ask in self.conn.execute(
-            "SELECT coalesce(decision_ms, created_ms) AS t, decision_mark, decision_bid, decision_ask "
-            f"FROM orders WHERE symbol = ?{cond}",
+            f"SELECT {order_t} AS t, decision_mark, decision_bid, decision_ask "
+            f"FROM orders WHERE symbol = ?{order_cond}",
             params,
         ):
             ref = _mid(bid, ask) or _d(mark)

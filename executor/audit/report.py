@@ -26,9 +26,12 @@ Definitions (the rendered report repeats the short forms):
   was received); both on the bot's clock. Percentiles are nearest-rank; slippage's are taken
   to 0.001 bps (``executor.audit.fold``).
 
-Everything is folded by ``executor.audit.fold``; an audit of the whole ledger starts from the
-stored checkpoint when there is a valid one (``executor.audit.checkpoints``) and folds only
-the rows after it.
+The figures are those of the fold, ``executor.audit.fold``. An audit of the whole ledger
+starts from the stored checkpoint when there is a valid one (``executor.audit.checkpoints``)
+and folds only the rows after it; otherwise they come from set-based SQL
+(``executor.audit.setbased``: aggregates in the database, one ordered read per symbol for
+the average-cost book) when that can give them exactly, else from folding every row. The
+exports and charts (``keep_rows``) and a scope spanning several runs (per-run groups) fold.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ from executor.audit.fold import (
     percentile,
 )
 from executor.audit.query import AuditDB, FillRow, OrderRow, Scope, split_symbol
-from executor.figures import BalanceFigure, balances, positions
+from executor.figures import BalanceFigure, balances
 from executor.persistence.types import now_ms
 
 __all__ = [
@@ -186,12 +189,16 @@ def fold_scope(
 
 
 def build_report(
-    db: AuditDB, scope: Scope, *, keep_rows: bool = False, use_checkpoint: bool = True
+    db: AuditDB, scope: Scope, *, keep_rows: bool = False, use_checkpoint: bool = True,
+    set_based: bool = True,
 ) -> AuditReport:
     """Everything the audit report shows, for ``scope``. ``keep_rows`` also keeps the order and
     fill rows and each fill's slippage (for the CSV exports and charts). The whole ledger is
-    folded from its checkpoint when one is valid (``use_checkpoint``)."""
+    folded from its checkpoint when one is valid (``use_checkpoint``); otherwise the figures
+    come from set-based SQL (``executor.audit.setbased``, ``set_based``) when it can give them
+    exactly, else from folding every row (the same figures either way)."""
     from executor.audit.checkpoints import resume_report
+    from executor.audit.setbased import set_based_fold
 
     notes: list[str] = []
     pairs = Pairs(db.known_assets())
@@ -201,13 +208,18 @@ def build_report(
     fills: list[FillRow] = []
     per_fill: dict[int, tuple[Decimal | None, Decimal | None]] = {}
     whole = scope.since_ms is None and scope.until_ms is None and scope.run_id is None
+    per_run = False
     if use_checkpoint and whole and not keep_rows:
         fold, note = resume_report(db, pairs, prices)
         if note:
             notes.append(note)
     if fold is None:
         several = db.conn.execute("SELECT count(*) FROM runs").fetchone()[0] > 1
-        fold = LedgerFold(pairs, prices, per_run=scope.run_id is None and several)
+        per_run = scope.run_id is None and several
+        if set_based and not keep_rows and not per_run:
+            fold = set_based_fold(db, scope, pairs, prices)
+    if fold is None:
+        fold = LedgerFold(pairs, prices, per_run=per_run)
         orders, fills, per_fill = fold_scope(db, scope, fold, keep_rows=keep_rows)
 
     groups = {k: g for k, g in fold.groups.items() if scope.symbol is None or k[1] == scope.symbol}
@@ -249,7 +261,7 @@ def build_report(
             "fees with no known price to convert them to quote (left out of fees in quote): "
             + ", ".join(f"{v} {a}" for a, v in sorted(unconverted.items()))
         )
-    held = positions(db.iter_fills(scope, slim=True), {s: pairs(s) for s in db.fill_symbols(scope)})
+    held = _positions(fold, scope)
     rows = db.balances()
     return AuditReport(
         balances=balances([BalanceFigure(r["asset"], r["free"], r["locked"]) for r in rows]),
@@ -269,6 +281,19 @@ def build_report(
         fills=fills,
         fill_slippage=per_fill,
     )
+
+
+def _positions(fold: LedgerFold, scope: Scope) -> dict[str, Decimal]:
+    """``executor.figures.positions`` of the fills in scope, without reading them again: per
+    symbol that is the FIFO book's net quantity (the sum of every fill's ``fill_delta``; the
+    lots are exact pieces of them), added up per base asset."""
+    held: dict[str, Decimal] = {}
+    with localcontext(_CTX):
+        for (rid, sym), g in fold.groups.items():
+            if rid is None and g.totals.count and (scope.symbol is None or sym == scope.symbol):
+                base = fold.pairs(sym)[0]
+                held[base] = held.get(base, ZERO) + g.fifo.position()[0]
+    return held
 
 
 def _symbol_report(

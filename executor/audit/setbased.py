@@ -1,0 +1,430 @@
+"""The audit report as set-based SQL: the figures of ``executor.audit.fold`` for a scope,
+from aggregates the database computes, with Python finishing only what is inherently
+sequential. Same SQL on SQLite and PostgreSQL (the audit's readers: ``AuditDB`` / ``SqlReader``).
+
+What SQL does (GROUP BY over the scope's rows):
+
+* orders: counts per outcome, external and resolved-from-unknown counts, ordered and executed
+  quantity, the acknowledgement latency histogram, the first-fill latency histogram (a join
+  with each order's first fill);
+* fills: counts, fills without a side, maker counts and quote volumes, bought/sold quantity
+  and quote, fees per asset and in quote (quote-asset fees);
+* money sums are exact: PostgreSQL sums NUMERIC; SQLite stores money as TEXT, so it sums the
+  text read as an integer of ``SCALE`` decimal places (``Dialect.num``), and any value that
+  does not fit that exactly (more places, an exponent, too many digits; an integer overflow
+  raises) makes the whole path step aside for the fold. Each sum comes back with the largest
+  number of places among its terms, so the Decimal has the exponent the fold's sum has.
+
+What Python does, over one time-ordered read per symbol of four or seven columns:
+
+* the average-cost book: each close divides by the running quantity at 50 digits, so its
+  result depends on every earlier step; it is run exactly as the fold runs it;
+* FIFO realized PnL by the identity ``gross = position cost - sum(dq * price)`` (every unit's
+  cash flow is either realized or still in an open lot at its own price), with the open lots
+  under FIFO being the newest acquisitions that add up to the final position: a short walk
+  back from the end; base-asset fees valued at the fill price; each fill's slippage, counted
+  per distinct (side, price, bid, ask) and added with its multiplicity (the fold sums
+  slippage totals exactly, so grouping cannot change them);
+* third-asset fees (BNB) at the price the ledger knew at the fill's time (``PriceAt``).
+
+A ledger whose report needs per-run groups (several runs, whole-ledger scope) is left to the
+fold: a run's books open with the inventory at its first fill, at its average cost.
+tests/audit/test_setbased.py checks that this path and the fold give the same report.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter, deque
+from collections.abc import Callable
+from decimal import Decimal, localcontext
+from typing import Any
+
+import sqlalchemy as sa
+
+from executor.audit.fold import _CTX, ZERO, LedgerFold, PriceAt, _slip, _slip_key, order_outcome
+from executor.audit.query import AuditDB, Scope
+from executor.core.orders import Side
+from executor.core.pnl import FifoBook
+
+__all__ = ["SCALE", "Dialect", "set_based_fold"]
+
+SCALE = 8  # decimal places SQLite sums carry (Binance sends at most 8)
+# Tried in turn on SQLite: a ledger with more places (a quote of 9) is summed at 12, with at
+# most 6 integer digits; past that the fold does it.
+_SCALES = (SCALE, 12)
+_ACCEPTED_OUT = frozenset({"never placed", "rejected", "unresolved"})
+_TIME = "coalesce(f.trade_ms, f.received_ms)"
+
+
+class NotExact(Exception):
+    """A value the SQL sums cannot carry exactly: the caller folds instead."""
+
+
+class Dialect:
+    """The few expressions that differ between the backends."""
+
+    def __init__(self, sqlite: bool, scale: int = SCALE) -> None:
+        self.sqlite = sqlite
+        self.scale = scale
+        self._unit = Decimal(1).scaleb(-scale)
+
+    def num(self, x: str) -> str:
+        """``x`` as a summable exact number: NUMERIC on PostgreSQL; on SQLite the text as an
+        integer count of 10**-scale (the fraction padded to ``scale`` places)."""
+        if not self.sqlite:
+            return x
+        s = self.scale
+        pad = "0" * s
+        dot = f"instr({x}, '.')"
+        # Exactly ``scale`` places (Binance's own format): drop the point. Else pad the fraction.
+        return (
+            f"CAST(CASE WHEN {dot} = length({x}) - {s} THEN replace({x}, '.', '') "
+            f"WHEN {dot} > 0 THEN substr({x}, 1, {dot} - 1) || substr(substr({x}, {dot} + 1) "
+            f"|| '{pad}', 1, {s}) ELSE {x} || '{pad}' END AS INTEGER)"
+        )
+
+    def places(self, x: str) -> str:
+        """Decimal places of ``x`` as stored (its Decimal's exponent, negated)."""
+        if not self.sqlite:
+            return f"scale({x})"
+        return f"(CASE instr({x}, '.') WHEN 0 THEN 0 ELSE length({x}) - instr({x}, '.') END)"
+
+    def nonzero(self, x: str) -> str:
+        return f"{x} GLOB '*[1-9]*'" if self.sqlite else f"{x} <> 0"
+
+    def unfit(self, x: str) -> str:
+        """True for a value ``num`` cannot carry exactly (SQLite only; never on PostgreSQL)."""
+        if not self.sqlite:
+            return "false"
+        dot = f"instr({x}, '.')"
+        return (
+            f"(CASE WHEN {dot} = length({x}) - {self.scale} THEN length({x}) > 19 "
+            f"ELSE (instr({x}, 'E') > 0 OR {self.places(x)} > {self.scale} "
+            f"OR (CASE WHEN {dot} > 0 THEN {dot} - 1 ELSE length({x}) END) > {18 - self.scale}) END)"
+        )
+
+    def value(self, total: Any, places: Any) -> Decimal:
+        """A sum read back as a Decimal with the exponent the fold's sum would have."""
+        if total is None:
+            return ZERO
+        if not self.sqlite:
+            return total if isinstance(total, Decimal) else Decimal(total)
+        v = Decimal(total).scaleb(-self.scale)
+        return v.quantize(Decimal(1).scaleb(-int(places or 0)))
+
+
+def _where(scope: Scope, time_col: str, alias: str) -> tuple[str, list[Any]]:
+    return scope.where(time_col, run_col=f"{alias}.run_id", symbol_col=f"{alias}.symbol")
+
+
+def _and(where: str, cond: str) -> str:
+    return (where + " AND " if where else " WHERE ") + cond
+
+
+def set_based_fold(
+    db: AuditDB, scope: Scope, pairs: Callable[[str], tuple[str, str]], prices: PriceAt
+) -> LedgerFold | None:
+    """The fold of ``scope`` (groups per symbol over the whole scope) from SQL; None when this
+    path cannot give exactly what the fold gives."""
+    if not db.sqlite:
+        db.conn.execute("SET LOCAL jit = off")  # short statements: compiling them costs more
+    for scale in _SCALES if db.sqlite else (SCALE,):
+        d = Dialect(db.sqlite, scale)
+        fold = LedgerFold(pairs, prices, per_run=False)
+        try:
+            _orders(db, d, scope, fold)
+            _fills(db, d, scope, fold)
+        except NotExact:
+            continue
+        except (sqlite3.OperationalError, sa.exc.DBAPIError) as exc:
+            if "overflow" in str(exc).lower():  # an SQLite integer sum past 2**63
+                return None
+            raise
+        return fold
+    return None
+
+
+# -- orders
+
+
+def _orders(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold) -> None:
+    where, params = _where(scope, "o.created_ms", "o")
+    q_ok = f"o.quantity IS NOT NULL AND {d.nonzero('o.quantity')}"
+    sql = (
+        f"SELECT o.symbol, o.status, CASE WHEN {d.nonzero('o.executed_qty')} THEN 1 ELSE 0 END, "
+        "CASE WHEN o.external THEN 1 ELSE 0 END, count(*), "
+        "sum(CASE WHEN o.resolved_from_unknown THEN 1 ELSE 0 END), "
+        f"sum(CASE WHEN {q_ok} THEN {d.num('o.quantity')} END), "
+        f"max(CASE WHEN {q_ok} THEN {d.places('o.quantity')} END), "
+        f"sum(CASE WHEN {q_ok} THEN {d.num('o.executed_qty')} END), "
+        f"max(CASE WHEN {q_ok} THEN {d.places('o.executed_qty')} END), "
+        f"sum(CASE WHEN {d.unfit('o.executed_qty')} OR ({q_ok} AND {d.unfit('o.quantity')}) "
+        "THEN 1 ELSE 0 END) "
+        f"FROM orders o{where} GROUP BY 1, 2, 3, 4"
+    )
+    for sym, status, ex_nz, ext, n, rfu, qty, q_pl, exe, e_pl, unfit in db.conn.execute(sql, params):
+        if unfit:
+            raise NotExact
+        g = fold.group(None, sym)
+        oc = order_outcome(status, Decimal(ex_nz))
+        g.counts[oc] += n
+        g.orders_total += n
+        g.external += ext * n
+        g.resolved_from_unknown += rfu
+        if not ext and oc not in _ACCEPTED_OUT and qty is not None:
+            g.ordered += d.value(qty, q_pl)
+            g.executed += d.value(exe, e_pl)
+    # Latencies (whole milliseconds) of our own orders: to acknowledgement, to first fill.
+    own = _and(where, "NOT o.external")
+    t0 = "coalesce(o.decision_ms, o.created_ms)"
+    ack = _and(own, "o.acked_ms IS NOT NULL")
+    for sym, lat, n in db.conn.execute(
+        f"SELECT o.symbol, o.acked_ms - {t0}, count(*) FROM orders o{ack} GROUP BY 1, 2", params
+    ):
+        _add_hist(fold.group(None, sym).ack, lat, n)
+    first = (
+        f"SELECT o.symbol, ff.m - {t0}, count(*) FROM orders o JOIN (SELECT order_id, "
+        "min(received_ms) AS m FROM fills WHERE order_id IS NOT NULL GROUP BY order_id) ff "
+        f"ON ff.order_id = o.id{own} GROUP BY 1, 2"
+    )
+    for sym, lat, n in db.conn.execute(first, params):
+        _add_hist(fold.group(None, sym).first_fill, lat, n)
+
+
+def _add_hist(h: Any, key: int, n: int) -> None:
+    h.counts[key] = h.counts.get(key, 0) + n
+    h.n += n
+    h.total += key * n
+
+
+# -- fills
+
+
+def _fill_sums(db: AuditDB, d: Dialect, scope: Scope) -> list[tuple[Any, ...]]:
+    """Per (symbol, side, maker flag, fee asset): count, quantity, quote quantity, non-zero
+    fees and their count; ``side`` a ``Side`` or None, money as Decimals."""
+    where, params = _where(scope, "f.trade_ms", "f")
+    fee_nz = d.nonzero("f.commission")
+    sql = (
+        "SELECT f.symbol, f.side, f.is_maker, f.commission_asset, count(*), "
+        f"sum({d.num('f.qty')}), max({d.places('f.qty')}), "
+        f"sum({d.num('f.quote_qty')}), max({d.places('f.quote_qty')}), "
+        f"sum(CASE WHEN {fee_nz} THEN {d.num('f.commission')} END), "
+        f"max(CASE WHEN {fee_nz} THEN {d.places('f.commission')} END), "
+        f"sum(CASE WHEN {fee_nz} THEN 1 ELSE 0 END), "
+        f"sum(CASE WHEN {d.unfit('f.qty')} OR {d.unfit('f.quote_qty')} OR {d.unfit('f.commission')} "
+        "THEN 1 ELSE 0 END) "
+        f"FROM fills f{where} GROUP BY 1, 2, 3, 4"
+    )
+    sides = {"BUY": Side.BUY, "SELL": Side.SELL}
+    out = []
+    for sym, side, maker, fee_asset, n, q, q_pl, qq, qq_pl, fee, fee_pl, fee_n, unfit in db.conn.execute(
+        sql, params
+    ):
+        if unfit:
+            raise NotExact
+        out.append(
+            (
+                sym,
+                sides.get(side),
+                None if maker is None else bool(maker),
+                fee_asset,
+                n,
+                d.value(q, q_pl),
+                d.value(qq, qq_pl),
+                d.value(fee, fee_pl) if fee_n else None,
+                fee_n,
+            )
+        )
+    return out
+
+
+def _fills(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold) -> None:
+    third: set[tuple[str, str]] = set()
+    symbols: set[str] = set()
+    for sym, side, maker, fee_asset, n, qty, quote_qty, fee, _fee_n in _fill_sums(db, d, scope):
+        g = fold.group(None, sym)
+        g.fills += n
+        if side is None:
+            g.fills_without_side += n
+            continue
+        symbols.add(sym)
+        base, quote = fold.pairs(sym)
+        if maker is not None:
+            g.known_quote += quote_qty
+            if maker:
+                g.maker_quote += quote_qty
+                g.maker_n += n
+        t = g.totals
+        t.count += n
+        if side is Side.BUY:
+            t.bought_qty += qty
+            t.bought_quote += quote_qty
+        else:
+            t.sold_qty += qty
+            t.sold_quote += quote_qty
+        if fee is not None and fee_asset:
+            t.by_asset[fee_asset] = t.by_asset.get(fee_asset, ZERO) + fee
+            if fee_asset == quote:
+                t.fees += fee
+            elif fee_asset != base:  # a base fee's value in quote comes from the ordered read
+                third.add((sym, fee_asset))
+    for sym, asset in sorted(third):
+        _third_fees(db, d, scope, fold, sym, asset)
+    for sym in sorted(symbols):
+        _ordered(db, d, scope, fold, sym)
+
+
+def _third_fees(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold, sym: str, asset: str) -> None:
+    """Fees in a third asset, valued at the ledger's price of ``asset``+quote at each fill."""
+    where, params = _where(Scope(scope.run_id, scope.since_ms, scope.until_ms, sym), "f.trade_ms", "f")
+    cond = _and(
+        where, f"f.commission_asset = ? AND f.side IN ('BUY', 'SELL') AND {d.nonzero('f.commission')}"
+    )
+    g = fold.group(None, sym)
+    quote = fold.pairs(sym)[1]
+    price_at = fold.price_at
+    dec = Decimal
+    fees = g.totals.fees
+    with localcontext(_CTX):
+        rows = db.conn.execute(f"SELECT {_TIME}, f.commission FROM fills f{cond}", [*params, asset])
+        for t, amount in rows:
+            amount = dec(amount)
+            price = price_at(asset + quote, t)
+            if price is None:
+                per = fold.unconverted.setdefault(sym, {})
+                per[asset] = per.get(asset, ZERO) + amount
+            else:
+                fees += amount * price
+    g.totals.fees = fees
+
+
+def _ordered(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold, sym: str) -> None:
+    """One time-ordered read of ``sym``'s fills: the average-cost book, FIFO by the identity,
+    base fees in quote, the bot's own position, slippage."""
+    if not d.sqlite:
+        _ordered_pg(db, scope, fold, sym)
+        return
+    where, params = _where(Scope(scope.run_id, scope.since_ms, scope.until_ms, sym), "f.trade_ms", "f")
+    base = fold.pairs(sym)[0]
+    cond = _and(where, "f.side IN ('BUY', 'SELL')")
+    sql = (
+        f"SELECT f.side = 'BUY', f.qty, CASE WHEN f.commission_asset = ? AND {d.nonzero('f.commission')} "
+        "THEN f.commission END, f.price, o.external, o.decision_bid, o.decision_ask "
+        f"FROM fills f LEFT JOIN orders o ON o.id = f.order_id{cond} ORDER BY {_TIME}, f.trade_id"
+    )
+    g = fold.group(None, sym)
+    avg = g.avg
+    apply = avg.apply
+    dec = Decimal
+    flow = ZERO  # sum of dq * price
+    base_fees = ZERO
+    own = ZERO
+    moves: list[tuple[Decimal, Decimal]] = []
+    keep = moves.append
+    slips: Counter[tuple[bool, Any, Any, Any]] = Counter()
+    with localcontext(_CTX):
+        for buy, q, fee, p, ext, bid, ask in db.conn.execute(sql, [base, *params]):
+            price = dec(p)
+            dq = dec(q) if buy else -dec(q)
+            if fee is not None:
+                fee = dec(fee)
+                dq = dq - fee
+                base_fees += fee * price
+            if dq:
+                flow += dq * price
+                apply(dq, price)
+                keep((dq, price))
+            if ext is not None and not ext:
+                own += dq
+                if bid is not None or ask is not None:
+                    slips[(bool(buy), p, bid, ask)] += 1
+        g.totals.fees += base_fees
+        g.own_qty += own
+        g.fifo = _fifo(moves, flow)
+        _add_slips(g, ((buy, p, bid, ask, n) for (buy, p, bid, ask), n in slips.items()))
+
+
+def _ordered_pg(db: AuditDB, scope: Scope, fold: LedgerFold, sym: str) -> None:
+    """``_ordered`` on PostgreSQL, where NUMERIC arithmetic is exact: the sums of dq * price,
+    base fees * price and the bot's own dq, and the slippage groups, are SQL aggregates; only
+    (dq, price) of each fill comes to Python, for the average-cost book and the FIFO lots."""
+    where, params = _where(Scope(scope.run_id, scope.since_ms, scope.until_ms, sym), "f.trade_ms", "f")
+    base = fold.pairs(sym)[0]
+    cond = _and(where, "f.side IN ('BUY', 'SELL')")
+    fee = "CASE WHEN f.commission_asset = ? AND f.commission <> 0 THEN f.commission END"
+    dq = f"(CASE WHEN f.side = 'BUY' THEN f.qty ELSE -f.qty END - coalesce({fee}, 0))"
+    g = fold.group(None, sym)
+    flow, base_fees, own = db.conn.execute(
+        f"SELECT sum({dq} * f.price), sum({fee} * f.price), sum(CASE WHEN NOT o.external THEN {dq} END) "
+        f"FROM fills f LEFT JOIN orders o ON o.id = f.order_id{cond}",
+        [base, base, base, *params],
+    ).fetchone()
+    reader: Any = db.conn
+    moves = reader.rows(
+        f"SELECT {dq}, f.price FROM fills f{_and(cond, f'{dq} <> 0')} ORDER BY {_TIME}, f.trade_id",
+        [base, *params, base],
+    )
+    avg = g.avg
+    apply = avg.apply
+    with localcontext(_CTX):
+        for m in moves:
+            apply(m[0], m[1])
+        g.totals.fees += base_fees or ZERO
+        g.own_qty += own or ZERO
+        g.fifo = _fifo(moves, flow or ZERO)
+        slips = reader.rows(
+            "SELECT f.side = 'BUY', f.price, o.decision_bid, o.decision_ask, count(*) FROM fills f "
+            f"JOIN orders o ON o.id = f.order_id{_and(cond, 'NOT o.external')} "
+            "AND (o.decision_bid IS NOT NULL OR o.decision_ask IS NOT NULL) GROUP BY 1, 2, 3, 4",
+            params,
+        )
+        _add_slips(g, ((buy, p, b, a, n) for buy, p, b, a, n in slips))
+
+
+def _add_slips(g: Any, groups: Any) -> None:
+    """Slippage of each distinct (BUY?, price, bid, ask), ``n`` fills each (``LedgerFold.slippage``)."""
+    dec = Decimal
+    for buy, p, bid, ask, n in groups:
+        side = Side.BUY if buy else Side.SELL
+        price = dec(p)
+        b = None if bid is None else dec(bid)
+        a = None if ask is None else dec(ask)
+        if b is not None and a is not None and b > 0 and a > 0:
+            mid = _slip(side, price, _CTX.divide(_CTX.add(b, a), 2))
+            g.slip_mid.add_exact(_slip_key(mid), mid, n)
+        r = a if side is Side.BUY else b
+        if r is not None and r > 0:
+            touch = _slip(side, price, r)
+            g.slip_touch.add_exact(_slip_key(touch), touch, n)
+
+
+def _fifo(moves: Any, flow: Decimal) -> FifoBook:
+    """The FIFO book after ``moves`` (non-zero signed base changes at their prices, in order)
+    without replaying them: the open lots are the newest moves in the position's direction
+    that add up to it (FIFO closes the oldest first; a move that crossed zero is never needed
+    beyond what it opened), and ``gross = cost of the open lots - sum(dq * price)``."""
+    book = FifoBook()
+    position = sum((m[0] for m in moves), ZERO)
+    lots: deque[list[Decimal]] = deque()
+    cost = ZERO
+    if position:
+        long = position > 0
+        need = abs(position)
+        for dq, price in reversed(moves):
+            if (dq > 0) != long:
+                continue
+            take = min(abs(dq), need)
+            q = take if long else -take
+            lots.appendleft([q, price])
+            cost += q * price
+            need -= take
+            if not need:
+                break
+        if need:  # cannot happen without an opening lot; refuse rather than guess
+            raise NotExact
+    book.lots = lots
+    book.gross = cost - flow
+    return book
+
