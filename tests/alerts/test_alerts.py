@@ -6,6 +6,7 @@ reconciliation with differences, daily summary, unclean end)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -163,8 +164,16 @@ async def test_bot_sends_its_alerts(sim, receiver: Receiver, tmp_path: Path, mon
 
         bot.risk.kill_switch.engage("from the test, as a file")
         await wait_until(lambda: "kill" in receiver.kinds(), 5, "a kill alert")
-        actions = await bot.store.operator_actions(run_id=bot.run_id)
-        assert ("kill", "kill_file") in [(a["action"], a["source"]) for a in actions]
+
+        async def kill_recorded() -> None:
+            # The kill takes effect (and alerts) first; its ledger row follows.
+            while True:
+                actions = await bot.store.operator_actions(run_id=bot.run_id)
+                if ("kill", "kill_file") in [(a["action"], a["source"]) for a in actions]:
+                    return
+                await asyncio.sleep(0.02)
+
+        await asyncio.wait_for(kill_recorded(), 10)
 
         assert sim.exchange.faults.connections.stall("market") >= 1
         await wait_until(lambda: "stream_stale" in receiver.kinds(), 10, "a stale-stream alert")
