@@ -25,7 +25,8 @@ SYMBOL = "BTCUSDT"
 LEDGER = "UM:BTCUSDT"
 
 
-def config(tmp_path: Path, **params: Any) -> Config:
+def config(tmp_path: Path, extra: dict[str, Any] | None = None, **params: Any) -> Config:
+    """The carry bot's config; ``params`` override the strategy's, ``extra`` adds tables."""
     strategy = {"entry_bps": "10", "exit_bps": "0", "qty": "0.004", "max_position": "0.008",
                 "hedge_timeout_s": "1", "cooldown_s": "0.3", **params}
     over: dict[str, Any] = {
@@ -36,6 +37,7 @@ def config(tmp_path: Path, **params: Any) -> Config:
         "futures": {"trade": True, "leverage": 3, "max_position": {"BTC": "0.02"},
                     "max_net_delta": {"BTC": "0.01"}},
         "strategy": {"path": "executor.strategy.carry:CashAndCarry", "params": strategy},
+        **(extra or {}),
     }
     return load_config(local=None, overrides=over)
 

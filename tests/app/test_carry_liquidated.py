@@ -15,11 +15,10 @@ from typing import Any
 import pytest
 
 from executor.chaos.truth import compare_ledger
-from executor.config import Config, load_config
 from executor.core.money import format_decimal
 from executor.persistence.store import Store
 from tests.alerts.test_alerts import Receiver
-from tests.app.test_carry import LEDGER, SYMBOL, audit_clean, ledger_matches_exchange, start, stop
+from tests.app.test_carry import LEDGER, SYMBOL, audit_clean, config, ledger_matches_exchange, start, stop
 from tests.conftest import SimHandle
 
 D = Decimal
@@ -35,29 +34,14 @@ async def receiver() -> Any:
         await r.stop()
 
 
-def config(tmp_path: Path, **params: Any) -> Config:
-    strategy = {"entry_bps": "10", "exit_bps": "0", "qty": "0.004", "max_position": "0.004",
-                "hedge_timeout_s": "1", "cooldown_s": "0.3", **params}
-    over: dict[str, Any] = {
-        "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"},
-        "logging": {"dir": str(tmp_path / "logs")},
-        "symbols": {"spot": [SYMBOL]},
-        "risk": {"kill_switch_file": str(tmp_path / "KILL")},
-        "futures": {"trade": True, "leverage": 3, "max_position": {"BTC": "0.02"},
-                    "max_net_delta": {"BTC": "0.01"}},
-        "alerts": {"webhook": True},
-        "strategy": {"path": "executor.strategy.carry:CashAndCarry", "params": strategy},
-    }
-    return load_config(local=None, overrides=over)
-
-
 @pytest.mark.parametrize("on_leg_failure", ["unwind", "hedge"])
 async def test_liquidated_perp_leg_is_seen_and_the_spot_leg_unwound(
         sim: SimHandle, tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture, on_leg_failure: str) -> None:
     caplog.set_level(logging.WARNING)
     monkeypatch.setenv("BX_ALERT_WEBHOOK_URL", receiver.url + "/hook")
-    cfg = config(tmp_path, on_leg_failure=on_leg_failure)
+    # One carry position (max_position = qty) and the alerts on.
+    cfg = config(tmp_path, {"alerts": {"webhook": True}}, max_position="0.004", on_leg_failure=on_leg_failure)
     side = sim.exchange.futures
     side.market.set_basis(SYMBOL, D("0.003"))                         # 30 bps premium: enter
     run = await start(sim, cfg)
