@@ -305,14 +305,23 @@ def not_found_payload(client_order_id: str) -> dict[str, Any]:
     return {"code": -2013, "msg": "Order does not exist.", "origClientOrderId": client_order_id}
 
 
-class BinanceSpot:
-    """The spot adapter's ``core.reports.Translator`` (stream payloads of either market)."""
-
-    venue = Venue.SPOT
+class _BinanceStreams:
+    """What both markets' translators share: user-stream payloads (either market's events
+    are told apart by their type) and Binance's -2013 answer."""
 
     @staticmethod
     def user_event(item: object) -> Report | None:
         return decode_user_payload(item)
+
+    @staticmethod
+    def absent(client_order_id: str) -> Mapping[str, Any]:
+        return not_found_payload(client_order_id)
+
+
+class BinanceSpot(_BinanceStreams):
+    """The spot adapter's ``core.reports.Translator``."""
+
+    venue = Venue.SPOT
 
     @staticmethod
     def order(row: object) -> OrderStatusReport:
@@ -326,19 +335,11 @@ class BinanceSpot:
     def account(row: object) -> AccountSnapshot:
         return spot_account_snapshot(row)
 
-    @staticmethod
-    def absent(client_order_id: str) -> Mapping[str, Any]:
-        return not_found_payload(client_order_id)
 
-
-class BinanceUsdm:
+class BinanceUsdm(_BinanceStreams):
     """The USD-M adapter's translations for the futures gap fill and account check."""
 
     venue = Venue.USDM
-
-    @staticmethod
-    def user_event(item: object) -> Report | None:
-        return decode_user_payload(item)
 
     @staticmethod
     def order(row: object) -> OrderStatusReport:
@@ -365,10 +366,6 @@ class BinanceUsdm:
     @staticmethod
     def income(row: Mapping[str, Any]) -> IncomeReport:
         return income_report(row)
-
-    @staticmethod
-    def absent(client_order_id: str) -> Mapping[str, Any]:
-        return not_found_payload(client_order_id)
 
 
 def _usdm_fill(f: FillReport) -> FillReport:
