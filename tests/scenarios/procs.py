@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
+import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from executor.config import ROOT
-from tests.scenarios.harness import overrides, write_toml
+from tests.scenarios.harness import overrides, until, write_toml
 
 
 @dataclass
@@ -45,3 +48,18 @@ async def wait_exit(bot: BotProcess, timeout: float = 60.0) -> int:
         bot.proc.kill()
         await bot.proc.wait()
         raise AssertionError(f"the bot did not exit within {timeout} s:\n{bot.output()[-3000:]}") from None
+
+
+async def sigkill_while_trading(tmp_path: Path, admin_url: str, trading: Callable[[], bool],
+                                what: str) -> float:
+    """Start a bot, wait until ``trading()``, let it run a random 1-4 s more, SIGKILL it;
+    the delay (the random moment is the point of the restart tests)."""
+    delay = random.uniform(1.0, 4.0)
+    bot = await spawn_bot(tmp_path, admin_url, "first")
+    try:
+        await until(trading, 60, what)
+        await asyncio.sleep(delay)
+    finally:
+        bot.proc.send_signal(signal.SIGKILL)
+        await bot.proc.wait()
+    return delay

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
-import signal
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -29,7 +27,7 @@ from executor.sim.accounts import DEFAULT_ID
 from executor.sim.exchange import SimExchange
 from tests.conftest import SimHandle, start_sim
 from tests.scenarios.harness import SIM_OPTIONS, BotRun, overrides, recon_reasons, until, write_toml
-from tests.scenarios.procs import spawn_bot, wait_exit
+from tests.scenarios.procs import sigkill_while_trading, spawn_bot, wait_exit
 
 pytestmark = pytest.mark.sim_options(**SIM_OPTIONS)
 SYMBOL = "BTCUSDT"
@@ -153,15 +151,9 @@ async def test_sigkill_at_a_random_moment_then_restart(tmp_path: Path) -> None:
     swinging = asyncio.get_running_loop().create_task(_swing(sim))
     cfg = carry_config(tmp_path)
     write_toml(tmp_path / "bot.toml", carry_overrides(tmp_path))
-    delay = random.uniform(1.0, 4.0)
     try:
-        first = await spawn_bot(tmp_path, sim.urls.admin, "first")
-        try:
-            await until(lambda: futures_trades(sim) >= 2, 60, "the first bot trading futures")
-            await asyncio.sleep(delay)  # the random moment is the point of this test
-        finally:
-            first.proc.send_signal(signal.SIGKILL)
-            await first.proc.wait()
+        delay = await sigkill_while_trading(tmp_path, sim.urls.admin, lambda: futures_trades(sim) >= 2,
+                                            "the first bot trading futures")
         killed_at = futures_trades(sim)
         second = await spawn_bot(tmp_path, sim.urls.admin, "second", "--duration", "10")
         code = await wait_exit(second)

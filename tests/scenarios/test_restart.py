@@ -4,9 +4,6 @@ the ledger equals the exchange exactly, nothing was sent twice, no fill stored t
 
 from __future__ import annotations
 
-import asyncio
-import random
-import signal
 import sqlite3
 from pathlib import Path
 
@@ -24,7 +21,7 @@ from tests.scenarios.harness import (
     scenario_config,
     until,
 )
-from tests.scenarios.procs import bot_config, spawn_bot, wait_exit
+from tests.scenarios.procs import bot_config, sigkill_while_trading, spawn_bot, wait_exit
 
 
 def our_orders(sim: SimHandle) -> int:
@@ -66,15 +63,9 @@ async def test_sigkill_at_a_random_moment_then_restart(tmp_path: Path) -> None:
     bot_config(tmp_path)
     secret = sim.creds.api_secret
     assert secret and len(secret) >= 16
-    delay = random.uniform(1.0, 4.0)
     try:
-        first = await spawn_bot(tmp_path, sim.urls.admin, "first")
-        try:
-            await until(lambda: our_orders(sim) >= 1, 60, "the first bot trading")
-            await asyncio.sleep(delay)  # the random moment is the point of this test
-        finally:
-            first.proc.send_signal(signal.SIGKILL)
-            await first.proc.wait()
+        delay = await sigkill_while_trading(tmp_path, sim.urls.admin, lambda: our_orders(sim) >= 1,
+                                            "the first bot trading")
         killed_at = our_orders(sim)
         # The killed run's files as it left them (WAL included) hold no secret either.
         for path in tmp_path.rglob("*"):
