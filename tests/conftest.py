@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -29,6 +31,14 @@ from tests.ledger_backends import (  # noqa: F401 - fixtures for every folder
     pg_databases,
     sqlite_template,
 )
+
+# Bytecode caching on, whatever the environment says: with PYTHONDONTWRITEBYTECODE=1 (some
+# images export it) every pytest process (the controller and each xdist worker) parses and
+# rewrites every test module again (~6 s of CPU each) and every ``run.py`` a test spawns
+# compiles the project from source. Set here, in the first conftest loaded, so the workers
+# and the bots they spawn inherit it. The caches are git-ignored.
+sys.dont_write_bytecode = False
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
 @dataclass
@@ -78,6 +88,39 @@ def build_client(creds: Credentials, endpoints: Endpoints) -> Any:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "sim_options(**kw): SimExchange.for_tests() overrides for the `sim` fixture")
+
+
+# The files whose tests take longest (10-40 s each: child processes, chaos cycles, replays),
+# longest first. They are collected first, so pytest-xdist's round-robin start hands them out
+# across the workers at once instead of leaving one worker with a long test at the end while
+# the others sit idle.
+LONG_FIRST = (
+    "tests/chaos/test_chaos.py",
+    "tests/scenarios/test_restart.py",
+    "tests/scenarios/test_futures_faults.py",
+    "tests/replay/test_replay.py",
+    "tests/app/test_endings.py",
+    "tests/scenarios/test_ledger_owner.py",
+    "tests/replay/test_sweep.py",
+    "tests/risk/test_liquidation_distance.py",
+    "tests/scenarios/test_ledger_positions.py",
+    "tests/streams/test_multi_day.py",
+    "tests/replay/test_import.py",
+    "tests/replay/test_cli.py",
+    "tests/app/test_startup_failures.py",
+    "tests/scenarios/test_faults.py",
+    "tests/app/test_carry.py",
+    "tests/bounded/test_bounded.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {path: i for i, path in enumerate(LONG_FIRST)}
+
+    def key(item: pytest.Item) -> int:
+        return rank.get(item.nodeid.split("::", 1)[0], len(LONG_FIRST))
+
+    items.sort(key=key)  # stable: every other test keeps its collection order
 
 
 @pytest.fixture

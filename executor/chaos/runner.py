@@ -262,7 +262,10 @@ class _Chaos:
             await asyncio.sleep(rng.uniform(*self.opts.swing_s))
 
     async def cycle(self, sim: SimExchange, admin: str, deadline: float) -> None:
-        futures = self.rng.random() < self.opts.futures_share
+        # The futures bot runs whenever it is behind its share of the cycles so far (not a coin
+        # toss): a short run with a share of 0.5 alternates, so both bots meet faults and kills.
+        share = self.opts.futures_share
+        futures = share >= 1 or (share > 0 and self.report.futures_cycles < share * (self.report.cycles + 1))
         bot = await self.spawn(admin, futures)
         swing = asyncio.get_running_loop().create_task(self.swing(sim)) if futures else None
         up = self.rng.uniform(*self.opts.up_s)

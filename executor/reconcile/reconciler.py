@@ -908,9 +908,19 @@ class Reconciler:
             await self._resync("balance_snapshot")
             return snap
 
-    async def settle(self, seconds: float = 0.3) -> None:
-        """Give the stream a moment (events in flight), then apply what arrived."""
-        await asyncio.sleep(seconds)
+    async def settle(self, seconds: float = 0.3, in_flight: Callable[[], int] | None = None) -> None:
+        """Give the stream up to ``seconds`` for events in flight, then apply what arrived.
+
+        ``in_flight`` counts the events the streams still expect (orders sent, no event
+        yet): the wait ends as soon as it is 0. Without it the full ``seconds`` are waited.
+        Nothing depends on the wait for correctness (a gap fill follows and stream events
+        are idempotent); it only lets the stream, not REST, bring what is already on the way."""
+        if in_flight is None:
+            await asyncio.sleep(seconds)
+        else:
+            deadline = asyncio.get_running_loop().time() + seconds
+            while in_flight() and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.01)
         await self.drain()
 
 

@@ -198,7 +198,10 @@ class Bot:
         await self._open_futures_trading()
         await self._start_market()
         self._build_trading()
+        # The user stream subscribes and gap-fills while the market streams wait for their
+        # first message (a mark price comes once a second): neither needs the other.
         await self._start_user_data()
+        await self._market_ready()
         await self._start_scheduler()
         assert self.loop is not None
         self.loop.start()
@@ -317,6 +320,8 @@ class Bot:
                                              stale_after_s=stale))
         for stream in self.streams:
             await stream.start()
+
+    async def _market_ready(self) -> None:
         for stream in self.streams:
             try:
                 await stream.wait_ready(self.options.ready_timeout_s)
@@ -767,8 +772,10 @@ class Bot:
         return note
 
     async def _final_reconcile(self) -> None:
-        # Events already on the wire (fills of the last orders, cancels) land first.
-        await self.reconciler.settle(0.3)
+        # Events already on the wire (the last orders, cancels) land first, as long as some
+        # stream still waits for one (at most 0.3 s).
+        streams = [*self.user_streams, *self.futures_streams]
+        await self.reconciler.settle(0.3, in_flight=lambda: sum(s.activity.pending for s in streams))
         report = await self.reconciler.gap_fill("shutdown")
         log.info("final reconciliation: %s", gap_fill_summary(report))
         if self.futures_recon is not None:

@@ -63,3 +63,16 @@ async def sigkill_while_trading(tmp_path: Path, admin_url: str, trading: Callabl
         bot.proc.send_signal(signal.SIGKILL)
         await bot.proc.wait()
     return delay
+
+
+async def restart_until(tmp_path: Path, admin_url: str, traded: Callable[[], bool], what: str) -> BotProcess:
+    """Start a second bot on the same ledger, wait until ``traded()`` (it got past whatever
+    the first one left behind and trades again), then stop it gracefully (SIGTERM)."""
+    bot = await spawn_bot(tmp_path, admin_url, "second")
+    try:
+        await until(traded, 60, what)
+    finally:
+        if bot.proc.returncode is None:
+            bot.proc.send_signal(signal.SIGTERM)
+    return bot
+

@@ -27,7 +27,7 @@ from executor.sim.accounts import DEFAULT_ID
 from executor.sim.exchange import SimExchange
 from tests.conftest import SimHandle, start_sim
 from tests.scenarios.harness import SIM_OPTIONS, BotRun, overrides, recon_reasons, until, write_toml
-from tests.scenarios.procs import sigkill_while_trading, spawn_bot, wait_exit
+from tests.scenarios.procs import restart_until, sigkill_while_trading, wait_exit
 
 pytestmark = pytest.mark.sim_options(**SIM_OPTIONS)
 SYMBOL = "BTCUSDT"
@@ -155,10 +155,10 @@ async def test_sigkill_at_a_random_moment_then_restart(tmp_path: Path) -> None:
         delay = await sigkill_while_trading(tmp_path, sim.urls.admin, lambda: futures_trades(sim) >= 2,
                                             "the first bot trading futures")
         killed_at = futures_trades(sim)
-        second = await spawn_bot(tmp_path, sim.urls.admin, "second", "--duration", "10")
+        second = await restart_until(tmp_path, sim.urls.admin, lambda: futures_trades(sim) > killed_at,
+                                     f"the restarted bot trading futures (kill after {delay:.2f} s)")
         code = await wait_exit(second)
         assert code == 0, second.output()[-3000:]
-        assert futures_trades(sim) > killed_at, f"the restarted bot did not trade (kill after {delay:.2f} s)"
         await settled_equal(sim, cfg.database.url)
     finally:
         swinging.cancel()

@@ -21,7 +21,7 @@ from tests.scenarios.harness import (
     scenario_config,
     until,
 )
-from tests.scenarios.procs import bot_config, sigkill_while_trading, spawn_bot, wait_exit
+from tests.scenarios.procs import bot_config, restart_until, sigkill_while_trading, wait_exit
 
 
 def our_orders(sim: SimHandle) -> int:
@@ -75,10 +75,10 @@ async def test_sigkill_at_a_random_moment_then_restart(tmp_path: Path) -> None:
         # An order the kill left unresolved keeps its side busy until its absence is
         # confirmed (-2013 past the 2 s request-timeout grace, then again a grace later):
         # the restarted bot must outlive that (and its own start-up) to trade on that side again.
-        second = await spawn_bot(tmp_path, sim.urls.admin, "second", "--duration", "10")
+        second = await restart_until(tmp_path, sim.urls.admin, lambda: our_orders(sim) > killed_at,
+                                     f"the restarted bot trading (kill after {delay:.2f} s)")
         code = await wait_exit(second)
         assert code == 0, second.output()[-3000:]
-        assert our_orders(sim) > killed_at, f"the restarted bot did not trade (kill after {delay:.2f} s)"
         await ledger_equals_exchange(sim, cfg.database.url)
         runs = runs_of(cfg.database.url)
         assert len(runs) == 2 and runs[-1][1] == "clean", runs

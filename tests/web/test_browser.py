@@ -1,7 +1,9 @@
 """The dashboard in a real browser (headless Chromium through selenium) on a bot trading on
 the embedded exchange: it shows the same fill count and realized PnL as ``/api/v1/pnl``,
 Pause (confirmed in the dialog) stops new orders, and a dead server shows as unreachable.
-The run saves ``docs/dashboard.png`` (linked from the README).
+The run saves a screenshot into its tmp folder; with ``BX_SAVE_SCREENSHOT=1`` it refreshes
+``docs/dashboard.png`` (linked from the README) — never otherwise, so a test run leaves
+the checkout as it was.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them); skipped with
 that reason when they are absent.
@@ -10,6 +12,7 @@ that reason when they are absent.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +25,7 @@ from tests.web.harness import TOKEN, WebBot, exchange_orders, wait_until, web_co
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
+README_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None or CHROMEDRIVER is None,
@@ -132,8 +135,11 @@ async def test_dashboard_in_chromium(sim, tmp_path: Path, monkeypatch: pytest.Mo
             assert _text(driver, "pnl-run-realized") == run_pnl["totals"]["USDT"]["realized"]
             await _page_until(driver, _chart_drawn,
                               10, "the equity chart")
-            SCREENSHOT.parent.mkdir(exist_ok=True)
-            assert await asyncio.to_thread(driver.save_screenshot, str(SCREENSHOT))
+            shot = tmp_path / "dashboard.png"
+            assert await asyncio.to_thread(driver.save_screenshot, str(shot))
+            assert shot.stat().st_size > 10_000
+            if os.environ.get("BX_SAVE_SCREENSHOT") == "1":
+                shutil.copyfile(shot, README_SCREENSHOT)
 
             # The server goes away: the page says so.
             await bot.oversight.web.stop()
