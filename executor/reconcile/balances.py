@@ -103,25 +103,28 @@ class SnapshotResult:
 
 
 async def take_snapshot(store: Store, gateway: AccountReader, *, read: Callable[[Any], AccountSnapshot],
-                        before_compare: Callable[[], Awaitable[None]] | None = None,
-                        settle: Callable[[], Awaitable[None]] | None = None) -> SnapshotResult:
+                        before_compare: Callable[[int | None], Awaitable[None]] | None = None,
+                        settle: Callable[[int | None], Awaitable[None]] | None = None) -> SnapshotResult:
     """Read the REST account (``read``, the adapter's translation, makes it an
     ``AccountSnapshot``), compare with the ledger, write the exchange's values.
 
-    ``before_compare`` runs between the REST read and the comparison (the reconciler
-    passes its queue drain, so events that reached us before the snapshot are applied
-    first and are not mistaken for discrepancies). If there are discrepancies and
-    ``settle`` is given, it runs once (events still in flight get applied) and the ledger
-    is compared again: only what is still different is reported.
+    ``before_compare(snapshot_ms)`` runs between the REST read and the comparison (the
+    reconciler applies the events that reached it and happened at or before the
+    snapshot's time, so they are not mistaken for discrepancies). If there are
+    discrepancies and ``settle`` is given, ``settle(snapshot_ms)`` runs once (events still
+    in flight get applied) and the ledger is compared again: only what is still different
+    is reported. Events newer than the snapshot are the caller's to keep back until this
+    returns (``gapfill``): applied before the write, they would make the comparison skip
+    their assets and put their rows before the snapshot's.
     """
     account = read(await gateway.account())
     balances, snapshot_ms = account.balances, account.update_ms
     if before_compare is not None:
-        await before_compare()
+        await before_compare(snapshot_ms)
     stored = await store.get_balances()
     cmp = compare_snapshot(stored, balances, snapshot_ms)
     if cmp.discrepancies and settle is not None:
-        await settle()
+        await settle(snapshot_ms)
         cmp = compare_snapshot(await store.get_balances(), balances, snapshot_ms)
     for d in cmp.discrepancies:
         log.warning("balance discrepancy, exchange value wins: %s", d)

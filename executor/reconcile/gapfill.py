@@ -21,17 +21,28 @@ it runs, stream events are held (``Reconciler.holding``); then, in this order:
    (reported by the exchange, by a stream event, or by step 2) gets a targeted myTrades
    by orderId;
 
-then the held events are applied in arrival order (dedupe absorbs the overlap), and last
+and last, still holding,
 
-5. the REST account snapshot is compared with the stored balances (now including the
-   held events): every difference is a discrepancy, and the exchange's value is written.
+5. the REST account snapshot (taken at exchange time T, its ``updateTime``) is compared
+   with the stored balances: first the held events that happened at or before T are
+   applied in arrival order (dedupe absorbs the overlap with steps 1-4); every difference
+   still there (after a short settle) is a discrepancy, and the exchange's value is
+   written. Only then are the held events newer than T applied, and holding stops.
+
+Why hold through step 5: an event newer than T applied before the snapshot's rows are
+written puts its balance rows before the older snapshot's in the ledger and makes the
+comparison skip its assets (the stream is ahead), so the snapshot -- the audit's opening
+one on a fresh ledger -- would lack them. Held until the write, the ledger records the
+snapshot first and the newer events after it, as the exchange's clock has them. Whatever
+fails, the held events are applied (``release_held`` in a ``finally``): none is lost and
+none is applied twice (the buffer hands each out once).
 
 The run is recorded in reconciliation_runs with its counts and discrepancies (also when
 it fails).
 
 ``fill_missing_for_orders`` is step 4 on its own (the targeted gap fill the reconciler
 runs for a suspect order); ``run_balance_snapshot`` is step 5 on its own (the periodic
-balance check).
+balance check), holding stream events the same way.
 """
 
 from __future__ import annotations
@@ -251,11 +262,27 @@ async def _complete_fills(rec: Reconciler, wanted: Mapping[str, Decimal], report
 
 
 async def _balances(rec: Reconciler, report: GapFillReport) -> SnapshotResult:
+    """Step 5; the caller holds stream events (and releases them when this returns or fails)."""
+
+    async def catch_up(snapshot_ms: int | None) -> None:
+        await rec.drain()  # what arrived before the hold
+        report.counts["events_released"] += await rec.apply_held(snapshot_ms)
+
+    async def settle(snapshot_ms: int | None) -> None:
+        await rec.settle()  # events in flight: held meanwhile, applied up to the snapshot's time
+        report.counts["events_released"] += await rec.apply_held(snapshot_ms)
+
     snap = await take_snapshot(rec.store, rec.gateway, read=rec.account_snapshot,
-                               before_compare=rec.drain, settle=rec.settle)
+                               before_compare=catch_up, settle=settle)
     report.counts["balances_corrected"] += len(snap.corrected)
     report.discrepancies.extend(d.as_dict() for d in snap.discrepancies)
     return snap
+
+
+async def _release(rec: Reconciler, report: GapFillReport, held_before: int) -> None:
+    """Apply what is still held and stop holding; count what this run held."""
+    report.counts["events_released"] += await rec.release_held()
+    report.counts["events_held"] = rec.holding.held_total - held_before
 
 
 # ---------------------------------------------------------------------- runs
@@ -277,6 +304,7 @@ async def run_gap_fill(rec: Reconciler, reason: str) -> GapFillReport:
     report = GapFillReport(reason)
     store = rec.store
     report.recon_id = await store.start_reconciliation(reason[:64])
+    held_before = rec.holding.held_total
     rec.holding.hold()
     try:
         try:
@@ -298,12 +326,11 @@ async def run_gap_fill(rec: Reconciler, reason: str) -> GapFillReport:
             for u in report.updates:
                 wanted.setdefault(u.client_order_id, u.executed_qty)
             await _complete_fills(rec, wanted, report)
+            # Balances last, with the held events up to the snapshot's time applied: what is
+            # still different then is a real discrepancy, not an event we were sitting on.
+            await _balances(rec, report)
         finally:
-            report.counts["events_held"] = len(rec.holding)
-            report.counts["events_released"] = await rec.release_held()
-        # Balances last, with the held events applied: what is still different then is a
-        # real discrepancy, not an event we were sitting on.
-        await _balances(rec, report)
+            await _release(rec, report, held_before)  # the events newer than the snapshot
     except Exception as exc:
         report.error = f"{type(exc).__name__}: {exc}"
         log.error("gap fill (%s) failed: %s", reason, report.error)
@@ -345,15 +372,17 @@ async def run_balance_snapshot(rec: Reconciler) -> SnapshotResult:
         raise RuntimeError("a balance snapshot needs a REST gateway")
     report = GapFillReport("balance_snapshot")
     report.recon_id = await rec.store.start_reconciliation(report.reason)
+    held_before = rec.holding.held_total
+    rec.holding.hold()  # see step 5 in the module docstring
     try:
-        snap = await take_snapshot(rec.store, rec.gateway, read=rec.account_snapshot,
-                                   before_compare=rec.drain, settle=rec.settle)
+        try:
+            snap = await _balances(rec, report)
+        finally:
+            await _release(rec, report, held_before)
     except Exception as exc:
         report.error = f"{type(exc).__name__}: {exc}"
         await _record(rec, report)
         raise
-    report.counts["balances_corrected"] = len(snap.corrected)
     report.counts["assets_skipped"] = len(snap.skipped)
-    report.discrepancies.extend(d.as_dict() for d in snap.discrepancies)
     await _record(rec, report)
     return snap

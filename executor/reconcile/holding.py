@@ -5,6 +5,8 @@ meanwhile must not be applied in between (an older REST answer would then be com
 against a newer stream state, and the order of facts in the ledger would depend on
 timing). They are held here, in arrival order, and released in that same order once the
 REST picture is applied; idempotent application absorbs the overlap between the two.
+``take_where`` lets a REST account snapshot apply only the held events that happened before
+it (by exchange time) and keep the newer ones until its rows are written.
 
 Pure: no I/O, no clock. Not thread-safe (one event loop owns it).
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 __all__ = ["HoldingBuffer"]
@@ -76,6 +78,20 @@ class HoldingBuffer(Generic[T]):
         """Remove and return up to ``limit`` held items (all if None), oldest first."""
         n = len(self._items) if limit is None else min(limit, len(self._items))
         return [self._items.popleft() for _ in range(n)]
+
+    def take_where(self, due: Callable[[T], bool], limit: int | None = None) -> list[T]:
+        """Remove and return up to ``limit`` held items for which ``due`` is true (all of
+        them if None), oldest first; the others stay held, in their arrival order. Nothing
+        is removed if ``due`` raises."""
+        taken: list[T] = []
+        kept: deque[T] = deque()
+        for item in self._items:
+            if (limit is None or len(taken) < limit) and due(item):
+                taken.append(item)
+            else:
+                kept.append(item)
+        self._items = kept
+        return taken
 
     def stop_holding(self) -> None:
         """Stop holding; refuses while items are still held (they would be overtaken)."""

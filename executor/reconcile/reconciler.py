@@ -33,7 +33,9 @@ one transaction per batch (group commit), parsing the next batch while SQLite wr
 previous one. Within a batch every order's observations are folded through the core state
 machine (``core.orders.apply``) into one status update, while every event keeps its own
 order_events row. While a gap fill runs, submitted events are held
-(``holding.HoldingBuffer``) and applied afterwards in arrival order. ``gap_fill`` itself is
+(``holding.HoldingBuffer``) and applied afterwards in arrival order; around a REST
+balance snapshot those that happened before the snapshot's time are applied before its
+comparison and the newer ones only after its rows are written (``apply_held``). ``gap_fill`` itself is
 in ``gapfill.py``; this class serialises runs (one at a time; requests during a run
 coalesce into one follow-up run).
 
@@ -771,6 +773,40 @@ class Reconciler:
             await self.gap_fill(reason)
         except Exception:
             log.exception("reconciler: gap fill (%s) failed", reason)
+
+    def exchange_ms(self, item: Incoming) -> int | None:
+        """The exchange time of a stream event (None: it has none, or it cannot be read;
+        applying it reports why)."""
+        try:
+            rep = self.report(item)
+        except Exception:  # noqa: BLE001 - unreadable: the apply path logs and counts it
+            return None
+        if isinstance(rep, OrderStatusReport | BalanceReport | BalanceDeltaReport | AccountReport):
+            return rep.event_ms
+        return None
+
+    async def apply_held(self, until_ms: int | None) -> int:
+        """Apply the held events that happened at or before ``until_ms`` (exchange time;
+        every held event if None), in arrival order, events without an exchange time
+        included; newer ones stay held, in arrival order, and holding goes on. Returns how
+        many were applied. A REST account snapshot taken at ``until_ms`` uses it: what
+        happened before the snapshot explains its differences, what happened after it must
+        reach the ledger after the snapshot's rows (``gapfill``)."""
+
+        def due(item: Incoming) -> bool:
+            if until_ms is None:
+                return True
+            at = self.exchange_ms(item)
+            return at is None or at <= until_ms
+
+        n = 0
+        while True:
+            async with self._apply_lock:
+                batch = self.holding.take_where(due, self.batch_max)
+                if not batch:
+                    return n
+                n += len(batch)
+                await self._apply_guarded(batch)
 
     async def release_held(self) -> int:
         """Apply every held event in arrival order, then stop holding; returns how many."""

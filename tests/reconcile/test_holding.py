@@ -32,6 +32,26 @@ def test_buffer_keeps_order_and_refuses_to_stop_while_full() -> None:
     assert not buf.holding and buf.held_total == 5 and buf.max_depth == 5
 
 
+def test_take_where_keeps_the_rest_in_order_and_loses_nothing_on_error() -> None:
+    buf: HoldingBuffer[int] = HoldingBuffer()
+    buf.hold()
+    for i in (5, 1, 7, 2, 3, 9):
+        buf.offer(i)
+    assert buf.take_where(lambda i: i <= 5, limit=2) == [5, 1]
+    assert list(buf) == [7, 2, 3, 9]
+
+    def broken(i: int) -> bool:
+        if i == 3:
+            raise ValueError("unreadable")
+        return i < 5
+
+    with pytest.raises(ValueError):
+        buf.take_where(broken)
+    assert list(buf) == [7, 2, 3, 9]  # nothing taken: a failing check loses no event
+    assert buf.take_where(lambda i: i <= 5) == [2, 3]
+    assert buf.release() == [7, 9] and not buf.holding
+
+
 class FakeGateway:
     """Answers a gap fill with nothing; ``open_orders`` can be made to wait."""
 
