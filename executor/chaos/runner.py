@@ -181,6 +181,15 @@ class _Bot:
         self.proc = proc
         self.log = log
 
+    async def running(self, timeout: float) -> bool:
+        """Until the bot says it is running (its start-up done), it exits, or ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.returncode is None:
+            if b"bot running" in self.log.read_bytes():
+                return True
+            await asyncio.sleep(0.1)
+        return False
+
     async def end(self, sig: int, timeout: float = STOP_TIMEOUT_S) -> int:
         if self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
@@ -322,6 +331,10 @@ class _Chaos:
             self.say(f"waiting {wait_s:.1f} s for a 418 ban or 429 Retry-After to end before the last run")
             await asyncio.sleep(wait_s)
         bot = await self.spawn(admin, futures)
+        # The clean run's seconds count from the end of its start-up: on a busy machine
+        # Python alone may take seconds to start, and a run ended before it trades
+        # reconciles nothing.
+        await bot.running(STOP_TIMEOUT_S)
         await asyncio.sleep(self.opts.final_run_s)
         rc = await bot.end(signal.SIGTERM)
         self.report.bot_exit_codes[rc] += 1

@@ -732,7 +732,19 @@ class MarketStream:
             conn.start()
 
     async def wait_ready(self, timeout: float | None = None) -> None:
-        await asyncio.wait_for(asyncio.gather(*(c.wait_ready() for c in self.connections)), timeout)
+        """Until every connection has delivered its first message (``TimeoutError`` after
+        ``timeout``). Cancelled (a stop during start-up), it cancels its waits quietly: a
+        cancelled ``gather`` under ``wait_for`` left a never-retrieved exception in the log."""
+        waits = [asyncio.ensure_future(c.wait_ready()) for c in self.connections]
+        try:
+            _, pending = await asyncio.wait(waits, timeout=timeout)
+        finally:
+            for w in waits:
+                w.cancel()
+        if pending:
+            raise TimeoutError(f"{self.kind} stream: {len(pending)} connection(s) not ready")
+        for w in waits:
+            w.result()
 
     async def rotate(self) -> bool:
         """Planned reconnect of every connection, one after another; True if all rotated."""

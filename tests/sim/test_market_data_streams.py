@@ -83,12 +83,14 @@ async def test_kline_stream_updates_then_closes_with_x(sim: Any) -> None:
     async with websockets.connect(sim.urls.spot_stream + "ws/btcusdt@kline_1s") as ws:
         await recv_until_registered(sim)
         # The 1 s candle the trades land in can close before its update is pushed when the
-        # machine is busy (the clock runs at wall speed): trade again until one shows them.
+        # machine is busy (the clock runs at wall speed): trade again until an update of a
+        # still-open candle shows them.
         first: dict[str, Any] | None = None
         for _ in range(10):
             ticks(sim, 60)
             try:
-                first = await recv_until(ws, lambda m: m["e"] == "kline" and m["k"]["n"] > 0, timeout=2.0)
+                first = await recv_until(ws, lambda m: m["e"] == "kline" and m["k"]["n"] > 0
+                                         and not m["k"]["x"], timeout=2.0)
                 break
             except TimeoutError:
                 continue
