@@ -143,6 +143,21 @@ class FuturesGateway(RestGateway):
             return None
         raise GatewayError("futures.order.get", outcome)
 
+    async def get_order_by_id(self, symbol: str, order_id: int) -> dict[str, Any] | None:
+        """GET /fapi/v1/order by the exchange's orderId: the order of a trade the ledger has no
+        order for (the exchange's liquidation or ADL order, one placed by hand); None on -2013."""
+        if not symbol:
+            raise ValueError("get_order_by_id needs a symbol")
+        outcome = await self._send(
+            "futures.order.get", COSTS["order.get"],
+            lambda: self._signing().futures_get_order(symbol=symbol, orderId=order_id),
+            f"UM:{symbol} #{order_id}")
+        if isinstance(outcome, Accepted):
+            return outcome.response
+        if isinstance(outcome, Rejected) and outcome.code == NO_SUCH_ORDER:
+            return None
+        raise GatewayError("futures.order.get", outcome)
+
     async def open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
         if symbol:
             return await self._read("futures.openOrders", COSTS["openOrders.symbol"],

@@ -6,7 +6,8 @@ run at start, after every futures (re)connect, from the periodic jobs and at shu
 1. fills: ``GET /fapi/v1/userTrades`` from the last stored futures trade id + 1 per symbol,
    stored under the ledger symbol ``UM:<SYMBOL>`` (so spot and futures trade ids never
    collide) through the reconciler, keyed (symbol, tradeId): stored once whichever path
-   brings a fill first;
+   brings a fill first; a trade whose order the ledger lacks (a liquidation while the bot
+   was down) has that order fetched by its orderId and recorded first;
 2. orders: each of our futures orders the ledger holds as not final is queried by its client
    id (``GET /fapi/v1/order``) and the answer applied; one the exchange does not know (-2013)
    and sent more than ``not_found_grace_s`` ago (or never sent) becomes NOT_PLACED;
@@ -110,8 +111,24 @@ class FuturesGapFill:
                 continue
             report.fills_seen += len(rows)
             fills = [self.translate.trade(r) for r in rows]
+            await self._explain_orders(symbol, fills, report)
             result = await self.reconciler.apply_fills(fills, source="gap_fill")
             report.fills_added += result.fills_added
+
+    async def _explain_orders(self, symbol: str, fills: list[FillReport],
+                              report: FuturesGapFillReport) -> None:
+        """A trade names only its orderId: record first the orders the ledger does not hold
+        (the exchange's liquidation or ADL order of a position closed while the bot was down,
+        an order placed by hand), so every fill has its order and the position derived from
+        the ledger counts the exchange's closes (``autoclose-``/``adl_autoclose`` ids)."""
+        ledger = ledger_symbol(symbol)
+        for order_id in dict.fromkeys(f.order_id for f in fills):
+            if await self.store.get_order_by_exchange_id(ledger, order_id) is not None:
+                continue
+            found = await self.gateway.get_order_by_id(symbol, order_id)
+            report.orders_queried += 1
+            if found is not None:
+                await self.reconciler.apply_order_response(self.translate.order(found), source="gap_fill")
 
     async def _orders(self, report: FuturesGapFillReport) -> None:
         now_ms = time.time_ns() // 1_000_000

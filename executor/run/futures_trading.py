@@ -159,6 +159,12 @@ class FuturesTrading:
     async def gap_fill(self, reason: str) -> FuturesGapFillReport | None:
         if self.gapfill is None:
             return None
+        if self.tracker is not None and not self.tracker.positions_loaded:
+            # First the position the ledger holds from before this start: whatever this gap
+            # fill then stores (fills made while the bot was down) is news, and a liquidation
+            # or ADL among them is reported like one seen live, not folded silently into the
+            # starting position.
+            await self.reload("start")
         report = await self.gapfill.run(reason)
         await self.reload(reason)
         await self._read_liquidation()

@@ -20,6 +20,7 @@ from executor.persistence.store import Store
 from tests.alerts.test_alerts import Receiver
 from tests.app.test_carry import LEDGER, SYMBOL, audit_clean, config, ledger_matches_exchange, start, stop
 from tests.conftest import SimHandle
+from tests.scenarios.harness import until
 
 D = Decimal
 
@@ -95,4 +96,59 @@ async def test_liquidated_perp_leg_is_seen_and_the_spot_leg_unwound(
     if on_leg_failure == "hedge":                                     # tried to re-short first
         assert any(r.symbol == LEDGER and r.side == "SELL" and (r.reason or "").startswith("liquidated-hedge")
                    for r in recs) or "liquidated-hedge" in logs
+    audit_clean(cfg.database.url)
+
+
+async def test_a_liquidation_while_the_bot_was_down_is_alerted_at_start(
+        sim: SimHandle, tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The short is liquidated while no bot runs: the next start's gap fill stores the
+    exchange's closing fill, and that start says so (WARNING + alert) and unwinds the spot
+    leg, exactly as if the bot had seen it live. A close it already reported is not
+    reported again on a later start."""
+    caplog.set_level(logging.WARNING)
+    monkeypatch.setenv("BX_ALERT_WEBHOOK_URL", receiver.url + "/hook")
+    cfg = config(tmp_path, {"alerts": {"webhook": True}}, max_position="0.004", on_leg_failure="unwind")
+    side = sim.exchange.futures
+    side.market.set_basis(SYMBOL, D("0.003"))                         # 30 bps premium: enter
+    run = await start(sim, cfg)
+    try:
+        await run.until(lambda: run.hedged_at("-0.004") and run.settled())
+        await run.until(lambda: run.bot.futures_trading.position(SYMBOL) == D("-0.004"), 15)
+        side.market.set_basis(SYMBOL, D(0))                           # no new entry, no exit
+    finally:
+        assert await stop(run) == "clean"
+    assert side.wallet("default").positions[SYMBOL].amount == D("-0.004")
+
+    # Down: the wallet shrinks and the market rises through the liquidation price.
+    side.transfer("default", "USDT", -(side.wallet("default").balance("USDT") - D(5)))
+    lp = side.liquidation_price("default", SYMBOL)
+    assert lp is not None
+    up = (lp * D("1.001")).quantize(D("0.01"))
+    sim.exchange.market.set_book(SYMBOL, bid=str(up - D("0.01")), ask=str(up + D("0.01")))
+    await until(lambda: side.wallet("default").positions[SYMBOL].amount == 0, 20, "the liquidation")
+    close = side.orders.force_orders("default", SYMBOL)
+    assert len(close) == 1
+    sim.exchange.market.unfreeze(SYMBOL)  # the market moves on from there (the next start needs books)
+
+    run = await start(sim, cfg)
+    fut = run.bot.futures_trading
+    try:
+        assert fut.position(SYMBOL) == 0 and len(fut.exchange_closes(SYMBOL)) == 1
+        await run.until(lambda: "liquidation" in receiver.kinds(), 15)
+        await run.until(lambda: run.hedged_at("0") and run.settled()
+                        and not run.bot.strategy.flags(), 20)                # type: ignore[union-attr]
+    finally:
+        assert await stop(run) == "clean"
+    (alert,) = [h for h in receiver.hook if h["kind"] == "liquidation"]
+    assert D(alert["data"]["price"]) == close[0].price and D(alert["data"]["qty"]) == D("0.004")
+    assert f"perpetual leg of {SYMBOL} was liquidated" in alert["text"]
+
+    # A third start finds the same close in the ledger: history, not news.
+    run = await start(sim, cfg)
+    try:
+        assert run.bot.futures_trading.exchange_closes(SYMBOL) == []
+    finally:
+        assert await stop(run) == "clean"
+    assert [h["kind"] for h in receiver.hook].count("liquidation") == 1
     audit_clean(cfg.database.url)
