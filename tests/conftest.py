@@ -19,6 +19,7 @@ from functools import cached_property
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from executor.exchange.credentials import Credentials
 from executor.sim.exchange import SimExchange
@@ -39,6 +40,12 @@ from tests.ledger_backends import (  # noqa: F401 - fixtures for every folder
 # and the bots they spawn inherit it. The caches are git-ignored.
 sys.dont_write_bytecode = False
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
+# No per-example deadline: the suite shares two cores with the embedded exchanges and bots
+# of the other workers, and a 200 ms deadline fails a correct property when the machine is
+# busy (hypothesis then reports a "flaky" failure). The test timeout still bounds each test.
+settings.register_profile("shared-cores", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("shared-cores")
 
 
 @dataclass
