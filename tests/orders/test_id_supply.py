@@ -46,8 +46,10 @@ def test_unblocked_factory_is_unbounded() -> None:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> Any:
-    s = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}", synchronous="FULL")
+async def store(ledger_url: str) -> Any:
+    """A ledger on each backend (PostgreSQL when BX_TEST_PG_URL is set); SQLite at FULL,
+    so the order path's second connection is in play."""
+    s = await Store.open(ledger_url, synchronous="FULL", upgrade=False)
     await s.start_run("test", "sim", "x")
     try:
         yield s
