@@ -9,13 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from executor.core.ids import ClientIdFactory, IdsExhausted, parse_client_id
+from executor.exchange.binance_reports import SPOT
 from executor.orders.id_supply import IdSupply
 from executor.persistence.store import Store
+from executor.reconcile.id_blocks import VenueOrders, resolve_open_blocks
 from executor.risk.checks import Refused
 from tests.conftest import SimHandle
-from tests.orders.harness import build
+from tests.orders.harness import SYMBOLS, build
 from tests.orders.test_manager import resting_buy
 
 
@@ -130,5 +133,56 @@ async def test_manager_waits_for_ids_when_they_run_out(sim: SimHandle, tmp_path:
         assert [(b["first_seq"], b["last_seq"]) for b in await h.store.id_blocks()] == [(1, 2), (3, 4)]
         on_exchange = sorted(o.client_order_id for o in h.exchange_orders())
         assert on_exchange == sent
+    finally:
+        await h.close()
+
+
+@pytest.mark.parametrize("listing", [False, True], ids=["per-id", "allOrders"])
+async def test_lost_intents_of_an_unclean_run_are_found_and_adopted(
+        sim: SimHandle, tmp_path: Path, listing: bool) -> None:
+    h = await build(sim, tmp_path)
+    try:
+        f = ClientIdFactory("bx", "old1", blocks=True)
+        supply = IdSupply(h.store, f, block_size=8)
+        await supply.start()
+        h.manager.ids = f
+        h.manager.wait_for_ids = supply.wait
+        placed = []
+        for _ in range(3):
+            order = await h.manager.place(resting_buy(h))
+            assert not isinstance(order, Refused)
+            placed.append(order.client_id)
+        # What a power cut after the block's fsync can do: the last two intents (and what
+        # followed them) are gone from the ledger, the orders are on the exchange.
+        async with h.store.engine.begin() as conn:
+            for cid in placed[1:]:
+                await conn.execute(sa.text("DELETE FROM order_events WHERE order_id = "
+                                           "(SELECT id FROM orders WHERE client_order_id = :c)"), {"c": cid})
+                await conn.execute(sa.text("DELETE FROM orders WHERE client_order_id = :c"), {"c": cid})
+        await h.store.finish_run(ended="unclean")
+        await h.store.start_run("test", "sim", "x")
+
+        async def since(symbol: str, since_ms: int) -> list[Any]:
+            # limit 1: every order on its own page, so the orderId paging is exercised
+            return await h.gateway.orders_since(symbol, since_ms, now_ms=h.store.clock(), limit=1)
+
+        venue = VenueOrders("spot", SYMBOLS, SPOT.order, h.gateway.get_order,
+                            list_since=since if listing else None)
+        result = await resolve_open_blocks(h.store, h.reconciler, [venue], prefix="bx",
+                                           current_run_id=h.store.run_id)
+        assert sorted(result.adopted) == placed[1:]
+        assert result.candidates == 7  # 8 reserved, 1 recorded
+        assert result.queries == (len(SYMBOLS) if listing else 7 * len(SYMBOLS) - 2 * (len(SYMBOLS) - 1))
+        for cid in placed[1:]:
+            rec = await h.store.get_order_by_client_id(cid)
+            assert rec is not None and rec.status == "NEW" and not rec.external
+            assert rec.exchange_order_id == h.exchange_orders(cid)[0].order_id
+        [block] = await h.store.id_blocks()
+        assert (block["state"], block["adopted"]) == ("resolved", 2)
+        # Resolved once: the next start asks nothing.
+        again = await resolve_open_blocks(h.store, h.reconciler, [venue], prefix="bx",
+                                          current_run_id=h.store.run_id)
+        assert again.blocks == 0 and again.queries == 0
+        assert sorted(o.client_order_id for o in h.exchange_orders()) == placed  # nothing sent again
     finally:
         await h.close()
