@@ -40,6 +40,8 @@ def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
 
 
 def blocks_reserved(path: Path) -> int:
+    if not path.exists():  # (connecting would create it)
+        return 0
     try:
         return int(rows(path, "SELECT count(*) FROM id_blocks")[0][0])
     except sqlite3.Error:  # not created / migrated yet
