@@ -14,6 +14,13 @@ Format: ``<prefix>-<run>-<kind><seq>``, for example ``bx-mhx2k9q0a7f3-o42``:
 * ``seq``: 1-10 decimal digits, from 1 upward within the run.
 
 At most 8 + 1 + 14 + 1 + 1 + 10 = 35 characters, inside Binance's ``^[a-zA-Z0-9-_]{1,36}$``.
+
+Reserved blocks (``ClientIdFactory(..., blocks=True)``): order ids are then handed out only
+from sequence ranges the caller has added with ``add_order_block`` (ranges the ledger has
+durably reserved, ``orders.id_supply``); ``on_low`` is called once when the ids left fall to
+``low_water`` (time to reserve the next block), and ``next_order_id`` raises
+``IdsExhausted`` when none is left. Cancel ids are not blocked: a cancel is recorded with an
+fsynced commit before it is sent.
 An id is *ours* only if it parses with our prefix; anything else on the account (web UI,
 another program, Binance's generated ids) is external and must not be touched.
 """
@@ -21,6 +28,8 @@ another program, Binance's generated ids) is external and must not be touched.
 from __future__ import annotations
 
 import re
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -29,6 +38,7 @@ __all__ = [
     "ClientId",
     "ClientIdFactory",
     "IdKind",
+    "IdsExhausted",
     "is_ours",
     "make_run_tag",
     "parse_client_id",
@@ -104,18 +114,30 @@ def is_ours(value: object, prefix: str) -> bool:
     return parse_client_id(value, prefix) is not None
 
 
+class IdsExhausted(Exception):
+    """Every reserved order id has been handed out; the next block is not reserved yet."""
+
+
 class ClientIdFactory:
     """Hands out the ids of one run, in sequence. Pure (a counter), not thread-safe.
 
     ``next_order_seq``/``next_cancel_seq`` let a caller continue a run; a fresh run starts at 1.
+    ``blocks``: order ids only from added blocks (see the module docstring).
     """
 
-    def __init__(self, prefix: str, run: str, next_order_seq: int = 1, next_cancel_seq: int = 1) -> None:
+    def __init__(self, prefix: str, run: str, next_order_seq: int = 1, next_cancel_seq: int = 1, *,
+                 blocks: bool = False, low_water: int = 0, on_low: Callable[[], None] | None = None) -> None:
         self.prefix = validate_prefix(prefix)
         if not isinstance(run, str) or not _RUN_RE.fullmatch(run):
             raise ValueError(f"run tag: must be 1-14 of [a-z0-9], got {run!r}")
         self.run = run
         self._next = {IdKind.ORDER: next_order_seq, IdKind.CANCEL: next_cancel_seq}
+        self.blocked = blocks
+        self._blocks: deque[tuple[int, int]] = deque()  # (first, last) not yet (fully) handed out
+        self._reserved_to = next_order_seq - 1           # the last seq of the newest block added
+        self.low_water = low_water
+        self.on_low = on_low
+        self.last_order_seq = next_order_seq - 1          # the highest order seq handed out
 
     def _take(self, kind: IdKind) -> str:
         seq = self._next[kind]
@@ -124,8 +146,46 @@ class ClientIdFactory:
         self._next[kind] = seq + 1
         return str(ClientId(self.prefix, self.run, kind, seq))
 
+    # -- reserved blocks of order ids
+
+    def add_order_block(self, first: int, last: int) -> None:
+        """Order seqs ``first..last`` may now be handed out (blocks come in increasing order)."""
+        if not 1 <= first <= last <= MAX_SEQ or first <= self._reserved_to:
+            raise ValueError(f"order id block {first}..{last} overlaps or precedes {self._reserved_to}")
+        self._blocks.append((first, last))
+        self._reserved_to = last
+
+    @property
+    def order_ids_left(self) -> int:
+        """Reserved order ids not handed out yet (unbounded without ``blocks``: -1)."""
+        if not self.blocked:
+            return -1
+        nxt = self._next[IdKind.ORDER]
+        return sum(last - max(first, nxt) + 1 for first, last in self._blocks if last >= nxt)
+
+    @property
+    def next_block_first(self) -> int:
+        """Where the next block must start: after everything reserved and handed out so far."""
+        return max(self._reserved_to, self.last_order_seq) + 1
+
     def next_order_id(self) -> str:
-        return self._take(IdKind.ORDER)
+        if self.blocked:
+            nxt = self._next[IdKind.ORDER]
+            while self._blocks and self._blocks[0][1] < nxt:
+                self._blocks.popleft()
+            if not self._blocks:
+                raise IdsExhausted(f"no reserved order id left after seq {nxt - 1}")
+            first = self._blocks[0][0]
+            if nxt < first:  # a gap between blocks (never expected): skip to the block
+                self._next[IdKind.ORDER] = first
+            cid = self._take(IdKind.ORDER)
+            self.last_order_seq = self._next[IdKind.ORDER] - 1
+            if self.on_low is not None and self.order_ids_left == self.low_water:
+                self.on_low()
+            return cid
+        cid = self._take(IdKind.ORDER)
+        self.last_order_seq = self._next[IdKind.ORDER] - 1
+        return cid
 
     def next_cancel_id(self) -> str:
         return self._take(IdKind.CANCEL)

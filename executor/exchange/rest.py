@@ -55,6 +55,7 @@ COSTS: dict[str, Cost] = {
     "openOrders.all": Cost(weight=80),
     "myTrades": Cost(weight=20),
     "myTrades.order": Cost(weight=5),  # myTrades with orderId
+    "allOrders": Cost(weight=20),
     "account": Cost(weight=20),
     "account.commission": Cost(weight=20),
     "exchangeInfo": Cost(weight=20),
@@ -330,6 +331,33 @@ class RestGateway:
             return await self._read("openOrders", COSTS["openOrders.symbol"],
                                     lambda: self._client.get_open_orders(symbol=symbol), symbol)
         return await self._read("openOrders", COSTS["openOrders.all"], self._client.get_open_orders)
+
+    async def orders_since(self, symbol: str, since_ms: int, *, now_ms: int,
+                           limit: int = MAX_TRADES_LIMIT) -> list[dict[str, Any]]:
+        """Every order of ``symbol`` placed at or after ``since_ms`` (GET /api/v3/allOrders):
+        24-hour windows (the endpoint's longest) from ``since_ms`` until one has an order,
+        then pages by orderId (no window) until a short page. Oldest first, each order once."""
+        if not symbol:
+            raise ValueError("orders_since needs a symbol")
+        day = 86_400_000
+        start = since_ms
+        page: list[dict[str, Any]] = []
+        while start <= now_ms + day:
+            window = {"symbol": symbol, "startTime": start, "endTime": start + day - 1, "limit": limit}
+            page = await self._read("allOrders", COSTS["allOrders"],
+                                    lambda p=window: self._client.get_all_orders(**p), symbol)
+            if page:
+                break
+            start += day
+        out = {int(r["orderId"]): r for r in page}
+        while len(page) >= limit or (page and start + day - 1 < now_ms):
+            params = {"symbol": symbol, "orderId": max(out) + 1, "limit": limit}
+            page = await self._read("allOrders", COSTS["allOrders"],
+                                    lambda p=params: self._client.get_all_orders(**p), symbol)
+            out.update((int(r["orderId"]), r) for r in page)
+            if len(page) < limit:
+                break
+        return [out[k] for k in sorted(out)]
 
     # ------------------------------------------------------------------ trades / account
 

@@ -2,7 +2,9 @@
 
 For each ``Place`` (``submit`` decides synchronously, then one task does the I/O):
 
-1. our client order id (``ClientIdFactory``), rounding to tick/step and every symbol filter
+1. our client order id (``ClientIdFactory``; in a bot, from a block the ledger reserved
+   durably, ``orders.id_supply``: if none is left the decision waits in a task for the next
+   block, ``wait_for_ids``), rounding to tick/step and every symbol filter
    (``core.intents.build_order_request``) -- a filter failure is a refusal, nothing is sent;
 2. the risk checks on the rounded order (``RiskChecker``); a refusal is logged with its
    reason and recorded in the ledger (``risk_refusals``), nothing is sent;
@@ -56,7 +58,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from executor.core.bounded import BoundedDict
 from executor.core.filters import SymbolRules
-from executor.core.ids import ClientIdFactory, is_ours
+from executor.core.ids import ClientIdFactory, IdsExhausted, is_ours
 from executor.core.intents import (
     Cancel,
     Intent,
@@ -216,6 +218,9 @@ class OrderManager:
         # once the exchange definitely did not act on it (none will).
         self.on_sending: Callable[[str], None] | None = None
         self.on_no_effect: Callable[[str], None] | None = None
+        # Awaited when the reserved order ids are exhausted (``IdSupply.wait``); None: the
+        # factory is not blocked (never exhausted).
+        self.wait_for_ids: Callable[[], Awaitable[None]] | None = None
 
     # ------------------------------------------------------------------ intake
 
@@ -231,7 +236,13 @@ class OrderManager:
         if isinstance(intent, Place):
             if not self.accepting:
                 return self._refuse(intent, "the order manager is stopping", "stopping")
-            decided = self._decide_place(intent)
+            try:
+                decided = self._decide_place(intent)
+            except IdsExhausted:
+                # Rare (the next block is reserved when half of one is left): this decision
+                # is made once an id is durably reserved, nothing is sent before.
+                self._spawn(self._place_later(intent), f"place {intent.symbol} after ids")
+                return ALLOWED
             if isinstance(decided, Refused):
                 return decided
             self._spawn(self._send(decided, self._record(decided)), f"send {decided.client_order_id}")
@@ -255,9 +266,24 @@ class OrderManager:
             return ALLOWED
         raise TypeError(f"not an intent: {intent!r}")
 
+    async def _place_later(self, place: Place) -> None:
+        result = await self.place(place)
+        if isinstance(result, Refused):
+            log.info("order on %s decided after waiting for ids: %s", place.symbol, result)
+
     async def place(self, place: Place) -> TrackedOrder | Refused:
         """``submit`` for one Place, awaiting its whole send (tests, Replace)."""
-        decided = self._decide_place(place)
+        while True:
+            try:
+                decided = self._decide_place(place)
+                break
+            except IdsExhausted:
+                if self.wait_for_ids is None:
+                    raise
+                self.counts["waited_for_ids"] += 1
+                await self.wait_for_ids()
+                if not self.accepting:
+                    return self._refuse(place, "the order manager is stopping", "stopping")
         if isinstance(decided, Refused):
             return decided
         await self._send(decided, self._record(decided))

@@ -31,7 +31,7 @@ from executor.risk.checks import Decision, Refused
 
 __all__ = ["FuturesMarketView", "FuturesRiskView", "PerpState", "VenueRouter"]
 
-BOTH = ("accepting", "paused")    # set on the router: both managers stop or pause together
+BOTH = ("accepting", "paused", "wait_for_ids")  # set on the router: both managers alike
 
 
 @dataclass(frozen=True)

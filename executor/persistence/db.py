@@ -21,9 +21,12 @@ SQLite: every connection gets:
   corrupts the database and loses nothing when the *process* dies (crash, SIGKILL): a
   committed transaction is in the WAL file and survives. But an OS crash or power cut can
   drop the last few commits, and an order intent recorded before its send could be lost
-  while the order itself is on the exchange; FULL fsyncs the WAL at every commit and closes
-  that hole (cost measured in bench/RESULTS.md, "synchronous=FULL"). Choose explicitly with
-  ``synchronous="FULL"`` or ``?synchronous=full`` on the URL.
+  while the order itself is on the exchange; FULL fsyncs the WAL at every commit. The order
+  path's own commits are the exception: the store runs them on a second connection at
+  NORMAL and covers the hole with durably reserved client-id blocks instead (an fsynced
+  commit per 64 ids, resolved against the exchange at the next start after an unclean end;
+  see ``persistence.store`` and bench/RESULTS.md, "#11/#15 reserved id blocks"). Choose
+  explicitly with ``synchronous="FULL"`` or ``?synchronous=full`` on the URL.
 * ``busy_timeout``: another process (the audit, ``run.py db``) holding the lock makes us
   wait, not fail.
 

@@ -378,3 +378,37 @@ class FuturesIncome(Base):
     info: Mapped[str | None] = mapped_column(sa.String(64))
     received_ms: Mapped[int] = mapped_column(sa.BigInteger)
     run_id: Mapped[int | None] = mapped_column(sa.ForeignKey("runs.id"))
+
+
+class IdBlock(Base):
+    """A block of client-id sequence numbers of one run, reserved by a commit that is
+    fsynced before any of its ids is used (``Store.reserve_id_block``).
+
+    Why: with ``synchronous=FULL`` an order intent then commits without its own fsync (a
+    process crash keeps it; only an OS crash or power cut can lose it), and this row is what
+    survives such a loss: every id the bot may have sent lies in a reserved block. The next
+    start after a run that did not end ``clean`` asks the exchange about each reserved id
+    the ledger does not hold and adopts what it finds (``reconcile.id_blocks``).
+
+    ``state``: ``open`` while its run may use it; ``released`` at a clean end (its ids from
+    ``used_to + 1`` were never handed out; nothing is asked); ``resolved`` once the next
+    start has asked the exchange (``adopted`` orders found). A released or resolved block's
+    ids are never handed out again: a run's next block starts after its last one, and a new
+    run has a new run tag. No foreign key to ``runs``: ``db archive`` moves old runs out
+    while their (tiny) block rows stay behind.
+    """
+
+    __tablename__ = "id_blocks"
+    __table_args__ = (sa.UniqueConstraint("run_tag", "kind", "first_seq"), sa.Index(None, "state"))
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    run_id: Mapped[int | None] = mapped_column(sa.Integer)
+    run_tag: Mapped[str] = mapped_column(sa.String(14))
+    kind: Mapped[str] = mapped_column(sa.String(1))        # "o": order ids
+    first_seq: Mapped[int] = mapped_column(sa.BigInteger)
+    last_seq: Mapped[int] = mapped_column(sa.BigInteger)
+    reserved_ms: Mapped[int] = mapped_column(sa.BigInteger)
+    state: Mapped[str] = mapped_column(sa.String(16))      # open | released | resolved
+    closed_ms: Mapped[int | None] = mapped_column(sa.BigInteger)
+    used_to: Mapped[int | None] = mapped_column(sa.BigInteger)  # highest seq handed out (released)
+    adopted: Mapped[int | None] = mapped_column(sa.Integer)     # orders found on the exchange (resolved)

@@ -24,6 +24,22 @@ autocommit, so one fsync under ``synchronous=FULL``) before resolving each calle
 The two legs of a hedged decision are therefore durable together, after one sync instead of
 two in a row; each caller still learns its own outcome (``DuplicateClientOrderId`` for a
 taken id) and nothing is resolved before the commit has returned.
+
+Durability of an intent under ``synchronous=FULL`` (SQLite): the intents (and the SENT mark)
+commit on a second write connection set to ``synchronous=NORMAL``, so they wait for the WAL
+append but not for an fsync. A process crash or SIGKILL keeps them (the OS has the pages);
+only an OS crash or power cut can drop the last few. What such a loss cannot drop is the
+order's client id: every order id comes from a block of this run reserved by
+``reserve_id_block``, a commit of the FULL writer, so fsynced (in WAL mode that also makes
+every earlier commit durable) before any id of it is used. A run
+that did not end ``clean`` leaves its blocks ``open``, and the next start asks the exchange
+about each reserved id the ledger does not hold (``reconcile.id_blocks``): found means
+adopted, never sent again. A clean end is itself a fsynced commit, so it proves every intent
+before it durable; ``finish_run(ended="clean")`` releases the run's blocks in the same
+transaction. With ``synchronous=NORMAL`` configured there is one connection, as before.
+PostgreSQL keeps ``synchronous_commit=on`` for every commit: there ``off`` would let a
+*server* crash lose commits while the bot runs on and later ends clean, which the block
+resolution (after unclean ends only) would not catch.
 ``async with store.batch() as b:`` (or ``apply_batch(items)``) queues many writes and
 commits them in one transaction with one executemany per table (group commit): the path
 for high event rates, measured at 10-14k executionReports/s (event + fill + order update
@@ -72,6 +88,7 @@ from executor.persistence.models import (
     PENDING_SEND,
     SENT,
     STATUS_RANK,
+    IdBlock,
     OperatorAction,
 )
 from executor.persistence.records import OrderRecord, PositionRow
@@ -105,6 +122,10 @@ from executor.persistence.write_lock import _WriteLock
 T = TypeVar("T")
 
 operator_t = OperatorAction.__table__
+blocks_t = IdBlock.__table__
+
+# id_blocks.state values (see models.IdBlock).
+BLOCK_OPEN, BLOCK_RELEASED, BLOCK_RESOLVED = "open", "released", "resolved"
 
 # IN (open statuses) rather than NOT IN (finals): the former seeks ix_orders_status.
 _OPEN_STATUSES = sorted(str(s.value) for s in STATUS_RANK if s not in FINAL_STATUSES)  # type: ignore[attr-defined]
@@ -179,6 +200,10 @@ class Store:
         self.run_id: int | None = None
         self._write_lock = _WriteLock()
         self._wconn: AsyncConnection | None = None
+        # SQLite under synchronous=FULL: the order path's commits go through a second
+        # connection at synchronous=NORMAL (see the module docstring); None: the writer.
+        self._oconn: AsyncConnection | None = None
+        self._sync_mode: str | None = None  # the writer's configured synchronous mode (SQLite)
         # Order intents waiting for the group commit, and the task committing them.
         self._intents: list[tuple[dict[str, Any], asyncio.Future[OrderRecord]]] = []
         self._intent_writer: asyncio.Task[None] | None = None
@@ -205,9 +230,10 @@ class Store:
 
     async def close(self) -> None:
         async with self._write_lock.hold():
-            if self._wconn is not None:
-                await self._wconn.close()
-                self._wconn = None
+            for conn in (self._oconn, self._wconn):
+                if conn is not None:
+                    await conn.close()
+            self._wconn = self._oconn = None
         await self.engine.dispose()
 
     # -- transaction plumbing
@@ -224,7 +250,23 @@ class Store:
             conn = await self.engine.connect()
             await conn.execution_options(sqlite_write=True)
             self._wconn = conn
+            if conn.dialect.name == "sqlite":
+                rows = await _pragma(conn, "PRAGMA synchronous")
+                self._sync_mode = {1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(int(rows[0][0]), "NORMAL")
         return self._wconn
+
+    async def _order_writer(self) -> AsyncConnection:
+        """The connection of the order path's autocommits (under the write lock): the writer,
+        or on SQLite configured FULL a second one at synchronous=NORMAL (module docstring)."""
+        conn = await self._writer()
+        if self._sync_mode not in ("FULL", "EXTRA"):
+            return conn
+        if self._oconn is None or self._oconn.closed:
+            oconn = await self.engine.connect()
+            await oconn.execution_options(sqlite_write=True)
+            await _pragma(oconn, "PRAGMA synchronous=NORMAL")
+            self._oconn = oconn
+        return self._oconn
 
     async def _write(self, fn: Callable[..., T], *args: Any) -> T:
         async with self._write_lock.hold():
@@ -248,7 +290,7 @@ class Store:
         Only the order path uses this, and it jumps the queue of waiting batches (see
         ``_WriteLock``): the order is on hold until its record is committed."""
         async with self._write_lock.hold(urgent=True):
-            conn = await self._writer()
+            conn = await self._order_writer()
             if conn.in_transaction():  # never expected; keep the invariant rather than corrupt it
                 raise StoreError("write connection unexpectedly inside a transaction")
             return await autocommit_rows(conn, key, build, params, fast=self.fast)
@@ -306,7 +348,10 @@ class Store:
         ended: str = "clean",
         reason: str | None = None,
         at_ms: int | None = None,
+        used_to: int | None = None,
     ) -> None:
+        """Close the run row. ``clean`` also releases the run's open id blocks (``used_to``:
+        the highest order seq the run handed out, kept on them for the record)."""
         rid = run_id if run_id is not None else self.run_id
         if rid is None:
             raise StoreError("finish_run: no run was started")
@@ -318,8 +363,88 @@ class Store:
                 .where(runs_t.c.id == rid)
                 .values(stopped_ms=at, ended=ended, end_reason=reason)
             )
+            if ended == "clean":
+                # Every intent of this run committed before this (fsynced) commit: the ids
+                # of its blocks that were not used never left. Nothing to ask the exchange.
+                conn.execute(
+                    sa.update(blocks_t)
+                    .where(blocks_t.c.run_id == rid, blocks_t.c.state == BLOCK_OPEN)
+                    .values(state=BLOCK_RELEASED, closed_ms=at,
+                            used_to=sa.case((blocks_t.c.last_seq < used_to, blocks_t.c.last_seq),
+                                            else_=used_to) if used_to is not None else None)
+                )
 
+        # Fsynced under FULL: a clean end then vouches for every commit before it.
         await self._write(fn)
+
+    # -- reserved client-id blocks (models.IdBlock)
+
+    async def reserve_id_block(self, run_tag: str, first: int, size: int, *, kind: str = "o",
+                               at_ms: int | None = None) -> tuple[int, int]:
+        """Reserve order seqs ``first..first+size-1`` of ``run_tag`` for this run by a
+        commit of the writer (fsynced under ``synchronous=FULL``, like every commit but the
+        order path's; under NORMAL nothing is, as before); returns (first, last). No id of
+        it may be used before this returns. ``first`` must lie after every block the run
+        tag has (else ``StoreError``)."""
+        if size < 1 or first < 1:
+            raise StoreError(f"id block: first {first} and size {size} must be positive")
+        at = at_ms if at_ms is not None else self.clock()
+        last = first + size - 1
+        run_id = self.run_id
+
+        def fn(conn: Connection) -> tuple[int, int]:
+            top = conn.execute(
+                sa.select(sa.func.max(blocks_t.c.last_seq))
+                .where(blocks_t.c.run_tag == run_tag, blocks_t.c.kind == kind)
+            ).scalar()
+            if top is not None and first <= int(top):
+                raise StoreError(f"id block {run_tag} {first}..{last} overlaps a reserved one (to {top})")
+            conn.execute(sa.insert(blocks_t).values(
+                run_id=run_id, run_tag=run_tag, kind=kind, first_seq=first, last_seq=last,
+                reserved_ms=at, state=BLOCK_OPEN, closed_ms=None, used_to=None, adopted=None))
+            return first, last
+
+        return await self._write(fn)
+
+    async def id_blocks(self, *, state: str | None = None, run_id: int | None = None) -> list[dict[str, Any]]:
+        """Block rows (optionally of one state / run), oldest first."""
+
+        def fn(conn: Connection) -> list[dict[str, Any]]:
+            q = sa.select(blocks_t).order_by(blocks_t.c.id)
+            if state is not None:
+                q = q.where(blocks_t.c.state == state)
+            if run_id is not None:
+                q = q.where(blocks_t.c.run_id == run_id)
+            return [dict(m) for m in conn.execute(q).mappings()]
+
+        return await self._read(fn)
+
+    async def recorded_client_ids(self, client_ids: Sequence[str]) -> set[str]:
+        """Which of ``client_ids`` the ledger holds an order row for."""
+        wanted = list(dict.fromkeys(client_ids))
+
+        def fn(conn: Connection) -> set[str]:
+            out: set[str] = set()
+            for i in range(0, len(wanted), 500):
+                q = sa.select(orders_t.c.client_order_id).where(
+                    orders_t.c.client_order_id.in_(wanted[i:i + 500]))
+                out.update(r[0] for r in conn.execute(q))
+            return out
+
+        return await self._read(fn)
+
+    async def close_id_blocks(self, block_ids: Sequence[int], *, state: str = BLOCK_RESOLVED,
+                              adopted: int | None = None, at_ms: int | None = None) -> None:
+        """Mark blocks resolved (the exchange was asked) or released; fsynced."""
+        at = at_ms if at_ms is not None else self.clock()
+        ids = list(block_ids)
+
+        def fn(conn: Connection) -> None:
+            conn.execute(sa.update(blocks_t).where(blocks_t.c.id.in_(ids))
+                         .values(state=state, closed_ms=at, adopted=adopted))
+
+        if ids:
+            await self._write(fn)
 
     async def get_run(self, run_id: int) -> dict[str, Any] | None:
         def fn(conn: Connection) -> dict[str, Any] | None:
@@ -1040,6 +1165,15 @@ class Store:
             return [dict(m) for m in conn.execute(q).mappings()]
 
         return await self._read(fn)
+
+
+async def _pragma(conn: AsyncConnection, sql: str) -> list[Sequence[Any]]:
+    """A PRAGMA on the SQLite driver connection under ``conn`` (outside any transaction:
+    SQLAlchemy would begin one around it, and a safety level cannot change inside one)."""
+    raw = await conn.get_raw_connection()
+    aio = raw.driver_connection
+    assert aio is not None
+    return list(await aio.execute_fetchall(sql))  # type: ignore[attr-defined]
 
 
 def config_hash(obj: Any) -> str:

@@ -62,6 +62,7 @@ from executor.core.reports import wire_symbol
 from executor.exchange import binance_reports
 from executor.exchange.credentials import Credentials
 from executor.market.state import MarketState
+from executor.orders.id_supply import IdSupply
 from executor.orders.manager import OrderManager, ResolveTiming
 from executor.orders.order_log import OrderLog
 from executor.orders.tracker import OrderTracker
@@ -153,6 +154,8 @@ class Bot:
         self.fees: dict[str, FeeRates] = {}
         self.tracker: OrderTracker | None = None
         self.manager: OrderManager | None = None
+        self.id_supply: IdSupply | None = None
+        self.id_resolution: Any = None  # reconcile.id_blocks.BlockResolution of the start
         self.risk: RiskChecker | None = None
         self.loop: StrategyLoop | None = None
         self.ctx: StrategyContext | None = None
@@ -198,6 +201,8 @@ class Bot:
         await self._open_futures_trading()
         await self._start_market()
         self._build_trading()
+        assert self.id_supply is not None
+        await self.id_supply.start()  # the first block of order ids, reserved before any order
         # The user stream subscribes and gap-fills while the market streams wait for their
         # first message (a mark price comes once a second): neither needs the other.
         await self._start_user_data()
@@ -351,7 +356,9 @@ class Bot:
             run_tag = make_run_tag(self.options.clock_ms(), self.options.run_salt)
         else:
             run_tag = make_run_tag(time.time_ns() // 1_000_000, secrets.randbits(20))
-        ids = ClientIdFactory(self.prefix, run_tag)
+        # Order ids only from blocks the ledger reserved durably (orders.id_supply).
+        ids = ClientIdFactory(self.prefix, run_tag, blocks=True)
+        self.id_supply = IdSupply(self.store, ids)
         self.risk = RiskChecker(cfg.risk, **clock)
         views = tracker.views if fut is None else (lambda: [*tracker.views(), *fut.manager_views()])
         self.ctx = StrategyContext(self.market, rules, views, tracker.inventory,
@@ -376,6 +383,7 @@ class Bot:
             fut.on_exchange_close = self._on_exchange_close
         self.manager.on_sending = self._expect_stream_event
         self.manager.on_no_effect = self._withdraw_expectation
+        self.manager.wait_for_ids = self.id_supply.wait
 
     def _on_order_change(self, order: Any) -> None:
         assert self.loop is not None
@@ -432,6 +440,7 @@ class Bot:
 
     async def _start_user_data(self) -> None:
         await self.reconciler.start()
+        await self._resolve_id_blocks()
         if not self.options.user_stream:
             await self.reconciler.gap_fill("start")
             self._tasks.append(asyncio.create_task(self._poll_orders(), name="order-poller"))
@@ -457,6 +466,25 @@ class Bot:
             await self.reconciler.gap_fill("start")
         await self._adopt_open_orders()
         await self._start_futures_user_data()
+
+    async def _resolve_id_blocks(self) -> None:
+        """Before the start-up gap fill: the ids an earlier, unclean run reserved but the
+        ledger does not hold are looked up on the exchange and adopted (``reconcile.id_blocks``)."""
+        from executor.reconcile.id_blocks import VenueOrders, resolve_open_blocks
+
+        gateway = self.gateway
+
+        async def spot_since(symbol: str, since_ms: int) -> list[Any]:
+            return await gateway.orders_since(symbol, since_ms, now_ms=time.time_ns() // 1_000_000)
+
+        venues = [VenueOrders("spot", tuple(self.symbols), binance_reports.SPOT.order, gateway.get_order,
+                              list_since=spot_since)]
+        fut = self.futures_trading
+        if fut is not None and fut.gateway is not None:
+            venues.append(VenueOrders("USD-M", tuple(wire_symbol(s) for s in fut.symbols),
+                                      binance_reports.USDM.order, fut.gateway.get_order, fetch_fills=False))
+        self.id_resolution = await resolve_open_blocks(
+            self.store, self.reconciler, venues, prefix=self.prefix, current_run_id=self.run_id)
 
     def _futures_wanted(self) -> bool:
         return futures_user_data_wanted(self.cfg, self.options)
@@ -707,13 +735,17 @@ class Bot:
             await step("stop order manager", self.manager.stop(2), 5)
         forced = forced or shutdown.forced.is_set()
         ended, reason = run_ending(ended, reason, failed=failed, skipped=skipped, forced=forced)
+        if self.id_supply is not None:
+            await _logged("stop the id supply", self.id_supply.stop())
         if self.store is not None and self.run_id is not None and not lost:
             # (A lost lease: the new owner closes this run as abandoned.)
             # Not a ``step``: after a second signal every step is skipped, and the run row
-            # must still say how the run ended before the process exits.
+            # must still say how the run ended before the process exits. A clean end also
+            # releases the run's unused order ids (persistence.store).
+            used_to = self.id_supply.used_to if self.id_supply is not None else None
             try:
-                await asyncio.wait_for(
-                    self.store.finish_run(self.run_id, ended=ended, reason=reason or None), 5)
+                await asyncio.wait_for(self.store.finish_run(
+                    self.run_id, ended=ended, reason=reason or None, used_to=used_to), 5)
             except Exception as exc:  # noqa: BLE001 - logged as one line; the run row is best effort here
                 log.warning("shutdown: could not close the run row: %s", classify(exc).line)
         if self.run_id is not None:
