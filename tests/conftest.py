@@ -103,21 +103,23 @@ def pytest_configure(config: pytest.Config) -> None:
 # the others sit idle.
 LONG_FIRST = (
     "tests/chaos/test_chaos.py",
-    "tests/scenarios/test_restart.py",
     "tests/scenarios/test_futures_faults.py",
     "tests/replay/test_replay.py",
-    "tests/app/test_endings.py",
     "tests/scenarios/test_ledger_owner.py",
-    "tests/replay/test_sweep.py",
-    "tests/risk/test_liquidation_distance.py",
     "tests/scenarios/test_ledger_positions.py",
+    "tests/scenarios/test_restart.py",
+    "tests/scenarios/test_faults.py",
     "tests/streams/test_multi_day.py",
     "tests/replay/test_import.py",
-    "tests/replay/test_cli.py",
-    "tests/app/test_startup_failures.py",
-    "tests/scenarios/test_faults.py",
+    "tests/app/test_endings.py",
+    "tests/app/test_status_tty.py",
     "tests/app/test_carry.py",
-    "tests/bounded/test_bounded.py",
+    "tests/scenarios/test_shutdown_ban.py",
+    "tests/replay/test_cli.py",
+    "tests/scenarios/test_day_cut.py",
+    "tests/app/test_startup_failures.py",
+    "tests/replay/test_sweep.py",
+    "tests/scenarios/test_restart_power_cut.py",
 )
 
 

@@ -106,7 +106,9 @@ async def test_a_liquidation_reaches_the_ledger(sim: SimHandle, tmp_path: Path) 
     cfg = config(tmp_path, entry_bps="1000")
     side = sim.exchange.futures
     side.market.set_basis(SYMBOL, D(0))
-    sim.exchange.market.set_book(SYMBOL, bid="59999.99", ask="60000.01")
+    # Not frozen: the book moves on from there, so the bot's book stream gets its first
+    # update (a frozen book publishes nothing, and the start waited 15 s for it).
+    sim.exchange.market.set_book(SYMBOL, bid="59999.99", ask="60000.01", freeze=False)
     run = await start(sim, cfg)
     fut = run.bot.futures_trading
     try:
