@@ -8,8 +8,8 @@ counted and a few examples are kept, so the report can say what went wrong and h
 
 Futures orders are compared by status, executed quantity and exchange id (the stream gives
 an average price rounded to 5 decimals, so a futures cumulative quote is not exact);
-exchange liquidation orders ("autoclose-") are the exchange's, not ours, so only their
-trades are required in the ledger. The position of each perpetual is the ledger's fills
+the exchange's own closing orders (liquidation "autoclose-", ADL "adl_autoclose") are not
+ours, so only their trades are required in the ledger. The position of each perpetual is the ledger's fills
 summed; income rows are compared by tranId up to the newest row the ledger fetched (rows
 the exchange booked after the bot's last income read are not yet the ledger's business).
 """
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from executor.exchange.binance_reports import EXCHANGE_CLOSE_PREFIXES
 from executor.persistence.store import Store
 from executor.sim.exchange import SimExchange
 
@@ -156,7 +157,7 @@ def _futures_orders(out: Comparison, fut: Any, account_id: str, rows: list[Any])
     out.orders += len(orders)
     out.trades += len(trades)
     by_cid = {r.client_order_id: r for r in rows if str(r.symbol).startswith(FUTURES)}
-    ours = [o for o in orders if not o.client_order_id.startswith("autoclose-")]
+    ours = [o for o in orders if not o.client_order_id.startswith(EXCHANGE_CLOSE_PREFIXES)]
     per_cid = Counter(o.client_order_id for o in ours)
     for cid, n in per_cid.items():
         if n > 1:

@@ -42,6 +42,7 @@ COSTS: dict[str, Cost] = {
     "openOrders.all": Cost(weight=40),
     "positionRisk": Cost(weight=5),
     "userTrades": Cost(weight=5),
+    "allOrders": Cost(weight=5),
     "income": Cost(weight=30),
     "leverage": Cost(weight=1),
     "marginType": Cost(weight=1),
@@ -157,6 +158,33 @@ class FuturesGateway(RestGateway):
         if isinstance(outcome, Rejected) and outcome.code == NO_SUCH_ORDER:
             return None
         raise GatewayError("futures.order.get", outcome)
+
+    async def orders_since(self, symbol: str, since_ms: int, *, now_ms: int,
+                           limit: int = 1000) -> list[dict[str, Any]]:
+        """Every order of ``symbol`` placed at or after ``since_ms`` (GET /fapi/v1/allOrders):
+        7-day windows (the endpoint's longest) from ``since_ms`` until one has an order, then
+        pages by orderId until a short page. Oldest first, each order once."""
+        if not symbol:
+            raise ValueError("orders_since needs a symbol")
+        week = 7 * 86_400_000
+        start = since_ms
+        page: list[dict[str, Any]] = []
+        while start <= now_ms + week:
+            window = {"symbol": symbol, "startTime": start, "endTime": start + week - 1, "limit": limit}
+            page = await self._read("futures.allOrders", COSTS["allOrders"],
+                                    lambda p=window: self._signing().futures_get_all_orders(**p), symbol)
+            if page:
+                break
+            start += week
+        out = {int(r["orderId"]): r for r in page}
+        while len(page) >= limit or (page and start + week - 1 < now_ms):
+            params = {"symbol": symbol, "orderId": max(out) + 1, "limit": limit}
+            page = await self._read("futures.allOrders", COSTS["allOrders"],
+                                    lambda p=params: self._signing().futures_get_all_orders(**p), symbol)
+            out.update((int(r["orderId"]), r) for r in page)
+            if len(page) < limit:
+                break
+        return [out[k] for k in sorted(out)]
 
     async def open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
         if symbol:

@@ -10,9 +10,10 @@ this run trades:
 1. the candidate ids: every seq of the block (``used_to`` is unknown after a crash) whose
    id the ledger holds no order row for;
 2. the exchange is asked once per venue and symbol where it can list orders
-   (``VenueOrders.list_since``: spot ``allOrders`` from the earliest block's reservation
-   time, less ``CLOCK_MARGIN_MS`` for the exchange's clock), else per candidate id and
-   symbol (``VenueOrders.get``; USD-M here: the embedded exchange has no futures allOrders);
+   (``VenueOrders.list_since``: spot and USD-M ``allOrders`` from the earliest block's
+   reservation time, less ``CLOCK_MARGIN_MS`` for the exchange's clock), else per candidate
+   id and symbol (``VenueOrders.get``, for a venue that cannot list: up to a block's 64 ids
+   per symbol);
 3. each order found with a candidate id is adopted (the reconciler's adoption path: a row
    for it with the exchange's status, ``resolved_from_unknown`` semantics as any adopted
    order), and its fills fetched (spot: the targeted gap fill of the order; futures: the

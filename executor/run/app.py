@@ -481,8 +481,14 @@ class Bot:
                               list_since=spot_since)]
         fut = self.futures_trading
         if fut is not None and fut.gateway is not None:
+            fgw = fut.gateway
+
+            async def futures_since(symbol: str, since_ms: int) -> list[Any]:
+                return await fgw.orders_since(symbol, since_ms, now_ms=time.time_ns() // 1_000_000)
+
             venues.append(VenueOrders("USD-M", tuple(wire_symbol(s) for s in fut.symbols),
-                                      binance_reports.USDM.order, fut.gateway.get_order, fetch_fills=False))
+                                      binance_reports.USDM.order, fgw.get_order, list_since=futures_since,
+                                      fetch_fills=False))
         self.id_resolution = await resolve_open_blocks(
             self.store, self.reconciler, venues, prefix=self.prefix, current_run_id=self.run_id)
 

@@ -416,24 +416,46 @@ class FuturesOrders:
         ``futures_account``'s docstring): the account's open orders expire first (er 5)."""
         for open_order in self.open_orders(account):
             self._close(open_order, "EXPIRED", expiry_reason=LIQUIDATED)
+        self._liquidations += 1
+        now = self._now_ms()
+        amount = self._position_amount(account, symbol)
+        # "CALCULATED - Liquidation Execution"
+        return self._exchange_close(account, symbol, abs(amount), mark,
+                                    f"autoclose-{now}{self._liquidations:06d}", "CALCULATED")
+
+    def auto_deleverage(self, account: str, symbol: str, qty: Decimal | None = None,
+                        price: Decimal | None = None) -> FuturesOrder:
+        """ADL: the exchange closes ``qty`` (default: all) of ``symbol``'s position at
+        ``price`` (default: the mark) against a liquidated counterparty, by its own order
+        ``adl_autoclose`` (Binance's name for it). Open orders stay. The fill is reported as
+        a TRADE execution (the reference documents only the client id; the execution type
+        is an inference: the liquidation's CALCULATED is documented for liquidations)."""
+        amount = self._position_amount(account, symbol)
+        if amount == 0:
+            raise ValueError(f"{account} has no {symbol} position to deleverage")
+        size = abs(amount) if qty is None else min(qty, abs(amount))
+        at = price if price is not None else self._mark(symbol)
+        return self._exchange_close(account, symbol, size, at, "adl_autoclose", "TRADE")
+
+    def _exchange_close(self, account: str, symbol: str, qty: Decimal, price: Decimal, client_order_id: str,
+                        execution: str) -> FuturesOrder:
+        """The exchange's own order closing ``qty`` of the position at ``price``, filled at once."""
         amount = self._position_amount(account, symbol)
         now = self._now_ms()
-        self._liquidations += 1
         order_id, trade_id = self._side.next_ids()
         order = FuturesOrder(account=account, symbol=symbol, order_id=order_id,
-                             client_order_id=f"autoclose-{now}{self._liquidations:06d}",
-                             side="SELL" if amount > 0 else "BUY", type="LIMIT", tif="IOC", qty=abs(amount),
-                             price=mark, reduce_only=False, time=now, update_time=now)
+                             client_order_id=client_order_id, side="SELL" if amount > 0 else "BUY",
+                             type="LIMIT", tif="IOC", qty=qty, price=price, reduce_only=False, time=now,
+                             update_time=now)
         self.orders[order_id] = order
         self._emit(order, "NEW")
-        qty = abs(amount)
-        _, realized, commission = self._side.book_trade(account, symbol, order.side, qty, mark, maker=False,
+        _, realized, commission = self._side.book_trade(account, symbol, order.side, qty, price, maker=False,
                                                         trade_id=trade_id)
-        order.executed, order.cum_quote, order.status = qty, qty * mark, "FILLED"
-        trade = FuturesTrade(account, symbol, trade_id, order_id, order.side, mark, qty, commission, realized,
-                             False, now)
+        order.executed, order.cum_quote, order.status = qty, qty * price, "FILLED"
+        trade = FuturesTrade(account, symbol, trade_id, order_id, order.side, price, qty, commission,
+                             realized, False, now)
         self.trades.append(trade)
-        self._emit(order, "CALCULATED", trade)       # "CALCULATED - Liquidation Execution"
+        self._emit(order, execution, trade)
         self._side.publish_order_update(account, symbol)
         return order
 

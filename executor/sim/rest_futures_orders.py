@@ -288,6 +288,23 @@ async def user_trades(ctx: Ctx) -> Any:
     return [t.row() for t in rows]
 
 
+async def all_orders(ctx: Ctx) -> Any:
+    """``GET /fapi/v1/allOrders``: the account's orders of ``symbol`` by orderId; from
+    ``orderId`` up when given, else those in the time window (default: the most recent)."""
+    symbol = _symbol(ctx)
+    assert symbol is not None
+    start, end, limit = _window(ctx, 500, 1000)
+    order_id = parse_int(ctx.params, "orderId")
+    rows = sorted((o for o in ctx.side.orders.orders.values()
+                   if o.account == ctx.account and o.symbol == symbol), key=lambda o: o.order_id)
+    if order_id is not None:
+        rows = [o for o in rows if o.order_id >= order_id][:limit]
+    else:
+        rows = [o for o in rows if (start is None or o.time >= start) and (end is None or o.time <= end)]
+        rows = rows[:limit] if start is not None else rows[-limit:]
+    return [o.row() for o in rows]
+
+
 async def income(ctx: Ctx) -> Any:
     symbol = _symbol(ctx, required=False)
     start, end, limit = _window(ctx, 100, 1000)
@@ -390,6 +407,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/fapi/v1/order"): Route(new_order, NEW_ORDER_PARAMS, _const(0)),
     ("GET", "/fapi/v1/order"): Route(get_order, ID_PARAMS, _const(1)),
     ("DELETE", "/fapi/v1/order"): Route(cancel_order, ID_PARAMS, _const(1)),
+    ("GET", "/fapi/v1/allOrders"): Route(all_orders, WINDOW | {"symbol", "orderId"}, _const(5)),
     ("GET", "/fapi/v1/openOrders"): Route(open_orders, frozenset({"symbol"}),
                                           lambda p: 1 if p.get("symbol") else 40),
     ("GET", "/fapi/v2/positionRisk"): Route(position_risk_v2, frozenset({"symbol"}), _const(5)),

@@ -99,9 +99,10 @@ async def test_liquidated_perp_leg_is_seen_and_the_spot_leg_unwound(
     audit_clean(cfg.database.url)
 
 
+@pytest.mark.parametrize("kind", ["liquidation", "ADL"])
 async def test_a_liquidation_while_the_bot_was_down_is_alerted_at_start(
         sim: SimHandle, tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
+        caplog: pytest.LogCaptureFixture, kind: str) -> None:
     """The short is liquidated while no bot runs: the next start's gap fill stores the
     exchange's closing fill, and that start says so (WARNING + alert) and unwinds the spot
     leg, exactly as if the bot had seen it live. A close it already reported is not
@@ -120,16 +121,18 @@ async def test_a_liquidation_while_the_bot_was_down_is_alerted_at_start(
         assert await stop(run) == "clean"
     assert side.wallet("default").positions[SYMBOL].amount == D("-0.004")
 
-    # Down: the wallet shrinks and the market rises through the liquidation price.
-    side.transfer("default", "USDT", -(side.wallet("default").balance("USDT") - D(5)))
-    lp = side.liquidation_price("default", SYMBOL)
-    assert lp is not None
-    up = (lp * D("1.001")).quantize(D("0.01"))
-    sim.exchange.market.set_book(SYMBOL, bid=str(up - D("0.01")), ask=str(up + D("0.01")))
-    await until(lambda: side.wallet("default").positions[SYMBOL].amount == 0, 20, "the liquidation")
-    close = side.orders.force_orders("default", SYMBOL)
-    assert len(close) == 1
-    sim.exchange.market.unfreeze(SYMBOL)  # the market moves on from there (the next start needs books)
+    if kind == "ADL":  # down: the exchange auto-deleverages the short
+        close = [side.orders.auto_deleverage("default", SYMBOL)]
+    else:  # down: the wallet shrinks and the market rises through the liquidation price
+        side.transfer("default", "USDT", -(side.wallet("default").balance("USDT") - D(5)))
+        lp = side.liquidation_price("default", SYMBOL)
+        assert lp is not None
+        up = (lp * D("1.001")).quantize(D("0.01"))
+        sim.exchange.market.set_book(SYMBOL, bid=str(up - D("0.01")), ask=str(up + D("0.01")))
+        await until(lambda: side.wallet("default").positions[SYMBOL].amount == 0, 20, "the liquidation")
+        close = side.orders.force_orders("default", SYMBOL)
+        assert len(close) == 1
+        sim.exchange.market.unfreeze(SYMBOL)  # the market moves on from there (the next start needs books)
 
     run = await start(sim, cfg)
     fut = run.bot.futures_trading
@@ -142,7 +145,9 @@ async def test_a_liquidation_while_the_bot_was_down_is_alerted_at_start(
         assert await stop(run) == "clean"
     (alert,) = [h for h in receiver.hook if h["kind"] == "liquidation"]
     assert D(alert["data"]["price"]) == close[0].price and D(alert["data"]["qty"]) == D("0.004")
-    assert f"perpetual leg of {SYMBOL} was liquidated" in alert["text"]
+    assert alert["data"]["close"] == kind
+    assert f"perpetual leg of {SYMBOL} was {'liquidated' if kind == 'liquidation' else 'ADL-closed'}" \
+        in alert["text"]
 
     # A third start finds the same close in the ledger: history, not news.
     run = await start(sim, cfg)
@@ -151,4 +156,39 @@ async def test_a_liquidation_while_the_bot_was_down_is_alerted_at_start(
     finally:
         assert await stop(run) == "clean"
     assert [h["kind"] for h in receiver.hook].count("liquidation") == 1
+    audit_clean(cfg.database.url)
+
+
+async def test_an_adl_of_the_perp_leg_is_seen_and_the_spot_leg_unwound(
+        sim: SimHandle, tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Auto-deleveraging (the exchange's ``adl_autoclose`` order) closes the short while the
+    bot runs: its position follows the exchange's, a WARNING and an alert say "ADL-closed",
+    the spot leg is unwound, and the ledger equals the exchange (the ADL order external)."""
+    caplog.set_level(logging.WARNING)
+    monkeypatch.setenv("BX_ALERT_WEBHOOK_URL", receiver.url + "/hook")
+    cfg = config(tmp_path, {"alerts": {"webhook": True}}, max_position="0.004", on_leg_failure="unwind")
+    side = sim.exchange.futures
+    side.market.set_basis(SYMBOL, D("0.003"))                         # 30 bps premium: enter
+    run = await start(sim, cfg)
+    fut = run.bot.futures_trading
+    try:
+        await run.until(lambda: run.hedged_at("-0.004") and run.settled())
+        await run.until(lambda: fut.position(SYMBOL) == D("-0.004"), 15)
+        side.market.set_basis(SYMBOL, D(0))                           # no new entry, no exit
+        adl = side.orders.auto_deleverage("default", SYMBOL)
+        assert adl.client_order_id == "adl_autoclose" and side.wallet("default").positions[SYMBOL].amount == 0
+        await run.until(lambda: fut.position(SYMBOL) == 0 and len(fut.exchange_closes(SYMBOL)) == 1, 20)
+        assert fut.exchange_closes(SYMBOL)[0].kind == "ADL"
+        await run.until(lambda: "liquidation" in receiver.kinds(), 15)
+        await run.until(lambda: run.hedged_at("0") and run.settled()
+                        and not run.bot.strategy.flags(), 20)                # type: ignore[union-attr]
+    finally:
+        assert await stop(run) == "clean"
+    (alert,) = [h for h in receiver.hook if h["kind"] == "liquidation"]
+    assert alert["data"]["close"] == "ADL" and D(alert["data"]["qty"]) == D("0.004")
+    assert f"perpetual leg of {SYMBOL} was ADL-closed" in alert["text"]
+    assert await ledger_matches_exchange(sim, cfg.database.url) == 0
+    found = await compare_ledger(sim.exchange, cfg.database.url, "default")
+    assert found.ok, found.examples
     audit_clean(cfg.database.url)
