@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from executor.sim.exchange import SimExchange
@@ -53,6 +54,22 @@ async def _futures_order_unknown(sim: SimExchange, rng: random.Random) -> str:
     placed = rng.random() < 0.6
     sim.faults.fail_orders(1, http_status=status, placed=placed, venue="futures")
     return f"next POST /fapi/v1/order answers {status} ({'placed' if placed else 'not placed'})"
+
+
+async def _adl(sim: SimExchange, rng: random.Random) -> str:
+    # Auto-deleveraging: the exchange closes all or half of an open perpetual position by its
+    # own order ("adl_autoclose"); the bot must count it and its strategy re-hedge or unwind.
+    side = sim.futures
+    for account, wallet in sorted(side.wallets.items()):
+        for symbol, pos in sorted(wallet.positions.items()):
+            amount = pos.amount
+            if amount == 0:
+                continue
+            half = (abs(amount) / 2).quantize(Decimal("0.001"), ROUND_DOWN)
+            qty = abs(amount) if rng.random() < 0.5 or half == 0 else half
+            side.orders.auto_deleverage(account, symbol, qty)
+            return f"ADL closed {qty} of {account}'s {symbol} position {amount}"
+    return "ADL: no open perpetual position"
 
 
 async def _late_order(sim: SimExchange, rng: random.Random) -> str:
@@ -117,6 +134,7 @@ FAULT_KINDS: dict[str, Inject] = {
     "expire_listen_key": _expire_listen_key,
     "order_unknown": _order_unknown,
     "futures_order_unknown": _futures_order_unknown,
+    "adl": _adl,
     "late_order": _late_order,
     "hold_response": _hold,
     "rate_limit_429": _burst_429,
@@ -129,11 +147,8 @@ FAULT_KINDS: dict[str, Inject] = {
 
 
 # Faults aimed at the futures side: a futures cycle draws from these half of the time.
-# ADL (``sim.futures.orders.auto_deleverage``) is not a fault kind yet: a chaos run with it
-# found trades of the exchange's own orders that the futures gap fill can skip (it reads
-# userTrades from the last stored trade id, and a later trade stored first hides an earlier
-# one the stream never delivered); see bench/RESULTS.md, session 5.
-FUTURES_KINDS = ("drop_futures_user", "expire_listen_key", "futures_order_unknown", "drop_futures_market")
+FUTURES_KINDS = ("drop_futures_user", "expire_listen_key", "futures_order_unknown", "drop_futures_market",
+                 "adl")
 
 
 async def inject(sim: SimExchange, rng: random.Random, kind: str | None = None, *,

@@ -27,6 +27,7 @@ same values their constructors would store (guarded below against field changes)
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import fields
 from decimal import Decimal
@@ -97,6 +98,15 @@ _EXCHANGE_CLOSES = (("adl_autoclose", "ADL"), ("autoclose-", "liquidation"))
 EXCHANGE_CLOSE_PREFIXES = tuple(prefix for prefix, _ in _EXCHANGE_CLOSES)
 
 
+# Binance gives every ADL order the same client id: the ledger keys an order by its client
+# id, so each one is named ``adl_autoclose-<orderId>`` there (still an ADL by its prefix).
+_ADL_ID = "adl_autoclose"
+
+
+def _ledger_client_id(client_order_id: str, order_id: int) -> str:
+    return f"{_ADL_ID}-{order_id}" if client_order_id == _ADL_ID else client_order_id
+
+
 def exchange_close_kind(client_order_id: str | None) -> str | None:
     """"liquidation" or "ADL" for the exchange's closing order's client id, else None."""
     if client_order_id:
@@ -164,12 +174,15 @@ def execution_report(ev: ExecutionReport) -> OrderStatusReport:
 def futures_order_report(ev: FuturesOrderUpdate) -> OrderStatusReport:
     """A USD-M ORDER_TRADE_UPDATE as an order status report (and its trade, if it is one)."""
     fill = ev.fill  # venue USD-M, the wire symbol; a TRADE or CALCULATED (liquidation) with l > 0
+    cid = _ledger_client_id(ev.client_order_id, ev.order_id)
+    if fill is not None and cid != ev.client_order_id:
+        fill = dataclasses.replace(fill, client_order_id=cid)
     fills: tuple[FillReport, ...] = () if fill is None else (fill,)
     # Futures events carry no execution id; the event's own identity keys its ledger row.
     _, order_id, identity = ev.dedupe_key
     expiry = ev.expiry_reason
     return OrderStatusReport(
-        Venue.USDM, ev.symbol, ev.order_id, ev.client_order_id, ev.status, ev.cum_qty, ev.cum_quote,
+        Venue.USDM, ev.symbol, ev.order_id, cid, ev.status, ev.cum_qty, ev.cum_quote,
         side=ev.side, order_type=ev.order_type, time_in_force=ev.time_in_force or None, price=ev.price,
         quantity=ev.quantity, event_ms=ev.event_time, created_ms=None,
         reject_reason=expiry if expiry not in (None, "", "0") else None, event_client_id=None,
@@ -237,6 +250,8 @@ def _snapshot_report(snap: OrderSnapshot) -> OrderStatusReport:
     if symbol.startswith(FUTURES_PREFIX):  # LedgerFuturesGateway's rows name the ledger symbol
         venue, symbol = Venue.USDM, wire_symbol(symbol)
     cid = snap.original_client_id
+    if venue is Venue.USDM and cid:
+        cid = _ledger_client_id(cid, snap.order_id)
     fills = tuple(FillReport(symbol, f.trade_id, f.order_id, f.side, f.price, f.qty, f.quote_qty,
                              f.commission, f.commission_asset, f.is_maker, f.time_ms, f.source, cid, venue)
                   for f in snap.fills)

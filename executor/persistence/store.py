@@ -967,6 +967,17 @@ class Store:
 
         await self._write(fn)
 
+    async def last_complete_reconciliation_ms(self, reason_prefix: str) -> int | None:
+        """When the newest reconciliation run whose reason starts with ``reason_prefix`` and
+        that ended without an error started (``started_ms``, the store's clock); None if none."""
+
+        def fn(conn: Connection) -> int | None:
+            return conn.execute(sa.select(sa.func.max(recon_t.c.started_ms)).where(
+                recon_t.c.reason.startswith(reason_prefix, autoescape=True),
+                recon_t.c.outcome == "ok")).scalar()
+
+        return await self._read(fn)
+
     async def reconciliation_runs(self, *, run_id: int | None = None) -> list[dict[str, Any]]:
         def fn(conn: Connection) -> list[dict[str, Any]]:
             q = sa.select(recon_t)

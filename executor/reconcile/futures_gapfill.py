@@ -41,6 +41,7 @@ __all__ = ["FuturesGapFill", "FuturesGapFillReport", "FuturesTranslator"]
 log = logging.getLogger(__name__)
 NOT_PLACED = "NOT_PLACED"
 INCOME_PAGE = 1000
+RUN_PREFIX = "futures:"  # the reason of every run recorded in reconciliation_runs
 MAX_INCOME_PAGES = 50      # one run catches up at most 50,000 rows; the next run goes on
 # NOT_FOUND too: the order manager's first -2013 after an unknown outcome; absent again here
 # after the grace, it is confirmed NOT_PLACED (found after all: the exchange's status).
@@ -84,7 +85,7 @@ class FuturesGapFill:
 
     async def run(self, reason: str) -> FuturesGapFillReport:
         report = FuturesGapFillReport(reason)
-        rec_id = await self.store.start_reconciliation(f"futures:{reason}")
+        rec_id = await self.store.start_reconciliation(f"{RUN_PREFIX}{reason}")
         started = time.monotonic()
         try:
             await self._fills(report)
@@ -104,8 +105,15 @@ class FuturesGapFill:
         return report
 
     async def _fills(self, report: FuturesGapFillReport) -> None:
+        # Where to read from: not the newest stored trade (a trade stored by the stream or an
+        # adoption after a gap would hide an older one the stream never delivered: found by
+        # a chaos run with ADL), but the newest stored before the last complete scan began:
+        # every trade up to then is in the ledger. The trades since are read again; storing
+        # them is idempotent.
+        since = await self.store.last_complete_reconciliation_ms(RUN_PREFIX)
         for symbol in self.symbols:
-            last = await self.store.last_trade_id(ledger_symbol(symbol))
+            last = None if since is None else \
+                await self.store.last_trade_id(ledger_symbol(symbol), received_before_ms=since)
             rows = await self.gateway.trades_since(symbol, 0 if last is None else last + 1)
             if not rows:
                 continue

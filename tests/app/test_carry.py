@@ -102,7 +102,8 @@ async def ledger_matches_exchange(sim: SimHandle, url: str) -> Decimal:
         assert (f.price, f.qty, f.exchange_order_id, f.commission) == \
             (t.price, t.qty, t.order_id, t.commission)
     for o in orders.orders.values():
-        r = recs[o.client_order_id]
+        # Every ADL order is "adl_autoclose" on Binance; the ledger names each by its order id.
+        r = recs[f"adl_autoclose-{o.order_id}" if o.client_order_id == "adl_autoclose" else o.client_order_id]
         assert (r.status, r.executed_qty, r.exchange_order_id) == (o.status, o.executed, o.order_id)
     position = sum((f.qty if str(getattr(f.side, "value", f.side)) == "BUY" else -f.qty
                     for f in fills.values()), Decimal(0))

@@ -87,3 +87,40 @@ async def test_a_not_found_order_is_confirmed_not_placed(sim: Any, client: Any, 
     assert (report.orders_queried, report.orders_not_placed) == (1, 1)
     rec = await store.get_order_by_client_id("bx-t-o3")
     assert rec is not None and rec.status == "NOT_PLACED"
+
+
+async def test_a_trade_stored_out_of_order_does_not_hide_an_older_one(sim: Any, client: Any,
+                                                                       make_store: Any) -> None:
+    """The exchange's ADL order closes the position (the stream never delivered it), then one
+    of ours fills and reaches the ledger first (the stream, an adoption): the next gap fill
+    still stores the older trade. Reading from the newest stored trade skipped it (chaos)."""
+    store = await make_store()
+    spot = RestGateway(client)
+    await spot.start()
+    gateway = FuturesGateway(client, spot=spot)
+    reconciler = Reconciler(store, prefix=PREFIX, translate=SPOT, symbols=["BTCUSDT"])
+    gap = FuturesGapFill(store, gateway, reconciler, ["BTCUSDT"], prefix=PREFIX, translate=USDM)
+    side = sim.exchange.futures
+    await store.record_order_intent("bx-t-o1", "UM:BTCUSDT", "SELL", "MARKET", quantity=Decimal("0.004"))
+    side.orders.place("default", FuturesOrderRequest("BTCUSDT", "SELL", "MARKET", "GTC", Decimal("0.004"),
+                                                     None, False, "bx-t-o1"), Decimal("0.01"))
+    assert (await gap.run("first")).fills_added == 1                 # a complete scan
+    sim.exchange.clock.advance(1000)
+    adl = side.orders.auto_deleverage("default", "BTCUSDT")           # never delivered
+    await store.record_order_intent("bx-t-o2", "UM:BTCUSDT", "SELL", "MARKET", quantity=Decimal("0.004"))
+    side.orders.place("default", FuturesOrderRequest("BTCUSDT", "SELL", "MARKET", "GTC", Decimal("0.004"),
+                                                     None, False, "bx-t-o2"), Decimal("0.01"))
+    ours = side.orders.trades[-1]
+    assert ours.trade_id > side.orders.trades[-2].trade_id and side.orders.trades[-2].order_id == adl.order_id
+    await reconciler.apply_fills([USDM.trade(ours.row())], source="stream")  # the newer one first
+    report = await gap.run("after")
+    assert report.fills_added == 1
+    fills = await store.fills(symbol="UM:BTCUSDT")
+    assert sorted(f.trade_id for f in fills) == sorted(t.trade_id for t in side.orders.trades)
+    rec = await store.get_order_by_exchange_id("UM:BTCUSDT", adl.order_id)
+    assert rec is not None and rec.client_order_id.startswith("adl_autoclose") and rec.external
+    # A second ADL: Binance names it adl_autoclose too; the ledger keeps both orders.
+    side.orders.auto_deleverage("default", "BTCUSDT")
+    assert (await gap.run("second adl")).fills_added == 1
+    adls = [r for r in await store.list_orders() if r.client_order_id.startswith("adl_autoclose")]
+    assert len(adls) == 2 and len({r.client_order_id for r in adls}) == 2 and all(r.external for r in adls)
