@@ -114,12 +114,13 @@ class Dialect:
             return "false"
         if self.plain:
             # The stored text is canonical (``executor.persistence.types``): positional for
-            # exponents down to -30, else scientific, which never ends in a point and digits.
-            # So ending in a point and ``scale`` digits is exactly ``scale`` places; at most
+            # exponents down to -30 (digits, one point), else scientific (with an ``E``). So
+            # no ``E`` and a point ``scale`` from the end is exactly ``scale`` places; at most
             # 19 characters fit an integer of 10**-scale below 2**63 (a longer text would be
             # clamped by CAST, not refused).
-            digits = "[0-9]" * self.scale
-            return f"(length({x}) > 19 OR {x} NOT GLOB '*.{digits}')"
+            # Checked as: no exponent, the point ``scale`` characters before the end (a
+            # third of the cost of one GLOB of digit classes).
+            return f"(length({x}) > 19 OR substr({x}, -{self.scale + 1}, 1) <> '.' OR {x} LIKE '%E%')"
         dot = f"instr({x}, '.')"
         return (
             f"(CASE WHEN {dot} = length({x}) - {self.scale} THEN length({x}) > 19 "
