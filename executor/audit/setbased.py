@@ -27,6 +27,13 @@ What Python does, over one time-ordered read per symbol of four or seven columns
   slippage totals exactly, so grouping cannot change them);
 * third-asset fees (BNB) at the price the ledger knew at the fill's time (``PriceAt``).
 
+Where the time went at a million fills, and what this module does about it (bench/RESULTS.md,
+"#16 cold audit, session 5"): the fill sums walk the covering index ``ix_fills_audit_sums``
+in group order (migration 0007; no sort), Binance's 8-place text is summed without padding,
+the orders are grouped by their (quantity, executed) text and summed in Python, each
+symbol's fills are read along ``ix_fills_symbol_trade_ms`` (no sort of its fills), and on
+SQLite a forked worker folds about half of the symbols while this process folds the rest.
+
 A ledger whose report needs per-run groups (several runs, whole-ledger scope) is left to the
 fold: a run's books open with the inventory at its first fill, at its average cost.
 tests/audit/test_setbased.py checks that this path and the fold give the same report.
