@@ -27,6 +27,13 @@ What Python does, over one time-ordered read per symbol of four or seven columns
   slippage totals exactly, so grouping cannot change them);
 * third-asset fees (BNB) at the price the ledger knew at the fill's time (``PriceAt``).
 
+Where the time went at a million fills, and what this module does about it (bench/RESULTS.md,
+"#16 cold audit, session 5"): the fill sums walk the covering index ``ix_fills_audit_sums``
+in group order (migration 0008; no sort), Binance's 8-place text is summed without padding,
+the orders are grouped by their (quantity, executed) text and summed in Python, each
+symbol's fills are read along ``ix_fills_symbol_trade_ms`` (no sort of its fills), and on
+SQLite a forked worker folds about half of the symbols while this process folds the rest.
+
 A ledger whose report needs per-run groups (several runs, whole-ledger scope) is left to the
 fold: a run's books open with the inventory at its first fill, at its average cost.
 tests/audit/test_setbased.py checks that this path and the fold give the same report.
@@ -34,9 +41,12 @@ tests/audit/test_setbased.py checks that this path and the fold give the same re
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import sqlite3
 from collections import Counter, deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from typing import Any
 
@@ -47,12 +57,14 @@ from executor.audit.query import AuditDB, Scope
 from executor.core.orders import Side
 from executor.core.pnl import FifoBook
 
-__all__ = ["SCALE", "Dialect", "set_based_fold"]
+__all__ = ["PARALLEL_MIN_FILLS", "SCALE", "Dialect", "set_based_fold"]
 
 SCALE = 8  # decimal places SQLite sums carry (Binance sends at most 8)
 # Tried in turn on SQLite: a ledger with more places (a quote of 9) is summed at 12, with at
 # most 6 integer digits; past that the fold does it.
 _SCALES = (SCALE, 12)
+# (scale, plain) tried in turn by the report on SQLite: Binance's own form first.
+_MODES = ((SCALE, True), *((s, False) for s in _SCALES))
 _ACCEPTED_OUT = frozenset({"never placed", "rejected", "unresolved"})
 _TIME = "coalesce(f.trade_ms, f.received_ms)"
 
@@ -62,11 +74,17 @@ class NotExact(Exception):
 
 
 class Dialect:
-    """The few expressions that differ between the backends."""
+    """The few expressions that differ between the backends.
 
-    def __init__(self, sqlite: bool, scale: int = SCALE) -> None:
+    ``plain`` (SQLite): the form Binance writes, every summed value with exactly ``scale``
+    places (``"0.00100000"``), is summed as the text without its point: a quarter of the
+    string work of the general form, which pads any fraction. A value of another form makes
+    ``unfit`` true, and the caller runs the general form (``_MODES``)."""
+
+    def __init__(self, sqlite: bool, scale: int = SCALE, *, plain: bool = False) -> None:
         self.sqlite = sqlite
         self.scale = scale
+        self.plain = plain and sqlite
         self._unit = Decimal(1).scaleb(-scale)
 
     def num(self, x: str) -> str:
@@ -74,6 +92,8 @@ class Dialect:
         integer count of 10**-scale (the fraction padded to ``scale`` places)."""
         if not self.sqlite:
             return x
+        if self.plain:
+            return f"CAST(replace({x}, '.', '') AS INTEGER)"
         s = self.scale
         pad = "0" * s
         dot = f"instr({x}, '.')"
@@ -88,6 +108,8 @@ class Dialect:
         """Decimal places of ``x`` as stored (its Decimal's exponent, negated)."""
         if not self.sqlite:
             return f"scale({x})"
+        if self.plain:
+            return str(self.scale)  # every value summed has exactly that many (``unfit``)
         return f"(CASE instr({x}, '.') WHEN 0 THEN 0 ELSE length({x}) - instr({x}, '.') END)"
 
     def nonzero(self, x: str) -> str:
@@ -97,6 +119,15 @@ class Dialect:
         """True for a value ``num`` cannot carry exactly (SQLite only; never on PostgreSQL)."""
         if not self.sqlite:
             return "false"
+        if self.plain:
+            # The stored text is canonical (``executor.persistence.types``): positional for
+            # exponents down to -30 (digits, one point), else scientific (with an ``E``). So
+            # no ``E`` and a point ``scale`` from the end is exactly ``scale`` places; at most
+            # 19 characters fit an integer of 10**-scale below 2**63 (a longer text would be
+            # clamped by CAST, not refused).
+            # Checked as: no exponent, the point ``scale`` characters before the end (a
+            # third of the cost of one GLOB of digit classes).
+            return f"(length({x}) > 19 OR substr({x}, -{self.scale + 1}, 1) <> '.' OR {x} LIKE '%E%')"
         dot = f"instr({x}, '.')"
         return (
             f"(CASE WHEN {dot} = length({x}) - {self.scale} THEN length({x}) > 19 "
@@ -126,22 +157,120 @@ def set_based_fold(
     db: AuditDB, scope: Scope, pairs: Callable[[str], tuple[str, str]], prices: PriceAt
 ) -> LedgerFold | None:
     """The fold of ``scope`` (groups per symbol over the whole scope) from SQL; None when this
-    path cannot give exactly what the fold gives."""
+    path cannot give exactly what the fold gives. On SQLite, above ``PARALLEL_MIN_FILLS``
+    fills of two or more symbols, a forked worker folds part of the symbols (every figure is
+    per symbol) while this process folds the rest."""
     if not db.sqlite:
         db.conn.execute("SET LOCAL jit = off")  # short statements: compiling them costs more
-    for scale in _SCALES if db.sqlite else (SCALE,):
-        d = Dialect(db.sqlite, scale)
-        fold = LedgerFold(pairs, prices, per_run=False)
-        try:
-            _orders(db, d, scope, fold)
-            _fills(db, d, scope, fold)
-        except NotExact:
-            continue
-        except (sqlite3.OperationalError, sa.exc.DBAPIError) as exc:
-            if "overflow" in str(exc).lower():  # an SQLite integer sum past 2**63
-                return None
-            raise
-        return fold
+        return _fold_part(db, scope, pairs, prices)
+    split = _split(db, scope)
+    if split is None:
+        return _fold_part(db, scope, pairs, prices)
+    _JOB.update(path=db.path, archive=db.archive, scope=_Part(*_fields(scope), symbols=split, inside=True),
+                pairs=pairs)
+    pool = multiprocessing.get_context("fork").Pool(1)
+    try:
+        pending = pool.apply_async(_child_job)
+        _JOB.clear()
+        mine = _fold_part(db, _Part(*_fields(scope), symbols=split, inside=False), pairs, prices)
+        theirs = pending.get()
+    finally:
+        pool.close()
+        pool.join()
+    if mine is None or theirs is None:
+        return None
+    groups, unconverted = theirs
+    mine.groups.update(groups)  # disjoint: each symbol was folded by one process
+    mine.unconverted.update(unconverted)
+    return mine
+
+
+# Above this many fills (and with two or more symbols) the SQLite report is split between
+# this process and one forked worker; below, one process.
+PARALLEL_MIN_FILLS = 50_000
+_JOB: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class _Part(Scope):
+    """A scope restricted to the symbols ``symbols`` (``inside``) or to every other symbol."""
+
+    symbols: tuple[str, ...] = ()
+    inside: bool = True
+
+    def where(
+        self, time_col: str, *, run_col: str | None = "run_id", symbol_col: str | None = "symbol"
+    ) -> tuple[str, list[Any]]:
+        where, params = super().where(time_col, run_col=run_col, symbol_col=symbol_col)
+        if symbol_col and self.symbols and self.symbol is None:
+            # ``+``: not through an index on symbol (orders would then be read in random
+            # order); a covering index is still scanned whole.
+            cond = f"+{symbol_col} {'' if self.inside else 'NOT '}IN ({', '.join('?' * len(self.symbols))})"
+            where = (where + " AND " if where else " WHERE ") + cond
+            params = [*params, *self.symbols]
+        return where, params
+
+
+def _fields(scope: Scope) -> tuple[Any, ...]:
+    return (scope.run_id, scope.since_ms, scope.until_ms, scope.symbol)
+
+
+def _split(db: AuditDB, scope: Scope) -> tuple[str, ...] | None:
+    """The symbols the worker folds (about half of the fills), or None for one process."""
+    if scope.symbol is not None or (os.cpu_count() or 1) < 2:
+        return None
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return None
+    counts = sorted(
+        ((n, sym) for sym, n in db.conn.execute("SELECT symbol, count(*) FROM fills GROUP BY symbol")),
+        reverse=True,
+    )
+    if len(counts) < 2 or sum(n for n, _ in counts) < PARALLEL_MIN_FILLS:
+        return None
+    # Largest first, each to the lighter side; the worker takes the side with the largest.
+    sides: tuple[list[str], list[str]] = ([], [])
+    load = [0, 0]
+    for n, sym in counts:
+        k = 0 if load[0] <= load[1] else 1
+        sides[k].append(sym)
+        load[k] += n
+    return tuple(sorted(sides[0]))
+
+
+def _child_job() -> tuple[dict[Any, Any], dict[str, Any]] | None:
+    # A forked worker never uses the parent's sqlite connection: its own, and its own prices.
+    from executor.audit.report import PriceSeries
+
+    job = dict(_JOB)
+    with AuditDB(job["path"], job["archive"]) as db:
+        scope = job["scope"]
+        fold = _fold_part(db, scope, job["pairs"], PriceSeries(db, scope.until_ms))
+        if fold is None:
+            return None
+        return fold.groups, fold.unconverted
+
+
+def _fold_part(
+    db: AuditDB, scope: Scope, pairs: Callable[[str], tuple[str, str]], prices: PriceAt
+) -> LedgerFold | None:
+    modes = _MODES if db.sqlite else ((SCALE, False),)
+    fold = LedgerFold(pairs, prices, per_run=False)
+    try:
+        _orders(db, Dialect(db.sqlite, SCALE), scope, fold)
+        for scale, plain in modes:
+            d = Dialect(db.sqlite, scale, plain=plain)
+            try:
+                sums = _fill_sums(db, d, scope)
+            except NotExact:
+                continue
+            _fills(db, d, scope, fold, sums)
+            return fold
+    except NotExact:
+        return None
+    except (sqlite3.OperationalError, sa.exc.DBAPIError) as exc:
+        if "overflow" in str(exc).lower():  # an SQLite integer sum past 2**63
+            return None
+        raise
     return None
 
 
@@ -149,6 +278,43 @@ def set_based_fold(
 
 
 def _orders(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold) -> None:
+    if d.sqlite:
+        _order_counts_sqlite(db, d, scope, fold)
+    else:
+        _order_counts(db, d, scope, fold)
+    _latencies(db, scope, fold)
+
+
+def _order_counts_sqlite(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold) -> None:
+    """Counts, ordered and executed quantity per symbol, with the sums taken in Python over
+    each distinct (quantity, executed) text and its count: orders repeat their sizes, and a
+    ``Decimal`` of the stored text is exact whatever its form (no padding in SQL, and no
+    fallback for an order of a few places). The text is grouped as text, so every distinct
+    exponent keeps its own group and the sums have the fold's exponent."""
+    where, params = _where(scope, "o.created_ms", "o")
+    q_ok = f"o.quantity IS NOT NULL AND {d.nonzero('o.quantity')}"
+    sql = (
+        f"SELECT o.symbol, o.status, CASE WHEN {d.nonzero('o.executed_qty')} THEN 1 ELSE 0 END, "
+        "CASE WHEN o.external THEN 1 ELSE 0 END, "
+        f"CASE WHEN {q_ok} THEN o.quantity END, CASE WHEN {q_ok} THEN o.executed_qty END, count(*), "
+        "sum(CASE WHEN o.resolved_from_unknown THEN 1 ELSE 0 END) "
+        f"FROM orders o{where} GROUP BY 1, 2, 3, 4, 5, 6"
+    )
+    dec = Decimal
+    for sym, status, ex_nz, ext, qty, exe, n, rfu in db.conn.execute(sql, params):
+        g = fold.group(None, sym)
+        oc = order_outcome(status, dec(ex_nz))
+        g.counts[oc] += n
+        g.orders_total += n
+        g.external += ext * n
+        g.resolved_from_unknown += rfu
+        if not ext and oc not in _ACCEPTED_OUT and qty is not None:
+            # As the fold adds them (the current context): n equal terms are one product.
+            g.ordered += dec(qty) * n
+            g.executed += dec(exe) * n
+
+
+def _order_counts(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold) -> None:
     where, params = _where(scope, "o.created_ms", "o")
     q_ok = f"o.quantity IS NOT NULL AND {d.nonzero('o.quantity')}"
     sql = (
@@ -175,7 +341,12 @@ def _orders(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold) -> None:
         if not ext and oc not in _ACCEPTED_OUT and qty is not None:
             g.ordered += d.value(qty, q_pl)
             g.executed += d.value(exe, e_pl)
-    # Latencies (whole milliseconds) of our own orders: to acknowledgement, to first fill.
+
+
+def _latencies(db: AuditDB, scope: Scope, fold: LedgerFold) -> None:
+    """Latencies (whole milliseconds) of our own orders: to acknowledgement, to first fill
+    (each order's first fill from ``ix_fills_order_id_received_ms_symbol`` alone)."""
+    where, params = _where(scope, "o.created_ms", "o")
     own = _and(where, "NOT o.external")
     t0 = "coalesce(o.decision_ms, o.created_ms)"
     ack = _and(own, "o.acked_ms IS NOT NULL")
@@ -240,10 +411,10 @@ def _fill_sums(db: AuditDB, d: Dialect, scope: Scope) -> list[tuple[Any, ...]]:
     return out
 
 
-def _fills(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold) -> None:
+def _fills(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold, sums: list[tuple[Any, ...]]) -> None:
     third: set[tuple[str, str]] = set()
     symbols: set[str] = set()
-    for sym, side, maker, fee_asset, n, qty, quote_qty, fee, _fee_n in _fill_sums(db, d, scope):
+    for sym, side, maker, fee_asset, n, qty, quote_qty, fee, _fee_n in sums:
         g = fold.group(None, sym)
         g.fills += n
         if side is None:
@@ -300,6 +471,19 @@ def _third_fees(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold, sym: st
     g.totals.fees = fees
 
 
+def _order_by(db: AuditDB, scope: Scope, sym: str) -> str:
+    """The fold's order of ``sym``'s fills, (time, trade id). Time is the exchange's
+    ``trade_ms``, else ``received_ms``; when no fill in scope lacks ``trade_ms`` (a bounded
+    scope never has one), ``trade_ms`` itself orders them, along ``ix_fills_symbol_trade_ms``:
+    no sort of every fill of the symbol (at 500,000 fills: 4.2 s of CPU -> 1.4 s on SQLite)."""
+    if scope.since_ms is None and scope.until_ms is None:
+        where, params = _where(Scope(scope.run_id, None, None, sym), "f.trade_ms", "f")
+        null = _and(where, "f.trade_ms IS NULL")
+        if db.conn.execute(f"SELECT 1 FROM fills f{null} LIMIT 1", params).fetchone():
+            return f"{_TIME}, f.trade_id"
+    return "f.trade_ms, f.trade_id"
+
+
 def _ordered(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold, sym: str) -> None:
     """One time-ordered read of ``sym``'s fills: the average-cost book, FIFO by the identity,
     base fees in quote, the bot's own position, slippage."""
@@ -312,7 +496,7 @@ def _ordered(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold, sym: str) 
     sql = (
         f"SELECT f.side = 'BUY', f.qty, CASE WHEN f.commission_asset = ? AND {d.nonzero('f.commission')} "
         "THEN f.commission END, f.price, o.external, o.decision_bid, o.decision_ask "
-        f"FROM fills f LEFT JOIN orders o ON o.id = f.order_id{cond} ORDER BY {_TIME}, f.trade_id"
+        f"FROM fills f LEFT JOIN orders o ON o.id = f.order_id{cond} ORDER BY {_order_by(db, scope, sym)}"
     )
     g = fold.group(None, sym)
     avg = g.avg
@@ -363,7 +547,7 @@ def _ordered_pg(db: AuditDB, scope: Scope, fold: LedgerFold, sym: str) -> None:
     ).fetchone()
     reader: Any = db.conn
     moves = reader.rows(
-        f"SELECT {dq}, f.price FROM fills f{_and(cond, f'{dq} <> 0')} ORDER BY {_TIME}, f.trade_id",
+        f"SELECT {dq}, f.price FROM fills f{_and(cond, f'{dq} <> 0')} ORDER BY {_order_by(db, scope, sym)}",
         [base, *params, base],
     )
     avg = g.avg

@@ -237,8 +237,14 @@ def _run(
     }
     role = list(map(roles.__getitem__, zip(syms, fee_assets, strict=True)))
     dec = Decimal
-    base_amt = list(map(mul, signs, map(dec, qtys)))  # sign * qty
-    quote_amt = list(map(sub, repeat(ZERO), map(mul, signs, map(dec, quote_qtys))))  # 0 - sign * quote_qty
+    # A column no asset of this process reads (the worker checks the quote assets only) is
+    # not converted: a million Decimals less in each process.
+    need_base = any(mine(p[0]) for p in pairs.values())
+    need_quote = any(mine(p[1]) for p in pairs.values())
+    base_amt = list(map(mul, signs, map(dec, qtys))) if need_base else [ZERO] * n  # sign * qty
+    quote_amt = (  # 0 - sign * quote_qty
+        list(map(sub, repeat(ZERO), map(mul, signs, map(dec, quote_qtys)))) if need_quote else [ZERO] * n
+    )
     fee = list(map(dec, fees))
     third_amt: list[Decimal] = [ZERO] * n
     for i in compress(range(n), fee):  # fills with a non-zero commission

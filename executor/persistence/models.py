@@ -179,7 +179,13 @@ class Fill(Base):
     __table_args__ = (
         sa.UniqueConstraint("symbol", "trade_id"),
         sa.Index(None, "symbol", "trade_ms"),
-        sa.Index(None, "order_id"),
+        # By order, and each spot order's first fill from the index alone (the audit's latencies).
+        sa.Index(None, "order_id", "received_ms", "symbol"),
+        # The audit's per-symbol fill sums walk this index in group order (migration 0008).
+        sa.Index(
+            "ix_fills_audit_sums", "symbol", "side", "is_maker", "commission_asset", "qty", "quote_qty",
+            "commission",
+        ),
         sa.CheckConstraint("source IN ('stream', 'order_response', 'gap_fill')", name="source"),
     )
 

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from executor.audit import setbased
 from executor.audit.query import AuditDB, Scope
 from executor.audit.report import AuditReport, Pairs, PriceSeries, build_report
 from executor.audit.setbased import set_based_fold
@@ -120,3 +121,35 @@ def test_set_based_report_equals_the_fold(
     scopes = [Scope(), Scope(run_id=1), Scope(since_ms=T0 + since), Scope(symbol="BTCUSDT"),
               Scope(until_ms=T0 + since)]
     _check(url, scopes, runs)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    orders=st.lists(_order, min_size=2, max_size=14),
+    orphans=st.lists(st.tuples(st.sampled_from(SYMBOLS), _fill), max_size=2),
+    bnb_price=st.booleans(),
+    since=st.integers(0, 40_000),
+)
+def test_report_split_over_two_processes_equals_the_fold(
+    ledger_backend: str,
+    empty_ledger: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    orders: list,
+    orphans: list,
+    bnb_price: bool,
+    since: int,
+) -> None:
+    """On SQLite a large ledger's symbols are folded by this process and a forked worker
+    (``setbased.PARALLEL_MIN_FILLS``): forced here at any size, the report is still the fold's."""
+    if ledger_backend != "sqlite":
+        return  # the split is SQLite's (the worker reopens the file)
+    monkeypatch.setattr(setbased, "PARALLEL_MIN_FILLS", 0)
+    path = tmp_path_factory.mktemp("split") / "ledger.db"
+    shutil.copyfile(empty_ledger, path)
+    _write(path, orders, orphans, 1, bnb_price)
+    url = f"sqlite+aiosqlite:///{path}"
+    with AuditDB.from_url(url) as db:
+        if setbased._split(db, Scope()) is None:
+            return  # fills of one symbol only: nothing to split
+    _check(url, [Scope(), Scope(since_ms=T0 + since), Scope(until_ms=T0 + since)], 1)
