@@ -134,25 +134,19 @@ class FuturesGateway(RestGateway):
         """GET /fapi/v1/order by client id; None if the exchange does not know it (-2013)."""
         if not (symbol and orig_client_order_id):
             raise ValueError("get_order needs symbol and orig_client_order_id")
-        outcome = await self._send(
-            "futures.order.get", COSTS["order.get"],
-            lambda: self._signing().futures_get_order(symbol=symbol, origClientOrderId=orig_client_order_id),
-            f"UM:{symbol} {orig_client_order_id}")
-        if isinstance(outcome, Accepted):
-            return outcome.response
-        if isinstance(outcome, Rejected) and outcome.code == NO_SUCH_ORDER:
-            return None
-        raise GatewayError("futures.order.get", outcome)
+        return await self._get_order(symbol, {"origClientOrderId": orig_client_order_id},
+                                     f"UM:{symbol} {orig_client_order_id}")
 
     async def get_order_by_id(self, symbol: str, order_id: int) -> dict[str, Any] | None:
         """GET /fapi/v1/order by the exchange's orderId: the order of a trade the ledger has no
         order for (the exchange's liquidation or ADL order, one placed by hand); None on -2013."""
         if not symbol:
             raise ValueError("get_order_by_id needs a symbol")
-        outcome = await self._send(
-            "futures.order.get", COSTS["order.get"],
-            lambda: self._signing().futures_get_order(symbol=symbol, orderId=order_id),
-            f"UM:{symbol} #{order_id}")
+        return await self._get_order(symbol, {"orderId": order_id}, f"UM:{symbol} #{order_id}")
+
+    async def _get_order(self, symbol: str, by: dict[str, Any], what: str) -> dict[str, Any] | None:
+        outcome = await self._send("futures.order.get", COSTS["order.get"],
+                                   lambda: self._signing().futures_get_order(symbol=symbol, **by), what)
         if isinstance(outcome, Accepted):
             return outcome.response
         if isinstance(outcome, Rejected) and outcome.code == NO_SUCH_ORDER:

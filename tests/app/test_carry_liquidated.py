@@ -15,10 +15,20 @@ from typing import Any
 import pytest
 
 from executor.chaos.truth import compare_ledger
+from executor.config import Config
 from executor.core.money import format_decimal
 from executor.persistence.store import Store
 from tests.alerts.test_alerts import Receiver
-from tests.app.test_carry import LEDGER, SYMBOL, audit_clean, config, ledger_matches_exchange, start, stop
+from tests.app.test_carry import (
+    LEDGER,
+    SYMBOL,
+    Running,
+    audit_clean,
+    config,
+    ledger_matches_exchange,
+    start,
+    stop,
+)
 from tests.conftest import SimHandle
 from tests.scenarios.harness import until
 
@@ -33,6 +43,25 @@ async def receiver() -> Any:
         yield r
     finally:
         await r.stop()
+
+
+async def carry_opened(sim: SimHandle, tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch,
+                       on_leg_failure: str) -> tuple[Config, Running]:
+    """A bot with alerts on and one carry position open (short 0.004 on the perpetual), the
+    basis then held at 0 (no new entry, no exit)."""
+    monkeypatch.setenv("BX_ALERT_WEBHOOK_URL", receiver.url + "/hook")
+    cfg = config(tmp_path, {"alerts": {"webhook": True}}, max_position="0.004", on_leg_failure=on_leg_failure)
+    side = sim.exchange.futures
+    side.market.set_basis(SYMBOL, D("0.003"))                         # 30 bps premium: enter
+    run = await start(sim, cfg)
+    try:
+        await run.until(lambda: run.hedged_at("-0.004") and run.settled())
+        await run.until(lambda: run.bot.futures_trading.position(SYMBOL) == D("-0.004"), 15)
+        side.market.set_basis(SYMBOL, D(0))
+    except BaseException:
+        await stop(run)
+        raise
+    return cfg, run
 
 
 @pytest.mark.parametrize("on_leg_failure", ["unwind", "hedge"])
@@ -108,17 +137,9 @@ async def test_a_liquidation_while_the_bot_was_down_is_alerted_at_start(
     leg, exactly as if the bot had seen it live. A close it already reported is not
     reported again on a later start."""
     caplog.set_level(logging.WARNING)
-    monkeypatch.setenv("BX_ALERT_WEBHOOK_URL", receiver.url + "/hook")
-    cfg = config(tmp_path, {"alerts": {"webhook": True}}, max_position="0.004", on_leg_failure="unwind")
+    cfg, run = await carry_opened(sim, tmp_path, receiver, monkeypatch, "unwind")
+    assert await stop(run) == "clean"
     side = sim.exchange.futures
-    side.market.set_basis(SYMBOL, D("0.003"))                         # 30 bps premium: enter
-    run = await start(sim, cfg)
-    try:
-        await run.until(lambda: run.hedged_at("-0.004") and run.settled())
-        await run.until(lambda: run.bot.futures_trading.position(SYMBOL) == D("-0.004"), 15)
-        side.market.set_basis(SYMBOL, D(0))                           # no new entry, no exit
-    finally:
-        assert await stop(run) == "clean"
     assert side.wallet("default").positions[SYMBOL].amount == D("-0.004")
 
     if kind == "ADL":  # down: the exchange auto-deleverages the short
@@ -166,16 +187,10 @@ async def test_an_adl_of_the_perp_leg_is_seen_and_the_spot_leg_unwound(
     bot runs: its position follows the exchange's, a WARNING and an alert say "ADL-closed",
     the spot leg is unwound, and the ledger equals the exchange (the ADL order external)."""
     caplog.set_level(logging.WARNING)
-    monkeypatch.setenv("BX_ALERT_WEBHOOK_URL", receiver.url + "/hook")
-    cfg = config(tmp_path, {"alerts": {"webhook": True}}, max_position="0.004", on_leg_failure="unwind")
+    cfg, run = await carry_opened(sim, tmp_path, receiver, monkeypatch, "unwind")
     side = sim.exchange.futures
-    side.market.set_basis(SYMBOL, D("0.003"))                         # 30 bps premium: enter
-    run = await start(sim, cfg)
     fut = run.bot.futures_trading
     try:
-        await run.until(lambda: run.hedged_at("-0.004") and run.settled())
-        await run.until(lambda: fut.position(SYMBOL) == D("-0.004"), 15)
-        side.market.set_basis(SYMBOL, D(0))                           # no new entry, no exit
         adl = side.orders.auto_deleverage("default", SYMBOL)
         assert adl.client_order_id == "adl_autoclose" and side.wallet("default").positions[SYMBOL].amount == 0
         await run.until(lambda: fut.position(SYMBOL) == 0 and len(fut.exchange_closes(SYMBOL)) == 1, 20)
