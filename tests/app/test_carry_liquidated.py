@@ -64,6 +64,13 @@ async def carry_opened(sim: SimHandle, tmp_path: Path, receiver: Receiver, monke
     return cfg, run
 
 
+async def alerted_and_unwound(run: Running, receiver: Receiver) -> None:
+    """The exchange's close was alerted and the carry unwound its spot leg: flat, settled."""
+    await run.until(lambda: "liquidation" in receiver.kinds(), 15)
+    await run.until(lambda: run.hedged_at("0") and run.settled()
+                    and not run.bot.strategy.flags(), 20)                    # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize("on_leg_failure", ["unwind", "hedge"])
 async def test_liquidated_perp_leg_is_seen_and_the_spot_leg_unwound(
         sim: SimHandle, tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch,
@@ -159,9 +166,7 @@ async def test_a_liquidation_while_the_bot_was_down_is_alerted_at_start(
     fut = run.bot.futures_trading
     try:
         assert fut.position(SYMBOL) == 0 and len(fut.exchange_closes(SYMBOL)) == 1
-        await run.until(lambda: "liquidation" in receiver.kinds(), 15)
-        await run.until(lambda: run.hedged_at("0") and run.settled()
-                        and not run.bot.strategy.flags(), 20)                # type: ignore[union-attr]
+        await alerted_and_unwound(run, receiver)
     finally:
         assert await stop(run) == "clean"
     (alert,) = [h for h in receiver.hook if h["kind"] == "liquidation"]
@@ -195,9 +200,7 @@ async def test_an_adl_of_the_perp_leg_is_seen_and_the_spot_leg_unwound(
         assert adl.client_order_id == "adl_autoclose" and side.wallet("default").positions[SYMBOL].amount == 0
         await run.until(lambda: fut.position(SYMBOL) == 0 and len(fut.exchange_closes(SYMBOL)) == 1, 20)
         assert fut.exchange_closes(SYMBOL)[0].kind == "ADL"
-        await run.until(lambda: "liquidation" in receiver.kinds(), 15)
-        await run.until(lambda: run.hedged_at("0") and run.settled()
-                        and not run.bot.strategy.flags(), 20)                # type: ignore[union-attr]
+        await alerted_and_unwound(run, receiver)
     finally:
         assert await stop(run) == "clean"
     (alert,) = [h for h in receiver.hook if h["kind"] == "liquidation"]
