@@ -967,14 +967,21 @@ class Store:
 
         await self._write(fn)
 
-    async def last_complete_reconciliation_ms(self, reason_prefix: str) -> int | None:
-        """When the newest reconciliation run whose reason starts with ``reason_prefix`` and
-        that ended without an error started (``started_ms``, the store's clock); None if none."""
+    async def last_complete_reconciliation_ms(self, reason_prefix: str = "", *,
+                                              having_count: str | None = None,
+                                              look_back: int = 500) -> int | None:
+        """When the newest reconciliation run that ended without an error started
+        (``started_ms``, the store's clock), among those whose reason starts with
+        ``reason_prefix`` and, with ``having_count``, whose counts carry that key (looked for
+        in the newest ``look_back`` such runs); None if there is none."""
 
         def fn(conn: Connection) -> int | None:
-            return conn.execute(sa.select(sa.func.max(recon_t.c.started_ms)).where(
-                recon_t.c.reason.startswith(reason_prefix, autoescape=True),
-                recon_t.c.outcome == "ok")).scalar()
+            where = (recon_t.c.reason.startswith(reason_prefix, autoescape=True), recon_t.c.outcome == "ok")
+            if having_count is None:
+                return conn.execute(sa.select(sa.func.max(recon_t.c.started_ms)).where(*where)).scalar()
+            rows = conn.execute(sa.select(recon_t.c.started_ms, recon_t.c.counts).where(*where)
+                                .order_by(recon_t.c.id.desc()).limit(look_back))
+            return next((int(r.started_ms) for r in rows if having_count in (r.counts or {})), None)
 
         return await self._read(fn)
 

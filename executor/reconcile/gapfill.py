@@ -70,6 +70,9 @@ __all__ = ["GapFillReport", "fill_missing_for_orders", "run_balance_snapshot", "
 log = logging.getLogger(__name__)
 
 TRADES_PAGE = 1000  # myTrades' maximum limit: fewest requests per trade
+# The count a run records once it has read every symbol's trades (step 3): the next run reads
+# from the newest trade stored before this one began.
+SCANNED = "trades_scanned"
 START_REASON = "start"
 
 
@@ -203,9 +206,16 @@ async def _query_not_final(rec: Reconciler, not_final: list[OrderRecord], seen_o
         report.updates.extend(updates)
 
 
-async def _catch_up_trades(rec: Reconciler, symbol: str, report: GapFillReport) -> None:
-    """Step 3 for one symbol: myTrades from the last stored trade id, a page at a time."""
-    last = await rec.store.last_trade_id(symbol)
+async def _catch_up_trades(rec: Reconciler, symbol: str, report: GapFillReport, since_ms: int | None) -> None:
+    """Step 3 for one symbol: myTrades, a page at a time, from the newest trade stored
+    before the last complete scan began (``since_ms``): every trade up to then is in the
+    ledger. Not from the newest stored trade: one stored by another path first (an order's
+    FULL answer, a targeted gap fill, an adoption) would hide an older trade the stream lost
+    meanwhile (someone trading by hand on the account). The trades since are read again;
+    storing them is idempotent."""
+    last = None if since_ms is None else await rec.store.last_trade_id(symbol, received_before_ms=since_ms)
+    if last is None:
+        last = await rec.store.last_trade_id(symbol)
     if last is None:
         # Nothing of ours stored yet: our orders' fills are found per order (step 4);
         # paging the account's whole history would buy nothing the snapshot does not show.
@@ -317,8 +327,10 @@ async def run_gap_fill(rec: Reconciler, reason: str) -> GapFillReport:
                                                            if not o.symbol.startswith(FUTURES_PREFIX))]))
             seen_open = await _open_orders(rec, symbols, report)
             await _query_not_final(rec, not_final, seen_open, report)
+            since = await store.last_complete_reconciliation_ms(having_count=SCANNED)
             for symbol in symbols:
-                await _catch_up_trades(rec, symbol, report)
+                await _catch_up_trades(rec, symbol, report, since)
+            report.counts[SCANNED] = len(symbols)  # this run read every symbol's trades
             # External orders too: their fills move our balances just the same.
             wanted: dict[str, Decimal] = {o.client_order_id: ZERO for o in not_final}
             for cid, qty in rec.take_suspects().values():

@@ -354,3 +354,22 @@ async def test_held_order_response_resolved_by_gap_fill(rig: Rig) -> None:
     order = await rig.store.get_order_by_client_id(cid)
     assert order is not None and order.status in ("FILLED", "EXPIRED") and order.resolved_from_unknown
     await assert_ledger_equals_exchange(rig)
+
+
+async def test_a_trade_stored_first_does_not_hide_an_older_one_the_stream_lost(rig: Rig) -> None:
+    """During a stream gap someone trades by hand on the account (trade X, its events lost),
+    then one of our orders fills and its FULL answer stores trade Y > X at once: the gap fill
+    still finds X. Reading myTrades from the newest stored trade skipped it."""
+    ask = rig.sim.exchange.market.book("BTCUSDT").ask
+    await rig.place(qty="0.0010", price=str(ask + 100), tif="IOC")
+    await rig.rec.drain()
+    await rig.rec.gap_fill("periodic")                       # a complete scan
+    rig.drop = drop_all
+    manual = await rig.gateway.place_order({"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT",
+                                            "timeInForce": "IOC", "quantity": "0.0010",
+                                            "price": str(ask + 100), "newClientOrderId": "manual-web-x"})
+    assert isinstance(manual, Accepted) and manual.response["status"] == "FILLED"
+    await rig.place(qty="0.0010", price=str(ask + 100), tif="IOC")   # its fills stored from the answer
+    rig.drop = None
+    await rig.rec.gap_fill("stream_gap")
+    await assert_ledger_equals_exchange(rig)
