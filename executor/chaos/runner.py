@@ -73,6 +73,9 @@ class ChaosOptions:
     final_run_s: float = FINAL_RUN_S  # the last clean run, to reconcile
     futures_share: float = 0.4  # cycles that run the futures (cash-and-carry) bot; 0: none
     swing_s: tuple[float, float] = (1.0, 3.0)  # how long the basis stays high or low
+    # A graceful stop under faults may wait out its steps' timeouts (a stalled exchange);
+    # past this the cycle's bot is SIGKILLed (the last clean runs always get STOP_TIMEOUT_S).
+    stop_timeout_s: float = STOP_TIMEOUT_S
 
 
 @dataclass
@@ -305,7 +308,7 @@ class _Chaos:
             self.report.kills += 1
             self.say(f"cycle {self.report.cycles}: SIGKILL after {up:.1f} s")
         else:
-            rc = await bot.end(signal.SIGTERM)
+            rc = await bot.end(signal.SIGTERM, self.opts.stop_timeout_s)
             self.report.graceful += 1
             self.say(f"cycle {self.report.cycles}: graceful stop after {up:.1f} s, exit {rc}")
         self.report.bot_exit_codes[rc] += 1

@@ -26,7 +26,7 @@ async def test_a_short_chaos_run_passes(tmp_path: Path) -> None:
     legs), each SIGKILLed or stopped under faults, then each has a last clean run."""
     out = io.StringIO()
     opts = ChaosOptions(minutes=0.25, seed=11, workdir=tmp_path, up_s=(2.0, 4.0), fault_gap_s=(0.5, 1.5),
-                        down_s=(0.1, 0.5), final_run_s=4.0, futures_share=0.5)
+                        down_s=(0.1, 0.5), final_run_s=4.0, futures_share=0.5, stop_timeout_s=10.0)
     report = await run_chaos(opts, out)
     text = report.render()
     assert report.ok, text + "\n" + out.getvalue()[-3000:]
