@@ -212,7 +212,9 @@ class LockStep:
         self._parked: list[tuple[int, tuple[int, int], int, asyncio.Future[None]]] = []
         self._handled_ms = 0
         self._seq = 0
-        self._parking = asyncio.Event()  # set whenever a request parks
+        # Resolved when a request parks, while _wait_for_manager waits (a bare future, not an
+        # Event: waiting on Event.wait() took a task of its own and one more loop turn).
+        self._park_waiter: asyncio.Future[None] | None = None
         sim.before_order = self._park
         self.published_user = 0
         self.waits = 0
@@ -252,7 +254,9 @@ class LockStep:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._parked, (due, key, self._seq, waiter))
         self._seq += 1
-        self._parking.set()
+        parked = self._park_waiter
+        if parked is not None and not parked.done():
+            parked.set_result(None)
         await waiter
 
     def _take_next(self, limit: float) -> bool:
@@ -269,8 +273,8 @@ class LockStep:
 
     async def _wait_for_manager(self, manager: Any) -> None:
         """Until one of the manager's tasks ends or one more of its requests parks."""
-        self._parking.clear()
-        parked = asyncio.ensure_future(self._parking.wait())
+        parked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._park_waiter = parked
         try:
             await asyncio.wait(
                 {*manager.in_flight_tasks(), parked},
@@ -278,6 +282,7 @@ class LockStep:
                 return_when=asyncio.FIRST_COMPLETED,
             )
         finally:
+            self._park_waiter = None
             if not parked.done():
                 parked.cancel()
 
