@@ -182,6 +182,12 @@ def _mark_sent(_dialect: str) -> Any:
 # ---------------------------------------------------------------- the store
 
 
+def _in_transaction(conn: Connection, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(conn, *args)`` in one transaction on the sync side of ``Store._write``'s connection."""
+    with conn.begin():
+        return fn(conn, *args)
+
+
 class Store:
     """The ledger. Create with ``await Store.open(url)`` (which also upgrades the schema)."""
 
@@ -273,8 +279,10 @@ class Store:
             conn = await self._writer()
             for attempt in range(1, self.WRITE_ATTEMPTS + 1):
                 try:
-                    async with conn.begin():
-                        return await conn.run_sync(fn, *args)
+                    # Begin, run and commit in one run_sync: one greenlet hand-off per
+                    # transaction instead of three (begin, body, commit each took one); the
+                    # same BEGIN (IMMEDIATE), statements and COMMIT, rolled back on an error.
+                    return await conn.run_sync(_in_transaction, fn, *args)
                 except sa.exc.DBAPIError as exc:
                     # Only PostgreSQL raises these (SQLite's writer holds the database lock).
                     if attempt == self.WRITE_ATTEMPTS or not is_retryable(exc):

@@ -99,6 +99,30 @@ def request_key(client_id: str) -> tuple[int, int]:
     return (0 if m.group(1) == "c" else 1, int(m.group(2)))
 
 
+def _after_io() -> asyncio.Future[None]:
+    """A future done one loop turn from now, *after* that turn's socket callbacks.
+
+    The barrier polls while frames are on their way over local sockets. ``sleep(0)`` would
+    resume it at the head of the next turn, before the socket's read callback, so every
+    hand-off down the bot's chain (socket read → stream reader task → strategy task) was
+    seen one turn late and each line cost one extra loop turn (a ``select`` and a pass over
+    every ready handle). A zero-delay timer fires after the turn's I/O callbacks, so the
+    barrier's next check is queued behind the reader task those callbacks woke, and (via
+    ``sleep(0)`` while ``market.pending()``) behind the strategy task: an idle line now
+    takes three turns instead of four. Only when the barrier looks changes, never what it
+    waits for, so the replay stays deterministic.
+    """
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[None] = loop.create_future()
+    loop.call_later(0, _settle, fut)
+    return fut
+
+
+def _settle(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 class ReplayStalled(RuntimeError):
     """The bot did not settle within the barrier's timeout (a bug, not a market condition)."""
 
@@ -188,7 +212,9 @@ class LockStep:
         self._parked: list[tuple[int, tuple[int, int], int, asyncio.Future[None]]] = []
         self._handled_ms = 0
         self._seq = 0
-        self._parking = asyncio.Event()  # set whenever a request parks
+        # Resolved when a request parks, while _wait_for_manager waits (a bare future, not an
+        # Event: waiting on Event.wait() took a task of its own and one more loop turn).
+        self._park_waiter: asyncio.Future[None] | None = None
         sim.before_order = self._park
         self.published_user = 0
         self.waits = 0
@@ -228,7 +254,9 @@ class LockStep:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._parked, (due, key, self._seq, waiter))
         self._seq += 1
-        self._parking.set()
+        parked = self._park_waiter
+        if parked is not None and not parked.done():
+            parked.set_result(None)
         await waiter
 
     def _take_next(self, limit: float) -> bool:
@@ -245,8 +273,8 @@ class LockStep:
 
     async def _wait_for_manager(self, manager: Any) -> None:
         """Until one of the manager's tasks ends or one more of its requests parks."""
-        self._parking.clear()
-        parked = asyncio.ensure_future(self._parking.wait())
+        parked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._park_waiter = parked
         try:
             await asyncio.wait(
                 {*manager.in_flight_tasks(), parked},
@@ -254,6 +282,7 @@ class LockStep:
                 return_when=asyncio.FIRST_COMPLETED,
             )
         finally:
+            self._park_waiter = None
             if not parked.done():
                 parked.cancel()
 
@@ -268,7 +297,7 @@ class LockStep:
         spins = 0
         while not self.market_delivered() and time.monotonic() < deadline:
             spins += 1
-            await asyncio.sleep(0 if spins < 64 else 0.0002)
+            await (_after_io() if spins < 64 else asyncio.sleep(0.0002))
 
     def _count(self, _event: dict[str, Any]) -> None:
         self.published_user += 1
@@ -312,7 +341,7 @@ class LockStep:
             if not self.market_delivered():
                 spins += 1
                 # Frames are in flight on local sockets: a few loop turns, then brief sleeps.
-                await asyncio.sleep(0 if spins < 64 else 0.0002)
+                await (_after_io() if spins < 64 else asyncio.sleep(0.0002))
             elif manager.in_flight > len(self._parked):
                 # Work in flight that is not a request parked on its way to the exchange.
                 await self._wait_for_manager(manager)
@@ -320,7 +349,7 @@ class LockStep:
                 self._release()
             elif not self.user_delivered():
                 spins += 1
-                await asyncio.sleep(0 if spins < 64 else 0.0002)
+                await (_after_io() if spins < 64 else asyncio.sleep(0.0002))
             elif market.pending():
                 await asyncio.sleep(0)
             elif reconciler.queued:

@@ -655,7 +655,9 @@ class SpotEngine:
 
     # -- maker fills as the market moves ------------------------------------------------------------
     def on_book(self, book: Book) -> None:
-        if self._matching:
+        if self._matching or not self._open[book.symbol]:
+            # No order (open or not yet pruned) on the symbol: nothing can fill. Every book
+            # update comes through here, and most find no resting order.
             return
         self._matching = True
         try:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -26,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
+
+from executor.sim import wire_json
 
 if TYPE_CHECKING:
     from executor.sim.bus import UserEventBus
@@ -523,7 +524,7 @@ class ServerSocket:
             await self.ws.close(code=code, message=message)
 
     async def _send_now(self, message: Any) -> None:
-        text = message if isinstance(message, str) else json.dumps(message, separators=(",", ":"))
+        text = message if isinstance(message, str) else wire_json.dumps(message)
         await self.ws.send_str(text)
 
     async def _writer(self) -> None:

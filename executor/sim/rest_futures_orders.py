@@ -13,7 +13,6 @@ Every request passes the futures rate limits (REQUEST_WEIGHT 2400 per minute per
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -21,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from executor.sim import errors
+from executor.sim import errors, wire_json
 from executor.sim.appkeys import SIM
 from executor.sim.auth import AUTH_PARAMS, authenticate_signed, parse_params
 from executor.sim.clock import SimClock
@@ -130,7 +129,7 @@ def _const(n: int) -> Callable[[Mapping[str, str]], int]:
 
 
 def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(text=json.dumps(data, separators=(",", ":")), status=status,
+    return web.Response(text=wire_json.dumps(data), status=status,
                         content_type="application/json", headers=headers)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from executor.sim import errors
+from executor.sim import errors, wire_json
 from executor.sim.accounts import Account, ApiKey
 from executor.sim.appkeys import SIM
 from executor.sim.auth import AUTH_PARAMS, authenticate_signed, parse_params
@@ -78,7 +78,7 @@ def _const(n: int) -> Callable[[Mapping[str, str]], int]:
 
 
 def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(text=json.dumps(data, separators=(",", ":")), status=status,
+    return web.Response(text=wire_json.dumps(data), status=status,
                         content_type="application/json", headers=headers)
 
 
