@@ -97,10 +97,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "sim_options(**kw): SimExchange.for_tests() overrides for the `sim` fixture")
 
 
-# The files whose tests take longest (10-40 s each: child processes, chaos cycles, replays),
-# longest first. They are collected first, so pytest-xdist's round-robin start hands them out
-# across the workers at once instead of leaving one worker with a long test at the end while
-# the others sit idle.
+# The files whose tests take longest (5-40 s each: child processes, chaos cycles, replays),
+# longest first. They are collected first and xdist hands tests out two at a time
+# (``--maxschedchunk 2`` in pyproject), so they spread over the workers at once instead of
+# leaving one worker with a long test at the end while the others sit idle.
 LONG_FIRST = (
     "tests/chaos/test_chaos.py",
     "tests/scenarios/test_futures_faults.py",

@@ -349,8 +349,10 @@ class _Chaos:
         self.write_config()
         cfg = load_config(local=None)
         settings = replace(cfg.sim, seed=self.opts.seed, balances=dict(BALANCES), market_file="")
-        # Bans short enough to be waited out within a run (Binance's first is 2 minutes).
-        sim = SimExchange.from_config(settings, symbols=cfg.symbols.spot, limits=RateLimits(ban_first_s=5))
+        # Bans and 429 Retry-Afters short enough to be waited out within a run (Binance's first
+        # ban is 2 minutes; its Retry-After, often a minute).
+        limits = RateLimits(ban_first_s=5, burst_retry_after_s=5)
+        sim = SimExchange.from_config(settings, symbols=cfg.symbols.spot, limits=limits)
         if self.opts.futures_share > 0:
             sim.accounts.add(FUTURES_ACCOUNT, dict(BALANCES), now_ms=sim.clock.now_ms())
             sim.futures.transfer(FUTURES_ACCOUNT, "USDT", FUTURES_WALLET)

@@ -24,6 +24,7 @@ class RateLimits:
     orders_per_10s: int = 100
     orders_per_day: int = 200_000
     ban_first_s: int = 120            # Binance bans escalate from 2 minutes to 3 days
+    burst_retry_after_s: int = 60     # the Retry-After of a fault's 429 burst (``faults.burst_429``)
     ban_max_s: int = 259_200
 
 

@@ -482,9 +482,10 @@ async def _dispatch(request: web.Request, sim: SimExchange, route: Route) -> web
     try:
         limiter.gate(ip)
         if sim.faults.take_429():
-            limiter.note_429(ip, 60)
+            retry_s = limiter.limits.burst_retry_after_s
+            limiter.note_429(ip, retry_s)
             raise errors.BinanceError(
-                -1003, "Too many requests queued.", 429, {"Retry-After": "60"})
+                -1003, "Too many requests queued.", 429, {"Retry-After": str(retry_s)})
         params = parse_params(raw_query, body)
         ctx = Ctx(sim=sim, request=request, params=params, failure_weight=route.failure_weight)
         limiter.charge(ip, route.weight(params))
