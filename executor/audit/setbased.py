@@ -302,16 +302,24 @@ def _order_counts_sqlite(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold
     )
     dec = Decimal
     for sym, status, ex_nz, ext, qty, exe, n, rfu in db.conn.execute(sql, params):
-        g = fold.group(None, sym)
-        oc = order_outcome(status, dec(ex_nz))
-        g.counts[oc] += n
-        g.orders_total += n
-        g.external += ext * n
-        g.resolved_from_unknown += rfu
+        g, oc = _count_orders(fold, sym, status, ex_nz, ext, n, rfu)
         if not ext and oc not in _ACCEPTED_OUT and qty is not None:
             # As the fold adds them (the current context): n equal terms are one product.
             g.ordered += dec(qty) * n
             g.executed += dec(exe) * n
+
+
+def _count_orders(fold: LedgerFold, sym: str, status: str, ex_nz: int, ext: int, n: int,
+                  rfu: int) -> tuple[Any, str]:
+    """``n`` orders of one (symbol, status, executed or not, external) group, counted as the
+    fold counts them; returns the symbol's group and the orders' outcome."""
+    g = fold.group(None, sym)
+    oc = order_outcome(status, Decimal(ex_nz))
+    g.counts[oc] += n
+    g.orders_total += n
+    g.external += ext * n
+    g.resolved_from_unknown += rfu
+    return g, oc
 
 
 def _order_counts(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold) -> None:
@@ -332,12 +340,7 @@ def _order_counts(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold) -> No
     for sym, status, ex_nz, ext, n, rfu, qty, q_pl, exe, e_pl, unfit in db.conn.execute(sql, params):
         if unfit:
             raise NotExact
-        g = fold.group(None, sym)
-        oc = order_outcome(status, Decimal(ex_nz))
-        g.counts[oc] += n
-        g.orders_total += n
-        g.external += ext * n
-        g.resolved_from_unknown += rfu
+        g, oc = _count_orders(fold, sym, status, ex_nz, ext, n, rfu)
         if not ext and oc not in _ACCEPTED_OUT and qty is not None:
             g.ordered += d.value(qty, q_pl)
             g.executed += d.value(exe, e_pl)
