@@ -29,7 +29,7 @@ from executor.core.reports import ledger_symbol as _ledger_symbol
 from executor.core.reports import wire_symbol as _wire_symbol
 from executor.exchange.outcome import NO_SUCH_ORDER, Accepted, Outcome, Rejected
 from executor.exchange.ratelimit import ORDERS, WEIGHT, Cost, WeightBudget
-from executor.exchange.rest import GatewayError, RestGateway, order_wire_params
+from executor.exchange.rest import GatewayError, RestGateway, list_orders_since, order_wire_params
 
 log = logging.getLogger(__name__)
 
@@ -155,30 +155,17 @@ class FuturesGateway(RestGateway):
 
     async def orders_since(self, symbol: str, since_ms: int, *, now_ms: int,
                            limit: int = 1000) -> list[dict[str, Any]]:
-        """Every order of ``symbol`` placed at or after ``since_ms`` (GET /fapi/v1/allOrders):
-        7-day windows (the endpoint's longest) from ``since_ms`` until one has an order, then
-        pages by orderId until a short page. Oldest first, each order once."""
+        """Every order of ``symbol`` placed at or after ``since_ms`` (GET /fapi/v1/allOrders,
+        whose longest time window is 7 days; ``rest.list_orders_since``)."""
         if not symbol:
             raise ValueError("orders_since needs a symbol")
-        week = 7 * 86_400_000
-        start = since_ms
-        page: list[dict[str, Any]] = []
-        while start <= now_ms + week:
-            window = {"symbol": symbol, "startTime": start, "endTime": start + week - 1, "limit": limit}
-            page = await self._read("futures.allOrders", COSTS["allOrders"],
-                                    lambda p=window: self._signing().futures_get_all_orders(**p), symbol)
-            if page:
-                break
-            start += week
-        out = {int(r["orderId"]): r for r in page}
-        while len(page) >= limit or (page and start + week - 1 < now_ms):
-            params = {"symbol": symbol, "orderId": max(out) + 1, "limit": limit}
-            page = await self._read("futures.allOrders", COSTS["allOrders"],
-                                    lambda p=params: self._signing().futures_get_all_orders(**p), symbol)
-            out.update((int(r["orderId"]), r) for r in page)
-            if len(page) < limit:
-                break
-        return [out[k] for k in sorted(out)]
+
+        async def page(params: dict[str, Any]) -> list[dict[str, Any]]:
+            return await self._read("futures.allOrders", COSTS["allOrders"],
+                                    lambda: self._signing().futures_get_all_orders(**params), symbol)
+
+        return await list_orders_since(page, symbol, since_ms, now_ms=now_ms, window_ms=7 * 86_400_000,
+                                       limit=limit)
 
     async def open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
         if symbol:

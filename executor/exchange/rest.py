@@ -334,30 +334,17 @@ class RestGateway:
 
     async def orders_since(self, symbol: str, since_ms: int, *, now_ms: int,
                            limit: int = MAX_TRADES_LIMIT) -> list[dict[str, Any]]:
-        """Every order of ``symbol`` placed at or after ``since_ms`` (GET /api/v3/allOrders):
-        24-hour windows (the endpoint's longest) from ``since_ms`` until one has an order,
-        then pages by orderId (no window) until a short page. Oldest first, each order once."""
+        """Every order of ``symbol`` placed at or after ``since_ms`` (GET /api/v3/allOrders,
+        whose longest time window is 24 hours; ``list_orders_since``)."""
         if not symbol:
             raise ValueError("orders_since needs a symbol")
-        day = 86_400_000
-        start = since_ms
-        page: list[dict[str, Any]] = []
-        while start <= now_ms + day:
-            window = {"symbol": symbol, "startTime": start, "endTime": start + day - 1, "limit": limit}
-            page = await self._read("allOrders", COSTS["allOrders"],
-                                    lambda p=window: self._client.get_all_orders(**p), symbol)
-            if page:
-                break
-            start += day
-        out = {int(r["orderId"]): r for r in page}
-        while len(page) >= limit or (page and start + day - 1 < now_ms):
-            params = {"symbol": symbol, "orderId": max(out) + 1, "limit": limit}
-            page = await self._read("allOrders", COSTS["allOrders"],
-                                    lambda p=params: self._client.get_all_orders(**p), symbol)
-            out.update((int(r["orderId"]), r) for r in page)
-            if len(page) < limit:
-                break
-        return [out[k] for k in sorted(out)]
+
+        async def page(params: dict[str, Any]) -> list[dict[str, Any]]:
+            return await self._read("allOrders", COSTS["allOrders"],
+                                    lambda: self._client.get_all_orders(**params), symbol)
+
+        return await list_orders_since(page, symbol, since_ms, now_ms=now_ms, window_ms=86_400_000,
+                                       limit=limit)
 
     # ------------------------------------------------------------------ trades / account
 
@@ -449,6 +436,32 @@ class RestGateway:
         return await self._fetch_server_ms()
 
 
+OrdersPage = Callable[[dict[str, Any]], Awaitable[list[dict[str, Any]]]]
+
+
+async def list_orders_since(page: OrdersPage, symbol: str, since_ms: int, *, now_ms: int, window_ms: int,
+                            limit: int) -> list[dict[str, Any]]:
+    """Every order of ``symbol`` placed at or after ``since_ms`` through an ``allOrders``
+    endpoint (``page(params)`` is one request): time windows of ``window_ms`` (the endpoint's
+    longest) from ``since_ms`` until one has an order, then pages by orderId (no window)
+    until a short page. Oldest first, each order once."""
+    start = since_ms
+    rows: list[dict[str, Any]] = []
+    while start <= now_ms + window_ms:
+        window = {"symbol": symbol, "startTime": start, "endTime": start + window_ms - 1, "limit": limit}
+        rows = await page(window)
+        if rows:
+            break
+        start += window_ms
+    out = {int(r["orderId"]): r for r in rows}
+    while len(rows) >= limit or (rows and start + window_ms - 1 < now_ms):
+        rows = await page({"symbol": symbol, "orderId": max(out) + 1, "limit": limit})
+        out.update((int(r["orderId"]), r) for r in rows)
+        if len(rows) < limit:
+            break
+    return [out[k] for k in sorted(out)]
+
+
 __all__ = [
     "COSTS",
     "Accepted",
@@ -458,5 +471,6 @@ __all__ = [
     "Rejected",
     "RestGateway",
     "Unknown",
+    "list_orders_since",
     "order_wire_params",
 ]

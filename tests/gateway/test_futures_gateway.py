@@ -77,3 +77,22 @@ async def test_ledger_gateway_speaks_ledger_symbols(sim: Any, gateways: Any) -> 
     assert (await ledger.get_order("UM:BTCUSDT", "l-1"))["symbol"] == "UM:BTCUSDT"
     cancel = await ledger.cancel_order("UM:BTCUSDT", "l-1", "ignored")
     assert isinstance(cancel, Accepted) and cancel.response["status"] == "CANCELED"
+
+
+async def test_orders_since_lists_windows_then_pages(sim: Any, gateways: Any) -> None:
+    """GET /fapi/v1/allOrders through ``orders_since``: an empty first 7-day window is
+    skipped, then the orders are paged by orderId (one a page here); an order by orderId too."""
+    _, fut = gateways
+    clock = sim.exchange.clock
+    since = clock.now_ms()
+    clock.advance(8 * 86_400_000)                              # the first window holds nothing
+    for n in range(3):
+        out = await fut.place_order({"symbol": "BTCUSDT", "side": "SELL", "type": "MARKET",
+                                     "quantity": "0.002", "newClientOrderId": f"os-{n}"})
+        assert isinstance(out, Accepted)
+    rows = await fut.orders_since("BTCUSDT", since, now_ms=clock.now_ms(), limit=1)
+    assert [r["clientOrderId"] for r in rows] == ["os-0", "os-1", "os-2"]
+    assert await fut.orders_since("ETHUSDT", since, now_ms=clock.now_ms()) == []
+    first = await fut.get_order_by_id("BTCUSDT", int(rows[0]["orderId"]))
+    assert first is not None and first["clientOrderId"] == "os-0"
+    assert await fut.get_order_by_id("BTCUSDT", 999_999_999) is None
