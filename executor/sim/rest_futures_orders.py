@@ -279,12 +279,17 @@ async def user_trades(ctx: Ctx) -> Any:
     rows = ctx.side.orders.user_trades(ctx.account, symbol)
     if order_id is not None:
         rows = [t for t in rows if t.order_id == order_id]
+    return [t.row() for t in _id_or_window(rows, lambda t: t.trade_id, from_id, start, end, limit)]
+
+
+def _id_or_window(rows: list[Any], key: Any, from_id: int | None, start: int | None, end: int | None,
+                  limit: int) -> list[Any]:
+    """Rows (oldest first) from ``from_id`` up (``key``: the row's id), else those in the
+    time window: the first ``limit`` from ``start``, or without one the most recent ``limit``."""
     if from_id is not None:
-        rows = [t for t in rows if t.trade_id >= from_id][:limit]
-    else:
-        rows = [t for t in rows if (start is None or t.time >= start) and (end is None or t.time <= end)]
-        rows = rows[:limit] if start is not None else rows[-limit:]
-    return [t.row() for t in rows]
+        return [r for r in rows if key(r) >= from_id][:limit]
+    rows = [r for r in rows if (start is None or r.time >= start) and (end is None or r.time <= end)]
+    return rows[:limit] if start is not None else rows[-limit:]
 
 
 async def all_orders(ctx: Ctx) -> Any:
@@ -296,12 +301,7 @@ async def all_orders(ctx: Ctx) -> Any:
     order_id = parse_int(ctx.params, "orderId")
     rows = sorted((o for o in ctx.side.orders.orders.values()
                    if o.account == ctx.account and o.symbol == symbol), key=lambda o: o.order_id)
-    if order_id is not None:
-        rows = [o for o in rows if o.order_id >= order_id][:limit]
-    else:
-        rows = [o for o in rows if (start is None or o.time >= start) and (end is None or o.time <= end)]
-        rows = rows[:limit] if start is not None else rows[-limit:]
-    return [o.row() for o in rows]
+    return [o.row() for o in _id_or_window(rows, lambda o: o.order_id, order_id, start, end, limit)]
 
 
 async def income(ctx: Ctx) -> Any:
