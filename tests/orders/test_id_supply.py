@@ -114,15 +114,21 @@ async def test_clean_end_releases_unused_ids_and_unclean_leaves_them_open(store:
     assert [b["state"] for b in await store.id_blocks()] == ["released", "open"]
 
 
+async def supplied(h: Any, run_tag: str, *, block_size: int) -> ClientIdFactory:
+    """The harness's order manager on ids of a fresh run ``run_tag``, from reserved blocks."""
+    f = ClientIdFactory("bx", run_tag, blocks=True)
+    supply = IdSupply(h.store, f, block_size=block_size)
+    await supply.start()
+    h.manager.ids = f
+    h.manager.wait_for_ids = supply.wait
+    return f
+
+
 async def test_manager_waits_for_ids_when_they_run_out(sim: SimHandle, tmp_path: Path) -> None:
     h = await build(sim, tmp_path)
     try:
-        f = ClientIdFactory("bx", "run7", blocks=True)
-        supply = IdSupply(h.store, f, block_size=2)
-        await supply.start()
+        f = await supplied(h, "run7", block_size=2)
         f.on_low = None  # the refill only when exhausted
-        h.manager.ids = f
-        h.manager.wait_for_ids = supply.wait
         sent = []
         for _ in range(3):
             order = await h.manager.place(resting_buy(h))
@@ -142,11 +148,7 @@ async def test_lost_intents_of_an_unclean_run_are_found_and_adopted(
         sim: SimHandle, tmp_path: Path, listing: bool) -> None:
     h = await build(sim, tmp_path)
     try:
-        f = ClientIdFactory("bx", "old1", blocks=True)
-        supply = IdSupply(h.store, f, block_size=8)
-        await supply.start()
-        h.manager.ids = f
-        h.manager.wait_for_ids = supply.wait
+        await supplied(h, "old1", block_size=8)
         placed = []
         for _ in range(3):
             order = await h.manager.place(resting_buy(h))
