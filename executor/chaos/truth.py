@@ -17,6 +17,7 @@ the exchange booked after the bot's last income read are not yet the ledger's bu
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -95,11 +96,8 @@ async def compare_ledger(sim: SimExchange, ledger_url: str, account_id: str) -> 
 
     by_cid = {r.client_order_id: r for r in rows}
     for o in orders:
-        r = by_cid.get(o.client_order_id)
-        if r is None or r.external:
-            out.orders_missing += 1
-            out.note(f"order {o.client_order_id} ({o.symbol} #{o.order_id}) "
-                     f"{'missing from' if r is None else 'not ours in'} the ledger")
+        r = _ours_in_ledger(out, by_cid, "order", o.client_order_id, o.symbol, o.order_id)
+        if r is None:
             continue
         want = (o.status, o.executed_qty, o.cum_quote, o.order_id)
         got = (r.status, r.executed_qty, r.cum_quote_qty, r.exchange_order_id)
@@ -148,6 +146,19 @@ async def compare_ledger(sim: SimExchange, ledger_url: str, account_id: str) -> 
 FUTURES = "UM:"
 
 
+def _ours_in_ledger(out: Comparison, by_cid: Mapping[str, Any], what: str, cid: str, symbol: str,
+                    order_id: int) -> Any | None:
+    """The ledger's row of one of our orders on the exchange; None (counted and noted as
+    missing) when the ledger lacks it or holds it as someone else's."""
+    r = by_cid.get(cid)
+    if r is None or r.external:
+        out.orders_missing += 1
+        where = "missing from" if r is None else "not ours in"
+        out.note(f"{what} {cid} ({symbol} #{order_id}) {where} the ledger")
+        return None
+    return r
+
+
 def _futures_orders(out: Comparison, fut: Any, account_id: str, rows: list[Any]) -> dict[tuple[str, int],
                                                                                         tuple[object, ...]]:
     """Futures orders against the ledger; returns the futures trades as expected fills."""
@@ -164,11 +175,8 @@ def _futures_orders(out: Comparison, fut: Any, account_id: str, rows: list[Any])
             out.sent_twice += 1
             out.note(f"futures client order id {cid} placed {n} times")
     for o in ours:
-        r = by_cid.get(o.client_order_id)
-        if r is None or r.external:
-            out.orders_missing += 1
-            out.note(f"futures order {o.client_order_id} ({o.symbol} #{o.order_id}) "
-                     f"{'missing from' if r is None else 'not ours in'} the ledger")
+        r = _ours_in_ledger(out, by_cid, "futures order", o.client_order_id, o.symbol, o.order_id)
+        if r is None:
             continue
         want_o = (o.status, o.executed, o.order_id)
         got_o = (r.status, r.executed_qty, r.exchange_order_id)
