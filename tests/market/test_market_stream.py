@@ -436,3 +436,26 @@ async def test_backoff_resets_after_a_healthy_connection() -> None:
         finally:
             await conn.close()
     assert delays == pytest.approx([0.1, 0.1, 0.1, 0.1])  # no growth: each connection had worked
+
+
+async def test_a_wait_for_the_first_message_cancelled_leaves_nothing_behind(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A stop during start-up cancels the wait for the first message: quietly (the gather
+    under wait_for it replaced left a never-retrieved exception for the loop to log)."""
+    import gc
+
+    state = MarketState()
+    async with FakeStreamServer(hold_open) as server:        # connects, never sends a frame
+        stream = book_ticker_stream(endpoints_for(server.base_url), ["BTCUSDT", "ETHUSDT"], state,
+                                    limiter=fresh_limiter())
+        async with stream:
+            waiting = asyncio.ensure_future(stream.wait_ready(10))
+            await wait_until(lambda: bool(server.conns))
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            with pytest.raises(TimeoutError):
+                await stream.wait_ready(0.05)
+    gc.collect()
+    await asyncio.sleep(0)
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
