@@ -362,7 +362,12 @@ class OrderManager:
             sent_ms.append(self._ledger_ms())
             self._hook(self.on_sending, cid)
 
-        recorded.add_done_callback(leaving)
+        if recorded.done():
+            # Committed in the decision's own iteration (SQLite's order path runs on this
+            # thread): arm the hooks now, before the gateway writes the request below.
+            leaving(recorded)
+        else:
+            recorded.add_done_callback(leaving)
         params = req.params()
         params["newOrderRespType"] = self._resp_type
         outcome: Any = None

@@ -30,12 +30,22 @@ SQLite: every connection gets:
 * ``busy_timeout``: another process (the audit, ``run.py db``) holding the lock makes us
   wait, not fail.
 
-Inline SQLite (``create_engine(..., inline=True)``, used by a max-speed replay only): the
-aiosqlite connection runs each call on the event loop's own thread instead of handing it to
-its worker thread (``InlineConnection``). Same driver, same statements, same transactions;
-what goes is the hand-off, two thread switches and a loop wake-up per call (a ledger write
-is 10–30 calls): the lock-step replay waits for every write anyway, so a thread buys it
-nothing. A live bot keeps the thread: a slow disk must not stall its event loop.
+Inline SQLite (``create_engine(..., inline=True)``): the aiosqlite connection runs each call
+on the event loop's own thread instead of handing it to its worker thread
+(``InlineConnection``). Same driver, same statements, same transactions; what goes is the
+hand-off, two thread switches and a loop wake-up per call. Two users:
+
+* a max-speed replay (a ledger write is 10–30 calls; the lock-step replay waits for every
+  write anyway, so a thread buys it nothing);
+* a live bot's order path (``persistence.store``): its intent INSERT and SENT mark, single
+  autocommit statements at ``synchronous=NORMAL`` (a WAL append, no fsync: ~30 µs), on a
+  connection that never checkpoints and never blocks on a lock (``busy_timeout=0``: on a
+  busy ledger, ``is_sqlite_busy``, the store tries again after a short asynchronous wait). The
+  request is held until that commit returns anyway; through the worker thread the same
+  commit took 1.0–1.4 ms, the GIL passed back and forth while the loop prepared the request
+  (bench/RESULTS.md, "#11/#15 the order path's commit on the loop's thread").
+
+Every other write of a live bot keeps the thread: a batch's fsync must not stall the loop.
 
 Transactions: the pysqlite driver's own implicit BEGIN is switched off, and SQLAlchemy's
 begin emits ``BEGIN IMMEDIATE`` on connections marked for writing
@@ -133,6 +143,18 @@ def is_retryable(exc: BaseException) -> bool:
     orig = getattr(exc, "orig", None)
     code = getattr(orig, "sqlstate", None) or getattr(getattr(orig, "__cause__", None), "sqlstate", None)
     return code in RETRYABLE_SQLSTATES
+
+
+def is_sqlite_busy(exc: BaseException) -> bool:
+    """SQLite refused a statement because another connection holds the lock (SQLITE_BUSY /
+    SQLITE_LOCKED): nothing of it was done, so it may run again elsewhere."""
+    orig = getattr(exc, "orig", exc)
+    if not isinstance(orig, sqlite3.OperationalError):
+        return False
+    code = getattr(orig, "sqlite_errorcode", None)
+    if code is not None:
+        return int(code) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(orig)
 
 
 def database_path(url: str | URL, base: Path = ROOT) -> Path:
