@@ -49,7 +49,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from itertools import compress, repeat, starmap
-from operator import eq, itemgetter, mul
+from operator import is_not, itemgetter, mul
 from typing import Any
 
 import sqlalchemy as sa
@@ -508,11 +508,15 @@ def _ordered(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold, sym: str) 
     cond = _and(where, "f.side IN ('BUY', 'SELL')")
     sql = (
         f"SELECT f.side = 'BUY', f.qty, CASE WHEN f.commission_asset = ? AND {d.nonzero('f.commission')} "
-        "THEN f.commission END, f.price, o.external, o.decision_bid, o.decision_ask "
+        # The bot's own fills (an order row, not external) carry their order's decision-time
+        # quotes as one text "bid ask" ('' for a NULL), other fills NULL: one object per row
+        # instead of three.
+        "THEN f.commission END, f.price, CASE WHEN NOT o.external THEN "
+        "coalesce(o.decision_bid, '') || ' ' || coalesce(o.decision_ask, '') END "
         f"FROM fills f LEFT JOIN orders o ON o.id = f.order_id{cond} ORDER BY {_order_by(db, scope, sym)}"
     )
     rows = db.conn.execute(sql, [base, *params]).fetchall()
-    buys, qtys, fees, texts, external, bids, asks = (list(map(itemgetter(i), rows)) for i in range(7))
+    buys, qtys, fees, texts, quotes = (list(map(itemgetter(i), rows)) for i in range(5))
     del rows
     g = fold.group(None, sym)
     dec = Decimal
@@ -529,16 +533,16 @@ def _ordered(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold, sym: str) 
         apply = g.avg.apply
         for dq, price in moves:
             apply(dq, price)
-        # The bot's own fills: an order row that is not external (0; NULL: no order row).
-        own = list(map(eq, external, repeat(0)))
+        own = list(map(is_not, quotes, repeat(None)))
         g.totals.fees += base_fees
         g.own_qty += sum(compress(dqs, own), ZERO)
         g.fifo = _fifo(moves, flow)
-        slips = Counter(compress(zip(buys, texts, bids, asks, strict=True), own))
+        slips = Counter(compress(zip(buys, texts, quotes, strict=True), own))
         g.add_slippage_groups(
-            (buy, p, bid, ask, n)
-            for (buy, p, bid, ask), n in slips.items()
-            if bid is not None or ask is not None
+            (buy, p, bid or None, ask or None, n)
+            for (buy, p, ba), n in slips.items()
+            if ba != " "
+            for bid, ask in (ba.split(" "),)
         )
 
 
