@@ -27,6 +27,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterator
 from decimal import Decimal, Inexact, localcontext
 from functools import partial
 from itertools import accumulate, chain, compress, repeat
@@ -278,18 +279,27 @@ def _run(
 
     # Each asset's fill deltas: where it is the base, the quote or the fee asset of a fill (a fill
     # changes an asset at most once); zero changes are not applied (nor do they create the asset).
-    base_of = [p[0] for p in pairs]
-    quote_of = [p[1] for p in pairs]
-    by_role: list[tuple[list[Decimal], list[str | None]]] = [
-        (base_amt, list(map(base_of.__getitem__, syms))),
-        (quote_amt, list(map(quote_of.__getitem__, syms))),
-        (third_amt, fee_assets),
-    ]
-    assets_in_fills = {a for p in pairs for a in p} | {fa for (_, fa), r in roles.items() if r == 2}
+    # Only the roles an asset has are scanned, by symbol index (session 6: a pass over a
+    # million fills per asset and role, most of them finding nothing, cost 0.3-0.7 s).
+    as_base: dict[str, set[int]] = {}
+    as_quote: dict[str, set[int]] = {}
+    for code, (b, q) in enumerate(pairs):
+        as_base.setdefault(b, set()).add(code)
+        as_quote.setdefault(q, set()).add(code)
+    third = {fa for (_, fa), r in roles.items() if r == 2}
+    assets_in_fills = {a for p in pairs for a in p} | third
     for asset in sorted(a for a in assets_in_fills if mine(a)):
+        hits: list[tuple[list[Decimal], Iterator[bool]]] = []
+        for amounts, codes in ((base_amt, as_base.get(asset)), (quote_amt, as_quote.get(asset))):
+            if codes:
+                one = next(iter(codes))
+                hit = map(eq, syms, repeat(one)) if len(codes) == 1 else map(codes.__contains__, syms)
+                hits.append((amounts, hit))
+        if asset in third:
+            hits.append((third_amt, map(eq, fee_assets, repeat(asset))))
         parts: list[tuple[list[int], list[Decimal]]] = []
-        for amounts, owner in by_role:
-            idx = list(compress(range(n), map(eq, owner, repeat(asset))))
+        for amounts, found in hits:
+            idx = list(compress(range(n), found))
             idx = list(compress(idx, map(amounts.__getitem__, idx)))  # non-zero only
             if idx:
                 parts.append((idx, amounts))
