@@ -33,6 +33,9 @@ in group order (migration 0008; no sort), Binance's 8-place text is summed witho
 the orders are grouped by their (quantity, executed) text and summed in Python, each
 symbol's fills are read along ``ix_fills_symbol_trade_ms`` (no sort of its fills), and on
 SQLite a forked worker folds about half of the symbols while this process folds the rest.
+Session 6: on SQLite each ordered read is converted column by column and the orders are
+counted by a ``Counter`` instead of a sorting GROUP BY; slippage groups are added in one loop
+(``GroupFold.add_slippage_groups``) on both backends.
 
 A ledger whose report needs per-run groups (several runs, whole-ledger scope) is left to the
 fold: a run's books open with the inventory at its first fill, at its average cost.
