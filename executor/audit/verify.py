@@ -204,7 +204,8 @@ def verify(
     opening = {a: (st.total, st.since_ms) for a, st in assets.items()}
     # The set-based statement is the faster confirmation on PostgreSQL (11.6 s against 16.5 s
     # at a million fills); SQLite runs it too, but its column-wise fast path, split over two
-    # processes, is twice as fast there (8.8 s against 17.4 s): bench/RESULTS.md, issue 16.
+    # processes, is about three times as fast there (5.7 s against 15.9 s in session 6):
+    # bench/RESULTS.md, issue 16.
     sql_first = set_based if set_based is not None else not db.sqlite
     if not (
         sql_first and verify_sql(db, scope, res, opening, opening_ids, base_ms, last_ids, table)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterator
 from decimal import Decimal, Inexact, localcontext
 from functools import partial
 from itertools import accumulate, chain, compress, repeat
@@ -178,6 +179,13 @@ def _guarded(
             return None
 
 
+def _code(column: str, n: int) -> str:
+    """SQL giving ``column``'s index among ``n`` values passed as parameters, in order."""
+    if not n:
+        return "NULL"
+    return f"CASE {column} " + " ".join(f"WHEN ? THEN {i}" for i in range(n)) + " END"
+
+
 def _run(
     db: AuditDB,
     scope: Scope,
@@ -207,16 +215,31 @@ def _run(
     # exponents), computed with map() over whole columns instead of a loop over rows.
     where, params = scope.where("trade_ms", symbol_col=None)
     order = " ORDER BY coalesce(trade_ms, received_ms), id"
+    symbols = sorted(r[0] for r in db.conn.execute(f"SELECT DISTINCT symbol FROM fills{where}", params))
+    pairs = [split_symbol(sym, known) for sym in symbols]  # by the symbol's index in ``symbols``
+    # What this process reads, as cheap objects (session 6: a million rows, read by both
+    # processes): the symbol as its index and the side as its sign (small ints, shared, not a
+    # new str per row); NULL (None) for a column no asset of this process reads (the worker
+    # checks the quote assets only) and for a fee in an asset it does not check.
+    need_base = any(mine(p[0]) for p in pairs)
+    need_quote = any(mine(p[1]) for p in pairs)
+    sym_code = _code("symbol", len(symbols))
+    fee_mine = "commission_asset IS NOT NULL"
+    fee_params: list[Any] = []
+    if part is not None:
+        fee_mine = f"commission_asset {'' if part[1] else 'NOT '}IN ({', '.join('?' * len(part[0]))})"
+        fee_params = sorted(part[0])
     rows = db.conn.execute(
-        "SELECT symbol, side, qty, quote_qty, commission, commission_asset, coalesce(trade_ms, received_ms) "
-        f"FROM fills{where}{order}",
-        params,
+        f"SELECT {sym_code}, CASE side WHEN 'BUY' THEN 1 WHEN 'SELL' THEN -1 END, "
+        f"{'qty' if need_base else 'NULL'}, {'quote_qty' if need_quote else 'NULL'}, "
+        f"CASE WHEN {fee_mine} THEN commission END, CASE WHEN {fee_mine} THEN commission_asset END, "
+        f"coalesce(trade_ms, received_ms) FROM fills{where}{order}",
+        [*symbols, *fee_params, *fee_params, *params],
     ).fetchall()
-    syms, sides, qtys, quote_qtys, fees, fee_assets, times = (
+    syms, signs, qtys, quote_qtys, fees, fee_assets, times = (
         list(map(itemgetter(i), rows)) for i in range(7)
     )
     del rows
-    signs: list[int | None] = list(map(_SIGN.get, sides))
     if None in signs:
         # Fills without a side are named in a note and left out, as the reference does.
         nwhere = (where + " AND" if where else " WHERE") + " (side IS NULL OR side NOT IN ('BUY', 'SELL'))"
@@ -229,7 +252,6 @@ def _run(
             list(compress(col, keep)) for col in (syms, signs, qtys, quote_qtys, fees, fee_assets, times)
         )
     n = len(times)
-    pairs = {sym: split_symbol(sym, known) for sym in set(syms)}
     # Role of each fill's commission asset: 0 base, 1 quote, 2 a third asset, 3 no fee asset.
     roles = {
         (sym, fa): 3 if not fa else 0 if fa == pairs[sym][0] else 1 if fa == pairs[sym][1] else 2
@@ -237,40 +259,47 @@ def _run(
     }
     role = list(map(roles.__getitem__, zip(syms, fee_assets, strict=True)))
     dec = Decimal
-    # A column no asset of this process reads (the worker checks the quote assets only) is
-    # not converted: a million Decimals less in each process.
-    need_base = any(mine(p[0]) for p in pairs.values())
-    need_quote = any(mine(p[1]) for p in pairs.values())
     base_amt = list(map(mul, signs, map(dec, qtys))) if need_base else [ZERO] * n  # sign * qty
     quote_amt = (  # 0 - sign * quote_qty
         list(map(sub, repeat(ZERO), map(mul, signs, map(dec, quote_qtys)))) if need_quote else [ZERO] * n
     )
-    fee = list(map(dec, fees))
     third_amt: list[Decimal] = [ZERO] * n
-    for i in compress(range(n), fee):  # fills with a non-zero commission
+    for i in compress(range(n), fees):  # fills with a commission in an asset of this process
+        fee = dec(fees[i])
+        if not fee:
+            continue
         r = role[i]
         if r == 0:
-            base_amt[i] = base_amt[i] - fee[i]
+            base_amt[i] = base_amt[i] - fee
         elif r == 1:
-            quote_amt[i] = quote_amt[i] - fee[i]
+            quote_amt[i] = quote_amt[i] - fee
         elif r == 2:
-            third_amt[i] = ZERO - fee[i]
-    del fee, qtys, quote_qtys, fees
+            third_amt[i] = ZERO - fee
+    del qtys, quote_qtys, fees
 
     # Each asset's fill deltas: where it is the base, the quote or the fee asset of a fill (a fill
     # changes an asset at most once); zero changes are not applied (nor do they create the asset).
-    base_of = {sym: p[0] for sym, p in pairs.items()}
-    quote_of = {sym: p[1] for sym, p in pairs.items()}
-    by_role: list[tuple[list[Decimal], list[str | None]]] = [
-        (base_amt, list(map(base_of.__getitem__, syms))),
-        (quote_amt, list(map(quote_of.__getitem__, syms))),
-        (third_amt, fee_assets),
-    ]
-    assets_in_fills = {a for p in pairs.values() for a in p} | {fa for (_, fa), r in roles.items() if r == 2}
+    # Only the roles an asset has are scanned, by symbol index (session 6: a pass over a
+    # million fills per asset and role, most of them finding nothing, cost 0.3-0.7 s).
+    as_base: dict[str, set[int]] = {}
+    as_quote: dict[str, set[int]] = {}
+    for code, (b, q) in enumerate(pairs):
+        as_base.setdefault(b, set()).add(code)
+        as_quote.setdefault(q, set()).add(code)
+    third = {fa for (_, fa), r in roles.items() if r == 2}
+    assets_in_fills = {a for p in pairs for a in p} | third
     for asset in sorted(a for a in assets_in_fills if mine(a)):
+        hits: list[tuple[list[Decimal], Iterator[bool]]] = []
+        for amounts, codes in ((base_amt, as_base.get(asset)), (quote_amt, as_quote.get(asset))):
+            if codes:
+                one = next(iter(codes))
+                hit = map(eq, syms, repeat(one)) if len(codes) == 1 else map(codes.__contains__, syms)
+                hits.append((amounts, hit))
+        if asset in third:
+            hits.append((third_amt, map(eq, fee_assets, repeat(asset))))
         parts: list[tuple[list[int], list[Decimal]]] = []
-        for amounts, owner in by_role:
-            idx = list(compress(range(n), map(eq, owner, repeat(asset))))
+        for amounts, found in hits:
+            idx = list(compress(range(n), found))
             idx = list(compress(idx, map(amounts.__getitem__, idx)))  # non-zero only
             if idx:
                 parts.append((idx, amounts))
@@ -323,18 +352,23 @@ def _run(
     # One scan (the (asset, event_ms) index would read the table in random order). A zero
     # ``locked`` (text of only 0s and a point) comes back as NULL: free alone is the same value.
     # On PostgreSQL money is NUMERIC and the same test is a numeric comparison.
+    # The asset comes back as its index in ``names`` (a small int: no str per row).
     locked_zero = "trim(locked, '0.') = ''" if db.sqlite else "locked = 0"
+    names = sorted(known)
     obs = db.conn.execute(
-        f"SELECT asset, event_ms, free, CASE WHEN {locked_zero} THEN NULL ELSE locked END "
-        f"FROM balance_events{owhere}",
-        oparams,
+        f"SELECT {_code('asset', len(names))}, event_ms, free, "
+        f"CASE WHEN {locked_zero} THEN NULL ELSE locked END FROM balance_events{owhere}",
+        [*names, *oparams],
     ).fetchall()
     obs_assets = list(map(itemgetter(0), obs))
+    if None in obs_assets:  # an asset ``known_assets`` did not list (cannot happen): the reference decides
+        return None
     checked = 0
     dec = Decimal
-    for asset in sorted(set(obs_assets)):
+    for code in sorted(set(obs_assets)):
+        asset = names[code]
         s = state(asset)
-        rows = list(compress(obs, map(eq, obs_assets, repeat(asset))))
+        rows = list(compress(obs, map(eq, obs_assets, repeat(code))))
         if s.since is not None:  # at or before the asset's opening: not checked
             rows = list(compress(rows, map(lt, repeat(s.since), map(itemgetter(1), rows))))
         if not rows:

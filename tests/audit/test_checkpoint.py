@@ -51,8 +51,15 @@ class Ledger:
                 (rid, at, at + 10**7 if stopped else None),
             )
 
-    def order(self, oid: int, rid: int, sym: str, side: str, t: int, quotes: bool, external: bool) -> None:
+    def order(
+        self, oid: int, rid: int, sym: str, side: str, t: int, quotes: bool | str, external: bool
+    ) -> None:
+        """``quotes``: True for both decision quotes, False for none, "bid" or "ask" for one."""
         bid, ask = (("99.5", "100.5") if sym != "BNBUSDT" else ("599", "601")) if quotes else (None, None)
+        if quotes == "bid":
+            ask = None
+        elif quotes == "ask":
+            bid = None
         with self.conn:
             self.conn.execute(
                 "INSERT INTO orders (id, client_order_id, exchange_order_id, run_id, symbol, side, type, "

@@ -38,7 +38,7 @@ _order = st.tuples(
     st.sampled_from(SYMBOLS),
     st.sampled_from(["BUY", "SELL"]),
     st.integers(0, 30_000),
-    st.booleans(),  # decision quotes known
+    st.sampled_from([True, False, "bid", "ask"]),  # decision quotes known: both, none, one
     st.integers(0, 9),  # 0: external
     st.sampled_from((*FINAL, "NEW")),
     st.integers(0, 0),
