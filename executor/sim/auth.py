@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import re
 from collections.abc import Mapping
@@ -31,6 +30,8 @@ MAX_RECV_WINDOW = Decimal(60000)
 DEFAULT_RECV_WINDOW = Decimal(5000)
 RECV_WINDOW_LEGAL = r"^[0-9]{1,20}(\.[0-9]{1,3})?$"
 RECV_WINDOW_RE = re.compile(RECV_WINDOW_LEGAL)
+RECV_WINDOW_INT_RE = re.compile(r"[0-9]{1,20}")
+TIMESTAMP_RE = re.compile(r"[0-9]{1,20}")
 
 
 def parse_params(query: str, body: str) -> dict[str, str]:
@@ -40,10 +41,16 @@ def parse_params(query: str, body: str) -> dict[str, str]:
     for part in (body, query):
         if not part:
             continue
-        try:
-            pairs = parse_qsl(part, keep_blank_values=True, strict_parsing=False)
-        except ValueError:
-            raise errors.BinanceError(-1100, "Illegal characters found in a parameter.") from None
+        if "%" in part or "+" in part:
+            try:
+                pairs = parse_qsl(part, keep_blank_values=True, strict_parsing=False)
+            except ValueError:
+                raise errors.BinanceError(-1100, "Illegal characters found in a parameter.") from None
+        else:
+            # Nothing to decode (the usual signed order body): parse_qsl's result without its
+            # per-field unquote and '+' replacement (empty fields skipped, a field without '='
+            # is a blank value).
+            pairs = [field.partition("=")[::2] for field in part.split("&") if field]
         seen: set[str] = set()
         for key, value in pairs:
             if key in seen:
@@ -84,12 +91,24 @@ def check_timestamp(params: Mapping[str, str], now_ms: int, time_scale: float = 
     raw_ts = params.get("timestamp")
     if raw_ts is None or raw_ts == "":
         raise errors.mandatory_missing("timestamp")
-    if not re.fullmatch(r"[0-9]{1,20}", raw_ts):
+    if not TIMESTAMP_RE.fullmatch(raw_ts):
         raise errors.illegal_chars("timestamp", "^[0-9]{1,20}$")
+    raw_rw = params.get("recvWindow")
+    if len(raw_ts) <= 15 and time_scale <= 1.0 and (raw_rw is None or RECV_WINDOW_INT_RE.fullmatch(raw_rw)):
+        # The usual request (milliseconds, an integer recvWindow, a real-time clock): the
+        # same checks as below in integers, which compare exactly as the Decimals do.
+        ts_ms = int(raw_ts)
+        rw_ms = 5000 if raw_rw is None else int(raw_rw)
+        if rw_ms > 60000:
+            raise errors.bad_recv_window()
+        if ts_ms > now_ms + 1000:
+            raise errors.invalid_timestamp_ahead()
+        if now_ms - ts_ms > rw_ms:
+            raise errors.invalid_timestamp_window()
+        return
     ts = Decimal(raw_ts)
     if ts >= 10**15:            # microseconds
         ts = ts / 1000
-    raw_rw = params.get("recvWindow")
     recv_window = DEFAULT_RECV_WINDOW
     if raw_rw is not None:
         # Milliseconds with up to 3 decimals (µs precision, CHANGELOG 2025-08-12).
@@ -109,7 +128,7 @@ def verify_signature(api: ApiKey, payload: str, signature: str) -> bool:
     data = payload.encode()
     if api.kind == "HMAC":
         assert api.secret is not None
-        expected = hmac.new(api.secret.encode(), data, hashlib.sha256).hexdigest()
+        expected = hmac.digest(api.secret.encode(), data, "sha256").hex()
         if not signature.isascii():
             return False
         return hmac.compare_digest(expected, signature.lower())

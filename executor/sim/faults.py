@@ -148,6 +148,11 @@ class EventFaults:
         """Events held back by ``delay_ms`` and not yet released."""
         return len(self._delayed)
 
+    @property
+    def idle(self) -> bool:
+        """No fault armed and nothing held or delayed: ``apply`` would pass the event as is."""
+        return not (self.duplicate or self.reorder or self.delay or self._held or self._delayed)
+
     def apply(self, account: str, channel: str, event: Event, now_ms: int) -> list[Event]:
         if self.channel is not None and channel != self.channel:
             return [event]
@@ -336,6 +341,8 @@ class Faults:
         sim.bus.filter = self._filter
 
     def _filter(self, account: str, channel: str, event: Event) -> list[Event]:
+        if self.events.idle:
+            return [event]  # the usual case, on every user event: nothing to apply
         assert self._clock is not None
         out = self.events.apply(account, channel, event, self._clock.now_ms())
         if self.events.delayed:
