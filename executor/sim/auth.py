@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import re
 from collections.abc import Mapping
 from decimal import Decimal
+from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from cryptography.exceptions import InvalidSignature
@@ -124,11 +126,36 @@ def check_timestamp(params: Mapping[str, str], now_ms: int, time_scale: float = 
         raise errors.invalid_timestamp_window()
 
 
+_HMAC_BLOCK = 64
+_HMAC_PADS: dict[str, tuple[Any, Any]] = {}
+
+
+def hmac_sha256_hex(secret: str, data: bytes) -> str:
+    """HMAC-SHA256 of ``data`` under ``secret``, in hex: ``hmac.new(secret, data, sha256)``'s
+    result (RFC 2104), from the secret's inner and outer SHA-256 states computed once per
+    secret and copied per request (a one-shot HMAC sets the key up, and with OpenSSL 3 fetches
+    the digest, on every call)."""
+    pads = _HMAC_PADS.get(secret)
+    if pads is None:
+        key = secret.encode()
+        if len(key) > _HMAC_BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(_HMAC_BLOCK, b"\0")
+        pads = (hashlib.sha256(bytes(b ^ 0x36 for b in key)), hashlib.sha256(bytes(b ^ 0x5C for b in key)))
+        if len(_HMAC_PADS) < 1024:  # the exchange's keys: a handful (bounded all the same)
+            _HMAC_PADS[secret] = pads
+    inner = pads[0].copy()
+    inner.update(data)
+    outer = pads[1].copy()
+    outer.update(inner.digest())
+    return outer.hexdigest()
+
+
 def verify_signature(api: ApiKey, payload: str, signature: str) -> bool:
     data = payload.encode()
     if api.kind == "HMAC":
         assert api.secret is not None
-        expected = hmac.digest(api.secret.encode(), data, "sha256").hex()
+        expected = hmac_sha256_hex(api.secret, data)
         if not signature.isascii():
             return False
         return hmac.compare_digest(expected, signature.lower())
