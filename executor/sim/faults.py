@@ -452,6 +452,9 @@ class ServerSocket:
     the writer task one event-loop turn later. The frame and the order are the same; what
     goes is a task wake-up per frame. If the write has to wait for the transport to drain
     (back-pressure), the writer task finishes it and later messages queue behind it.
+
+    Messages queued together (an order's user events) leave in one transport write, as the
+    same frames (``_write_batch``), when the connection is uncompressed and not backed up.
     """
 
     TICK_S = 0.02
