@@ -16,6 +16,7 @@ import hmac
 import re
 from collections.abc import Mapping
 from decimal import Decimal
+from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from cryptography.exceptions import InvalidSignature
@@ -31,6 +32,8 @@ MAX_RECV_WINDOW = Decimal(60000)
 DEFAULT_RECV_WINDOW = Decimal(5000)
 RECV_WINDOW_LEGAL = r"^[0-9]{1,20}(\.[0-9]{1,3})?$"
 RECV_WINDOW_RE = re.compile(RECV_WINDOW_LEGAL)
+RECV_WINDOW_INT_RE = re.compile(r"[0-9]{1,20}")
+TIMESTAMP_RE = re.compile(r"[0-9]{1,20}")
 
 
 def parse_params(query: str, body: str) -> dict[str, str]:
@@ -40,10 +43,16 @@ def parse_params(query: str, body: str) -> dict[str, str]:
     for part in (body, query):
         if not part:
             continue
-        try:
-            pairs = parse_qsl(part, keep_blank_values=True, strict_parsing=False)
-        except ValueError:
-            raise errors.BinanceError(-1100, "Illegal characters found in a parameter.") from None
+        if "%" in part or "+" in part:
+            try:
+                pairs = parse_qsl(part, keep_blank_values=True, strict_parsing=False)
+            except ValueError:
+                raise errors.BinanceError(-1100, "Illegal characters found in a parameter.") from None
+        else:
+            # Nothing to decode (the usual signed order body): parse_qsl's result without its
+            # per-field unquote and '+' replacement (empty fields skipped, a field without '='
+            # is a blank value).
+            pairs = [field.partition("=")[::2] for field in part.split("&") if field]
         seen: set[str] = set()
         for key, value in pairs:
             if key in seen:
@@ -84,12 +93,24 @@ def check_timestamp(params: Mapping[str, str], now_ms: int, time_scale: float = 
     raw_ts = params.get("timestamp")
     if raw_ts is None or raw_ts == "":
         raise errors.mandatory_missing("timestamp")
-    if not re.fullmatch(r"[0-9]{1,20}", raw_ts):
+    if not TIMESTAMP_RE.fullmatch(raw_ts):
         raise errors.illegal_chars("timestamp", "^[0-9]{1,20}$")
+    raw_rw = params.get("recvWindow")
+    if len(raw_ts) <= 15 and time_scale <= 1.0 and (raw_rw is None or RECV_WINDOW_INT_RE.fullmatch(raw_rw)):
+        # The usual request (milliseconds, an integer recvWindow, a real-time clock): the
+        # same checks as below in integers, which compare exactly as the Decimals do.
+        ts_ms = int(raw_ts)
+        rw_ms = 5000 if raw_rw is None else int(raw_rw)
+        if rw_ms > 60000:
+            raise errors.bad_recv_window()
+        if ts_ms > now_ms + 1000:
+            raise errors.invalid_timestamp_ahead()
+        if now_ms - ts_ms > rw_ms:
+            raise errors.invalid_timestamp_window()
+        return
     ts = Decimal(raw_ts)
     if ts >= 10**15:            # microseconds
         ts = ts / 1000
-    raw_rw = params.get("recvWindow")
     recv_window = DEFAULT_RECV_WINDOW
     if raw_rw is not None:
         # Milliseconds with up to 3 decimals (µs precision, CHANGELOG 2025-08-12).
@@ -105,11 +126,36 @@ def check_timestamp(params: Mapping[str, str], now_ms: int, time_scale: float = 
         raise errors.invalid_timestamp_window()
 
 
+_HMAC_BLOCK = 64
+_HMAC_PADS: dict[str, tuple[Any, Any]] = {}
+
+
+def hmac_sha256_hex(secret: str, data: bytes) -> str:
+    """HMAC-SHA256 of ``data`` under ``secret``, in hex: ``hmac.new(secret, data, sha256)``'s
+    result (RFC 2104), from the secret's inner and outer SHA-256 states computed once per
+    secret and copied per request (a one-shot HMAC sets the key up, and with OpenSSL 3 fetches
+    the digest, on every call)."""
+    pads = _HMAC_PADS.get(secret)
+    if pads is None:
+        key = secret.encode()
+        if len(key) > _HMAC_BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(_HMAC_BLOCK, b"\0")
+        pads = (hashlib.sha256(bytes(b ^ 0x36 for b in key)), hashlib.sha256(bytes(b ^ 0x5C for b in key)))
+        if len(_HMAC_PADS) < 1024:  # the exchange's keys: a handful (bounded all the same)
+            _HMAC_PADS[secret] = pads
+    inner = pads[0].copy()
+    inner.update(data)
+    outer = pads[1].copy()
+    outer.update(inner.digest())
+    return outer.hexdigest()
+
+
 def verify_signature(api: ApiKey, payload: str, signature: str) -> bool:
     data = payload.encode()
     if api.kind == "HMAC":
         assert api.secret is not None
-        expected = hmac.new(api.secret.encode(), data, hashlib.sha256).hexdigest()
+        expected = hmac_sha256_hex(api.secret, data)
         if not signature.isascii():
             return False
         return hmac.compare_digest(expected, signature.lower())

@@ -27,6 +27,7 @@ from executor.sim.clock import SimClock
 from executor.sim.market import Book, Market, SymbolSpec, fmt8, round_down
 
 ZERO = Decimal(0)
+ZERO8 = fmt8(ZERO)
 ALPHABET62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 FEE_UNIT = Decimal("0.00000001")
 ORDER_TYPES = ("LIMIT", "LIMIT_MAKER", "MARKET")
@@ -437,21 +438,31 @@ class SpotEngine:
     # -- events -----------------------------------------------------------------------------------
     def _exec_report(self, o: Order, x: str, now: int, *, fill: Fill | None = None, maker: bool = False,
                      reject: str = "NONE") -> None:
+        # Built straight in Binance's key order; the fill-less fields (NEW, EXPIRED, CANCELED:
+        # most reports) are constants, formatted once (``ZERO8``).
+        canceled = x == "CANCELED"
+        working = o.working_time
+        if fill is None:
+            last_qty = last_price = last_quote = ZERO8
+            commission, commission_asset, trade_id, is_maker = "0", None, -1, False
+        else:
+            last_qty, last_price = fmt8(fill.qty), fmt8(fill.price)
+            last_quote = fmt8(fill.price * fill.qty)
+            commission, commission_asset = fmt8(fill.commission), fill.commission_asset
+            trade_id, is_maker = fill.trade_id, maker
         ev = {
             "e": "executionReport", "E": now, "s": o.symbol,
-            "c": o.cancel_client_id if x == "CANCELED" else o.client_order_id,
+            "c": o.cancel_client_id if canceled else o.client_order_id,
             "S": o.side, "o": o.type, "f": o.tif, "q": fmt8(o.orig_qty), "p": fmt8(o.price),
-            "P": fmt8(ZERO), "F": fmt8(ZERO), "g": -1,
-            "C": o.client_order_id if x == "CANCELED" else "",
+            "P": ZERO8, "F": ZERO8, "g": -1,
+            "C": o.client_order_id if canceled else "",
             "x": x, "X": o.status, "r": reject, "i": o.order_id,
-            "l": fmt8(fill.qty if fill else ZERO), "z": fmt8(o.executed_qty),
-            "L": fmt8(fill.price if fill else ZERO),
-            "n": fmt8(fill.commission) if fill else "0", "N": fill.commission_asset if fill else None,
-            "T": now, "t": fill.trade_id if fill else -1, "I": self._next_exec_id,
-            "w": o.is_open and o.working_time >= 0, "m": maker if fill else False, "M": bool(fill),
-            "O": o.time, "Z": fmt8(o.cum_quote),
-            "Y": fmt8(fill.price * fill.qty if fill else ZERO), "Q": fmt8(o.orig_quote_qty),
-            "W": o.working_time if o.working_time >= 0 else o.time, "V": o.stp,
+            "l": last_qty, "z": fmt8(o.executed_qty), "L": last_price,
+            "n": commission, "N": commission_asset,
+            "T": now, "t": trade_id, "I": self._next_exec_id,
+            "w": o.status in OPEN_STATUSES and working >= 0, "m": is_maker, "M": fill is not None,
+            "O": o.time, "Z": fmt8(o.cum_quote), "Y": last_quote, "Q": fmt8(o.orig_quote_qty),
+            "W": working if working >= 0 else o.time, "V": o.stp,
         }
         self._next_exec_id += 1
         self.bus.publish(o.account_id, "spot", ev)
@@ -554,7 +565,7 @@ class SpotEngine:
         plan: list[tuple[Decimal, Decimal]] = []
         left_qty = req.quantity
         left_quote = req.quote_qty
-        for price, avail in book.levels(side):
+        for price, avail in book.iter_levels(side):
             if req.price is not None and ((req.side == "BUY" and price > req.price) or
                                           (req.side == "SELL" and price < req.price)):
                 break

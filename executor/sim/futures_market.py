@@ -124,6 +124,10 @@ class FuturesMarket:
         self._override: dict[str, Decimal] = {}
         # A replay (sim/replay_source.py) sets this: marks then come from the recording.
         self.source: Any = None
+        # The last state and touch per symbol, and the touch sizes of the current second.
+        self._states: dict[str, tuple[tuple[Any, ...], MarkState]] = {}
+        self._touches: dict[str, tuple[MarkState, BookTouch]] = {}
+        self._sizes: dict[str, tuple[int, Decimal, Decimal]] = {}
 
     def set_basis(self, symbol: str, basis: Decimal | None) -> None:
         """Pin the basis (fraction of index) for tests; None returns to the random walk."""
@@ -144,13 +148,21 @@ class FuturesMarket:
         state = self.state(symbol, now_ms)
         if state is None:
             return None
+        last = self._touches.get(symbol)
+        if last is not None and last[0] is state:
+            return last[1]  # the same mark state (an order reads the touch several times)
         tick = self._ticks.get(symbol, Decimal("0.01"))
         # Sizes change once a second, deterministically per (symbol, second).
         second = state.time_ms // 1000
-        rng = random.Random(zlib.crc32(f"{symbol}:{second}".encode()))
-        size = Decimal(rng.randint(1_000, 40_000)) / Decimal(1000)
-        return BookTouch(symbol, state.time_ms, state.mark - tick, size, state.mark + tick,
-                         size + Decimal(rng.randint(0, 5_000)) / Decimal(1000))
+        sizes = self._sizes.get(symbol)
+        if sizes is None or sizes[0] != second:
+            rng = random.Random(zlib.crc32(f"{symbol}:{second}".encode()))
+            size = Decimal(rng.randint(1_000, 40_000)) / Decimal(1000)
+            sizes = (second, size, size + Decimal(rng.randint(0, 5_000)) / Decimal(1000))
+            self._sizes[symbol] = sizes
+        touch = BookTouch(symbol, state.time_ms, state.mark - tick, sizes[1], state.mark + tick, sizes[2])
+        self._touches[symbol] = (state, touch)
+        return touch
 
     def state(self, symbol: str, now_ms: int | None = None) -> MarkState | None:
         """Current prices for ``symbol``; None if unknown or the spot side has no mid yet."""
@@ -162,9 +174,19 @@ class FuturesMarket:
         index = self._spot_mid(symbol)
         if index is None:
             return None
-        index = index.quantize(_Q8, ROUND_HALF_EVEN)
-        premium = self.basis(symbol, now)
+        override = self._override.get(symbol)
+        raw = self._basis[symbol].at(now) if override is None else None
+        # A pure function of these: the same inputs (an order reads the mark several times
+        # within one exchange millisecond) give the state computed last time.
+        key = (now, index, override, raw)
+        last = self._states.get(symbol)
+        if last is not None and last[0] == key:
+            return last[1]
+        index_q = index.quantize(_Q8, ROUND_HALF_EVEN)
+        premium = override if override is not None else Decimal(repr(round(raw, 8)))
         tick = self._ticks.get(symbol, Decimal("0.01"))
-        mark = (index * (1 + premium)).quantize(tick, ROUND_HALF_EVEN)
-        return MarkState(symbol=symbol, time_ms=now, mark=mark, index=index, settle=index,
-                         funding_rate=funding_rate(premium), next_funding_ms=next_funding_time(now))
+        mark = (index_q * (1 + premium)).quantize(tick, ROUND_HALF_EVEN)
+        state = MarkState(symbol=symbol, time_ms=now, mark=mark, index=index_q, settle=index_q,
+                          funding_rate=funding_rate(premium), next_funding_ms=next_funding_time(now))
+        self._states[symbol] = (key, state)
+        return state

@@ -33,7 +33,7 @@ import hashlib
 import json
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_DOWN, ROUND_FLOOR, Decimal
 from pathlib import Path
@@ -110,7 +110,12 @@ class Book:
 
     def levels(self, side: str, n: int = DEPTH_LEVELS) -> list[tuple[Decimal, Decimal]]:
         """Remaining liquidity on ``side`` ("bid" or "ask"), best first."""
-        out: list[tuple[Decimal, Decimal]] = []
+        return list(self.iter_levels(side, n))
+
+    def iter_levels(self, side: str, n: int = DEPTH_LEVELS) -> Iterator[tuple[Decimal, Decimal]]:
+        """``levels``, one at a time: a taker that stops at its limit price (an IOC far from
+        the touch stops at the first) computes no more of them. The book must not change
+        while this is iterated."""
         sizes = (self.bid_qty if side == "bid" else self.ask_qty, *self.depth_sizes)
         for k in range(min(n, len(sizes))):
             price = self.bid - self.gap * k if side == "bid" else self.ask + self.gap * k
@@ -118,8 +123,7 @@ class Book:
                 break
             qty = sizes[k] - self.taken.get((side, price), Decimal(0))
             if qty > 0:
-                out.append((price, qty))
-        return out
+                yield price, qty
 
     def take(self, side: str, price: Decimal, qty: Decimal) -> None:
         self.taken[(side, price)] = self.taken.get((side, price), Decimal(0)) + qty

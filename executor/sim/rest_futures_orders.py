@@ -435,9 +435,9 @@ async def _dispatch(request: web.Request, route: Route) -> web.Response:
         limiter.weight.charge(ip, route.weight(params))
         account, _ = authenticate_signed(sim.accounts, request.headers, raw_query, body, params,
                                          sim.clock.now_ms(), sim.clock.time_scale)
-        read = route.params | AUTH_PARAMS
-        if any(k not in read for k in params):
-            raise errors.unread_params(sum(1 for k in params if k in read), len(params))
+        read = route.params
+        if any(k not in read and k not in AUTH_PARAMS for k in params):
+            raise errors.unread_params(sum(1 for k in params if k in read or k in AUTH_PARAMS), len(params))
         ctx = Ctx(sim=sim, side=side, params=params, account=str(account.id))
         result = await route.handler(ctx)
         response = result if isinstance(result, web.Response) else _json(result, headers=ctx.headers)

@@ -43,6 +43,7 @@ from executor.sim.routing import mount
 
 DAY_MS = 86_400_000
 WAF_PAGE = "<html><head><title>403 Forbidden</title></head><body><h1>403 Forbidden</h1></body></html>"
+_NONE: frozenset[str] = frozenset()
 SYMBOLS_LEGAL = r'^\[\"[A-Z0-9-_.]{1,20}\"(,\"[A-Z0-9-_.]{1,20}\"){0,}\]$'
 
 
@@ -492,9 +493,9 @@ async def _dispatch(request: web.Request, sim: SimExchange, route: Route) -> web
         if route.signed:
             ctx.account, ctx.api_key = authenticate_signed(sim.accounts, request.headers, raw_query, body,
                                                            params, sim.clock.now_ms(), sim.clock.time_scale)
-        read = route.params | (AUTH_PARAMS if route.signed else frozenset())
-        if any(k not in read for k in params):
-            raise errors.unread_params(sum(1 for k in params if k in read), len(params))
+        read, auth_read = route.params, AUTH_PARAMS if route.signed else _NONE
+        if any(k not in read and k not in auth_read for k in params):
+            raise errors.unread_params(sum(1 for k in params if k in read or k in auth_read), len(params))
         result = await route.handler(ctx)
         response = result if isinstance(result, web.StreamResponse) else _json(result, headers=ctx.headers)
     except errors.BinanceError as exc:
