@@ -270,11 +270,23 @@ async def main(orders: int, rate: float, bare: int, blocks: int, switch_ms: floa
 
     def record_and_note(client_order_id: str, *args: Any, **kw: Any) -> Any:
         started_rec[client_order_id] = time.monotonic()
-        fut = record(client_order_id, *args, **kw)
-        fut.add_done_callback(lambda _: recorded.__setitem__(client_order_id, time.monotonic()))
-        return fut
+        return record(client_order_id, *args, **kw)
 
     bot.store.record_order_intent = record_and_note
+    # Committed = when the store's commit of the group returned (the futures are resolved
+    # then; their done callbacks run only after the tasks already queued, which since the
+    # commit runs on the loop's thread are the requests' own preparation).
+    autocommit = bot.store._autocommit
+
+    async def commit_and_note(key: Any, build: Any, params: Any) -> Any:
+        rows = await autocommit(key, build, params)
+        if key[0] == "intents":
+            done = time.monotonic()
+            for _id, cid in rows:
+                recorded[cid] = done
+        return rows
+
+    bot.store._autocommit = commit_and_note
     await asyncio.sleep(1.0)  # let the streams and the mark settle
     strategy: Any = bot.strategy
     reconciler = bot.reconciler
