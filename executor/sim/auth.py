@@ -91,14 +91,12 @@ def check_timestamp(params: Mapping[str, str], now_ms: int, time_scale: float = 
     """recvWindow and the 1 s lead are wall-clock spans on Binance; when the sim's clock runs
     ``time_scale`` times faster they cover that many more exchange milliseconds."""
     raw_ts = params.get("timestamp")
-    if raw_ts is None or raw_ts == "":
-        raise errors.mandatory_missing("timestamp")
-    if not TIMESTAMP_RE.fullmatch(raw_ts):
-        raise errors.illegal_chars("timestamp", "^[0-9]{1,20}$")
     raw_rw = params.get("recvWindow")
-    if len(raw_ts) <= 15 and time_scale <= 1.0 and (raw_rw is None or RECV_WINDOW_INT_RE.fullmatch(raw_rw)):
+    if (raw_ts and len(raw_ts) <= 15 and time_scale <= 1.0 and TIMESTAMP_RE.fullmatch(raw_ts)
+            and (raw_rw is None or RECV_WINDOW_INT_RE.fullmatch(raw_rw))):
         # The usual request (milliseconds, an integer recvWindow, a real-time clock): the
-        # same checks as below in integers, which compare exactly as the Decimals do.
+        # checks of ``check_timestamp_exact`` in integers, which compare exactly as its
+        # Decimals do (tests/sim/test_order_path_fast.py compares the two).
         ts_ms = int(raw_ts)
         rw_ms = 5000 if raw_rw is None else int(raw_rw)
         if rw_ms > 60000:
@@ -108,6 +106,18 @@ def check_timestamp(params: Mapping[str, str], now_ms: int, time_scale: float = 
         if now_ms - ts_ms > rw_ms:
             raise errors.invalid_timestamp_window()
         return
+    check_timestamp_exact(params, now_ms, time_scale)
+
+
+def check_timestamp_exact(params: Mapping[str, str], now_ms: int, time_scale: float = 1.0) -> None:
+    """``check_timestamp`` for every form Binance accepts (microseconds, a recvWindow with
+    decimals, a sped-up clock), in Decimals."""
+    raw_ts = params.get("timestamp")
+    if raw_ts is None or raw_ts == "":
+        raise errors.mandatory_missing("timestamp")
+    if not TIMESTAMP_RE.fullmatch(raw_ts):
+        raise errors.illegal_chars("timestamp", "^[0-9]{1,20}$")
+    raw_rw = params.get("recvWindow")
     ts = Decimal(raw_ts)
     if ts >= 10**15:            # microseconds
         ts = ts / 1000
