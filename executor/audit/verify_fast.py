@@ -290,14 +290,16 @@ def _run(
     # The symbol as its index, the side as its sign and the commission asset as its index in
     # ``names`` (its text if not there): small ints, shared, not a new str per row.
     fw, fparams = window("coalesce(trade_ms, received_ms)")
-    fwhere = (where + " AND" if where else " WHERE") + " 1" + fw
+    fwhere = (where + " AND" if where else " WHERE") + " 1 = 1" + fw
     sym_code = _code("symbol", len(symbols))
-    whens = " ".join(f"WHEN ? THEN {i}" for i in range(len(names)))
-    fee_code = f"CASE commission_asset {whens} ELSE commission_asset END" if names else "commission_asset"
+    # (SQLite only: PostgreSQL's CASE cannot mix an int and a text; there the text it is.)
+    fee_names_sql = names if db.sqlite else []
+    whens = " ".join(f"WHEN ? THEN {i}" for i in range(len(fee_names_sql)))
+    fee_code = f"CASE commission_asset {whens} ELSE commission_asset END" if whens else "commission_asset"
     rows = db.conn.execute(
         f"SELECT {sym_code}, CASE side WHEN 'BUY' THEN 1 WHEN 'SELL' THEN -1 END, qty, quote_qty, "
         f"commission, {fee_code}, coalesce(trade_ms, received_ms) FROM fills{fwhere}{order}",
-        [*symbols, *names, *params, *fparams],
+        [*symbols, *fee_names_sql, *params, *fparams],
     ).fetchall()
     syms, signs, qtys, quote_qtys, fees, fee_assets, times = (
         list(map(itemgetter(i), rows)) for i in range(7)
