@@ -698,9 +698,22 @@ class AuditDB:
         )
 
     def count_untimed_observations(self, scope: Scope) -> int:
+        """Observations with no exchange time (``kind != 'balanceUpdate' AND event_ms IS NULL``),
+        counted per kind along the (kind, event_ms) index: a seek per kind instead of a scan
+        of every balance event (session 6 round 2: 0.4-1.4 s at two million, before the
+        fork of ``audit verify``)."""
         where, params = scope.where("received_ms", symbol_col=None)
-        cond = (where + " AND" if where else " WHERE") + " kind != 'balanceUpdate' AND event_ms IS NULL"
-        return self.conn.execute(f"SELECT count(*) FROM balance_events{cond}", params).fetchone()[0]
+        cond = (where + " AND" if where else " WHERE") + " kind = ? AND event_ms IS NULL"
+        walk = (
+            "WITH RECURSIVE k(x) AS (SELECT min(kind) FROM balance_events UNION ALL "
+            "SELECT (SELECT min(kind) FROM balance_events WHERE kind > k.x) FROM k "
+            "WHERE k.x IS NOT NULL) SELECT x FROM k WHERE x IS NOT NULL"
+        )
+        kinds = [r[0] for r in self.conn.execute(walk) if r[0] != "balanceUpdate"]
+        return sum(
+            self.conn.execute(f"SELECT count(*) FROM balance_events{cond}", [*params, kind]).fetchone()[0]
+            for kind in kinds
+        )
 
     def balances(self) -> list[dict[str, Any]]:
         cols = ("asset", "free", "locked", "source", "event_ref", "event_ms", "updated_ms")

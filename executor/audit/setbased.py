@@ -193,6 +193,7 @@ def set_based_fold(
 # Above this many fills (and with two or more symbols) the SQLite report is split between
 # this process and one forked worker; below, one process.
 PARALLEL_MIN_FILLS = 50_000
+_SAMPLE = 4096  # rows sampled to share the symbols out (``_split``)
 _JOB: dict[str, Any] = {}
 
 
@@ -226,12 +227,32 @@ def _split(db: AuditDB, scope: Scope) -> tuple[str, ...] | None:
         return None
     if "fork" not in multiprocessing.get_all_start_methods():
         return None
-    counts = sorted(
-        ((n, sym) for sym, n in db.conn.execute("SELECT symbol, count(*) FROM fills GROUP BY symbol")),
-        reverse=True,
+    # The symbols by a walk along the (symbol, trade_ms) index, enough fills by a count that
+    # stops at the threshold, and each symbol's share of the fills from a sample of rows at
+    # evenly spaced row ids: a few thousand seeks instead of a GROUP BY over every fill
+    # (session 6 round 2: 0.2-0.35 s before the fork). The shares only balance the halves.
+    walk = (
+        "WITH RECURSIVE s(x) AS (SELECT min(symbol) FROM fills UNION ALL "
+        "SELECT (SELECT min(symbol) FROM fills WHERE symbol > s.x) FROM s WHERE s.x IS NOT NULL) "
+        "SELECT x FROM s WHERE x IS NOT NULL"
     )
-    if len(counts) < 2 or sum(n for n, _ in counts) < PARALLEL_MIN_FILLS:
+    symbols = [r[0] for r in db.conn.execute(walk)]
+    if len(symbols) < 2:
         return None
+    enough = f"SELECT count(*) FROM (SELECT 1 FROM fills LIMIT {int(PARALLEL_MIN_FILLS)})"
+    if db.conn.execute(enough).fetchone()[0] < PARALLEL_MIN_FILLS:
+        return None
+    # Two subqueries: each reads one end of the rowid (a single min(), max() scans an index).
+    lo, hi = db.conn.execute("SELECT (SELECT min(id) FROM fills), (SELECT max(id) FROM fills)").fetchone()
+    step = max(1, (hi - lo) // _SAMPLE)
+    sample = dict(
+        db.conn.execute(
+            "WITH RECURSIVE r(i) AS (SELECT ? UNION ALL SELECT i + ? FROM r WHERE i + ? <= ?) "
+            "SELECT f.symbol, count(*) FROM r JOIN fills f ON f.id = r.i GROUP BY f.symbol",
+            (lo, step, step, hi),
+        ).fetchall()
+    )
+    counts = sorted(((sample.get(sym, 0), sym) for sym in symbols), reverse=True)
     # Largest first, each to the lighter side; the worker takes the side with the largest.
     sides: tuple[list[str], list[str]] = ([], [])
     load = [0, 0]

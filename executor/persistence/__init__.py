@@ -6,19 +6,61 @@ ledger) and the ledger's identity (``identity``: its client-id prefix and venue)
 else touches the tables.
 """
 
-from executor.persistence.migrate import SchemaError, SchemaTooNewError, SchemaUnmanagedError, ensure_schema
-from executor.persistence.store import (
-    BalanceRecord,
-    BalanceRow,
-    Batch,
-    BatchResult,
-    DuplicateClientOrderId,
-    FillRecord,
-    OrderRecord,
-    StatusChange,
-    Store,
-    StoreError,
-)
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from executor.persistence.migrate import (
+        SchemaError,
+        SchemaTooNewError,
+        SchemaUnmanagedError,
+        ensure_schema,
+    )
+    from executor.persistence.store import (
+        BalanceRecord,
+        BalanceRow,
+        Batch,
+        BatchResult,
+        DuplicateClientOrderId,
+        FillRecord,
+        OrderRecord,
+        StatusChange,
+        Store,
+        StoreError,
+    )
+
+# The names above are loaded on first use (PEP 562), not with the package: a module that needs
+# only ``persistence.db`` or ``records`` (``audit``: a read-only command) does not pay for
+# alembic and the store (~0.3 s of start-up, bench/RESULTS.md, issue 16).
+_FROM = {
+    **dict.fromkeys(("SchemaError", "SchemaTooNewError", "SchemaUnmanagedError", "ensure_schema"), "migrate"),
+    **dict.fromkeys(
+        (
+            "BalanceRecord",
+            "BalanceRow",
+            "Batch",
+            "BatchResult",
+            "DuplicateClientOrderId",
+            "FillRecord",
+            "OrderRecord",
+            "StatusChange",
+            "Store",
+            "StoreError",
+        ),
+        "store",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _FROM.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BalanceRecord",

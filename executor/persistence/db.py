@@ -60,16 +60,21 @@ import re
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.engine.url import URL
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from executor.config import ROOT
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+# sqlalchemy.ext.asyncio (and with it the ORM) is imported by the functions that make an async
+# engine, not with this module: `audit` uses only the URL helpers here (~0.1 s of its start-up).
 
 try:  # the SQLite driver; only needed for the inline connection below
     import aiosqlite
@@ -273,6 +278,8 @@ def create_engine(
 ) -> AsyncEngine:
     """An async engine for the ledger at ``url``; for SQLite creates the file's folder.
     ``inline``: SQLite calls run on the event loop's thread (max-speed replays; see above)."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
     bot_schema(url)  # a bad or misplaced ?bot= is refused here, with one line
     if not is_sqlite(url):
         return _create_pg_engine(url, echo=echo)
@@ -361,6 +368,8 @@ def with_bot(url: str, name: str) -> str:
 
 
 def _create_pg_engine(url: str | URL, *, echo: bool) -> AsyncEngine:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
     u = make_url(url) if isinstance(url, str) else url
     schema = bot_schema(u)
     # ``synchronous`` is SQLite's knob; PostgreSQL commits durably (synchronous_commit=on)
@@ -383,4 +392,6 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """ORM sessions for readers (audit) that prefer models to Core rows.
 
     Writes to the ledger go through ``executor.persistence.store.Store`` only."""
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
     return async_sessionmaker(engine, expire_on_commit=False)

@@ -25,17 +25,20 @@ import secrets
 import sqlite3
 from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from executor.core.ids import parse_client_id, validate_prefix
 from executor.persistence.models import LedgerMeta as _MetaModel
 from executor.persistence.models import Order as _OrderModel
 from executor.persistence.models import Run as _RunModel
 from executor.persistence.types import now_ms
+
+if TYPE_CHECKING:  # annotations only: `audit` reads the identity without the async engine
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = ["LedgerIdentity", "LedgerMismatch", "VenueIdentity", "bind_account", "describe_meta", "establish",
            "generate_prefix", "read_meta", "rest_host"]

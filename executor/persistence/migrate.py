@@ -21,11 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
 from sqlalchemy.engine import URL, Connection
 
 from executor.config import ROOT
@@ -39,7 +34,12 @@ from executor.persistence.db import (
 )
 
 if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
+
     from executor.config import Config
+
+# alembic is imported where it is used, not with this module: `audit` imports this module
+# only for ``unknown_revisions`` (~0.1 s of its start-up, bench/RESULTS.md, issue 16).
 
 MIGRATIONS_DIR = ROOT / "migrations"
 EXIT_DB_ERROR = 5  # README "Exit codes": the ledger cannot be used
@@ -70,6 +70,8 @@ class SchemaState:
 
 
 def alembic_config(url: str | URL | None = None) -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     if url is not None:
@@ -80,6 +82,8 @@ def alembic_config(url: str | URL | None = None) -> AlembicConfig:
 
 
 def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     if head is None:
         raise SchemaError(f"no migrations found in {MIGRATIONS_DIR}")
@@ -87,6 +91,8 @@ def head_revision() -> str:
 
 
 def _current(conn: Connection) -> tuple[str, ...]:
+    from alembic.runtime.migration import MigrationContext
+
     return tuple(MigrationContext.configure(conn).get_current_heads())
 
 
@@ -95,6 +101,8 @@ def _where(url: str | URL) -> Path | str:
 
 
 def _check(conn: Connection, path: Path | str) -> SchemaState:
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(alembic_config())
     head = script.get_current_head()
     assert head is not None
@@ -119,6 +127,8 @@ def _check(conn: Connection, path: Path | str) -> SchemaState:
 
 
 def _upgrade(conn: Connection, path: Path | str, schema: str | None = None) -> SchemaState:
+    from alembic import command
+
     if schema is not None:
         # A fleet bot's ledger lives in its own schema (``db.bot_schema``), made on first use.
         conn.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
@@ -148,8 +158,26 @@ def unknown_revisions(path: Path) -> tuple[str, ...]:
         return ()  # no version table: a fresh or foreign file, reported by whoever opens it
     finally:
         conn.close()
+    current = [str(r[0]) for r in rows]
+    if set(current) <= _declared_revisions():
+        return ()  # every one is declared by a migration file: no need to load alembic
+    from alembic.script import ScriptDirectory
+
     known = {rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
-    return tuple(str(r[0]) for r in rows if r[0] not in known)
+    return tuple(r for r in current if r not in known)
+
+
+def _declared_revisions() -> set[str]:
+    """The ``revision`` each migration file declares, read as text (alembic's walk imports
+    every file: ~0.15 s with alembic itself, at each `audit`); anything not found here is
+    left to alembic."""
+    import re
+
+    pattern = re.compile(r'^revision(?:: str)? = ["\']([^"\']+)["\']', re.MULTILINE)
+    found: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        found.update(pattern.findall(path.read_text(encoding="utf-8")))
+    return found
 
 
 def refuse_newer_schema(path: Path) -> None:
@@ -212,6 +240,8 @@ async def schema_state(url: str | URL) -> SchemaState:
 
 def db_command(cfg: Config, action: str) -> int:
     """``python run.py db upgrade|current``; returns the process exit code."""
+    from alembic.util.exc import CommandError
+
     url = cfg.database.url
     try:
         path = _where(url)

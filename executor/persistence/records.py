@@ -13,8 +13,9 @@ from typing import NamedTuple
 
 __all__ = ["FINAL_STATUSES", "FillRow", "OrderRecord", "PositionRow"]
 
-from executor.core.orders import Side
-from executor.persistence.models import FINAL_STATUSES
+# From core, not through ``models`` (the same object): the audit reads these rows without
+# loading the ORM models (~0.1 s of its start-up).
+from executor.core.orders import FINAL_STATUSES, Side
 
 
 class OrderRecord(NamedTuple):
