@@ -38,7 +38,7 @@ hand-off, two thread switches and a loop wake-up per call. Two users:
 * a max-speed replay (a ledger write is 10–30 calls; the lock-step replay waits for every
   write anyway, so a thread buys it nothing);
 * a live bot's order path (``persistence.store``): its intent INSERT and SENT mark, single
-  autocommit statements at ``synchronous=NORMAL`` (a WAL append, no fsync: ~30 µs), on a
+  autocommit statements at ``synchronous=NORMAL`` (a WAL append, no fsync), on a
   connection that never checkpoints and never blocks on a lock (``busy_timeout=0``: on a
   busy ledger, ``is_sqlite_busy``, the store tries again after a short asynchronous wait). The
   request is held until that commit returns anyway; through the worker thread the same

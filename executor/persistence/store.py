@@ -16,11 +16,13 @@ Each method is its own short transaction: ``BEGIN IMMEDIATE`` (the write lock is
 before the first read, so read-modify-write merges are atomic), or for the order path's
 single statements (``record_order_intent``, ``mark_order_sent``) one autocommit statement,
 which is its own atomic transaction. On SQLite those run on the event loop's own thread
-(an inline connection, ``db.create_engine(inline=True)``): a WAL append at NORMAL costs
-~30 µs there, against 1.0–1.4 ms through aiosqlite's thread while the loop prepares the
-held request (the GIL passes to and fro). That connection never checkpoints and never
-blocks on a lock: if the ledger is busy (another process, the lease's heartbeat thread), the
-loop runs on and the statement is tried again every few milliseconds (``_inline_autocommit``).
+(an inline connection, ``db.create_engine(inline=True)``): a WAL append at NORMAL, 35 µs
+warm and ~0.35 ms in a bot between orders, against 1.0–1.4 ms from queueing to the result
+through aiosqlite's thread while the loop prepares the held request (the worker gets the GIL
+only once the loop idles; bench/RESULTS.md, "#11 / #15 the order path's commit ...").
+That connection never checkpoints and never blocks on a lock: if the ledger is busy (another
+process, the lease's heartbeat thread), the loop runs on and the statement is tried again
+every few milliseconds (``_inline_autocommit``).
 
 Order intents are group-committed: ``record_order_intent`` queues the row at once (it
 returns a future, so a decision's intents are queued in the same loop iteration) and one
@@ -230,7 +232,7 @@ class Store:
         # an inline engine, on the loop's own thread (module docstring); opened when first used.
         self._iengine: AsyncEngine | None = None
         self._iconn: AsyncConnection | None = None
-        self.inline_busy = 0  # order-path statements handed to the thread: the ledger was busy
+        self.inline_busy = 0  # order-path statements tried again: another connection held the lock
         self._sync_mode: str | None = None  # the writer's configured synchronous mode (SQLite)
         # Order intents waiting for the group commit, and the task committing them.
         self._intents: list[tuple[dict[str, Any], asyncio.Future[OrderRecord]]] = []
@@ -318,9 +320,9 @@ class Store:
         """``autocommit_rows`` on the inline connection. If another connection holds the write
         lock (an audit checkpoint or a ``run.py db`` command in another process, the lease's
         heartbeat thread), nothing was written: the loop runs on and the statement is tried
-        again every few milliseconds, for as long as the threaded connections' busy timeout.
-        (SQLite's own busy handler sleeps in growing steps, up to 100 ms, however soon the
-        lock is free: through the thread an intent waited up to 170 ms behind a heartbeat.)"""
+        again every few milliseconds, for as long as the threaded connections' busy timeout
+        (SQLite's own busy handler would block the loop, and sleeps in growing steps of up to
+        100 ms however soon the lock is free)."""
         loop = asyncio.get_running_loop()
         deadline: float | None = None
         delay = _BUSY_RETRY_FIRST_S
