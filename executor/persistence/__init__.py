@@ -31,32 +31,16 @@ if TYPE_CHECKING:
 # The names above are loaded on first use (PEP 562), not with the package: a module that needs
 # only ``persistence.db`` or ``records`` (``audit``: a read-only command) does not pay for
 # alembic and the store (~0.3 s of start-up, bench/RESULTS.md, issue 16).
-_FROM = {
-    **dict.fromkeys(("SchemaError", "SchemaTooNewError", "SchemaUnmanagedError", "ensure_schema"), "migrate"),
-    **dict.fromkeys(
-        (
-            "BalanceRecord",
-            "BalanceRow",
-            "Batch",
-            "BatchResult",
-            "DuplicateClientOrderId",
-            "FillRecord",
-            "OrderRecord",
-            "StatusChange",
-            "Store",
-            "StoreError",
-        ),
-        "store",
-    ),
-}
+# Every other name of ``__all__`` comes from ``store``.
+_FROM_MIGRATE = ("SchemaError", "SchemaTooNewError", "SchemaUnmanagedError", "ensure_schema")
 
 
 def __getattr__(name: str) -> Any:
-    module = _FROM.get(name)
-    if module is None:
+    if name not in __all__:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     from importlib import import_module
 
+    module = "migrate" if name in _FROM_MIGRATE else "store"
     value = getattr(import_module(f"{__name__}.{module}"), name)
     globals()[name] = value
     return value
