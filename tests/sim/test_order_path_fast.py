@@ -99,7 +99,7 @@ def test_futures_touch_is_recomputed_when_its_inputs_change() -> None:
     """The mark/touch cache: the same object within one exchange millisecond and book, a new
     one when the time, the spot index or a pinned basis changes."""
     sim = SimExchange(default_sim_config(book_update_hz=Decimal(0)), symbols=("BTCUSDT",),
-                      clock=_StoppedClock())
+                      clock=_StoppedClock(start_ms=NOW))
     market = sim.futures.market
     first = market.touch("BTCUSDT")
     assert first is not None and market.touch("BTCUSDT") is first
