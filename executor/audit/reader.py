@@ -15,6 +15,7 @@ stored with.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import re
 import threading
 from collections.abc import Coroutine, Iterator, Sequence
@@ -31,6 +32,7 @@ _QMARK = re.compile(r"\?")
 _MAIN = re.compile(r"\bmain\.")
 _NO_OPS = frozenset({"BEGIN", "COMMIT", "ROLLBACK"})
 _TEXT_CACHE: dict[str, sa.TextClause] = {}
+_SNAPSHOT_ID = re.compile(r"[0-9A-Fa-f-]+")
 
 
 def _text(sql: str) -> sa.TextClause:
@@ -39,6 +41,12 @@ def _text(sql: str) -> sa.TextClause:
         counter = iter(range(10**6))
         clause = _TEXT_CACHE[sql] = sa.text(_QMARK.sub(lambda _m: f":p{next(counter)}", sql))
     return clause
+
+
+def _numbered(sql: str) -> str:
+    """``?`` parameters as asyncpg's ``$1``, ``$2`` ..."""
+    counter = iter(range(1, 10**6))
+    return _QMARK.sub(lambda _m: f"${next(counter)}", sql)
 
 
 def _plain(value: Any) -> Any:
@@ -91,6 +99,10 @@ class SqlReader:
         self._thread.start()
         self._engine = create_engine(url)
         self._conn: AsyncConnection | None = None
+        # ``concurrently``'s connections, in the snapshot exported from ``_conn``.
+        self._helpers: list[AsyncConnection] = []
+        self._free: list[AsyncConnection] = []  # helpers not running a ``submit`` now
+        self._snapshot: str | None = None
         try:
             self._conn = self._run(self._open())
         except BaseException:
@@ -100,7 +112,7 @@ class SqlReader:
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
-    async def _open(self) -> AsyncConnection:
+    async def _open(self, snapshot: str | None = None) -> AsyncConnection:
         conn = await self._engine.connect()
         if self.spot_fills:
             # USD-M futures fills (symbols "UM:...") never move a spot balance: as on SQLite
@@ -119,6 +131,13 @@ class SqlReader:
         if self.readonly:
             await conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
         await conn.begin()
+        if snapshot is not None:
+            # A helper connection (``concurrently``): the main connection's snapshot, so that
+            # every connection of one audit reads the same rows. Must be the transaction's
+            # first statement; the id is PostgreSQL's own (hex digits and dashes).
+            if not _SNAPSHOT_ID.fullmatch(snapshot):
+                raise ValueError(f"unexpected snapshot id {snapshot!r}")
+            await conn.execute(sa.text(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))
         return conn
 
     async def _end(self, commit: bool) -> None:
@@ -168,6 +187,72 @@ class SqlReader:
         the values needs neither): the fast way to read a million rows."""
         return self._run(self._rows(sql, params))
 
+    def concurrently(
+        self, calls: Sequence[tuple[str, Sequence[Any]]], *, setup: Sequence[str] = (), raw: bool = False
+    ) -> list[Any]:
+        """Run each ``(sql, params)`` of ``calls`` at the same time, each on its own
+        connection, and return their results in order (``Rows``, or with ``raw`` the driver's
+        records, as ``rows`` gives them). The first runs on this reader's connection, the
+        others on helper connections (``submit``). PostgreSQL runs each connection in a
+        backend process of its own, so two heavy statements use two cores while this process
+        waits. ``setup`` (``SET LOCAL ...``) runs on each connection first."""
+        calls = list(calls)
+        later = [self.submit([call], setup=setup, raw=raw) for call in calls[1:]]
+        first = self._run(self._calls(self._conn, calls[:1], list(setup), raw))
+        return [*first, *(f.result()[0] for f in later)]
+
+    def submit(
+        self, calls: Sequence[tuple[str, Sequence[Any]]], *, setup: Sequence[str] = (), raw: bool = False
+    ) -> concurrent.futures.Future[list[Any]]:
+        """Start ``calls`` (each ``(sql, params)``, in turn) on a helper connection and return
+        at once: a future of their results (as ``concurrently`` gives them). Helpers are opened
+        when none is free and kept until ``close``; each reads in this reader's snapshot
+        (``pg_export_snapshot``, then ``SET TRANSACTION SNAPSHOT``), so every call reads
+        exactly what ``execute`` reads. Read-only readers only (the writer has no snapshot
+        worth sharing). While it runs, this reader's own connection stays free."""
+        if not self.readonly:
+            raise ValueError("submit: read-only readers only")
+        if self._snapshot is None:
+            # On this reader's connection, before anything else can use it concurrently.
+            self._snapshot = str(self._run(self._scalar("SELECT pg_export_snapshot()")))
+        return asyncio.run_coroutine_threadsafe(self._on_helper(list(calls), list(setup), raw), self._loop)
+
+    async def _scalar(self, sql: str) -> Any:
+        assert self._conn is not None
+        return (await self._conn.execute(sa.text(sql))).scalar()
+
+    async def _on_helper(
+        self, calls: list[tuple[str, Sequence[Any]]], setup: list[str], raw: bool
+    ) -> list[Any]:
+        if self._free:
+            conn = self._free.pop()
+        else:
+            conn = await self._open(self._snapshot)
+            self._helpers.append(conn)
+        try:
+            return await self._calls(conn, calls, setup, raw)
+        finally:
+            self._free.append(conn)
+
+    async def _calls(
+        self, conn: AsyncConnection | None, calls: list[tuple[str, Sequence[Any]]], setup: list[str],
+        raw: bool,
+    ) -> list[Any]:
+        assert conn is not None
+        for stmt in setup:
+            await conn.execute(sa.text(stmt))
+        out: list[Any] = []
+        for sql, params in calls:
+            if self._main != "main.":
+                sql = _MAIN.sub(self._main, sql)
+            if raw:
+                raw_conn = await conn.get_raw_connection()
+                out.append(list(await raw_conn.driver_connection.fetch(_numbered(sql), *params)))
+                continue
+            res = await conn.execute(_text(sql), {f"p{i}": v for i, v in enumerate(params)})
+            out.append(Rows(tuple(_plain(v) for v in r) for r in res) if res.returns_rows else Rows())
+        return out
+
     def table_names(self) -> set[str]:
         async def names() -> set[str]:
             assert self._conn is not None
@@ -178,6 +263,10 @@ class SqlReader:
 
     def close(self) -> None:
         async def shutdown() -> None:
+            for helper in self._helpers:
+                await helper.close()
+            self._helpers.clear()
+            self._free.clear()
             if self._conn is not None:
                 await self._conn.close()
                 self._conn = None

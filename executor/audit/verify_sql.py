@@ -14,12 +14,19 @@ explain within a millisecond, or names; no REST snapshot to open from; a fill wi
 side; a value SQLite's integer sums cannot carry exactly; a balances-table row older than
 its asset's last delta) returns False and the caller runs the existing verification.
 tests/audit/test_verify_sql.py checks it against the reference.
+
+On PostgreSQL, above ``PARALLEL_MIN_FILLS`` fills, the statement runs as two halves in time
+at once, each on its own connection in the audit's one snapshot (``SqlReader.concurrently``):
+the rows at or before a cut millisecond and the rows after it. Each backend aggregates half
+the rows; the later half's running sums start at 0, so its differences are shifted by the
+first half's sum of deltas, which ``_join`` subtracts exactly (the SQLite twin of this split
+is ``verify_fast``'s, across two processes).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from decimal import Decimal
+from decimal import Decimal, Inexact, localcontext
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -33,6 +40,17 @@ if TYPE_CHECKING:
 __all__ = ["verify_sql"]
 
 ZERO = Decimal(0)
+# Above this many fills, on PostgreSQL, the statement is split in time between two
+# connections (``_cut``, ``_join``); below, one statement.
+PARALLEL_MIN_FILLS = 50_000
+_HALF = "/*half*/"  # where a half's time condition goes (``_run``)
+
+
+class _Auto:
+    pass
+
+
+AUTO = _Auto()  # ``_run``'s cut: split when the ledger is large enough
 
 
 def _case(column: str, mapping: dict[str, str]) -> tuple[str, list[Any]]:
@@ -54,17 +72,19 @@ def verify_sql(
     base_ms: int | None,
     last_ids: set[int],
     table: list[dict[str, Any]],
+    *,
+    cut: int | _Auto | None = AUTO,
 ) -> bool:
     """Fill ``res`` (fills, balance_updates, checked, derived, last_snapshot_ok) and return True
     when every recorded balance agrees; False (``res`` untouched) when the caller must decide."""
     if base_ms is None:
         return False
     if not db.sqlite:
-        # One big statement: compiling it (JIT) costs more than it saves (~1 s at 1M fills).
-        db.conn.execute("SET LOCAL jit = off")
+        for stmt in _pg_setup():
+            db.conn.execute(stmt)
     for scale in _SCALES if db.sqlite else (SCALE,):
         try:
-            out = _run(db, Dialect(db.sqlite, scale), scope, opening, opening_ids, base_ms, table)
+            out = _run(db, Dialect(db.sqlite, scale), scope, opening, opening_ids, base_ms, table, cut)
         except _Unfit:
             continue
         except (sqlite3.OperationalError, sa.exc.DBAPIError) as exc:
@@ -92,6 +112,7 @@ def _run(
     opening_ids: set[int],
     base_ms: int,
     table: list[dict[str, Any]],
+    cut: int | _Auto | None = AUTO,
 ) -> tuple[int, int, int, dict[str, Decimal]] | None:
     fwhere, fparams = scope.where("trade_ms", symbol_col=None)
     n_all, n_sided = db.conn.execute(
@@ -150,7 +171,7 @@ def _run(
     stream = (
         "SELECT asset, t, CASE WHEN t > ? THEN k ELSE 0 END AS k, CASE WHEN t > ? THEN amt END AS amt, pl, "
         "CASE WHEN t > ? THEN rec END AS rec, bad, CASE WHEN k = 1 OR amt <> 0 THEN 1 ELSE 0 END AS live "
-        f"FROM ({stream}) r"
+        f"FROM ({stream}) r{_HALF}"
     )
     params = [base_ms, base_ms, base_ms, *params]
     # One row per asset and millisecond first (a hash aggregate, no sort): the deltas' sum and
@@ -169,10 +190,27 @@ def _run(
         "sum(amt) OVER (PARTITION BY asset ORDER BY t ROWS UNBOUNDED PRECEDING) AS run "
         f"FROM ({per_ms}) m) w GROUP BY asset"
     )
+    if isinstance(cut, _Auto):
+        cut = _cut(db, scope, symbols) if n_all >= PARALLEL_MIN_FILLS else None
+    if cut is None or d.sqlite:
+        per_asset = list(db.conn.execute(sql.replace(_HALF, ""), params))
+    else:
+        # Split in time (``_join``): the rows at or before ``cut`` and the rows after it, each
+        # half's statement on its own connection (its own backend, its own core).
+        halves = [
+            (sql.replace(_HALF, f" WHERE r.t {op} ?"), [*params, cut])
+            for op in ("<=", ">")
+        ]
+        reader: Any = db.conn
+        first, later = reader.concurrently(halves, setup=_pg_setup())
+        joined = _join(list(first), list(later))
+        if joined is None:
+            return None
+        per_asset = joined
     checked = 0
     derived: dict[str, Decimal] = {a: total for a, (total, _since) in opening.items()}
     last_delta: dict[str, int] = {}
-    for asset, n_obs, lo, hi, total, last_t, places, bad, live in db.conn.execute(sql, params):
+    for asset, n_obs, lo, hi, total, last_t, places, bad, live in per_asset:
         if bad:
             raise _Unfit
         if asset is None:
@@ -204,6 +242,76 @@ def _run(
         if b["free"] + b["locked"] != derived[asset]:
             return None
     return n_sided, n_updates, checked, dict(sorted(derived.items()))
+
+
+def _pg_setup() -> list[str]:
+    """Settings for the statement's transaction on PostgreSQL (``SET LOCAL``: they end with it).
+
+    One big statement: compiling it (JIT) costs more than it saves (~1 s at 1M fills). The
+    default ``work_mem`` stays: more (256 MB, 1 GB) keeps the hash aggregate and the sort in
+    memory but costs more CPU than the spill (bench/RESULTS.md, session 7)."""
+    return ["SET LOCAL jit = off"]
+
+
+def _cut(db: AuditDB, scope: Scope, symbols: list[str]) -> int | None:
+    """The cut millisecond of a time split on PostgreSQL (the middle of the fills' trade
+    times, from each symbol's first and last along ``ix_fills_symbol_trade_ms``), or None for
+    one statement. Any cut gives the same result (``_join``); the middle only balances the
+    halves."""
+    if db.sqlite or not hasattr(db.conn, "concurrently"):
+        return None
+    where, params = scope.where("trade_ms", symbol_col=None)
+    swhere = (where + " AND" if where else " WHERE") + " symbol = ?"
+    lo: list[int] = []
+    hi: list[int] = []
+    for sym in symbols:
+        first, last = db.conn.execute(
+            f"SELECT min(trade_ms), max(trade_ms) FROM fills{swhere}", [*params, sym]
+        ).fetchone()
+        if first is not None:
+            lo.append(first)
+            hi.append(last)
+    if not lo or min(lo) == max(hi):
+        return None
+    return (min(lo) + max(hi)) // 2
+
+
+def _some(op: Any, a: Any, b: Any) -> Any:
+    return b if a is None else a if b is None else op(a, b)
+
+
+def _join(first: list[tuple[Any, ...]], later: list[tuple[Any, ...]]) -> list[tuple[Any, ...]] | None:
+    """The statement's rows for the whole stream from its two halves in time: the rows at or
+    before the cut (``first``) and after it (``later``). Every (asset, millisecond) group is
+    on one side, so each row's values are the same; only the later half's running sums start
+    at 0 instead of the asset's sum of deltas in the first half, so its differences (recorded
+    - running sum) are that sum too high. Exact (NUMERIC comes back exact; a result that is
+    not exact at 1000 digits makes it None: the caller decides)."""
+    moved = {row[0]: row[4] for row in first}
+    out = {row[0]: list(row) for row in first}
+    with localcontext() as ctx:
+        ctx.prec = 1000
+        ctx.traps[Inexact] = True
+        try:
+            for asset, n, lo, hi, total, dt, pl, bad, live in later:
+                shift = moved.get(asset) or ZERO
+                lo = None if lo is None else lo - shift
+                hi = None if hi is None else hi - shift
+                row = out.get(asset)
+                if row is None:
+                    out[asset] = [asset, n, lo, hi, total, dt, pl, bad, live]
+                    continue
+                row[1] = _some(lambda a, b: a + b, row[1], n)
+                row[2] = _some(min, row[2], lo)
+                row[3] = _some(max, row[3], hi)
+                row[4] = _some(lambda a, b: a + b, row[4], total)
+                row[5] = _some(max, row[5], dt)
+                row[6] = _some(max, row[6], pl)
+                row[7] = _some(lambda a, b: a + b, row[7], bad)
+                row[8] = _some(max, row[8], live)
+        except Inexact:
+            return None
+    return [tuple(row) for row in out.values()]
 
 
 def _scaled(d: Dialect, value: Decimal) -> Any:

@@ -20,6 +20,7 @@ from executor.audit.query import AuditDB, Scope
 from executor.audit.verify import VerifyResult, _opening, _table, verify, verify_reference
 from executor.audit.verify_sql import verify_sql
 from executor.persistence.copy import copy_ledger
+from tests.audit.scenario import Built
 from tests.ledger_backends import PgDatabases, needs_pg
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,3 +149,83 @@ def test_generated_ledger_is_confirmed_by_sql(
     assert used[0] and used[1]
     with AuditDB.from_url(url) as db:
         assert verify(db, Scope(), use_checkpoint=False).ok
+
+
+def _sql_result(db: AuditDB, scope: Scope, cut: int | None) -> tuple[bool, VerifyResult]:
+    assets, opening_ids, ref, base_ms, notes = _opening(db, scope)
+    res = VerifyResult(ref, {}, notes=notes)
+    opening = {a: (s.total, s.since_ms) for a, s in assets.items()}
+    ok = verify_sql(db, scope, res, opening, opening_ids, base_ms, set(), _table(db, scope), cut=cut)
+    return ok, res
+
+
+def _ledger_times(path: Path) -> list[int]:
+    with sqlite3.connect(path) as conn:
+        ts = {r[0] for r in conn.execute("SELECT coalesce(trade_ms, received_ms) FROM fills")}
+        ts |= {r[0] for r in conn.execute("SELECT coalesce(event_ms, received_ms) FROM balance_events")}
+    return sorted(t for t in ts if t is not None)
+
+
+def _every_cut_same(url: str, path: Path, scopes: list[Scope]) -> int:
+    """On PostgreSQL, the statement split in time at every cut the ledger allows (each time
+    a row has, the millisecond before it, before the first) gives exactly the one-statement
+    result; returns how many scopes the statement confirmed."""
+    times = _ledger_times(path)
+    cuts = sorted({times[0] - 1, *times, *(t - 1 for t in times)})
+    confirmed = 0
+    with AuditDB.from_url(url) as db:
+        for scope in scopes:
+            whole = _sql_result(db, scope, None)
+            confirmed += whole[0]
+            for cut in cuts:
+                assert _sql_result(db, scope, cut) == whole, (scope, cut)
+    return confirmed
+
+
+def test_split_in_time_on_postgresql_equals_one_statement(
+    scenario: Built, pg_databases: PgDatabases | None
+) -> None:
+    """The hand-made scenario (openings, balanceUpdates, same-millisecond deltas), whole and
+    scoped: every cut gives the one statement's result, and that is the reference's."""
+    url = _on_backend(scenario.path, "postgresql", pg_databases)
+    scopes = [Scope(), Scope(since_ms=T0 + 2000), Scope(until_ms=T0 + 3050), Scope(run_id=scenario.run_id)]
+    assert _every_cut_same(url, scenario.path, scopes) >= 1
+    _same(url, scopes)
+
+
+def test_split_in_time_on_postgresql_generated_and_tampered(
+    tmp_path: Path, pg_databases: PgDatabases | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bench's ledger: confirmed through the split (taken above the threshold), and a
+    wrong balance after the cut, or a missing fill before it, is not confirmed."""
+    import executor.audit.verify_sql as vs
+
+    path = tmp_path / "ledger.db"
+    _bench().build(path, 600)
+    url = _on_backend(path, "postgresql", pg_databases)
+    assert _every_cut_same(url, path, [Scope(), Scope(since_ms=T0 + 5000)]) == 2
+    monkeypatch.setattr(vs, "PARALLEL_MIN_FILLS", 1)
+    used: list[int] = []
+    real = vs._join
+    monkeypatch.setattr(vs, "_join", lambda a, b: (used.append(1), real(a, b))[1])
+    with AuditDB.from_url(url) as db:
+        assert _sql_result(db, Scope(), vs.AUTO)[0]
+        assert used
+        assert verify(db, Scope(), use_checkpoint=False) == verify_reference(db, Scope())
+    times = _ledger_times(path)
+    middle = times[len(times) // 2]
+    for sql in (
+        "UPDATE balance_events SET free = free + 1 WHERE id = (SELECT max(id) FROM balance_events "
+        "WHERE kind = 'outboundAccountPosition' AND asset = 'USDT')",
+        "DELETE FROM fills WHERE id = (SELECT min(id) FROM fills)",
+    ):
+        tampered = tmp_path / f"t{len(used)}.db"
+        shutil.copyfile(path, tampered)
+        with sqlite3.connect(tampered) as conn:
+            conn.execute(sql)
+        turl = _on_backend(tampered, "postgresql", pg_databases)
+        with AuditDB.from_url(turl) as db:
+            assert not _sql_result(db, Scope(), middle)[0]
+            assert not _sql_result(db, Scope(), None)[0]
+            assert verify(db, Scope(), use_checkpoint=False) == verify_reference(db, Scope())
+        used.append(1)
