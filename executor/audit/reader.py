@@ -89,6 +89,10 @@ class SqlReader:
     the ``sqlite3`` writer connection): READ COMMITTED, and ``with writer:`` commits what ran
     inside it (rolls back on an exception), as a ``sqlite3`` connection does."""
 
+    # At most this many helper connections (``submit`` waits for a free one): the machines
+    # this runs on have a few cores, and each connection is a backend process.
+    max_helpers = 2
+
     def __init__(self, url: str, *, readonly: bool = True, spot_fills: bool = False) -> None:
         self.readonly = readonly
         self.spot_fills = spot_fills
@@ -102,6 +106,7 @@ class SqlReader:
         # ``concurrently``'s connections, in the snapshot exported from ``_conn``.
         self._helpers: list[AsyncConnection] = []
         self._free: list[AsyncConnection] = []  # helpers not running a ``submit`` now
+        self._freed: asyncio.Event | None = None  # set when a helper is freed (made on the loop)
         self._snapshot: str | None = None
         try:
             self._conn = self._run(self._open())
@@ -198,32 +203,43 @@ class SqlReader:
         waits. ``setup`` (``SET LOCAL ...``) runs on each connection first."""
         calls = list(calls)
         later = [self.submit([call], setup=setup, raw=raw) for call in calls[1:]]
-        first = self._run(self._calls(self._conn, calls[:1], list(setup), raw))
+        first = self._run(self._calls(self._conn, calls[:1], list(setup), [raw]))
         return [*first, *(f.result()[0] for f in later)]
 
     def submit(
-        self, calls: Sequence[tuple[str, Sequence[Any]]], *, setup: Sequence[str] = (), raw: bool = False
+        self,
+        calls: Sequence[tuple[str, Sequence[Any]]],
+        *,
+        setup: Sequence[str] = (),
+        raw: bool | Sequence[bool] = False,
     ) -> concurrent.futures.Future[list[Any]]:
         """Start ``calls`` (each ``(sql, params)``, in turn) on a helper connection and return
         at once: a future of their results (as ``concurrently`` gives them). Helpers are opened
         when none is free and kept until ``close``; each reads in this reader's snapshot
         (``pg_export_snapshot``, then ``SET TRANSACTION SNAPSHOT``), so every call reads
         exactly what ``execute`` reads. Read-only readers only (the writer has no snapshot
-        worth sharing). While it runs, this reader's own connection stays free."""
+        worth sharing). While it runs, this reader's own connection stays free. ``raw`` may
+        be one flag per call."""
         if not self.readonly:
             raise ValueError("submit: read-only readers only")
         if self._snapshot is None:
             # On this reader's connection, before anything else can use it concurrently.
             self._snapshot = str(self._run(self._scalar("SELECT pg_export_snapshot()")))
-        return asyncio.run_coroutine_threadsafe(self._on_helper(list(calls), list(setup), raw), self._loop)
+        flags = [raw] * len(calls) if isinstance(raw, bool) else list(raw)
+        return asyncio.run_coroutine_threadsafe(self._on_helper(list(calls), list(setup), flags), self._loop)
 
     async def _scalar(self, sql: str) -> Any:
         assert self._conn is not None
         return (await self._conn.execute(sa.text(sql))).scalar()
 
     async def _on_helper(
-        self, calls: list[tuple[str, Sequence[Any]]], setup: list[str], raw: bool
+        self, calls: list[tuple[str, Sequence[Any]]], setup: list[str], raw: list[bool]
     ) -> list[Any]:
+        if self._freed is None:
+            self._freed = asyncio.Event()
+        while not self._free and len(self._helpers) >= self.max_helpers:
+            self._freed.clear()
+            await self._freed.wait()
         if self._free:
             conn = self._free.pop()
         else:
@@ -233,19 +249,20 @@ class SqlReader:
             return await self._calls(conn, calls, setup, raw)
         finally:
             self._free.append(conn)
+            self._freed.set()
 
     async def _calls(
         self, conn: AsyncConnection | None, calls: list[tuple[str, Sequence[Any]]], setup: list[str],
-        raw: bool,
+        raw: list[bool],
     ) -> list[Any]:
         assert conn is not None
         for stmt in setup:
             await conn.execute(sa.text(stmt))
         out: list[Any] = []
-        for sql, params in calls:
+        for (sql, params), as_records in zip(calls, raw, strict=True):
             if self._main != "main.":
                 sql = _MAIN.sub(self._main, sql)
-            if raw:
+            if as_records:
                 raw_conn = await conn.get_raw_connection()
                 out.append(list(await raw_conn.driver_connection.fetch(_numbered(sql), *params)))
                 continue

@@ -153,3 +153,47 @@ def test_report_split_over_two_processes_equals_the_fold(
         if setbased._split(db, Scope()) is None:
             return  # fills of one symbol only: nothing to split
     _check(url, [Scope(), Scope(since_ms=T0 + since), Scope(until_ms=T0 + since)], 1)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    orders=st.lists(_order, min_size=2, max_size=14),
+    orphans=st.lists(st.tuples(st.sampled_from(SYMBOLS), _fill), max_size=2),
+    bnb_price=st.booleans(),
+    since=st.integers(0, 40_000),
+)
+def test_report_reads_ahead_on_postgresql_equals_the_fold(
+    empty_ledger: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    pg_databases: PgDatabases | None,
+    monkeypatch: pytest.MonkeyPatch,
+    orders: list,
+    orphans: list,
+    bnb_price: bool,
+    since: int,
+) -> None:
+    """On PostgreSQL a large ledger's per-symbol reads start at once on helper connections in
+    the audit's snapshot (``setbased._prefetch``): forced here at any size, the report is
+    still the fold's, and the reads ahead were the ones used."""
+    needs_pg()
+    assert pg_databases is not None
+    monkeypatch.setattr(setbased, "PARALLEL_MIN_FILLS", 0)
+    started: list[int] = []
+    real = setbased._prefetch
+
+    def spy(db: AuditDB, sc: Scope, p: Pairs) -> dict:
+        ahead = real(db, sc, p)
+        started.append(len(ahead))
+        return ahead
+
+    monkeypatch.setattr(setbased, "_prefetch", spy)
+    path = tmp_path_factory.mktemp("ahead") / "ledger.db"
+    shutil.copyfile(empty_ledger, path)
+    _write(path, orders, orphans, 1, bnb_price)
+    pg_url = asyncio.run(pg_databases.create(migrated=True))
+    asyncio.run(copy_ledger(f"sqlite+aiosqlite:///{path}", pg_url))
+    scopes = [Scope(), Scope(since_ms=T0 + since), Scope(until_ms=T0 + since), Scope(symbol="BTCUSDT")]
+    _check(pg_url, scopes, 1)
+    assert started
+    if orphans or any(fills for *_o, fills in orders):
+        assert all(started)  # every symbol's reads were started ahead and used
