@@ -49,7 +49,6 @@ import os
 import sqlite3
 from collections import Counter, deque
 from collections.abc import Callable
-from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from itertools import compress, repeat, starmap
@@ -168,13 +167,7 @@ def set_based_fold(
     per symbol) while this process folds the rest."""
     if not db.sqlite:
         db.conn.execute("SET LOCAL jit = off")  # short statements: compiling them costs more
-        ahead = _prefetch(db, scope, pairs)
-        try:
-            return _fold_part(db, scope, pairs, prices, ahead)
-        finally:
-            # Whatever the fold did not take (it stepped aside), finished before the reader
-            # can close its helper connections.
-            wait(ahead.values())
+        return _fold_part(db, scope, pairs, prices)
     split = _split(db, scope)
     if split is None:
         return _fold_part(db, scope, pairs, prices)
@@ -284,11 +277,7 @@ def _child_job() -> tuple[dict[Any, Any], dict[str, Any]] | None:
 
 
 def _fold_part(
-    db: AuditDB,
-    scope: Scope,
-    pairs: Callable[[str], tuple[str, str]],
-    prices: PriceAt,
-    ahead: dict[str, Future[list[Any]]] | None = None,
+    db: AuditDB, scope: Scope, pairs: Callable[[str], tuple[str, str]], prices: PriceAt
 ) -> LedgerFold | None:
     modes = _MODES if db.sqlite else ((SCALE, False),)
     fold = LedgerFold(pairs, prices, per_run=False)
@@ -300,7 +289,7 @@ def _fold_part(
                 sums = _fill_sums(db, d, scope)
             except NotExact:
                 continue
-            _fills(db, d, scope, fold, sums, ahead or {})
+            _fills(db, d, scope, fold, sums)
             return fold
     except NotExact:
         return None
@@ -452,14 +441,7 @@ def _fill_sums(db: AuditDB, d: Dialect, scope: Scope) -> list[tuple[Any, ...]]:
     return out
 
 
-def _fills(
-    db: AuditDB,
-    d: Dialect,
-    scope: Scope,
-    fold: LedgerFold,
-    sums: list[tuple[Any, ...]],
-    ahead: dict[str, Future[list[Any]]],
-) -> None:
+def _fills(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold, sums: list[tuple[Any, ...]]) -> None:
     third: set[tuple[str, str]] = set()
     symbols: set[str] = set()
     for sym, side, maker, fee_asset, n, qty, quote_qty, fee, _fee_n in sums:
@@ -492,7 +474,7 @@ def _fills(
     for sym, asset in sorted(third):
         _third_fees(db, d, scope, fold, sym, asset)
     for sym in sorted(symbols):
-        _ordered(db, d, scope, fold, sym, ahead.get(sym))
+        _ordered(db, d, scope, fold, sym)
 
 
 def _third_fees(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold, sym: str, asset: str) -> None:
@@ -532,9 +514,7 @@ def _order_by(db: AuditDB, scope: Scope, sym: str) -> str:
     return "f.trade_ms, f.trade_id"
 
 
-def _ordered(
-    db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold, sym: str, ahead: Future[list[Any]] | None = None
-) -> None:
+def _ordered(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold, sym: str) -> None:
     """One time-ordered read of ``sym``'s fills: the average-cost book, FIFO by the identity,
     base fees in quote, the bot's own position, slippage.
 
@@ -545,7 +525,7 @@ def _ordered(
     join to orders stays: fills come in time order, so their orders are read nearly in id
     order; a dict of the symbol's orders instead cost more than the join.)"""
     if not d.sqlite:
-        _ordered_pg(db, scope, fold, sym, ahead)
+        _ordered_pg(db, scope, fold, sym)
         return
     where, params = _where(Scope(scope.run_id, scope.since_ms, scope.until_ms, sym), "f.trade_ms", "f")
     base = fold.pairs(sym)[0]
@@ -590,84 +570,26 @@ def _ordered(
         )
 
 
-def _pg_statements(db: AuditDB, scope: Scope, base: str, sym: str) -> list[tuple[str, list[Any]]]:
-    """``_ordered_pg``'s three reads of ``sym``: the exact sums, the (dq, price) of each fill in
-    the fold's order, the slippage groups."""
+def _ordered_pg(db: AuditDB, scope: Scope, fold: LedgerFold, sym: str) -> None:
+    """``_ordered`` on PostgreSQL, where NUMERIC arithmetic is exact: the sums of dq * price,
+    base fees * price and the bot's own dq, and the slippage groups, are SQL aggregates; only
+    (dq, price) of each fill comes to Python, for the average-cost book and the FIFO lots."""
     where, params = _where(Scope(scope.run_id, scope.since_ms, scope.until_ms, sym), "f.trade_ms", "f")
+    base = fold.pairs(sym)[0]
     cond = _and(where, "f.side IN ('BUY', 'SELL')")
     fee = "CASE WHEN f.commission_asset = ? AND f.commission <> 0 THEN f.commission END"
     dq = f"(CASE WHEN f.side = 'BUY' THEN f.qty ELSE -f.qty END - coalesce({fee}, 0))"
-    return [
-        (
-            f"SELECT sum({dq} * f.price), sum({fee} * f.price), sum(CASE WHEN NOT o.external THEN {dq} END) "
-            f"FROM fills f LEFT JOIN orders o ON o.id = f.order_id{cond}",
-            [base, base, base, *params],
-        ),
-        (
-            f"SELECT {dq}, f.price FROM fills f{_and(cond, f'{dq} <> 0')} "
-            f"ORDER BY {_order_by(db, scope, sym)}",
-            [base, *params, base],
-        ),
-        (
-            "SELECT f.side = 'BUY', f.price, o.decision_bid, o.decision_ask, count(*) FROM fills f "
-            f"JOIN orders o ON o.id = f.order_id{_and(cond, 'NOT o.external')} "
-            "AND (o.decision_bid IS NOT NULL OR o.decision_ask IS NOT NULL) GROUP BY 1, 2, 3, 4",
-            params,
-        ),
-    ]
-
-
-def _prefetch(
-    db: AuditDB, scope: Scope, pairs: Callable[[str], tuple[str, str]]
-) -> dict[str, Future[list[Any]]]:
-    """On PostgreSQL above ``PARALLEL_MIN_FILLS`` fills: each symbol's reads (``_pg_statements``)
-    started at once on helper connections in the audit's snapshot (``SqlReader.submit``, at
-    most two at a time), so the server runs them while this process counts orders and sums
-    fills on its own connection, and folds the symbol before. Empty: read in turn."""
-    reader: Any = db.conn
-    if not hasattr(reader, "submit"):
-        return {}
-    enough = f"SELECT count(*) FROM (SELECT 1 FROM fills LIMIT {int(PARALLEL_MIN_FILLS)}) x"
-    if db.conn.execute(enough).fetchone()[0] < PARALLEL_MIN_FILLS:
-        return {}
-    if scope.symbol is not None:
-        symbols = [scope.symbol]
-    else:
-        walk = (
-            "WITH RECURSIVE s(x) AS (SELECT min(symbol) FROM fills UNION ALL "
-            "SELECT (SELECT min(symbol) FROM fills WHERE symbol > s.x) FROM s WHERE s.x IS NOT NULL) "
-            "SELECT x FROM s WHERE x IS NOT NULL"
-        )
-        symbols = [r[0] for r in db.conn.execute(walk)]
-    return {
-        # The sums as ``execute`` gives them (whole NUMERICs without an exponent), the rest raw.
-        sym: reader.submit(
-            _pg_statements(db, scope, pairs(sym)[0], sym),
-            setup=["SET LOCAL jit = off"],
-            raw=(False, True, True),
-        )
-        for sym in sorted(symbols)
-    }
-
-
-def _ordered_pg(
-    db: AuditDB, scope: Scope, fold: LedgerFold, sym: str, ahead: Future[list[Any]] | None
-) -> None:
-    """``_ordered`` on PostgreSQL, where NUMERIC arithmetic is exact: the sums of dq * price,
-    base fees * price and the bot's own dq, and the slippage groups, are SQL aggregates; only
-    (dq, price) of each fill comes to Python, for the average-cost book and the FIFO lots.
-    ``ahead``: the same reads, already started on a helper connection (``_prefetch``)."""
-    base = fold.pairs(sym)[0]
     g = fold.group(None, sym)
+    flow, base_fees, own = db.conn.execute(
+        f"SELECT sum({dq} * f.price), sum({fee} * f.price), sum(CASE WHEN NOT o.external THEN {dq} END) "
+        f"FROM fills f LEFT JOIN orders o ON o.id = f.order_id{cond}",
+        [base, base, base, *params],
+    ).fetchone()
     reader: Any = db.conn
-    if ahead is not None:
-        sums, moves, slips = ahead.result()
-    else:
-        q_sums, q_moves, q_slips = _pg_statements(db, scope, base, sym)
-        sums = db.conn.execute(*q_sums).fetchall()
-        moves = reader.rows(*q_moves)
-        slips = reader.rows(*q_slips)
-    flow, base_fees, own = sums[0]
+    moves = reader.rows(
+        f"SELECT {dq}, f.price FROM fills f{_and(cond, f'{dq} <> 0')} ORDER BY {_order_by(db, scope, sym)}",
+        [base, *params, base],
+    )
     avg = g.avg
     apply = avg.apply
     with localcontext(_CTX):
@@ -676,6 +598,12 @@ def _ordered_pg(
         g.totals.fees += base_fees or ZERO
         g.own_qty += own or ZERO
         g.fifo = _fifo(moves, flow or ZERO)
+        slips = reader.rows(
+            "SELECT f.side = 'BUY', f.price, o.decision_bid, o.decision_ask, count(*) FROM fills f "
+            f"JOIN orders o ON o.id = f.order_id{_and(cond, 'NOT o.external')} "
+            "AND (o.decision_bid IS NOT NULL OR o.decision_ask IS NOT NULL) GROUP BY 1, 2, 3, 4",
+            params,
+        )
         g.add_slippage_groups(slips)
 
 
