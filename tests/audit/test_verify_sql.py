@@ -229,3 +229,37 @@ def test_split_in_time_on_postgresql_generated_and_tampered(
             assert not _sql_result(db, Scope(), None)[0]
             assert verify(db, Scope(), use_checkpoint=False) == verify_reference(db, Scope())
         used.append(1)
+
+
+def test_helper_connections_read_the_readers_snapshot(
+    scenario: Built, pg_databases: PgDatabases | None
+) -> None:
+    """``SqlReader.concurrently``'s helper connections read the audit's one snapshot: a fill
+    committed after the reader began is seen by none of them (as by the reader itself)."""
+    import sqlalchemy as sa
+
+    from executor.persistence.db import create_engine
+
+    url = _on_backend(scenario.path, "postgresql", pg_databases)
+    count = "SELECT count(*), max(id) FROM fills"
+    with AuditDB.from_url(url) as db:
+        before = db.conn.execute(count).fetchone()
+
+        async def add_fill() -> None:
+            engine = create_engine(url)
+            async with engine.begin() as conn:
+                await conn.execute(sa.text(
+                    "INSERT INTO fills (symbol, trade_id, side, price, qty, quote_qty, commission, "
+                    "commission_asset, trade_ms, source, received_ms) "
+                    "SELECT symbol, trade_id + 100000, side, "
+                    "price, qty, quote_qty, commission, commission_asset, trade_ms, source, received_ms "
+                    "FROM fills ORDER BY id LIMIT 1"
+                ))
+            await engine.dispose()
+
+        asyncio.run(add_fill())
+        seen = db.conn.concurrently([(count, []), (count, []), (count, [])])
+        assert [tuple(r[0]) for r in seen] == [tuple(before)] * 3
+        assert tuple(db.conn.submit([(count, [])]).result()[0][0]) == tuple(before)
+    with AuditDB.from_url(url) as db:
+        assert db.conn.execute(count).fetchone()[0] == before[0] + 1
