@@ -69,6 +69,7 @@ from executor.core.intents import (
     build_order_request,
 )
 from executor.core.orders import OrderStatus, Side
+from executor.exchange.client import SendLeg, join_send_group, send_leg
 from executor.exchange.outcome import Accepted, RateLimited, Rejected, Unknown
 from executor.exchange.rest import GatewayError, NotSent
 from executor.market.state import MarketState
@@ -245,7 +246,8 @@ class OrderManager:
                 return ALLOWED
             if isinstance(decided, Refused):
                 return decided
-            self._spawn(self._send(decided, self._record(decided)), f"send {decided.client_order_id}")
+            self._spawn(self._send(decided, self._record(decided), join_send_group()),
+                        f"send {decided.client_order_id}")
             return ALLOWED
         if isinstance(intent, Cancel):
             order = self.tracker.get(intent.client_order_id)
@@ -286,7 +288,7 @@ class OrderManager:
                     return self._refuse(place, "the order manager is stopping", "stopping")
         if isinstance(decided, Refused):
             return decided
-        await self._send(decided, self._record(decided))
+        await self._send(decided, self._record(decided), join_send_group())
         order = self.tracker.get(decided.client_order_id)
         assert order is not None
         return order
@@ -346,7 +348,7 @@ class OrderManager:
             decision_bid=bid, decision_ask=ask, decision_mark=mark, decision_ms=self._ledger_ms(),
             reason=req.reason or None))
 
-    async def _send(self, req: OrderRequest, recorded: asyncio.Future[Any]) -> None:
+    async def _send(self, req: OrderRequest, recorded: asyncio.Future[Any], leg: SendLeg) -> None:
         cid = req.client_order_id
         sent_ms: list[int] = []
 
@@ -372,8 +374,10 @@ class OrderManager:
         params["newOrderRespType"] = self._resp_type
         outcome: Any = None
         try:
-            # Prepared while the record commits; written only once it is durable.
-            outcome = await self.gateway.place_order(params, hold=recorded)
+            # Prepared while the record commits; written only once it is durable, right after
+            # the other requests of its decision are prepared too (``SendLeg``).
+            with send_leg(leg):
+                outcome = await self.gateway.place_order(params, hold=recorded)
         except asyncio.CancelledError:
             # Torn down mid-send: the request may be on the wire. UNKNOWN is the honest
             # state; the next start's gap fill queries it (never re-sends).
