@@ -15,7 +15,10 @@ For each ``Place`` (``submit`` decides synchronously, then one task does the I/O
 4. the gateway prepares the request (admission, signing, the HTTP request) while the
    record commits and HOLDS it until the record is durable (``place_order(hold=...)``):
    nothing is written to the exchange before; a failed record means ``NotSent`` and the
-   order is NOT_PLACED. Then it is sent, and its outcome decides:
+   order is NOT_PLACED. The requests of one decision (the legs of a hedge, announced with
+   ``join_send_group`` in the decision's iteration) are then written back to back, in the
+   decision's order, once all of them are built (``exchange.client.SendLeg``: a leg waits
+   at most 2 ms for the others; a single order never waits). Then its outcome decides:
 
    * ``Accepted``: the response (FULL: status and fills) is applied through the
      reconciler, so a fill is stored once whichever path (response, stream, gap fill)
