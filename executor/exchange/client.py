@@ -22,6 +22,11 @@ unsent and ``NotSent`` raised. ``holds_requests(client)`` says whether a client 
 middleware (only clients from ``make_client`` do); for any other, the caller must wait for
 ``hold`` itself before calling.
 
+The requests of one decision (the legs of a hedge) are written back to back: the order
+manager announces each in the decision's loop iteration (``join_send_group``) and sends it
+inside ``send_leg``; at its hold point the middleware then also waits, at most
+``SEND_GROUP_WAIT_S``, until the decision's other requests are built too (``SendLeg``).
+
 The session builds its requests with ``FormBodyRequest``: python-binance hands an HMAC-signed
 POST/PUT/DELETE body to aiohttp as a list of (key, value) strings, which aiohttp turns into
 a ``FormData`` (a multipart writer with a random boundary, then ``urlencode``) -- a third of
