@@ -22,6 +22,11 @@ unsent and ``NotSent`` raised. ``holds_requests(client)`` says whether a client 
 middleware (only clients from ``make_client`` do); for any other, the caller must wait for
 ``hold`` itself before calling.
 
+The requests of one decision (the legs of a hedge) are written back to back: the order
+manager announces each in the decision's loop iteration (``join_send_group``) and sends it
+inside ``send_leg``; at its hold point the middleware then also waits, at most
+``SEND_GROUP_WAIT_S``, until the decision's other requests are built too (``SendLeg``).
+
 The session builds its requests with ``FormBodyRequest``: python-binance hands an HMAC-signed
 POST/PUT/DELETE body to aiohttp as a list of (key, value) strings, which aiohttp turns into
 a ``FormData`` (a multipart writer with a random boundary, then ``urlencode``) -- a third of
@@ -90,11 +95,143 @@ async def send_middleware(req: aiohttp.ClientRequest, handler: ClientHandlerType
     if slot is not None and slot.hold is not None:
         hold, slot.hold = slot.hold, None  # one request per hold (a -1021 retry is not held again)
         await release_after(hold)
+        leg = _LEG.get()
+        if leg is not None:
+            await leg.prepared()  # the decision's other requests: written back to back
     response = await handler(req)
     if slot is not None:
         slot.status = response.status
         slot.headers = response.headers
     return response
+
+
+# How long a prepared request of a decision waits for the decision's other requests to be
+# prepared too (``SendLeg.prepared``): well above a request's preparation (0.1 ms warm,
+# 0.4-0.6 ms in the two-leg bench), and a bound on what a leg held up elsewhere (the weight
+# budget, the 429 gate) can cost the others.
+SEND_GROUP_WAIT_S = 0.002
+
+
+class _SendGroup:
+    """The held requests announced in one loop iteration (one decision's legs)."""
+
+    __slots__ = ("pending", "timer", "waiting")
+
+    def __init__(self) -> None:
+        self.pending = 0  # announced, neither prepared nor gone
+        # Prepared and waiting for the others, in the order they got there: each its own
+        # future, so a waiter's cancellation touches no other (and each wakes in one hop).
+        self.waiting: list[asyncio.Future[None]] = []
+        self.timer: asyncio.TimerHandle | None = None
+
+    def settle(self) -> None:
+        self.pending -= 1
+        if self.pending == 0:
+            self.release()
+
+    def release(self) -> None:
+        waiting, self.waiting = self.waiting, []
+        for fut in waiting:
+            if not fut.done():
+                fut.set_result(None)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+class SendLeg:
+    """One held request of a decision whose requests are written back to back.
+
+    ``join_send_group()`` (synchronously, in the decision's loop iteration) announces it;
+    ``send_leg(leg)`` around the send makes the middleware wait, once the request is built
+    and its ``hold`` has completed, until every other request announced in that iteration
+    is built too (or gone: failed, not sent, or not through a holding client), for at most
+    ``SEND_GROUP_WAIT_S``. Then they are written one after another in the order they were
+    announced, with no preparation between the writes. Why: a write can cost this thread
+    its CPU (the receiving process woken onto it: 0.5-0.7 ms p50 for the first leg's write
+    in the two-leg bench, where the exchange shares the 2-core machine), and a later leg's
+    preparation must not wait behind it. aiohttp writes the body from a task of its own:
+    on Python 3.11 that task runs after the tasks already queued, so the legs' writes
+    happened to be adjacent anyway; from 3.12 it starts eagerly, inside ``send``, i.e.
+    before the next leg is built. This makes the order explicit, whatever the versions
+    (bench/RESULTS.md, "#15 two legs, session 7"). Nothing is written earlier than before:
+    a leg waits only after its own hold (the order's record-before-send) has completed;
+    the last leg never waits. A decision with one request is not delayed at all."""
+
+    __slots__ = ("_group", "_settled")
+
+    def __init__(self, group: _SendGroup) -> None:
+        self._group = group
+        self._settled = False
+
+    async def prepared(self) -> None:
+        """This leg's request is built and may leave: wait for the group (see the class)."""
+        if self._settled:
+            return
+        self._settled = True
+        group = self._group
+        released = bool(group.waiting)
+        group.settle()
+        if group.pending == 0:
+            if released:
+                # The legs prepared earlier (announced earlier) are written first: their
+                # wake-ups are queued already, this one's comes after them.
+                await asyncio.sleep(0)
+            return
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        group.waiting.append(fut)
+        if group.timer is None:
+            group.timer = loop.call_later(SEND_GROUP_WAIT_S, group.release)
+        await fut
+
+    def leave(self) -> None:
+        """This leg will not reach its write through the middleware (any more): the others
+        do not wait for it. Idempotent."""
+        if not self._settled:
+            self._settled = True
+            self._group.settle()
+
+
+_LEG: contextvars.ContextVar[SendLeg | None] = contextvars.ContextVar("executor_send_leg", default=None)
+_OPEN_GROUPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _SendGroup] = weakref.WeakKeyDictionary()
+
+
+def _close_group(loop: asyncio.AbstractEventLoop, group: _SendGroup) -> None:
+    if _OPEN_GROUPS.get(loop) is group:
+        del _OPEN_GROUPS[loop]
+
+
+def join_send_group() -> SendLeg:
+    """Announce a held request of the current decision (see ``SendLeg``). Call it in the
+    loop iteration the decision is made in; every request announced in that iteration is
+    one group."""
+    loop = asyncio.get_running_loop()
+    group = _OPEN_GROUPS.get(loop)
+    if group is None:
+        group = _OPEN_GROUPS[loop] = _SendGroup()
+        loop.call_soon(_close_group, loop, group)  # the next iteration's decisions: a new group
+    group.pending += 1
+    return SendLeg(group)
+
+
+@contextlib.contextmanager
+def send_leg(leg: SendLeg) -> Iterator[None]:
+    """The requests made inside are ``leg``'s (its first held one waits for the group);
+    on leaving, ``leg`` no longer holds the others up."""
+    token = _LEG.set(leg)
+    try:
+        yield
+    finally:
+        _LEG.reset(token)
+        leg.leave()
+
+
+def leave_send_group() -> None:
+    """The current task's request will not pass the middleware: release its group."""
+    leg = _LEG.get()
+    if leg is not None:
+        leg.leave()
 
 
 # What urlencode leaves unchanged (quote_plus's always-safe set): such a pair needs no escaping.

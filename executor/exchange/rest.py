@@ -27,7 +27,13 @@ from asyncio_throttle import Throttler
 
 from executor.core.reports import VenueError
 from executor.exchange.binance_private import public_get
-from executor.exchange.client import NotSent, capture_response, holds_requests, release_after
+from executor.exchange.client import (
+    NotSent,
+    capture_response,
+    holds_requests,
+    leave_send_group,
+    release_after,
+)
 from executor.exchange.clock import ServerClock
 from executor.exchange.outcome import (
     INVALID_TIMESTAMP,
@@ -179,6 +185,7 @@ class RestGateway:
         self.budget.reserve(cost)
         if hold is not None and not holds_requests(self._client):
             # A client without the holding middleware: wait here, before anything is built.
+            leave_send_group()  # its decision's other requests do not wait for this one
             try:
                 await release_after(hold)
             except BaseException:

@@ -15,7 +15,10 @@ For each ``Place`` (``submit`` decides synchronously, then one task does the I/O
 4. the gateway prepares the request (admission, signing, the HTTP request) while the
    record commits and HOLDS it until the record is durable (``place_order(hold=...)``):
    nothing is written to the exchange before; a failed record means ``NotSent`` and the
-   order is NOT_PLACED. Then it is sent, and its outcome decides:
+   order is NOT_PLACED. The requests of one decision (the legs of a hedge, announced with
+   ``join_send_group`` in the decision's iteration) are then written back to back, in the
+   decision's order, once all of them are built (``exchange.client.SendLeg``: a leg waits
+   at most 2 ms for the others; a single order never waits). Then its outcome decides:
 
    * ``Accepted``: the response (FULL: status and fills) is applied through the
      reconciler, so a fill is stored once whichever path (response, stream, gap fill)
@@ -69,6 +72,7 @@ from executor.core.intents import (
     build_order_request,
 )
 from executor.core.orders import OrderStatus, Side
+from executor.exchange.client import SendLeg, join_send_group, send_leg
 from executor.exchange.outcome import Accepted, RateLimited, Rejected, Unknown
 from executor.exchange.rest import GatewayError, NotSent
 from executor.market.state import MarketState
@@ -245,7 +249,8 @@ class OrderManager:
                 return ALLOWED
             if isinstance(decided, Refused):
                 return decided
-            self._spawn(self._send(decided, self._record(decided)), f"send {decided.client_order_id}")
+            self._spawn(self._send(decided, self._record(decided), join_send_group()),
+                        f"send {decided.client_order_id}")
             return ALLOWED
         if isinstance(intent, Cancel):
             order = self.tracker.get(intent.client_order_id)
@@ -286,7 +291,7 @@ class OrderManager:
                     return self._refuse(place, "the order manager is stopping", "stopping")
         if isinstance(decided, Refused):
             return decided
-        await self._send(decided, self._record(decided))
+        await self._send(decided, self._record(decided), join_send_group())
         order = self.tracker.get(decided.client_order_id)
         assert order is not None
         return order
@@ -346,7 +351,7 @@ class OrderManager:
             decision_bid=bid, decision_ask=ask, decision_mark=mark, decision_ms=self._ledger_ms(),
             reason=req.reason or None))
 
-    async def _send(self, req: OrderRequest, recorded: asyncio.Future[Any]) -> None:
+    async def _send(self, req: OrderRequest, recorded: asyncio.Future[Any], leg: SendLeg) -> None:
         cid = req.client_order_id
         sent_ms: list[int] = []
 
@@ -372,8 +377,10 @@ class OrderManager:
         params["newOrderRespType"] = self._resp_type
         outcome: Any = None
         try:
-            # Prepared while the record commits; written only once it is durable.
-            outcome = await self.gateway.place_order(params, hold=recorded)
+            # Prepared while the record commits; written only once it is durable, right after
+            # the other requests of its decision are prepared too (``SendLeg``).
+            with send_leg(leg):
+                outcome = await self.gateway.place_order(params, hold=recorded)
         except asyncio.CancelledError:
             # Torn down mid-send: the request may be on the wire. UNKNOWN is the honest
             # state; the next start's gap fill queries it (never re-sends).

@@ -98,6 +98,9 @@ def raw_value(value: Any) -> Any:
     return value
 
 
+_AS_IS = frozenset({str, int, type(None)})
+
+
 def _named(params: Sequence[Any]) -> dict[str, Any]:
     return {f"p{i}": v for i, v in enumerate(params)}
 
@@ -168,6 +171,27 @@ class Runner:
         self.conn.execute(statement(self.dialect, key, build), [_named(r) for r in rows])
 
 
+async def sqlite_driver(conn: Any) -> Any | None:
+    """The aiosqlite connection under a SQLite ``AsyncConnection`` (None on another backend
+    or driver). Reaching it is a greenlet hop (SQLAlchemy's ``get_raw_connection``), so the
+    owner of a long-lived connection keeps it (the store's inline order-path connection)."""
+    if conn.dialect.name != "sqlite":
+        return None
+    aio = (await conn.get_raw_connection()).driver_connection
+    return aio if aio is not None and hasattr(aio, "execute_fetchall") else None
+
+
+async def driver_autocommit_rows(
+    aio: Any, key: Hashable, build: StatementBuilder, params: Sequence[Any]
+) -> list[Sequence[Any]]:
+    """``autocommit_rows``'s SQLite shortcut on the aiosqlite connection ``sqlite_driver``
+    gave (autocommit mode: the statement is its own transaction)."""
+    # Text, integers and NULLs go through as they are (most of an intent's 27 columns);
+    # only Decimals and flags need ``raw_value``.
+    values = tuple(v if type(v) in _AS_IS else raw_value(v) for v in params)
+    return [tuple(r) for r in await aio.execute_fetchall(sqlite_sql(key, build), values)]
+
+
 async def autocommit_rows(
     conn: Any, key: Hashable, build: StatementBuilder, params: Sequence[Any], *, fast: bool = True
 ) -> list[Sequence[Any]]:
@@ -176,11 +200,9 @@ async def autocommit_rows(
     SQLite shortcut: aiosqlite in autocommit mode, executed and fetched in one hop. Generic
     path: BEGIN, the statement, COMMIT through SQLAlchemy."""
     if conn.dialect.name == "sqlite" and fast:
-        raw = await conn.get_raw_connection()
-        aio = raw.driver_connection
-        if aio is not None and hasattr(aio, "execute_fetchall"):
-            values = tuple(raw_value(v) for v in params)
-            return [tuple(r) for r in await aio.execute_fetchall(sqlite_sql(key, build), values)]
+        aio = await sqlite_driver(conn)
+        if aio is not None:
+            return await driver_autocommit_rows(aio, key, build, params)
     if conn.dialect.name == "postgresql" and fast:
         apg = _asyncpg(await conn.get_raw_connection())
         if apg is not None:

@@ -106,7 +106,15 @@ from executor.persistence.models import (
     OperatorAction,
 )
 from executor.persistence.records import OrderRecord, PositionRow
-from executor.persistence.sql import StatementBuilder, autocommit_rows, dialect_insert, p, row_mapping
+from executor.persistence.sql import (
+    StatementBuilder,
+    autocommit_rows,
+    dialect_insert,
+    driver_autocommit_rows,
+    p,
+    row_mapping,
+    sqlite_driver,
+)
 from executor.persistence.status_merge import _OrderState as _OrderState  # re-exported for tests
 from executor.persistence.status_merge import merge_status
 from executor.persistence.store_records import (
@@ -232,6 +240,7 @@ class Store:
         # an inline engine, on the loop's own thread (module docstring); opened when first used.
         self._iengine: AsyncEngine | None = None
         self._iconn: AsyncConnection | None = None
+        self._iaio: Any = None  # its aiosqlite connection, kept (reaching it is a greenlet hop)
         self.inline_busy = 0  # order-path statements tried again: another connection held the lock
         self._sync_mode: str | None = None  # the writer's configured synchronous mode (SQLite)
         # Order intents waiting for the group commit, and the task committing them.
@@ -263,7 +272,7 @@ class Store:
             for conn in (self._iconn, self._oconn, self._wconn):
                 if conn is not None:
                     await conn.close()
-            self._wconn = self._oconn = self._iconn = None
+            self._wconn = self._oconn = self._iconn = self._iaio = None
         if self._iengine is not None:
             await self._iengine.dispose()
             self._iengine = None
@@ -301,9 +310,13 @@ class Store:
             self._oconn = oconn
         return self._oconn
 
-    async def _inline_order_conn(self) -> AsyncConnection | None:
+    async def _inline_order_conn(self) -> Any:
         """The order path's connection on the loop's thread (SQLite with the shortcut only):
-        synchronous=NORMAL, no checkpoints (the writer's thread runs them), no busy wait."""
+        synchronous=NORMAL, no checkpoints (the writer's thread runs them), no busy wait.
+        Its aiosqlite connection, which the statements run on (``driver_autocommit_rows``)."""
+        iconn = self._iconn
+        if self._iaio is not None and iconn is not None and not iconn.closed:
+            return self._iaio
         if not self.fast or self.engine.dialect.name != "sqlite":
             return None
         if self._iconn is None or self._iconn.closed:
@@ -313,9 +326,10 @@ class Store:
             conn = await self._iengine.connect()
             await _pragma(conn, "PRAGMA wal_autocheckpoint=0")
             self._iconn = conn
-        return self._iconn
+        self._iaio = await sqlite_driver(self._iconn)
+        return self._iaio
 
-    async def _inline_autocommit(self, conn: AsyncConnection, key: tuple[Any, ...], build: StatementBuilder,
+    async def _inline_autocommit(self, aio: Any, key: tuple[Any, ...], build: StatementBuilder,
                                  params: Sequence[Any]) -> list[Sequence[Any]]:
         """``autocommit_rows`` on the inline connection. If another connection holds the write
         lock (an audit checkpoint or a ``run.py db`` command in another process, the lease's
@@ -328,7 +342,7 @@ class Store:
         delay = _BUSY_RETRY_FIRST_S
         while True:
             try:
-                return await autocommit_rows(conn, key, build, params)
+                return await driver_autocommit_rows(aio, key, build, params)
             except Exception as exc:
                 if not is_sqlite_busy(exc):
                     raise
@@ -364,7 +378,10 @@ class Store:
 
         Only the order path uses this, and it jumps the queue of waiting batches (see
         ``_WriteLock``): the order is on hold until its record is committed."""
-        async with self._write_lock.hold(urgent=True):
+        # acquire/release rather than ``hold()``: no context-manager generator on the tick path.
+        lock = self._write_lock
+        await lock.acquire(urgent=True)
+        try:
             inline = await self._inline_order_conn()
             if inline is not None:
                 return await self._inline_autocommit(inline, key, build, params)
@@ -372,6 +389,8 @@ class Store:
             if conn.in_transaction():  # never expected; keep the invariant rather than corrupt it
                 raise StoreError("write connection unexpectedly inside a transaction")
             return await autocommit_rows(conn, key, build, params, fast=self.fast)
+        finally:
+            lock.release()
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         async with self.engine.connect() as conn:
