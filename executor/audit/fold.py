@@ -21,12 +21,9 @@ Choices that make the state small and mergeable:
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
-from itertools import chain, compress, repeat
-from operator import add, itemgetter, mul, truediv
 from typing import Any
 
 from executor.core.orders import UNRESOLVED, Side
@@ -271,68 +268,41 @@ class GroupFold:
 
     def add_slippage_groups(self, groups: Iterable[tuple[Any, Any, Any, Any, int]]) -> None:
         """Slippage of ``n`` fills per distinct (BUY?, price, bid, ask) (texts or Decimals):
-        what ``add_fill`` adds for each of them (``add_slippage_columns``)."""
-        rows = list(groups)
-        if rows:
-            self.add_slippage_columns(*(list(map(itemgetter(i), rows)) for i in range(5)))
-
-    def add_slippage_columns(
-        self, buys: Sequence[Any], prices: Sequence[Any], bids: Sequence[Any], asks: Sequence[Any],
-        ns: Sequence[int],
-    ) -> None:
-        """``add_slippage_groups`` with the groups as columns (``buys[i]``, ``prices[i]``, ...);
-        a quote None, '' or zero is not used (as ``add_fill`` uses only positive quotes).
-
-        The same operations at the same precision as ``_slip`` / ``_slip_key`` /
-        ``Hist.add_exact``, in the same order per histogram, so the same keys and the same exact
-        totals; but each step runs over a whole column in a C loop (``map`` of the Decimal
-        operators in the context ``_CTX``, then ``_EXACT`` for the totals) instead of a Python
-        loop with a dozen calls per group: 216,628 groups of one symbol 0.85 s -> ~0.35 s
-        (bench/RESULTS.md, "#16 cold SQLite report CPU, session 7"). Why each is the same:
-
-        * ``x - y``, ``x / y``, ``x * 10000`` in a context equal to ``_CTX`` are
-          ``_CTX.subtract/divide/multiply`` (the operators take the current context);
-        * ``round(v.scaleb(3))`` is ``int(_CTX.scaleb(v, 3).to_integral_value(ROUND_HALF_EVEN))``
-          (``Decimal.__round__()`` rounds half-even to an int);
-        * ``sum(map(mul, values, ns), total)`` in ``_EXACT`` adds ``value * n`` to the total
-          in the groups' order, as ``add_exact`` does (``value * 1`` is ``value``).
-
-        tests/audit/test_slippage_columns.py checks it against ``_slip`` and ``add_exact``."""
+        what ``add_fill`` adds for each of them, in one loop. The same operations at the same
+        precision as ``_slip`` / ``_slip_key`` / ``Hist.add_exact`` (so the same keys and the
+        same exact totals), without a call per value: at 430,000 groups the calls were most
+        of the time (bench/RESULTS.md, "#16 cold audit, session 6")."""
         dec = Decimal
-        prices = list(map(dec, prices))
-        # A quote None or '' is absent; so is one equal to zero, as it would be below.
-        dbids = [dec(b) if b else None for b in bids]
-        dasks = [dec(a) if a else None for a in asks]
-        with localcontext(_CTX):
-            # Mid: both quotes known and positive; reference (bid + ask) / 2.
-            mid = [b is not None and a is not None and b > 0 and a > 0
-                   for b, a in zip(dbids, dasks, strict=True)]
-            if any(mid):
-                refs = list(map(truediv, map(add, compress(dbids, mid), compress(dasks, mid)), repeat(2)))
-                self._add_slips(self.slip_mid, compress(buys, mid), compress(prices, mid), refs,
-                                compress(ns, mid))
-            # Touch: the ask for a buy, the bid for a sell, if known and positive.
-            touch = [a if buy else b for buy, b, a in zip(buys, dbids, dasks, strict=True)]
-            keep = [r is not None and r > 0 for r in touch]
-            if any(keep):
-                self._add_slips(self.slip_touch, compress(buys, keep), compress(prices, keep),
-                                list(compress(touch, keep)), compress(ns, keep))
-
-    @staticmethod
-    def _add_slips(h: Hist, buys: Iterable[Any], prices: Iterable[Decimal], refs: list[Decimal],
-                   ns: Iterable[int]) -> None:
-        """Slippage (bps) of each (side, price) against its reference, ``n`` times each, into
-        ``h`` (the current context is ``_CTX``)."""
-        diffs = [p - r if buy else r - p for buy, p, r in zip(buys, prices, refs, strict=True)]
-        values = list(map(mul, map(truediv, diffs, refs), repeat(10000)))
-        ns = list(ns)
-        keys = map(round, map(Decimal.scaleb, values, repeat(_SLIP_SCALE)))
-        counts = h.counts
-        for k, c in Counter(chain.from_iterable(map(repeat, keys, ns))).items():
-            counts[k] = counts.get(k, 0) + c
-        h.n += sum(ns)
-        with localcontext(_EXACT):
-            h.total = sum(map(mul, values, ns), h.total)
+        c = _CTX
+        sub, div, mul, add, scaleb = c.subtract, c.divide, c.multiply, c.add, c.scaleb
+        xadd, xmul = _EXACT.add, _EXACT.multiply
+        he = ROUND_HALF_EVEN
+        mid_h, touch_h = self.slip_mid, self.slip_touch
+        mid_counts, touch_counts = mid_h.counts, touch_h.counts
+        mid_total, touch_total = mid_h.total, touch_h.total
+        mid_n = touch_n = 0
+        for buy, p, bid, ask, n in groups:
+            price = dec(p)
+            b = None if bid is None else dec(bid)
+            a = None if ask is None else dec(ask)
+            if b is not None and a is not None and b > 0 and a > 0:
+                ref = div(add(b, a), 2)
+                v = mul(div(sub(price, ref) if buy else sub(ref, price), ref), 10000)
+                k = int(scaleb(v, _SLIP_SCALE).to_integral_value(he))
+                mid_counts[k] = mid_counts.get(k, 0) + n
+                mid_n += n
+                mid_total = xadd(mid_total, xmul(v, n) if n != 1 else v)
+            r = a if buy else b
+            if r is not None and r > 0:
+                v = mul(div(sub(price, r) if buy else sub(r, price), r), 10000)
+                k = int(scaleb(v, _SLIP_SCALE).to_integral_value(he))
+                touch_counts[k] = touch_counts.get(k, 0) + n
+                touch_n += n
+                touch_total = xadd(touch_total, xmul(v, n) if n != 1 else v)
+        mid_h.n += mid_n
+        mid_h.total = mid_total
+        touch_h.n += touch_n
+        touch_h.total = touch_total
 
     def open_from(self, other: GroupFold) -> None:
         """Start this group's books with ``other``'s inventory at its cost (FIFO and average)."""
