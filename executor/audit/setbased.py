@@ -35,7 +35,11 @@ symbol's fills are read along ``ix_fills_symbol_trade_ms`` (no sort of its fills
 SQLite a forked worker folds about half of the symbols while this process folds the rest.
 Session 6: on SQLite each ordered read is converted column by column and the orders are
 counted by a ``Counter`` instead of a sorting GROUP BY; slippage groups are added in one loop
-(``GroupFold.add_slippage_groups``) on both backends.
+(``GroupFold.add_slippage_groups``) on both backends. Session 7 (SQLite): one read of the
+orders gives the counts, both latency histograms and each order's decision quotes (no join
+per fill in the ordered read), and each symbol's fills are read by ``trade_ms`` alone when
+no two fills of one millisecond are out of ``trade_id`` order (``_by_trade_ms``); the
+average-cost book runs ``AverageBook.apply_all``.
 
 A ledger whose report needs per-run groups (several runs, whole-ledger scope) is left to the
 fold: a run's books open with the inventory at its first fill, at its average cost.
