@@ -35,7 +35,11 @@ symbol's fills are read along ``ix_fills_symbol_trade_ms`` (no sort of its fills
 SQLite a forked worker folds about half of the symbols while this process folds the rest.
 Session 6: on SQLite each ordered read is converted column by column and the orders are
 counted by a ``Counter`` instead of a sorting GROUP BY; slippage groups are added in one loop
-(``GroupFold.add_slippage_groups``) on both backends.
+(``GroupFold.add_slippage_groups``) on both backends. Session 7 (SQLite): one read of the
+orders gives the counts, both latency histograms and each order's decision quotes (no join
+per fill in the ordered read), and each symbol's fills are read by ``trade_ms`` alone when
+no two fills of one millisecond are out of ``trade_id`` order (``_by_trade_ms``); the
+average-cost book runs ``AverageBook.apply_all``.
 
 A ledger whose report needs per-run groups (several runs, whole-ledger scope) is left to the
 fold: a run's books open with the inventory at its first fill, at its average cost.
@@ -46,13 +50,14 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import sqlite3
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
-from itertools import compress, repeat, starmap
-from operator import is_not, itemgetter, mul
+from itertools import compress, islice, repeat, starmap
+from operator import eq, is_not, itemgetter, mul
 from typing import Any
 
 import sqlalchemy as sa
@@ -282,14 +287,14 @@ def _fold_part(
     modes = _MODES if db.sqlite else ((SCALE, False),)
     fold = LedgerFold(pairs, prices, per_run=False)
     try:
-        _orders(db, Dialect(db.sqlite, SCALE), scope, fold)
+        quotes = _orders(db, Dialect(db.sqlite, SCALE), scope, fold)
         for scale, plain in modes:
             d = Dialect(db.sqlite, scale, plain=plain)
             try:
                 sums = _fill_sums(db, d, scope)
             except NotExact:
                 continue
-            _fills(db, d, scope, fold, sums)
+            _fills(db, d, scope, fold, sums, quotes)
             return fold
     except NotExact:
         return None
@@ -303,37 +308,68 @@ def _fold_part(
 # -- orders
 
 
-def _orders(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold) -> None:
+def _orders(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold) -> dict[int, str | None] | None:
+    """The orders' figures; on SQLite also each order's decision quotes (``_order_counts_sqlite``)."""
     if d.sqlite:
-        _order_counts_sqlite(db, d, scope, fold)
-    else:
-        _order_counts(db, d, scope, fold)
+        return _order_counts_sqlite(db, d, scope, fold)  # with the latencies, in the same read
+    _order_counts(db, d, scope, fold)
     _latencies(db, scope, fold)
+    return None
 
 
-def _order_counts_sqlite(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold) -> None:
+def _order_counts_sqlite(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold) -> dict[int, str | None]:
     """Counts, ordered and executed quantity per symbol, with the sums taken in Python over
     each distinct (quantity, executed) text and its count: orders repeat their sizes, and a
     ``Decimal`` of the stored text is exact whatever its form (no padding in SQL, and no
     fallback for an order of a few places). The text is grouped as text, so every distinct
     exponent keeps its own group and the sums have the fold's exponent. The groups are
     counted by a ``Counter`` over the rows, not by SQL: SQLite's GROUP BY sorts every order
-    (500,000 orders: 1.6 s of CPU against 0.7 s for reading them and counting in Python)."""
+    (500,000 orders: 1.6 s of CPU against 0.7 s for reading them and counting in Python).
+
+    Session 7 (bench/RESULTS.md): the same read gives
+
+    * each own order's latencies (``_latencies``): to acknowledgement, and to its first fill
+      by a seek per order on ``ix_fills_order_id_received_ms_symbol`` (the first received
+      fill of that order, any scope), counted per (symbol, latency) in Python: one scan of
+      the orders instead of three statements, two of which sorted;
+    * the "non-zero" tests (``Dialect.nonzero``: a digit 1-9 in the text) once per distinct
+      text in Python (``_NONZERO``, the same test), not twice per order in SQL;
+    * each order's decision quotes as ``_ordered`` reads them, returned as a dict by id
+      (None for an external order), which ``_ordered`` uses instead of a join per fill."""
     where, params = _where(scope, "o.created_ms", "o")
-    q_ok = f"o.quantity IS NOT NULL AND {d.nonzero('o.quantity')}"
+    t0 = "coalesce(o.decision_ms, o.created_ms)"
     sql = (
-        f"SELECT o.symbol, o.status, CASE WHEN {d.nonzero('o.executed_qty')} THEN 1 ELSE 0 END, "
-        "CASE WHEN o.external THEN 1 ELSE 0 END, "
-        f"CASE WHEN {q_ok} THEN o.quantity END, CASE WHEN {q_ok} THEN o.executed_qty END, "
-        f"CASE WHEN o.resolved_from_unknown THEN 1 ELSE 0 END FROM orders o{where}"
+        "SELECT o.symbol, o.status, CASE WHEN o.external THEN 1 ELSE 0 END, o.quantity, o.executed_qty, "
+        "CASE WHEN o.resolved_from_unknown THEN 1 ELSE 0 END, "
+        f"CASE WHEN NOT o.external THEN o.acked_ms - {t0} END, "
+        "CASE WHEN NOT o.external THEN (SELECT min(f.received_ms) FROM fills f WHERE f.order_id = o.id) "
+        f"- {t0} END, o.id, {_QUOTES} FROM orders o{where}"
     )
+    rows = db.conn.execute(sql, params).fetchall()
     dec = Decimal
-    for (sym, status, ex_nz, ext, qty, exe, rfu), n in Counter(db.conn.execute(sql, params)).items():
+    nonzero = _NONZERO
+    for (sym, status, ext, qty, exe, rfu), n in Counter(map(itemgetter(*range(6)), rows)).items():
+        ex_nz = 1 if exe is not None and nonzero(exe) else 0  # CASE WHEN nonzero(executed) THEN 1 ELSE 0
         g, oc = _count_orders(fold, sym, status, ex_nz, ext, n, rfu * n)
-        if not ext and oc not in _ACCEPTED_OUT and qty is not None:
+        if not ext and oc not in _ACCEPTED_OUT and qty is not None and nonzero(qty):
             # As the fold adds them (the current context): n equal terms are one product.
             g.ordered += dec(qty) * n
             g.executed += dec(exe) * n
+    for col, hist in ((6, "ack"), (7, "first_fill")):
+        # None: an external order, or no acknowledgement / no fill (as the joins left out).
+        lats = Counter(map(itemgetter(0, col), rows))
+        for (sym, lat), n in sorted(kv for kv in lats.items() if kv[0][1] is not None):
+            _add_hist(getattr(fold.group(None, sym), hist), lat, n)
+    return dict(map(itemgetter(8, 9), rows))
+
+
+# ``Dialect.nonzero`` on SQLite (``x GLOB '*[1-9]*'``), in Python: a digit 1-9 anywhere.
+_NONZERO = re.compile("[1-9]").search
+# An own order's decision quotes as one text "bid ask" ('' for a NULL); NULL for an external
+# order: one object per order for ``_ordered``'s slippage groups.
+_QUOTES = (
+    "CASE WHEN NOT o.external THEN coalesce(o.decision_bid, '') || ' ' || coalesce(o.decision_ask, '') END"
+)
 
 
 def _count_orders(fold: LedgerFold, sym: str, status: str, ex_nz: int, ext: int, n: int,
@@ -441,7 +477,8 @@ def _fill_sums(db: AuditDB, d: Dialect, scope: Scope) -> list[tuple[Any, ...]]:
     return out
 
 
-def _fills(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold, sums: list[tuple[Any, ...]]) -> None:
+def _fills(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold, sums: list[tuple[Any, ...]],
+           quotes: dict[int, str | None] | None) -> None:
     third: set[tuple[str, str]] = set()
     symbols: set[str] = set()
     for sym, side, maker, fee_asset, n, qty, quote_qty, fee, _fee_n in sums:
@@ -474,7 +511,7 @@ def _fills(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold, sums: list[t
     for sym, asset in sorted(third):
         _third_fees(db, d, scope, fold, sym, asset)
     for sym in sorted(symbols):
-        _ordered(db, d, scope, fold, sym)
+        _ordered(db, d, scope, fold, sym, quotes)
 
 
 def _third_fees(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold, sym: str, asset: str) -> None:
@@ -511,37 +548,73 @@ def _order_by(db: AuditDB, scope: Scope, sym: str) -> str:
         null = _and(where, "f.trade_ms IS NULL")
         if db.conn.execute(f"SELECT 1 FROM fills f{null} LIMIT 1", params).fetchone():
             return f"{_TIME}, f.trade_id"
-    return "f.trade_ms, f.trade_id"
+    return _BY_TRADE
 
 
-def _ordered(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold, sym: str) -> None:
+_BY_TRADE = "f.trade_ms, f.trade_id"
+
+
+def _by_trade_ms(db: AuditDB, select: str, params: list[Any]) -> list[Any] | None:
+    """The rows of ``select`` (whose last two columns are ``trade_ms``, ``trade_id``) in
+    ``_BY_TRADE`` order, or None when this cannot tell.
+
+    They are read ``ORDER BY f.trade_ms`` only: along ``ix_fills_symbol_trade_ms`` with no
+    sort at all, where ``trade_ms, trade_id`` makes SQLite sort each run of equal
+    ``trade_ms`` ("USE TEMP B-TREE FOR RIGHT PART OF ORDER BY": 500,000 fills, ~0.2-0.35 s of
+    CPU). The order is then (trade_ms, trade_id) exactly when, wherever two neighbours share
+    a ``trade_ms``, their ``trade_id``s are known and strictly rising: checked here; on any
+    other tie (None on the caller's side) the caller reads with the full ORDER BY."""
+    rows = db.conn.execute(f"{select} ORDER BY f.trade_ms", params).fetchall()
+    if not rows:
+        return rows
+    ms = list(map(itemgetter(-2), rows))
+    ties = list(compress(range(len(ms) - 1), map(eq, ms, islice(ms, 1, None))))
+    if ties:
+        ids = list(map(itemgetter(-1), rows))
+        for i in ties:
+            a, b = ids[i], ids[i + 1]
+            try:
+                if a is None or b is None or not a < b:
+                    return None
+            except TypeError:  # an id stored as text beside integers: SQLite's own order
+                return None
+    return rows
+
+
+def _ordered(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold, sym: str,
+             quotes_by_id: dict[int, str | None] | None) -> None:
     """One time-ordered read of ``sym``'s fills: the average-cost book, FIFO by the identity,
     base fees in quote, the bot's own position, slippage.
 
     Column-wise (session 6): the rows are fetched at once and each column converted with
     ``map`` (C loops), and the slippage groups are counted with a ``Counter`` over the own
     fills' (side, price, bid, ask); only the average-cost book, which depends on every
-    earlier step, is a Python loop. Every sum is taken in the fills' order, as before. (The
-    join to orders stays: fills come in time order, so their orders are read nearly in id
-    order; a dict of the symbol's orders instead cost more than the join.)"""
+    earlier step, is a Python loop. Every sum is taken in the fills' order, as before.
+
+    Session 7: each fill's order quotes come from ``quotes`` (the orders' read of
+    ``_order_counts_sqlite``, by order id) instead of a join per fill (500,000 fills: about
+    0.35 s of CPU); an order it lacks (outside a bounded scope) is read by id. A dict built
+    only for this was tried in session 6 and cost more than the join."""
     if not d.sqlite:
         _ordered_pg(db, scope, fold, sym)
         return
     where, params = _where(Scope(scope.run_id, scope.since_ms, scope.until_ms, sym), "f.trade_ms", "f")
     base = fold.pairs(sym)[0]
     cond = _and(where, "f.side IN ('BUY', 'SELL')")
-    sql = (
+    cols = (
         f"SELECT f.side = 'BUY', f.qty, CASE WHEN f.commission_asset = ? AND {d.nonzero('f.commission')} "
-        # The bot's own fills (an order row, not external) carry their order's decision-time
-        # quotes as one text "bid ask" ('' for a NULL), other fills NULL: one object per row
-        # instead of three.
-        "THEN f.commission END, f.price, CASE WHEN NOT o.external THEN "
-        "coalesce(o.decision_bid, '') || ' ' || coalesce(o.decision_ask, '') END "
-        f"FROM fills f LEFT JOIN orders o ON o.id = f.order_id{cond} ORDER BY {_order_by(db, scope, sym)}"
+        f"THEN f.commission END, f.price, f.order_id"
     )
-    rows = db.conn.execute(sql, [base, *params]).fetchall()
-    buys, qtys, fees, texts, quotes = (list(map(itemgetter(i), rows)) for i in range(5))
+    order = _order_by(db, scope, sym)
+    rows = None
+    if order == _BY_TRADE:
+        rows = _by_trade_ms(db, f"{cols}, f.trade_ms, f.trade_id FROM fills f{cond}", [base, *params])
+    if rows is None:
+        rows = db.conn.execute(f"{cols} FROM fills f{cond} ORDER BY {order}", [base, *params]).fetchall()
+    buys, qtys, fees, texts, order_ids = (list(map(itemgetter(i), rows)) for i in range(5))
     del rows
+    quotes = _quotes_of(db, quotes_by_id, order_ids)
+    del order_ids
     g = fold.group(None, sym)
     dec = Decimal
     with localcontext(_CTX):
@@ -554,9 +627,7 @@ def _ordered(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold, sym: str) 
             base_fees += fee * prices[i]
         moves = list(compress(zip(dqs, prices, strict=True), dqs))  # non-zero changes only
         flow = sum(starmap(mul, moves), ZERO)  # sum of dq * price, in order
-        apply = g.avg.apply
-        for dq, price in moves:
-            apply(dq, price)
+        g.avg.apply_all(moves)
         own = list(map(is_not, quotes, repeat(None)))
         g.totals.fees += base_fees
         g.own_qty += sum(compress(dqs, own), ZERO)
@@ -568,6 +639,27 @@ def _ordered(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold, sym: str) 
             if ba != " "
             for bid, ask in (ba.split(" "),)
         )
+
+
+def _quotes_of(
+    db: AuditDB, by_id: dict[int, str | None] | None, order_ids: list[int | None]
+) -> list[str | None]:
+    """Each fill's ``_QUOTES`` (None: no order row, or an external order), as the join
+    ``fills LEFT JOIN orders`` gives it. ``by_id`` first (``_order_counts_sqlite``); the orders
+    it lacks are read by id (a fill in a bounded scope of an order created before it)."""
+    by_id = {} if by_id is None else by_id
+    missing = set(order_ids)
+    missing.discard(None)
+    missing.difference_update(by_id.keys())
+    if missing:
+        by_id = dict(by_id)
+        ids = sorted(missing)
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ", ".join("?" * len(chunk))
+            sql = f"SELECT o.id, {_QUOTES} FROM orders o WHERE o.id IN ({marks})"
+            by_id.update(db.conn.execute(sql, chunk))
+    return list(map(by_id.get, order_ids))
 
 
 def _ordered_pg(db: AuditDB, scope: Scope, fold: LedgerFold, sym: str) -> None:

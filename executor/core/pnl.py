@@ -217,6 +217,29 @@ class AverageBook:
         else:
             self.qty, self.cost = qty - closed * sign, self.cost - closed * sign * avg
 
+    def apply_all(self, moves: Iterable[tuple[Decimal, Decimal]]) -> None:
+        """``apply(dq, price)`` for each move in order: the same operations in the same order
+        (so the same results in the current context), with the book's state in locals instead
+        of a method call and three attribute writes per move (the audit report runs this over
+        half a million fills a symbol; tests/core/test_pnl_apply_all.py)."""
+        qty, cost, gross = self.qty, self.cost, self.gross
+        for dq, price in moves:
+            if not dq:
+                continue
+            if not qty or (qty > 0) == (dq > 0):
+                qty, cost = qty + dq, cost + dq * price
+                continue
+            avg = cost / qty
+            closed = min(abs(dq), abs(qty))
+            sign = 1 if qty > 0 else -1
+            gross += closed * (price - avg) * sign
+            remainder = dq + closed * sign
+            if closed == abs(qty):
+                qty, cost = remainder, remainder * price
+            else:
+                qty, cost = qty - closed * sign, cost - closed * sign * avg
+        self.qty, self.cost, self.gross = qty, cost, gross
+
     def position(self) -> tuple[Decimal, Decimal]:
         return self.qty, self.cost
 

@@ -153,3 +153,39 @@ def test_report_split_over_two_processes_equals_the_fold(
         if setbased._split(db, Scope()) is None:
             return  # fills of one symbol only: nothing to split
     _check(url, [Scope(), Scope(since_ms=T0 + since), Scope(until_ms=T0 + since)], 1)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_fills_of_one_millisecond_in_trade_id_order(
+    empty_ledger: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reverse: bool
+) -> None:
+    """Fills sharing a ``trade_ms`` are read in ``trade_id`` order whatever order they were
+    written in: ``_by_trade_ms`` reads them by ``trade_ms`` alone and, when a tie's trade ids
+    do not rise with the index order (``reverse``: the ids written descending), the full
+    ORDER BY is used. Buys and sells at different prices in one millisecond, so the
+    average-cost book depends on their order: the report must equal the fold's."""
+    path = tmp_path / "ledger.db"
+    shutil.copyfile(empty_ledger, path)
+    lg = Ledger(path)
+    lg.run(1, T0, stopped=False)
+    prices = ["100", "101.5", "99", "98.25", "100.00000000", "99.12345678", "0.5", "102"]
+    for oid, price in enumerate(prices, start=1):
+        side = "BUY" if oid % 3 else "SELL"
+        lg.order(oid, 1, "BTCUSDT", side, T0 + 10, True, False)
+        lg.fill(oid, 1, "BTCUSDT", side, T0 + 100 + oid // 4, price, oid % 4, None)
+        lg.fill(oid, 1, "BTCUSDT", side, T0 + 100 + oid // 4, price, 0, True)
+    if reverse:
+        with lg.conn:
+            lg.conn.execute("UPDATE fills SET trade_id = 1000 - trade_id")
+    lg.conn.close()
+    seen: list[bool] = []
+    by_trade_ms = setbased._by_trade_ms
+
+    def spy(*args: object) -> object:
+        rows = by_trade_ms(*args)  # type: ignore[arg-type]
+        seen.append(rows is None)
+        return rows
+
+    monkeypatch.setattr(setbased, "_by_trade_ms", spy)
+    _check(f"sqlite+aiosqlite:///{path}", [Scope(), Scope(since_ms=T0 + 101)], 1)
+    assert seen and all(fell_back == reverse for fell_back in seen), seen
