@@ -563,9 +563,14 @@ class Bot:
         await stream.start()
         try:
             await stream.wait_ready(self.options.ready_timeout_s)
+            # As on spot, the first connection runs the start-up gap fill: the futures position
+            # from the ledger, then what happened while the bot was down (a liquidation). Trade
+            # only once it is done, or the strategy and risk would read a position not loaded.
+            await asyncio.wait_for(stream.gaps.wait_idle(), self.options.ready_timeout_s * 4)
         except TimeoutError:
-            log.warning("futures user stream not ready after %.0f s; its supervisor keeps trying",
-                        self.options.ready_timeout_s)
+            log.warning("futures user stream not ready after %.0f s; its supervisor keeps trying; "
+                        "running the start-up futures gap fill over REST", self.options.ready_timeout_s)
+            await gap_fill("start")
 
     async def _adopt_open_orders(self) -> None:
         """Our orders left open by an earlier run become tracked (so they are cancelled and

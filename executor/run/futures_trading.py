@@ -15,8 +15,9 @@ position moved meanwhile).
 so the exchange's own closing orders (liquidation, ADL: external orders in the ledger, never
 ours to cancel or adopt) move the bot's position as well. After every futures gap fill, and
 after an ``ACCOUNT_UPDATE`` whose position differs from the bot's (``note_account``: the
-ledger is drained and read again; still different a moment later, a gap fill fetches the
-trades), the futures tracker is reloaded from the ledger under the reconciler's apply lock
+ledger is drained and read again every moment; still different at the second read, a gap
+fill fetches the trades, at most one such gap fill per ``GAP_FILL_EVERY_S``, the ledger read on
+until it is allowed), the futures tracker is reloaded from the ledger under the reconciler's apply lock
 with those closes' fills (``binance_reports.EXCHANGE_CLOSE_PREFIXES``). Each close found is an
 ``ExchangeClose`` in ``exchange_closes`` (what the strategy reads through its context) and
 goes to ``on_exchange_close`` (the app: a WARNING and an alert).
@@ -243,17 +244,23 @@ class FuturesTrading:
 
     async def _sync(self) -> None:
         # The fill behind the update may still be queued (or on its way): commit what is
-        # queued, read the ledger; once more a moment later; then ask REST for the trades.
-        for _ in range(2):
+        # queued and read the ledger, again every CONFIRM_S; from the second read on, a gap
+        # fill asks REST for the trades once one is allowed (one per GAP_FILL_EVERY_S). Until
+        # then the ledger is read on: an exchange close's fill that reaches the ledger late
+        # (a slow stream) is still taken up as soon as it is stored, not at the next
+        # account update or periodic reconciliation.
+        reads = 0
+        while True:
             await self.reconciler.drain()
             await self.reload("account update")
             if not self._differs():
                 return
+            reads += 1
+            now = time.monotonic()
+            if reads >= 2 and now - self._last_sync_gap_fill >= GAP_FILL_EVERY_S:
+                break
             await asyncio.sleep(CONFIRM_S)
-        now = time.monotonic()
-        if now - self._last_sync_gap_fill < GAP_FILL_EVERY_S:
-            return
-        self._last_sync_gap_fill = now
+        self._last_sync_gap_fill = time.monotonic()
         log.warning("futures position differs from the exchange's after an account update (%s): gap fill",
                     ", ".join(f"{wire_symbol(s)} ours {self.position(s)} vs {self._reported[s]}"
                               for s in self._differs()))

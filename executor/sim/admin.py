@@ -16,7 +16,7 @@ Routes (``account`` defaults to "default"):
   ``{"unfreeze": true}`` resumes the random walk
 - ``POST /sim/clock`` ``{"advance_ms"}`` and/or ``{"time_scale"}``, ``{"skew_ms"}``
 - ``POST /sim/faults`` ``{"order_failures": [{"http_status","code","placed"}], "hold":
-  {"count","seconds"}, "burst_429": n, "drop": kind|"all", "shutdown": kind|"all",
+  {"count","seconds","path"}, "burst_429": n, "drop": kind|"all", "shutdown": kind|"all",
   "reset": true}``
 - ``POST /sim/limits`` ``{"weight_per_minute","orders_per_10s","orders_per_day"}``
 - ``POST /sim/symbol-status`` ``{"symbol","status"}`` (TRADING, BREAK, HALT, END_OF_DAY,
@@ -182,8 +182,8 @@ def add_routes(app: web.Application, sim: SimExchange) -> None:
                                                  code=int(code) if code is not None else None,
                                                  placed=bool(spec.get("placed", True))))
         if "hold" in body:
-            f.hold_responses = int(body["hold"].get("count", 1))
-            f.hold_seconds = float(body["hold"].get("seconds", 0))
+            f.hold(int(body["hold"].get("count", 1)), float(body["hold"].get("seconds", 0)),
+                   path=str(body["hold"].get("path", "")))
         if "burst_429" in body:
             f.rate_limit_burst = int(body["burst_429"])
         if "drop" in body:

@@ -151,7 +151,10 @@ async def hold(sim: Any, body: dict[str, Any]) -> Any:
     seconds = float(body.get("seconds", 0))
     if seconds <= 0:
         raise AdminError("seconds must be positive")
-    sim.faults.hold(_int(body, "count"), seconds)
+    path = body.get("path", "")
+    if not isinstance(path, str):
+        raise AdminError("path must be a string (a REST path prefix)")
+    sim.faults.hold(_int(body, "count"), seconds, path=path)
     return {}
 
 

@@ -197,6 +197,7 @@ class Faults:
     late_orders: deque[LateOrder] = field(default_factory=deque)
     hold_responses: int = 0          # how many REST responses to hold
     hold_seconds: float = 0.0        # wall seconds to hold each one
+    hold_path: str = ""              # "": spot REST (/api/, /sapi/); else paths starting with it
     rate_limit_burst: int = 0        # answer this many REST requests with 429
     waf_blocks: int = 0              # answer this many REST requests with a WAF 403 (HTML, no code)
     connections: ConnectionRegistry = field(default_factory=ConnectionRegistry)
@@ -249,11 +250,14 @@ class Faults:
             item[1]()
         self._schedule_late()
 
-    def take_hold(self) -> float | None:
-        if self.hold_responses > 0:
-            self.hold_responses -= 1
-            return self.hold_seconds
-        return None
+    def take_hold(self, path: str) -> float | None:
+        """The seconds to hold the response to ``path``, if a hold is armed for it."""
+        if self.hold_responses <= 0:
+            return None
+        if not (path.startswith(self.hold_path) if self.hold_path else path.startswith(("/api/", "/sapi/"))):
+            return None
+        self.hold_responses -= 1
+        return self.hold_seconds
 
     def take_429(self) -> bool:
         if self.rate_limit_burst > 0:
@@ -285,8 +289,11 @@ class Faults:
         for _ in range(n):
             self.late_orders.append(LateOrder(delay_ms, http_status))
 
-    def hold(self, n: int, seconds: float) -> None:
-        self.hold_responses, self.hold_seconds = n, seconds
+    def hold(self, n: int, seconds: float, path: str = "") -> None:
+        """Hold the next ``n`` REST responses ``seconds`` each (their effects happen at once):
+        spot's (/api/, /sapi/) by default, or only those whose path starts with ``path``
+        (e.g. ``/fapi/v1/userTrades``: a slow futures gap fill)."""
+        self.hold_responses, self.hold_seconds, self.hold_path = n, seconds, path
 
     def burst_429(self, n: int) -> None:
         self.rate_limit_burst = n

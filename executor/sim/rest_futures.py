@@ -11,6 +11,7 @@ key answers -1125.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
@@ -169,8 +170,19 @@ async def listen_key_delete(request: web.Request, sim: Any, side: FuturesSide) -
     return {}
 
 
+@web.middleware
+async def _hold_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Fault (``Faults.hold`` with a /fapi path): answer, effects done, N wall seconds late."""
+    response = await handler(request)
+    held = request.app[SIM].faults.take_hold(request.path)
+    if held:
+        await asyncio.sleep(held)
+    return response
+
+
 def add_routes(app: web.Application, sim: Any) -> None:
     attach(sim)
+    app.middlewares.append(_hold_middleware)
     r = app.router
     r.add_get("/fapi/v1/ping", _wrap(ping))
     r.add_get("/fapi/v1/time", _wrap(server_time))

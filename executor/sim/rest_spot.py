@@ -529,7 +529,7 @@ async def _hold_middleware(request: web.Request, handler: WebHandler) -> web.Str
     if request.path.startswith(("/api/", "/sapi/")):
         if sim.before_response is not None:   # a lock-step replay (executor/replay/runner.py)
             await sim.before_response()
-        held = sim.faults.take_hold()
-        if held:
-            await asyncio.sleep(held)
+    held = sim.faults.take_hold(request.path)
+    if held:
+        await asyncio.sleep(held)
     return response

@@ -165,6 +165,22 @@ async def test_hold_response_past_client_timeout(sim: Any) -> None:
         await client.close_connection()
 
 
+async def test_a_hold_on_a_path_holds_only_that_path(sim: Any) -> None:
+    """``hold(n, s, path=...)``: only responses under ``path`` wait (here a futures one),
+    a spot response passes and leaves the hold armed; without a path, spot REST is held."""
+    faults = sim.exchange.faults
+    faults.hold(1, 0.4, path="/fapi/v1/time")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(sim.urls.spot_rest + "/v3/time") as r:
+            assert r.status == 200
+        assert faults.hold_responses == 1
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        async with http.get(sim.urls.futures_rest + "/v1/time") as r:
+            assert r.status == 200 and "serverTime" in await r.json()
+        assert loop.time() - began >= 0.4 and faults.hold_responses == 0
+
+
 async def test_burst_of_429s(sim: Any, client: Any) -> None:
     async with aiohttp.ClientSession() as http, \
             http.post(sim.urls.admin + "/faults/429", json={"count": 1}) as r:
