@@ -526,9 +526,8 @@ async def _hold_middleware(request: web.Request, handler: WebHandler) -> web.Str
             and request.path == "/api/v3/order":
         await sim.before_order(request)   # a replay's order of arrival and latency
     response = await handler(request)
-    if request.path.startswith(("/api/", "/sapi/")):
-        if sim.before_response is not None:   # a lock-step replay (executor/replay/runner.py)
-            await sim.before_response()
+    if sim.before_response is not None and request.path.startswith(("/api/", "/sapi/")):
+        await sim.before_response()   # a lock-step replay (executor/replay/runner.py)
     held = sim.faults.take_hold(request.path)
     if held:
         await asyncio.sleep(held)
