@@ -295,6 +295,22 @@ def _fill_columns(
     return cols
 
 
+def _fill_rows(db: AuditDB, symbols: list[str], names: list[str], fwhere: str, params: list[Any]) -> Columns:
+    """``_fill_columns``'s columns read row by row (a sign None: no side; a commission asset
+    not in ``names``, or on PostgreSQL any, as its text)."""
+    # (SQLite only: PostgreSQL's CASE cannot mix an int and a text; there the text it is.)
+    fee_names_sql = names if db.sqlite else []
+    whens = " ".join(f"WHEN ? THEN {i}" for i in range(len(fee_names_sql)))
+    fee_code = f"CASE commission_asset {whens} ELSE commission_asset END" if whens else "commission_asset"
+    rows = db.conn.execute(
+        f"SELECT {_code('symbol', len(symbols))}, CASE side WHEN 'BUY' THEN 1 WHEN 'SELL' THEN -1 END, qty, "
+        f"quote_qty, commission, {fee_code}, coalesce(trade_ms, received_ms) FROM fills{fwhere}"
+        " ORDER BY coalesce(trade_ms, received_ms), id",
+        [*symbols, *fee_names_sql, *params],
+    ).fetchall()
+    return tuple(list(map(itemgetter(i), rows)) for i in range(7))  # type: ignore[return-value]
+
+
 Observed = dict[str, tuple[list[int], list[str], list[str | None] | None]]
 
 
@@ -415,20 +431,9 @@ def _run(
     # ``names`` (its text if not there): small ints, shared, not a new str per row.
     fw, fparams = window("coalesce(trade_ms, received_ms)")
     fwhere = (where + " AND" if where else " WHERE") + " 1 = 1" + fw
-    sym_code = _code("symbol", len(symbols))
-    # (SQLite only: PostgreSQL's CASE cannot mix an int and a text; there the text it is.)
-    fee_names_sql = names if db.sqlite else []
-    whens = " ".join(f"WHEN ? THEN {i}" for i in range(len(fee_names_sql)))
-    fee_code = f"CASE commission_asset {whens} ELSE commission_asset END" if whens else "commission_asset"
     cols = _fill_columns(db, symbols, names, fwhere, [*params, *fparams])
-    if cols is None:  # the row-wise read: any row the concatenated read cannot carry
-        rows = db.conn.execute(
-            f"SELECT {sym_code}, CASE side WHEN 'BUY' THEN 1 WHEN 'SELL' THEN -1 END, qty, quote_qty, "
-            f"commission, {fee_code}, coalesce(trade_ms, received_ms) FROM fills{fwhere}{order}",
-            [*symbols, *fee_names_sql, *params, *fparams],
-        ).fetchall()
-        cols = tuple(list(map(itemgetter(i), rows)) for i in range(7))
-        del rows
+    if cols is None:  # any row the concatenated read cannot carry: row by row
+        cols = _fill_rows(db, symbols, names, fwhere, [*params, *fparams])
     syms, signs, qtys, quote_qtys, fees, fee_assets, times = cols
     del cols
     if None in signs:
