@@ -38,8 +38,8 @@ from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal, Inexact, localcontext
 from functools import partial
-from itertools import accumulate, chain, compress, repeat
-from operator import add, eq, is_not, itemgetter, lt, mul, ne, sub
+from itertools import accumulate, chain, compress, islice, repeat
+from operator import add, eq, is_not, itemgetter, le, lt, mul, ne, sub
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from executor.audit.query import AuditDB, Scope, split_symbol
@@ -242,6 +242,146 @@ def _code(column: str, n: int) -> str:
     return f"CASE {column} " + " ".join(f"WHEN ? THEN {i}" for i in range(n)) + " END"
 
 
+# Small-int codes (0-9) as one character each in a concatenated column, back to ints.
+_DIGITS = bytes.maketrans(b"0123456789", bytes(range(10)))
+_SIDE_SIGN = {"1": 1, "2": -1}
+Columns = tuple[list[int], list[int], list[str], list[str], list[str], list[int], list[int]]
+
+
+def _fill_columns(
+    db: AuditDB, symbols: list[str], names: list[str], fwhere: str, params: list[Any]
+) -> Columns | None:
+    """The fills of ``fwhere`` as columns (symbol code, sign, qty, quote_qty, commission,
+    commission asset code, time) in (time, id) order, read as one row of concatenated
+    columns: a million small tuples from the sqlite3 module cost more than the scan itself
+    (bench/RESULTS.md, session 7 ``sqlverify``). None when a row does not fit that form (more
+    than ten symbols or assets, a side other than BUY/SELL, an unknown or missing commission
+    asset, a comma in a text): the caller reads row by row, as before.
+
+    The rows come in the scan's order; that order is (time, id) exactly when the ids rise
+    strictly and the times never fall, which is checked, else the columns are sorted."""
+    if not db.sqlite or not 0 < len(symbols) <= 10 or not 0 < len(names) <= 10:
+        return None
+    row = db.conn.execute(
+        "SELECT count(*), count(qty), count(quote_qty), count(commission), group_concat(id), "
+        f"group_concat({_code('symbol', len(symbols))}, ''), "
+        "group_concat(CASE side WHEN 'BUY' THEN 1 WHEN 'SELL' THEN 2 END, ''), "
+        "group_concat(qty), group_concat(quote_qty), group_concat(commission), "
+        f"group_concat({_code('commission_asset', len(names))}, ''), "
+        f"group_concat(coalesce(trade_ms, received_ms)) FROM fills{fwhere}",
+        [*symbols, *names, *params],
+    ).fetchone()
+    n, n_qty, n_quote, n_fee, id_t, sym_t, side_t, qty_t, quote_t, fee_t, asset_t, t_text = row
+    if not n or not n == n_qty == n_quote == n_fee:
+        return None
+    codes = (sym_t, side_t, asset_t)
+    if any(c is None or len(c) != n for c in codes):  # a NULL code (CASE found no match) is left out
+        return None
+    try:
+        ids = list(map(int, id_t.split(",")))
+        times = list(map(int, t_text.split(",")))
+    except ValueError:  # not an integer time
+        return None
+    qtys, quote_qtys, fees = qty_t.split(","), quote_t.split(","), fee_t.split(",")
+    if any(len(c) != n for c in (ids, times, qtys, quote_qtys, fees)):  # a comma inside a text
+        return None
+    syms = list(sym_t.encode().translate(_DIGITS))
+    signs = list(map(_SIDE_SIGN.__getitem__, side_t))
+    fee_assets = list(asset_t.encode().translate(_DIGITS))
+    cols = (syms, signs, qtys, quote_qtys, fees, fee_assets, times)
+    if not (all(map(lt, ids, islice(ids, 1, None))) and all(map(le, times, islice(times, 1, None)))):
+        order = sorted(range(n), key=lambda i: (times[i], ids[i]))
+        cols = tuple(list(map(c.__getitem__, order)) for c in cols)  # type: ignore[assignment]
+    return cols
+
+
+def _fill_rows(db: AuditDB, symbols: list[str], names: list[str], fwhere: str, params: list[Any]) -> Columns:
+    """``_fill_columns``'s columns read row by row (a sign None: no side; a commission asset
+    not in ``names``, or on PostgreSQL any, as its text)."""
+    # (SQLite only: PostgreSQL's CASE cannot mix an int and a text; there the text it is.)
+    fee_names_sql = names if db.sqlite else []
+    whens = " ".join(f"WHEN ? THEN {i}" for i in range(len(fee_names_sql)))
+    fee_code = f"CASE commission_asset {whens} ELSE commission_asset END" if whens else "commission_asset"
+    rows = db.conn.execute(
+        f"SELECT {_code('symbol', len(symbols))}, CASE side WHEN 'BUY' THEN 1 WHEN 'SELL' THEN -1 END, qty, "
+        f"quote_qty, commission, {fee_code}, coalesce(trade_ms, received_ms) FROM fills{fwhere}"
+        " ORDER BY coalesce(trade_ms, received_ms), id",
+        [*symbols, *fee_names_sql, *params],
+    ).fetchall()
+    return tuple(list(map(itemgetter(i), rows)) for i in range(7))  # type: ignore[return-value]
+
+
+Observed = dict[str, tuple[list[int], list[str], list[str | None] | None]]
+
+
+def _observations_concat(db: AuditDB, names: list[str], owhere: str, oparams: list[Any]) -> Observed | None:
+    """Per asset, the recorded balances of ``owhere`` as (times, free texts, None), read as one
+    row of concatenated columns (see ``_fill_columns``), when every row has a free text and a
+    zero (or no) locked: then the recorded total is the free text's value. None otherwise
+    (the caller reads row by row). Their order does not matter: each is checked on its own."""
+    if not db.sqlite or not 0 < len(names) <= 10:
+        return None
+    n, n_free, n_locked, codes, times_text, free_text = db.conn.execute(
+        # ``trim(locked, '0.') != ''``: a locked that is not zero, the row-wise read's test.
+        f"SELECT count(*), count(free), sum(trim(locked, '0.') != ''), "
+        f"group_concat({_code('asset', len(names))}, ''), group_concat(event_ms), group_concat(free) "
+        f"FROM balance_events{owhere}",
+        [*names, *oparams],
+    ).fetchone()
+    if not n:
+        return {}
+    if n_free != n or n_locked or codes is None or len(codes) != n:
+        return None
+    try:
+        times = list(map(int, times_text.split(",")))
+    except ValueError:
+        return None
+    frees = free_text.split(",")
+    if len(times) != n or len(frees) != n:
+        return None
+    present = sorted(set(codes))
+    if len(present) == 1:
+        return {names[int(present[0])]: (times, frees, None)}
+    out: Observed = {}
+    for ch in present:
+        keep = list(map(eq, codes, repeat(ch)))
+        out[names[int(ch)]] = (list(compress(times, keep)), list(compress(frees, keep)), None)
+    return out
+
+
+def _observations_rows(db: AuditDB, names: list[str], owhere: str, oparams: list[Any]) -> Observed | None:
+    """``_observations_concat``'s result read row by row, with each row's locked text (None:
+    zero or none; the list is None when every row's is). None for an asset not in ``names``."""
+    # A zero ``locked`` (text of only 0s and a point) comes back as NULL: free alone is the
+    # same value. On PostgreSQL money is NUMERIC and the same test is a numeric comparison.
+    # The asset comes back as its index in ``names`` (a small int: no str per row).
+    locked_zero = "trim(locked, '0.') = ''" if db.sqlite else "locked = 0"
+    obs = db.conn.execute(
+        f"SELECT {_code('asset', len(names))}, event_ms, free, "
+        f"CASE WHEN {locked_zero} THEN NULL ELSE locked END FROM balance_events{owhere}",
+        [*names, *oparams],
+    ).fetchall()
+    obs_assets = list(map(itemgetter(0), obs))
+    if None in obs_assets:
+        return None
+    out: Observed = {}
+    for code in sorted(set(obs_assets)):
+        rows = list(compress(obs, map(eq, obs_assets, repeat(code))))
+        lockeds: list[str | None] | None = list(map(itemgetter(3), rows))
+        frees = list(map(itemgetter(2), rows))
+        if not any(lockeds) and None not in frees:  # type: ignore[arg-type]
+            lockeds = None
+        out[names[code]] = (list(map(itemgetter(1), rows)), frees, lockeds)
+    return out
+
+
+def _recorded(free: str | None, locked: str | None) -> Decimal:
+    """A recorded balance's total from its texts (``locked`` None: zero or none)."""
+    if locked is None or free is None:
+        return Decimal(free or locked or 0)
+    return Decimal(free) + Decimal(locked)
+
+
 def _run(
     db: AuditDB,
     scope: Scope,
@@ -291,20 +431,11 @@ def _run(
     # ``names`` (its text if not there): small ints, shared, not a new str per row.
     fw, fparams = window("coalesce(trade_ms, received_ms)")
     fwhere = (where + " AND" if where else " WHERE") + " 1 = 1" + fw
-    sym_code = _code("symbol", len(symbols))
-    # (SQLite only: PostgreSQL's CASE cannot mix an int and a text; there the text it is.)
-    fee_names_sql = names if db.sqlite else []
-    whens = " ".join(f"WHEN ? THEN {i}" for i in range(len(fee_names_sql)))
-    fee_code = f"CASE commission_asset {whens} ELSE commission_asset END" if whens else "commission_asset"
-    rows = db.conn.execute(
-        f"SELECT {sym_code}, CASE side WHEN 'BUY' THEN 1 WHEN 'SELL' THEN -1 END, qty, quote_qty, "
-        f"commission, {fee_code}, coalesce(trade_ms, received_ms) FROM fills{fwhere}{order}",
-        [*symbols, *fee_names_sql, *params, *fparams],
-    ).fetchall()
-    syms, signs, qtys, quote_qtys, fees, fee_assets, times = (
-        list(map(itemgetter(i), rows)) for i in range(7)
-    )
-    del rows
+    cols = _fill_columns(db, symbols, names, fwhere, [*params, *fparams])
+    if cols is None:  # any row the concatenated read cannot carry: row by row
+        cols = _fill_rows(db, symbols, names, fwhere, [*params, *fparams])
+    syms, signs, qtys, quote_qtys, fees, fee_assets, times = cols
+    del cols
     if None in signs:
         # Fills without a side are named in a note and left out, as the reference does.
         nwhere = fwhere + " AND (side IS NULL OR side NOT IN ('BUY', 'SELL'))"
@@ -429,43 +560,27 @@ def _run(
     ow, owparams = window("event_ms")
     owhere += ow
     oparams.extend(owparams)
-    # One scan (the (asset, event_ms) index would read the table in random order). A zero
-    # ``locked`` (text of only 0s and a point) comes back as NULL: free alone is the same value.
-    # On PostgreSQL money is NUMERIC and the same test is a numeric comparison.
-    # The asset comes back as its index in ``names`` (a small int: no str per row).
-    locked_zero = "trim(locked, '0.') = ''" if db.sqlite else "locked = 0"
-    obs = db.conn.execute(
-        f"SELECT {_code('asset', len(names))}, event_ms, free, "
-        f"CASE WHEN {locked_zero} THEN NULL ELSE locked END FROM balance_events{owhere}",
-        [*names, *oparams],
-    ).fetchall()
-    obs_assets = list(map(itemgetter(0), obs))
-    if None in obs_assets:  # an asset ``known_assets`` did not list (cannot happen): the reference decides
-        return None
+    # One scan (the (asset, event_ms) index would read the table in random order).
+    by_asset = _observations_concat(db, names, owhere, oparams)
+    if by_asset is None:
+        by_asset = _observations_rows(db, names, owhere, oparams)
+        if by_asset is None:  # an asset ``known_assets`` did not list (cannot happen): the reference decides
+            return None
     checked = 0
     offsets: dict[str, Decimal] = {}
-    for code in sorted(set(obs_assets)):
-        asset = names[code]
+    for asset, (ts, frees, lockeds) in sorted(by_asset.items()):
         s = state(asset)
-        rows = list(compress(obs, map(eq, obs_assets, repeat(code))))
         if s.since is not None:  # at or before the asset's opening: not checked
-            rows = list(compress(rows, map(lt, repeat(s.since), map(itemgetter(1), rows))))
-        if not rows:
+            keep = list(map(lt, repeat(s.since), ts))
+            ts, frees = list(compress(ts, keep)), list(compress(frees, keep))
+            if lockeds is not None:
+                lockeds = list(compress(lockeds, keep))
+        if not ts:
             continue
-        checked += len(rows)
-        ts = list(map(itemgetter(1), rows))
-        frees = list(map(itemgetter(2), rows))
-        lockeds = list(map(itemgetter(3), rows))
-        if None in frees:
-            recorded = [
-                dec(f or lk or 0) if lk is None or f is None else dec(f) + dec(lk)
-                for f, lk in zip(frees, lockeds, strict=True)
-            ]
-        else:
-            recorded = list(map(dec, frees))
-            for i in compress(range(len(rows)), lockeds):
-                recorded[i] = recorded[i] + dec(lockeds[i])
-        expected = map(s.cum.__getitem__, map(partial(bisect_right, s.times), ts))
+        checked += len(ts)
+        # The total after every delta at or before each row's time.
+        at = list(map(s.cum.__getitem__, map(partial(bisect_right, s.times), ts)))
+        offset = ZERO
         if later:
             # recorded - relative total: the total at the cut, the same for every row of a
             # clean ledger but those matched within their millisecond's deltas. It is read
@@ -473,19 +588,25 @@ def _run(
             # must be exact), else it is the commonest of the early rows' values; a wrong
             # guess only sends the ledger to the reference. ``_join`` checks it against the
             # earlier half's closing total.
-            diffs = list(map(sub, recorded, expected))
             st = s.times
             early = range(min(len(ts), _GUESS_ROWS))
+            diffs = [_recorded(frees[k], lockeds and lockeds[k]) - at[k] for k in early]
             exact = [diffs[k] for k in early if bisect_left(st, ts[k]) == bisect_right(st, ts[k])]
-            offset = exact[0] if exact else Counter(diffs[k] for k in early).most_common(1)[0][0]
-            offsets[asset] = offset
-            for k in compress(range(len(rows)), map(ne, diffs, repeat(offset))):
-                if not s.agrees(recorded[k] - offset, ts[k]):
-                    return None
+            offset = offsets[asset] = exact[0] if exact else Counter(diffs).most_common(1)[0][0]
+        if lockeds is None:
+            # Every locked is zero: a row agrees when its free text is the expected total's
+            # text (equal text, equal Decimal); any other row is decided on Decimals below.
+            expected = map(add, repeat(offset), at) if later else at
+            suspects = compress(range(len(ts)), map(ne, frees, map(str, expected)))
         else:
-            for k in compress(range(len(rows)), map(ne, recorded, expected)):
-                if not s.agrees(recorded[k], ts[k]):
+            suspects = range(len(ts))
+        for k in suspects:
+            recorded = _recorded(frees[k], lockeds and lockeds[k])
+            if later:
+                if recorded - at[k] != offset and not s.agrees(recorded - offset, ts[k]):
                     return None
+            elif recorded != at[k] and not s.agrees(recorded, ts[k]):
+                return None
     for b in table:
         bt = b["event_ms"] if b["event_ms"] is not None else _NEVER
         if not in_window(bt):
