@@ -167,22 +167,27 @@ def set_based_fold(
     db: AuditDB, scope: Scope, pairs: Callable[[str], tuple[str, str]], prices: PriceAt
 ) -> LedgerFold | None:
     """The fold of ``scope`` (groups per symbol over the whole scope) from SQL; None when this
-    path cannot give exactly what the fold gives. On SQLite, above ``PARALLEL_MIN_FILLS``
-    fills of two or more symbols, a forked worker folds part of the symbols (every figure is
-    per symbol) while this process folds the rest."""
+    path cannot give exactly what the fold gives. Above ``PARALLEL_MIN_FILLS`` fills of two or
+    more symbols, a forked worker folds part of the symbols (every figure is per symbol) while
+    this process folds the rest: on SQLite it reopens the file, on PostgreSQL it reads through
+    a connection of its own in this reader's snapshot (``SqlReader.share`` / ``joined``), so
+    both halves read one ledger whatever is committed meanwhile."""
     if not db.sqlite:
         db.conn.execute("SET LOCAL jit = off")  # short statements: compiling them costs more
-        return _fold_part(db, scope, pairs, prices)
     split = _split(db, scope)
     if split is None:
         return _fold_part(db, scope, pairs, prices)
-    _JOB.update(path=db.path, archive=db.archive, scope=_Part(*_fields(scope), symbols=split, inside=True),
-                pairs=pairs)
+    # SQLite: the worker opens the file itself; PostgreSQL: the snapshot, exported before the
+    # fork (the reader's event loop runs on a thread the worker does not have).
+    source = (db.path, db.archive) if db.sqlite else db.conn.share()
+    plus = db.sqlite
+    theirs_scope = _Part(*_fields(scope), symbols=split, inside=True, plus=plus)
+    _JOB.update(source=source, where=db.path, scope=theirs_scope, pairs=pairs)
     pool = multiprocessing.get_context("fork").Pool(1)
     try:
         pending = pool.apply_async(_child_job)
         _JOB.clear()
-        mine = _fold_part(db, _Part(*_fields(scope), symbols=split, inside=False), pairs, prices)
+        mine = _fold_part(db, _Part(*_fields(scope), symbols=split, inside=False, plus=plus), pairs, prices)
         theirs = pending.get()
     finally:
         pool.close()
@@ -195,8 +200,8 @@ def set_based_fold(
     return mine
 
 
-# Above this many fills (and with two or more symbols) the SQLite report is split between
-# this process and one forked worker; below, one process.
+# Above this many fills (and with two or more symbols) the report is split between this
+# process and one forked worker; below, one process.
 PARALLEL_MIN_FILLS = 50_000
 _SAMPLE = 4096  # rows sampled to share the symbols out (``_split``)
 _JOB: dict[str, Any] = {}
@@ -204,10 +209,13 @@ _JOB: dict[str, Any] = {}
 
 @dataclass(frozen=True)
 class _Part(Scope):
-    """A scope restricted to the symbols ``symbols`` (``inside``) or to every other symbol."""
+    """A scope restricted to the symbols ``symbols`` (``inside``) or to every other symbol.
+    ``plus``: SQLite's ``+symbol`` (no index on symbol); PostgreSQL has no unary plus on text,
+    and its planner needs no such hint (each symbol's ordered read is per symbol anyway)."""
 
     symbols: tuple[str, ...] = ()
     inside: bool = True
+    plus: bool = True
 
     def where(
         self, time_col: str, *, run_col: str | None = "run_id", symbol_col: str | None = "symbol"
@@ -216,7 +224,8 @@ class _Part(Scope):
         if symbol_col and self.symbols and self.symbol is None:
             # ``+``: not through an index on symbol (orders would then be read in random
             # order); a covering index is still scanned whole.
-            cond = f"+{symbol_col} {'' if self.inside else 'NOT '}IN ({', '.join('?' * len(self.symbols))})"
+            marks = ", ".join("?" * len(self.symbols))
+            cond = f"{'+' if self.plus else ''}{symbol_col} {'' if self.inside else 'NOT '}IN ({marks})"
             where = (where + " AND " if where else " WHERE ") + cond
             params = [*params, *self.symbols]
         return where, params
@@ -244,17 +253,21 @@ def _split(db: AuditDB, scope: Scope) -> tuple[str, ...] | None:
     symbols = [r[0] for r in db.conn.execute(walk)]
     if len(symbols) < 2:
         return None
-    enough = f"SELECT count(*) FROM (SELECT 1 FROM fills LIMIT {int(PARALLEL_MIN_FILLS)})"
+    enough = f"SELECT count(*) FROM (SELECT 1 FROM fills LIMIT {int(PARALLEL_MIN_FILLS)}) AS e"
     if db.conn.execute(enough).fetchone()[0] < PARALLEL_MIN_FILLS:
         return None
     # Two subqueries: each reads one end of the rowid (a single min(), max() scans an index).
     lo, hi = db.conn.execute("SELECT (SELECT min(id) FROM fills), (SELECT max(id) FROM fills)").fetchone()
     step = max(1, (hi - lo) // _SAMPLE)
+    ids = (
+        "WITH RECURSIVE r(i) AS (SELECT ? UNION ALL SELECT i + ? FROM r WHERE i + ? <= ?)"
+        if db.sqlite
+        else "WITH r(i) AS (SELECT generate_series(CAST(? AS bigint), CAST(? AS bigint), CAST(? AS bigint)))"
+    )
+    bounds = (lo, step, step, hi) if db.sqlite else (lo, hi, step)
     sample = dict(
         db.conn.execute(
-            "WITH RECURSIVE r(i) AS (SELECT ? UNION ALL SELECT i + ? FROM r WHERE i + ? <= ?) "
-            "SELECT f.symbol, count(*) FROM r JOIN fills f ON f.id = r.i GROUP BY f.symbol",
-            (lo, step, step, hi),
+            f"{ids} SELECT f.symbol, count(*) FROM r JOIN fills f ON f.id = r.i GROUP BY f.symbol", bounds
         ).fetchall()
     )
     counts = sorted(((sample.get(sym, 0), sym) for sym in symbols), reverse=True)
@@ -269,11 +282,25 @@ def _split(db: AuditDB, scope: Scope) -> tuple[str, ...] | None:
 
 
 def _child_job() -> tuple[dict[Any, Any], dict[str, Any]] | None:
-    # A forked worker never uses the parent's sqlite connection: its own, and its own prices.
+    # A forked worker never uses the parent's connection (nor, on PostgreSQL, its reader's
+    # event loop, whose thread is not in this process): its own, and its own prices.
     from executor.audit.report import PriceSeries
 
     job = dict(_JOB)
-    with AuditDB(job["path"], job["archive"]) as db:
+    source = job["source"]
+    if isinstance(source, tuple):
+        opened = AuditDB(*source)
+    else:
+        from executor.audit.reader import SqlReader
+
+        reader = SqlReader.joined(source)
+        try:
+            opened = AuditDB(job["where"], reader=reader)
+        except BaseException:
+            reader.close()
+            raise
+        opened.conn.execute("SET LOCAL jit = off")
+    with opened as db:
         scope = job["scope"]
         fold = _fold_part(db, scope, job["pairs"], PriceSeries(db, scope.until_ms))
         if fold is None:
