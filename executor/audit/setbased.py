@@ -190,10 +190,13 @@ def set_based_fold(
         pending = pool.apply_async(_child_job)
         _JOB.clear()
         mine_scope = _Part(*_fields(scope), symbols=split, inside=False, plus=plus)
-        # PostgreSQL: this process reads the latencies of every symbol (the worker none):
-        # the first-fill statement aggregates every fill whatever the symbols, so one read
-        # instead of one per process (~0.75 s of a backend's CPU at 1M fills).
-        mine = _fold_part(db, mine_scope, pairs, prices, latency_scope=mine_scope if db.sqlite else scope)
+        latencies = None
+        if not db.sqlite:
+            # PostgreSQL: the latencies of every symbol, read once (the first-fill statement
+            # aggregates every fill whatever the symbols: ~0.75 s of a backend's CPU at 1M
+            # fills) on a helper connection in the same snapshot, while this process folds.
+            latencies = db.conn.submit(_latency_calls(scope), setup=["SET LOCAL jit = off", _ONE_WORKER])
+        mine = _fold_part(db, mine_scope, pairs, prices, latency_scope=mine_scope if db.sqlite else None)
         theirs = pending.get()
     finally:
         pool.close()
@@ -201,13 +204,10 @@ def set_based_fold(
     if mine is None or theirs is None:
         return None
     groups, unconverted = theirs
-    if not db.sqlite:
-        for key, g in groups.items():
-            read = mine.groups.get(key)  # the worker's symbols' latencies, read here
-            if read is not None:
-                g.ack, g.first_fill = read.ack, read.first_fill
     mine.groups.update(groups)  # disjoint: each symbol was folded by one process
     mine.unconverted.update(unconverted)
+    if latencies is not None:  # no latency was read by either process
+        _add_latencies(mine, latencies.result())
     return mine
 
 
@@ -317,7 +317,7 @@ def _child_job() -> tuple[dict[Any, Any], dict[str, Any]] | None:
         opened.conn.execute(_ONE_WORKER)
     with opened as db:
         scope = job["scope"]
-        lat = scope if db.sqlite else None  # PostgreSQL: the parent reads them
+        lat = scope if db.sqlite else None  # PostgreSQL: the parent has them read
         fold = _fold_part(db, scope, job["pairs"], PriceSeries(db, scope.until_ms), latency_scope=lat)
         if fold is None:
             return None
@@ -462,23 +462,33 @@ def _order_counts(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold) -> No
             g.executed += d.value(exe, e_pl)
 
 
-def _latencies(db: AuditDB, scope: Scope, fold: LedgerFold) -> None:
-    """Latencies (whole milliseconds) of our own orders: to acknowledgement, to first fill
-    (each order's first fill from ``ix_fills_order_id_received_ms_symbol`` alone)."""
+def _latency_calls(scope: Scope) -> list[tuple[str, list[Any]]]:
+    """The two statements of ``_latencies``: to acknowledgement, to first fill (each order's
+    first fill from ``ix_fills_order_id_received_ms_symbol`` alone); rows (symbol, ms, n)."""
     where, params = _where(scope, "o.created_ms", "o")
     own = _and(where, "NOT o.external")
     t0 = "coalesce(o.decision_ms, o.created_ms)"
     ack = _and(own, "o.acked_ms IS NOT NULL")
-    for sym, lat, n in db.conn.execute(
-        f"SELECT o.symbol, o.acked_ms - {t0}, count(*) FROM orders o{ack} GROUP BY 1, 2", params
-    ):
-        _add_hist(fold.group(None, sym).ack, lat, n)
     first = (
         f"SELECT o.symbol, ff.m - {t0}, count(*) FROM orders o JOIN (SELECT order_id, "
         "min(received_ms) AS m FROM fills WHERE order_id IS NOT NULL GROUP BY order_id) ff "
         f"ON ff.order_id = o.id{own} GROUP BY 1, 2"
     )
-    for sym, lat, n in db.conn.execute(first, params):
+    return [(f"SELECT o.symbol, o.acked_ms - {t0}, count(*) FROM orders o{ack} GROUP BY 1, 2", params),
+            (first, params)]
+
+
+def _latencies(db: AuditDB, scope: Scope, fold: LedgerFold) -> None:
+    """Latencies (whole milliseconds) of our own orders: to acknowledgement, to first fill."""
+    _add_latencies(fold, [db.conn.execute(sql, params) for sql, params in _latency_calls(scope)])
+
+
+def _add_latencies(fold: LedgerFold, results: list[Any]) -> None:
+    """``_latency_calls``' rows into ``fold``'s histograms."""
+    ack, first = results
+    for sym, lat, n in ack:
+        _add_hist(fold.group(None, sym).ack, lat, n)
+    for sym, lat, n in first:
         _add_hist(fold.group(None, sym).first_fill, lat, n)
 
 
