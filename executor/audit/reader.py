@@ -10,6 +10,10 @@ read-only transaction, so every query of one audit sees one snapshot (what ``BEG
 
 Rows come back as tuples; money (NUMERIC) comes back as ``Decimal`` with the scale it was
 stored with.
+
+Other connections can read the same snapshot: helper connections of this reader
+(``concurrently`` / ``submit``), or a reader in another process (``share`` exports the
+snapshot, ``SqlReader.joined`` imports it: the report's forked worker).
 """
 
 from __future__ import annotations

@@ -39,7 +39,11 @@ counted by a ``Counter`` instead of a sorting GROUP BY; slippage groups are adde
 orders gives the counts, both latency histograms and each order's decision quotes (no join
 per fill in the ordered read), and each symbol's fills are read by ``trade_ms`` alone when
 no two fills of one millisecond are out of ``trade_id`` order (``_by_trade_ms``); the
-average-cost book runs ``AverageBook.apply_all``.
+average-cost book runs ``AverageBook.apply_all``. Session 7 (PostgreSQL, branch
+``pgreport``): the report splits its symbols over two processes there too; the worker reads
+through a reader of its own that imports this reader's exported snapshot, so both halves
+read one ledger; the latencies (one statement over every fill) are read once, on a helper
+connection in the same snapshot, while this process folds.
 
 A ledger whose report needs per-run groups (several runs, whole-ledger scope) is left to the
 fold: a run's books open with the inventory at its first fill, at its average cost.
