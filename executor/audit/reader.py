@@ -10,6 +10,10 @@ read-only transaction, so every query of one audit sees one snapshot (what ``BEG
 
 Rows come back as tuples; money (NUMERIC) comes back as ``Decimal`` with the scale it was
 stored with.
+
+Other connections can read the same snapshot: helper connections of this reader
+(``concurrently`` / ``submit``), or a reader in another process (``share`` exports the
+snapshot, ``SqlReader.joined`` imports it: the report's forked worker).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import concurrent.futures
 import re
 import threading
 from collections.abc import Coroutine, Iterator, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -82,6 +87,20 @@ class Rows(list[tuple[Any, ...]]):
         return rest
 
 
+@dataclass(frozen=True)
+class SharedSnapshot:
+    """What another process needs to read exactly what one reader reads (``SqlReader.share``,
+    ``SqlReader.joined``): the ledger's URL (with its password: never printed), whether
+    ``fills`` is the spot-only view, and the snapshot PostgreSQL exported for it."""
+
+    url: str
+    spot_fills: bool
+    snapshot: str
+
+    def __repr__(self) -> str:  # no password in a traceback or a log line
+        return f"SharedSnapshot(snapshot={self.snapshot!r})"
+
+
 class SqlReader:
     """SQL on a PostgreSQL ledger from synchronous code (see the module docstring).
 
@@ -93,7 +112,11 @@ class SqlReader:
     # this runs on have a few cores, and each connection is a backend process.
     max_helpers = 2
 
-    def __init__(self, url: str, *, readonly: bool = True, spot_fills: bool = False) -> None:
+    def __init__(
+        self, url: str, *, readonly: bool = True, spot_fills: bool = False, snapshot: str | None = None
+    ) -> None:
+        if snapshot is not None and not readonly:
+            raise ValueError("a snapshot is joined by read-only readers only")
         self.readonly = readonly
         self.spot_fills = spot_fills
         self._main = "main."  # what ``main.`` (SQLite's name for the ledger) reads as here
@@ -101,6 +124,7 @@ class SqlReader:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="audit-reader", daemon=True)
         self._thread.start()
+        self._url = url
         self._engine = create_engine(url)
         self._conn: AsyncConnection | None = None
         # ``concurrently``'s connections, in the snapshot exported from ``_conn``.
@@ -109,7 +133,7 @@ class SqlReader:
         self._freed: asyncio.Event | None = None  # set when a helper is freed (made on the loop)
         self._snapshot: str | None = None
         try:
-            self._conn = self._run(self._open())
+            self._conn = self._run(self._open(snapshot))
         except BaseException:
             self.close()
             raise
@@ -137,8 +161,9 @@ class SqlReader:
             await conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
         await conn.begin()
         if snapshot is not None:
-            # A helper connection (``concurrently``): the main connection's snapshot, so that
-            # every connection of one audit reads the same rows. Must be the transaction's
+            # A helper connection (``concurrently``), or a reader of another process
+            # (``joined``): the exporting connection's snapshot, so that every connection
+            # of one audit reads the same rows. Must be the transaction's
             # first statement; the id is PostgreSQL's own (hex digits and dashes).
             if not _SNAPSHOT_ID.fullmatch(snapshot):
                 raise ValueError(f"unexpected snapshot id {snapshot!r}")
@@ -222,11 +247,30 @@ class SqlReader:
         be one flag per call."""
         if not self.readonly:
             raise ValueError("submit: read-only readers only")
+        self._export()
+        flags = [raw] * len(calls) if isinstance(raw, bool) else list(raw)
+        return asyncio.run_coroutine_threadsafe(self._on_helper(list(calls), list(setup), flags), self._loop)
+
+    def _export(self) -> str:
         if self._snapshot is None:
             # On this reader's connection, before anything else can use it concurrently.
             self._snapshot = str(self._run(self._scalar("SELECT pg_export_snapshot()")))
-        flags = [raw] * len(calls) if isinstance(raw, bool) else list(raw)
-        return asyncio.run_coroutine_threadsafe(self._on_helper(list(calls), list(setup), flags), self._loop)
+        return self._snapshot
+
+    def share(self) -> SharedSnapshot:
+        """This reader's snapshot, exported for a reader in another process (``joined``):
+        valid while this reader is open (PostgreSQL keeps an exported snapshot as long as
+        the exporting transaction). Read-only readers only."""
+        if not self.readonly:
+            raise ValueError("share: read-only readers only")
+        return SharedSnapshot(self._url, self.spot_fills, self._export())
+
+    @classmethod
+    def joined(cls, shared: SharedSnapshot) -> SqlReader:
+        """A reader of its own (own connection, own event loop; e.g. in a forked worker) that
+        reads exactly what the sharing reader reads: its snapshot, imported by
+        ``SET TRANSACTION SNAPSHOT`` at the start of this reader's transaction."""
+        return cls(shared.url, spot_fills=shared.spot_fills, snapshot=shared.snapshot)
 
     async def _scalar(self, sql: str) -> Any:
         assert self._conn is not None

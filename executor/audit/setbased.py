@@ -39,7 +39,11 @@ counted by a ``Counter`` instead of a sorting GROUP BY; slippage groups are adde
 orders gives the counts, both latency histograms and each order's decision quotes (no join
 per fill in the ordered read), and each symbol's fills are read by ``trade_ms`` alone when
 no two fills of one millisecond are out of ``trade_id`` order (``_by_trade_ms``); the
-average-cost book runs ``AverageBook.apply_all``.
+average-cost book runs ``AverageBook.apply_all``. Session 7 (PostgreSQL, branch
+``pgreport``): the report splits its symbols over two processes there too; the worker reads
+through a reader of its own that imports this reader's exported snapshot, so both halves
+read one ledger; the latencies (one statement over every fill) are read once, on a helper
+connection in the same snapshot, while this process folds.
 
 A ledger whose report needs per-run groups (several runs, whole-ledger scope) is left to the
 fold: a run's books open with the inventory at its first fill, at its average cost.
@@ -167,22 +171,36 @@ def set_based_fold(
     db: AuditDB, scope: Scope, pairs: Callable[[str], tuple[str, str]], prices: PriceAt
 ) -> LedgerFold | None:
     """The fold of ``scope`` (groups per symbol over the whole scope) from SQL; None when this
-    path cannot give exactly what the fold gives. On SQLite, above ``PARALLEL_MIN_FILLS``
-    fills of two or more symbols, a forked worker folds part of the symbols (every figure is
-    per symbol) while this process folds the rest."""
+    path cannot give exactly what the fold gives. Above ``PARALLEL_MIN_FILLS`` fills of two or
+    more symbols, a forked worker folds part of the symbols (every figure is per symbol) while
+    this process folds the rest: on SQLite it reopens the file, on PostgreSQL it reads through
+    a connection of its own in this reader's snapshot (``SqlReader.share`` / ``joined``), so
+    both halves read one ledger whatever is committed meanwhile."""
     if not db.sqlite:
         db.conn.execute("SET LOCAL jit = off")  # short statements: compiling them costs more
-        return _fold_part(db, scope, pairs, prices)
     split = _split(db, scope)
     if split is None:
         return _fold_part(db, scope, pairs, prices)
-    _JOB.update(path=db.path, archive=db.archive, scope=_Part(*_fields(scope), symbols=split, inside=True),
-                pairs=pairs)
+    # SQLite: the worker opens the file itself; PostgreSQL: the snapshot, exported before the
+    # fork (the reader's event loop runs on a thread the worker does not have).
+    source = (db.path, db.archive) if db.sqlite else db.conn.share()
+    if not db.sqlite:
+        db.conn.execute(_ONE_WORKER)
+    plus = db.sqlite
+    theirs_scope = _Part(*_fields(scope), symbols=split, inside=True, plus=plus)
+    _JOB.update(source=source, where=db.path, scope=theirs_scope, pairs=pairs)
     pool = multiprocessing.get_context("fork").Pool(1)
     try:
         pending = pool.apply_async(_child_job)
         _JOB.clear()
-        mine = _fold_part(db, _Part(*_fields(scope), symbols=split, inside=False), pairs, prices)
+        mine_scope = _Part(*_fields(scope), symbols=split, inside=False, plus=plus)
+        latencies = None
+        if not db.sqlite:
+            # PostgreSQL: the latencies of every symbol, read once (the first-fill statement
+            # aggregates every fill whatever the symbols: ~0.75 s of a backend's CPU at 1M
+            # fills) on a helper connection in the same snapshot, while this process folds.
+            latencies = db.conn.submit(_latency_calls(scope), setup=["SET LOCAL jit = off", _ONE_WORKER])
+        mine = _fold_part(db, mine_scope, pairs, prices, latency_scope=mine_scope if db.sqlite else None)
         theirs = pending.get()
     finally:
         pool.close()
@@ -192,22 +210,30 @@ def set_based_fold(
     groups, unconverted = theirs
     mine.groups.update(groups)  # disjoint: each symbol was folded by one process
     mine.unconverted.update(unconverted)
+    if latencies is not None:  # no latency was read by either process
+        _add_latencies(mine, latencies.result())
     return mine
 
 
-# Above this many fills (and with two or more symbols) the SQLite report is split between
-# this process and one forked worker; below, one process.
+# Above this many fills (and with two or more symbols) the report is split between this
+# process and one forked worker; below, one process.
 PARALLEL_MIN_FILLS = 50_000
 _SAMPLE = 4096  # rows sampled to share the symbols out (``_split``)
 _JOB: dict[str, Any] = {}
+# PostgreSQL, split: two backends already work at once (one per process); parallel workers of
+# each statement would only add processes, each costing more CPU in all than one backend.
+_ONE_WORKER = "SET LOCAL max_parallel_workers_per_gather = 0"
 
 
 @dataclass(frozen=True)
 class _Part(Scope):
-    """A scope restricted to the symbols ``symbols`` (``inside``) or to every other symbol."""
+    """A scope restricted to the symbols ``symbols`` (``inside``) or to every other symbol.
+    ``plus``: SQLite's ``+symbol`` (no index on symbol); PostgreSQL has no unary plus on text,
+    and its planner needs no such hint (each symbol's ordered read is per symbol anyway)."""
 
     symbols: tuple[str, ...] = ()
     inside: bool = True
+    plus: bool = True
 
     def where(
         self, time_col: str, *, run_col: str | None = "run_id", symbol_col: str | None = "symbol"
@@ -216,7 +242,8 @@ class _Part(Scope):
         if symbol_col and self.symbols and self.symbol is None:
             # ``+``: not through an index on symbol (orders would then be read in random
             # order); a covering index is still scanned whole.
-            cond = f"+{symbol_col} {'' if self.inside else 'NOT '}IN ({', '.join('?' * len(self.symbols))})"
+            marks = ", ".join("?" * len(self.symbols))
+            cond = f"{'+' if self.plus else ''}{symbol_col} {'' if self.inside else 'NOT '}IN ({marks})"
             where = (where + " AND " if where else " WHERE ") + cond
             params = [*params, *self.symbols]
         return where, params
@@ -244,17 +271,21 @@ def _split(db: AuditDB, scope: Scope) -> tuple[str, ...] | None:
     symbols = [r[0] for r in db.conn.execute(walk)]
     if len(symbols) < 2:
         return None
-    enough = f"SELECT count(*) FROM (SELECT 1 FROM fills LIMIT {int(PARALLEL_MIN_FILLS)})"
+    enough = f"SELECT count(*) FROM (SELECT 1 FROM fills LIMIT {int(PARALLEL_MIN_FILLS)}) AS e"
     if db.conn.execute(enough).fetchone()[0] < PARALLEL_MIN_FILLS:
         return None
     # Two subqueries: each reads one end of the rowid (a single min(), max() scans an index).
     lo, hi = db.conn.execute("SELECT (SELECT min(id) FROM fills), (SELECT max(id) FROM fills)").fetchone()
     step = max(1, (hi - lo) // _SAMPLE)
+    ids = (
+        "WITH RECURSIVE r(i) AS (SELECT ? UNION ALL SELECT i + ? FROM r WHERE i + ? <= ?)"
+        if db.sqlite
+        else "WITH r(i) AS (SELECT generate_series(CAST(? AS bigint), CAST(? AS bigint), CAST(? AS bigint)))"
+    )
+    bounds = (lo, step, step, hi) if db.sqlite else (lo, hi, step)
     sample = dict(
         db.conn.execute(
-            "WITH RECURSIVE r(i) AS (SELECT ? UNION ALL SELECT i + ? FROM r WHERE i + ? <= ?) "
-            "SELECT f.symbol, count(*) FROM r JOIN fills f ON f.id = r.i GROUP BY f.symbol",
-            (lo, step, step, hi),
+            f"{ids} SELECT f.symbol, count(*) FROM r JOIN fills f ON f.id = r.i GROUP BY f.symbol", bounds
         ).fetchall()
     )
     counts = sorted(((sample.get(sym, 0), sym) for sym in symbols), reverse=True)
@@ -269,25 +300,48 @@ def _split(db: AuditDB, scope: Scope) -> tuple[str, ...] | None:
 
 
 def _child_job() -> tuple[dict[Any, Any], dict[str, Any]] | None:
-    # A forked worker never uses the parent's sqlite connection: its own, and its own prices.
+    # A forked worker never uses the parent's connection (nor, on PostgreSQL, its reader's
+    # event loop, whose thread is not in this process): its own, and its own prices.
     from executor.audit.report import PriceSeries
 
     job = dict(_JOB)
-    with AuditDB(job["path"], job["archive"]) as db:
+    source = job["source"]
+    if isinstance(source, tuple):
+        opened = AuditDB(*source)
+    else:
+        from executor.audit.reader import SqlReader
+
+        reader = SqlReader.joined(source)
+        try:
+            opened = AuditDB(job["where"], reader=reader)
+        except BaseException:
+            reader.close()
+            raise
+        opened.conn.execute("SET LOCAL jit = off")
+        opened.conn.execute(_ONE_WORKER)
+    with opened as db:
         scope = job["scope"]
-        fold = _fold_part(db, scope, job["pairs"], PriceSeries(db, scope.until_ms))
+        lat = scope if db.sqlite else None  # PostgreSQL: the parent has them read
+        fold = _fold_part(db, scope, job["pairs"], PriceSeries(db, scope.until_ms), latency_scope=lat)
         if fold is None:
             return None
         return fold.groups, fold.unconverted
 
 
+_SAME = Scope()  # ``_fold_part``'s default latency scope: the part's own
+
+
 def _fold_part(
-    db: AuditDB, scope: Scope, pairs: Callable[[str], tuple[str, str]], prices: PriceAt
+    db: AuditDB, scope: Scope, pairs: Callable[[str], tuple[str, str]], prices: PriceAt, *,
+    latency_scope: Scope | None = _SAME,
 ) -> LedgerFold | None:
+    """The fold of ``scope``. On PostgreSQL the latencies are read for ``latency_scope``
+    (None: not at all; by default ``scope``); on SQLite they come with the orders' read."""
     modes = _MODES if db.sqlite else ((SCALE, False),)
     fold = LedgerFold(pairs, prices, per_run=False)
     try:
-        quotes = _orders(db, Dialect(db.sqlite, SCALE), scope, fold)
+        lat = scope if latency_scope is _SAME else latency_scope
+        quotes = _orders(db, Dialect(db.sqlite, SCALE), scope, fold, lat)
         for scale, plain in modes:
             d = Dialect(db.sqlite, scale, plain=plain)
             try:
@@ -308,12 +362,15 @@ def _fold_part(
 # -- orders
 
 
-def _orders(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold) -> dict[int, str | None] | None:
-    """The orders' figures; on SQLite also each order's decision quotes (``_order_counts_sqlite``)."""
+def _orders(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold,
+            latency_scope: Scope | None) -> dict[int, str | None] | None:
+    """The orders' figures; on SQLite also each order's decision quotes (``_order_counts_sqlite``).
+    On PostgreSQL the latencies are read for ``latency_scope`` (None: not here)."""
     if d.sqlite:
         return _order_counts_sqlite(db, d, scope, fold)  # with the latencies, in the same read
     _order_counts(db, d, scope, fold)
-    _latencies(db, scope, fold)
+    if latency_scope is not None:
+        _latencies(db, latency_scope, fold)
     return None
 
 
@@ -409,23 +466,33 @@ def _order_counts(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold) -> No
             g.executed += d.value(exe, e_pl)
 
 
-def _latencies(db: AuditDB, scope: Scope, fold: LedgerFold) -> None:
-    """Latencies (whole milliseconds) of our own orders: to acknowledgement, to first fill
-    (each order's first fill from ``ix_fills_order_id_received_ms_symbol`` alone)."""
+def _latency_calls(scope: Scope) -> list[tuple[str, list[Any]]]:
+    """The two statements of ``_latencies``: to acknowledgement, to first fill (each order's
+    first fill from ``ix_fills_order_id_received_ms_symbol`` alone); rows (symbol, ms, n)."""
     where, params = _where(scope, "o.created_ms", "o")
     own = _and(where, "NOT o.external")
     t0 = "coalesce(o.decision_ms, o.created_ms)"
     ack = _and(own, "o.acked_ms IS NOT NULL")
-    for sym, lat, n in db.conn.execute(
-        f"SELECT o.symbol, o.acked_ms - {t0}, count(*) FROM orders o{ack} GROUP BY 1, 2", params
-    ):
-        _add_hist(fold.group(None, sym).ack, lat, n)
     first = (
         f"SELECT o.symbol, ff.m - {t0}, count(*) FROM orders o JOIN (SELECT order_id, "
         "min(received_ms) AS m FROM fills WHERE order_id IS NOT NULL GROUP BY order_id) ff "
         f"ON ff.order_id = o.id{own} GROUP BY 1, 2"
     )
-    for sym, lat, n in db.conn.execute(first, params):
+    return [(f"SELECT o.symbol, o.acked_ms - {t0}, count(*) FROM orders o{ack} GROUP BY 1, 2", params),
+            (first, params)]
+
+
+def _latencies(db: AuditDB, scope: Scope, fold: LedgerFold) -> None:
+    """Latencies (whole milliseconds) of our own orders: to acknowledgement, to first fill."""
+    _add_latencies(fold, [db.conn.execute(sql, params) for sql, params in _latency_calls(scope)])
+
+
+def _add_latencies(fold: LedgerFold, results: list[Any]) -> None:
+    """``_latency_calls``' rows into ``fold``'s histograms."""
+    ack, first = results
+    for sym, lat, n in ack:
+        _add_hist(fold.group(None, sym).ack, lat, n)
+    for sym, lat, n in first:
         _add_hist(fold.group(None, sym).first_fill, lat, n)
 
 

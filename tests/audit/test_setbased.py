@@ -22,7 +22,9 @@ from executor.audit.report import AuditReport, Pairs, PriceSeries, build_report
 from executor.audit.setbased import set_based_fold
 from executor.figures import positions
 from executor.persistence.copy import copy_ledger
+from tests.audit.scenario import Built
 from tests.audit.test_checkpoint import FINAL, SYMBOLS, T0, Ledger
+from tests.audit.test_verify_sql import _bench
 from tests.ledger_backends import PgDatabases, needs_pg
 
 PRICES = ["99", "100", "101.5", "98.25", "100.00000000", "99.12345678", "0.5"]
@@ -134,21 +136,23 @@ def test_report_split_over_two_processes_equals_the_fold(
     ledger_backend: str,
     empty_ledger: Path,
     tmp_path_factory: pytest.TempPathFactory,
+    pg_databases: PgDatabases | None,
     monkeypatch: pytest.MonkeyPatch,
     orders: list,
     orphans: list,
     bnb_price: bool,
     since: int,
 ) -> None:
-    """On SQLite a large ledger's symbols are folded by this process and a forked worker
-    (``setbased.PARALLEL_MIN_FILLS``): forced here at any size, the report is still the fold's."""
-    if ledger_backend != "sqlite":
-        return  # the split is SQLite's (the worker reopens the file)
+    """A large ledger's symbols are folded by this process and a forked worker
+    (``setbased.PARALLEL_MIN_FILLS``; on PostgreSQL the worker joins this reader's snapshot):
+    forced here at any size, the report is still the fold's."""
     monkeypatch.setattr(setbased, "PARALLEL_MIN_FILLS", 0)
     path = tmp_path_factory.mktemp("split") / "ledger.db"
     shutil.copyfile(empty_ledger, path)
     _write(path, orders, orphans, 1, bnb_price)
     url = f"sqlite+aiosqlite:///{path}"
+    if ledger_backend == "postgresql":
+        url = _on_pg(path, pg_databases)
     with AuditDB.from_url(url) as db:
         if setbased._split(db, Scope()) is None:
             return  # fills of one symbol only: nothing to split
@@ -189,3 +193,99 @@ def test_fills_of_one_millisecond_in_trade_id_order(
     monkeypatch.setattr(setbased, "_by_trade_ms", spy)
     _check(f"sqlite+aiosqlite:///{path}", [Scope(), Scope(since_ms=T0 + 101)], 1)
     assert seen and all(fell_back == reverse for fell_back in seen), seen
+
+
+# -- PostgreSQL: the split report (a forked worker in this reader's exported snapshot)
+
+
+def _on_pg(path: Path, pg_databases: PgDatabases | None) -> str:
+    needs_pg()
+    assert pg_databases is not None
+    pg_url = asyncio.run(pg_databases.create(migrated=True))
+    asyncio.run(copy_ledger(f"sqlite+aiosqlite:///{path}", pg_url))
+    return pg_url
+
+
+def _split_used(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...] | None]:
+    """Forces the split at any size; records each ``_split`` decision (None: one process)."""
+    monkeypatch.setattr(setbased, "PARALLEL_MIN_FILLS", 0)
+    seen: list[tuple[str, ...] | None] = []
+    real = setbased._split
+
+    def spy(db: AuditDB, scope: Scope) -> tuple[str, ...] | None:
+        seen.append(real(db, scope))
+        return seen[-1]
+
+    monkeypatch.setattr(setbased, "_split", spy)
+    return seen
+
+
+def _one_process(url: str, scopes: list[Scope]) -> list[AuditReport]:
+    with AuditDB.from_url(url) as db:
+        return [_comparable(build_report(db, s, use_checkpoint=False)) for s in scopes]
+
+
+def test_split_on_postgresql_equals_one_process_and_the_fold(
+    tmp_path: Path, scenario: Built, pg_databases: PgDatabases | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL the report split over this process and a forked worker (forced at any
+    size) is exactly the one-process report and the fold's, on the hand-made scenario and on
+    the bench's generated ledger (two symbols, BNB fees), whole and scoped."""
+    bench = tmp_path / "bench.db"
+    _bench().build(bench, 1500)
+    for path, scopes in (
+        (scenario.path, [Scope(), Scope(since_ms=T0 + 2000), Scope(until_ms=T0 + 3050)]),
+        (bench, [Scope(), Scope(since_ms=T0 + 5000), Scope(until_ms=T0 + 8000)]),
+    ):
+        url = _on_pg(path, pg_databases)
+        alone = _one_process(url, scopes)
+        with monkeypatch.context() as m:
+            seen = _split_used(m)
+            _check(url, scopes, 1)
+            split = _one_process(url, scopes)
+        assert split == alone
+        if path == bench:
+            assert seen and all(s for s in seen), seen  # both symbols, so every report was split
+
+
+def test_split_worker_reads_the_readers_snapshot(
+    tmp_path: Path, pg_databases: PgDatabases | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The forked worker reads the parent reader's snapshot: fills committed (one per
+    symbol, so in both halves) after the audit's reader began are in neither half."""
+    import sqlalchemy as sa
+
+    from executor.persistence.db import create_engine
+
+    path = tmp_path / "bench.db"
+    _bench().build(path, 800)
+    url = _on_pg(path, pg_databases)
+    seen = _split_used(monkeypatch)
+    with AuditDB.from_url(url) as db:
+        with monkeypatch.context() as m:
+            m.setattr(setbased, "PARALLEL_MIN_FILLS", 10**12)  # one process: the reference
+            before = _comparable(build_report(db, Scope(), use_checkpoint=False))
+
+        async def add_fills() -> None:
+            engine = create_engine(url)
+            async with engine.begin() as conn:
+                await conn.execute(sa.text(
+                    "INSERT INTO fills (symbol, trade_id, side, price, qty, quote_qty, commission, "
+                    "commission_asset, trade_ms, source, received_ms) "
+                    "SELECT DISTINCT ON (symbol) symbol, trade_id + 1000000, side, price * 2, qty, "
+                    "quote_qty * 2, commission, commission_asset, trade_ms + 10000000, source, "
+                    "received_ms + 10000000 FROM fills ORDER BY symbol, id"
+                ))
+            await engine.dispose()
+
+        asyncio.run(add_fills())
+        seen.clear()
+        during = _comparable(build_report(db, Scope(), use_checkpoint=False))
+        assert seen and seen[0], seen  # the split ran
+        assert during == before
+    after = _one_process(url, [Scope()])[0]
+    traded = [b.symbol for b in before.symbols if b.fills]
+    assert len(traded) >= 2
+    for a, b in zip(after.symbols, before.symbols, strict=True):
+        # the new fills are real: a new reader sees them
+        assert a.fills == b.fills + (b.symbol in traded), a.symbol
