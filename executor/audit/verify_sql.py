@@ -15,12 +15,16 @@ side; a value SQLite's integer sums cannot carry exactly; a balances-table row o
 its asset's last delta) returns False and the caller runs the existing verification.
 tests/audit/test_verify_sql.py checks it against the reference.
 
-On PostgreSQL, above ``PARALLEL_MIN_FILLS`` fills, the statement runs as two halves in time
-at once, each on its own connection in the audit's one snapshot (``SqlReader.concurrently``):
-the rows at or before a cut millisecond and the rows after it. Each backend aggregates half
-the rows; the later half's running sums start at 0, so its differences are shifted by the
-first half's sum of deltas, which ``_join`` subtracts exactly (the SQLite twin of this split
-is ``verify_fast``'s, across two processes).
+On PostgreSQL the same result comes from one statement per asset over only that asset's rows
+(``_ordered``: no per-millisecond aggregate, a sort by time alone; 2.2x less backend CPU at
+1M fills, bench/RESULTS.md #16 session 7 round 2); the one statement stays for ledgers whose
+fills or balanceUpdates lack their own time, and on SQLite. Above ``PARALLEL_MIN_FILLS``
+fills the work runs on two connections at once in the audit's one snapshot
+(``SqlReader.concurrently``): the assets shared by weight, and an asset that outweighs the
+rest (or, for the one statement, every row) split in time at a cut millisecond: the rows at
+or before it and the rows after it. The later half's running sums start at 0, so its
+differences are shifted by the first half's sum of deltas, which ``_join`` subtracts exactly
+(the SQLite twin of this split is ``verify_fast``'s, across two processes).
 """
 
 from __future__ import annotations
