@@ -72,6 +72,8 @@ def _shapes_agree(db: AuditDB, scope: Scope) -> None:
     assert _with(vs, PARALLEL_MIN_FILLS=1)(lambda: _sql_result(db, scope, vs.AUTO)) == one, scope
     forced = _with(vs, PARALLEL_MIN_FILLS=1, DOMINANT=0.0)(lambda: _sql_result(db, scope, vs.AUTO))
     assert forced == one, scope
+    # too many busy assets: the one statement (the guard in ``_ordered``)
+    assert _with(vs, MAX_BUSY_ASSETS=-1)(lambda: _sql_result(db, scope, None)) == one, scope
 
 
 def _with(module: object, **values: object) -> Callable[[Callable[[], T]], T]:
