@@ -15,12 +15,16 @@ side; a value SQLite's integer sums cannot carry exactly; a balances-table row o
 its asset's last delta) returns False and the caller runs the existing verification.
 tests/audit/test_verify_sql.py checks it against the reference.
 
-On PostgreSQL, above ``PARALLEL_MIN_FILLS`` fills, the statement runs as two halves in time
-at once, each on its own connection in the audit's one snapshot (``SqlReader.concurrently``):
-the rows at or before a cut millisecond and the rows after it. Each backend aggregates half
-the rows; the later half's running sums start at 0, so its differences are shifted by the
-first half's sum of deltas, which ``_join`` subtracts exactly (the SQLite twin of this split
-is ``verify_fast``'s, across two processes).
+On PostgreSQL the same result comes from one statement per asset over only that asset's rows
+(``_ordered``: no per-millisecond aggregate, a sort by time alone; 2.2x less backend CPU at
+1M fills, bench/RESULTS.md #16 session 7 round 2); the one statement stays for ledgers whose
+fills or balanceUpdates lack their own time, and on SQLite. Above ``PARALLEL_MIN_FILLS``
+fills the work runs on two connections at once in the audit's one snapshot
+(``SqlReader.concurrently``): the assets shared by weight, and an asset that outweighs the
+rest (or, for the one statement, every row) split in time at a cut millisecond: the rows at
+or before it and the rows after it. The later half's running sums start at 0, so its
+differences are shifted by the first half's sum of deltas, which ``_join`` subtracts exactly
+(the SQLite twin of this split is ``verify_fast``'s, across two processes).
 """
 
 from __future__ import annotations
@@ -44,6 +48,15 @@ ZERO = Decimal(0)
 # connections (``_cut``, ``_join``); below, one statement.
 PARALLEL_MIN_FILLS = 50_000
 _HALF = "/*half*/"  # where a half's time condition goes (``_run``)
+# PostgreSQL: one window per asset over that asset's rows (``_ordered``); False: the one
+# statement over every asset's rows (kept for ledgers ``_ordered`` leaves to it, and tests).
+ORDERED = True
+# ``_ordered`` on two connections: an asset that alone carries more than this share of the
+# fills' weight is split in time as well (its halves go to both connections).
+DOMINANT = 0.6
+# ``_ordered`` only while at most this many assets each carry 5 % or more of the fills' weight
+# (four at the bench's million fills); beyond, the one statement (``_ordered``'s guard).
+MAX_BUSY_ASSETS = 8
 
 
 class _Auto:
@@ -114,6 +127,13 @@ def _run(
     table: list[dict[str, Any]],
     cut: int | _Auto | None = AUTO,
 ) -> tuple[int, int, int, dict[str, Decimal]] | None:
+    if not d.sqlite and ORDERED:
+        ordered = _ordered(db, scope, opening_ids, base_ms, cut)
+        if ordered is not None:
+            n_sided, n_updates, per_asset = ordered
+            if per_asset is None:
+                return None
+            return _finish(d, opening, base_ms, table, n_sided, n_updates, per_asset)
     fwhere, fparams = scope.where("trade_ms", symbol_col=None)
     n_all, n_sided = db.conn.execute(
         "SELECT count(*), coalesce(sum(CASE WHEN side IN ('BUY', 'SELL') THEN 1 ELSE 0 END), 0) "
@@ -207,6 +227,20 @@ def _run(
         if joined is None:
             return None
         per_asset = joined
+    return _finish(d, opening, base_ms, table, n_sided, n_updates, per_asset)
+
+
+def _finish(
+    d: Dialect,
+    opening: dict[str, tuple[Decimal, int | None]],
+    base_ms: int,
+    table: list[dict[str, Any]],
+    n_sided: int,
+    n_updates: int,
+    per_asset: list[tuple[Any, ...]],
+) -> tuple[int, int, int, dict[str, Decimal]] | None:
+    """The result from the statement's rows per asset (asset, observations, lowest and
+    highest recorded - running sum, sum of deltas, last delta's time, places, unfit, live)."""
     checked = 0
     derived: dict[str, Decimal] = {a: total for a, (total, _since) in opening.items()}
     last_delta: dict[str, int] = {}
@@ -242,6 +276,227 @@ def _run(
         if b["free"] + b["locked"] != derived[asset]:
             return None
     return n_sided, n_updates, checked, dict(sorted(derived.items()))
+
+
+def _ordered(
+    db: AuditDB,
+    scope: Scope,
+    opening_ids: set[int],
+    base_ms: int,
+    cut: int | _Auto | None,
+) -> tuple[int, int, list[tuple[Any, ...]] | None] | None:
+    """PostgreSQL: the statement's rows per asset, one window per asset over only that asset's
+    rows (n_sided, n_updates, rows; rows None: the caller returns None), or None when this
+    ledger needs the one statement (a fill or balanceUpdate without its own time).
+
+    Why: the one statement pushes every delta and observation (5.1M rows at 1M fills)
+    through a hash aggregate keyed by (asset, millisecond), a sort and a window, ~2.7 us a row.
+    Here each asset's rows are one ``UNION ALL`` of two scans (its fills, its balance events),
+    sorted by time alone and summed by a window whose frame (``RANGE``: every row of the same
+    millisecond) gives each observation the sum of every delta at or before its millisecond,
+    as the per-millisecond aggregate did. A fill is one row per asset it moves: its base or
+    quote change and its fee, when the fee is in that asset, are added in the row (2.1M rows
+    instead of 3M at 1M fills), and no aggregate runs before the window."""
+    fwhere, fparams = scope.where("trade_ms", symbol_col=None)
+    sided = "side IN ('BUY', 'SELL')"
+    groups = db.conn.execute(
+        "SELECT symbol, CASE WHEN commission <> 0 AND commission_asset <> '' THEN commission_asset END, "
+        f"count(*), coalesce(sum(CASE WHEN {sided} THEN 1 ELSE 0 END), 0), "
+        f"coalesce(sum(CASE WHEN {sided} AND trade_ms IS NULL THEN 1 ELSE 0 END), 0) "
+        f"FROM fills{fwhere} GROUP BY 1, 2",
+        fparams,
+    ).fetchall()
+    n_all = sum(g[2] for g in groups)
+    n_sided = sum(g[3] for g in groups)
+    uwhere, uparams = scope.where("event_ms", symbol_col=None)
+    upd = (uwhere + " AND" if uwhere else " WHERE") + " kind = 'balanceUpdate' AND delta IS NOT NULL"
+    n_updates, untimed = db.conn.execute(
+        f"SELECT count(*), count(*) - count(event_ms) FROM balance_events{upd}", uparams
+    ).fetchone()
+    if any(g[4] for g in groups) or untimed:
+        return None  # its time is received_ms: the one statement orders by that
+    if n_all != n_sided:
+        return n_sided, n_updates, None
+    known = db.known_assets()
+    symbols = sorted({g[0] for g in groups if g[3]})
+    pairs = {sym: split_symbol(sym, known) for sym in symbols}
+    fee_assets = {g[1] for g in groups if g[1] is not None and g[3]}
+    assets = sorted(set(known) | fee_assets | {a for p in pairs.values() for a in p})
+    weight = {a: sum(g[2] for g in groups if a in pairs.get(g[0], ()) or g[1] == a) for a in assets}
+    total_weight = sum(weight.values())
+    if sum(1 for w in weight.values() if w * 20 >= total_weight) > MAX_BUSY_ASSETS:
+        # Each asset's balance events are read along its index, and a busy asset's rows lie
+        # on nearly every page of the table: many busy assets would read the table many
+        # times over; the one statement reads it twice.
+        return None
+    sign = "CASE side WHEN 'BUY' THEN 1 ELSE -1 END"
+    after = (fwhere + " AND" if fwhere else " WHERE") + f" {sided}"
+    bwhere = (uwhere + " AND" if uwhere else " WHERE") + " asset = ?"
+    opening = f" AND id NOT IN ({', '.join(str(int(i)) for i in sorted(opening_ids))})" if opening_ids else ""
+    kinds = (
+        "((kind = 'balanceUpdate' AND delta IS NOT NULL) OR (kind <> 'balanceUpdate' "
+        f"AND event_ms IS NOT NULL AND (free IS NOT NULL OR locked IS NOT NULL){opening}))"
+    )
+    recorded = (
+        "coalesce(CASE WHEN free IS NOT NULL THEN free END, 0) "
+        "+ coalesce(CASE WHEN locked IS NOT NULL THEN locked END, 0)"
+    )
+
+    def marks(n: int) -> str:
+        return ", ".join("?" * n)
+
+    def fills_of(asset: str) -> tuple[list[str], list[str], list[Any], str, list[Any]] | None:
+        """(amount terms, conditions each term's row is live, their params, row filter, its
+        params) of ``asset``'s fills, or None when no fill moves it."""
+        bases = [sym for sym, p in pairs.items() if p[0] == asset]
+        quotes = [sym for sym, p in pairs.items() if p[1] == asset]
+        terms: list[str] = []
+        live: list[str] = []
+        params: list[Any] = []
+        cond: list[str] = []
+        cparams: list[Any] = []
+        if bases:
+            terms.append(f"CASE WHEN symbol IN ({marks(len(bases))}) THEN {sign} * qty ELSE 0 END")
+            live.append(f"(symbol IN ({marks(len(bases))}) AND qty <> 0)")
+            params += bases
+        if quotes:
+            terms.append(f"CASE WHEN symbol IN ({marks(len(quotes))}) THEN -{sign} * quote_qty ELSE 0 END")
+            live.append(f"(symbol IN ({marks(len(quotes))}) AND quote_qty <> 0)")
+            params += quotes
+        if bases or quotes:
+            cond.append(f"symbol IN ({marks(len(bases) + len(quotes))})")
+            cparams += bases + quotes
+        # The symbols whose fills pay a fee in ``asset`` without trading it (BNB): every row's
+        # symbol is in a list, so a ledger of many symbols reads each asset's fills along
+        # ``ix_fills_symbol_trade_ms`` rather than all of them once per asset.
+        others = sorted({g[0] for g in groups if g[1] == asset and g[3]} - set(bases) - set(quotes))
+        if asset in fee_assets:
+            terms.append("CASE WHEN commission_asset = ? AND commission <> 0 THEN -commission ELSE 0 END")
+            live.append("(commission_asset = ? AND commission <> 0)")
+            params.append(asset)
+        if others:
+            cond.append(f"(symbol IN ({marks(len(others))}) AND commission_asset = ? AND commission <> 0)")
+            cparams += [*others, asset]
+        if not terms:
+            return None
+        return terms, live, params, " OR ".join(cond), cparams
+
+    def per_asset(items: list[tuple[str, str]]) -> tuple[str, list[Any]]:
+        """One row per (asset, half) of ``items`` for the rows after the opening: half "" (all
+        of them), "<=" (at or before ``cut``) or ">" (after it); the one statement's row shape."""
+        parts: list[str] = []
+        params: list[Any] = []
+        for asset, op in items:
+            half = f" AND t {op} ?" if op else ""
+            children: list[str] = []
+            cparams: list[Any] = []
+            f = fills_of(asset)
+            if f is not None:
+                terms, _live, tparams, cond, condp = f
+                children.append(
+                    f"SELECT trade_ms AS t, {' + '.join(terms)} AS amt, CAST(NULL AS NUMERIC) AS rec "
+                    f"FROM fills{after} AND trade_ms > ?{half.replace('t ', 'trade_ms ')} AND ({cond})"
+                )
+                cparams += [*tparams, *fparams, base_ms, *([cut] if op else []), *condp]
+            children.append(
+                "SELECT event_ms AS t, CASE WHEN kind = 'balanceUpdate' THEN delta END AS amt, "
+                f"CASE WHEN kind <> 'balanceUpdate' THEN {recorded} END AS rec "
+                f"FROM balance_events{bwhere} AND event_ms > ?{half.replace('t ', 'event_ms ')} AND {kinds}"
+            )
+            cparams += [*uparams, asset, base_ms, *([cut] if op else [])]
+            parts.append(
+                "SELECT CAST(? AS VARCHAR), CAST(? AS VARCHAR), count(d), min(d), max(d), sum(amt), max(dt), "
+                "CAST(NULL AS INTEGER), 0, 1 "
+                "FROM (SELECT amt, rec - coalesce(sum(amt) OVER (ORDER BY t), 0) AS d, "
+                "CASE WHEN amt IS NOT NULL THEN t END AS dt "
+                f"FROM ({' UNION ALL '.join(children)}) u) w"
+            )
+            params += [op, asset, *cparams]
+        return " UNION ALL ".join(parts), params
+
+    reader: Any = db.conn
+    if isinstance(cut, _Auto):
+        # Two connections, each a share of the assets (weighed by how many fills move each):
+        # no table is scanned twice. An asset that alone outweighs the rest is split in time
+        # too (``_join``).
+        split = n_all >= PARALLEL_MIN_FILLS and hasattr(reader, "concurrently")
+        cut = _cut(db, scope, symbols) if split else None
+        items = [(a, "") for a in sorted(assets, key=lambda a: -weight[a])]
+        if cut is not None and items and weight[items[0][0]] > total_weight * DOMINANT:
+            top = items.pop(0)[0]
+            items[:0] = [(top, "<="), (top, ">")]
+        bins: list[list[tuple[str, str]]] = [[], []]
+        load = [0, 0]
+        for a, op in items:
+            i = load.index(min(load))
+            bins[i].append((a, op))
+            load[i] += weight[a] // 2 if op else weight[a]
+        if not split:
+            bins = [items]
+    elif cut is None:
+        bins = [[(a, "") for a in assets]]
+    else:  # every asset split at ``cut`` (the tests' every cut)
+        bins = [[(a, "<=") for a in assets], [(a, ">") for a in assets]]
+    calls = [per_asset(b) for b in bins if b]
+    if len(calls) == 1:
+        for stmt in _SERIAL:
+            db.conn.execute(stmt)
+        results = [list(db.conn.execute(*calls[0]))]
+    else:
+        results = [list(r) for r in reader.concurrently(calls, setup=[*_pg_setup(), *_SERIAL])]
+    first: list[tuple[Any, ...]] = []
+    later: list[tuple[Any, ...]] = []
+    for rows_of in results:
+        for half, *row in rows_of:
+            (later if half == ">" else first).append(tuple(row))
+    if later:
+        joined = _join(first, later)
+        if joined is None:
+            return n_sided, n_updates, None
+        rows = joined
+    else:
+        rows = first
+    out: list[tuple[Any, ...]] = []
+    for row in rows:
+        asset, n = row[0], row[1]
+        if not n and not _live(db, asset, fills_of(asset), after, fparams, bwhere, uparams, kinds):
+            row = (*row[:8], 0)
+        out.append(tuple(row))
+    return n_sided, n_updates, out
+
+
+def _live(
+    db: AuditDB,
+    asset: str,
+    fills: tuple[list[str], list[str], list[Any], str, list[Any]] | None,
+    after: str,
+    fparams: list[Any],
+    bwhere: str,
+    uparams: list[Any],
+    kinds: str,
+) -> bool:
+    """Whether the one statement would list ``asset`` (a row of it at any time in scope: a
+    recorded balance, or a non-zero delta, each fill's base, quote and fee change apart), for
+    an asset with no observation after the opening (rare: the usual asset has many)."""
+    if fills is not None:
+        _terms, live, params, _cond, _condp = fills
+        hit = db.conn.execute(
+            f"SELECT 1 FROM fills{after} AND ({' OR '.join(live)}) LIMIT 1", [*fparams, *params]
+        ).fetchone()
+        if hit:
+            return True
+    nonzero = "(kind <> 'balanceUpdate' OR delta <> 0)"
+    hit = db.conn.execute(
+        f"SELECT 1 FROM balance_events{bwhere} AND {kinds} AND {nonzero} LIMIT 1",
+        [*uparams, asset],
+    ).fetchone()
+    return hit is not None
+
+
+# The per-asset statements run without parallel workers: the two connections are this
+# path's parallelism, and a worker's share comes back through a Gather Merge of sorted rows,
+# which costs more CPU than it saves (8.6-10 s of the cluster's CPU against ~6 s at 1M fills).
+_SERIAL = ["SET LOCAL max_parallel_workers_per_gather = 0"]
 
 
 def _pg_setup() -> list[str]:

@@ -9,8 +9,10 @@ import asyncio
 import importlib.util
 import shutil
 import sqlite3
+from collections.abc import Callable
 from decimal import Decimal as D
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -23,6 +25,7 @@ from executor.persistence.copy import copy_ledger
 from tests.audit.scenario import Built
 from tests.ledger_backends import PgDatabases, needs_pg
 
+T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_767_225_600_000
 PAIRS = {"BTCUSDT": ("BTC", "USDT"), "ETHUSDT": ("ETH", "USDT")}
@@ -51,8 +54,42 @@ def _same(url: str, scopes: list[Scope]) -> list[bool]:
     with AuditDB.from_url(url) as db:
         for scope in scopes:
             assert verify(db, scope, use_checkpoint=False) == verify_reference(db, scope), scope
-            used.append(_sql_confirms(db, Scope(scope.run_id, scope.since_ms, scope.until_ms)))
+            plain = Scope(scope.run_id, scope.since_ms, scope.until_ms)
+            used.append(_sql_confirms(db, plain))
+            if not db.sqlite:
+                _shapes_agree(db, plain)
     return used
+
+
+def _shapes_agree(db: AuditDB, scope: Scope) -> None:
+    """On PostgreSQL the per-asset statements (``_ordered``) give exactly the one statement's
+    result: whole, and split over two connections (by asset, and with the heaviest asset
+    split in time as well)."""
+    import executor.audit.verify_sql as vs
+
+    one = _with(vs, ORDERED=False)(lambda: _sql_result(db, scope, None))
+    assert _sql_result(db, scope, None) == one, scope
+    assert _with(vs, PARALLEL_MIN_FILLS=1)(lambda: _sql_result(db, scope, vs.AUTO)) == one, scope
+    forced = _with(vs, PARALLEL_MIN_FILLS=1, DOMINANT=0.0)(lambda: _sql_result(db, scope, vs.AUTO))
+    assert forced == one, scope
+    # too many busy assets: the one statement (the guard in ``_ordered``)
+    assert _with(vs, MAX_BUSY_ASSETS=-1)(lambda: _sql_result(db, scope, None)) == one, scope
+
+
+def _with(module: object, **values: object) -> Callable[[Callable[[], T]], T]:
+    """Run a callable with ``module``'s attributes set to ``values``, then restore them."""
+
+    def run(call: Callable[[], T]) -> T:
+        old = {k: getattr(module, k) for k in values}
+        for k, v in values.items():
+            setattr(module, k, v)
+        try:
+            return call()
+        finally:
+            for k, v in old.items():
+                setattr(module, k, v)
+
+    return run
 
 
 _fill = st.tuples(
@@ -173,12 +210,19 @@ def _every_cut_same(url: str, path: Path, scopes: list[Scope]) -> int:
     times = _ledger_times(path)
     cuts = sorted({times[0] - 1, *times, *(t - 1 for t in times)})
     confirmed = 0
+    import executor.audit.verify_sql as vs
+
     with AuditDB.from_url(url) as db:
         for scope in scopes:
             whole = _sql_result(db, scope, None)
             confirmed += whole[0]
             for cut in cuts:
                 assert _sql_result(db, scope, cut) == whole, (scope, cut)
+            # the one statement, whole and split at every cut, gives the same
+            one = _with(vs, ORDERED=False)
+            assert one(lambda: _sql_result(db, scope, None)) == whole, scope  # noqa: B023
+            for cut in cuts[:: max(1, len(cuts) // 8)]:
+                assert one(lambda: _sql_result(db, scope, cut)) == whole, (scope, cut)  # noqa: B023
     return confirmed
 
 
@@ -209,9 +253,12 @@ def test_split_in_time_on_postgresql_generated_and_tampered(
     real = vs._join
     monkeypatch.setattr(vs, "_join", lambda a, b: (used.append(1), real(a, b))[1])
     with AuditDB.from_url(url) as db:
-        assert _sql_result(db, Scope(), vs.AUTO)[0]
+        assert _sql_result(db, Scope(), vs.AUTO)[0]  # by asset on two connections
+        monkeypatch.setattr(vs, "DOMINANT", 0.0)
+        assert _sql_result(db, Scope(), vs.AUTO)[0]  # and USDT split in time
         assert used
         assert verify(db, Scope(), use_checkpoint=False) == verify_reference(db, Scope())
+        _shapes_agree(db, Scope())
     times = _ledger_times(path)
     middle = times[len(times) // 2]
     for sql in (
@@ -227,6 +274,11 @@ def test_split_in_time_on_postgresql_generated_and_tampered(
         with AuditDB.from_url(turl) as db:
             assert not _sql_result(db, Scope(), middle)[0]
             assert not _sql_result(db, Scope(), None)[0]
+            assert not _sql_result(db, Scope(), vs.AUTO)[0]
+            monkeypatch.setattr(vs, "ORDERED", False)
+            assert not _sql_result(db, Scope(), middle)[0]
+            assert not _sql_result(db, Scope(), None)[0]
+            monkeypatch.setattr(vs, "ORDERED", True)
             assert verify(db, Scope(), use_checkpoint=False) == verify_reference(db, Scope())
         used.append(1)
 
