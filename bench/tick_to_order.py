@@ -328,6 +328,9 @@ async def main(orders: int, rate: float, bare: int, blocks: int, switch_ms: floa
     conflated = bot.market.conflated
     refused = dict(bot.manager.refusals)
     counts = dict(bot.manager.counts)
+    # Intent/SENT statements that found the ledger's write lock taken and were retried (the
+    # record's tail: another connection's commit, e.g. the reconcile writer's fsync under FULL).
+    inline_busy = bot.store.inline_busy
     await bot.stop(Shutdown(), reason="bench over")
     arrivals: dict[str, float] = {}
     handled: dict[str, float] = {}
@@ -354,7 +357,8 @@ async def main(orders: int, rate: float, bare: int, blocks: int, switch_ms: floa
     both = [c for c in decided if c in arrivals and c in recorded and c in handler_at]
     p50_pipe, p50_bare = pct(pipeline, 50), pct(rtt, 50)
     print(f"tick_to_order: {len(pipeline)} orders at ~{rate:g} book updates/s (conflated {conflated}, "
-          f"refused {refused or 0}, manager {counts}); bare baseline {len(rtt)} sequential calls, "
+          f"refused {refused or 0}, manager {counts}, record retries on a taken write lock "
+          f"{inline_busy}); bare baseline {len(rtt)} sequential calls, "
           f"interleaved in {blocks} blocks; exchange in its own process"
           + (" (USD-M in a second one)" if split_exchange else ""))
     print(summary("frame arrival -> both orders at exchange (bot)" if two_leg
