@@ -743,3 +743,15 @@ def _mid(bid: Any, ask: Any) -> Decimal | None:
     if bid is None or ask is None:
         return None
     return (Decimal(bid) + Decimal(ask)) / 2
+
+
+def middle_ms(spans: Iterable[tuple[int | None, int | None]]) -> int | None:
+    """The middle of the (first, last) trade times of every symbol that has one: where a time
+    split of the audit cuts (any cut gives the same result; the middle balances the halves).
+    None when there is nothing to split (no times, or a single millisecond)."""
+    known = [(first, last) for first, last in spans if first is not None and last is not None]
+    lo = [first for first, _ in known]
+    hi = [last for _, last in known]
+    if not lo or min(lo) == max(hi):
+        return None
+    return (min(lo) + max(hi)) // 2

@@ -42,7 +42,7 @@ from itertools import accumulate, chain, compress, islice, repeat
 from operator import add, eq, is_not, itemgetter, le, lt, mul, ne, sub
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from executor.audit.query import AuditDB, Scope, split_symbol
+from executor.audit.query import AuditDB, Scope, middle_ms, split_symbol
 
 if TYPE_CHECKING:
     from executor.audit.verify import VerifyResult
@@ -171,19 +171,10 @@ def _cut(db: AuditDB, scope: Scope) -> int | None:
         "SELECT x FROM s WHERE x IS NOT NULL"
     )
     swhere = (where + " AND" if where else " WHERE") + " symbol = ? AND trade_ms IS NOT NULL"
-    lo: list[int] = []
-    hi: list[int] = []
-    for (sym,) in db.conn.execute(walk).fetchall():
-        first, last = db.conn.execute(
-            f"SELECT (SELECT min(trade_ms) FROM fills{swhere}), (SELECT max(trade_ms) FROM fills{swhere})",
-            [*params, sym, *params, sym],
-        ).fetchone()
-        if first is not None:
-            lo.append(first)
-            hi.append(last)
-    if not lo or min(lo) == max(hi):
-        return None
-    return (min(lo) + max(hi)) // 2
+    return middle_ms(db.conn.execute(
+        f"SELECT (SELECT min(trade_ms) FROM fills{swhere}), (SELECT max(trade_ms) FROM fills{swhere})",
+        [*params, sym, *params, sym],
+    ).fetchone() for (sym,) in db.conn.execute(walk).fetchall())
 
 
 def _join(first: _Outcome, later: _Outcome) -> _Outcome | None:

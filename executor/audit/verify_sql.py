@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from executor.audit.query import AuditDB, Scope, split_symbol
+from executor.audit.query import AuditDB, Scope, middle_ms, split_symbol
 from executor.audit.setbased import _SCALES, SCALE, Dialect
 
 if TYPE_CHECKING:
@@ -517,18 +517,8 @@ def _cut(db: AuditDB, scope: Scope, symbols: list[str]) -> int | None:
         return None
     where, params = scope.where("trade_ms", symbol_col=None)
     swhere = (where + " AND" if where else " WHERE") + " symbol = ?"
-    lo: list[int] = []
-    hi: list[int] = []
-    for sym in symbols:
-        first, last = db.conn.execute(
-            f"SELECT min(trade_ms), max(trade_ms) FROM fills{swhere}", [*params, sym]
-        ).fetchone()
-        if first is not None:
-            lo.append(first)
-            hi.append(last)
-    if not lo or min(lo) == max(hi):
-        return None
-    return (min(lo) + max(hi)) // 2
+    return middle_ms(db.conn.execute(f"SELECT min(trade_ms), max(trade_ms) FROM fills{swhere}",
+                                     [*params, sym]).fetchone() for sym in symbols)
 
 
 def _some(op: Any, a: Any, b: Any) -> Any:

@@ -22,6 +22,7 @@ from executor.exchange.client import capture_response, make_client, plain_form_b
 from executor.exchange.credentials import Credentials
 from executor.exchange.rest import RestGateway, Unknown
 from executor.venue.endpoints import Endpoints
+from tests.gateway.local_server import serving
 
 CREDS = Credentials(api_key="testkey123", api_secret="testsecret")
 MODE = web.AppKey("mode", dict)
@@ -61,14 +62,8 @@ async def server() -> AsyncIterator[tuple[web.Application, Endpoints]]:
     app.router.add_get("/api/v3/myTrades", _trades)
     app.router.add_post("/api/v3/order", _order)
     app.router.add_get("/api/v3/time", _time)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    base = f"http://127.0.0.1:{port}"
-    yield app, Endpoints("t", base + "/api", "ws://x/", "ws://x/ws-api/v3", base + "/fapi", "ws://x/")
-    await runner.cleanup()
+    async with serving(app) as endpoints:
+        yield app, endpoints
 
 
 async def test_make_client_applies_timeout_recv_window_and_endpoints(

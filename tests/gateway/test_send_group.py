@@ -18,6 +18,7 @@ from executor.exchange.client import SendLeg, join_send_group, make_client, send
 from executor.exchange.credentials import Credentials
 from executor.exchange.rest import Accepted, RestGateway
 from executor.venue.endpoints import Endpoints
+from tests.gateway.local_server import serving
 
 CREDS = Credentials(api_key="testkey123", api_secret="testsecret")
 ARRIVALS = web.AppKey("arrivals", list)
@@ -110,14 +111,8 @@ async def server() -> AsyncIterator[tuple[web.Application, Endpoints]]:
     app = web.Application()
     app[ARRIVALS] = []
     app.router.add_post("/api/v3/order", _order)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    base = f"http://127.0.0.1:{port}"
-    yield app, Endpoints("t", base + "/api", "ws://x/", "ws://x/ws-api/v3", base + "/fapi", "ws://x/")
-    await runner.cleanup()
+    async with serving(app) as endpoints:
+        yield app, endpoints
 
 
 async def test_two_held_orders_leave_after_their_record_and_both_arrive(
