@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import executor.audit.verify_fast as vf
 from executor.audit.query import AuditDB, Scope
-from executor.audit.verify import verify, verify_reference
+from executor.audit.verify import VerifyResult, verify, verify_reference
 from tests.audit.scenario import tamper
 from tests.audit.test_verify_fast import _bench, _fast_used
 
@@ -100,6 +100,17 @@ def test_observations_concat_equal_row_wise(generated: Path, tmp_path: Path, sql
         assert concat == rows
 
 
+
+def _verified(generated: Path, tmp_path: Path, sql: str, split: bool,
+              monkeypatch: pytest.MonkeyPatch) -> tuple[VerifyResult, VerifyResult, Path]:
+    """``verify`` and ``verify_reference`` of a copy of ``generated`` changed by ``sql``, in
+    one process or split in two."""
+    if split:
+        monkeypatch.setattr(vf, "PARALLEL_MIN_FILLS", 1)
+    path = _copy(generated, tmp_path, sql)
+    with AuditDB(path) as db:
+        return verify(db, Scope()), verify_reference(db, Scope()), path
+
 @pytest.mark.parametrize(
     "sql",
     [
@@ -116,11 +127,7 @@ def test_observations_concat_equal_row_wise(generated: Path, tmp_path: Path, sql
 @pytest.mark.parametrize("split", [False, True])
 def test_other_texts_same_values_confirmed(generated: Path, tmp_path: Path, sql: str, split: bool,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    if split:
-        monkeypatch.setattr(vf, "PARALLEL_MIN_FILLS", 1)
-    path = _copy(generated, tmp_path, sql)
-    with AuditDB(path) as db:
-        fast, ref = verify(db, Scope()), verify_reference(db, Scope())
+    fast, ref, path = _verified(generated, tmp_path, sql, split, monkeypatch)
     assert fast == ref and fast.ok
     assert _fast_used(path, Scope(), monkeypatch)
 
@@ -138,11 +145,7 @@ def test_other_texts_same_values_confirmed(generated: Path, tmp_path: Path, sql:
 @pytest.mark.parametrize("split", [False, True])
 def test_tampered_text_same_as_reference(generated: Path, tmp_path: Path, sql: str, split: bool,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    if split:
-        monkeypatch.setattr(vf, "PARALLEL_MIN_FILLS", 1)
-    path = _copy(generated, tmp_path, sql)
-    with AuditDB(path) as db:
-        fast, ref = verify(db, Scope()), verify_reference(db, Scope())
+    fast, ref, _ = _verified(generated, tmp_path, sql, split, monkeypatch)
     assert fast == ref and not fast.ok
 
 
