@@ -147,3 +147,19 @@ def make_ledger(
 @pytest.fixture
 async def ledger_url(make_ledger: LedgerFactory) -> str:
     return await make_ledger()
+
+
+def commit_elsewhere(url: str, sql: str) -> None:
+    """Run ``sql`` and commit it on a new connection of its own (another writer, as a bot
+    would be, while a test holds a reader open on the same ledger)."""
+    from executor.persistence.db import create_engine
+
+    async def run() -> None:
+        engine = create_engine(url)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(sa.text(sql))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())

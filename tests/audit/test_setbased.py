@@ -25,7 +25,7 @@ from executor.persistence.copy import copy_ledger
 from tests.audit.scenario import Built
 from tests.audit.test_checkpoint import FINAL, SYMBOLS, T0, Ledger
 from tests.audit.test_verify_sql import _bench
-from tests.ledger_backends import PgDatabases, needs_pg
+from tests.ledger_backends import PgDatabases, commit_elsewhere, needs_pg
 
 PRICES = ["99", "100", "101.5", "98.25", "100.00000000", "99.12345678", "0.5"]
 
@@ -253,9 +253,7 @@ def test_split_worker_reads_the_readers_snapshot(
 ) -> None:
     """The forked worker reads the parent reader's snapshot: fills committed (one per
     symbol, so in both halves) after the audit's reader began are in neither half."""
-    import sqlalchemy as sa
 
-    from executor.persistence.db import create_engine
 
     path = tmp_path / "bench.db"
     _bench().build(path, 800)
@@ -266,19 +264,13 @@ def test_split_worker_reads_the_readers_snapshot(
             m.setattr(setbased, "PARALLEL_MIN_FILLS", 10**12)  # one process: the reference
             before = _comparable(build_report(db, Scope(), use_checkpoint=False))
 
-        async def add_fills() -> None:
-            engine = create_engine(url)
-            async with engine.begin() as conn:
-                await conn.execute(sa.text(
-                    "INSERT INTO fills (symbol, trade_id, side, price, qty, quote_qty, commission, "
-                    "commission_asset, trade_ms, source, received_ms) "
-                    "SELECT DISTINCT ON (symbol) symbol, trade_id + 1000000, side, price * 2, qty, "
-                    "quote_qty * 2, commission, commission_asset, trade_ms + 10000000, source, "
-                    "received_ms + 10000000 FROM fills ORDER BY symbol, id"
-                ))
-            await engine.dispose()
-
-        asyncio.run(add_fills())
+        commit_elsewhere(url, (
+            "INSERT INTO fills (symbol, trade_id, side, price, qty, quote_qty, commission, "
+            "commission_asset, trade_ms, source, received_ms) "
+            "SELECT DISTINCT ON (symbol) symbol, trade_id + 1000000, side, price * 2, qty, "
+            "quote_qty * 2, commission, commission_asset, trade_ms + 10000000, source, "
+            "received_ms + 10000000 FROM fills ORDER BY symbol, id"
+        ))
         seen.clear()
         during = _comparable(build_report(db, Scope(), use_checkpoint=False))
         assert seen and seen[0], seen  # the split ran

@@ -23,7 +23,7 @@ from executor.audit.verify import VerifyResult, _opening, _table, verify, verify
 from executor.audit.verify_sql import verify_sql
 from executor.persistence.copy import copy_ledger
 from tests.audit.scenario import Built
-from tests.ledger_backends import PgDatabases, needs_pg
+from tests.ledger_backends import PgDatabases, commit_elsewhere, needs_pg
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
@@ -288,28 +288,20 @@ def test_helper_connections_read_the_readers_snapshot(
 ) -> None:
     """``SqlReader.concurrently``'s helper connections read the audit's one snapshot: a fill
     committed after the reader began is seen by none of them (as by the reader itself)."""
-    import sqlalchemy as sa
 
-    from executor.persistence.db import create_engine
 
     url = _on_backend(scenario.path, "postgresql", pg_databases)
     count = "SELECT count(*), max(id) FROM fills"
     with AuditDB.from_url(url) as db:
         before = db.conn.execute(count).fetchone()
 
-        async def add_fill() -> None:
-            engine = create_engine(url)
-            async with engine.begin() as conn:
-                await conn.execute(sa.text(
-                    "INSERT INTO fills (symbol, trade_id, side, price, qty, quote_qty, commission, "
-                    "commission_asset, trade_ms, source, received_ms) "
-                    "SELECT symbol, trade_id + 100000, side, "
-                    "price, qty, quote_qty, commission, commission_asset, trade_ms, source, received_ms "
-                    "FROM fills ORDER BY id LIMIT 1"
-                ))
-            await engine.dispose()
-
-        asyncio.run(add_fill())
+        commit_elsewhere(url, (
+            "INSERT INTO fills (symbol, trade_id, side, price, qty, quote_qty, commission, "
+            "commission_asset, trade_ms, source, received_ms) "
+            "SELECT symbol, trade_id + 100000, side, "
+            "price, qty, quote_qty, commission, commission_asset, trade_ms, source, received_ms "
+            "FROM fills ORDER BY id LIMIT 1"
+        ))
         seen = db.conn.concurrently([(count, []), (count, []), (count, [])])
         assert [tuple(r[0]) for r in seen] == [tuple(before)] * 3
         assert tuple(db.conn.submit([(count, [])]).result()[0][0]) == tuple(before)
