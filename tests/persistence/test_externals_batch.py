@@ -136,3 +136,26 @@ async def test_batches_of_new_sizes_do_not_compile_new_statements(
         assert len(await store.fills_after(0, limit=100_000)) == 1 + sum(range(161, 201))
     finally:
         await store.close()
+
+
+def test_the_written_multi_row_insert_is_the_compiled_one() -> None:
+    # ``sql.sqlite_rows_sql`` writes the n-row text from the one-row statement; it must be
+    # exactly what SQLAlchemy's compiler makes for n rows, for every shape the batch uses.
+    from executor.persistence.batch import (
+        _EVENT_COLS,
+        _EXTERNAL_COLS,
+        _FILL_COLS,
+        _insert_returning_builder,
+        fills_t,
+        orders_t,
+    )
+    from executor.persistence.sql import sqlite_rows_sql, sqlite_sql
+
+    for table, cols, returning in [(events_t, _EVENT_COLS, ("dedupe_key",)),
+                                   (fills_t, _FILL_COLS, ("symbol", "trade_id")),
+                                   (orders_t, _EXTERNAL_COLS, ("id", "client_order_id"))]:
+        one = _insert_returning_builder(table, cols, 1, returning)
+        for n in (1, 2, 7):
+            compiled = sqlite_sql(("test-compiled", table.name, n),
+                                  _insert_returning_builder(table, cols, n, returning))
+            assert sqlite_rows_sql(("test-one", table.name), one, n) == compiled
