@@ -81,6 +81,17 @@ def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterable[Sequence[T]]:
         yield items[i : i + size]
 
 
+def _in_lists(items: Sequence[T], size: int = _CHUNK) -> Iterable[Sequence[T]]:
+    """``_chunks`` for the values of an ``IN (...)``, each part padded with its last value
+    to a power of two (a repeated value changes nothing in an IN). A statement is compiled
+    once per shape, inside the write transaction: one shape per batch size cost up to tens
+    of milliseconds each time a new size came (bench/RESULTS.md, "#15 two legs, session 8");
+    ten shapes serve every size."""
+    for part in _chunks(items, size):
+        n = len(part)
+        yield [*part, *([part[-1]] * ((1 << (n - 1).bit_length()) - n))]
+
+
 _STATE_COLS = [f.name for f in fields(_OrderState) if f.name != "dirty"]
 # The order columns a status merge may change, in the order ``_write_orders`` passes them.
 _ORDER_UPDATE_COLS = (
@@ -261,14 +272,37 @@ def _balance_event_insert(dialect: str) -> Executable:
     )
 
 
-def _link_orphans(table: sa.Table) -> StatementBuilder:
-    """Rows stored before their order was known point at it: p0 order id, p1 symbol, p2 id."""
+def _client_ids_taken(n: int) -> StatementBuilder:
+    """Which of ``n`` client ids an order row holds already."""
 
     def build(_dialect: str) -> Executable:
+        return sa.select(orders_t.c.client_order_id).where(
+            orders_t.c.client_order_id.in_([p(i) for i in range(n)]))
+
+    return build
+
+
+# The columns of an external order's row (``_Flush._externals``), in its tuples' order.
+_EXTERNAL_COLS = (
+    "client_order_id", "exchange_order_id", "run_id", "symbol", "side", "type", "time_in_force",
+    "price", "quantity", "quote_order_qty", "status", "status_source", "executed_qty",
+    "cum_quote_qty", "created_ms", "acked_ms", "updated_ms", "exchange_update_ms", "external",
+    "resolved_from_unknown",
+)
+def _link_orphans(table: sa.Table, n: int) -> StatementBuilder:
+    """Rows stored before their order was known point at it (by symbol and exchange id,
+    unique in ``orders``): p0 the symbol, p1..pn the exchange ids of the orders just added."""
+
+    def build(_dialect: str) -> Executable:
+        order_id = sa.select(orders_t.c.id).where(
+            orders_t.c.symbol == table.c.symbol,
+            orders_t.c.exchange_order_id == table.c.exchange_order_id,
+        ).scalar_subquery()
         return (
             sa.update(table)
-            .where(table.c.order_id.is_(None), table.c.symbol == p(1), table.c.exchange_order_id == p(2))
-            .values(order_id=p(0))
+            .where(table.c.order_id.is_(None), table.c.symbol == p(0),
+                   table.c.exchange_order_id.in_([p(i + 1, sa.BigInteger()) for i in range(n)]))
+            .values(order_id=order_id)
         )
 
     return build
@@ -308,12 +342,13 @@ def _insert_returning(
         stmt = statement(sql.dialect, key, _insert_returning_builder(table, cols, 0, returning))
         res = sql.conn.execute(stmt, [dict(zip(cols, r, strict=True)) for r in rows])
         return [tuple(r) for r in res]
+    # SQLite shortcut: multi-row VALUES, its text written from the one-row statement
+    # (``sql.sqlite_rows_sql``), not compiled per row count.
     added: list[Sequence[Any]] = []
+    key = ("insert", table.name, cols, 1, returning)
+    build = _insert_returning_builder(table, cols, 1, returning)
     for part in _chunks(rows, _ROWS_PER_INSERT):
-        n = len(part)
-        key = ("insert", table.name, cols, n, returning)
-        build = _insert_returning_builder(table, cols, n, returning)
-        added.extend(sql.rows(key, build, tuple(chain.from_iterable(part))))
+        added.extend(sql.insert_rows(key, build, len(part), tuple(chain.from_iterable(part))))
     return added
 
 
@@ -421,7 +456,7 @@ class _Flush:
 
     def _load_orders(self, client_ids: Iterable[str]) -> None:
         need = sorted({c for c in client_ids if c not in self.by_client})
-        for part in _chunks(need):
+        for part in _in_lists(need):
             n = len(part)
             for row in self.sql.rows(("state", n), _state_select(n), part):
                 self._remember(_state_from_row(row))
@@ -432,7 +467,7 @@ class _Flush:
             if (symbol, xid) not in self.by_exchange:
                 by_symbol.setdefault(symbol, []).append(xid)
         for symbol, ids in by_symbol.items():
-            for part in _chunks(ids):
+            for part in _in_lists(ids):
                 n = len(part)
                 for row in self.sql.rows(("state_x", n), _state_select_by_exchange_id(n), (symbol, *part)):
                     st = _state_from_row(row)
@@ -462,8 +497,20 @@ class _Flush:
         return None
 
     def _externals(self, items: list[ExternalOrderIn]) -> None:
+        # Set-based, like the other item kinds: one lookup of the taken client ids, one
+        # multi-row INSERT, one orphan-linking UPDATE per table and symbol, whatever the number
+        # of externals. Per external (a lookup, an INSERT, two UPDATEs, each a hop to the
+        # writer's thread and back to the loop) a batch of a few hundred held the store's write
+        # lock, and with it the order path's record-before-send, for 100-250 ms while the loop
+        # was busy (bench/RESULTS.md, "#15 two legs, session 8"). Same rows as one by one:
+        # an order already known by exchange id, or our own order under that client id, is
+        # skipped; a client id already taken (stored, or by an earlier external of this batch)
+        # becomes ``<id>#x<exchange id>``.
+        new: list[ExternalOrderIn] = []
+        keys: set[tuple[str, int]] = set()
         for ext in items:
-            if (ext.symbol, ext.exchange_order_id) in self.by_exchange:
+            key = (ext.symbol, ext.exchange_order_id)
+            if key in self.by_exchange or key in keys:
                 continue
             ours = self.by_client.get(ext.client_order_id)
             if ours is not None and ours.exchange_order_id in (None, ext.exchange_order_id):
@@ -472,39 +519,47 @@ class _Flush:
             _check_status(ext.status)
             if ext.side not in SIDES:
                 raise StoreError(f"external order {ext.client_order_id}: side must be BUY or SELL")
+            new.append(ext)
+            keys.add(key)
+        if not new:
+            return
+        taken: set[str] = set()
+        wanted = sorted({ext.client_order_id for ext in new})
+        for part in _in_lists(wanted):
+            n = len(part)
+            taken.update(r[0] for r in self.sql.rows(("cid_taken", n), _client_ids_taken(n), part))
+        money, flag, now, run_id = self.money, self.flag, self.now, self.run_id
+        rows: list[tuple[Any, ...]] = []
+        for ext in new:
             client_id = ext.client_order_id
-            taken = self.conn.execute(
-                sa.select(orders_t.c.id).where(orders_t.c.client_order_id == client_id)
-            ).first()
-            if taken is not None:
+            if client_id in taken:
                 # Another program reused a client id we already hold; keep both orders apart.
                 client_id = f"{client_id}#x{ext.exchange_order_id}"
-            at = ext.event_ms if ext.event_ms is not None else self.now
-            values = dict(
-                client_order_id=client_id,
-                exchange_order_id=ext.exchange_order_id,
-                run_id=self.run_id,
-                symbol=ext.symbol,
-                side=ext.side,
-                type=ext.type,
-                time_in_force=ext.time_in_force,
-                price=_dec(ext.price),
-                quantity=_dec(ext.quantity),
-                quote_order_qty=_dec(ext.quote_order_qty),
-                status=ext.status,
-                status_source=ext.source,
-                executed_qty=to_decimal(ext.executed_qty),
-                cum_quote_qty=to_decimal(ext.cum_quote_qty),
-                created_ms=ext.created_ms if ext.created_ms is not None else at,
-                acked_ms=at,
-                updated_ms=self.now,
-                exchange_update_ms=ext.event_ms,
-                external=True,
-                resolved_from_unknown=False,
-            )
-            new_id = self.conn.execute(
-                sa.insert(orders_t).values(**values).returning(orders_t.c.id)
-            ).scalar_one()
+            taken.add(client_id)
+            at = ext.event_ms if ext.event_ms is not None else now
+            price, qty, quote = _dec(ext.price), _dec(ext.quantity), _dec(ext.quote_order_qty)
+            rows.append((
+                client_id, ext.exchange_order_id, run_id, ext.symbol, ext.side, ext.type,
+                ext.time_in_force,
+                None if price is None else money(price),
+                None if qty is None else money(qty),
+                None if quote is None else money(quote),
+                ext.status, ext.source,
+                money(to_decimal(ext.executed_qty)), money(to_decimal(ext.cum_quote_qty)),
+                ext.created_ms if ext.created_ms is not None else at,
+                at, now, ext.event_ms, flag(True), flag(False),
+            ))
+        stored = _insert_returning(self.sql, orders_t, _EXTERNAL_COLS, rows, ("id", "client_order_id"))
+        ids = {cid: new_id for new_id, cid in stored}
+        missing = [r[0] for r in rows if r[0] not in ids]
+        if missing:
+            # Taken between the lookup and the INSERT cannot happen under the write lock; a
+            # conflict here is another unique key (symbol, exchange id) or a renamed id in use.
+            raise StoreError(f"external orders not recorded, their keys are taken: {missing[:5]}")
+        links: dict[str, list[int]] = {}
+        for ext, row in zip(new, rows, strict=True):
+            client_id = row[0]
+            new_id = ids[client_id]
             st = _OrderState(
                 id=new_id,
                 client_order_id=client_id,
@@ -513,23 +568,25 @@ class _Flush:
                 exchange_order_id=ext.exchange_order_id,
                 status=ext.status,
                 status_source=ext.source,
-                executed_qty=values["executed_qty"],
-                cum_quote_qty=values["cum_quote_qty"],
-                acked_ms=at,
+                executed_qty=to_decimal(ext.executed_qty),
+                cum_quote_qty=to_decimal(ext.cum_quote_qty),
+                acked_ms=row[15],
                 exchange_update_ms=ext.event_ms,
                 resolved_from_unknown=False,
                 reject_reason=None,
-                updated_ms=self.now,
+                updated_ms=now,
             )
             self._remember(st)
-            # Events and fills stored before the order was known now point at it.
-            for table in (events_t, fills_t):
-                self.sql.rows(
-                    ("link", table.name), _link_orphans(table), (new_id, ext.symbol, ext.exchange_order_id)
-                )
             # Lookups by the id the exchange reported must find the renamed row too.
             self.by_client.setdefault(ext.client_order_id, st)
             self.result.external_orders_added.append(client_id)
+            links.setdefault(ext.symbol, []).append(ext.exchange_order_id)
+        # Events and fills stored before the order was known now point at it.
+        for symbol, xids in links.items():
+            for part in _in_lists(xids):
+                n = len(part)
+                for table in (events_t, fills_t):
+                    self.sql.rows(("link", table.name, n), _link_orphans(table, n), (symbol, *part))
 
     # -- events and fills
 
@@ -685,7 +742,7 @@ class _Flush:
     def _balances(self, items: list[BalancesIn]) -> None:
         assets = sorted({r.asset for b in items for r in b.rows})
         current: dict[str, int | None] = {}
-        for part in _chunks(assets):
+        for part in _in_lists(assets):
             n = len(part)
             for asset, event_ms in self.sql.rows(("balance_state", n), _balance_state_select(n), part):
                 current[asset] = event_ms
@@ -737,7 +794,7 @@ class _Flush:
         keyed = [(key(e), e) for e in items]
         wanted = sorted({k for k, _ in keyed if k is not None})
         existing: set[str] = set()
-        for part in _chunks(wanted):
+        for part in _in_lists(wanted):
             n = len(part)
             found = self.sql.rows(("balance_event_keys", n), _balance_event_keys(n), part)
             existing.update(r[0] for r in found)

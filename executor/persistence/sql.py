@@ -44,6 +44,7 @@ StatementBuilder = Callable[[str], Executable]
 
 _STATEMENTS: dict[tuple[str, Hashable], Executable] = {}
 _SQLITE_SQL: dict[Hashable, str] = {}
+_COMPILES = [0]  # statements compiled for the SQLite shortcut (``sqlite_compiles``)
 
 
 def dialect_insert(dialect: str | Dialect, table: sa.Table) -> Any:
@@ -71,6 +72,12 @@ def statement(dialect: str, key: Hashable, build: StatementBuilder) -> Executabl
     return stmt
 
 
+def sqlite_compiles() -> int:
+    """How many statements this process has compiled for the SQLite shortcut: each new
+    one is a compile inside a write transaction (tests bound it)."""
+    return _COMPILES[0]
+
+
 def sqlite_sql(key: Hashable, build: StatementBuilder) -> str:
     """The SQLite text of a cached statement, its ``:pN`` parameters written as SQLite's
     numbered ``?N+1`` so a positional tuple binds them wherever the compiler put them (an
@@ -82,11 +89,36 @@ def sqlite_sql(key: Hashable, build: StatementBuilder) -> str:
         if stray:
             raise AssertionError(f"statement {key!r}: parameters not named p0..pN: {stray[:5]}")
         sql = _SQLITE_SQL[key] = _PARAM.sub(lambda m: f"?{int(m.group(1)) + 1}", str(compiled))
+        _COMPILES[0] += 1
     return sql
 
 
 _SQLITE_DIALECT = sqlite.dialect(paramstyle="named")
 _PARAM = re.compile(r":p(\d+)\b")
+_ONE_ROW = re.compile(r"VALUES \((\?\d+(?:, \?\d+)*)\)")
+
+
+def sqlite_rows_sql(key: Hashable, build_one: StatementBuilder, n: int) -> str:
+    """The SQLite text of the single-row INSERT ``build_one`` makes (its row ``p0..pW-1``)
+    for ``n`` rows: its ``VALUES`` group repeated, row r's column j bound to ``?r*W+j+1``.
+
+    Written from the one compiled row rather than compiled per row count: SQLAlchemy needed
+    up to 60 ms for a 200-row INSERT of 16 columns, inside the write transaction, each time
+    a batch of a new size came (bench/RESULTS.md, "#15 two legs, session 8"). Same text as
+    the compiler's multi-row VALUES."""
+    cache_key = (key, "rows", n)
+    sql = _SQLITE_SQL.get(cache_key)
+    if sql is None:
+        one = sqlite_sql(key, build_one)
+        found = list(_ONE_ROW.finditer(one))
+        width = len(found[0].group(1).split(", ")) if len(found) == 1 else 0
+        if not width or found[0].group(1) != ", ".join(f"?{j + 1}" for j in range(width)):
+            raise AssertionError(f"statement {key!r}: not one VALUES row of ?1..?W: {one[:200]}")
+        rows = ", ".join("(" + ", ".join(f"?{r * width + j + 1}" for j in range(width)) + ")"
+                         for r in range(n))
+        m = found[0]
+        sql = _SQLITE_SQL[cache_key] = f"{one[:m.start()]}VALUES {rows}{one[m.end():]}"
+    return sql
 
 
 def raw_value(value: Any) -> Any:
@@ -157,6 +189,14 @@ class Runner:
             return await_(self._apg.fetch(pg_sql(key, build), *params))  # type: ignore[no-any-return]
         res = self.conn.execute(statement(self.dialect, key, build), _named(params))
         return [tuple(r) for r in res] if res.returns_rows else []
+
+    def insert_rows(self, key: Hashable, build_one: StatementBuilder, n: int,
+                    params: Sequence[Any]) -> list[Sequence[Any]]:
+        """SQLite shortcut only: ``build_one``'s single-row INSERT for ``n`` rows of
+        ``params`` (``sqlite_rows_sql``), and the rows it returns."""
+        if self._aio is None:
+            raise RuntimeError("insert_rows runs on the SQLite shortcut only")
+        return await_(self._aio.execute_fetchall(sqlite_rows_sql(key, build_one, n), tuple(params)))  # type: ignore[no-any-return]
 
     def many(self, key: Hashable, build: StatementBuilder, rows: Sequence[Sequence[Any]]) -> None:
         """One statement executed for each parameter tuple of ``rows`` (executemany)."""
