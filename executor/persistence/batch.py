@@ -289,6 +289,8 @@ _EXTERNAL_COLS = (
     "cum_quote_qty", "created_ms", "acked_ms", "updated_ms", "exchange_update_ms", "external",
     "resolved_from_unknown",
 )
+
+
 def _link_orphans(table: sa.Table, n: int) -> StatementBuilder:
     """Rows stored before their order was known point at it (by symbol and exchange id,
     unique in ``orders``): p0 the symbol, p1..pn the exchange ids of the orders just added."""
