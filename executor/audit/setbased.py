@@ -1,6 +1,8 @@
 """The audit report as set-based SQL: the figures of ``executor.audit.fold`` for a scope,
 from aggregates the database computes, with Python finishing only what is inherently
-sequential. Same SQL on SQLite and PostgreSQL (the audit's readers: ``AuditDB`` / ``SqlReader``).
+sequential. The fill sums are the same SQL on SQLite and PostgreSQL (the audit's readers:
+``AuditDB`` / ``SqlReader``); the orders' read and each symbol's ordered read are written for
+each backend (``_order_counts_sqlite`` / ``_ordered``; ``_pg_fold``), with the same figures.
 
 What SQL does (GROUP BY over the scope's rows):
 
@@ -43,7 +45,13 @@ average-cost book runs ``AverageBook.apply_all``. Session 7 (PostgreSQL, branch
 ``pgreport``): the report splits its symbols over two processes there too; the worker reads
 through a reader of its own that imports this reader's exported snapshot, so both halves
 read one ledger; the latencies (one statement over every fill) are read once, on a helper
-connection in the same snapshot, while this process folds.
+connection in the same snapshot, while this process folds. Session 8 (PostgreSQL, branch
+``pgaudit3``, ``_pg_fold``): the order counts, fill sums and latencies are read once for the
+whole scope (not once per half, each a scan of every row) on two helper connections while
+both processes read; each symbol's fills are read once, in time order, joined with their
+orders and as text (``_ordered_pg``: the sums, base and third-asset fees, own position and
+slippage groups summed in Python from that read, instead of three statements per symbol and
+one per third-asset fee); the halves only do those ordered reads.
 
 A ledger whose report needs per-run groups (several runs, whole-ledger scope) is left to the
 fold: a run's books open with the inventory at its first fill, at its average cost.
