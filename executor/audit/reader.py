@@ -235,8 +235,8 @@ class SqlReader:
         STDOUT`` and split with a few C-level string operations: at 500,000 rows of five
         columns ~0.37 s of CPU against ~0.65-1.1 s for ``rows`` and taking the columns apart
         (bench/RESULTS.md, session 8). None when a value needed COPY's escaping (a backslash,
-        tab or newline in it: the output has a backslash): the caller then uses ``rows``. No
-        ``main.`` rewrite (as ``rows``)."""
+        tab, newline or other control character in it: the output has a backslash): the
+        caller then uses ``rows``. No ``main.`` rewrite (as ``rows``)."""
         data = self._run(self._copy(sql, params)).decode()
         if "\\" in data:
             return None

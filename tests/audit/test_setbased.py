@@ -11,6 +11,7 @@ import shutil
 from dataclasses import replace
 from decimal import Decimal as D
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -321,3 +322,45 @@ def test_split_on_postgresql_with_a_symbol_out_of_scope(
         late = build_report(db, Scope(since_ms=T0 + 10_000), use_checkpoint=False)
     eth = [r for r in late.symbols if r.symbol == "ETHUSDT"]
     assert eth and eth[0].fills == 0 and eth[0].orders_total == 1  # its order only
+
+
+def test_ordered_read_on_postgresql_falls_back_to_rows_for_an_escaped_value(
+    tmp_path: Path, empty_ledger: Path, pg_databases: PgDatabases | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each symbol's ordered read comes by COPY as text (``SqlReader.columns``); a value COPY
+    escapes (here a third fee asset with a backslash and one with a tab, which only the
+    ordered read's third-fee column carries) makes it read ``rows`` instead: the same report
+    as the fold's, and as without those assets' odd names (their fees are unconverted)."""
+    from executor.audit.reader import SqlReader
+
+    path = tmp_path / "ledger.db"
+    shutil.copyfile(empty_ledger, path)
+    lg = Ledger(path)
+    lg.run(1, T0, stopped=False)
+    for oid, (t, side, fee_kind, price) in enumerate(
+        [(1_000, "BUY", 2, "99"), (2_000, "SELL", 1, "101.5"), (3_000, "BUY", 2, "100"),
+         (4_000, "SELL", 0, "98.25")],
+        start=1,
+    ):
+        lg.order(oid, 1, "BTCUSDT", side, T0 + t, True, False)
+        lg.fill(oid, 1, "BTCUSDT", side, T0 + t + 10, price, fee_kind, None)
+        lg.settle(oid, "FILLED", "0.5")
+    with lg.conn:
+        lg.conn.execute("UPDATE fills SET commission_asset = 'X\\Y' WHERE order_id = 1")
+        lg.conn.execute("UPDATE fills SET commission_asset = 'X' || char(9) || 'Y' WHERE order_id = 3")
+    lg.conn.close()
+    url = _on_pg(path, pg_databases)
+    fell_back: list[str] = []
+    real = SqlReader.rows
+
+    def spy(self: SqlReader, sql: str, params: Any = ()) -> list[Any]:
+        fell_back.append(sql)
+        return real(self, sql, params)
+
+    monkeypatch.setattr(SqlReader, "rows", spy)
+    _check(url, [Scope(), Scope(since_ms=T0 + 2_500)], 1)
+    assert fell_back  # the ordered read of BTCUSDT took the rows path
+    with AuditDB.from_url(url) as db:
+        rep = build_report(db, Scope(), use_checkpoint=False)
+    (btc,) = rep.symbols
+    assert btc.fees_unconverted == {"X\tY": D("0.0001"), "X\\Y": D("0.0001")}
