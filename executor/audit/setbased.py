@@ -873,7 +873,10 @@ def _ordered_pg(db: AuditDB, scope: Scope, fold: LedgerFold, sym: str) -> None:
     price_at = fold.price_at
     dec = Decimal
     with localcontext(_CTX):
-        dqs = list(map(dec, dq_texts))
+        # Each distinct dq text converted once: sizes repeat (1M fills: ~4,000 dq texts among
+        # a symbol's 500,000 fills; ~0.08 s less CPU a symbol). Prices repeat less (~94,000):
+        # the same for them measured no gain.
+        dqs = list(map({t: dec(t) for t in set(dq_texts)}.__getitem__, dq_texts))
         prices = list(map(dec, price_texts))
         del dq_texts, price_texts
         total = g.totals.fees
