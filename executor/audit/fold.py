@@ -304,6 +304,19 @@ class GroupFold:
         touch_h.n += touch_n
         touch_h.total = touch_total
 
+    def add_ordered(self, other: GroupFold) -> None:
+        """Take ``other``'s figures of the time-ordered read (the set-based report's worker
+        or part, ``executor.audit.setbased``): its books and slippage, which this group has
+        not begun, and its own position and fees (base and third-asset), added to this
+        group's (quote fees and counts come from the aggregates)."""
+        self.avg = other.avg
+        self.fifo = other.fifo
+        self.slip_mid = other.slip_mid
+        self.slip_touch = other.slip_touch
+        with localcontext(_CTX):
+            self.own_qty += other.own_qty
+            self.totals.fees += other.totals.fees
+
     def open_from(self, other: GroupFold) -> None:
         """Start this group's books with ``other``'s inventory at its cost (FIFO and average)."""
         self.opened = True

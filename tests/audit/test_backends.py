@@ -110,3 +110,22 @@ async def test_postgresql_audit_reads_spot_fills_only(pg_scenario: Built) -> Non
         spot = db.conn.execute("SELECT count(*) FROM fills WHERE symbol LIKE 'UM:%'").fetchone()
         every = db.conn.execute("SELECT count(*) FROM main.fills WHERE symbol LIKE 'UM:%'").fetchone()
     assert spot == (0,) and every == (1,)
+
+
+async def test_columns_by_copy_are_the_rows_as_text(pg_scenario: Built) -> None:
+    """``SqlReader.columns`` (COPY, split as text) gives each column of a SELECT of text as
+    ``rows`` gives it, NULL as ''; None when COPY had to escape a value (a backslash, tab,
+    newline or other control character in it), so that the caller reads ``rows`` instead;
+    no rows: empty columns."""
+    sql = ("SELECT CAST(price AS text), side, CASE WHEN is_maker THEN CAST(trade_ms AS text) END "
+           "FROM fills WHERE symbol = ? ORDER BY id")
+    with AuditDB.from_url(pg_scenario.url) as db:
+        reader: Any = db.conn
+        rows = reader.rows(sql, ["BTCUSDT"])
+        cols = reader.columns(sql, ["BTCUSDT"], 3)
+        assert rows and cols == [[r[i] or "" for r in rows] for i in range(3)]
+        assert "" in cols[2] and any(cols[2])  # both NULL and values
+        assert reader.columns(sql, ["NOSUCH"], 3) == [[], [], []]
+        for odd in ("a\\b", "a\tb", "a\nb", "a\x0bb"):
+            assert reader.columns("SELECT CAST(? AS text), 'x'", [odd], 2) is None
+        assert reader.columns("SELECT CAST(? AS text), 'x'", ["a b"], 2) == [["a b"], ["x"]]

@@ -11,6 +11,7 @@ import shutil
 from dataclasses import replace
 from decimal import Decimal as D
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -281,3 +282,85 @@ def test_split_worker_reads_the_readers_snapshot(
     for a, b in zip(after.symbols, before.symbols, strict=True):
         # the new fills are real: a new reader sees them
         assert a.fills == b.fills + (b.symbol in traded), a.symbol
+
+
+def test_split_on_postgresql_with_a_symbol_out_of_scope(
+    tmp_path: Path, empty_ledger: Path, pg_databases: PgDatabases | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL the split's halves only read their symbols' fills in time order; the
+    aggregates (orders, fill sums, latencies) are read once for the whole scope and the two
+    are joined per symbol (``setbased._pg_fold``). A symbol every fill of which is out of
+    scope (ETHUSDT trades only before ``since``) gets no group from its half, so the report
+    is still the fold's: no ETHUSDT line with empty books when only its orders are in scope
+    (``until``) or nothing is (``since``); BNB fees with a price and, for ETH, without."""
+    path = tmp_path / "ledger.db"
+    shutil.copyfile(empty_ledger, path)
+    lg = Ledger(path)
+    lg.run(1, T0, stopped=False)
+    for oid, (sym, t, side, fee_kind, price) in enumerate(
+        [
+            ("ETHUSDT", 1_000, "BUY", 2, "99"),
+            ("ETHUSDT", 2_000, "SELL", 1, "101.5"),
+            ("BNBUSDT", 3_000, "BUY", 0, "600"),
+            ("BTCUSDT", 20_000, "BUY", 2, "100"),
+            ("BTCUSDT", 21_000, "SELL", 1, "98.25"),
+            ("BTCUSDT", 22_000, "SELL", 0, "100.00000000"),
+        ],
+        start=1,
+    ):
+        lg.order(oid, 1, sym, side, T0 + t, True, False)
+        lg.fill(oid, 1, sym, side, T0 + t + 10, price, fee_kind, True)
+        lg.settle(oid, "FILLED", "0.5")
+    lg.order(7, 1, "ETHUSDT", "BUY", T0 + 30_000, True, False)  # in scope, never filled
+    lg.conn.close()
+    url = _on_pg(path, pg_databases)
+    seen = _split_used(monkeypatch)
+    scopes = [Scope(), Scope(since_ms=T0 + 10_000), Scope(until_ms=T0 + 1_500), Scope(since_ms=T0 + 40_000)]
+    _check(url, scopes, 1)
+    assert len(seen) >= len(scopes) and all(seen), seen  # every report was split
+    with AuditDB.from_url(url) as db:
+        late = build_report(db, Scope(since_ms=T0 + 10_000), use_checkpoint=False)
+    eth = [r for r in late.symbols if r.symbol == "ETHUSDT"]
+    assert eth and eth[0].fills == 0 and eth[0].orders_total == 1  # its order only
+
+
+def test_ordered_read_on_postgresql_falls_back_to_rows_for_an_escaped_value(
+    tmp_path: Path, empty_ledger: Path, pg_databases: PgDatabases | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each symbol's ordered read comes by COPY as text (``SqlReader.columns``); a value COPY
+    escapes (here a third fee asset with a backslash and one with a tab, which only the
+    ordered read's third-fee column carries) makes it read ``rows`` instead: the same report
+    as the fold's, and as without those assets' odd names (their fees are unconverted)."""
+    from executor.audit.reader import SqlReader
+
+    path = tmp_path / "ledger.db"
+    shutil.copyfile(empty_ledger, path)
+    lg = Ledger(path)
+    lg.run(1, T0, stopped=False)
+    for oid, (t, side, fee_kind, price) in enumerate(
+        [(1_000, "BUY", 2, "99"), (2_000, "SELL", 1, "101.5"), (3_000, "BUY", 2, "100"),
+         (4_000, "SELL", 0, "98.25")],
+        start=1,
+    ):
+        lg.order(oid, 1, "BTCUSDT", side, T0 + t, True, False)
+        lg.fill(oid, 1, "BTCUSDT", side, T0 + t + 10, price, fee_kind, None)
+        lg.settle(oid, "FILLED", "0.5")
+    with lg.conn:
+        lg.conn.execute("UPDATE fills SET commission_asset = 'X\\Y' WHERE order_id = 1")
+        lg.conn.execute("UPDATE fills SET commission_asset = 'X' || char(9) || 'Y' WHERE order_id = 3")
+    lg.conn.close()
+    url = _on_pg(path, pg_databases)
+    fell_back: list[str] = []
+    real = SqlReader.rows
+
+    def spy(self: SqlReader, sql: str, params: Any = ()) -> list[Any]:
+        fell_back.append(sql)
+        return real(self, sql, params)
+
+    monkeypatch.setattr(SqlReader, "rows", spy)
+    _check(url, [Scope(), Scope(since_ms=T0 + 2_500)], 1)
+    assert fell_back  # the ordered read of BTCUSDT took the rows path
+    with AuditDB.from_url(url) as db:
+        rep = build_report(db, Scope(), use_checkpoint=False)
+    (btc,) = rep.symbols
+    assert btc.fees_unconverted == {"X\tY": D("0.0001"), "X\\Y": D("0.0001")}
