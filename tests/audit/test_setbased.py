@@ -247,6 +247,45 @@ def test_third_asset_fees_from_the_ordered_read(
     btc = next(r for r in rep.symbols if r.symbol == "BTCUSDT")
     assert btc.fees_unconverted == {"BNB": D("0.0001"), "XYZ": D("0.0001")}
 
+
+def test_fill_sums_in_binances_form_with_zero_fees(
+    empty_ledger: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite: a ledger whose every quantity, quote and fee has Binance's 8 places is summed
+    in the plain form (``Dialect.plain``), where zero fees are in the integer sum (they add
+    0) and only the count of non-zero fees tests them (session 8): fee groups mixing zero
+    and non-zero fees, and groups whose fees are all zero (no fee sum at all), give the
+    fold's figures."""
+    path = tmp_path / "ledger.db"
+    shutil.copyfile(empty_ledger, path)
+    lg = Ledger(path)
+    lg.run(1, T0, stopped=False)
+    for oid in range(1, 13):
+        sym = "BTCUSDT" if oid % 3 else "ETHUSDT"
+        side = "BUY" if oid % 4 < 2 else "SELL"
+        lg.order(oid, 1, sym, side, T0 + oid * 1_000, True, False)
+        maker = [True, False, None][(oid // 2) % 3]
+        lg.fill(oid, 1, sym, side, T0 + oid * 1_000 + 10, PRICES[oid % 6], oid % 3, maker)
+        lg.settle(oid, "FILLED", "0.5")
+    with lg.conn:
+        lg.conn.execute(
+            "UPDATE fills SET qty = '0.50000000', price = printf('%.8f', CAST(price AS REAL)), "
+            "quote_qty = printf('%.8f', CAST(quote_qty AS REAL)), "
+            "commission = CASE WHEN order_id % 2 = 0 OR is_maker IS NULL THEN '0.00000000' "
+            "ELSE printf('%.8f', CAST(commission AS REAL)) END"
+        )
+    lg.conn.close()
+    plain: list[bool] = []
+    real = setbased._fills
+
+    def spy(db: AuditDB, d: setbased.Dialect, *args: Any) -> None:
+        plain.append(d.plain)
+        real(db, d, *args)
+
+    monkeypatch.setattr(setbased, "_fills", spy)
+    _check(f"sqlite+aiosqlite:///{path}", [Scope(), Scope(symbol="BTCUSDT"), Scope(since_ms=T0 + 5_000)], 1)
+    assert plain and all(plain), plain
+
 # -- PostgreSQL: the split report (a forked worker in this reader's exported snapshot)
 
 
