@@ -51,7 +51,10 @@ whole scope (not once per half, each a scan of every row) on two helper connecti
 both processes read; each symbol's fills are read once, in time order, joined with their
 orders and as text (``_ordered_pg``: the sums, base and third-asset fees, own position and
 slippage groups summed in Python from that read, instead of three statements per symbol and
-one per third-asset fee); the halves only do those ordered reads.
+one per third-asset fee); the halves only do those ordered reads. Session 8 (SQLite, branch
+``sqlaudit3``): the cyclic garbage collector is off during the fold (``_no_cyclic_gc``: its
+full collections walked millions of rows' objects, ~0.3-0.6 s of CPU per process), and the
+third-asset fees come from each symbol's ordered read instead of a statement each.
 
 A ledger whose report needs per-run groups (several runs, whole-ledger scope) is left to the
 fold: a run's books open with the inventory at its first fill, at its average cost.
@@ -60,12 +63,14 @@ tests/audit/test_setbased.py checks that this path and the fold give the same re
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import re
 import sqlite3
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from itertools import compress, islice, repeat, starmap
@@ -184,6 +189,30 @@ def set_based_fold(
     both halves read one ledger whatever is committed meanwhile (``_pg_fold``)."""
     if not db.sqlite:
         return _pg_fold(db, scope, pairs, prices)
+    with _no_cyclic_gc():  # the forked worker inherits it
+        return _sqlite_fold(db, scope, pairs, prices)
+
+
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """The cyclic garbage collector off meanwhile (session 8, bench/RESULTS.md, branch
+    ``sqlaudit3``): the report holds millions of new tuples, strings and Decimals at once
+    (500,000 fills a process, seven columns each), and each full collection walks every one
+    of them: ~0.3-0.6 s of CPU per process at 1M fills. They form no cycles (rows, lists of
+    columns, Decimals); reference counting frees them. Restored as it was found."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _sqlite_fold(
+    db: AuditDB, scope: Scope, pairs: Callable[[str], tuple[str, str]], prices: PriceAt
+) -> LedgerFold | None:
+    """``set_based_fold`` on SQLite: split over this process and a forked worker."""
     split = _split(db, scope)
     if split is None:
         return _fold_part(db, scope, pairs, prices)
@@ -603,6 +632,20 @@ def _fill_sums(db: AuditDB, d: Dialect, scope: Scope) -> list[tuple[Any, ...]]:
 def _fill_sums_call(d: Dialect, scope: Scope) -> tuple[str, list[Any]]:
     where, params = _where(scope, "f.trade_ms", "f")
     fee_nz = d.nonzero("f.commission")
+    if d.plain:
+        # SQLite, Binance's form (``Dialect.plain``; any other text refuses the whole
+        # statement): every value has ``scale`` places, so the places are that constant and
+        # a zero fee adds 0 to the integer sum; only the count needs the non-zero test.
+        # Session 8 (bench/RESULTS.md, ``sqlaudit3``): two GLOBs, three CASEs and three
+        # aggregate steps less per fill: 0.68 -> 0.59 s of CPU per 500,000 fills.
+        sql = (
+            "SELECT f.symbol, f.side, f.is_maker, f.commission_asset, count(*), "
+            f"sum({d.num('f.qty')}), {d.scale}, sum({d.num('f.quote_qty')}), {d.scale}, "
+            f"sum({d.num('f.commission')}), {d.scale}, sum({fee_nz}), "
+            f"sum({d.unfit('f.qty')} OR {d.unfit('f.quote_qty')} OR {d.unfit('f.commission')}) "
+            f"FROM fills f{where} GROUP BY 1, 2, 3, 4"
+        )
+        return sql, params
     sql = (
         "SELECT f.symbol, f.side, f.is_maker, f.commission_asset, count(*), "
         f"sum({d.num('f.qty')}), max({d.places('f.qty')}), "
@@ -641,9 +684,8 @@ def _fill_sum_rows(d: Dialect, rows: Any) -> list[tuple[Any, ...]]:
 
 def _fills(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold, sums: list[tuple[Any, ...]],
            quotes: dict[int, str | None] | None) -> None:
-    symbols, third = _add_fill_sums(fold, sums)
-    for sym, asset in sorted(third):
-        _third_fees(db, d, scope, fold, sym, asset)
+    # Third-asset fees come from each symbol's ordered read (session 8): not a statement each.
+    symbols, _third = _add_fill_sums(fold, sums)
     for sym in sorted(symbols):
         _ordered(db, d, scope, fold, sym, quotes)
 
@@ -681,30 +723,6 @@ def _add_fill_sums(fold: LedgerFold, sums: list[tuple[Any, ...]]) -> tuple[set[s
             elif fee_asset != base:  # a base fee's value in quote comes from the ordered read
                 third.add((sym, fee_asset))
     return symbols, third
-
-
-def _third_fees(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold, sym: str, asset: str) -> None:
-    """Fees in a third asset, valued at the ledger's price of ``asset``+quote at each fill."""
-    where, params = _where(Scope(scope.run_id, scope.since_ms, scope.until_ms, sym), "f.trade_ms", "f")
-    cond = _and(
-        where, f"f.commission_asset = ? AND f.side IN ('BUY', 'SELL') AND {d.nonzero('f.commission')}"
-    )
-    g = fold.group(None, sym)
-    quote = fold.pairs(sym)[1]
-    price_at = fold.price_at
-    dec = Decimal
-    fees = g.totals.fees
-    with localcontext(_CTX):
-        rows = db.conn.execute(f"SELECT {_TIME}, f.commission FROM fills f{cond}", [*params, asset])
-        for t, amount in rows:
-            amount = dec(amount)
-            price = price_at(asset + quote, t)
-            if price is None:
-                per = fold.unconverted.setdefault(sym, {})
-                per[asset] = per.get(asset, ZERO) + amount
-            else:
-                fees += amount * price
-    g.totals.fees = fees
 
 
 def _order_by(db: AuditDB, scope: Scope, sym: str) -> str:
@@ -763,29 +781,44 @@ def _ordered(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold, sym: str,
     Session 7: each fill's order quotes come from ``quotes`` (the orders' read of
     ``_order_counts_sqlite``, by order id) instead of a join per fill (500,000 fills: about
     0.35 s of CPU); an order it lacks (outside a bounded scope) is read by id. A dict built
-    only for this was tried in session 6 and cost more than the join."""
+    only for this was tried in session 6 and cost more than the join.
+
+    Session 8 (bench/RESULTS.md, branch ``sqlaudit3``): the third-asset fees (as
+    ``_add_fill_sums`` finds them: a non-zero fee in an asset neither base nor quote) come
+    from this read too, as "asset amount" texts (NULL on every other fill) and each fill's
+    time, where each was a statement of its own over the symbol's fills (~0.3-0.4 s of CPU
+    per 500,000 fills, against a few hundredths for one more, mostly NULL, column)."""
     where, params = _where(Scope(scope.run_id, scope.since_ms, scope.until_ms, sym), "f.trade_ms", "f")
-    base = fold.pairs(sym)[0]
+    base, quote = fold.pairs(sym)
     cond = _and(where, "f.side IN ('BUY', 'SELL')")
+    nz = d.nonzero("f.commission")
     cols = (
-        f"SELECT f.side = 'BUY', f.qty, CASE WHEN f.commission_asset = ? AND {d.nonzero('f.commission')} "
-        f"THEN f.commission END, f.price, f.order_id"
+        f"SELECT f.side = 'BUY', f.qty, CASE WHEN f.commission_asset = ? AND {nz} THEN f.commission END, "
+        "f.price, f.order_id, CASE WHEN f.commission_asset NOT IN (?, ?) AND f.commission_asset <> '' "
+        f"AND {nz} THEN f.commission_asset || ' ' || f.commission END"
     )
+    args = [base, base, quote, *params]
     order = _order_by(db, scope, sym)
     rows = None
-    if order == _BY_TRADE:
-        rows = _by_trade_ms(db, f"{cols}, f.trade_ms, f.trade_id FROM fills f{cond}", [base, *params])
+    if order == _BY_TRADE:  # no fill in scope without a trade_ms: it is the time, ``_TIME``
+        rows = _by_trade_ms(db, f"{cols}, f.trade_ms, f.trade_id FROM fills f{cond}", args)
     if rows is None:
-        rows = db.conn.execute(f"{cols} FROM fills f{cond} ORDER BY {order}", [base, *params]).fetchall()
-    buys, qtys, fees, texts, order_ids = (list(map(itemgetter(i), rows)) for i in range(5))
-    del rows
+        rows = db.conn.execute(f"{cols}, {_TIME} FROM fills f{cond} ORDER BY {order}", args).fetchall()
+    buys, qtys, fees, texts, order_ids, thirds = (list(map(itemgetter(i), rows)) for i in range(6))
+    if any(thirds):
+        _third_fees(fold, sym, quote, thirds, list(map(itemgetter(6), rows)))
+    del rows, thirds
     quotes = _quotes_of(db, quotes_by_id, order_ids)
     del order_ids
     g = fold.group(None, sym)
     dec = Decimal
     with localcontext(_CTX):
         prices = list(map(dec, texts))
-        dqs = [q if b else -q for b, q in zip(buys, map(dec, qtys), strict=True)]
+        # Each distinct quantity text converted and negated once (sizes repeat: ~4,000 texts
+        # among a symbol's 500,000 fills; as ``_ordered_pg``), not a Decimal per fill.
+        bought = {t: dec(t) for t in set(qtys)}
+        sold = {t: -q for t, q in bought.items()}
+        dqs = [bought[t] if b else sold[t] for b, t in zip(buys, qtys, strict=True)]
         base_fees = ZERO
         for i in compress(range(len(fees)), fees):  # fills with a non-zero base-asset fee
             fee = dec(fees[i])
@@ -805,6 +838,31 @@ def _ordered(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold, sym: str,
             if ba != " "
             for bid, ask in (ba.split(" "),)
         )
+
+
+def _third_fees(fold: LedgerFold, sym: str, quote: str, thirds: list[str | None], times: list[int]) -> None:
+    """Fees in a third asset ("asset amount" texts, None on other fills), valued at the
+    ledger's price of ``asset``+quote at each fill's time; asset by asset in name order, each
+    in time order (every sum exact at ``_CTX``, so the order changes no figure)."""
+    by_asset: dict[str, list[tuple[str, int]]] = {}
+    for i in compress(range(len(thirds)), thirds):
+        asset, amount = thirds[i].rsplit(" ", 1)  # type: ignore[union-attr]
+        by_asset.setdefault(asset, []).append((amount, times[i]))
+    g = fold.group(None, sym)
+    price_at = fold.price_at
+    dec = Decimal
+    fees = g.totals.fees
+    with localcontext(_CTX):
+        for asset in sorted(by_asset):
+            for text, t in by_asset[asset]:
+                amount = dec(text)
+                price = price_at(asset + quote, t)
+                if price is None:
+                    per = fold.unconverted.setdefault(sym, {})
+                    per[asset] = per.get(asset, ZERO) + amount
+                else:
+                    fees += amount * price
+    g.totals.fees = fees
 
 
 def _quotes_of(

@@ -196,6 +196,96 @@ def test_fills_of_one_millisecond_in_trade_id_order(
     assert seen and all(fell_back == reverse for fell_back in seen), seen
 
 
+
+@pytest.mark.parametrize("untimed", [False, True])
+def test_third_asset_fees_from_the_ordered_read(
+    empty_ledger: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, untimed: bool
+) -> None:
+    """SQLite: the third-asset fees come from each symbol's ordered read (session 8), valued
+    at the ledger's price at each fill's time: BNB fees before the first BNBUSDT price
+    (unconverted) and after it, at two prices, and fees in an asset with no price at all.
+    ``untimed``: one fill without a ``trade_ms``, so the read is ordered by ``received_ms``
+    (the time column is then read as ``coalesce(trade_ms, received_ms)``, not the trade id).
+    Split over two processes and not: the report is the fold's, the cyclic collector is off
+    during the set-based fold (``_no_cyclic_gc``) and back on after it."""
+    import gc
+
+    path = tmp_path / "ledger.db"
+    shutil.copyfile(empty_ledger, path)
+    lg = Ledger(path)
+    lg.run(1, T0, stopped=False)
+    fills = [("BTCUSDT", 1_000, "BUY", 2, "100"), ("BNBUSDT", 3_000, "BUY", 0, "600"),
+             ("BTCUSDT", 4_000, "SELL", 2, "101.5"), ("ETHUSDT", 4_500, "BUY", 2, "99"),
+             ("BNBUSDT", 6_000, "SELL", 0, "650"), ("BTCUSDT", 7_000, "BUY", 2, "99"),
+             ("BTCUSDT", 8_000, "SELL", 2, "98.25"), ("ETHUSDT", 9_000, "SELL", 1, "101.5")]
+    for oid, (sym, t, side, fee_kind, price) in enumerate(fills, start=1):
+        lg.order(oid, 1, sym, side, T0 + t, True, False)
+        lg.fill(oid, 1, sym, side, T0 + t + 10, price, fee_kind, True)
+        lg.settle(oid, "FILLED", "0.5")
+    with lg.conn:
+        lg.conn.execute("UPDATE fills SET commission_asset = 'XYZ' WHERE order_id = 6")
+        if untimed:  # then timed by received_ms (trade time + 5), at the 600 price
+            lg.conn.execute("UPDATE fills SET trade_ms = NULL, trade_id = 0 WHERE order_id = 3")
+    lg.conn.close()
+    url = f"sqlite+aiosqlite:///{path}"
+    collector: list[bool] = []
+    real = setbased._ordered
+
+    def spy(*args: Any) -> None:
+        collector.append(gc.isenabled())
+        real(*args)
+
+    monkeypatch.setattr(setbased, "_ordered", spy)
+    for split in (False, True):
+        if split:
+            _split_used(monkeypatch)
+        _check(url, [Scope(), Scope(run_id=1), Scope(since_ms=T0 + 2_000)], 1)
+    assert collector and not any(collector), collector  # this process's reads: collector off
+    assert gc.isenabled()
+    with AuditDB.from_url(url) as db:
+        rep = build_report(db, Scope(), use_checkpoint=False)
+    btc = next(r for r in rep.symbols if r.symbol == "BTCUSDT")
+    assert btc.fees_unconverted == {"BNB": D("0.0001"), "XYZ": D("0.0001")}
+
+
+def test_fill_sums_in_binances_form_with_zero_fees(
+    empty_ledger: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite: a ledger whose every quantity, quote and fee has Binance's 8 places is summed
+    in the plain form (``Dialect.plain``), where zero fees are in the integer sum (they add
+    0) and only the count of non-zero fees tests them (session 8): fee groups mixing zero
+    and non-zero fees, and groups whose fees are all zero (no fee sum at all), give the
+    fold's figures."""
+    path = tmp_path / "ledger.db"
+    shutil.copyfile(empty_ledger, path)
+    lg = Ledger(path)
+    lg.run(1, T0, stopped=False)
+    for oid in range(1, 13):
+        sym = "BTCUSDT" if oid % 3 else "ETHUSDT"
+        side = "BUY" if oid % 4 < 2 else "SELL"
+        lg.order(oid, 1, sym, side, T0 + oid * 1_000, True, False)
+        maker = [True, False, None][(oid // 2) % 3]
+        lg.fill(oid, 1, sym, side, T0 + oid * 1_000 + 10, PRICES[oid % 6], oid % 3, maker)
+        lg.settle(oid, "FILLED", "0.5")
+    with lg.conn:
+        lg.conn.execute(
+            "UPDATE fills SET qty = '0.50000000', price = printf('%.8f', CAST(price AS REAL)), "
+            "quote_qty = printf('%.8f', CAST(quote_qty AS REAL)), "
+            "commission = CASE WHEN order_id % 2 = 0 OR is_maker IS NULL THEN '0.00000000' "
+            "ELSE printf('%.8f', CAST(commission AS REAL)) END"
+        )
+    lg.conn.close()
+    plain: list[bool] = []
+    real = setbased._fills
+
+    def spy(db: AuditDB, d: setbased.Dialect, *args: Any) -> None:
+        plain.append(d.plain)
+        real(db, d, *args)
+
+    monkeypatch.setattr(setbased, "_fills", spy)
+    _check(f"sqlite+aiosqlite:///{path}", [Scope(), Scope(symbol="BTCUSDT"), Scope(since_ms=T0 + 5_000)], 1)
+    assert plain and all(plain), plain
+
 # -- PostgreSQL: the split report (a forked worker in this reader's exported snapshot)
 
 
