@@ -52,9 +52,10 @@ both processes read; each symbol's fills are read once, in time order, joined wi
 orders and as text (``_ordered_pg``: the sums, base and third-asset fees, own position and
 slippage groups summed in Python from that read, instead of three statements per symbol and
 one per third-asset fee); the halves only do those ordered reads. Session 8 (SQLite, branch
-``sqlaudit3``): the cyclic garbage collector is off during the fold (``_no_cyclic_gc``: its
-full collections walked millions of rows' objects, ~0.3-0.6 s of CPU per process), and the
-third-asset fees come from each symbol's ordered read instead of a statement each.
+``sqlaudit3``): the cyclic garbage collector is off during the fold for every caller, not
+only the CLI (``fold.no_cyclic_gc``: its full collections walked millions of rows' objects,
+~0.3-0.6 s of CPU per process), and the third-asset fees come from each symbol's ordered
+read instead of a statement each.
 
 A ledger whose report needs per-run groups (several runs, whole-ledger scope) is left to the
 fold: a run's books open with the inventory at its first fill, at its average cost.
@@ -63,21 +64,19 @@ tests/audit/test_setbased.py checks that this path and the fold give the same re
 
 from __future__ import annotations
 
-import gc
 import multiprocessing
 import os
 import re
 import sqlite3
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from itertools import compress, islice, repeat, starmap
 from operator import eq, is_not, itemgetter, mul
 from typing import Any
 
-from executor.audit.fold import _CTX, ZERO, LedgerFold, PriceAt, order_outcome
+from executor.audit.fold import _CTX, ZERO, LedgerFold, PriceAt, no_cyclic_gc, order_outcome
 from executor.audit.query import AuditDB, Scope
 from executor.core.orders import Side
 from executor.core.pnl import FifoBook
@@ -189,24 +188,8 @@ def set_based_fold(
     both halves read one ledger whatever is committed meanwhile (``_pg_fold``)."""
     if not db.sqlite:
         return _pg_fold(db, scope, pairs, prices)
-    with _no_cyclic_gc():  # the forked worker inherits it
+    with no_cyclic_gc():  # the forked worker inherits it (callers other than the CLI)
         return _sqlite_fold(db, scope, pairs, prices)
-
-
-@contextmanager
-def _no_cyclic_gc() -> Iterator[None]:
-    """The cyclic garbage collector off meanwhile (session 8, bench/RESULTS.md, branch
-    ``sqlaudit3``): the report holds millions of new tuples, strings and Decimals at once
-    (500,000 fills a process, seven columns each), and each full collection walks every one
-    of them: ~0.3-0.6 s of CPU per process at 1M fills. They form no cycles (rows, lists of
-    columns, Decimals); reference counting frees them. Restored as it was found."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _sqlite_fold(

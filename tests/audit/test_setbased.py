@@ -207,7 +207,7 @@ def test_third_asset_fees_from_the_ordered_read(
     ``untimed``: one fill without a ``trade_ms``, so the read is ordered by ``received_ms``
     (the time column is then read as ``coalesce(trade_ms, received_ms)``, not the trade id).
     Split over two processes and not: the report is the fold's, the cyclic collector is off
-    during the set-based fold (``_no_cyclic_gc``) and back on after it."""
+    during the set-based fold (``fold.no_cyclic_gc``) and back on after it."""
     import gc
 
     path = tmp_path / "ledger.db"
