@@ -69,7 +69,7 @@ import os
 import re
 import sqlite3
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from itertools import compress, islice, repeat, starmap
@@ -789,7 +789,9 @@ def _ordered(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold, sym: str,
         rows = db.conn.execute(f"{cols}, {_TIME} FROM fills f{cond} ORDER BY {order}", args).fetchall()
     buys, qtys, fees, texts, order_ids, thirds = (list(map(itemgetter(i), rows)) for i in range(6))
     if any(thirds):
-        _third_fees(fold, sym, quote, thirds, list(map(itemgetter(6), rows)))
+        # "asset amount" texts; the fill's time is the read's seventh column
+        _third_fees(fold, sym, quote, ((a, x, row[6]) for row in rows if row[5]
+                                       for a, x in (row[5].rsplit(" ", 1),)))
     del rows, thirds
     quotes = _quotes_of(db, quotes_by_id, order_ids)
     del order_ids
@@ -823,18 +825,19 @@ def _ordered(db: AuditDB, d: Dialect, scope: Scope, fold: LedgerFold, sym: str,
         )
 
 
-def _third_fees(fold: LedgerFold, sym: str, quote: str, thirds: list[str | None], times: list[int]) -> None:
-    """Fees in a third asset ("asset amount" texts, None on other fills), valued at the
-    ledger's price of ``asset``+quote at each fill's time; asset by asset in name order, each
-    in time order (every sum exact at ``_CTX``, so the order changes no figure)."""
+def _third_fees(fold: LedgerFold, sym: str, quote: str, fees: Iterable[tuple[str, str, int]]) -> None:
+    """Fees in a third asset, each (asset, amount text, fill time), valued at the ledger's
+    price of ``asset``+quote at the fill's time; a fee with no such price is unconverted.
+    Asset by asset in name order, each in time order (every sum exact at ``_CTX``, so the
+    order changes no figure). Both backends' ordered reads bring these (``_ordered``,
+    ``_ordered_pg``)."""
     by_asset: dict[str, list[tuple[str, int]]] = {}
-    for i in compress(range(len(thirds)), thirds):
-        asset, amount = thirds[i].rsplit(" ", 1)  # type: ignore[union-attr]
-        by_asset.setdefault(asset, []).append((amount, times[i]))
+    for asset, amount, t in fees:
+        by_asset.setdefault(asset, []).append((amount, t))
     g = fold.group(None, sym)
     price_at = fold.price_at
     dec = Decimal
-    fees = g.totals.fees
+    total = g.totals.fees
     with localcontext(_CTX):
         for asset in sorted(by_asset):
             for text, t in by_asset[asset]:
@@ -844,8 +847,8 @@ def _third_fees(fold: LedgerFold, sym: str, quote: str, thirds: list[str | None]
                     per = fold.unconverted.setdefault(sym, {})
                     per[asset] = per.get(asset, ZERO) + amount
                 else:
-                    fees += amount * price
-    g.totals.fees = fees
+                    total += amount * price
+    g.totals.fees = total
 
 
 def _quotes_of(
@@ -910,8 +913,10 @@ def _ordered_pg(db: AuditDB, scope: Scope, fold: LedgerFold, sym: str) -> None:
     del columns
     if not dq_texts:
         return
+    if any(thirds):  # "asset amount time" texts
+        _third_fees(fold, sym, quote, ((a, x, int(t)) for a, x, t in
+                                       (text.rsplit(" ", 2) for text in thirds if text)))
     g = fold.group(None, sym)
-    price_at = fold.price_at
     dec = Decimal
     with localcontext(_CTX):
         # Each distinct dq text converted once: sizes repeat (1M fills: ~4,000 dq texts among
@@ -920,18 +925,8 @@ def _ordered_pg(db: AuditDB, scope: Scope, fold: LedgerFold, sym: str) -> None:
         dqs = list(map({t: dec(t) for t in set(dq_texts)}.__getitem__, dq_texts))
         prices = list(map(dec, price_texts))
         del dq_texts, price_texts
-        total = g.totals.fees
-        for text in filter(None, thirds):  # as ``_third_fees``
-            asset, amount_text, t = text.rsplit(" ", 2)
-            amount = dec(amount_text)
-            price = price_at(asset + quote, int(t))
-            if price is None:
-                per = fold.unconverted.setdefault(sym, {})
-                per[asset] = per.get(asset, ZERO) + amount
-            else:
-                total += amount * price
         with_fee = compress(zip(fees, prices, strict=True), fees)  # fills with a base-asset fee
-        g.totals.fees = total + sum(starmap(mul, ((dec(f), p) for f, p in with_fee)), ZERO)
+        g.totals.fees += sum(starmap(mul, ((dec(f), p) for f, p in with_fee)), ZERO)
         moves = list(compress(zip(dqs, prices, strict=True), dqs))  # non-zero changes only
         g.avg.apply_all(moves)
         g.own_qty += sum(compress(dqs, keys), ZERO)  # a key: a fill of our own order
