@@ -2,22 +2,28 @@
 
 Each subcommand's work lives in its own module, imported only when chosen, so
 ``--help`` and config errors stay fast and a broken optional part cannot stop the rest.
+The same goes for what this module needs only for some commands: the pydantic config
+(``executor.config``) and asyncio are imported where used, because ``audit --db FILE``
+reads no configuration (``_reads_no_config``) and needs neither (~0.15 s of its start-up;
+bench/RESULTS.md, "#16 audit start-up and teardown").
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import math
 import os
 import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from executor.config import Config, ConfigError, database_url, load_config
+from executor.persistence.urls import database_url
 from executor.run.failures import EXIT_CONFIG, classify
+
+if TYPE_CHECKING:
+    from executor.config import Config
 
 
 class _Parser(argparse.ArgumentParser):
@@ -206,6 +212,8 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 def _web_address(text: str) -> dict:
     """``--web HOST:PORT`` (``[::1]:PORT`` for IPv6) as ``[web]`` overrides."""
+    from executor.config import ConfigError
+
     host, sep, port = text.strip().rpartition(":")
     host = host.strip("[]")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
@@ -213,18 +221,31 @@ def _web_address(text: str) -> dict:
     return {"enabled": True, "host": host, "port": int(port)}
 
 
+def _reads_no_config(command: str, args: argparse.Namespace) -> bool:
+    """``audit --db LEDGER`` without ``--config``: the ledger is named and nothing of the config
+    is used (it would only choose the ledger, and the plots folder when no ledger is named), so
+    the config files are not read. Auditing a ledger then does not depend on this checkout's
+    bot configuration (a ``config/local.toml`` mid-edit or from another version); a ``--config``
+    given by hand is still read and checked (exit code 2 when bad)."""
+    return command == "audit" and bool(getattr(args, "db", None)) and getattr(args, "config", None) is None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = (getattr(args, "log_level", None) or "").upper() == "DEBUG"
-    try:
-        cfg = load_config(args.config, _overrides(args))
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+    command = args.command or "run"
+    cfg: Config | None = None
+    if not _reads_no_config(command, args):
+        from executor.config import ConfigError, load_config
+
+        try:
+            cfg = load_config(args.config, _overrides(args))
+        except ConfigError as exc:
+            print(f"config error: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
     if getattr(args, "db", None):
         # ``--db`` takes a file path (from the working directory, as typed) or a URL.
         args.db = database_url(args.db, Path.cwd())
-    command = args.command or "run"
     try:
         return _dispatch(command, cfg, args)
     except KeyboardInterrupt:
@@ -232,19 +253,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - any failure: one line and its exit code (traceback at DEBUG)
         # Whatever a subcommand did not handle: one line and its exit code; the traceback
         # only when asked for with --log-level DEBUG.
-        failure = classify(exc, database=getattr(args, "db", None) or cfg.database.url)
+        failure = classify(exc, database=getattr(args, "db", None) or (cfg.database.url if cfg else None))
         if debug:
             traceback.print_exc()
         print(failure.line, file=sys.stderr)
         return failure.code
 
 
-def _dispatch(command: str, cfg: Config, args: argparse.Namespace) -> int:
+def _dispatch(command: str, cfg: Config | None, args: argparse.Namespace) -> int:
+    if command == "audit":
+        from executor.audit.cli import audit_command
+
+        return audit_command(cfg, args)
+    # Every other command has its config (``_reads_no_config`` is for `audit` alone).
+    assert cfg is not None
     if command in ("record", "data", "sweep") or getattr(args, "replay", None):
         from executor.replay.cli import replay_main
 
         return replay_main(cfg, args, command)
     if command == "sim":
+        import asyncio
+
         from executor.sim.standalone import serve
 
         return asyncio.run(serve(cfg))
@@ -264,15 +293,13 @@ def _dispatch(command: str, cfg: Config, args: argparse.Namespace) -> int:
         from executor.persistence.migrate import db_command
 
         return db_command(cfg, args.db_command)
-    if command == "audit":
-        from executor.audit.cli import audit_command
-
-        return audit_command(cfg, args)
     if command == "chaos":
         from executor.chaos.runner import chaos_command
 
         return chaos_command(args.minutes, args.seed, args.keep)
     if command == "preflight":
+        import asyncio
+
         from executor.venue.preflight import preflight_command
 
         return asyncio.run(preflight_command(cfg, args))

@@ -33,8 +33,12 @@ from pydantic.dataclasses import dataclass
 from pydantic_core import PydanticCustomError
 
 from executor.core.money import parse_decimal
+from executor.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+# ``database_url`` lives with the other URL helpers (no SQLAlchemy, no pydantic there, so `audit
+# --db` can use it without this module); imported here for ``_resolve_paths`` and old callers.
+from executor.persistence.urls import database_url
+
 DEFAULT_DATA_DIR = ROOT / "data"
 DEFAULT_FILE = ROOT / "config" / "default.toml"
 LOCAL_FILE = ROOT / "config" / "local.toml"
@@ -403,23 +407,6 @@ def data_path(cfg: Config, name: str | Path) -> Path:
     plots), so a default file name is just a relative name."""
     path = Path(name).expanduser()
     return path if path.is_absolute() else resolve_data_dir(cfg.data_dir) / path
-
-
-def database_url(value: str, base: Path) -> str:
-    """A ``[database] url`` or ``--db`` value as a URL: a SQLAlchemy URL (``scheme://...``)
-    as given, except that a relative SQLite file path is taken from ``base``; a plain path
-    (``ledger.db``, ``/srv/bx/ledger.db``) becomes ``sqlite+aiosqlite:///<absolute path>``."""
-    text = value.strip()
-    if "://" not in text:
-        path = Path(text).expanduser()
-        return f"sqlite+aiosqlite:///{path if path.is_absolute() else base / path}"
-    scheme, _, rest = text.partition("://")
-    if scheme.startswith("sqlite") and rest.startswith("/") and not rest.startswith("//"):
-        file, sep, query = rest[1:].partition("?")
-        special = file.startswith((":", "file:"))  # :memory: and URI forms are left alone
-        if file and not special and not Path(file).is_absolute():
-            return f"{scheme}:///{base / file}{sep}{query}"
-    return text
 
 
 def _resolve_paths(cfg: Config) -> Config:

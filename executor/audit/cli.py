@@ -21,11 +21,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from executor.audit.fold import no_cyclic_gc
-from executor.audit.query import AuditDB, AuditError, Scope, parse_time
-from executor.persistence.db import database_path
+from executor.audit.query import AuditDB, AuditError, Scope, parse_time, sqlalchemy_errors
+from executor.persistence.urls import database_path
 
 if TYPE_CHECKING:
     from executor.config import Config
@@ -84,17 +82,21 @@ def archive_for(url: str, given: Path | None) -> Path | None:
     return None
 
 
-def audit_command(cfg: Config, args: argparse.Namespace) -> int:
-    """Entry point wired in ``executor.cli``; returns the process exit code."""
+def audit_command(cfg: Config | None, args: argparse.Namespace) -> int:
+    """Entry point wired in ``executor.cli``; returns the process exit code. ``cfg`` is None
+    when ``--db`` names the ledger and no ``--config`` is given (nothing of it is used then)."""
     # Every command reads millions of acyclic rows (``fold.no_cyclic_gc``).
     with no_cyclic_gc():
         return _audit(cfg, args)
 
 
-def _audit(cfg: Config, args: argparse.Namespace) -> int:
+def _audit(cfg: Config | None, args: argparse.Namespace) -> int:
     try:
         scope = scope_from_args(args)
-        url = getattr(args, "db", None) or default_url(cfg)
+        url = getattr(args, "db", None)
+        if not url:
+            assert cfg is not None  # read whenever no --db names the ledger (executor.cli)
+            url = default_url(cfg)
         _warn_if_newer(url)
         bot = getattr(args, "bot", None)
         if bot == "all":
@@ -129,7 +131,9 @@ def _audit(cfg: Config, args: argparse.Namespace) -> int:
     except sqlite3.Error as exc:
         print(f"audit: cannot read the ledger: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except SQLAlchemyError as exc:  # PostgreSQL; the class name only (a message may hold the URL)
+    # PostgreSQL; the class name only (a message may hold the URL). SQLAlchemy is imported only
+    # by the PostgreSQL reader, so on SQLite this names no class (``sqlalchemy_errors``).
+    except sqlalchemy_errors() as exc:
         print(f"audit: cannot read the ledger: {type(exc).__name__}", file=sys.stderr)
         return EXIT_ERROR
 
@@ -181,7 +185,7 @@ def _daily(db: AuditDB, scope: Scope) -> int:
 def _with_identity(db: AuditDB, text: str, *, after_lines: int | None) -> str:
     """The ledger's client-id prefix and venue (``ledger_meta``) as a line of the table,
     after ``after_lines`` lines (None: at the end, so verify's first line stays its verdict)."""
-    from executor.persistence.identity import describe_meta, read_meta
+    from executor.persistence.ledger_meta import describe_meta, read_meta
 
     line = describe_meta(read_meta(db.conn))
     if after_lines is None:

@@ -29,11 +29,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import orjson
-import sqlalchemy as sa
 
 from executor.core.orders import Side
-from executor.persistence.db import database_path, describe_url, is_sqlite
 from executor.persistence.records import FillRow, OrderRecord
+from executor.persistence.urls import database_path, describe_url, is_sqlite
 
 __all__ = [
     "AuditDB",
@@ -53,6 +52,20 @@ QUOTE_ASSETS = ("FDUSD", "USDT", "USDC", "TUSD", "BUSD", "DAI", "EUR", "TRY", "B
 
 class AuditError(Exception):
     """The audit cannot run as asked (no database, bad filter); phrased for a human."""
+
+
+def sqlalchemy_errors(name: str = "SQLAlchemyError") -> tuple[type[Exception], ...]:
+    """``(sqlalchemy.exc.<name>,)`` for an ``except`` clause, or ``()`` when this process never
+    imported SQLAlchemy.
+
+    Nothing can raise a SQLAlchemy error before SQLAlchemy is imported, and the SQLite audit
+    reads with plain ``sqlite3`` and never imports it: naming the class up front would cost
+    it ~0.1 s of start-up for a clause that cannot match (bench/RESULTS.md, "#16 audit start-up
+    and teardown"). An ``except`` clause evaluates its expression only when an exception
+    reaches it, so ``except (..., *sqlalchemy_errors())`` asks after the fact, when the answer
+    is settled."""
+    module = sys.modules.get("sqlalchemy.exc")
+    return (getattr(module, name),) if module is not None else ()
 
 
 def parse_time(text: str | None, flag: str) -> int | None:
@@ -288,12 +301,14 @@ class AuditDB:
     def from_url(cls, url: str, archive: Path | None = None) -> AuditDB:
         try:
             if not is_sqlite(url):
+                from sqlalchemy.exc import SQLAlchemyError
+
                 from executor.audit.reader import SqlReader
 
                 where = describe_url(url)
                 try:
                     reader = SqlReader(url, spot_fills=True)
-                except (OSError, sa.exc.SQLAlchemyError) as exc:
+                except (OSError, SQLAlchemyError) as exc:
                     raise AuditError(f"cannot read {where}: {type(exc).__name__}") from None
                 try:
                     return cls(where, reader=reader)

@@ -32,7 +32,7 @@ from executor.audit.query import (
 )
 from executor.audit.report import OUTCOMES, AuditReport, Stats, SymbolReport, order_outcome
 from executor.core.orders import Side
-from executor.persistence.types import decimal_to_text
+from executor.persistence.values import decimal_to_text
 
 __all__ = [
     "read_fills_csv",

@@ -54,7 +54,7 @@ from executor.audit.fold import (
 )
 from executor.audit.query import AuditDB, FillRow, OrderRow, Scope, split_symbol
 from executor.figures import BalanceFigure, balances
-from executor.persistence.types import now_ms
+from executor.persistence.values import now_ms
 
 __all__ = [
     "OUTCOMES",

@@ -33,9 +33,7 @@ import sqlite3
 from decimal import Decimal, Inexact, localcontext
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
-from executor.audit.query import AuditDB, Scope, middle_ms, split_symbol
+from executor.audit.query import AuditDB, Scope, middle_ms, split_symbol, sqlalchemy_errors
 from executor.audit.setbased import _SCALES, SCALE, Dialect
 
 if TYPE_CHECKING:
@@ -100,7 +98,7 @@ def verify_sql(
             out = _run(db, Dialect(db.sqlite, scale), scope, opening, opening_ids, base_ms, table, cut)
         except _Unfit:
             continue
-        except (sqlite3.OperationalError, sa.exc.DBAPIError) as exc:
+        except (sqlite3.OperationalError, *sqlalchemy_errors("DBAPIError")) as exc:
             if "overflow" in str(exc).lower():
                 return False
             raise

@@ -29,14 +29,18 @@ while the bot is stopped: a running bot's caches may still refer to the rows mov
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sqlite3
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from executor.config import Config
+if TYPE_CHECKING:  # an annotation only: `audit` imports this module without the pydantic config
+    from executor.config import Config
+
+# asyncio is imported by the two functions that run the move: `audit` uses only
+# ``default_archive_path`` and ``attach_archive`` (bench/RESULTS.md, "#16 audit start-up and teardown").
 
 __all__ = ["ARCHIVED_TABLES", "ArchiveError", "ArchiveResult", "archive", "archive_command",
            "attach_archive", "default_archive_path"]
@@ -191,6 +195,8 @@ def _move(ledger: Path, archive: Path, before_ms: int) -> ArchiveResult:
 
 async def archive(ledger_url: str, before_ms: int, to: Path | None = None) -> ArchiveResult:
     """Move the rows of runs that stopped before ``before_ms`` into the archive (see module doc)."""
+    import asyncio
+
     from executor.persistence.db import database_path
     from executor.persistence.migrate import ensure_schema
 
@@ -206,6 +212,8 @@ async def archive(ledger_url: str, before_ms: int, to: Path | None = None) -> Ar
 
 def archive_command(cfg: Config, args: argparse.Namespace) -> int:
     """``python run.py db archive --before DATE [--to ARCHIVE_DB] [--db URL]``."""
+    import asyncio
+
     from executor.audit.query import AuditError, fmt_ms, parse_time
 
     try:

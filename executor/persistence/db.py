@@ -66,9 +66,19 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.engine.url import URL
-from sqlalchemy.exc import ArgumentError
 
-from executor.config import ROOT
+from executor.paths import ROOT
+
+# The URL helpers live in ``urls`` (no SQLAlchemy at import, for `audit --db`); they are part
+# of this module's interface too, so callers keep importing them from here.
+from executor.persistence.urls import (  # noqa: F401 - re-exported
+    BACKENDS,
+    DatabaseUrlError,
+    backend,
+    database_path,
+    describe_url,
+    is_sqlite,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -106,41 +116,8 @@ def synchronous_for(profile: str) -> str | None:
     return "FULL" if profile in DURABLE_PROFILES else None
 
 
-class DatabaseUrlError(ValueError):
-    """The database URL cannot be used (wrong driver, in-memory, unreadable)."""
-
-
-BACKENDS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 # SQLSTATEs a PostgreSQL writer may retry: serialization_failure, deadlock_detected.
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
-
-
-def backend(url: str | URL) -> str:
-    """``"sqlite"`` or ``"postgresql"`` for a usable ledger URL; anything else is refused."""
-    try:
-        u = make_url(url) if isinstance(url, str) else url
-    except (ArgumentError, ValueError) as exc:
-        raise DatabaseUrlError(f"not a database url: {exc}") from None
-    name = f"{u.get_backend_name()}+{u.get_driver_name()}"
-    if name not in BACKENDS:
-        raise DatabaseUrlError(
-            "database url must be sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB, got "
-            f"{u.render_as_string(hide_password=True)!r}"
-        )
-    return u.get_backend_name()
-
-
-def is_sqlite(url: str | URL) -> bool:
-    return backend(url) == "sqlite"
-
-
-def describe_url(url: str | URL, base: Path = ROOT) -> str:
-    """How to name a ledger to a human: the file for SQLite, the URL without its password
-    for PostgreSQL (a password never reaches a message or a log)."""
-    if is_sqlite(url):
-        return str(database_path(url, base))
-    u = make_url(url) if isinstance(url, str) else url
-    return u.render_as_string(hide_password=True)
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -160,21 +137,6 @@ def is_sqlite_busy(exc: BaseException) -> bool:
     if code is not None:
         return int(code) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
     return "locked" in str(orig)
-
-
-def database_path(url: str | URL, base: Path = ROOT) -> Path:
-    """The file behind a ``sqlite+aiosqlite`` URL; a relative path is taken from ``base``
-    (the project root), so the bot finds the same file whatever the working directory."""
-    u = make_url(url) if isinstance(url, str) else url
-    if u.get_backend_name() != "sqlite" or u.get_driver_name() != "aiosqlite":
-        raise DatabaseUrlError(
-            f"database url must be sqlite+aiosqlite:///PATH, got {u.render_as_string(hide_password=True)!r}"
-        )
-    db = u.database or ""
-    if db in ("", ":memory:") or db.startswith("file::memory:") or u.query.get("mode") == "memory":
-        raise DatabaseUrlError("an in-memory database cannot be a ledger; give a file path")
-    path = Path(db).expanduser()
-    return path if path.is_absolute() else base / path
 
 
 def _split_url(url: str | URL, base: Path) -> tuple[URL, str | None]:

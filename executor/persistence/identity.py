@@ -15,14 +15,14 @@ Written when a bot first opens the ledger, checked by every later one:
 * ``created_ms``.
 
 A ledger from before this table (orders but no meta) keeps the prefix its orders carry and
-is refused if its runs were made on another profile. ``read_meta`` serves the read-only
-audit with a plain sqlite3 connection.
+is refused if its runs were made on another profile. The read-only side (``read_meta``,
+``describe_meta``, the keys and ``VenueIdentity``) lives in ``ledger_meta``, without the ORM
+models this module's writers use, and is re-exported here.
 """
 
 from __future__ import annotations
 
 import secrets
-import sqlite3
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -32,6 +32,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from executor.core.ids import parse_client_id, validate_prefix
+from executor.persistence.ledger_meta import (
+    ACCOUNT_KEY,
+    CREATED_KEY,
+    PREFIX_KEY,
+    PROFILE_KEY,
+    REST_KEY,
+    VenueIdentity,
+    describe_meta,
+    read_meta,
+)
 from executor.persistence.models import LedgerMeta as _MetaModel
 from executor.persistence.models import Order as _OrderModel
 from executor.persistence.models import Run as _RunModel
@@ -47,11 +57,6 @@ meta_t = _MetaModel.__table__
 orders_t = _OrderModel.__table__
 runs_t = _RunModel.__table__
 
-PREFIX_KEY = "client_prefix"
-PROFILE_KEY = "venue_profile"
-REST_KEY = "venue_rest"
-ACCOUNT_KEY = "venue_account"
-CREATED_KEY = "created_ms"
 # "b" + 5 base36 characters: 60M namespaces, and 6 of the 8 characters core.ids allows, so
 # every id stays within Binance's ^[a-zA-Z0-9-_]{1,36}$.
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -60,19 +65,6 @@ GENERATED_LEN = 5
 
 class LedgerMismatch(Exception):
     """The ledger belongs to another venue or namespace; ``str()`` is the one line to print."""
-
-
-@dataclass(frozen=True)
-class VenueIdentity:
-    """Where a ledger's orders go: profile, REST host, and the account where known."""
-
-    profile: str
-    rest: str
-    account: str | None = None
-
-    def describe(self) -> str:
-        acct = f", account {self.account}" if self.account else ""
-        return f"{self.profile} at {self.rest}{acct}"
 
 
 @dataclass(frozen=True)
@@ -187,19 +179,3 @@ async def bind_account(engine: AsyncEngine, path: str, account: str, *, at_ms: i
         async with conn.begin():
             await conn.run_sync(_write_lock)
             await conn.run_sync(_bind, path, account, at)
-
-
-def read_meta(conn: sqlite3.Connection) -> dict[str, str]:
-    """The ledger's identity rows for a read-only reader; {} on a ledger without them."""
-    try:
-        return {str(k): str(v) for k, v in conn.execute("SELECT key, value FROM ledger_meta")}
-    except sqlite3.OperationalError:
-        return {}
-
-
-def describe_meta(meta: dict[str, str]) -> str:
-    """One line for the audit: the prefix and the venue."""
-    if PREFIX_KEY not in meta:
-        return "ledger: no identity recorded (written by a version before ledger_meta)"
-    venue = VenueIdentity(meta.get(PROFILE_KEY, "?"), meta.get(REST_KEY, "?"), meta.get(ACCOUNT_KEY))
-    return f"ledger: client id prefix {meta[PREFIX_KEY]} · venue {venue.describe()}"

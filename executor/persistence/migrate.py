@@ -13,33 +13,27 @@ made by the migrations and is refused with ``SchemaUnmanagedError``.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-from sqlalchemy.engine import URL, Connection
-
-from executor.config import ROOT
-from executor.persistence.db import (
-    DatabaseUrlError,
-    bot_schema,
-    create_engine,
-    database_path,
-    describe_url,
-    is_sqlite,
-)
+from executor.paths import ROOT
+from executor.persistence.urls import DatabaseUrlError, database_path, describe_url, is_sqlite
 
 if TYPE_CHECKING:
+    import asyncio
+
     from alembic.config import Config as AlembicConfig
+    from sqlalchemy.engine import URL, Connection
 
     from executor.config import Config
 
-# alembic is imported where it is used, not with this module: `audit` imports this module
-# only for ``unknown_revisions`` (~0.1 s of its start-up, bench/RESULTS.md, issue 16).
+# alembic, SQLAlchemy (with ``persistence.db``'s engine) and asyncio are imported where they
+# are used, not with this module: `audit` imports this module only for ``unknown_revisions``
+# (plain sqlite3; alembic ~0.1 s and SQLAlchemy ~0.1 s of its start-up, bench/RESULTS.md,
+# issue 16 and "#16 audit start-up and teardown").
 
 MIGRATIONS_DIR = ROOT / "migrations"
 EXIT_DB_ERROR = 5  # README "Exit codes": the ledger cannot be used
@@ -117,6 +111,8 @@ def _check(conn: Connection, path: Path | str) -> SchemaState:
             "Nothing was changed."
         )
     if not current:
+        import sqlalchemy as sa
+
         tables = set(sa.inspect(conn).get_table_names()) - {"alembic_version"}
         if tables:
             raise SchemaUnmanagedError(
@@ -127,6 +123,7 @@ def _check(conn: Connection, path: Path | str) -> SchemaState:
 
 
 def _upgrade(conn: Connection, path: Path | str, schema: str | None = None) -> SchemaState:
+    import sqlalchemy as sa
     from alembic import command
 
     if schema is not None:
@@ -199,6 +196,8 @@ _UPGRADE_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Loc
 
 
 def _upgrade_lock() -> asyncio.Lock:
+    import asyncio
+
     loop = asyncio.get_running_loop()
     lock = _UPGRADE_LOCKS.get(loop)
     if lock is None:
@@ -216,6 +215,8 @@ async def ensure_schema(url: str | URL) -> SchemaState:
 
 
 async def _ensure_schema(url: str | URL) -> SchemaState:
+    from executor.persistence.db import bot_schema, create_engine
+
     path = _where(url)
     engine = create_engine(url)
     try:
@@ -229,6 +230,8 @@ async def _ensure_schema(url: str | URL) -> SchemaState:
 
 async def schema_state(url: str | URL) -> SchemaState:
     """Read the database's revision without changing anything (raises like ensure_schema)."""
+    from executor.persistence.db import create_engine
+
     path = _where(url)
     engine = create_engine(url)
     try:
@@ -240,6 +243,9 @@ async def schema_state(url: str | URL) -> SchemaState:
 
 def db_command(cfg: Config, action: str) -> int:
     """``python run.py db upgrade|current``; returns the process exit code."""
+    import asyncio
+
+    import sqlalchemy as sa
     from alembic.util.exc import CommandError
 
     url = cfg.database.url

@@ -4,13 +4,17 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from executor.config import Config, ConfigError
+if TYPE_CHECKING:
+    from executor.config import Config
+
+# ``add_parsers`` runs for every command line, `audit` included: the pydantic config and
+# asyncio are imported by ``replay_main``, where they are used (bench/RESULTS.md, "#16 audit
+# start-up and teardown").
 
 
 def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -78,6 +82,10 @@ def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> 
 
 
 def replay_main(cfg: Config, args: argparse.Namespace, command: str) -> int:
+    import asyncio
+
+    from executor.config import ConfigError
+
     if command == "record":
         from executor.replay.recorder import record_command
 
