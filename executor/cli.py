@@ -221,6 +221,15 @@ def _web_address(text: str) -> dict:
     return {"enabled": True, "host": host, "port": int(port)}
 
 
+def _config_errors() -> tuple[type[Exception], ...]:
+    """``(ConfigError,)`` for an ``except`` clause, ``()`` while ``executor.config`` is not loaded:
+    only that module raises it (``_web_address`` imports it to raise it), and an ``except``
+    clause evaluates this only once an exception has reached it. So `audit --db` does not
+    import the pydantic config just to name the class."""
+    module = sys.modules.get("executor.config")
+    return (module.ConfigError,) if module is not None else ()
+
+
 def _reads_no_config(command: str, args: argparse.Namespace) -> bool:
     """``audit --db LEDGER`` without ``--config``: the ledger is named and nothing of the config
     is used (it would only choose the ledger, and the plots folder when no ledger is named), so
@@ -235,14 +244,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = (getattr(args, "log_level", None) or "").upper() == "DEBUG"
     command = args.command or "run"
     cfg: Config | None = None
-    if not _reads_no_config(command, args):
-        from executor.config import ConfigError, load_config
+    try:
+        overrides = _overrides(args)  # checked for every command (a bad --web is exit 2 anyway)
+        if not _reads_no_config(command, args):
+            from executor.config import load_config
 
-        try:
-            cfg = load_config(args.config, _overrides(args))
-        except ConfigError as exc:
-            print(f"config error: {exc}", file=sys.stderr)
-            return EXIT_CONFIG
+            cfg = load_config(args.config, overrides)
+    except _config_errors() as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     if getattr(args, "db", None):
         # ``--db`` takes a file path (from the working directory, as typed) or a URL.
         args.db = database_url(args.db, Path.cwd())

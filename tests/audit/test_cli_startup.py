@@ -51,11 +51,14 @@ def test_sqlite_audit_imports_no_sqlalchemy_nor_config(scenario: Built, command:
     assert ("OK:" if command == "verify" else "BY SYMBOL") in p.stdout
 
 
-def test_a_config_given_with_db_is_still_read(scenario: Built, tmp_path: Path, capsys) -> None:
+def test_with_db_a_given_config_and_options_are_checked(scenario: Built, tmp_path: Path, capsys) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[risk]\nno_such_key = 1\n")
     assert main(["audit", "--db", scenario.url, "--config", str(bad)]) == 2
     assert "config error" in capsys.readouterr().err
+    # A bad value on the command line is exit 2 too, config read or not.
+    assert main(["--web", "nowhere", "audit", "--db", scenario.url]) == 2
+    assert "config error: --web" in capsys.readouterr().err
 
 
 def test_the_sqlalchemy_error_clause_names_no_class_until_it_is_loaded() -> None:
