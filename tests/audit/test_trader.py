@@ -165,6 +165,35 @@ def test_a_ledger_with_a_wal_is_read_through_a_copy_when_it_cannot_be_opened_in_
         writer.close()
 
 
+def test_the_ledger_is_read_through_a_memory_map_also_beside_a_writing_bot(scenario: Built) -> None:
+    # mmap (session 9): the pages come from a mapping of the file, and a writer's commits in
+    # the WAL, and the file growing when they are checkpointed, are seen by later readers.
+    with AuditDB(scenario.path) as db:
+        assert db.opened_as == "immutable"
+        assert db.conn.execute("PRAGMA mmap_size").fetchone()[0] > 0
+    writer = sqlite3.connect(scenario.path)
+    try:
+        writer.execute("PRAGMA journal_mode=WAL")
+        writer.execute("PRAGMA wal_autocheckpoint=0")
+        writer.execute("UPDATE balances SET free = '1234.5' WHERE asset = 'USDT'")
+        writer.commit()  # in the WAL only
+        with AuditDB(scenario.path) as db:
+            assert db.opened_as == "read-only"
+            assert db.conn.execute("PRAGMA mmap_size").fetchone()[0] > 0
+            assert {b["asset"]: b["free"] for b in db.balances()}["USDT"] == D("1234.5")
+            size = scenario.path.stat().st_size
+            # The file grows under the open reader: 2,000 rows checkpointed into it.
+            writer.execute("CREATE TABLE pad (x TEXT)")
+            writer.executemany("INSERT INTO pad VALUES (?)", [("x" * 500,)] * 2000)
+            writer.execute("UPDATE balances SET free = '99' WHERE asset = 'USDT'")
+            writer.commit()
+            writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            assert scenario.path.stat().st_size > size
+            assert {b["asset"]: b["free"] for b in db.balances()}["USDT"] == D("99")
+    finally:
+        writer.close()
+
+
 def test_plot_goes_to_the_ledger_folder_by_default(scenario: Built, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("matplotlib")
