@@ -138,13 +138,16 @@ class ClientIdFactory:
         self.low_water = low_water
         self.on_low = on_low
         self.last_order_seq = next_order_seq - 1          # the highest order seq handed out
+        # "<prefix>-<run>-<kind>" per kind, made once: an id is then one concatenation, the
+        # same text ``str(ClientId(...))`` gives (it runs for every order on the tick path).
+        self._heads = {kind: str(ClientId(self.prefix, run, kind, 0))[:-1] for kind in IdKind}
 
     def _take(self, kind: IdKind) -> str:
         seq = self._next[kind]
         if not 1 <= seq <= MAX_SEQ:
             raise ValueError(f"client id sequence {seq} out of range")
         self._next[kind] = seq + 1
-        return str(ClientId(self.prefix, self.run, kind, seq))
+        return self._heads[kind] + str(seq)
 
     # -- reserved blocks of order ids
 

@@ -60,8 +60,11 @@ class OrderLog:
             self.log.info("order %s: cancel sent (%s %s)", order.client_id, order.symbol, order.status.value)
             return
         self._seen[order.client_id] = _Seen()
-        self.log.info("order %s sent: %s %s %s %s @ %s%s", order.client_id, order.side.value,
-                      _num(order.qty), order.symbol, order.order_type, _num(order.price), _why(order))
+        # This runs on the order's send path, before the request is written: the line's
+        # arguments (two decimals formatted) are built only if the line will be written.
+        if self.log.isEnabledFor(logging.INFO):
+            self.log.info("order %s sent: %s %s %s %s @ %s%s", order.client_id, order.side.value,
+                          _num(order.qty), order.symbol, order.order_type, _num(order.price), _why(order))
 
     def changed(self, order: Any) -> None:
         """After the tracker changed ``order``: log what is new since the last line

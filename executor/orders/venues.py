@@ -60,9 +60,10 @@ class FuturesMarketView:
         st = self._market.get(wire_symbol(symbol))
         if st is None:
             return None
-        recv = [t for t in (st.mark_recv_mono, st.book_recv_mono) if t is not None]
-        return PerpState(symbol, st.mark, st.bid, st.ask, min(recv) if len(recv) == 2 else None,
-                         st.book_recv_mono)
+        # Read several times per futures decision (market, risk, record): no temporaries.
+        mark_at, book_at = st.mark_recv_mono, st.book_recv_mono
+        recv = None if mark_at is None or book_at is None else min(mark_at, book_at)
+        return PerpState(symbol, st.mark, st.bid, st.ask, recv, book_at)
 
 
 class FuturesRiskView:

@@ -72,3 +72,17 @@ def test_every_id_satisfies_binance_and_round_trips(prefix: str, started_ms: int
     assert BINANCE_CLIENT_ID_RE.fullmatch(value)
     parsed = parse_client_id(value, prefix)
     assert parsed == ClientId(prefix, run, IdKind.CANCEL if cancel else IdKind.ORDER, seq)
+
+
+@given(prefix=st.from_regex(r"[A-Za-z0-9_]{1,8}", fullmatch=True),
+       run=st.from_regex(r"[a-z0-9]{1,14}", fullmatch=True), first=st.integers(1, 9_999_999_990))
+def test_made_ids_are_exactly_the_client_id_text(prefix: str, run: str, first: int) -> None:
+    # The factory joins a per-kind head made once with the sequence (the tick path's form):
+    # the same text as ``str(ClientId(...))``, and it parses back to the same id.
+    ids = ClientIdFactory(prefix, run, next_order_seq=first, next_cancel_seq=first)
+    for seq in range(first, first + 3):
+        order, cancel = ids.next_order_id(), ids.next_cancel_id()
+        assert order == str(ClientId(prefix, run, IdKind.ORDER, seq))
+        assert cancel == str(ClientId(prefix, run, IdKind.CANCEL, seq))
+        assert parse_client_id(order, prefix) == ClientId(prefix, run, IdKind.ORDER, seq)
+        assert BINANCE_CLIENT_ID_RE.fullmatch(order) and BINANCE_CLIENT_ID_RE.fullmatch(cancel)

@@ -96,3 +96,32 @@ async def test_no_signature_fragment_in_the_log_at_any_level(sim: SimHandle, tmp
         reason = re.escape(rec.reason or "")
         assert re.search(rf"INFO .*order {rec.client_order_id} sent: .*-- {reason}", text)
         assert re.search(rf"INFO .*order {rec.client_order_id} filled ", text)
+
+
+class _CountingOrder(TrackedOrder):
+    """A tracked order that counts reads of its reason (read only to write a line)."""
+
+    reason_reads = 0
+
+    def __getattribute__(self, name: str) -> object:
+        if name == "reason":
+            type(self).reason_reads += 1
+        return super().__getattribute__(name)
+
+
+def test_sent_line_is_not_built_when_info_is_off(caplog: pytest.LogCaptureFixture) -> None:
+    # ``sent`` runs on the order's send path before the request is written: with INFO off
+    # nothing of the line (decimals formatted, the reason) is built.
+    caplog.set_level(logging.WARNING, logger="executor.orders")
+    journal = OrderLog()
+    order = _CountingOrder("bx-r1-o8", "BTCUSDT", Side.BUY, "LIMIT", Decimal("59990.1"), Decimal("0.002"),
+                           placed_at=0.0, reason=REASON)
+    _CountingOrder.reason_reads = 0
+    journal.sent(order)
+    assert _CountingOrder.reason_reads == 0 and not caplog.records
+    caplog.set_level(logging.INFO, logger="executor.orders")
+    journal.sent(_CountingOrder("bx-r1-o9", "BTCUSDT", Side.BUY, "LIMIT", Decimal("59990.1"),
+                                Decimal("0.002"), placed_at=0.0, reason=REASON))
+    assert _CountingOrder.reason_reads == 1
+    assert [r.getMessage() for r in caplog.records] == [
+        f"order bx-r1-o9 sent: BUY 0.002 BTCUSDT LIMIT @ 59990.1 -- {REASON}"]
