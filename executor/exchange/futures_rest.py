@@ -74,13 +74,19 @@ class FuturesGateway(RestGateway):
     """Futures calls through the shared gate and clock, with a futures weight budget.
 
     ``spot``: the spot gateway whose ban gate and server clock this one shares (the futures
-    client's ``timestamp_offset`` follows that clock before every call)."""
+    client's ``timestamp_offset`` follows that clock before every call), and whose request
+    cap (``max_requests_per_s``, the bot's option) this one takes unless given its own: the
+    cap was the default 50/s here whatever the bot was configured with, so at more than 50
+    hedged decisions a second the perpetual legs queued in the throttle while the spot legs
+    went out (bench/RESULTS.md, "#15 ... session 9")."""
 
-    def __init__(self, client: Any, *, spot: RestGateway | None = None, max_requests_per_s: int = 50,
+    def __init__(self, client: Any, *, spot: RestGateway | None = None, max_requests_per_s: int | None = None,
                  budget: WeightBudget | None = None) -> None:
         kwargs: dict[str, Any] = {}
         if spot is not None:
             kwargs.update(gate=spot.gate, clock=spot.clock)
+        if max_requests_per_s is None:
+            max_requests_per_s = spot.max_requests_per_s if spot is not None else 50
         super().__init__(client, max_requests_per_s=max_requests_per_s,
                          budget=budget or WeightBudget(limits=FUTURES_LIMITS), **kwargs)
         if spot is not None:

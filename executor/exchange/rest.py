@@ -126,6 +126,7 @@ class RestGateway:
             client, self._fetch_server_ms, **({"local_ms": local_ms} if local_ms else {}))
         self.budget = budget or WeightBudget(now=self.clock.server_now_s)
         self.gate = gate or BanGate(sleep=sleep)
+        self.max_requests_per_s = max_requests_per_s  # this gateway's own cap (a futures one sharing it)
         self._throttler = Throttler(rate_limit=max_requests_per_s, period=1.0)
         self._probe = asyncio.Lock()  # one request at a time while the gate is recovering
         self.sent = 0

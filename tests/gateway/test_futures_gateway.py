@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 from typing import Any
 
@@ -96,3 +97,21 @@ async def test_orders_since_lists_windows_then_pages(sim: Any, gateways: Any) ->
     first = await fut.get_order_by_id("BTCUSDT", int(rows[0]["orderId"]))
     assert first is not None and first["clientOrderId"] == "os-0"
     assert await fut.get_order_by_id("BTCUSDT", 999_999_999) is None
+
+
+async def test_the_futures_request_cap_follows_the_spot_gateways(sim: Any, client: Any) -> None:
+    # The bot configures one cap (BotOptions.max_requests_per_s) on its spot gateway; the
+    # futures gateway sharing its gate and clock was left at 50/s whatever that was, so above
+    # 50 hedged decisions a second the perpetual legs queued in the throttle.
+    spot = RestGateway(client, max_requests_per_s=400)
+    assert FuturesGateway(client, spot=spot).max_requests_per_s == 400
+    assert FuturesGateway(client, spot=spot, max_requests_per_s=20).max_requests_per_s == 20
+    assert FuturesGateway(client).max_requests_per_s == 50
+    # And it is the cap the calls meet: 60 reads at once pass within one 1-second window
+    # (at 50/s the 51st would wait for the next window).
+    await spot.start()
+    fut = FuturesGateway(client, spot=spot)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    await asyncio.gather(*(fut.position_risk("BTCUSDT") for _ in range(60)))
+    assert loop.time() - t0 < 1.0
