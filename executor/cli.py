@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from executor.loaded import if_loaded
 from executor.persistence.urls import database_url
 from executor.run.failures import EXIT_CONFIG, classify
 
@@ -221,15 +222,6 @@ def _web_address(text: str) -> dict:
     return {"enabled": True, "host": host, "port": int(port)}
 
 
-def _config_errors() -> tuple[type[Exception], ...]:
-    """``(ConfigError,)`` for an ``except`` clause, ``()`` while ``executor.config`` is not loaded:
-    only that module raises it (``_web_address`` imports it to raise it), and an ``except``
-    clause evaluates this only once an exception has reached it. So `audit --db` does not
-    import the pydantic config just to name the class."""
-    module = sys.modules.get("executor.config")
-    return (module.ConfigError,) if module is not None else ()
-
-
 def _reads_no_config(command: str, args: argparse.Namespace) -> bool:
     """``audit --db LEDGER`` without ``--config``: the ledger is named and nothing of the config
     is used (it would only choose the ledger, and the plots folder when no ledger is named), so
@@ -250,7 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from executor.config import load_config
 
             cfg = load_config(args.config, overrides)
-    except _config_errors() as exc:
+    # Only executor.config raises it (``_web_address`` imports it to), so `audit --db` does
+    # not import the pydantic config just to name the class (``executor.loaded``).
+    except if_loaded("executor.config", "ConfigError") as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if getattr(args, "db", None):

@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from executor.core.orders import Side
+from executor.loaded import if_loaded
 from executor.persistence.records import FillRow, OrderRecord
 from executor.persistence.urls import database_path, describe_url, is_sqlite
 
@@ -54,18 +55,10 @@ class AuditError(Exception):
     """The audit cannot run as asked (no database, bad filter); phrased for a human."""
 
 
-def sqlalchemy_errors(name: str = "SQLAlchemyError") -> tuple[type[Exception], ...]:
+def sqlalchemy_errors(name: str = "SQLAlchemyError") -> tuple[type[BaseException], ...]:
     """``(sqlalchemy.exc.<name>,)`` for an ``except`` clause, or ``()`` when this process never
-    imported SQLAlchemy.
-
-    Nothing can raise a SQLAlchemy error before SQLAlchemy is imported, and the SQLite audit
-    reads with plain ``sqlite3`` and never imports it: naming the class up front would cost
-    it ~0.1 s of start-up for a clause that cannot match (bench/RESULTS.md, "#16 audit start-up
-    and teardown"). An ``except`` clause evaluates its expression only when an exception
-    reaches it, so ``except (..., *sqlalchemy_errors())`` asks after the fact, when the answer
-    is settled."""
-    module = sys.modules.get("sqlalchemy.exc")
-    return (getattr(module, name),) if module is not None else ()
+    imported SQLAlchemy: the SQLite audit never does (``executor.loaded``)."""
+    return if_loaded("sqlalchemy.exc", name)
 
 
 def parse_time(text: str | None, flag: str) -> int | None:
