@@ -292,16 +292,23 @@ class GroupFold:
         what ``add_fill`` adds for each of them, in one loop. The same operations at the same
         precision as ``_slip`` / ``_slip_key`` / ``Hist.add_exact`` (so the same keys and the
         same exact totals), without a call per value: at 430,000 groups the calls were most
-        of the time (bench/RESULTS.md, "#16 cold audit, session 6")."""
+        of the time (bench/RESULTS.md, "#16 cold audit, session 6").
+
+        Session 10: a fill whose price text is its touch's text (a taker filled at the quote
+        it decided on, a maker joining the best price) has a touch slippage of exactly
+        ``Decimal(0)``: ``price - touch`` is a zero with their common exponent, divided by the
+        touch it has exponent 0, times 10000 still 0; its key is 0, and adding it leaves the
+        exact total as it was (a total is never a negative zero and its exponent is never
+        above 0). So that case is counted without the five operations. The key is
+        ``round(x)`` (``ROUND_HALF_EVEN`` to an int, as ``_slip_key``) in one call."""
         dec = Decimal
         c = _CTX
         sub, div, mul, add, scaleb = c.subtract, c.divide, c.multiply, c.add, c.scaleb
         xadd, xmul = _EXACT.add, _EXACT.multiply
-        he = ROUND_HALF_EVEN
         mid_h, touch_h = self.slip_mid, self.slip_touch
         mid_counts, touch_counts = mid_h.counts, touch_h.counts
         mid_total, touch_total = mid_h.total, touch_h.total
-        mid_n = touch_n = 0
+        mid_n = touch_n = at_touch = 0
         for buy, p, bid, ask, n in groups:
             price = dec(p)
             b = None if bid is None else dec(bid)
@@ -309,20 +316,25 @@ class GroupFold:
             if b is not None and a is not None and b > 0 and a > 0:
                 ref = div(add(b, a), 2)
                 v = mul(div(sub(price, ref) if buy else sub(ref, price), ref), 10000)
-                k = int(scaleb(v, _SLIP_SCALE).to_integral_value(he))
+                k = round(scaleb(v, _SLIP_SCALE))
                 mid_counts[k] = mid_counts.get(k, 0) + n
                 mid_n += n
                 mid_total = xadd(mid_total, xmul(v, n) if n != 1 else v)
             r = a if buy else b
             if r is not None and r > 0:
+                if p.__class__ is str and p == (ask if buy else bid):
+                    at_touch += n
+                    continue
                 v = mul(div(sub(price, r) if buy else sub(r, price), r), 10000)
-                k = int(scaleb(v, _SLIP_SCALE).to_integral_value(he))
+                k = round(scaleb(v, _SLIP_SCALE))
                 touch_counts[k] = touch_counts.get(k, 0) + n
                 touch_n += n
                 touch_total = xadd(touch_total, xmul(v, n) if n != 1 else v)
+        if at_touch:
+            touch_counts[0] = touch_counts.get(0, 0) + at_touch
         mid_h.n += mid_n
         mid_h.total = mid_total
-        touch_h.n += touch_n
+        touch_h.n += touch_n + at_touch
         touch_h.total = touch_total
 
     def add_ordered(self, other: GroupFold) -> None:

@@ -73,3 +73,37 @@ def test_groups_equal_the_per_fill_reference(groups: list[tuple], texts: bool) -
         assert h_fast.n == h_ref.n
         assert _same(h_fast.total, h_ref.total), (h_fast.total, h_ref.total)
         assert h_fast.stats(3) == h_ref.stats(3)
+
+
+_at_touch = st.tuples(st.booleans(), _price, st.sampled_from(["same", "other places", "spread"]),
+                      st.integers(1, 5))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_at_touch, min_size=1, max_size=30), st.lists(_group, max_size=10), st.booleans())
+def test_fills_at_their_touch_equal_the_per_fill_reference(
+    at_touch: list[tuple], others: list[tuple], texts: bool
+) -> None:
+    """Fills whose price is their touch (``add_slippage_groups`` counts those whose texts are
+    equal without dividing): the same keys, counts and exact totals as the reference, mixed
+    with other groups in any order, and with the equal value written with other places
+    (which must take the general path: its zero has another exponent)."""
+    groups = []
+    for buy, price, how, n in at_touch:
+        touch = price
+        if how == "other places":  # the price written with one more place than its touch
+            price = price.quantize(D(1).scaleb(price.as_tuple().exponent - 1))
+        other = touch + (D("0.5") if how == "spread" else D(0)) * (-1 if buy else 1)
+        bid, ask = (other, touch) if buy else (touch, other)
+        groups.append((buy, price, bid, ask, n))
+    groups += others
+    groups.sort(key=lambda g: hash((g[0], str(g[1]), g[4])))
+    ref = _reference(groups)
+    fast = GroupFold()
+    fast.add_slippage_groups(
+        [(b, str(p), _as_text(bi), _as_text(a), n) for b, p, bi, a, n in groups] if texts else groups
+    )
+    for h_ref, h_fast in ((ref.slip_mid, fast.slip_mid), (ref.slip_touch, fast.slip_touch)):
+        assert h_fast.counts == h_ref.counts
+        assert h_fast.n == h_ref.n
+        assert _same(h_fast.total, h_ref.total), (h_fast.total, h_ref.total)
