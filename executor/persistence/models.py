@@ -181,10 +181,12 @@ class Fill(Base):
         sa.Index(None, "symbol", "trade_ms"),
         # By order, and each spot order's first fill from the index alone (the audit's latencies).
         sa.Index(None, "order_id", "received_ms", "symbol"),
-        # The audit's per-symbol fill sums walk this index in group order (migration 0008).
+        # The audit's per-symbol fill sums walk this index in group order (migration 0008);
+        # on PostgreSQL it carries trade_ms too, so ``audit verify`` reads each symbol's fills
+        # from it alone (migration 0009).
         sa.Index(
             "ix_fills_audit_sums", "symbol", "side", "is_maker", "commission_asset", "qty", "quote_qty",
-            "commission",
+            "commission", postgresql_include=["trade_ms"],
         ),
         sa.CheckConstraint("source IN ('stream', 'order_response', 'gap_fill')", name="source"),
     )
@@ -227,7 +229,12 @@ class BalanceEvent(Base):
     locked per asset) and balanceUpdate (a delta)."""
 
     __tablename__ = "balance_events"
-    __table_args__ = (sa.Index(None, "asset", "event_ms"), sa.Index(None, "kind", "event_ms"))
+    __table_args__ = (
+        # PostgreSQL: with what ``audit verify`` reads of an asset's events, so it reads them
+        # from the index alone (migration 0009).
+        sa.Index(None, "asset", "event_ms", postgresql_include=["kind", "free", "locked", "delta", "id"]),
+        sa.Index(None, "kind", "event_ms"),
+    )
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
     dedupe_key: Mapped[str | None] = mapped_column(sa.String(200), unique=True)

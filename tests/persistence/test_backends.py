@@ -95,6 +95,34 @@ async def test_money_columns_are_numeric_on_postgresql(ledger_backend: str, ledg
     assert await _read(ledger_url, money_types) == want
 
 
+async def test_covering_indexes_on_postgresql(ledger_backend: str, ledger_url: str) -> None:
+    """Every index carries the models' INCLUDE columns on PostgreSQL (migration 0009: what
+    ``audit verify`` reads of an asset's events and fills, for index-only scans); SQLite has
+    no INCLUDE and the same keys. The schema comparisons above see only the keys."""
+
+    def includes(conn: sa.Connection) -> dict[tuple[str, str], list[str]]:
+        insp = sa.inspect(conn)
+        return {
+            (table, i["name"]): list(i.get("dialect_options", {}).get("postgresql_include", []))
+            for table in insp.get_table_names()
+            for i in insp.get_indexes(table)
+        }
+
+    want = {
+        (t.name, ix.name): list(ix.dialect_options["postgresql"]["include"] or [])
+        for t in Base.metadata.sorted_tables
+        for ix in t.indexes
+    }
+    got = await _read(ledger_url, includes)
+    if ledger_backend == "postgresql":
+        assert {k: got.get(k) for k in want} == want
+        events = want[("balance_events", "ix_balance_events_asset_event_ms")]
+        assert events == ["kind", "free", "locked", "delta", "id"]
+        assert want[("fills", "ix_fills_audit_sums")] == ["trade_ms"]
+    else:
+        assert all(not v for v in got.values())
+
+
 async def test_same_migrations_build_the_same_schema_on_both(
     pg_databases: Any, sqlite_template: Any, tmp_path: Any
 ) -> None:
