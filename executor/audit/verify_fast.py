@@ -35,7 +35,7 @@ import multiprocessing
 import os
 from bisect import bisect_left, bisect_right
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from decimal import Decimal, Inexact, localcontext
 from functools import partial
 from itertools import accumulate, chain, compress, islice, repeat
@@ -242,7 +242,9 @@ def _code(column: str, n: int) -> str:
 # Small-int codes (0-9) as one character each in a concatenated column, back to ints.
 _DIGITS = bytes.maketrans(b"0123456789", bytes(range(10)))
 _SIDE_SIGN = {"1": 1, "2": -1}
-Columns = tuple[list[int], list[int], list[str], list[str], list[str], list[int], list[int]]
+# Per code character: a table mapping that character's byte to 1 and every other to 0.
+_ONLY = {str(d): bytes(int(b == ord(str(d))) for b in range(256)) for d in range(10)}
+Columns = tuple[Any, list[int], list[str], list[str], list[str], Any, list[int]]
 
 
 def _fill_columns(
@@ -282,9 +284,10 @@ def _fill_columns(
     qtys, quote_qtys, fees = qty_t.split(","), quote_t.split(","), fee_t.split(",")
     if any(len(c) != n for c in (ids, times, qtys, quote_qtys, fees)):  # a comma inside a text
         return None
-    syms = list(sym_t.encode().translate(_DIGITS))
+    # The codes as bytes (each a small int when read): ``_rows_of`` selects on them in C.
+    syms = sym_t.encode().translate(_DIGITS)
     signs = list(map(_SIDE_SIGN.__getitem__, side_t))
-    fee_assets = list(asset_t.encode().translate(_DIGITS))
+    fee_assets = asset_t.encode().translate(_DIGITS)
     cols = (syms, signs, qtys, quote_qtys, fees, fee_assets, times)
     if not (all(map(lt, ids, islice(ids, 1, None))) and all(map(le, times, islice(times, 1, None)))):
         order = sorted(range(n), key=lambda i: (times[i], ids[i]))
@@ -340,8 +343,11 @@ def _observations_concat(db: AuditDB, names: list[str], owhere: str, oparams: li
     if len(present) == 1:
         return {names[int(present[0])]: (times, frees, None)}
     out: Observed = {}
+    raw = codes.encode()
     for ch in present:
-        keep = list(map(eq, codes, repeat(ch)))
+        # A byte 1 where the row's code is ``ch``, else 0 (one C pass; ``compress`` takes
+        # the bytes as its selectors): not a comparison per row and asset in Python's map.
+        keep = raw.translate(_ONLY[ch])
         out[names[int(ch)]] = (list(compress(times, keep)), list(compress(frees, keep)), None)
     return out
 
@@ -370,6 +376,17 @@ def _observations_rows(db: AuditDB, names: list[str], owhere: str, oparams: list
             lockeds = None
         out[names[code]] = (list(map(itemgetter(1), rows)), frees, lockeds)
     return out
+
+
+def _rows_of(column: bytes | list[Any], values: set[Any]) -> Iterable[Any]:
+    """Selectors (for ``compress``) of the rows whose ``column`` value is in ``values``. A
+    column of byte codes (``_fill_columns``) is translated in one C pass to a byte 1 or 0 per
+    row; a list is compared value by value."""
+    if isinstance(column, bytes):
+        return column.translate(bytes(int(b in values) for b in range(256)))
+    if len(values) == 1:
+        return map(eq, column, repeat(next(iter(values))))
+    return map(values.__contains__, column)
 
 
 def _recorded(free: str | None, locked: str | None) -> Decimal:
@@ -493,11 +510,9 @@ def _run(
         hits: list[tuple[list[Decimal], Iterator[bool]]] = []
         for amounts, codes in ((base_amt, as_base.get(asset)), (quote_amt, as_quote.get(asset))):
             if codes:
-                one = next(iter(codes))
-                hit = map(eq, syms, repeat(one)) if len(codes) == 1 else map(codes.__contains__, syms)
-                hits.append((amounts, hit))
+                hits.append((amounts, _rows_of(syms, codes)))
         if asset in third:
-            hits.append((third_amt, map(eq, fee_assets, repeat(third_code[asset]))))
+            hits.append((third_amt, _rows_of(fee_assets, {third_code[asset]})))
         parts: list[tuple[list[int], list[Decimal]]] = []
         for amounts, found in hits:
             idx = list(compress(range(n), found))
