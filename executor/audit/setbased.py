@@ -136,6 +136,21 @@ class Dialect:
             return str(self.scale)  # every value summed has exactly that many (``unfit``)
         return f"(CASE instr({x}, '.') WHEN 0 THEN 0 ELSE length({x}) - instr({x}, '.') END)"
 
+    def max_places(self, x: str, when: str | None = None) -> str:
+        """An aggregate of the largest ``places`` among the summed values of ``x`` (those where
+        ``when``), for ``value``. PostgreSQL: NULL, computed by no row: its NUMERIC sum already
+        has the largest scale among its terms, which ``value`` keeps (session 10: three
+        ``scale()`` calls and maxima per fill less, bench/RESULTS.md)."""
+        if not self.sqlite:
+            return "NULL"
+        places = self.places(x)
+        return f"max(CASE WHEN {when} THEN {places} END)" if when else f"max({places})"
+
+    def count_unfit(self, test: str) -> str:
+        """An aggregate counting the rows where ``test`` (built from ``unfit``) holds: none on
+        PostgreSQL, where nothing is unfit."""
+        return f"sum(CASE WHEN {test} THEN 1 ELSE 0 END)" if self.sqlite else "0"
+
     def nonzero(self, x: str) -> str:
         return f"{x} GLOB '*[1-9]*'" if self.sqlite else f"{x} <> 0"
 
@@ -556,16 +571,16 @@ def _order_counts_call(d: Dialect, scope: Scope) -> tuple[str, list[Any]]:
     quantities of our accepted orders summed (PostgreSQL; ``_add_order_counts``)."""
     where, params = _where(scope, "o.created_ms", "o")
     q_ok = f"o.quantity IS NOT NULL AND {d.nonzero('o.quantity')}"
+    unfit = f"{d.unfit('o.executed_qty')} OR ({q_ok} AND {d.unfit('o.quantity')})"
     sql = (
         f"SELECT o.symbol, o.status, CASE WHEN {d.nonzero('o.executed_qty')} THEN 1 ELSE 0 END, "
         "CASE WHEN o.external THEN 1 ELSE 0 END, count(*), "
         "sum(CASE WHEN o.resolved_from_unknown THEN 1 ELSE 0 END), "
         f"sum(CASE WHEN {q_ok} THEN {d.num('o.quantity')} END), "
-        f"max(CASE WHEN {q_ok} THEN {d.places('o.quantity')} END), "
+        f"{d.max_places('o.quantity', q_ok)}, "
         f"sum(CASE WHEN {q_ok} THEN {d.num('o.executed_qty')} END), "
-        f"max(CASE WHEN {q_ok} THEN {d.places('o.executed_qty')} END), "
-        f"sum(CASE WHEN {d.unfit('o.executed_qty')} OR ({q_ok} AND {d.unfit('o.quantity')}) "
-        "THEN 1 ELSE 0 END) "
+        f"{d.max_places('o.executed_qty', q_ok)}, "
+        f"{d.count_unfit(unfit)} "
         f"FROM orders o{where} GROUP BY 1, 2, 3, 4"
     )
     return sql, params
@@ -643,15 +658,15 @@ def _fill_sums_call(d: Dialect, scope: Scope) -> tuple[str, list[Any]]:
             f"FROM fills f{where} GROUP BY 1, 2, 3, 4"
         )
         return sql, params
+    unfit = f"{d.unfit('f.qty')} OR {d.unfit('f.quote_qty')} OR {d.unfit('f.commission')}"
     sql = (
         "SELECT f.symbol, f.side, f.is_maker, f.commission_asset, count(*), "
-        f"sum({d.num('f.qty')}), max({d.places('f.qty')}), "
-        f"sum({d.num('f.quote_qty')}), max({d.places('f.quote_qty')}), "
+        f"sum({d.num('f.qty')}), {d.max_places('f.qty')}, "
+        f"sum({d.num('f.quote_qty')}), {d.max_places('f.quote_qty')}, "
         f"sum(CASE WHEN {fee_nz} THEN {d.num('f.commission')} END), "
-        f"max(CASE WHEN {fee_nz} THEN {d.places('f.commission')} END), "
+        f"{d.max_places('f.commission', fee_nz)}, "
         f"sum(CASE WHEN {fee_nz} THEN 1 ELSE 0 END), "
-        f"sum(CASE WHEN {d.unfit('f.qty')} OR {d.unfit('f.quote_qty')} OR {d.unfit('f.commission')} "
-        "THEN 1 ELSE 0 END) "
+        f"{d.count_unfit(unfit)} "
         f"FROM fills f{where} GROUP BY 1, 2, 3, 4"
     )
     return sql, params
