@@ -55,7 +55,11 @@ one per third-asset fee); the halves only do those ordered reads. Session 8 (SQL
 ``sqlaudit3``): the cyclic garbage collector is off during the fold for every caller, not
 only the CLI (``fold.no_cyclic_gc``: its full collections walked millions of rows' objects,
 ~0.3-0.6 s of CPU per process), and the third-asset fees come from each symbol's ordered
-read instead of a statement each.
+read instead of a statement each. Session 10 (bench/RESULTS.md): ``AverageBook.apply_all``
+without ``abs``/``min``/sign products, fills at their touch counted without dividing
+(``GroupFold.add_slippage_groups``), the ordered read's order checked on the trade ids alone,
+the fill sums seeking their symbols; on PostgreSQL no per-row ``scale()`` maxima
+(``Dialect.max_places``).
 
 A ledger whose report needs per-run groups (several runs, whole-ledger scope) is left to the
 fold: a run's books open with the inventory at its first fill, at its average cost.
@@ -432,10 +436,11 @@ def _fold_part(
     """The fold of ``scope`` on SQLite (PostgreSQL: ``_pg_fold``). ``sums_scope``: the same
     fills as ``scope``, written so that the fill sums seek them (``_sqlite_fold``).
 
-    A part of named symbols (the worker's) has its fill sums read without ``+``: along the
-    covering index ``ix_fills_audit_sums`` from each symbol's first entry, not by a scan of
-    the whole index (its orders keep ``+``: those are read in row order). Session 10: at
-    1M fills of two symbols, ~0.05 s of CPU less per process."""
+    Fill sums of named symbols (the worker's part, and this process's as ``_sqlite_fold``
+    names them) are read without ``+``: along the covering index ``ix_fills_audit_sums``
+    from each symbol's first entry, not by a scan of the whole index (the orders keep
+    ``+``: those are read in row order). Session 10: at 1M fills of two symbols, ~0.05 s of
+    CPU less per process."""
     fold = LedgerFold(pairs, prices, per_run=False)
     if sums_scope is None:
         named = isinstance(scope, _Part) and scope.inside and scope.symbols
