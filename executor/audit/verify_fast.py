@@ -476,7 +476,12 @@ def _run(
     }
     role = list(map(roles.__getitem__, zip(syms, fee_assets, strict=True)))
     dec = Decimal
-    base_amt = list(map(mul, signs, map(dec, qtys)))  # sign * qty
+    # sign * qty, each distinct (sign, text) computed once: sizes repeat (~4,000 texts among a
+    # symbol's 500,000 fills), so this is a dict lookup per fill, not a conversion and a
+    # product (session 10: ~0.1 s of CPU less per 500,000 fills). The same product per text.
+    bought = {t: 1 * dec(t) for t in set(qtys)}  # a sign is 1 or -1 here (no side: left out)
+    sold = {t: -1 * dec(t) for t in bought}
+    base_amt = [bought[t] if sg == 1 else sold[t] for sg, t in zip(signs, qtys, strict=True)]
     quote_amt = list(map(sub, repeat(ZERO), map(mul, signs, map(dec, quote_qtys))))  # 0 - sign * quote_qty
     third_amt: list[Decimal] = [ZERO] * n
     for i in compress(range(n), fees):  # fills with a commission text
