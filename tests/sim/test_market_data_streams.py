@@ -82,11 +82,16 @@ async def test_kline_stream_updates_then_closes_with_x(sim: Any) -> None:
     ex = sim.exchange
     async with websockets.connect(sim.urls.spot_stream + "ws/btcusdt@kline_1s") as ws:
         await recv_until_registered(sim)
-        # The 1 s candle the trades land in can close before its update is pushed when the
-        # machine is busy (the clock runs at wall speed): trade again until an update of a
-        # still-open candle shows them.
+        # The open 1 s candle is pushed once a second, by the pusher's first round in that
+        # second (``MarketFeed.push``): trades show in an update of a still-open candle only
+        # if they come before that round. So the exchange clock is moved to 1 ms into the
+        # next second and the trades made at once (the sim runs on this event loop: nothing
+        # runs in between); the round then has ~999 ms of wall time to come. Trading at
+        # whatever point of a second the test reached passed only when the trades happened
+        # to precede that second's round, and retries two seconds apart kept the same phase.
         first: dict[str, Any] | None = None
-        for _ in range(10):
+        for _ in range(3):
+            ex.clock.advance(1000 - ex.clock.now_ms() % 1000 + 1)
             ticks(sim, 60)
             try:
                 first = await recv_until(ws, lambda m: m["e"] == "kline" and m["k"]["n"] > 0
