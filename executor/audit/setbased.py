@@ -1,7 +1,8 @@
 """The audit report as set-based SQL: the figures of ``executor.audit.fold`` for a scope,
 from aggregates the database computes, with Python finishing only what is inherently
-sequential. The fill sums are the same SQL on SQLite and PostgreSQL (the audit's readers:
-``AuditDB`` / ``SqlReader``); the orders' read and each symbol's ordered read are written for
+sequential. The fill sums are the same statement on SQLite and PostgreSQL (the audit's
+readers: ``AuditDB`` / ``SqlReader``) but for ``Dialect``'s expressions (PostgreSQL needs no
+places or exactness columns); the orders' read and each symbol's ordered read are written for
 each backend (``_order_counts_sqlite`` / ``_ordered``; ``_pg_fold``), with the same figures.
 
 What SQL does (GROUP BY over the scope's rows):
@@ -40,7 +41,8 @@ counted by a ``Counter`` instead of a sorting GROUP BY; slippage groups are adde
 (``GroupFold.add_slippage_groups``) on both backends. Session 7 (SQLite): one read of the
 orders gives the counts, both latency histograms and each order's decision quotes (no join
 per fill in the ordered read), and each symbol's fills are read by ``trade_ms`` alone when
-no two fills of one millisecond are out of ``trade_id`` order (``_by_trade_ms``); the
+that order is (trade_ms, trade_id) (``_by_trade_ms``; since session 10: when the trade ids
+rise along it); the
 average-cost book runs ``AverageBook.apply_all``. Session 7 (PostgreSQL, branch
 ``pgreport``): the report splits its symbols over two processes there too; the worker reads
 through a reader of its own that imports this reader's exported snapshot, so both halves
@@ -58,7 +60,7 @@ only the CLI (``fold.no_cyclic_gc``: its full collections walked millions of row
 read instead of a statement each. Session 10 (bench/RESULTS.md): ``AverageBook.apply_all``
 without ``abs``/``min``/sign products, fills at their touch counted without dividing
 (``GroupFold.add_slippage_groups``), the ordered read's order checked on the trade ids alone,
-the fill sums seeking their symbols; on PostgreSQL no per-row ``scale()`` maxima
+the worker's fill sums seeking its symbols; on PostgreSQL no per-row ``scale()`` maxima
 (``Dialect.max_places``).
 
 A ledger whose report needs per-run groups (several runs, whole-ledger scope) is left to the
@@ -221,16 +223,14 @@ def _sqlite_fold(
     # SQLite: the worker opens the file itself.
     theirs_scope = _Part(*_fields(scope), symbols=split, inside=True, plus=True)
     _JOB.update(source=(db.path, db.archive), where=db.path, scope=theirs_scope, pairs=pairs)
-    # The fill sums of this process's symbols, named: a seek of each along the covering
-    # index, not a scan of every fill that skips the worker's (NOT IN cannot seek).
-    named = tuple(s for s in _walk(db) if s not in split)
     pool = multiprocessing.get_context("fork").Pool(1)
     try:
         pending = pool.apply_async(_child_job)
         _JOB.clear()
+        # Every symbol but the worker's, NOT IN: a symbol whose first fill is committed while
+        # this runs (SQLite: no snapshot across statements) is this process's in full.
         mine_scope = _Part(*_fields(scope), symbols=split, inside=False, plus=True)
-        sums_scope = _Part(*_fields(scope), symbols=named, inside=True, plus=False) if named else None
-        mine = _fold_part(db, mine_scope, pairs, prices, sums_scope)
+        mine = _fold_part(db, mine_scope, pairs, prices)
         theirs = pending.get()
     finally:
         pool.close()
@@ -430,21 +430,17 @@ def _child_job() -> tuple[dict[Any, Any], dict[str, Any]] | None:
 
 
 def _fold_part(
-    db: AuditDB, scope: Scope, pairs: Callable[[str], tuple[str, str]], prices: PriceAt,
-    sums_scope: Scope | None = None,
+    db: AuditDB, scope: Scope, pairs: Callable[[str], tuple[str, str]], prices: PriceAt
 ) -> LedgerFold | None:
-    """The fold of ``scope`` on SQLite (PostgreSQL: ``_pg_fold``). ``sums_scope``: the same
-    fills as ``scope``, written so that the fill sums seek them (``_sqlite_fold``).
+    """The fold of ``scope`` on SQLite (PostgreSQL: ``_pg_fold``).
 
-    Fill sums of named symbols (the worker's part, and this process's as ``_sqlite_fold``
-    names them) are read without ``+``: along the covering index ``ix_fills_audit_sums``
-    from each symbol's first entry, not by a scan of the whole index (the orders keep
-    ``+``: those are read in row order). Session 10: at 1M fills of two symbols, ~0.05 s of
-    CPU less per process."""
+    The fill sums of a part of named symbols (the worker's) are read without ``+``: along
+    the covering index ``ix_fills_audit_sums`` from each symbol's first entry, not by a scan
+    of the whole index (its orders keep ``+``: those are read in row order). Session 10: at
+    1M fills of two symbols, ~0.05 s of CPU less."""
     fold = LedgerFold(pairs, prices, per_run=False)
-    if sums_scope is None:
-        named = isinstance(scope, _Part) and scope.inside and scope.symbols
-        sums_scope = replace(scope, plus=False) if named else scope
+    named = isinstance(scope, _Part) and scope.inside and scope.symbols
+    sums_scope = replace(scope, plus=False) if named else scope
     try:
         quotes = _order_counts_sqlite(db, Dialect(True, SCALE), scope, fold)  # with the latencies
         for scale, plain in _MODES:

@@ -218,15 +218,18 @@ class AverageBook:
             self.qty, self.cost = qty - closed * sign, self.cost - closed * sign * avg
 
     def apply_all(self, moves: Iterable[tuple[Decimal, Decimal]]) -> None:
-        """``apply(dq, price)`` for each move in order: the same operations on the same values
-        in the same order (so the same results, digits and exponents, in the current context;
-        tests/core/test_pnl_apply_all.py), with the book's state in locals instead of a
-        method call and three attribute writes per move. The audit report runs this over half
-        a million fills a symbol, so the close is written once per side of the book: where
-        ``apply`` multiplies by a sign of +-1 and takes ``abs``, this negates or takes
-        ``+x`` (``abs`` is exactly that, rounded to the context as ``abs`` rounds), and
-        ``x + y * -1`` is ``x - y``: ~40 % less time per move (bench/RESULTS.md, "#16
-        session 10")."""
+        """``apply(dq, price)`` for each move in order, with the book's state in locals instead
+        of a method call and three attribute writes per move: the same results, digits and
+        exponents, in a context that rounds half-even (the audit's, ``PREC`` digits) or in any
+        other whose rounding treats both signs alike (tests/core/test_pnl_apply_all.py).
+
+        The audit report runs this over half a million fills a symbol, so the close is
+        written once per side of the book: where ``apply`` multiplies by a sign of +-1 and
+        takes ``abs``, this negates or takes ``+x`` (``abs`` is exactly that, rounded to the
+        context as ``abs`` rounds), and ``x + y * -1`` is ``x - y``. With a sign-dependent
+        rounding (``ROUND_FLOOR``, ``ROUND_CEILING``) ``(-c) * avg`` is not ``-(c * avg)``
+        and a short position's cost could differ in its last digit. ~40 % less time per move
+        (bench/RESULTS.md, "#16 ... session 10")."""
         qty, cost, gross = self.qty, self.cost, self.gross
         for dq, price in moves:
             if not dq:

@@ -152,3 +152,36 @@ async def test_command_line_on_postgresql(pg_scenario: Built, scenario: Built) -
 
     assert run("verify", "--db", pg_scenario.url) == run("verify", "--db", scenario.url)
     assert same(run("--db", pg_scenario.url)) == same(run("--db", scenario.url))
+
+
+async def test_fast_verify_keeps_each_quantitys_exponent_on_postgresql(
+    pg_databases: PgDatabases | None, tmp_path: Path
+) -> None:
+    """``verify_fast`` on PostgreSQL reads quantities as Decimals: two fills of 0.5 and 0.50
+    (equal values, NUMERIC keeps their scales) each add their own exponent, so the derived
+    balance is the reference's 1.00, not 1.0 (a cache of ``sign * qty`` keyed by value would
+    give both the first one's exponent). Forced onto the fast path (``set_based=False``), with
+    no recorded balance after the fills, so the fast path confirms and its totals are used."""
+    if pg_databases is None:
+        pytest.skip(SKIP_NO_PG)
+    from executor.audit.verify import verify_reference
+    from executor.persistence.store import Store
+    from tests.audit.scenario import T0
+
+    url = await pg_databases.create(migrated=False)
+    store = await Store.open(url)
+    try:
+        await store.start_run("0.1.0", "sim", "cafe", at_ms=T0)
+        await store.set_balances([("USDT", "1000", "0"), ("ETH", "0", "0")], "rest_snapshot",
+                                 f"updateTime={T0}", event_ms=T0, kind="rest_snapshot", force=True)
+        for tid, qty in ((1, "0.5"), (2, "0.50")):
+            await store.add_fill("ETHUSDT", tid, "100", qty, "stream", quote_qty="50", commission="0.05",
+                                 commission_asset="USDT", is_maker=True, trade_ms=T0 + 10 * tid,
+                                 side="BUY", received_ms=T0 + 10 * tid + 1)
+    finally:
+        await store.close()
+    with AuditDB.from_url(url) as db:
+        fast = verify_dict(verify(db, Scope(), use_checkpoint=False, set_based=False))
+        ref = verify_dict(verify_reference(db, Scope()))
+    assert fast == ref
+    assert fast["derived_balances"]["ETH"] == "1.00"
