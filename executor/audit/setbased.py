@@ -217,7 +217,8 @@ def _sqlite_fold(
     db: AuditDB, scope: Scope, pairs: Callable[[str], tuple[str, str]], prices: PriceAt
 ) -> LedgerFold | None:
     """``set_based_fold`` on SQLite: split over this process and a forked worker."""
-    split = _split(db, scope)
+    walked = _walk(db) if scope.symbol is None else []
+    split = _split(db, scope, walked)
     if split is None:
         return _fold_part(db, scope, pairs, prices)
     # SQLite: the worker opens the file itself.
@@ -230,7 +231,7 @@ def _sqlite_fold(
         # Every symbol but the worker's, NOT IN: a symbol whose first fill is committed while
         # this runs (SQLite: no snapshot across statements) is this process's in full.
         mine_scope = _Part(*_fields(scope), symbols=split, inside=False, plus=True)
-        mine = _fold_part(db, mine_scope, pairs, prices)
+        mine = _fold_part(db, mine_scope, pairs, prices, tuple(walked))
         theirs = pending.get()
     finally:
         pool.close()
@@ -360,8 +361,9 @@ def _walk(db: AuditDB) -> list[str]:
     return [r[0] for r in db.conn.execute(walk)]
 
 
-def _split(db: AuditDB, scope: Scope) -> tuple[str, ...] | None:
-    """The symbols the worker folds (about half of the fills), or None for one process."""
+def _split(db: AuditDB, scope: Scope, symbols: list[str] | None = None) -> tuple[str, ...] | None:
+    """The symbols the worker folds (about half of the fills), or None for one process.
+    ``symbols``: ``_walk``'s, when the caller has walked already."""
     if scope.symbol is not None or (os.cpu_count() or 1) < 2:
         return None
     if "fork" not in multiprocessing.get_all_start_methods():
@@ -370,7 +372,7 @@ def _split(db: AuditDB, scope: Scope) -> tuple[str, ...] | None:
     # stops at the threshold, and each symbol's share of the fills from a sample of rows at
     # evenly spaced row ids: a few thousand seeks instead of a GROUP BY over every fill
     # (session 6 round 2: 0.2-0.35 s before the fork). The shares only balance the halves.
-    symbols = _walk(db)
+    symbols = _walk(db) if symbols is None else symbols
     if len(symbols) < 2:
         return None
     enough = f"SELECT count(*) FROM (SELECT 1 FROM fills LIMIT {int(PARALLEL_MIN_FILLS)}) AS e"
@@ -430,23 +432,36 @@ def _child_job() -> tuple[dict[Any, Any], dict[str, Any]] | None:
 
 
 def _fold_part(
-    db: AuditDB, scope: Scope, pairs: Callable[[str], tuple[str, str]], prices: PriceAt
+    db: AuditDB, scope: Scope, pairs: Callable[[str], tuple[str, str]], prices: PriceAt,
+    walked: tuple[str, ...] = (),
 ) -> LedgerFold | None:
-    """The fold of ``scope`` on SQLite (PostgreSQL: ``_pg_fold``).
+    """The fold of ``scope`` on SQLite (PostgreSQL: ``_pg_fold``). ``walked``: every symbol
+    with a fill, as ``_walk`` found them before the split (this process's part only).
 
-    The fill sums of a part of named symbols (the worker's) are read without ``+``: along
-    the covering index ``ix_fills_audit_sums`` from each symbol's first entry, not by a scan
-    of the whole index (its orders keep ``+``: those are read in row order). Session 10: at
-    1M fills of two symbols, ~0.05 s of CPU less."""
+    The fill sums of a part are read for its symbols named, without ``+``: along the covering
+    index ``ix_fills_audit_sums`` from each symbol's first entry, not by a scan of the whole
+    index (the orders keep ``+``: those are read in row order). Session 10: at 1M fills of
+    two symbols, ~0.05 s of CPU less per process. The worker's part names its symbols; this
+    process's is every other one, named from ``walked``, and a walk after the sums confirms
+    that no symbol had its first fill committed meanwhile (SQLite has no snapshot across
+    statements): else its sums are read again by ``NOT IN``, so such a symbol is this
+    process's in full, orders and fills."""
     fold = LedgerFold(pairs, prices, per_run=False)
-    named = isinstance(scope, _Part) and scope.inside and scope.symbols
-    sums_scope = replace(scope, plus=False) if named else scope
+    seek: Scope | None = None
+    if isinstance(scope, _Part) and scope.symbols and scope.symbol is None:
+        if scope.inside:
+            seek = replace(scope, plus=False)
+        elif walked:
+            mine = tuple(sym for sym in walked if sym not in scope.symbols)
+            seek = replace(scope, symbols=mine, inside=True, plus=False) if mine else None
     try:
         quotes = _order_counts_sqlite(db, Dialect(True, SCALE), scope, fold)  # with the latencies
         for scale, plain in _MODES:
             d = Dialect(True, scale, plain=plain)
             try:
-                sums = _fill_sums(db, d, sums_scope)
+                sums = _fill_sums(db, d, seek or scope)
+                if seek is not None and not scope.inside and not set(_walk(db)) <= set(walked):
+                    sums = _fill_sums(db, d, scope)  # a symbol appeared: the statement naming none
             except NotExact:
                 continue
             _fills(db, d, scope, fold, sums, quotes)

@@ -197,6 +197,50 @@ def test_fills_of_one_millisecond_in_trade_id_order(
 
 
 
+def test_a_symbol_first_filled_during_the_audit_is_the_main_processs_in_full(
+    empty_ledger: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite, split, a bot writing: the main process reads the fill sums of its symbols by
+    name, from the walk made before the split, and walks again after them. Here BNBUSDT's
+    first fills are committed just after that first walk (its orders were there before):
+    the main process counts BNBUSDT's orders (every symbol NOT IN the worker's), so the
+    second walk must send its sums back to NOT IN, or BNBUSDT would have orders and no
+    fills. The report is then the fold's of the same ledger."""
+    path = tmp_path / "ledger.db"
+    shutil.copyfile(empty_ledger, path)
+    fills = [(100, "100", 0, True, 0), (200, "101.5", 1, False, 0)]
+    pairs = [(sym, side) for sym in SYMBOLS for side in ("BUY", "SELL")]
+    orders = [(sym, side, 1_000 * i, True, 0, "FILLED", 0, [] if sym == "BNBUSDT" else fills)
+              for i, (sym, side) in enumerate(pairs)]
+    _write(path, orders, [], 1, True)
+    writer = Ledger(path)  # kept open, so the WAL stays: the audit reads mode=ro, commits included
+    writer.conn.execute("SELECT 1 FROM fills LIMIT 1").fetchall()
+    monkeypatch.setattr(setbased, "PARALLEL_MIN_FILLS", 0)
+    real = setbased._walk
+    walks: list[list[str]] = []
+
+    def walk_then_commit(db: AuditDB) -> list[str]:
+        found = real(db)
+        if not walks:
+            for oid, (sym, side) in enumerate(pairs, start=1):
+                if sym == "BNBUSDT":
+                    writer.fill(oid, 1, sym, side, T0 + 1_000 * (oid - 1) + 100, "600", 0, True)
+        walks.append(found)
+        return found
+
+    monkeypatch.setattr(setbased, "_walk", walk_then_commit)
+    try:
+        with AuditDB(path) as db:
+            assert db.opened_as == "read-only"
+            fast = build_report(db, Scope(), use_checkpoint=False)
+            fold = build_report(db, Scope(), use_checkpoint=False, set_based=False)
+    finally:
+        writer.conn.close()
+    assert next(r for r in fast.symbols if r.symbol == "BNBUSDT").fills == 2
+    assert _comparable(fast) == _comparable(fold)
+    assert "BNBUSDT" not in walks[0] and "BNBUSDT" in walks[1], walks  # the race did happen
+
+
 @pytest.mark.parametrize("untimed", [False, True])
 def test_third_asset_fees_from_the_ordered_read(
     empty_ledger: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, untimed: bool
@@ -303,8 +347,8 @@ def _split_used(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...] | None]
     seen: list[tuple[str, ...] | None] = []
     real = setbased._split
 
-    def spy(db: AuditDB, scope: Scope) -> tuple[str, ...] | None:
-        seen.append(real(db, scope))
+    def spy(db: AuditDB, scope: Scope, *walked: list[str]) -> tuple[str, ...] | None:
+        seen.append(real(db, scope, *walked))
         return seen[-1]
 
     monkeypatch.setattr(setbased, "_split", spy)
