@@ -715,6 +715,18 @@ class AuditDB:
             params,
         )
 
+    def distinct(self, table: str, column: str) -> list[Any]:
+        """The distinct non-NULL values of ``column`` (the first column of an index of
+        ``table``), in order, by a walk along that index: a seek per value, not a scan of
+        every row (neither SQLite nor PostgreSQL has a skip scan). ``table`` and ``column``
+        are this package's names, never input."""
+        walk = (
+            f"WITH RECURSIVE w(x) AS (SELECT min({column}) FROM {table} UNION ALL "
+            f"SELECT (SELECT min({column}) FROM {table} WHERE {column} > w.x) FROM w "
+            "WHERE w.x IS NOT NULL) SELECT x FROM w WHERE x IS NOT NULL"
+        )
+        return [r[0] for r in self.conn.execute(walk)]
+
     def count_untimed_observations(self, scope: Scope) -> int:
         """Observations with no exchange time (``kind != 'balanceUpdate' AND event_ms IS NULL``),
         counted per kind along the (kind, event_ms) index: a seek per kind instead of a scan
@@ -722,12 +734,7 @@ class AuditDB:
         fork of ``audit verify``)."""
         where, params = scope.where("received_ms", symbol_col=None)
         cond = (where + " AND" if where else " WHERE") + " kind = ? AND event_ms IS NULL"
-        walk = (
-            "WITH RECURSIVE k(x) AS (SELECT min(kind) FROM balance_events UNION ALL "
-            "SELECT (SELECT min(kind) FROM balance_events WHERE kind > k.x) FROM k "
-            "WHERE k.x IS NOT NULL) SELECT x FROM k WHERE x IS NOT NULL"
-        )
-        kinds = [r[0] for r in self.conn.execute(walk) if r[0] != "balanceUpdate"]
+        kinds = [k for k in self.distinct("balance_events", "kind") if k != "balanceUpdate"]
         return sum(
             self.conn.execute(f"SELECT count(*) FROM balance_events{cond}", [*params, kind]).fetchone()[0]
             for kind in kinds
@@ -747,12 +754,7 @@ class AuditDB:
         walk along the (asset, event_ms) index, one step per asset, not a scan of every
         balance event (neither SQLite nor PostgreSQL has a skip scan): 0.1-0.3 s -> ~0 at
         two million events."""
-        walk = (
-            "WITH RECURSIVE a(x) AS (SELECT min(asset) FROM balance_events UNION ALL "
-            "SELECT (SELECT min(asset) FROM balance_events WHERE asset > a.x) FROM a "
-            "WHERE a.x IS NOT NULL) SELECT x FROM a WHERE x IS NOT NULL"
-        )
-        assets = {r[0] for r in self.conn.execute(walk)}
+        assets = set(self.distinct("balance_events", "asset"))
         assets |= {r[0] for r in self.conn.execute("SELECT asset FROM balances")}
         return frozenset(assets)
 

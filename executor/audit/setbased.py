@@ -353,12 +353,7 @@ def _fields(scope: Scope) -> tuple[Any, ...]:
 
 def _walk(db: AuditDB) -> list[str]:
     """Every symbol with a fill (any scope), by a walk along the (symbol, trade_ms) index."""
-    walk = (
-        "WITH RECURSIVE s(x) AS (SELECT min(symbol) FROM fills UNION ALL "
-        "SELECT (SELECT min(symbol) FROM fills WHERE symbol > s.x) FROM s WHERE s.x IS NOT NULL) "
-        "SELECT x FROM s WHERE x IS NOT NULL"
-    )
-    return [r[0] for r in db.conn.execute(walk)]
+    return db.distinct("fills", "symbol")
 
 
 def _split(db: AuditDB, scope: Scope, symbols: list[str] | None = None) -> tuple[str, ...] | None:

@@ -99,17 +99,6 @@ class _Outcome(NamedTuple):
 # worker (each reads its half of the fills and observations); below, one process.
 PARALLEL_MIN_FILLS = 50_000
 _JOB: dict[str, Any] = {}
-_SYMBOLS = (
-    "WITH RECURSIVE s(x) AS (SELECT min(symbol) FROM fills UNION ALL "
-    "SELECT (SELECT min(symbol) FROM fills WHERE symbol > s.x) FROM s WHERE s.x IS NOT NULL) "
-    "SELECT x FROM s WHERE x IS NOT NULL"
-)
-# Every kind of balance event, by a walk along ``ix_balance_events_kind_event_ms``.
-_KINDS = (
-    "WITH RECURSIVE k(x) AS (SELECT min(kind) FROM balance_events UNION ALL "
-    "SELECT (SELECT min(kind) FROM balance_events WHERE kind > k.x) FROM k WHERE k.x IS NOT NULL) "
-    "SELECT x FROM k WHERE x IS NOT NULL"
-)
 # Rows of the later half read to guess an asset's total at the cut (``_run``).
 _GUESS_ROWS = 64
 
@@ -171,16 +160,11 @@ def _cut(db: AuditDB, scope: Scope) -> int | None:
         return None
     # Each symbol's first and last trade time from the (symbol, trade_ms) index; the cut only
     # balances the halves (any cut gives the same result), so the middle of the range will do.
-    walk = (
-        "WITH RECURSIVE s(x) AS (SELECT min(symbol) FROM fills UNION ALL "
-        "SELECT (SELECT min(symbol) FROM fills WHERE symbol > s.x) FROM s WHERE s.x IS NOT NULL) "
-        "SELECT x FROM s WHERE x IS NOT NULL"
-    )
     swhere = (where + " AND" if where else " WHERE") + " symbol = ? AND trade_ms IS NOT NULL"
     return middle_ms(db.conn.execute(
         f"SELECT (SELECT min(trade_ms) FROM fills{swhere}), (SELECT max(trade_ms) FROM fills{swhere})",
         [*params, sym, *params, sym],
-    ).fetchone() for (sym,) in db.conn.execute(walk).fetchall())
+    ).fetchone() for sym in db.distinct("fills", "symbol"))
 
 
 def _join(first: _Outcome, later: _Outcome) -> _Outcome | None:
@@ -438,7 +422,7 @@ def _run(
     order = " ORDER BY coalesce(trade_ms, received_ms), id"
     # Every symbol of the table, by a walk along the (symbol, trade_ms) index (a DISTINCT scans
     # all of it: ~0.1 s): one without fills in scope or in this half gives no deltas.
-    symbols = [r[0] for r in db.conn.execute(_SYMBOLS)]
+    symbols = db.distinct("fills", "symbol")
     pairs = [split_symbol(sym, known) for sym in symbols]  # by the symbol's index in ``symbols``
     names = sorted(known)
     # The symbol as its index, the side as its sign and the commission asset as its index in
@@ -579,7 +563,7 @@ def _run(
     # window, and only this half's rows are read, where the inequality scanned the whole
     # table in both processes. Session 10: at 2.1M recorded balances, 1.0 -> 0.64 s of CPU
     # per process (bench/RESULTS.md).
-    kinds = [k for (k,) in db.conn.execute(_KINDS) if k != "balanceUpdate"]
+    kinds = [k for k in db.distinct("balance_events", "kind") if k != "balanceUpdate"]
     owhere += (" AND" if owhere else " WHERE") + (
         f" kind IN ({', '.join('?' * len(kinds)) or 'NULL'})"
         " AND event_ms IS NOT NULL AND (free IS NOT NULL OR locked IS NOT NULL)"

@@ -41,7 +41,7 @@ def _copy(generated: Path, tmp_path: Path, sql: str | None) -> Path:
 
 
 def _names(db: AuditDB) -> tuple[list[str], list[str]]:
-    return [r[0] for r in db.conn.execute(vf._SYMBOLS)], sorted(db.known_assets())
+    return db.distinct("fills", "symbol"), sorted(db.known_assets())
 
 
 @pytest.mark.parametrize(
