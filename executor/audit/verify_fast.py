@@ -226,8 +226,6 @@ def _code(column: str, n: int) -> str:
 # Small-int codes (0-9) as one character each in a concatenated column, back to ints.
 _DIGITS = bytes.maketrans(b"0123456789", bytes(range(10)))
 _SIDE_SIGN = {"1": 1, "2": -1}
-# Per code character: a table mapping that character's byte to 1 and every other to 0.
-_ONLY = {str(d): bytes(int(b == ord(str(d))) for b in range(256)) for d in range(10)}
 Columns = tuple[Any, list[int], list[str], list[str], list[str], Any, list[int]]
 
 
@@ -329,9 +327,7 @@ def _observations_concat(db: AuditDB, names: list[str], owhere: str, oparams: li
     out: Observed = {}
     raw = codes.encode()
     for ch in present:
-        # A byte 1 where the row's code is ``ch``, else 0 (one C pass; ``compress`` takes
-        # the bytes as its selectors): not a comparison per row and asset in Python's map.
-        keep = raw.translate(_ONLY[ch])
+        keep = _rows_of(raw, {ord(ch)})  # one C pass, not a comparison per row and asset
         out[names[int(ch)]] = (list(compress(times, keep)), list(compress(frees, keep)), None)
     return out
 
